@@ -1,0 +1,19 @@
+/* Shared pieces of the `fewcl` subcommands. Exit codes: 0 success, 1 runtime failure,
+ * 2 usage error. */
+#ifndef FEWCL_CLI_H
+#define FEWCL_CLI_H
+
+#include "fewcl/fewcl.h"
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+
+int cmd_devices(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+/* Prints "fewcl <cmd>: <status>: <message>" to stderr and returns EXIT_RUNTIME. */
+int cli_fail(const char *cmd, fewcl_status s);
+/* Formats a byte count as "3.72 GiB". */
+const char *cli_bytes(double bytes, char *buf, int cap);
+
+#endif

@@ -1,0 +1,57 @@
+/* `fewcl`: dispatch to one file per subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int, char **);
+    const char *help;
+} commands[] = {
+    {"devices", cmd_devices, "list every OpenCL platform and device with its limits"},
+    {"bench", cmd_bench, "time the kernels on a device and check them against the CPU"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "fewcl %s — few-shot image classification on any OpenCL device\n\n"
+               "usage: fewcl <command> [options]   (fewcl <command> --help for its options)\n\n",
+            FEWCL_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\nThe device is chosen by --device or FEWCL_DEVICE: an index P:D or part of a\n"
+               "name (nvidia, amd, intel, pocl); default the first GPU, else the first CPU.\n");
+}
+
+int cli_fail(const char *cmd, fewcl_status s) {
+    fprintf(stderr, "fewcl %s: %s: %s\n", cmd, fewcl_status_name(s), fewcl_last_error());
+    return EXIT_RUNTIME;
+}
+
+const char *cli_bytes(double bytes, char *buf, int cap) {
+    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (bytes >= 1024 && u < 4) bytes /= 1024, u++;
+    snprintf(buf, (size_t)cap, u ? "%.2f %s" : "%.0f %s", bytes, units[u]);
+    return buf;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("fewcl %s\n", FEWCL_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "fewcl: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return EXIT_USAGE;
+}

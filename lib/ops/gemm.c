@@ -1,0 +1,104 @@
+/* GEMMs through CLBlast's C API, row-major, with temp buffers taken from the arena
+ * (CLBlastSgemmWithTempBuffer) so that the planner accounts for every byte. */
+#include <clblast_c.h>
+#include <stdio.h>
+
+#include "ops.h"
+
+static const char *clblast_status_text(CLBlastStatusCode s) {
+    switch (s) {
+    case CLBlastNotImplemented: return "not implemented";
+    case CLBlastInvalidDimension: return "invalid dimension";
+    case CLBlastInvalidLeadDimA: return "leading dimension of A too small";
+    case CLBlastInvalidLeadDimB: return "leading dimension of B too small";
+    case CLBlastInvalidLeadDimC: return "leading dimension of C too small";
+    case CLBlastInsufficientMemoryA: return "buffer of A too small";
+    case CLBlastInsufficientMemoryB: return "buffer of B too small";
+    case CLBlastInsufficientMemoryC: return "buffer of C too small";
+    case CLBlastInsufficientMemoryTemp: return "temp buffer too small";
+    case CLBlastInvalidLocalMemUsage: return "not enough local memory on this device";
+    case CLBlastDatabaseError: return "no tuning entry for this device";
+    default: return s > -1000 ? fcl_cl_error_name((cl_int)s) : "CLBlast error";
+    }
+}
+
+/* Elements spanned by a row-major rows x cols matrix with leading dimension ld. */
+static size_t span(int rows, int cols, int ld) { return (size_t)(rows - 1) * (size_t)ld + (size_t)cols; }
+
+static fewcl_status check_operand(const char *name, fcl_matrix x, int rows, int cols, size_t extra) {
+    char s[64];
+    if (x.ld < cols)
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "GEMM operand %s: leading dimension %d < %d columns",
+                        name, x.ld, cols);
+    if (x.offset + extra + span(rows, cols, x.ld) > x.t->numel)
+        return fcl_fail(FEWCL_ERR_ARGUMENT,
+                        "GEMM operand %s: a %dx%d matrix (ld %d) at offset %zu does not fit in "
+                        "tensor %s",
+                        name, rows, cols, x.ld, x.offset + extra, fcl_shape_str(x.t, s, sizeof s));
+    return FEWCL_OK;
+}
+
+static fewcl_status gemm_one(fewcl_context *ctx, int ta, int tb, int m, int n, int k, float alpha,
+                             fcl_matrix a, size_t ao, fcl_matrix b, size_t bo, float beta,
+                             fcl_matrix c, size_t co) {
+    CLBlastTranspose cta = ta ? CLBlastTransposeYes : CLBlastTransposeNo;
+    CLBlastTranspose ctb = tb ? CLBlastTransposeYes : CLBlastTransposeNo;
+    size_t a_off = a.t->offset + a.offset + ao, b_off = b.t->offset + b.offset + bo,
+           c_off = c.t->offset + c.offset + co;
+    size_t temp_bytes = 0;
+    CLBlastStatusCode st = CLBlastSGemmTempBufferSize(
+        CLBlastLayoutRowMajor, cta, ctb, (size_t)m, (size_t)n, (size_t)k, a_off, (size_t)a.ld,
+        b_off, (size_t)b.ld, c_off, (size_t)c.ld, &ctx->queue, &temp_bytes);
+    if (st != CLBlastSuccess) goto fail;
+    fcl_block temp = {.chunk = -1};
+    cl_mem temp_mem = NULL;
+    if (temp_bytes > 0) {
+        FCL_TRY(fcl_arena_alloc(ctx->arena, temp_bytes, FCL_MEM_WORKSPACE, &temp));
+        if (!ctx->dry_run) {
+            fewcl_status s = fcl_arena_sub_buffer(ctx->arena, &temp, &temp_mem);
+            if (s != FEWCL_OK) {
+                fcl_arena_free(ctx->arena, &temp);
+                return s;
+            }
+        }
+    }
+    if (!ctx->dry_run)
+        st = CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, cta, ctb, (size_t)m, (size_t)n,
+                                        (size_t)k, alpha, a.t->mem, a_off, (size_t)a.ld, b.t->mem,
+                                        b_off, (size_t)b.ld, beta, c.t->mem, c_off, (size_t)c.ld,
+                                        &ctx->queue, NULL, temp_mem);
+    /* The queue is in order, so the block may be reused by the next command at once;
+     * releasing the sub-buffer defers its destruction until the GEMM is done. */
+    if (temp_mem) clReleaseMemObject(temp_mem);
+    fcl_arena_free(ctx->arena, &temp);
+    if (st == CLBlastSuccess) return FEWCL_OK;
+fail:
+    return fcl_fail(st == CLBlastTempBufferAllocFailure || st == CLBlastOpenCLOutOfHostMemory
+                        ? FEWCL_ERR_OUT_OF_MEMORY
+                        : FEWCL_ERR_OPENCL,
+                    "CLBlast SGEMM %s%s m=%d n=%d k=%d on %s: %s (%d)", ta ? "T" : "N",
+                    tb ? "T" : "N", m, n, k, ctx->info.name, clblast_status_text(st), (int)st);
+}
+
+fewcl_status fcl_gemm_strided_batched(fewcl_context *ctx, int trans_a, int trans_b, int m, int n,
+                                      int k, float alpha, fcl_matrix a, size_t stride_a,
+                                      fcl_matrix b, size_t stride_b, float beta, fcl_matrix c,
+                                      size_t stride_c, int batch) {
+    if (m <= 0 || n <= 0 || k <= 0 || batch <= 0)
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "GEMM with m=%d n=%d k=%d batch=%d (all must be > 0)",
+                        m, n, k, batch);
+    size_t last = (size_t)(batch - 1);
+    FCL_TRY(check_operand("A", a, trans_a ? k : m, trans_a ? m : k, last * stride_a));
+    FCL_TRY(check_operand("B", b, trans_b ? n : k, trans_b ? k : n, last * stride_b));
+    FCL_TRY(check_operand("C", c, m, n, last * stride_c));
+    for (int i = 0; i < batch; i++)
+        FCL_TRY(gemm_one(ctx, trans_a, trans_b, m, n, k, alpha, a, i * stride_a, b, i * stride_b,
+                         beta, c, i * stride_c));
+    return FEWCL_OK;
+}
+
+fewcl_status fcl_gemm(fewcl_context *ctx, int trans_a, int trans_b, int m, int n, int k,
+                      float alpha, fcl_matrix a, fcl_matrix b, float beta, fcl_matrix c) {
+    return fcl_gemm_strided_batched(ctx, trans_a, trans_b, m, n, k, alpha, a, 0, b, 0, beta, c, 0,
+                                    1);
+}

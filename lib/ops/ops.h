@@ -1,0 +1,57 @@
+/* Host side of the op families: forward and backward launchers.
+ * All tensors are row-major float32 in the context's arena. Launches are asynchronous. */
+#ifndef FEWCL_OPS_H
+#define FEWCL_OPS_H
+
+#include "../runtime/tensor.h"
+
+/* ---- gemm.c: CLBlast GEMMs; temp buffers come from the arena ---------------------------- */
+
+/* A matrix inside a tensor: `rows`x`cols` as stored, leading dimension `ld`, starting
+ * `offset` elements into the tensor. */
+typedef struct fcl_matrix {
+    const fcl_tensor *t;
+    size_t offset;
+    int ld;
+} fcl_matrix;
+
+/* C = alpha·op(A)·op(B) + beta·C with op(A) MxK, op(B) KxN, C MxN (row-major). */
+fewcl_status fcl_gemm(fewcl_context *ctx, int trans_a, int trans_b, int m, int n, int k,
+                      float alpha, fcl_matrix a, fcl_matrix b, float beta, fcl_matrix c);
+/* `batch` GEMMs; matrix i starts stride_* elements after matrix i-1. Runs as a loop of
+ * temp-buffer GEMMs so every byte stays in the arena's accounting (CLBlast's batched
+ * routine allocates internally); the batches in this model are small (heads, classes). */
+fewcl_status fcl_gemm_strided_batched(fewcl_context *ctx, int trans_a, int trans_b, int m, int n,
+                                      int k, float alpha, fcl_matrix a, size_t stride_a,
+                                      fcl_matrix b, size_t stride_b, float beta, fcl_matrix c,
+                                      size_t stride_c, int batch);
+
+/* ---- elementwise.c ---------------------------------------------------------------------- */
+
+fewcl_status fcl_fill(fewcl_context *ctx, fcl_tensor *x, float value);
+/* out = a + b (same shapes; out may alias a or b). Backward: da = db = dout. */
+fewcl_status fcl_add(fewcl_context *ctx, const fcl_tensor *a, const fcl_tensor *b, fcl_tensor *out);
+/* out = alpha·x (out may alias x). Backward: dx = alpha·dout, i.e. fcl_scale again. */
+fewcl_status fcl_scale(fewcl_context *ctx, const fcl_tensor *x, float alpha, fcl_tensor *out);
+/* y += alpha·x: gradient accumulation. */
+fewcl_status fcl_axpy(fewcl_context *ctx, float alpha, const fcl_tensor *x, fcl_tensor *y);
+/* y = max(x, 0) (y may alias x). */
+fewcl_status fcl_relu_forward(fewcl_context *ctx, const fcl_tensor *x, fcl_tensor *y);
+/* dx = dy where y > 0, else 0 (PyTorch's threshold_backward on the output; dx may alias dy). */
+fewcl_status fcl_relu_backward(fewcl_context *ctx, const fcl_tensor *y, const fcl_tensor *dy,
+                               fcl_tensor *dx);
+
+/* ---- linear.c: y = x·Wᵀ + b ------------------------------------------------------------- */
+
+/* x [N,in], w [out,in], b [out] or NULL, y [N,out]. */
+fewcl_status fcl_linear_forward(fewcl_context *ctx, const fcl_tensor *x, const fcl_tensor *w,
+                                const fcl_tensor *b, fcl_tensor *y);
+/* dx [N,in] = dy·W (skipped when dx is NULL; overwritten); dw += dyᵀ·x; db += Σ_rows dy
+ * (db NULL: no bias). Parameter gradients accumulate, as in PyTorch. */
+fewcl_status fcl_linear_backward(fewcl_context *ctx, const fcl_tensor *x, const fcl_tensor *w,
+                                 const fcl_tensor *dy, fcl_tensor *dx, fcl_tensor *dw,
+                                 fcl_tensor *db);
+/* out[j] (+)= Σ_i x[i,j] over the rows of a 2-D x; accumulate selects += or =. */
+fewcl_status fcl_sum_rows(fewcl_context *ctx, const fcl_tensor *x, fcl_tensor *out, int accumulate);
+
+#endif

@@ -1,0 +1,212 @@
+/* Device memory arena (see arena.h). */
+#include "arena.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_CHUNKS 256
+#define DEFAULT_CHUNK ((size_t)256 << 20)
+#define CHUNK_CAP ((size_t)4 << 30) /* keeps element offsets inside a chunk below 2^32 */
+
+typedef struct free_range {
+    size_t offset, size;
+} free_range;
+
+typedef struct chunk {
+    cl_mem mem;
+    size_t size;
+    free_range *free; /* sorted by offset, never adjacent (coalesced) */
+    int n_free, cap_free;
+} chunk;
+
+struct fcl_arena {
+    fewcl_context *ctx;
+    size_t align, chunk_max, limit;
+    chunk chunks[MAX_CHUNKS];
+    int n_chunks;
+    fcl_arena_stats stats;
+};
+
+const char *fcl_mem_category_name(fcl_mem_category c) {
+    static const char *names[] = {"parameters", "gradients", "optimizer", "activations",
+                                  "workspace"};
+    return c < FCL_MEM_CATEGORIES ? names[c] : "?";
+}
+
+int fcl_parse_bytes(const char *s, size_t *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || v < 0) return -1;
+    double mult = 1;
+    if (*end == 'K' || *end == 'k') mult = 1024.0, end++;
+    else if (*end == 'M' || *end == 'm') mult = 1024.0 * 1024, end++;
+    else if (*end == 'G' || *end == 'g') mult = 1024.0 * 1024 * 1024, end++;
+    if (*end == 'i') end++;
+    if (*end == 'B') end++;
+    if (*end) return -1;
+    *out = (size_t)(v * mult);
+    return 0;
+}
+
+static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+fewcl_status fcl_arena_create(fewcl_context *ctx, const fcl_limits *limits, size_t limit,
+                              fcl_arena **out) {
+    fcl_arena *a = calloc(1, sizeof *a);
+    if (!a) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "creating the memory arena");
+    a->ctx = ctx;
+    a->align = limits->base_align < 256 ? 256 : limits->base_align;
+    a->chunk_max = limits->max_alloc < CHUNK_CAP ? limits->max_alloc : CHUNK_CAP;
+    a->chunk_max -= a->chunk_max % a->align;
+    a->limit = limit ? limit : limits->global_mem;
+    *out = a;
+    return FEWCL_OK;
+}
+
+void fcl_arena_destroy(fcl_arena *a) {
+    if (!a) return;
+    for (int i = 0; i < a->n_chunks; i++) {
+        if (a->chunks[i].mem) clReleaseMemObject(a->chunks[i].mem);
+        free(a->chunks[i].free);
+    }
+    free(a);
+}
+
+static int insert_range(chunk *c, int at, size_t offset, size_t size) {
+    if (c->n_free == c->cap_free) {
+        int cap = c->cap_free ? 2 * c->cap_free : 8;
+        free_range *grown = realloc(c->free, (size_t)cap * sizeof *grown);
+        if (!grown) return -1;
+        c->free = grown;
+        c->cap_free = cap;
+    }
+    memmove(c->free + at + 1, c->free + at, (size_t)(c->n_free - at) * sizeof *c->free);
+    c->free[at] = (free_range){offset, size};
+    c->n_free++;
+    return 0;
+}
+
+static void remove_range(chunk *c, int at) {
+    memmove(c->free + at, c->free + at + 1, (size_t)(c->n_free - at - 1) * sizeof *c->free);
+    c->n_free--;
+}
+
+static fewcl_status add_chunk(fcl_arena *a, size_t need) {
+    if (a->n_chunks == MAX_CHUNKS)
+        return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "memory arena: more than %d chunks", MAX_CHUNKS);
+    size_t size = need > DEFAULT_CHUNK ? need : DEFAULT_CHUNK;
+    if (size > a->chunk_max) size = a->chunk_max;
+    size_t room = a->limit > a->stats.reserved ? a->limit - a->stats.reserved : 0;
+    if (size > room) size = room - room % a->align;
+    if (size < need)
+        return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY,
+                        "device memory: %zu bytes requested with %zu of %zu bytes reserved and "
+                        "%zu in use (limit from the device or FEWCL_MEM_LIMIT); run `fewcl plan` "
+                        "to see what fits, or lower --reduced-dim / the episode size",
+                        need, a->stats.reserved, a->limit, a->stats.in_use);
+    chunk *c = &a->chunks[a->n_chunks];
+    memset(c, 0, sizeof *c);
+    if (a->ctx) {
+        cl_int err;
+        c->mem = clCreateBuffer(a->ctx->context, CL_MEM_READ_WRITE, size, NULL, &err);
+        if (err != CL_SUCCESS)
+            return fcl_fail_cl(err, "allocating a device buffer of %zu bytes", size);
+    }
+    if (insert_range(c, 0, 0, size) != 0) {
+        if (c->mem) clReleaseMemObject(c->mem);
+        return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "memory arena bookkeeping");
+    }
+    c->size = size;
+    a->n_chunks++;
+    a->stats.reserved += size;
+    if (a->stats.reserved > a->stats.peak_reserved) a->stats.peak_reserved = a->stats.reserved;
+    return FEWCL_OK;
+}
+
+static int place(fcl_arena *a, size_t size, fcl_block *out) {
+    for (int ci = 0; ci < a->n_chunks; ci++) {
+        chunk *c = &a->chunks[ci];
+        for (int i = 0; i < c->n_free; i++) {
+            if (c->free[i].size < size) continue;
+            out->chunk = ci;
+            out->offset = c->free[i].offset;
+            out->size = size;
+            c->free[i].offset += size;
+            c->free[i].size -= size;
+            if (c->free[i].size == 0) remove_range(c, i);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+fewcl_status fcl_arena_alloc(fcl_arena *a, size_t bytes, fcl_mem_category cat, fcl_block *out) {
+    size_t size = round_up(bytes ? bytes : 1, a->align);
+    if (size > a->chunk_max)
+        return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY,
+                        "device memory: one buffer of %zu bytes exceeds the largest allocation "
+                        "this device allows (%zu bytes, CL_DEVICE_MAX_MEM_ALLOC_SIZE); lower "
+                        "--reduced-dim or use --mahalanobis lowrank",
+                        bytes, a->chunk_max);
+    if (!place(a, size, out)) {
+        FCL_TRY(add_chunk(a, size));
+        if (!place(a, size, out)) return fcl_fail(FEWCL_ERR_INTERNAL, "arena placement");
+    }
+    out->category = cat;
+    fcl_arena_stats *s = &a->stats;
+    s->in_use += size;
+    s->by_category[cat] += size;
+    s->allocations++;
+    if (s->in_use > s->peak) {
+        s->peak = s->in_use;
+        memcpy(s->by_category_at_peak, s->by_category, sizeof s->by_category);
+    }
+    return FEWCL_OK;
+}
+
+void fcl_arena_free(fcl_arena *a, fcl_block *b) {
+    if (!a || !b || b->chunk < 0 || b->size == 0) return;
+    chunk *c = &a->chunks[b->chunk];
+    int i = 0;
+    while (i < c->n_free && c->free[i].offset < b->offset) i++;
+    int merged_prev = i > 0 && c->free[i - 1].offset + c->free[i - 1].size == b->offset;
+    int merged_next = i < c->n_free && b->offset + b->size == c->free[i].offset;
+    if (merged_prev && merged_next) {
+        c->free[i - 1].size += b->size + c->free[i].size;
+        remove_range(c, i);
+    } else if (merged_prev) {
+        c->free[i - 1].size += b->size;
+    } else if (merged_next) {
+        c->free[i].offset = b->offset;
+        c->free[i].size += b->size;
+    } else if (insert_range(c, i, b->offset, b->size) != 0) {
+        return; /* out of host memory: the range leaks, accounting stays conservative */
+    }
+    a->stats.in_use -= b->size;
+    a->stats.by_category[b->category] -= b->size;
+    b->chunk = -1;
+    b->size = 0;
+}
+
+cl_mem fcl_arena_buffer(const fcl_arena *a, const fcl_block *b) {
+    return b->chunk >= 0 ? a->chunks[b->chunk].mem : NULL;
+}
+
+fewcl_status fcl_arena_sub_buffer(const fcl_arena *a, const fcl_block *b, cl_mem *out) {
+    cl_buffer_region region = {b->offset, b->size};
+    cl_int err;
+    *out = clCreateSubBuffer(a->chunks[b->chunk].mem, CL_MEM_READ_WRITE,
+                             CL_BUFFER_CREATE_TYPE_REGION, &region, &err);
+    if (err != CL_SUCCESS)
+        return fcl_fail_cl(err, "sub-buffer of %zu bytes at offset %zu", b->size, b->offset);
+    return FEWCL_OK;
+}
+
+const fcl_arena_stats *fcl_arena_stats_get(const fcl_arena *a) { return &a->stats; }
+
+void fcl_arena_reset_peak(fcl_arena *a) {
+    a->stats.peak = a->stats.in_use;
+    a->stats.peak_reserved = a->stats.reserved;
+    memcpy(a->stats.by_category_at_peak, a->stats.by_category, sizeof a->stats.by_category);
+}

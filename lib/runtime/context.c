@@ -1,0 +1,161 @@
+/* Device context: OpenCL context and in-order queue, effective limits, the arena, and the
+ * per-context table of compiled programs and kernels. A context is used by one thread. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+#include "runtime.h"
+
+/* FEWCL_DEVICE_PROFILE=gpu: the limits of a typical discrete GPU, so that kernels written
+ * and tested on PoCL (1 MiB+ local memory, 4096-item groups) also fit NVIDIA/AMD/Intel. */
+#define GPU_PROFILE_WORK_GROUP 256
+#define GPU_PROFILE_LOCAL_MEM (48 * 1024)
+
+static void effective_limits(fewcl_context *ctx) {
+    fcl_limits *l = &ctx->limits;
+    cl_uint align_bits = 1024;
+    clGetDeviceInfo(ctx->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits, &align_bits,
+                    NULL);
+    l->base_align = align_bits / 8;
+    l->max_work_group = ctx->info.max_work_group;
+    l->local_mem = ctx->info.local_mem;
+    l->max_alloc = ctx->info.max_alloc;
+    l->global_mem = ctx->info.global_mem;
+    const char *profile = getenv("FEWCL_DEVICE_PROFILE");
+    if (profile && strcmp(profile, "gpu") == 0) {
+        if (l->max_work_group > GPU_PROFILE_WORK_GROUP) l->max_work_group = GPU_PROFILE_WORK_GROUP;
+        if (l->local_mem > GPU_PROFILE_LOCAL_MEM) l->local_mem = GPU_PROFILE_LOCAL_MEM;
+    }
+}
+
+static void choose_cache_dir(fewcl_context *ctx) {
+    const char *off = getenv("FEWCL_CACHE");
+    const char *dir = getenv("FEWCL_CACHE_DIR");
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    ctx->cache_enabled = 1;
+    if (off && (strcmp(off, "off") == 0 || strcmp(off, "0") == 0))
+        ctx->cache_enabled = 0;
+    else if (dir && *dir)
+        snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s", dir);
+    else if (xdg && *xdg)
+        snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s/fewcl", xdg);
+    else if (home && *home)
+        snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s/.cache/fewcl", home);
+    else
+        ctx->cache_enabled = 0;
+}
+
+fewcl_status fewcl_context_create(const char *device, fewcl_context **out) {
+    *out = NULL;
+    fewcl_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "creating a context");
+    fewcl_status s = fcl_device_select(device, &ctx->platform, &ctx->device, &ctx->info);
+    cl_int err = CL_SUCCESS;
+    if (s == FEWCL_OK) {
+        ctx->context = clCreateContext(NULL, 1, &ctx->device, NULL, NULL, &err);
+        if (err != CL_SUCCESS) s = fcl_fail_cl(err, "creating a context on %s", ctx->info.name);
+    }
+    if (s == FEWCL_OK) {
+        ctx->queue = clCreateCommandQueue(ctx->context, ctx->device, CL_QUEUE_PROFILING_ENABLE,
+                                          &err);
+        if (err != CL_SUCCESS) s = fcl_fail_cl(err, "creating a queue on %s", ctx->info.name);
+    }
+    size_t limit = 0;
+    const char *limit_env = getenv("FEWCL_MEM_LIMIT");
+    if (s == FEWCL_OK && limit_env && *limit_env && fcl_parse_bytes(limit_env, &limit) != 0)
+        s = fcl_fail(FEWCL_ERR_ARGUMENT,
+                     "FEWCL_MEM_LIMIT='%s' is not a size (examples: 1073741824, 512M, 2G)",
+                     limit_env);
+    if (s == FEWCL_OK) {
+        effective_limits(ctx);
+        choose_cache_dir(ctx);
+        s = fcl_arena_create(ctx, &ctx->limits, limit, &ctx->arena);
+    }
+    if (s != FEWCL_OK) {
+        fewcl_context_destroy(ctx);
+        return s;
+    }
+    *out = ctx;
+    return FEWCL_OK;
+}
+
+void fewcl_context_destroy(fewcl_context *ctx) {
+    if (!ctx) return;
+    if (ctx->queue) clFinish(ctx->queue);
+    for (int i = 0; i < ctx->n_kernels; i++) clReleaseKernel(ctx->kernels[i].kernel);
+    for (int i = 0; i < ctx->n_programs; i++) clReleaseProgram(ctx->programs[i].program);
+    fcl_arena_destroy(ctx->arena);
+    if (ctx->queue) clReleaseCommandQueue(ctx->queue);
+    if (ctx->context) clReleaseContext(ctx->context);
+    free(ctx);
+}
+
+const fewcl_device_info *fewcl_context_device(const fewcl_context *ctx) { return &ctx->info; }
+
+void fewcl_context_set_profiling(fewcl_context *ctx, int on) { ctx->profiling = on; }
+
+fewcl_status fewcl_finish(fewcl_context *ctx) {
+    cl_int err = clFinish(ctx->queue);
+    if (err != CL_SUCCESS) return fcl_fail_cl(err, "waiting for the device");
+    return FEWCL_OK;
+}
+
+static fewcl_status get_program(fewcl_context *ctx, const char *family, const char *options,
+                                fcl_program **out) {
+    for (int i = 0; i < ctx->n_programs; i++) {
+        fcl_program *p = &ctx->programs[i];
+        if (strcmp(p->family, family) == 0 && strcmp(p->options, options) == 0) {
+            *out = p;
+            return FEWCL_OK;
+        }
+    }
+    if (ctx->n_programs == FCL_MAX_PROGRAMS)
+        return fcl_fail(FEWCL_ERR_INTERNAL, "more than %d kernel programs", FCL_MAX_PROGRAMS);
+    fcl_program *p = &ctx->programs[ctx->n_programs];
+    snprintf(p->family, sizeof p->family, "%s", family);
+    snprintf(p->options, sizeof p->options, "%s", options);
+    char *source;
+    size_t len;
+    FCL_TRY(fcl_kernel_source(family, &source, &len));
+    /* NVIDIA's driver reports OpenCL C 1.2: pin the language so every device compiles the
+     * same dialect. */
+    char full[512];
+    snprintf(full, sizeof full, "-cl-std=CL1.2 %s", options);
+    char label[64];
+    snprintf(label, sizeof label, "cl/%s.cl", family);
+    fewcl_status s = fcl_program_build(ctx, label, source, len, full, &p->program);
+    free(source);
+    FCL_TRY(s);
+    ctx->n_programs++;
+    *out = p;
+    return FEWCL_OK;
+}
+
+fewcl_status fcl_kernel(fewcl_context *ctx, const char *family, const char *options,
+                        const char *name, fcl_kernel_entry **out) {
+    if (!options) options = "";
+    for (int i = 0; i < ctx->n_kernels; i++) {
+        fcl_kernel_entry *k = &ctx->kernels[i];
+        if (strcmp(k->name, name) == 0 && strcmp(k->program->family, family) == 0 &&
+            strcmp(k->program->options, options) == 0) {
+            *out = k;
+            return FEWCL_OK;
+        }
+    }
+    if (ctx->n_kernels == FCL_MAX_KERNELS)
+        return fcl_fail(FEWCL_ERR_INTERNAL, "more than %d kernels", FCL_MAX_KERNELS);
+    fcl_program *p;
+    FCL_TRY(get_program(ctx, family, options, &p));
+    cl_int err;
+    cl_kernel k = clCreateKernel(p->program, name, &err);
+    if (err != CL_SUCCESS) return fcl_fail_cl(err, "kernel %s in cl/%s.cl", name, family);
+    fcl_kernel_entry *e = &ctx->kernels[ctx->n_kernels++];
+    memset(e, 0, sizeof *e);
+    e->program = p;
+    e->kernel = k;
+    snprintf(e->name, sizeof e->name, "%s", name);
+    *out = e;
+    return FEWCL_OK;
+}

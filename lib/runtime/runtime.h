@@ -1,0 +1,131 @@
+/* Internal runtime of fewcl: errors, device context, programs, arena, tensors, launches.
+ * Everything here is private to the library (and its tests); the public API is fewcl.h. */
+#ifndef FEWCL_RUNTIME_H
+#define FEWCL_RUNTIME_H
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120 /* OpenCL 1.2 API: what every driver offers */
+#endif
+#include <CL/cl.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "fewcl/fewcl.h"
+
+/* ---- errors (status.c) ------------------------------------------------------------------ */
+
+/* Records a message for fewcl_last_error() and returns `s`. */
+fewcl_status fcl_fail(fewcl_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Records "<what>: OpenCL error CL_... (code)" and returns FEWCL_ERR_OPENCL
+ * (FEWCL_ERR_OUT_OF_MEMORY for the allocation failures). */
+fewcl_status fcl_fail_cl(cl_int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefixes the current message with context ("linear forward x[8,64]: "). Returns `s`. */
+fewcl_status fcl_wrap(fewcl_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *fcl_cl_error_name(cl_int err);
+
+#define FCL_TRY(expr)                                                                   \
+    do {                                                                                \
+        fewcl_status fcl_try_s_ = (expr);                                               \
+        if (fcl_try_s_ != FEWCL_OK) return fcl_try_s_;                                  \
+    } while (0)
+
+/* Internal invariant: a failure is a bug in fewcl, reported with file:line. */
+#define FCL_ASSERT(cond)                                                                \
+    do {                                                                                \
+        if (!(cond))                                                                    \
+            return fcl_fail(FEWCL_ERR_INTERNAL, "%s:%d: invariant failed: %s", __FILE__, \
+                            __LINE__, #cond);                                           \
+    } while (0)
+
+/* ---- devices (device.c) ----------------------------------------------------------------- */
+
+/* Fills `info` for one device. */
+void fcl_device_query(cl_platform_id p, cl_device_id d, int pi, int di, fewcl_device_info *info);
+/* Resolves a device choice (see fewcl_context_create). */
+fewcl_status fcl_device_select(const char *spec, cl_platform_id *platform, cl_device_id *device,
+                               fewcl_device_info *info);
+
+/* ---- context (context.c) ---------------------------------------------------------------- */
+
+/* The limits kernels must respect: the device's, or tighter under FEWCL_DEVICE_PROFILE=gpu. */
+typedef struct fcl_limits {
+    size_t max_work_group;
+    size_t local_mem;
+    size_t max_alloc;
+    size_t global_mem;
+    size_t base_align; /* bytes: CL_DEVICE_MEM_BASE_ADDR_ALIGN / 8 */
+} fcl_limits;
+
+#define FCL_MAX_PROGRAMS 32
+#define FCL_MAX_KERNELS 256
+
+typedef struct fcl_program {
+    char family[32]; /* "elementwise" for cl/elementwise.cl */
+    char options[256];
+    cl_program program;
+} fcl_program;
+
+typedef struct fcl_kernel_entry {
+    const fcl_program *program;
+    char name[64];
+    cl_kernel kernel;
+    double profile_ms; /* accumulated device time when profiling */
+    long launches;
+} fcl_kernel_entry;
+
+typedef struct fcl_cache_stats {
+    int hits, misses, stores;
+    double build_ms; /* wall time spent creating programs (source or binary) */
+} fcl_cache_stats;
+
+struct fcl_arena;
+
+struct fewcl_context {
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_context context;
+    cl_command_queue queue;
+    fewcl_device_info info;
+    fcl_limits limits;
+    int profiling;
+    int dry_run; /* planning: launches and GEMMs are skipped, allocations only counted */
+    int cache_enabled;
+    char cache_dir[512];
+    fcl_cache_stats cache;
+    fcl_program programs[FCL_MAX_PROGRAMS];
+    int n_programs;
+    fcl_kernel_entry kernels[FCL_MAX_KERNELS];
+    int n_kernels;
+    struct fcl_arena *arena;
+};
+
+/* The kernel `name` of cl/<family>.cl, compiled (once) with `options` added to the defaults. */
+fewcl_status fcl_kernel(fewcl_context *ctx, const char *family, const char *options,
+                        const char *name, fcl_kernel_entry **out);
+
+/* ---- programs (program.c) --------------------------------------------------------------- */
+
+/* Source of cl/<family>.cl: from FEWCL_KERNEL_DIR if set, else the embedded copy.
+ * The caller frees the returned string. */
+fewcl_status fcl_kernel_source(const char *family, char **source, size_t *len);
+/* Builds a program from source, going through the on-disk binary cache. */
+fewcl_status fcl_program_build(fewcl_context *ctx, const char *label, const char *source,
+                               size_t len, const char *options, cl_program *out);
+/* The cache key (64 hex chars + NUL) for a source/options on this context's device. */
+void fcl_program_cache_key(const fewcl_context *ctx, const char *source, size_t len,
+                           const char *options, char key[65]);
+
+/* ---- launches (launch.c) ---------------------------------------------------------------- */
+
+/* Sets kernel arguments from a format: 't' tensor (fcl_tensor*: buffer then uint element
+ * offset, i.e. two arguments), 'i' int, 'u' unsigned, 'f' float (passed as double),
+ * 'L' local memory of size_t bytes. */
+fewcl_status fcl_args(fcl_kernel_entry *k, const char *fmt, ...);
+/* Enqueues over `dims` dimensions; global sizes are rounded up to the local size
+ * (lws NULL: let the driver choose). Kernels must bounds-check. */
+fewcl_status fcl_launch(fewcl_context *ctx, fcl_kernel_entry *k, int dims, const size_t *gws,
+                        const size_t *lws);
+/* Work-group size for a 1-D launch: min(256, device limit), a power of two. */
+size_t fcl_wg_1d(const fewcl_context *ctx);
+
+#endif

@@ -1,0 +1,156 @@
+/* Test harness (see harness.h). */
+#include "harness.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static fewcl_context *g_ctx;
+
+fewcl_context *th_ctx(void) {
+    if (!g_ctx) {
+        fewcl_status s = fewcl_context_create(NULL, &g_ctx);
+        if (s != FEWCL_OK) {
+            fprintf(stderr, "cannot open the test device: %s\n", fewcl_last_error());
+            fail();
+        }
+    }
+    return g_ctx;
+}
+
+int th_teardown(void **state) {
+    fewcl_context_destroy(g_ctx);
+    g_ctx = NULL;
+    return 0;
+}
+
+int th_small(void) {
+    const char *s = getenv("FEWCL_TEST_SMALL");
+    return s && *s && *s != '0';
+}
+
+static uint64_t splitmix64(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void th_random(float *x, size_t n, uint64_t seed, float lo, float hi) {
+    for (size_t i = 0; i < n; i++) {
+        double u = (double)(splitmix64(seed * 0x100000001b3ull + i) >> 11) * 0x1.0p-53;
+        x[i] = (float)(lo + (hi - lo) * u);
+    }
+}
+
+void th_random_away_from_zero(float *x, size_t n, uint64_t seed, float hi, float gap) {
+    th_random(x, n, seed, -hi, hi);
+    for (size_t i = 0; i < n; i++)
+        if (fabsf(x[i]) < gap) x[i] = x[i] < 0 ? -gap - fabsf(x[i]) : gap + x[i];
+}
+
+double *th_to_double(const float *x, size_t n) {
+    double *d = malloc(n * sizeof *d);
+    assert_non_null(d);
+    for (size_t i = 0; i < n; i++) d[i] = x[i];
+    return d;
+}
+
+void th_ok_(fewcl_status s, const char *what, const char *file, int line) {
+    if (s == FEWCL_OK) return;
+    fprintf(stderr, "%s:%d: %s failed: %s: %s\n", file, line, what, fewcl_status_name(s),
+            fewcl_last_error());
+    fail();
+}
+
+void th_upload(fcl_tensor *t, int ndim, const int *shape, const float *host) {
+    TH_OK(fcl_tensor_alloc(th_ctx(), t, FCL_MEM_ACTIVATION, ndim, shape));
+    TH_OK(fcl_tensor_upload(th_ctx(), t, host));
+}
+
+float *th_download(const fcl_tensor *t) {
+    float *h = malloc(t->numel * sizeof *h);
+    assert_non_null(h);
+    TH_OK(fcl_tensor_download(th_ctx(), t, h));
+    return h;
+}
+
+void th_free(fcl_tensor *t) { fcl_tensor_free(th_ctx(), t); }
+
+void th_assert_close(const char *what, const float *got, const double *want, size_t n,
+                     double atol, double rtol) {
+    size_t worst = 0;
+    double worst_excess = -INFINITY, max_abs = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        double excess = d - (atol + rtol * fabs(want[i]));
+        if (!(d == d)) excess = INFINITY; /* NaN */
+        if (excess > worst_excess) worst_excess = excess, worst = i;
+        if (d > max_abs) max_abs = d;
+    }
+    if (worst_excess > 0) {
+        fprintf(stderr, "%s: element %zu is %.9g, expected %.9g (atol %g, rtol %g)\n", what, worst,
+                (double)got[worst], want[worst], atol, rtol);
+        fail();
+    }
+}
+
+double th_assert_normerr(const char *what, const float *got, const double *want, size_t n,
+                         double tol) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)got[i] - want[i];
+        num += d * d;
+        den += want[i] * want[i];
+    }
+    double e = den > 0 ? num / den : num;
+    if (!(e <= tol)) {
+        fprintf(stderr, "%s: normalised error %.3e exceeds %.1e\n", what, e, tol);
+        fail();
+    }
+    return e;
+}
+
+static double weighted_sum(th_forward_fn f, void *ud, const double *dy, double *y, size_t ny) {
+    f(ud, y);
+    double s = 0;
+    for (size_t i = 0; i < ny; i++) s += dy[i] * y[i];
+    return s;
+}
+
+double th_fd_error(th_forward_fn forward, void *ud, double *x, size_t nx, const double *grad,
+                   const double *dy, size_t ny) {
+    double *y = malloc(ny * sizeof *y);
+    assert_non_null(y);
+    double max_diff = 0, max_grad = 0;
+    for (size_t i = 0; i < nx; i++) {
+        double keep = x[i], h = 1e-6 * fmax(1.0, fabs(keep));
+        x[i] = keep + h;
+        double up = weighted_sum(forward, ud, dy, y, ny);
+        x[i] = keep - h;
+        double down = weighted_sum(forward, ud, dy, y, ny);
+        x[i] = keep;
+        double numeric = (up - down) / (2 * h);
+        max_diff = fmax(max_diff, fabs(numeric - grad[i]));
+        max_grad = fmax(max_grad, fabs(grad[i]));
+    }
+    free(y);
+    return max_grad > 0 ? max_diff / max_grad : max_diff;
+}
+
+double th_gamma(int k) {
+    double u = 0x1.0p-24, ku = (k + 1) * u;
+    return ku / (1 - ku);
+}
+
+void th_assert_bound(const char *what, const float *got, const double *want, const double *bound,
+                     size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        if (!(d <= bound[i])) {
+            fprintf(stderr, "%s: element %zu is %.9g, expected %.9g, error %.3g above bound %.3g\n",
+                    what, i, (double)got[i], want[i], d, bound[i]);
+            fail();
+        }
+    }
+}

@@ -1,0 +1,68 @@
+/* Test harness: a shared device context, host<->device helpers, comparisons against the
+ * plain-C references (tests/ref/) and central finite differences in double. */
+#ifndef FEWCL_TEST_HARNESS_H
+#define FEWCL_TEST_HARNESS_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "ops/ops.h"
+
+/* The context every test of a binary shares (device from FEWCL_DEVICE, else the default). */
+fewcl_context *th_ctx(void);
+/* cmocka group teardown: destroys the shared context. */
+int th_teardown(void **state);
+/* 1 under oclgrind (FEWCL_TEST_SMALL=1): tests shrink their shapes. */
+int th_small(void);
+
+/* Uniform floats in [lo, hi) from a counter-based generator (splitmix64 of seed+i). */
+void th_random(float *x, size_t n, uint64_t seed, float lo, float hi);
+/* Like th_random but with |x| >= gap, to keep inputs away from kinks such as ReLU's. */
+void th_random_away_from_zero(float *x, size_t n, uint64_t seed, float hi, float gap);
+double *th_to_double(const float *x, size_t n);
+
+/* A device tensor holding `host` (asserts on failure). */
+void th_upload(fcl_tensor *t, int ndim, const int *shape, const float *host);
+/* A malloc'd host copy of a device tensor. */
+float *th_download(const fcl_tensor *t);
+void th_free(fcl_tensor *t);
+/* Asserts that a call succeeded, printing fewcl_last_error() when not. */
+#define TH_OK(expr) th_ok_((expr), #expr, __FILE__, __LINE__)
+void th_ok_(fewcl_status s, const char *what, const char *file, int line);
+
+/* |got − want| <= atol + rtol·|want| everywhere; prints the worst element on failure. */
+void th_assert_close(const char *what, const float *got, const double *want, size_t n,
+                     double atol, double rtol);
+/* Normalised error Σ(got−want)²/Σwant² <= tol; returns it. */
+double th_assert_normerr(const char *what, const float *got, const double *want, size_t n,
+                         double tol);
+
+/* Finite-difference check of a C reference. `forward` computes y (ny values) from inputs it
+ * reads through `ud`; `x` (nx values) is one of those inputs and is perturbed in place.
+ * Compares d(Σ dy·y)/dx by central differences (step 1e-6·max(1,|x|)) against `grad` and
+ * returns max|numeric − grad| / max|grad|. */
+typedef void (*th_forward_fn)(void *ud, double *y);
+double th_fd_error(th_forward_fn forward, void *ud, double *x, size_t nx, const double *grad,
+                   const double *dy, size_t ny);
+
+#endif
+
+#ifndef FEWCL_TEST_HARNESS_BOUND
+#define FEWCL_TEST_HARNESS_BOUND
+/* Tolerances of SPEC §10. Elementwise: 1e-5 abs + 1e-5 rel. GEMM-like: normalised error
+ * 1e-6, and per element the worst-case float32 summation bound (Higham, Accuracy and
+ * Stability §3.1): |error| <= γ_K·Σ|a·b| with γ_K = K·u/(1−K·u), u = 2^-24; the bound
+ * is derived per element from the reference run on absolute values (see th_gamma). */
+#define TH_EW_ATOL 1e-5
+#define TH_EW_RTOL 1e-5
+#define TH_NORMERR 1e-6
+/* γ_K for a K-term float32 sum, plus one more rounding for the final store. */
+double th_gamma(int k);
+/* |got − want| <= bound[i] everywhere. */
+void th_assert_bound(const char *what, const float *got, const double *want, const double *bound,
+                     size_t n);
+#endif

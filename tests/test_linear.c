@@ -1,0 +1,240 @@
+/* GEMM (CLBlast) and the linear layer, forward and backward, against the C reference with
+ * the worst-case float32 bound per element; the reference's gradients against finite
+ * differences. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "ref/ref.h"
+
+/* Odd sizes so that CLBlast's padding paths run; tiny under oclgrind. */
+static void dims(int *n, int *in, int *out) {
+    *n = th_small() ? 5 : 37;
+    *in = th_small() ? 7 : 70;
+    *out = th_small() ? 6 : 53;
+}
+
+static double *abs_copy(const float *x, size_t n) {
+    double *d = th_to_double(x, n);
+    for (size_t i = 0; i < n; i++) d[i] = fabs(d[i]);
+    return d;
+}
+
+/* bound[i] = γ_K·scale[i] (+ terms that were exact inputs: none). */
+static void scale_to_bound(double *scale, size_t n, int k) {
+    for (size_t i = 0; i < n; i++) scale[i] *= th_gamma(k);
+}
+
+static void check_gemm(int ta, int tb) {
+    int m = th_small() ? 4 : 33, n = th_small() ? 5 : 47, k = th_small() ? 6 : 29;
+    const int pad = 3, off = 5; /* ld > cols and a nonzero offset into each tensor */
+    int a_rows = ta ? k : m, a_cols = ta ? m : k, b_rows = tb ? n : k, b_cols = tb ? k : n;
+    int lda = a_cols + pad, ldb = b_cols + pad, ldc = n + pad;
+    int na = off + a_rows * lda, nb = off + b_rows * ldb, nc = off + m * ldc;
+    float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b), *c = malloc(nc * sizeof *c);
+    th_random(a, na, 10 + ta, -1, 1);
+    th_random(b, nb, 20 + tb, -1, 1);
+    th_random(c, nc, 30, -1, 1);
+    fcl_tensor A, B, C;
+    th_upload(&A, 1, &na, a);
+    th_upload(&B, 1, &nb, b);
+    th_upload(&C, 1, &nc, c);
+    const float alpha = 0.75f, beta = -0.5f;
+    TH_OK(fcl_gemm(th_ctx(), ta, tb, m, n, k, alpha, (fcl_matrix){&A, off, lda},
+                   (fcl_matrix){&B, off, ldb}, beta, (fcl_matrix){&C, off, ldc}));
+    double *ad = th_to_double(a, na), *bd = th_to_double(b, nb), *want = th_to_double(c, nc);
+    ref_gemm(ta, tb, m, n, k, alpha, ad + off, lda, bd + off, ldb, beta, want + off, ldc);
+    double *abs_a = abs_copy(a, na), *abs_b = abs_copy(b, nb), *bound = abs_copy(c, nc);
+    ref_gemm(ta, tb, m, n, k, fabs(alpha), abs_a + off, lda, abs_b + off, ldb, fabs(beta),
+             bound + off, ldc);
+    scale_to_bound(bound, nc, k + 1);
+    float *got = th_download(&C);
+    for (int i = 0; i < off; i++) assert_true(got[i] == c[i]); /* nothing before the offset */
+    for (int i = 0; i < m; i++)
+        for (int j = n; j < ldc; j++) /* the padding columns stay untouched */
+            assert_true(got[off + i * ldc + j] == c[off + i * ldc + j]);
+    char what[32];
+    snprintf(what, sizeof what, "gemm %c%c", ta ? 'T' : 'N', tb ? 'T' : 'N');
+    th_assert_bound(what, got, want, bound, nc);
+    th_assert_normerr(what, got + off, want + off, nc - off, TH_NORMERR);
+    free(got), free(abs_a), free(abs_b), free(bound), free(ad), free(bd), free(want);
+    free(a), free(b), free(c);
+    th_free(&C), th_free(&B), th_free(&A);
+}
+
+static void test_gemm_nn(void **state) { check_gemm(0, 0); }
+static void test_gemm_nt(void **state) { check_gemm(0, 1); }
+static void test_gemm_tn(void **state) { check_gemm(1, 0); }
+static void test_gemm_tt(void **state) { check_gemm(1, 1); }
+
+static void test_gemm_strided_batched(void **state) {
+    /* Per-head products as in attention: batch of q[h]·k[h]ᵀ. */
+    const int batch = 4, m = th_small() ? 3 : 20, n = 5, k = th_small() ? 4 : 64;
+    int na = batch * m * k, nb = batch * n * k, nc = batch * m * n;
+    float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b);
+    th_random(a, na, 40, -1, 1);
+    th_random(b, nb, 41, -1, 1);
+    fcl_tensor A, B, C;
+    th_upload(&A, 1, &na, a);
+    th_upload(&B, 1, &nb, b);
+    TH_OK(fcl_tensor_alloc1(th_ctx(), &C, FCL_MEM_ACTIVATION, nc));
+    TH_OK(fcl_gemm_strided_batched(th_ctx(), 0, 1, m, n, k, 1.0f, (fcl_matrix){&A, 0, k}, m * k,
+                                   (fcl_matrix){&B, 0, k}, n * k, 0.0f, (fcl_matrix){&C, 0, n},
+                                   m * n, batch));
+    double *ad = th_to_double(a, na), *bd = th_to_double(b, nb);
+    double *want = calloc(nc, sizeof *want), *bound = calloc(nc, sizeof *bound);
+    double *abs_a = abs_copy(a, na), *abs_b = abs_copy(b, nb);
+    for (int i = 0; i < batch; i++) {
+        ref_gemm(0, 1, m, n, k, 1, ad + i * m * k, k, bd + i * n * k, k, 0, want + i * m * n, n);
+        ref_gemm(0, 1, m, n, k, 1, abs_a + i * m * k, k, abs_b + i * n * k, k, 0,
+                 bound + i * m * n, n);
+    }
+    scale_to_bound(bound, nc, k);
+    float *got = th_download(&C);
+    th_assert_bound("strided batched gemm", got, want, bound, nc);
+    free(got), free(abs_a), free(abs_b), free(bound), free(want), free(ad), free(bd);
+    free(a), free(b);
+    th_free(&C), th_free(&B), th_free(&A);
+}
+
+static void test_gemm_rejects_out_of_bounds_operands(void **state) {
+    fcl_tensor A;
+    int n = 10;
+    TH_OK(fcl_tensor_alloc1(th_ctx(), &A, FCL_MEM_ACTIVATION, n));
+    fcl_matrix m = {&A, 0, 4};
+    assert_int_equal(fcl_gemm(th_ctx(), 0, 0, 3, 4, 4, 1, m, m, 0, m), FEWCL_ERR_ARGUMENT);
+    assert_non_null(strstr(fewcl_last_error(), "does not fit"));
+    th_free(&A);
+}
+
+typedef struct {
+    double *x, *w, *b;
+    int n, in, out;
+} linear_ud;
+
+static void linear_fwd(void *ud, double *y) {
+    linear_ud *u = ud;
+    ref_linear_forward(u->x, u->w, u->b, y, u->n, u->in, u->out);
+}
+
+static void check_linear(int with_bias) {
+    int n, in, out;
+    dims(&n, &in, &out);
+    int nx = n * in, nw = out * in, ny = n * out;
+    float *x = malloc(nx * sizeof *x), *w = malloc(nw * sizeof *w), *b = malloc(out * sizeof *b);
+    float *dy = malloc(ny * sizeof *dy), *dw0 = malloc(nw * sizeof *dw0);
+    float *db0 = malloc(out * sizeof *db0);
+    th_random(x, nx, 50, -1, 1);
+    th_random(w, nw, 51, -0.5f, 0.5f);
+    th_random(b, out, 52, -0.5f, 0.5f);
+    th_random(dy, ny, 53, -1, 1);
+    th_random(dw0, nw, 54, -1, 1); /* nonzero: gradients must accumulate onto it */
+    th_random(db0, out, 55, -1, 1);
+    int sx[2] = {n, in}, sw[2] = {out, in}, sy[2] = {n, out};
+    fcl_tensor X, W, B, Y, DY, DX, DW, DB;
+    th_upload(&X, 2, sx, x);
+    th_upload(&W, 2, sw, w);
+    th_upload(&B, 1, &out, b);
+    th_upload(&DY, 2, sy, dy);
+    th_upload(&DW, 2, sw, dw0);
+    th_upload(&DB, 1, &out, db0);
+    TH_OK(fcl_tensor_alloc(th_ctx(), &Y, FCL_MEM_ACTIVATION, 2, sy));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &DX, FCL_MEM_ACTIVATION, 2, sx));
+    TH_OK(fcl_linear_forward(th_ctx(), &X, &W, with_bias ? &B : NULL, &Y));
+    TH_OK(fcl_linear_backward(th_ctx(), &X, &W, &DY, &DX, &DW, with_bias ? &DB : NULL));
+
+    double *xd = th_to_double(x, nx), *wd = th_to_double(w, nw), *bd = th_to_double(b, out);
+    double *dyd = th_to_double(dy, ny);
+    double *y = malloc(ny * sizeof *y), *dx = malloc(nx * sizeof *dx);
+    double *dw = malloc(nw * sizeof *dw), *db = malloc(out * sizeof *db);
+    ref_linear_forward(xd, wd, with_bias ? bd : NULL, y, n, in, out);
+    ref_linear_backward(xd, wd, dyd, dx, dw, db, n, in, out);
+    for (int i = 0; i < nw; i++) dw[i] += dw0[i];
+    for (int i = 0; i < out; i++) db[i] = with_bias ? db[i] + db0[i] : db0[i];
+
+    /* Bounds from the same products on absolute values. */
+    double *ax = abs_copy(x, nx), *aw = abs_copy(w, nw), *ab = abs_copy(b, out);
+    double *ady = abs_copy(dy, ny), *adw0 = abs_copy(dw0, nw), *adb0 = abs_copy(db0, out);
+    double *by = malloc(ny * sizeof *by), *bdx = malloc(nx * sizeof *bdx);
+    double *bdw = malloc(nw * sizeof *bdw), *bdb = malloc(out * sizeof *bdb);
+    ref_linear_forward(ax, aw, with_bias ? ab : NULL, by, n, in, out);
+    ref_linear_backward(ax, aw, ady, bdx, bdw, bdb, n, in, out);
+    for (int i = 0; i < nw; i++) bdw[i] += adw0[i];
+    for (int i = 0; i < out; i++) bdb[i] = with_bias ? bdb[i] + adb0[i] : 0;
+    scale_to_bound(by, ny, in + 1);
+    scale_to_bound(bdx, nx, out);
+    scale_to_bound(bdw, nw, n + 1);
+    scale_to_bound(bdb, out, n + 1);
+
+    float *got = th_download(&Y);
+    th_assert_bound("linear y", got, y, by, ny);
+    th_assert_normerr("linear y", got, y, ny, TH_NORMERR);
+    free(got);
+    got = th_download(&DX);
+    th_assert_bound("linear dx", got, dx, bdx, nx);
+    free(got);
+    got = th_download(&DW);
+    th_assert_bound("linear dW", got, dw, bdw, nw);
+    free(got);
+    got = th_download(&DB);
+    th_assert_bound("linear db", got, db, bdb, out);
+    free(got);
+
+    free(ax), free(aw), free(ab), free(ady), free(adw0), free(adb0);
+    free(by), free(bdx), free(bdw), free(bdb);
+    free(xd), free(wd), free(bd), free(dyd), free(y), free(dx), free(dw), free(db);
+    free(x), free(w), free(b), free(dy), free(dw0), free(db0);
+    th_free(&DX), th_free(&Y), th_free(&DB), th_free(&DW), th_free(&DY), th_free(&B);
+    th_free(&W), th_free(&X);
+}
+
+static void test_linear_with_bias(void **state) { check_linear(1); }
+static void test_linear_without_bias(void **state) { check_linear(0); }
+
+static void test_linear_reference_gradients(void **state) {
+    enum { N = 3, IN = 5, OUT = 4 };
+    float xf[N * IN], wf[OUT * IN], bf[OUT], dyf[N * OUT];
+    th_random(xf, N * IN, 60, -1, 1);
+    th_random(wf, OUT * IN, 61, -1, 1);
+    th_random(bf, OUT, 62, -1, 1);
+    th_random(dyf, N * OUT, 63, -1, 1);
+    double x[N * IN], w[OUT * IN], b[OUT], dy[N * OUT], dx[N * IN], dw[OUT * IN], db[OUT];
+    for (int i = 0; i < N * IN; i++) x[i] = xf[i];
+    for (int i = 0; i < OUT * IN; i++) w[i] = wf[i];
+    for (int i = 0; i < OUT; i++) b[i] = bf[i];
+    for (int i = 0; i < N * OUT; i++) dy[i] = dyf[i];
+    ref_linear_backward(x, w, dy, dx, dw, db, N, IN, OUT);
+    linear_ud u = {x, w, b, N, IN, OUT};
+    /* Linear in each input: central differences are exact up to rounding (~1e-10). */
+    assert_true(th_fd_error(linear_fwd, &u, x, N * IN, dx, dy, N * OUT) < 1e-8);
+    assert_true(th_fd_error(linear_fwd, &u, w, OUT * IN, dw, dy, N * OUT) < 1e-8);
+    assert_true(th_fd_error(linear_fwd, &u, b, OUT, db, dy, N * OUT) < 1e-8);
+}
+
+static void test_linear_shape_errors(void **state) {
+    fcl_tensor x, w, y;
+    TH_OK(fcl_tensor_alloc2(th_ctx(), &x, FCL_MEM_ACTIVATION, 4, 8));
+    TH_OK(fcl_tensor_alloc2(th_ctx(), &w, FCL_MEM_PARAM, 3, 7));
+    TH_OK(fcl_tensor_alloc2(th_ctx(), &y, FCL_MEM_ACTIVATION, 4, 3));
+    assert_int_equal(fcl_linear_forward(th_ctx(), &x, &w, NULL, &y), FEWCL_ERR_ARGUMENT);
+    assert_non_null(strstr(fewcl_last_error(), "x [4,8], weight [3,7]"));
+    th_free(&y), th_free(&w), th_free(&x);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gemm_nn),
+        cmocka_unit_test(test_gemm_nt),
+        cmocka_unit_test(test_gemm_tn),
+        cmocka_unit_test(test_gemm_tt),
+        cmocka_unit_test(test_gemm_strided_batched),
+        cmocka_unit_test(test_gemm_rejects_out_of_bounds_operands),
+        cmocka_unit_test(test_linear_with_bias),
+        cmocka_unit_test(test_linear_without_bias),
+        cmocka_unit_test(test_linear_reference_gradients),
+        cmocka_unit_test(test_linear_shape_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, th_teardown);
+}
