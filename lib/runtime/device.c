@@ -159,7 +159,8 @@ static int matches(cl_platform_id p, cl_device_id d, int pi, int di, void *arg) 
         ok = pi == s->want_p && di == s->want_d;
     else if (s->spec)
         ok = contains_nocase(info.name, s->spec) || contains_nocase(info.vendor, s->spec) ||
-             contains_nocase(info.platform, s->spec);
+             contains_nocase(info.platform, s->spec) ||
+             contains_nocase(info.device_version, s->spec); /* "OpenCL 3.0 PoCL ..." */
     else
         ok = s->pass == 2 || (s->pass == 0 && info.is_gpu) || (s->pass == 1 && info.is_cpu);
     if (ok) {
