@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "ref/ref.h"
@@ -223,6 +224,46 @@ static void test_linear_shape_errors(void **state) {
     th_free(&y), th_free(&w), th_free(&x);
 }
 
+/* FEWCL_CLBLAST_TUNING: tuner output files are applied, and GEMMs stay correct with them. */
+static void test_clblast_tuning_folder(void **state) {
+    char dir[] = "/tmp/fewcl-tuning-test-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/clblast_xgemm_direct_1_32.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"kernel_family\": \"xgemm_direct_1\", \"best_time\": \"0.05\",\n"
+          " \"best_parameters\": \"KWID=2 MDIMAD=8 MDIMCD=8 NDIMBD=8 NDIMCD=8 PADA=1 PADB=1 "
+          "PRECISION=32 VWMD=1 VWND=1 WGD=8\"}\n", f);
+    fclose(f);
+    setenv("FEWCL_CLBLAST_TUNING", dir, 1);
+    fewcl_context *ctx;
+    TH_OK(fewcl_context_create(NULL, &ctx));
+    TH_OK(fcl_gemm_tune(ctx));
+    fewcl_context_destroy(ctx);
+    /* A file that is not tuner output is named in the error. */
+    snprintf(path, sizeof path, "%s/clblast_bogus_32.json", dir);
+    f = fopen(path, "w");
+    fputs("{\"something\": 1}", f);
+    fclose(f);
+    TH_OK(fewcl_context_create(NULL, &ctx));
+    assert_int_equal(fcl_gemm_tune(ctx), FEWCL_ERR_FORMAT);
+    assert_non_null(strstr(fewcl_last_error(), "clblast_bogus_32.json"));
+    fewcl_context_destroy(ctx);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/clblast_xgemm_direct_1_32.json", dir);
+    unlink(path);
+    rmdir(dir);
+    setenv("FEWCL_CLBLAST_TUNING", "/nonexistent/fewcl-tuning", 1);
+    TH_OK(fewcl_context_create(NULL, &ctx));
+    assert_int_equal(fcl_gemm_tune(ctx), FEWCL_ERR_IO);
+    fewcl_context_destroy(ctx);
+    unsetenv("FEWCL_CLBLAST_TUNING");
+    /* CLBlast keeps overrides per device for the whole process: GEMMs run after them must
+     * still be right. */
+    check_gemm(0, 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_nn),
@@ -235,6 +276,7 @@ int main(void) {
         cmocka_unit_test(test_linear_without_bias),
         cmocka_unit_test(test_linear_reference_gradients),
         cmocka_unit_test(test_linear_shape_errors),
+        cmocka_unit_test(test_clblast_tuning_folder),
     };
     return cmocka_run_group_tests(tests, NULL, th_teardown);
 }

@@ -87,6 +87,7 @@ fewcl_status fcl_gemm_strided_batched(fewcl_context *ctx, int trans_a, int trans
     if (m <= 0 || n <= 0 || k <= 0 || batch <= 0)
         return fcl_fail(FEWCL_ERR_ARGUMENT, "GEMM with m=%d n=%d k=%d batch=%d (all must be > 0)",
                         m, n, k, batch);
+    FCL_TRY(fcl_gemm_tune(ctx));
     size_t last = (size_t)(batch - 1);
     FCL_TRY(check_operand("A", a, trans_a ? k : m, trans_a ? m : k, last * stride_a));
     FCL_TRY(check_operand("B", b, trans_b ? n : k, trans_b ? k : n, last * stride_b));

@@ -26,6 +26,9 @@ fewcl_status fcl_gemm_strided_batched(fewcl_context *ctx, int trans_a, int trans
                                       fcl_matrix b, size_t stride_b, float beta, fcl_matrix c,
                                       size_t stride_c, int batch);
 
+/* Applies the CLBlast tuning for this device once (gemm_tuning.c); called by the GEMMs. */
+fewcl_status fcl_gemm_tune(fewcl_context *ctx);
+
 /* ---- elementwise.c ---------------------------------------------------------------------- */
 
 fewcl_status fcl_fill(fewcl_context *ctx, fcl_tensor *x, float value);

@@ -90,6 +90,7 @@ struct fewcl_context {
     int profiling;
     int dry_run; /* planning: launches and GEMMs are skipped, allocations only counted */
     int cache_enabled;
+    int gemm_tuned; /* CLBlast tuning applied (lib/ops/gemm_tuning.c) */
     char cache_dir[512];
     fcl_cache_stats cache;
     fcl_program programs[FCL_MAX_PROGRAMS];

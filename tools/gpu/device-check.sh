@@ -2,7 +2,8 @@
 # One prepared check on a lent NVIDIA machine (no package access there): unpacks the carried
 # Debian libraries (ICD loader, CLBlast, cmocka, cJSON, clinfo) into .device/root, points the
 # ICD loader at the driver's libnvidia-opencl, then runs: ICD check, the kernel tests on the
-# GPU, `fewcl bench` uncached and cached, and the same cases in PyTorch CUDA for the ratio.
+# GPU, `fewcl bench` uncached and cached, with and without fewcl's CLBlast tuning table, and
+# the same cases in PyTorch CUDA for the ratio.
 # Writes everything to $OUT/log. Needs: build-gpu/ (built here) and .device/debs/ carried.
 set -uo pipefail
 out=${OUT:-/tmp}
@@ -44,9 +45,11 @@ rm -rf "$FEWCL_CACHE_DIR"
 time ./build-gpu/fewcl bench --quick --repeat 1
 time ./build-gpu/fewcl bench --quick --repeat 1
 
-echo "== bench (median of 20) and PyTorch CUDA on the same cases"
+echo "== bench (median of 20): tuned CLBlast, untuned CLBlast, PyTorch CUDA on the same cases"
+mkdir -p .device/no-tuning
 for i in 1 2; do
   ./build-gpu/fewcl bench --repeat 20
+  FEWCL_CLBLAST_TUNING=$PWD/.device/no-tuning ./build-gpu/fewcl bench --repeat 20
   python3 tools/bench/ops_torch.py --device ${TORCH_DEVICE:-cuda} --repeat 20
 done
 echo "== done"
