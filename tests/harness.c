@@ -1,5 +1,6 @@
 /* Test harness (see harness.h). */
 #include "harness.h"
+#include "io/safetensors.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -52,7 +53,8 @@ void th_random_away_from_zero(float *x, size_t n, uint64_t seed, float hi, float
 double *th_to_double(const float *x, size_t n) {
     double *d = malloc(n * sizeof *d);
     assert_non_null(d);
-    for (size_t i = 0; i < n; i++) d[i] = x[i];
+    for (size_t i = 0; i < n; i++)
+        d[i] = x[i];
     return d;
 }
 
@@ -77,8 +79,8 @@ float *th_download(const fcl_tensor *t) {
 
 void th_free(fcl_tensor *t) { fcl_tensor_free(th_ctx(), t); }
 
-void th_assert_close(const char *what, const float *got, const double *want, size_t n,
-                     double atol, double rtol) {
+void th_assert_close(const char *what, const float *got, const double *want, size_t n, double atol,
+                     double rtol) {
     size_t worst = 0;
     double worst_excess = -INFINITY, max_abs = 0;
     for (size_t i = 0; i < n; i++) {
@@ -114,7 +116,8 @@ double th_assert_normerr(const char *what, const float *got, const double *want,
 static double weighted_sum(th_forward_fn f, void *ud, const double *dy, double *y, size_t ny) {
     f(ud, y);
     double s = 0;
-    for (size_t i = 0; i < ny; i++) s += dy[i] * y[i];
+    for (size_t i = 0; i < ny; i++)
+        s += dy[i] * y[i];
     return s;
 }
 
@@ -153,4 +156,31 @@ void th_assert_bound(const char *what, const float *got, const double *want, con
             fail();
         }
     }
+}
+
+struct fcl_safetensors *th_fixture(const char *name) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.safetensors", FEWCL_FIXTURE_DIR, name);
+    fcl_safetensors *st;
+    TH_OK(fcl_st_load(path, &st));
+    return st;
+}
+
+void th_fixture_free(struct fcl_safetensors *st) { fcl_st_free(st); }
+
+const float *th_fixture_data(const struct fcl_safetensors *st, const char *key, size_t *numel) {
+    const float *d;
+    TH_OK(fcl_st_f32(st, key, 0, NULL, &d, numel));
+    return d;
+}
+
+void th_fixture_upload(const struct fcl_safetensors *st, const char *key, fcl_tensor *t) {
+    const fcl_st_tensor *info = fcl_st_find(st, key);
+    assert_non_null(info);
+    int shape[FCL_MAX_DIMS], ndim = info->ndim ? info->ndim : 1;
+    assert_true(ndim <= FCL_MAX_DIMS);
+    for (int i = 0; i < ndim; i++)
+        shape[i] = info->ndim ? (int)info->shape[i] : 1;
+    size_t n;
+    th_upload(t, ndim, shape, th_fixture_data(st, key, &n));
 }

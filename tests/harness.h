@@ -30,13 +30,22 @@ void th_upload(fcl_tensor *t, int ndim, const int *shape, const float *host);
 /* A malloc'd host copy of a device tensor. */
 float *th_download(const fcl_tensor *t);
 void th_free(fcl_tensor *t);
+/* PyTorch fixtures (tests/fixtures/<name>.safetensors, written by tools/reference/ops.py). */
+struct fcl_safetensors;
+struct fcl_safetensors *th_fixture(const char *name);
+void th_fixture_free(struct fcl_safetensors *st);
+/* The F32 data of one fixture tensor (asserts it exists); its element count in *numel. */
+const float *th_fixture_data(const struct fcl_safetensors *st, const char *key, size_t *numel);
+/* A device tensor with the fixture tensor's shape and data. */
+void th_fixture_upload(const struct fcl_safetensors *st, const char *key, fcl_tensor *t);
+
 /* Asserts that a call succeeded, printing fewcl_last_error() when not. */
 #define TH_OK(expr) th_ok_((expr), #expr, __FILE__, __LINE__)
 void th_ok_(fewcl_status s, const char *what, const char *file, int line);
 
 /* |got − want| <= atol + rtol·|want| everywhere; prints the worst element on failure. */
-void th_assert_close(const char *what, const float *got, const double *want, size_t n,
-                     double atol, double rtol);
+void th_assert_close(const char *what, const float *got, const double *want, size_t n, double atol,
+                     double rtol);
 /* Normalised error Σ(got−want)²/Σwant² <= tol; returns it. */
 double th_assert_normerr(const char *what, const float *got, const double *want, size_t n,
                          double tol);

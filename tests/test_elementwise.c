@@ -15,7 +15,8 @@ static void test_fill(void **state) {
     TH_OK(fcl_tensor_alloc1(th_ctx(), &t, FCL_MEM_ACTIVATION, n));
     TH_OK(fcl_fill(th_ctx(), &t, 2.5f));
     float *got = th_download(&t);
-    for (int i = 0; i < n; i++) assert_true(got[i] == 2.5f);
+    for (int i = 0; i < n; i++)
+        assert_true(got[i] == 2.5f);
     free(got);
     th_free(&t);
 }
@@ -33,26 +34,30 @@ static void test_add_scale_axpy(void **state) {
 
     TH_OK(fcl_add(th_ctx(), &ta, &tb, &out));
     float *got = th_download(&out);
-    for (int i = 0; i < n; i++) want[i] = (double)a[i] + b[i];
+    for (int i = 0; i < n; i++)
+        want[i] = (double)a[i] + b[i];
     th_assert_close("add", got, want, n, TH_EW_ATOL, TH_EW_RTOL);
     free(got);
 
     const float alpha = -0.37f;
     TH_OK(fcl_scale(th_ctx(), &ta, alpha, &out));
     got = th_download(&out);
-    for (int i = 0; i < n; i++) want[i] = (double)alpha * a[i];
+    for (int i = 0; i < n; i++)
+        want[i] = (double)alpha * a[i];
     th_assert_close("scale", got, want, n, TH_EW_ATOL, TH_EW_RTOL);
     free(got);
 
     TH_OK(fcl_axpy(th_ctx(), alpha, &ta, &tb)); /* b += alpha·a */
     got = th_download(&tb);
-    for (int i = 0; i < n; i++) want[i] = b[i] + (double)alpha * a[i];
+    for (int i = 0; i < n; i++)
+        want[i] = b[i] + (double)alpha * a[i];
     th_assert_close("axpy", got, want, n, TH_EW_ATOL, TH_EW_RTOL);
     free(got);
 
     TH_OK(fcl_add(th_ctx(), &ta, &ta, &ta)); /* in place: a = a + a */
     got = th_download(&ta);
-    for (int i = 0; i < n; i++) want[i] = 2.0 * a[i];
+    for (int i = 0; i < n; i++)
+        want[i] = 2.0 * a[i];
     th_assert_close("add in place", got, want, n, TH_EW_ATOL, TH_EW_RTOL);
     free(got);
 
@@ -103,11 +108,37 @@ static void test_relu_reference_gradient(void **state) {
     th_random_away_from_zero(xf, N, 5, 1, 1e-3f); /* keep clear of the kink by >> the step */
     th_random(dyf, N, 6, -1, 1);
     double x[N], dy[N], dx[N];
-    for (int i = 0; i < N; i++) x[i] = xf[i], dy[i] = dyf[i];
+    for (int i = 0; i < N; i++)
+        x[i] = xf[i], dy[i] = dyf[i];
     ref_relu_backward(x, dy, dx, N);
     relu_ud u = {x, N};
     double err = th_fd_error(relu_fwd, &u, x, N, dx, dy, N);
     assert_true(err < 1e-8); /* piecewise linear: central differences are exact up to rounding */
+}
+
+/* PyTorch (tools/reference/ops.py): torch.relu and its autograd gradient. */
+static void test_relu_matches_pytorch(void **state) {
+    struct fcl_safetensors *fx = th_fixture("ops_elementwise");
+    fcl_tensor x, dy, y, dx;
+    th_fixture_upload(fx, "x", &x);
+    th_fixture_upload(fx, "dy", &dy);
+    TH_OK(fcl_tensor_alloc(th_ctx(), &y, FCL_MEM_ACTIVATION, x.ndim, x.shape));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &dx, FCL_MEM_ACTIVATION, x.ndim, x.shape));
+    TH_OK(fcl_relu_forward(th_ctx(), &x, &y));
+    TH_OK(fcl_relu_backward(th_ctx(), &y, &dy, &dx));
+    size_t n;
+    const float *ref = th_fixture_data(fx, "relu", &n);
+    double *want = th_to_double(ref, n);
+    float *got = th_download(&y);
+    th_assert_close("relu vs torch", got, want, n, TH_EW_ATOL, TH_EW_RTOL);
+    free(got), free(want);
+    ref = th_fixture_data(fx, "relu_dx", &n);
+    want = th_to_double(ref, n);
+    got = th_download(&dx);
+    th_assert_close("relu backward vs torch", got, want, n, TH_EW_ATOL, TH_EW_RTOL);
+    free(got), free(want);
+    th_free(&dx), th_free(&y), th_free(&dy), th_free(&x);
+    th_fixture_free(fx);
 }
 
 static void test_shape_mismatch_is_an_error(void **state) {
@@ -125,6 +156,7 @@ int main(void) {
         cmocka_unit_test(test_add_scale_axpy),
         cmocka_unit_test(test_relu),
         cmocka_unit_test(test_relu_reference_gradient),
+        cmocka_unit_test(test_relu_matches_pytorch),
         cmocka_unit_test(test_shape_mismatch_is_an_error),
     };
     return cmocka_run_group_tests(tests, NULL, th_teardown);

@@ -19,13 +19,15 @@ static void dims(int *n, int *in, int *out) {
 
 static double *abs_copy(const float *x, size_t n) {
     double *d = th_to_double(x, n);
-    for (size_t i = 0; i < n; i++) d[i] = fabs(d[i]);
+    for (size_t i = 0; i < n; i++)
+        d[i] = fabs(d[i]);
     return d;
 }
 
 /* bound[i] = γ_K·scale[i] (+ terms that were exact inputs: none). */
 static void scale_to_bound(double *scale, size_t n, int k) {
-    for (size_t i = 0; i < n; i++) scale[i] *= th_gamma(k);
+    for (size_t i = 0; i < n; i++)
+        scale[i] *= th_gamma(k);
 }
 
 static void check_gemm(int ta, int tb) {
@@ -52,7 +54,8 @@ static void check_gemm(int ta, int tb) {
              bound + off, ldc);
     scale_to_bound(bound, nc, k + 1);
     float *got = th_download(&C);
-    for (int i = 0; i < off; i++) assert_true(got[i] == c[i]); /* nothing before the offset */
+    for (int i = 0; i < off; i++)
+        assert_true(got[i] == c[i]); /* nothing before the offset */
     for (int i = 0; i < m; i++)
         for (int j = n; j < ldc; j++) /* the padding columns stay untouched */
             assert_true(got[off + i * ldc + j] == c[off + i * ldc + j]);
@@ -89,8 +92,8 @@ static void test_gemm_strided_batched(void **state) {
     double *abs_a = abs_copy(a, na), *abs_b = abs_copy(b, nb);
     for (int i = 0; i < batch; i++) {
         ref_gemm(0, 1, m, n, k, 1, ad + i * m * k, k, bd + i * n * k, k, 0, want + i * m * n, n);
-        ref_gemm(0, 1, m, n, k, 1, abs_a + i * m * k, k, abs_b + i * n * k, k, 0,
-                 bound + i * m * n, n);
+        ref_gemm(0, 1, m, n, k, 1, abs_a + i * m * k, k, abs_b + i * n * k, k, 0, bound + i * m * n,
+                 n);
     }
     scale_to_bound(bound, nc, k);
     float *got = th_download(&C);
@@ -152,8 +155,10 @@ static void check_linear(int with_bias) {
     double *dw = malloc(nw * sizeof *dw), *db = malloc(out * sizeof *db);
     ref_linear_forward(xd, wd, with_bias ? bd : NULL, y, n, in, out);
     ref_linear_backward(xd, wd, dyd, dx, dw, db, n, in, out);
-    for (int i = 0; i < nw; i++) dw[i] += dw0[i];
-    for (int i = 0; i < out; i++) db[i] = with_bias ? db[i] + db0[i] : db0[i];
+    for (int i = 0; i < nw; i++)
+        dw[i] += dw0[i];
+    for (int i = 0; i < out; i++)
+        db[i] = with_bias ? db[i] + db0[i] : db0[i];
 
     /* Bounds from the same products on absolute values. */
     double *ax = abs_copy(x, nx), *aw = abs_copy(w, nw), *ab = abs_copy(b, out);
@@ -162,8 +167,10 @@ static void check_linear(int with_bias) {
     double *bdw = malloc(nw * sizeof *bdw), *bdb = malloc(out * sizeof *bdb);
     ref_linear_forward(ax, aw, with_bias ? ab : NULL, by, n, in, out);
     ref_linear_backward(ax, aw, ady, bdx, bdw, bdb, n, in, out);
-    for (int i = 0; i < nw; i++) bdw[i] += adw0[i];
-    for (int i = 0; i < out; i++) bdb[i] = with_bias ? bdb[i] + adb0[i] : 0;
+    for (int i = 0; i < nw; i++)
+        bdw[i] += adw0[i];
+    for (int i = 0; i < out; i++)
+        bdb[i] = with_bias ? bdb[i] + adb0[i] : 0;
     scale_to_bound(by, ny, in + 1);
     scale_to_bound(bdx, nx, out);
     scale_to_bound(bdw, nw, n + 1);
@@ -202,16 +209,52 @@ static void test_linear_reference_gradients(void **state) {
     th_random(bf, OUT, 62, -1, 1);
     th_random(dyf, N * OUT, 63, -1, 1);
     double x[N * IN], w[OUT * IN], b[OUT], dy[N * OUT], dx[N * IN], dw[OUT * IN], db[OUT];
-    for (int i = 0; i < N * IN; i++) x[i] = xf[i];
-    for (int i = 0; i < OUT * IN; i++) w[i] = wf[i];
-    for (int i = 0; i < OUT; i++) b[i] = bf[i];
-    for (int i = 0; i < N * OUT; i++) dy[i] = dyf[i];
+    for (int i = 0; i < N * IN; i++)
+        x[i] = xf[i];
+    for (int i = 0; i < OUT * IN; i++)
+        w[i] = wf[i];
+    for (int i = 0; i < OUT; i++)
+        b[i] = bf[i];
+    for (int i = 0; i < N * OUT; i++)
+        dy[i] = dyf[i];
     ref_linear_backward(x, w, dy, dx, dw, db, N, IN, OUT);
     linear_ud u = {x, w, b, N, IN, OUT};
     /* Linear in each input: central differences are exact up to rounding (~1e-10). */
     assert_true(th_fd_error(linear_fwd, &u, x, N * IN, dx, dy, N * OUT) < 1e-8);
     assert_true(th_fd_error(linear_fwd, &u, w, OUT * IN, dw, dy, N * OUT) < 1e-8);
     assert_true(th_fd_error(linear_fwd, &u, b, OUT, db, dy, N * OUT) < 1e-8);
+}
+
+/* PyTorch (tools/reference/ops.py): F.linear and its autograd gradients; SPEC §10 bound. */
+static void test_linear_matches_pytorch(void **state) {
+    struct fcl_safetensors *fx = th_fixture("ops_linear");
+    fcl_tensor x, w, b, dy, y, dx, dw, db;
+    th_fixture_upload(fx, "x", &x);
+    th_fixture_upload(fx, "w", &w);
+    th_fixture_upload(fx, "b", &b);
+    th_fixture_upload(fx, "dy", &dy);
+    TH_OK(fcl_tensor_alloc2(th_ctx(), &y, FCL_MEM_ACTIVATION, x.shape[0], w.shape[0]));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &dx, FCL_MEM_ACTIVATION, 2, x.shape));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &dw, FCL_MEM_GRAD, 2, w.shape));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &db, FCL_MEM_GRAD, 1, b.shape));
+    TH_OK(fcl_fill(th_ctx(), &dw, 0));
+    TH_OK(fcl_fill(th_ctx(), &db, 0));
+    TH_OK(fcl_linear_forward(th_ctx(), &x, &w, &b, &y));
+    TH_OK(fcl_linear_backward(th_ctx(), &x, &w, &dy, &dx, &dw, &db));
+    const char *keys[] = {"y", "dx", "dw", "db"};
+    fcl_tensor *outs[] = {&y, &dx, &dw, &db};
+    for (int i = 0; i < 4; i++) {
+        size_t n;
+        const float *ref = th_fixture_data(fx, keys[i], &n);
+        double *want = th_to_double(ref, n);
+        assert_int_equal(n, outs[i]->numel);
+        float *got = th_download(outs[i]);
+        th_assert_normerr(keys[i], got, want, n, TH_NORMERR);
+        free(got), free(want);
+    }
+    th_free(&db), th_free(&dw), th_free(&dx), th_free(&y);
+    th_free(&dy), th_free(&b), th_free(&w), th_free(&x);
+    th_fixture_free(fx);
 }
 
 static void test_linear_shape_errors(void **state) {
@@ -234,7 +277,8 @@ static void test_clblast_tuning_folder(void **state) {
     assert_non_null(f);
     fputs("{\"kernel_family\": \"xgemm_direct_1\", \"best_time\": \"0.05\",\n"
           " \"best_parameters\": \"KWID=2 MDIMAD=8 MDIMCD=8 NDIMBD=8 NDIMCD=8 PADA=1 PADB=1 "
-          "PRECISION=32 VWMD=1 VWND=1 WGD=8\"}\n", f);
+          "PRECISION=32 VWMD=1 VWND=1 WGD=8\"}\n",
+          f);
     fclose(f);
     setenv("FEWCL_CLBLAST_TUNING", dir, 1);
     fewcl_context *ctx;
@@ -275,6 +319,7 @@ int main(void) {
         cmocka_unit_test(test_linear_with_bias),
         cmocka_unit_test(test_linear_without_bias),
         cmocka_unit_test(test_linear_reference_gradients),
+        cmocka_unit_test(test_linear_matches_pytorch),
         cmocka_unit_test(test_linear_shape_errors),
         cmocka_unit_test(test_clblast_tuning_folder),
     };

@@ -6,11 +6,10 @@
 
 #include "harness.h"
 
-static const char *k_broken =
-    "kernel void off_by_one(global float *x, uint xo, uint n) {\n"
-    "    uint i = get_global_id(0);\n"
-    "    if (i < n) x[xo + i + 1] = 1.0f; /* BUG: i + 1 reaches n */\n"
-    "}\n";
+static const char *k_broken = "kernel void off_by_one(global float *x, uint xo, uint n) {\n"
+                              "    uint i = get_global_id(0);\n"
+                              "    if (i < n) x[xo + i + 1] = 1.0f; /* BUG: i + 1 reaches n */\n"
+                              "}\n";
 
 static void test_out_of_bounds_write(void **state) {
     fewcl_context *ctx = th_ctx();

@@ -60,8 +60,11 @@ static void test_parse_bytes(void **state) {
 }
 
 static fcl_limits toy_limits(void) {
-    fcl_limits l = {.max_work_group = 256, .local_mem = 48 << 10, .max_alloc = (size_t)1 << 30,
-                    .global_mem = (size_t)4 << 30, .base_align = 128};
+    fcl_limits l = {.max_work_group = 256,
+                    .local_mem = 48 << 10,
+                    .max_alloc = (size_t)1 << 30,
+                    .global_mem = (size_t)4 << 30,
+                    .base_align = 128};
     return l;
 }
 
@@ -70,7 +73,7 @@ static void test_arena_accounting(void **state) {
     fcl_arena *a;
     TH_OK(fcl_arena_create(NULL, &l, 0, &a));
     fcl_block b1, b2, b3;
-    TH_OK(fcl_arena_alloc(a, 1000, FCL_MEM_PARAM, &b1));  /* rounds to 1024 (256-byte align) */
+    TH_OK(fcl_arena_alloc(a, 1000, FCL_MEM_PARAM, &b1)); /* rounds to 1024 (256-byte align) */
     TH_OK(fcl_arena_alloc(a, 256, FCL_MEM_ACTIVATION, &b2));
     TH_OK(fcl_arena_alloc(a, 10, FCL_MEM_WORKSPACE, &b3));
     const fcl_arena_stats *s = fcl_arena_stats_get(a);
@@ -107,7 +110,8 @@ static void test_arena_limits(void **state) {
                      FEWCL_ERR_OUT_OF_MEMORY);
     assert_non_null(strstr(fewcl_last_error(), "CL_DEVICE_MAX_MEM_ALLOC_SIZE"));
     fcl_block g[3];
-    for (int i = 0; i < 3; i++) TH_OK(fcl_arena_alloc(a, (size_t)1 << 30, FCL_MEM_PARAM, &g[i]));
+    for (int i = 0; i < 3; i++)
+        TH_OK(fcl_arena_alloc(a, (size_t)1 << 30, FCL_MEM_PARAM, &g[i]));
     assert_int_equal(fcl_arena_alloc(a, 1, FCL_MEM_ACTIVATION, &b), FEWCL_ERR_OUT_OF_MEMORY);
     assert_non_null(strstr(fewcl_last_error(), "fewcl plan"));
     assert_int_equal(fcl_arena_stats_get(a)->reserved, (size_t)3 << 30);
@@ -153,7 +157,8 @@ static void test_device_choice(void **state) {
     /* A name substring, in another case. */
     char name[8] = {0};
     for (int i = 0; i < 4 && ctx->info.name[i]; i++)
-        name[i] = (char)(ctx->info.name[i] ^ (ctx->info.name[i] >= 'a' && ctx->info.name[i] <= 'z' ? 32 : 0));
+        name[i] = (char)(ctx->info.name[i] ^
+                         (ctx->info.name[i] >= 'a' && ctx->info.name[i] <= 'z' ? 32 : 0));
     TH_OK(fcl_device_select(name, &p, &d, &info));
     assert_int_equal(fcl_device_select("no-such-device-xyz", &p, &d, &info), FEWCL_ERR_NO_DEVICE);
     assert_non_null(strstr(fewcl_last_error(), "no-such-device-xyz"));
@@ -166,7 +171,8 @@ static void test_device_choice(void **state) {
     }
 }
 
-static const char *k_source = "kernel void twice(global float *x, uint xo) { x[xo + get_global_id(0)] *= 2.0f; }";
+static const char *k_source =
+    "kernel void twice(global float *x, uint xo) { x[xo + get_global_id(0)] *= 2.0f; }";
 
 static void test_program_cache(void **state) {
     char dir[] = "/tmp/fewcl-cache-test-XXXXXX";
@@ -224,7 +230,8 @@ static void test_build_error_carries_the_log(void **state) {
     setenv("FEWCL_CACHE", "off", 1);
     fewcl_context *ctx;
     TH_OK(fewcl_context_create(NULL, &ctx));
-    assert_int_equal(fcl_program_build(ctx, "bad.cl", bad, strlen(bad), "", &prog), FEWCL_ERR_BUILD);
+    assert_int_equal(fcl_program_build(ctx, "bad.cl", bad, strlen(bad), "", &prog),
+                     FEWCL_ERR_BUILD);
     assert_non_null(strstr(fewcl_last_error(), "bad.cl"));
     assert_non_null(strstr(fewcl_last_error(), "undefined_name"));
     fewcl_context_destroy(ctx);
@@ -236,7 +243,8 @@ static void test_memory_limit(void **state) {
     fewcl_context *ctx;
     TH_OK(fewcl_context_create(NULL, &ctx));
     fcl_tensor t;
-    assert_int_equal(fcl_tensor_alloc1(ctx, &t, FCL_MEM_ACTIVATION, 1 << 20), FEWCL_ERR_OUT_OF_MEMORY);
+    assert_int_equal(fcl_tensor_alloc1(ctx, &t, FCL_MEM_ACTIVATION, 1 << 20),
+                     FEWCL_ERR_OUT_OF_MEMORY);
     TH_OK(fcl_tensor_alloc1(ctx, &t, FCL_MEM_ACTIVATION, 1 << 16));
     fcl_tensor_free(ctx, &t);
     fewcl_context_destroy(ctx);

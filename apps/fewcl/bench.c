@@ -95,7 +95,8 @@ static fewcl_status setup(fewcl_context *ctx, const bench_case *c, tensors *t) {
     memset(t, 0, sizeof *t);
     int cols_out = c->kind == 2 ? c->in : c->out;
     fewcl_status s;
-#define T(expr) if ((s = (expr)) != FEWCL_OK) return s
+#define T(expr)                                                                                    \
+    if ((s = (expr)) != FEWCL_OK) return s
     T(fcl_tensor_alloc2(ctx, &t->x, FCL_MEM_ACTIVATION, c->rows, c->in));
     T(fcl_tensor_alloc2(ctx, &t->y, FCL_MEM_ACTIVATION, c->rows, cols_out));
     t->hx = malloc((size_t)c->rows * (size_t)c->in * sizeof(float));
@@ -126,12 +127,10 @@ static fewcl_status setup(fewcl_context *ctx, const bench_case *c, tensors *t) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    static const struct option opts[] = {{"device", required_argument, 0, 'd'},
-                                         {"repeat", required_argument, 0, 'r'},
-                                         {"quick", no_argument, 0, 'q'},
-                                         {"json", no_argument, 0, 'j'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"device", required_argument, 0, 'd'}, {"repeat", required_argument, 0, 'r'},
+        {"quick", no_argument, 0, 'q'},        {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     const char *device = NULL;
     int repeat = 5, quick = 0, json = 0, c;
     while ((c = getopt_long(argc, argv, "d:r:qh", opts, NULL)) != -1) {

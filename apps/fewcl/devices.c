@@ -37,12 +37,12 @@ static void print_json(const fewcl_device_info *d, int n) {
 }
 
 int cmd_devices(int argc, char **argv) {
-    static const struct option opts[] = {{"json", no_argument, 0, 'j'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int json = 0, c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'j') json = 1;
+        if (c == 'j')
+            json = 1;
         else if (c == 'h') {
             printf("usage: fewcl devices [--json]\n\nLists every OpenCL platform and device: type, "
                    "vendor, versions, compute units,\nclock, global/max-allocation/local memory, "

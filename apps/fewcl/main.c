@@ -14,8 +14,9 @@ static const struct {
 };
 
 static void usage(FILE *f) {
-    fprintf(f, "fewcl %s — few-shot image classification on any OpenCL device\n\n"
-               "usage: fewcl <command> [options]   (fewcl <command> --help for its options)\n\n",
+    fprintf(f,
+            "fewcl %s — few-shot image classification on any OpenCL device\n\n"
+            "usage: fewcl <command> [options]   (fewcl <command> --help for its options)\n\n",
             FEWCL_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].help);
@@ -31,7 +32,8 @@ int cli_fail(const char *cmd, fewcl_status s) {
 const char *cli_bytes(double bytes, char *buf, int cap) {
     const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     int u = 0;
-    while (bytes >= 1024 && u < 4) bytes /= 1024, u++;
+    while (bytes >= 1024 && u < 4)
+        bytes /= 1024, u++;
     snprintf(buf, (size_t)cap, u ? "%.2f %s" : "%.0f %s", bytes, units[u]);
     return buf;
 }

@@ -31,15 +31,15 @@ extern "C" {
 
 typedef enum fewcl_status {
     FEWCL_OK = 0,
-    FEWCL_ERR_ARGUMENT,     /* a caller passed a bad value (shape, flag, size) */
-    FEWCL_ERR_NO_DEVICE,    /* no OpenCL device, or the requested one does not exist */
-    FEWCL_ERR_OPENCL,       /* an OpenCL call failed */
-    FEWCL_ERR_BUILD,        /* a kernel did not compile; the message holds the build log */
-    FEWCL_ERR_OUT_OF_MEMORY,/* host or device memory (or FEWCL_MEM_LIMIT) exhausted */
-    FEWCL_ERR_IO,           /* a file could not be read or written */
-    FEWCL_ERR_FORMAT,       /* a file is corrupt or of the wrong kind */
-    FEWCL_ERR_NUMERIC,      /* a numerical failure (non-SPD matrix, NaN) */
-    FEWCL_ERR_INTERNAL      /* a broken invariant inside fewcl: a bug, please report */
+    FEWCL_ERR_ARGUMENT,      /* a caller passed a bad value (shape, flag, size) */
+    FEWCL_ERR_NO_DEVICE,     /* no OpenCL device, or the requested one does not exist */
+    FEWCL_ERR_OPENCL,        /* an OpenCL call failed */
+    FEWCL_ERR_BUILD,         /* a kernel did not compile; the message holds the build log */
+    FEWCL_ERR_OUT_OF_MEMORY, /* host or device memory (or FEWCL_MEM_LIMIT) exhausted */
+    FEWCL_ERR_IO,            /* a file could not be read or written */
+    FEWCL_ERR_FORMAT,        /* a file is corrupt or of the wrong kind */
+    FEWCL_ERR_NUMERIC,       /* a numerical failure (non-SPD matrix, NaN) */
+    FEWCL_ERR_INTERNAL       /* a broken invariant inside fewcl: a bug, please report */
 } fewcl_status;
 
 /* Short name of a status code, e.g. "out of memory". */
@@ -54,15 +54,15 @@ typedef struct fewcl_device_info {
     char platform[128];
     char name[128];
     char vendor[128];
-    char device_version[128];  /* e.g. "OpenCL 3.0 CUDA" */
-    char c_version[128];       /* OpenCL C version */
+    char device_version[128]; /* e.g. "OpenCL 3.0 CUDA" */
+    char c_version[128];      /* OpenCL C version */
     char driver_version[128];
     int is_gpu, is_cpu;
     unsigned compute_units;
     unsigned clock_mhz;
-    uint64_t global_mem;       /* bytes */
-    uint64_t max_alloc;        /* CL_DEVICE_MAX_MEM_ALLOC_SIZE, bytes */
-    uint64_t local_mem;        /* bytes */
+    uint64_t global_mem; /* bytes */
+    uint64_t max_alloc;  /* CL_DEVICE_MAX_MEM_ALLOC_SIZE, bytes */
+    uint64_t local_mem;  /* bytes */
     size_t max_work_group;
     int fp16, fp64;
 } fewcl_device_info;

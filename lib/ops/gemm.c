@@ -23,9 +23,12 @@ static const char *clblast_status_text(CLBlastStatusCode s) {
 }
 
 /* Elements spanned by a row-major rows x cols matrix with leading dimension ld. */
-static size_t span(int rows, int cols, int ld) { return (size_t)(rows - 1) * (size_t)ld + (size_t)cols; }
+static size_t span(int rows, int cols, int ld) {
+    return (size_t)(rows - 1) * (size_t)ld + (size_t)cols;
+}
 
-static fewcl_status check_operand(const char *name, fcl_matrix x, int rows, int cols, size_t extra) {
+static fewcl_status check_operand(const char *name, fcl_matrix x, int rows, int cols,
+                                  size_t extra) {
     char s[64];
     if (x.ld < cols)
         return fcl_fail(FEWCL_ERR_ARGUMENT, "GEMM operand %s: leading dimension %d < %d columns",

@@ -56,8 +56,8 @@ static fewcl_status apply(fewcl_context *ctx, const char *kernel, const char *pa
         names[n] = tok;
         values[n++] = strtoul(eq + 1, NULL, 10);
     }
-    CLBlastStatusCode st = CLBlastOverrideParameters(ctx->device, kernel, CLBlastPrecisionSingle,
-                                                     n, names, values);
+    CLBlastStatusCode st =
+        CLBlastOverrideParameters(ctx->device, kernel, CLBlastPrecisionSingle, n, names, values);
     if (st != CLBlastSuccess)
         return fcl_fail(FEWCL_ERR_ARGUMENT, "CLBlast tuning for kernel %s on %s rejected (%d): %s",
                         kernel, ctx->info.name, (int)st, parameters);
@@ -68,8 +68,8 @@ static fewcl_status apply(fewcl_context *ctx, const char *kernel, const char *pa
 static const char *kernel_of_family(const char *family) {
     static const struct {
         const char *prefix, *kernel;
-    } map[] = {{"xgemm_direct", "XgemmDirect"}, {"xgemm", "Xgemm"},   {"copy", "Copy"},
-               {"padtranspose", "Padtranspose"}, {"pad", "Pad"},      {"transpose", "Transpose"},
+    } map[] = {{"xgemm_direct", "XgemmDirect"},  {"xgemm", "Xgemm"}, {"copy", "Copy"},
+               {"padtranspose", "Padtranspose"}, {"pad", "Pad"},     {"transpose", "Transpose"},
                {"gemm_routine", "GemmRoutine"}};
     for (size_t i = 0; i < sizeof map / sizeof *map; i++)
         if (strncmp(family, map[i].prefix, strlen(map[i].prefix)) == 0) return map[i].kernel;
@@ -80,8 +80,7 @@ static const char *kernel_of_family(const char *family) {
  * one kernel (xgemm_1 .. xgemm_4), the one with the lowest best_time wins. */
 static fewcl_status apply_folder(fewcl_context *ctx, const char *dir) {
     DIR *d = opendir(dir);
-    if (!d)
-        return fcl_fail(FEWCL_ERR_IO, "FEWCL_CLBLAST_TUNING=%s: cannot open the folder", dir);
+    if (!d) return fcl_fail(FEWCL_ERR_IO, "FEWCL_CLBLAST_TUNING=%s: cannot open the folder", dir);
     struct {
         const char *kernel;
         double time;
@@ -91,7 +90,8 @@ static fewcl_status apply_folder(fewcl_context *ctx, const char *dir) {
     fewcl_status s = FEWCL_OK;
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         size_t len = strlen(e->d_name);
-        if (strncmp(e->d_name, "clblast_", 8) != 0 || len < 8 || strcmp(e->d_name + len - 8, "_32.json"))
+        if (strncmp(e->d_name, "clblast_", 8) != 0 || len < 8 ||
+            strcmp(e->d_name + len - 8, "_32.json"))
             continue;
         char path[1024];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
@@ -108,13 +108,16 @@ static fewcl_status apply_folder(fewcl_context *ctx, const char *dir) {
         const char *kernel = cJSON_IsString(fam) ? kernel_of_family(fam->valuestring) : NULL;
         if (!kernel || !cJSON_IsString(par)) {
             cJSON_Delete(json);
-            s = fcl_fail(FEWCL_ERR_FORMAT, "%s: not a CLBlast tuner result (kernel_family and "
-                                           "best_parameters expected)", path);
+            s = fcl_fail(FEWCL_ERR_FORMAT,
+                         "%s: not a CLBlast tuner result (kernel_family and "
+                         "best_parameters expected)",
+                         path);
             break;
         }
         double t = cJSON_IsString(tim) ? atof(tim->valuestring) : 0;
         int i = 0;
-        while (i < n_best && strcmp(best[i].kernel, kernel) != 0) i++;
+        while (i < n_best && strcmp(best[i].kernel, kernel) != 0)
+            i++;
         if (i == n_best && n_best < 16) n_best++;
         if (i < n_best && (best[i].kernel != kernel || t < best[i].time)) {
             best[i].kernel = kernel;
@@ -124,7 +127,8 @@ static fewcl_status apply_folder(fewcl_context *ctx, const char *dir) {
         cJSON_Delete(json);
     }
     closedir(d);
-    for (int i = 0; i < n_best && s == FEWCL_OK; i++) s = apply(ctx, best[i].kernel, best[i].params);
+    for (int i = 0; i < n_best && s == FEWCL_OK; i++)
+        s = apply(ctx, best[i].kernel, best[i].params);
     return s;
 }
 

@@ -53,12 +53,14 @@ fewcl_status fcl_linear_backward(fewcl_context *ctx, const fcl_tensor *x, const 
     FCL_TRY(check_shapes("linear backward", x, w, db, dy));
     int n = x->shape[0], in = x->shape[1], out = w->shape[0];
     if (dx) {
-        if (!fcl_same_shape(dx, x)) return fcl_fail(FEWCL_ERR_ARGUMENT, "linear backward: dx shape");
+        if (!fcl_same_shape(dx, x))
+            return fcl_fail(FEWCL_ERR_ARGUMENT, "linear backward: dx shape");
         /* dx[N,in] = dy[N,out] · W[out,in] */
         FCL_TRY(fcl_gemm(ctx, 0, 0, n, in, out, 1.0f, whole(dy), whole(w), 0.0f, whole(dx)));
     }
     if (dw) {
-        if (!fcl_same_shape(dw, w)) return fcl_fail(FEWCL_ERR_ARGUMENT, "linear backward: dW shape");
+        if (!fcl_same_shape(dw, w))
+            return fcl_fail(FEWCL_ERR_ARGUMENT, "linear backward: dW shape");
         /* dW[out,in] += dy[N,out]ᵀ · x[N,in] */
         FCL_TRY(fcl_gemm(ctx, 1, 0, out, in, n, 1.0f, whole(dy), whole(x), 1.0f, whole(dw)));
     }

@@ -39,9 +39,12 @@ int fcl_parse_bytes(const char *s, size_t *out) {
     double v = strtod(s, &end);
     if (end == s || v < 0) return -1;
     double mult = 1;
-    if (*end == 'K' || *end == 'k') mult = 1024.0, end++;
-    else if (*end == 'M' || *end == 'm') mult = 1024.0 * 1024, end++;
-    else if (*end == 'G' || *end == 'g') mult = 1024.0 * 1024 * 1024, end++;
+    if (*end == 'K' || *end == 'k')
+        mult = 1024.0, end++;
+    else if (*end == 'M' || *end == 'm')
+        mult = 1024.0 * 1024, end++;
+    else if (*end == 'G' || *end == 'g')
+        mult = 1024.0 * 1024 * 1024, end++;
     if (*end == 'i') end++;
     if (*end == 'B') end++;
     if (*end) return -1;
@@ -169,7 +172,8 @@ void fcl_arena_free(fcl_arena *a, fcl_block *b) {
     if (!a || !b || b->chunk < 0 || b->size == 0) return;
     chunk *c = &a->chunks[b->chunk];
     int i = 0;
-    while (i < c->n_free && c->free[i].offset < b->offset) i++;
+    while (i < c->n_free && c->free[i].offset < b->offset)
+        i++;
     int merged_prev = i > 0 && c->free[i - 1].offset + c->free[i - 1].size == b->offset;
     int merged_next = i < c->n_free && b->offset + b->size == c->free[i].offset;
     if (merged_prev && merged_next) {

@@ -31,8 +31,8 @@ typedef struct fcl_block {
 } fcl_block;
 
 typedef struct fcl_arena_stats {
-    size_t in_use, peak;             /* bytes in live blocks, and its maximum */
-    size_t reserved, peak_reserved;  /* bytes of chunks created */
+    size_t in_use, peak;                            /* bytes in live blocks, and its maximum */
+    size_t reserved, peak_reserved;                 /* bytes of chunks created */
     size_t by_category[FCL_MEM_CATEGORIES];         /* live bytes per category */
     size_t by_category_at_peak[FCL_MEM_CATEGORIES]; /* per category when `peak` was reached */
     long allocations;

@@ -58,8 +58,8 @@ fewcl_status fewcl_context_create(const char *device, fewcl_context **out) {
         if (err != CL_SUCCESS) s = fcl_fail_cl(err, "creating a context on %s", ctx->info.name);
     }
     if (s == FEWCL_OK) {
-        ctx->queue = clCreateCommandQueue(ctx->context, ctx->device, CL_QUEUE_PROFILING_ENABLE,
-                                          &err);
+        ctx->queue =
+            clCreateCommandQueue(ctx->context, ctx->device, CL_QUEUE_PROFILING_ENABLE, &err);
         if (err != CL_SUCCESS) s = fcl_fail_cl(err, "creating a queue on %s", ctx->info.name);
     }
     size_t limit = 0;
@@ -84,8 +84,10 @@ fewcl_status fewcl_context_create(const char *device, fewcl_context **out) {
 void fewcl_context_destroy(fewcl_context *ctx) {
     if (!ctx) return;
     if (ctx->queue) clFinish(ctx->queue);
-    for (int i = 0; i < ctx->n_kernels; i++) clReleaseKernel(ctx->kernels[i].kernel);
-    for (int i = 0; i < ctx->n_programs; i++) clReleaseProgram(ctx->programs[i].program);
+    for (int i = 0; i < ctx->n_kernels; i++)
+        clReleaseKernel(ctx->kernels[i].kernel);
+    for (int i = 0; i < ctx->n_programs; i++)
+        clReleaseProgram(ctx->programs[i].program);
     fcl_arena_destroy(ctx->arena);
     if (ctx->queue) clReleaseCommandQueue(ctx->queue);
     if (ctx->context) clReleaseContext(ctx->context);

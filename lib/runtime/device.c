@@ -132,7 +132,8 @@ static int contains_nocase(const char *hay, const char *needle) {
     size_t n = strlen(needle);
     for (; *hay; hay++) {
         size_t i = 0;
-        while (i < n && hay[i] && tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i]))
+        while (i < n && hay[i] &&
+               tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i]))
             i++;
         if (i == n) return 1;
     }
@@ -180,7 +181,9 @@ static void append_device_list(char *buf, size_t cap) {
         size_t used = strlen(buf);
         snprintf(buf + used, cap - used, "\n  %d:%d  %s — %s (%s)", list[i].platform_index,
                  list[i].device_index, list[i].platform, list[i].name,
-                 list[i].is_gpu ? "GPU" : list[i].is_cpu ? "CPU" : "other");
+                 list[i].is_gpu   ? "GPU"
+                 : list[i].is_cpu ? "CPU"
+                                  : "other");
     }
     fewcl_free_device_list(list);
 }

@@ -49,7 +49,8 @@ fewcl_status fcl_args(fcl_kernel_entry *k, const char *fmt, ...) {
 
 size_t fcl_wg_1d(const fewcl_context *ctx) {
     size_t wg = 256;
-    while (wg > ctx->limits.max_work_group) wg /= 2;
+    while (wg > ctx->limits.max_work_group)
+        wg /= 2;
     return wg;
 }
 

@@ -36,8 +36,10 @@ fewcl_status fcl_kernel_source(const char *family, char **source, size_t *len) {
         snprintf(path, sizeof path, "%s/%s.cl", dir, family);
         FILE *f = fopen(path, "rb");
         if (!f)
-            return fcl_fail(FEWCL_ERR_IO, "kernel source %s: %s (FEWCL_KERNEL_DIR is set; unset "
-                            "it to use the embedded kernels)", path, strerror(errno));
+            return fcl_fail(FEWCL_ERR_IO,
+                            "kernel source %s: %s (FEWCL_KERNEL_DIR is set; unset "
+                            "it to use the embedded kernels)",
+                            path, strerror(errno));
         fseek(f, 0, SEEK_END);
         long n = ftell(f);
         fseek(f, 0, SEEK_SET);
@@ -172,8 +174,8 @@ static fewcl_status build(fewcl_context *ctx, cl_program prog, const char *label
     size_t n = 0;
     clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, &n);
     log[sizeof log - 1] = 0;
-    return fcl_fail(FEWCL_ERR_BUILD, "building kernels %s for %s with '%s' failed (%s):\n%s",
-                    label, ctx->info.name, options, fcl_cl_error_name(err), log);
+    return fcl_fail(FEWCL_ERR_BUILD, "building kernels %s for %s with '%s' failed (%s):\n%s", label,
+                    ctx->info.name, options, fcl_cl_error_name(err), log);
 }
 
 /* The device binary of a built program (single device). */

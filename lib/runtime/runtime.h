@@ -23,18 +23,18 @@ fewcl_status fcl_fail_cl(cl_int err, const char *fmt, ...) __attribute__((format
 fewcl_status fcl_wrap(fewcl_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *fcl_cl_error_name(cl_int err);
 
-#define FCL_TRY(expr)                                                                   \
-    do {                                                                                \
-        fewcl_status fcl_try_s_ = (expr);                                               \
-        if (fcl_try_s_ != FEWCL_OK) return fcl_try_s_;                                  \
+#define FCL_TRY(expr)                                                                              \
+    do {                                                                                           \
+        fewcl_status fcl_try_s_ = (expr);                                                          \
+        if (fcl_try_s_ != FEWCL_OK) return fcl_try_s_;                                             \
     } while (0)
 
 /* Internal invariant: a failure is a bug in fewcl, reported with file:line. */
-#define FCL_ASSERT(cond)                                                                \
-    do {                                                                                \
-        if (!(cond))                                                                    \
-            return fcl_fail(FEWCL_ERR_INTERNAL, "%s:%d: invariant failed: %s", __FILE__, \
-                            __LINE__, #cond);                                           \
+#define FCL_ASSERT(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            return fcl_fail(FEWCL_ERR_INTERNAL, "%s:%d: invariant failed: %s", __FILE__, __LINE__, \
+                            #cond);                                                                \
     } while (0)
 
 /* ---- devices (device.c) ----------------------------------------------------------------- */

@@ -94,8 +94,9 @@ fewcl_status fcl_tensor_download(fewcl_context *ctx, const fcl_tensor *t, float 
                                      t->numel * sizeof(float), host, 0, NULL, NULL);
     if (err != CL_SUCCESS) {
         char s[64];
-        return fcl_fail_cl(err, "copying tensor %s from the device (a failed kernel before this "
-                                "copy also shows here)",
+        return fcl_fail_cl(err,
+                           "copying tensor %s from the device (a failed kernel before this "
+                           "copy also shows here)",
                            fcl_shape_str(t, s, sizeof s));
     }
     return FEWCL_OK;

@@ -12,10 +12,10 @@ void ref_relu_forward(const double *x, double *y, size_t n);
 void ref_relu_backward(const double *x, const double *dy, double *dx, size_t n);
 
 /* y[N,out] = x[N,in]·W[out,in]ᵀ + b (b may be NULL). */
-void ref_linear_forward(const double *x, const double *w, const double *b, double *y, int n,
-                        int in, int out);
+void ref_linear_forward(const double *x, const double *w, const double *b, double *y, int n, int in,
+                        int out);
 /* dx = dy·W; dw = dyᵀ·x; db = Σ_rows dy (each output overwritten; NULL skips it). */
-void ref_linear_backward(const double *x, const double *w, const double *dy, double *dx,
-                         double *dw, double *db, int n, int in, int out);
+void ref_linear_backward(const double *x, const double *w, const double *dy, double *dx, double *dw,
+                         double *db, int n, int in, int out);
 
 #endif
