@@ -34,3 +34,8 @@ def generator(seed):
 
 def uniform(gen, *shape, lo=-1.0, hi=1.0):
     return torch.rand(*shape, generator=gen, dtype=torch.float32) * (hi - lo) + lo
+
+
+def grads(out, dy, *inputs):
+    """Autograd gradients of sum(out * dy) with respect to each input."""
+    return torch.autograd.grad(out, inputs, dy)
