@@ -159,8 +159,10 @@ void th_assert_bound(const char *what, const float *got, const double *want, con
 }
 
 struct fcl_safetensors *th_fixture(const char *name) {
+    /* The environment wins, so that test binaries run from another checkout (a GPU box). */
+    const char *dir = getenv("FEWCL_FIXTURE_DIR");
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s.safetensors", FEWCL_FIXTURE_DIR, name);
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir && *dir ? dir : FEWCL_FIXTURE_DIR, name);
     fcl_safetensors *st;
     TH_OK(fcl_st_load(path, &st));
     return st;

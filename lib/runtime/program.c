@@ -98,15 +98,6 @@ void fcl_program_cache_key(const fewcl_context *ctx, const char *source, size_t 
     fcl_sha256_hex(digest, key);
 }
 
-static void digest_hex(const void *data, size_t n, char out[65]) {
-    fcl_sha256 h;
-    uint8_t d[32];
-    fcl_sha256_init(&h);
-    fcl_sha256_update(&h, data, n);
-    fcl_sha256_final(&h, d);
-    fcl_sha256_hex(d, out);
-}
-
 /* Reads and verifies a cache entry; NULL when absent or damaged. */
 static unsigned char *cache_read(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
@@ -120,7 +111,7 @@ static unsigned char *cache_read(const char *path, size_t *n) {
         bin = malloc(len);
         char actual[65];
         if (bin && fread(bin, 1, len, f) == len && fgetc(f) == EOF) {
-            digest_hex(bin, len, actual);
+            fcl_sha256_hex_of(bin, len, actual);
             if (strcmp(actual, sum) != 0) {
                 free(bin);
                 bin = NULL;
@@ -155,7 +146,7 @@ static int cache_write(const char *dir, const char *path, const unsigned char *b
     FILE *f = fopen(tmp, "wb");
     if (!f) return -1;
     char sum[65];
-    digest_hex(bin, n, sum);
+    fcl_sha256_hex_of(bin, n, sum);
     int ok = fprintf(f, "FEWCL-PROGRAM %d %zu %s\n", CACHE_FORMAT, n, sum) > 0 &&
              fwrite(bin, 1, n, f) == n && fflush(f) == 0 && fsync(fileno(f)) == 0;
     ok = (fclose(f) == 0) && ok;

@@ -97,3 +97,12 @@ void fcl_sha256_hex(const uint8_t digest[32], char out[65]) {
     for (int i = 0; i < 32; i++)
         snprintf(out + 2 * i, 3, "%02x", digest[i]);
 }
+
+void fcl_sha256_hex_of(const void *data, size_t len, char out[65]) {
+    fcl_sha256 h;
+    uint8_t d[32];
+    fcl_sha256_init(&h);
+    fcl_sha256_update(&h, data, len);
+    fcl_sha256_final(&h, d);
+    fcl_sha256_hex(d, out);
+}

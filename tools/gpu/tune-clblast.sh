@@ -7,15 +7,7 @@
 set -uo pipefail
 out=${OUT:-/tmp}
 exec > >(tee "$out/log") 2>&1
-root=$PWD/.device/root
-mkdir -p "$root"
-for f in .device/debs/*.deb; do dpkg -x "$f" "$root"; done
-export LD_LIBRARY_PATH=$root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export PATH=$root/usr/bin:$PATH
-icd=$PWD/.device/icd
-mkdir -p "$icd"
-echo /usr/local/nvidia/lib64/libnvidia-opencl.so.1 > "$icd/nvidia.icd"
-export OCL_ICD_VENDORS=$icd
+source tools/gpu/unpack.sh
 clinfo -l
 work=$PWD/.device/tuning
 mkdir -p "$work" && cd "$work"
