@@ -1,0 +1,179 @@
+/* Named parameters (see params.h). */
+#include "params.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void fcl_params_init(fcl_params *P) { memset(P, 0, sizeof *P); }
+
+void fcl_params_free(fewcl_context *ctx, fcl_params *P) {
+    for (int i = P->n - 1; i >= 0; i--) {
+        fcl_param *p = &P->items[i];
+        fcl_tensor *all[] = {&p->v, &p->m, &p->grad, &p->value};
+        for (int j = 0; j < 4; j++)
+            if (all[j]->numel) fcl_tensor_free(ctx, all[j]);
+    }
+    free(P->items);
+    fcl_params_init(P);
+}
+
+fcl_param *fcl_params_find(fcl_params *P, const char *name) {
+    for (int i = 0; i < P->n; i++)
+        if (strcmp(P->items[i].name, name) == 0) return &P->items[i];
+    return NULL;
+}
+
+static fewcl_status add(fewcl_context *ctx, fcl_params *P, const char *name, int ndim,
+                        const int *shape, int trainable, int buffer, fcl_tensor **out) {
+    if (strlen(name) >= sizeof P->items[0].name)
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "parameter name too long: %s", name);
+    if (fcl_params_find(P, name))
+        return fcl_fail(FEWCL_ERR_INTERNAL, "parameter %s registered twice", name);
+    if (P->n == P->cap) {
+        int cap = P->cap ? 2 * P->cap : 32;
+        fcl_param *grown = realloc(P->items, (size_t)cap * sizeof *grown);
+        if (!grown) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "parameter table");
+        P->items = grown;
+        P->cap = cap;
+    }
+    fcl_param *p = &P->items[P->n];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->trainable = trainable;
+    p->is_buffer = buffer;
+    FCL_TRY(fcl_tensor_alloc(ctx, &p->value, buffer ? FCL_MEM_ACTIVATION : FCL_MEM_PARAM, ndim,
+                             shape));
+    if (trainable) {
+        fewcl_status s = fcl_tensor_alloc(ctx, &p->grad, FCL_MEM_GRAD, ndim, shape);
+        if (s == FEWCL_OK) s = fcl_fill(ctx, &p->grad, 0);
+        if (s != FEWCL_OK) {
+            fcl_tensor_free(ctx, &p->value);
+            return s;
+        }
+    }
+    P->n++;
+    *out = &p->value;
+    return FEWCL_OK;
+}
+
+fewcl_status fcl_params_add(fewcl_context *ctx, fcl_params *P, const char *name, int ndim,
+                            const int *shape, int trainable, fcl_tensor **out) {
+    return add(ctx, P, name, ndim, shape, trainable, 0, out);
+}
+
+fewcl_status fcl_params_add_buffer(fewcl_context *ctx, fcl_params *P, const char *name, int ndim,
+                                   const int *shape, fcl_tensor **out) {
+    return add(ctx, P, name, ndim, shape, 0, 1, out);
+}
+
+/* Appends "; <text>" to a bounded problem list, counting what did not fit. */
+static void note(char *buf, size_t cap, int *count, const char *text) {
+    size_t used = strlen(buf);
+    if (used + strlen(text) + 16 < cap)
+        snprintf(buf + used, cap - used, "%s%s", *count ? "; " : "", text);
+    (*count)++;
+}
+
+fewcl_status fcl_params_load(fewcl_context *ctx, fcl_params *P, const fcl_safetensors *st,
+                             const char *prefix, fcl_load_mode mode) {
+    char problems[3000] = "", item[512];
+    int n_problems = 0;
+    size_t plen = strlen(prefix);
+    for (int i = 0; i < P->n; i++) {
+        fcl_param *p = &P->items[i];
+        char key[300];
+        snprintf(key, sizeof key, "%s%s", prefix, p->name);
+        const fcl_st_tensor *t = fcl_st_find(st, key);
+        if (!t) {
+            if (mode == FCL_LOAD_STRICT) {
+                snprintf(item, sizeof item, "missing %s", key);
+                note(problems, sizeof problems, &n_problems, item);
+            }
+            continue;
+        }
+        int64_t shape[FCL_MAX_DIMS];
+        for (int d = 0; d < p->value.ndim; d++) shape[d] = p->value.shape[d];
+        const float *data;
+        size_t numel;
+        if (fcl_st_f32(st, key, p->value.ndim, shape, &data, &numel) != FEWCL_OK) {
+            note(problems, sizeof problems, &n_problems, fewcl_last_error());
+            continue;
+        }
+        FCL_TRY(fcl_tensor_upload(ctx, &p->value, data));
+    }
+    if (mode == FCL_LOAD_STRICT)
+        for (int i = 0; i < st->n; i++) {
+            const char *key = st->tensors[i].name;
+            if (strncmp(key, prefix, plen) == 0 && fcl_params_find(P, key + plen)) continue;
+            snprintf(item, sizeof item, "unexpected %s", key);
+            note(problems, sizeof problems, &n_problems, item);
+        }
+    if (n_problems)
+        return fcl_fail(FEWCL_ERR_FORMAT, "%s does not match the model (%d problem%s): %s%s",
+                        st->path, n_problems, n_problems > 1 ? "s" : "", problems,
+                        strlen(problems) + 100 > sizeof problems ? " ..." : "");
+    return FEWCL_OK;
+}
+
+fewcl_status fcl_params_store(fewcl_context *ctx, const fcl_params *P, fcl_st_writer *w) {
+    for (int i = 0; i < P->n; i++) {
+        const fcl_param *p = &P->items[i];
+        float *host = malloc(p->value.numel * sizeof *host);
+        if (!host) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "saving %s", p->name);
+        int64_t shape[FCL_MAX_DIMS];
+        for (int d = 0; d < p->value.ndim; d++) shape[d] = p->value.shape[d];
+        fewcl_status s = fcl_tensor_download(ctx, &p->value, host);
+        if (s == FEWCL_OK) s = fcl_st_writer_add(w, p->name, p->value.ndim, shape, host);
+        free(host);
+        FCL_TRY(s);
+    }
+    return FEWCL_OK;
+}
+
+fewcl_status fcl_params_zero_grad(fewcl_context *ctx, fcl_params *P) {
+    for (int i = 0; i < P->n; i++)
+        if (P->items[i].trainable) FCL_TRY(fcl_fill(ctx, &P->items[i].grad, 0));
+    return FEWCL_OK;
+}
+
+fewcl_status fcl_params_adamw(fewcl_context *ctx, fcl_params *P, const fcl_adamw_config *cfg) {
+    P->step++;
+    for (int i = 0; i < P->n; i++) {
+        fcl_param *p = &P->items[i];
+        if (!p->trainable) continue;
+        if (!p->m.numel) {
+            FCL_TRY(fcl_tensor_alloc(ctx, &p->m, FCL_MEM_OPTIM, p->value.ndim, p->value.shape));
+            FCL_TRY(fcl_tensor_alloc(ctx, &p->v, FCL_MEM_OPTIM, p->value.ndim, p->value.shape));
+            FCL_TRY(fcl_fill(ctx, &p->m, 0));
+            FCL_TRY(fcl_fill(ctx, &p->v, 0));
+        }
+        FCL_TRY(fcl_adamw_step(ctx, cfg, P->step, &p->value, &p->grad, &p->m, &p->v));
+    }
+    return FEWCL_OK;
+}
+
+size_t fcl_params_count(const fcl_params *P) {
+    size_t n = 0;
+    for (int i = 0; i < P->n; i++)
+        if (P->items[i].trainable) n += P->items[i].value.numel;
+    return n;
+}
+
+float fcl_pattern_value(uint32_t seed, uint64_t i, float scale) {
+    uint64_t z = ((uint64_t)seed << 32) + i + 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    double u = (double)(z >> 40) / 16777216.0;
+    return (float)(scale * (2.0 * u - 1.0));
+}
+
+fewcl_status fcl_pattern_fill(fewcl_context *ctx, fcl_tensor *t, uint32_t seed, float scale) {
+    float *host = malloc(t->numel * sizeof *host);
+    if (!host) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "pattern fill of %zu values", t->numel);
+    for (size_t i = 0; i < t->numel; i++) host[i] = fcl_pattern_value(seed, i, scale);
+    fewcl_status s = fcl_tensor_upload(ctx, t, host);
+    free(host);
+    return s;
+}

@@ -1,0 +1,64 @@
+/* Named model parameters: the PyTorch state_dict keys, each with its value, gradient and
+ * AdamW moments in the arena; loading and saving as safetensors; one optimiser step over all.
+ *
+ *     fcl_params P;
+ *     fcl_params_init(&P);
+ *     fcl_tensor *w;
+ *     FCL_TRY(fcl_params_add(ctx, &P, "feature.trunk.0.C.weight", 4, (int[]){64, 3, 3, 3}, 1, &w));
+ *     FCL_TRY(fcl_params_load(ctx, &P, st, "", FCL_LOAD_STRICT)); // names every mismatch
+ */
+#ifndef FEWCL_NN_PARAMS_H
+#define FEWCL_NN_PARAMS_H
+
+#include "../io/safetensors.h"
+#include "../ops/adamw.h"
+
+typedef struct fcl_param {
+    char name[128];
+    fcl_tensor value;
+    fcl_tensor grad;   /* allocated when trainable */
+    fcl_tensor m, v;   /* AdamW moments, allocated on the first step */
+    int trainable;
+    int is_buffer;     /* running statistics: saved and loaded, never optimised */
+} fcl_param;
+
+typedef struct fcl_params {
+    fcl_param *items;
+    int n, cap;
+    long step; /* optimiser steps taken */
+} fcl_params;
+
+typedef enum fcl_load_mode {
+    FCL_LOAD_STRICT,  /* every parameter present, nothing unexpected */
+    FCL_LOAD_PARTIAL  /* missing parameters keep their values; unexpected keys are ignored */
+} fcl_load_mode;
+
+void fcl_params_init(fcl_params *P);
+void fcl_params_free(fewcl_context *ctx, fcl_params *P);
+/* Adds a parameter (gradient allocated and zeroed when trainable); *out points at its value. */
+fewcl_status fcl_params_add(fewcl_context *ctx, fcl_params *P, const char *name, int ndim,
+                            const int *shape, int trainable, fcl_tensor **out);
+/* Adds a buffer (BatchNorm running statistics): saved and loaded, no gradient. */
+fewcl_status fcl_params_add_buffer(fewcl_context *ctx, fcl_params *P, const char *name, int ndim,
+                                   const int *shape, fcl_tensor **out);
+fcl_param *fcl_params_find(fcl_params *P, const char *name);
+/* Copies values from a safetensors file; keys are `prefix` + name. Shape mismatches are
+ * always errors; the message lists every missing, unexpected or mismatched key (up to a few
+ * dozen) with the file name. */
+fewcl_status fcl_params_load(fewcl_context *ctx, fcl_params *P, const fcl_safetensors *st,
+                             const char *prefix, fcl_load_mode mode);
+/* Adds every value (and buffer) to a writer under its name (downloads: blocking). */
+fewcl_status fcl_params_store(fewcl_context *ctx, const fcl_params *P, fcl_st_writer *w);
+fewcl_status fcl_params_zero_grad(fewcl_context *ctx, fcl_params *P);
+/* One AdamW step on every trainable parameter (moments allocated on first use). */
+fewcl_status fcl_params_adamw(fewcl_context *ctx, fcl_params *P, const fcl_adamw_config *cfg);
+/* Total number of elements of the trainable parameters. */
+size_t fcl_params_count(const fcl_params *P);
+
+/* Deterministic test pattern, the same in C and in tools/reference/pattern.py: element i of a
+ * tensor seeded `seed` is scale·(2u − 1), u = top 24 bits of splitmix64(seed·2^32 + i) / 2^24.
+ * Used to fill large weights identically on both sides without committing them. */
+float fcl_pattern_value(uint32_t seed, uint64_t i, float scale);
+fewcl_status fcl_pattern_fill(fewcl_context *ctx, fcl_tensor *t, uint32_t seed, float scale);
+
+#endif
