@@ -28,7 +28,8 @@ static void test_adamw_matches_reference(void **state) {
         TH_OK(fcl_tensor_upload(th_ctx(), &G, g));
         TH_OK(fcl_adamw_step(th_ctx(), &cfg, t, &P, &G, &M, &V));
         double *gd = th_to_double(g, n);
-        ref_adamw_step(cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, t, pd, gd, md, vd, n);
+        ref_adamw_step(cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, t, pd, gd, md, vd,
+                       n);
         free(gd);
     }
     float *got = th_download(&P);
@@ -50,8 +51,8 @@ static void test_adamw_matches_pytorch(void **state) {
     TH_OK(fcl_tensor_alloc(th_ctx(), &V, FCL_MEM_OPTIM, P.ndim, P.shape));
     TH_OK(fcl_fill(th_ctx(), &M, 0));
     TH_OK(fcl_fill(th_ctx(), &V, 0));
-    fcl_adamw_config cfg = {.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                            .weight_decay = 0.05};
+    fcl_adamw_config cfg = {
+        .lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.05};
     for (long t = 1; t <= 3; t++) {
         char key[8];
         size_t n;

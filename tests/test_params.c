@@ -120,7 +120,8 @@ static void test_adamw_over_parameters(void **state) {
     /* head.b had a zero gradient: only the decay moved it. */
     TH_OK(fcl_params_zero_grad(th_ctx(), &A));
     float *g = th_download(&w->grad);
-    for (size_t i = 0; i < w->value.numel; i++) assert_true(g[i] == 0);
+    for (size_t i = 0; i < w->value.numel; i++)
+        assert_true(g[i] == 0);
     free(g), free(before), free(after);
     assert_int_equal(A.step, 1);
     fcl_params_free(th_ctx(), &A);
@@ -132,7 +133,8 @@ static void test_pattern_matches_python(void **state) {
         const char *key;
         uint32_t seed;
         float scale;
-    } cases[] = {{"seed1_scale1", 1, 1.0f}, {"seed7_scale0.05", 7, 0.05f},
+    } cases[] = {{"seed1_scale1", 1, 1.0f},
+                 {"seed7_scale0.05", 7, 0.05f},
                  {"seed4294967295_scale2", 4294967295u, 2.0f}};
     for (int c = 0; c < 3; c++) {
         size_t n;

@@ -42,8 +42,8 @@ static fewcl_status add(fewcl_context *ctx, fcl_params *P, const char *name, int
     snprintf(p->name, sizeof p->name, "%s", name);
     p->trainable = trainable;
     p->is_buffer = buffer;
-    FCL_TRY(fcl_tensor_alloc(ctx, &p->value, buffer ? FCL_MEM_ACTIVATION : FCL_MEM_PARAM, ndim,
-                             shape));
+    FCL_TRY(
+        fcl_tensor_alloc(ctx, &p->value, buffer ? FCL_MEM_ACTIVATION : FCL_MEM_PARAM, ndim, shape));
     if (trainable) {
         fewcl_status s = fcl_tensor_alloc(ctx, &p->grad, FCL_MEM_GRAD, ndim, shape);
         if (s == FEWCL_OK) s = fcl_fill(ctx, &p->grad, 0);
@@ -93,7 +93,8 @@ fewcl_status fcl_params_load(fewcl_context *ctx, fcl_params *P, const fcl_safete
             continue;
         }
         int64_t shape[FCL_MAX_DIMS];
-        for (int d = 0; d < p->value.ndim; d++) shape[d] = p->value.shape[d];
+        for (int d = 0; d < p->value.ndim; d++)
+            shape[d] = p->value.shape[d];
         const float *data;
         size_t numel;
         if (fcl_st_f32(st, key, p->value.ndim, shape, &data, &numel) != FEWCL_OK) {
@@ -122,7 +123,8 @@ fewcl_status fcl_params_store(fewcl_context *ctx, const fcl_params *P, fcl_st_wr
         float *host = malloc(p->value.numel * sizeof *host);
         if (!host) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "saving %s", p->name);
         int64_t shape[FCL_MAX_DIMS];
-        for (int d = 0; d < p->value.ndim; d++) shape[d] = p->value.shape[d];
+        for (int d = 0; d < p->value.ndim; d++)
+            shape[d] = p->value.shape[d];
         fewcl_status s = fcl_tensor_download(ctx, &p->value, host);
         if (s == FEWCL_OK) s = fcl_st_writer_add(w, p->name, p->value.ndim, shape, host);
         free(host);
@@ -172,7 +174,8 @@ float fcl_pattern_value(uint32_t seed, uint64_t i, float scale) {
 fewcl_status fcl_pattern_fill(fewcl_context *ctx, fcl_tensor *t, uint32_t seed, float scale) {
     float *host = malloc(t->numel * sizeof *host);
     if (!host) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "pattern fill of %zu values", t->numel);
-    for (size_t i = 0; i < t->numel; i++) host[i] = fcl_pattern_value(seed, i, scale);
+    for (size_t i = 0; i < t->numel; i++)
+        host[i] = fcl_pattern_value(seed, i, scale);
     fewcl_status s = fcl_tensor_upload(ctx, t, host);
     free(host);
     return s;

@@ -16,10 +16,10 @@
 typedef struct fcl_param {
     char name[128];
     fcl_tensor value;
-    fcl_tensor grad;   /* allocated when trainable */
-    fcl_tensor m, v;   /* AdamW moments, allocated on the first step */
+    fcl_tensor grad; /* allocated when trainable */
+    fcl_tensor m, v; /* AdamW moments, allocated on the first step */
     int trainable;
-    int is_buffer;     /* running statistics: saved and loaded, never optimised */
+    int is_buffer; /* running statistics: saved and loaded, never optimised */
 } fcl_param;
 
 typedef struct fcl_params {
@@ -29,8 +29,8 @@ typedef struct fcl_params {
 } fcl_params;
 
 typedef enum fcl_load_mode {
-    FCL_LOAD_STRICT,  /* every parameter present, nothing unexpected */
-    FCL_LOAD_PARTIAL  /* missing parameters keep their values; unexpected keys are ignored */
+    FCL_LOAD_STRICT, /* every parameter present, nothing unexpected */
+    FCL_LOAD_PARTIAL /* missing parameters keep their values; unexpected keys are ignored */
 } fcl_load_mode;
 
 void fcl_params_init(fcl_params *P);

@@ -4,8 +4,8 @@
 #include <math.h>
 
 fcl_adamw_config fcl_adamw_defaults(void) {
-    return (fcl_adamw_config){.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                              .weight_decay = 1e-5};
+    return (fcl_adamw_config){
+        .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 1e-5};
 }
 
 fewcl_status fcl_adamw_step(fewcl_context *ctx, const fcl_adamw_config *cfg, long step,
@@ -14,9 +14,10 @@ fewcl_status fcl_adamw_step(fewcl_context *ctx, const fcl_adamw_config *cfg, lon
     if (step < 1) return fcl_fail(FEWCL_ERR_ARGUMENT, "AdamW: step %ld (counts from 1)", step);
     if (!fcl_same_shape(param, grad) || !fcl_same_shape(param, m) || !fcl_same_shape(param, v)) {
         char sp[64], sg[64];
-        return fcl_fail(FEWCL_ERR_ARGUMENT, "AdamW: parameter %s and gradient %s (and moments) "
-                        "must have one shape", fcl_shape_str(param, sp, sizeof sp),
-                        fcl_shape_str(grad, sg, sizeof sg));
+        return fcl_fail(FEWCL_ERR_ARGUMENT,
+                        "AdamW: parameter %s and gradient %s (and moments) "
+                        "must have one shape",
+                        fcl_shape_str(param, sp, sizeof sp), fcl_shape_str(grad, sg, sizeof sg));
     }
     double bc1 = 1.0 - pow(cfg->beta1, (double)step), bc2 = 1.0 - pow(cfg->beta2, (double)step);
     fcl_kernel_entry *k;
