@@ -158,6 +158,34 @@ fewcl_status fcl_image_resize_shorter(const fcl_image *in, int size, fcl_image *
     return fcl_image_resize(in, new_long, size, out);
 }
 
+fewcl_status fcl_image_crop(const fcl_image *in, int x, int y, int w, int h, fcl_image *out) {
+    memset(out, 0, sizeof *out);
+    if (x < 0 || y < 0 || w < 1 || h < 1 || x + w > in->w || y + h > in->h)
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "crop %dx%d at (%d,%d) of a %dx%d image", w, h, x, y,
+                        in->w, in->h);
+    /* malloc'd like stb_image's buffers, so fcl_image_free releases either */
+    out->rgb = malloc((size_t)w * h * 3);
+    if (!out->rgb) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "crop %dx%d", w, h);
+    for (int r = 0; r < h; r++)
+        memcpy(out->rgb + (size_t)r * w * 3, in->rgb + ((size_t)(y + r) * in->w + x) * 3,
+               (size_t)w * 3);
+    out->w = w;
+    out->h = h;
+    return FEWCL_OK;
+}
+
+void fcl_image_flip(fcl_image *img) {
+    for (int y = 0; y < img->h; y++) {
+        unsigned char *row = img->rgb + (size_t)y * img->w * 3;
+        for (int a = 0, b = img->w - 1; a < b; a++, b--)
+            for (int c = 0; c < 3; c++) {
+                unsigned char t = row[a * 3 + c];
+                row[a * 3 + c] = row[b * 3 + c];
+                row[b * 3 + c] = t;
+            }
+    }
+}
+
 /* Python's round(d / 2) for an integer d >= 0: halves go to the even neighbour. */
 static int half_round_even(int d) {
     int q = d / 2;

@@ -24,6 +24,10 @@ fewcl_status fcl_image_resize(const fcl_image *in, int w, int h, fcl_image *out)
 /* torchvision Resize(size) with an int: the shorter side becomes `size`, the longer
  * int(size·long/short). */
 fewcl_status fcl_image_resize_shorter(const fcl_image *in, int size, fcl_image *out);
+/* A copy of the w x h region at (x, y); the region must lie inside the image. */
+fewcl_status fcl_image_crop(const fcl_image *in, int x, int y, int w, int h, fcl_image *out);
+/* Mirrors the image left to right, in place. */
+void fcl_image_flip(fcl_image *img);
 /* CenterCrop(size) (offsets round((H−size)/2), Python's half-to-even rounding), ToTensor and
  * Normalize(ImageNet mean/std) into chw[3·size·size]. The image must be at least size². */
 fewcl_status fcl_image_to_tensor(const fcl_image *in, int size, float *chw);
