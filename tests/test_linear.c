@@ -103,6 +103,62 @@ static void test_gemm_strided_batched(void **state) {
     th_free(&C), th_free(&B), th_free(&A);
 }
 
+/* Multi-head attention's batched products with heads split head-major inside the feature axis:
+ * q [Q, H·d] and k [n, H·d]; head h is the column block h·d..(h+1)·d, so one strided batch with
+ * leading dimension H·d and stride d gives scores[h] = q_h·k_hᵀ [Q, n] for every head, and the
+ * backward products (dq_h = dS_h·k_h, dk_h = dS_hᵀ·q_h) write back into the same blocks. */
+static void test_attention_head_split(void **state) {
+    const int H = 4, d = th_small() ? 3 : 64, Q = th_small() ? 5 : 40, n = 5, I = H * d;
+    float *q = malloc(Q * I * sizeof *q), *k = malloc(n * I * sizeof *k);
+    float *ds = malloc(H * Q * n * sizeof *ds);
+    th_random(q, Q * I, 90, -1, 1);
+    th_random(k, n * I, 91, -1, 1);
+    th_random(ds, H * Q * n, 92, -1, 1);
+    fcl_tensor tq, tk, tS, tdS, tdq, tdk;
+    th_upload(&tq, 2, (int[]){Q, I}, q);
+    th_upload(&tk, 2, (int[]){n, I}, k);
+    th_upload(&tdS, 3, (int[]){H, Q, n}, ds);
+    TH_OK(fcl_tensor_alloc(th_ctx(), &tS, FCL_MEM_ACTIVATION, 3, (int[]){H, Q, n}));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &tdq, FCL_MEM_ACTIVATION, 2, (int[]){Q, I}));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &tdk, FCL_MEM_ACTIVATION, 2, (int[]){n, I}));
+    TH_OK(fcl_gemm_strided_batched(th_ctx(), 0, 1, Q, n, d, 1.0f, (fcl_matrix){&tq, 0, I}, d,
+                                   (fcl_matrix){&tk, 0, I}, d, 0.0f, (fcl_matrix){&tS, 0, n},
+                                   (size_t)Q * n, H));
+    TH_OK(fcl_gemm_strided_batched(th_ctx(), 0, 0, Q, d, n, 1.0f, (fcl_matrix){&tdS, 0, n},
+                                   (size_t)Q * n, (fcl_matrix){&tk, 0, I}, d, 0.0f,
+                                   (fcl_matrix){&tdq, 0, I}, d, H));
+    TH_OK(fcl_gemm_strided_batched(th_ctx(), 1, 0, n, d, Q, 1.0f, (fcl_matrix){&tdS, 0, n},
+                                   (size_t)Q * n, (fcl_matrix){&tq, 0, I}, d, 0.0f,
+                                   (fcl_matrix){&tdk, 0, I}, d, H));
+    double *S = calloc(H * Q * n, sizeof *S), *bS = calloc(H * Q * n, sizeof *bS);
+    double *dq = calloc(Q * I, sizeof *dq), *bdq = calloc(Q * I, sizeof *bdq);
+    double *dk = calloc(n * I, sizeof *dk), *bdk = calloc(n * I, sizeof *bdk);
+    for (int h = 0; h < H; h++)
+        for (int r = 0; r < Q; r++)
+            for (int c = 0; c < n; c++)
+                for (int e = 0; e < d; e++) {
+                    double a = q[r * I + h * d + e], b = k[c * I + h * d + e];
+                    double g = ds[(h * Q + r) * n + c];
+                    S[(h * Q + r) * n + c] += a * b, bS[(h * Q + r) * n + c] += fabs(a * b);
+                    dq[r * I + h * d + e] += g * b, bdq[r * I + h * d + e] += fabs(g * b);
+                    dk[c * I + h * d + e] += g * a, bdk[c * I + h * d + e] += fabs(g * a);
+                }
+    scale_to_bound(bS, H * Q * n, d);
+    scale_to_bound(bdq, Q * I, n);
+    scale_to_bound(bdk, n * I, Q);
+    float *got = th_download(&tS);
+    th_assert_bound("head-split scores", got, S, bS, H * Q * n);
+    free(got);
+    got = th_download(&tdq);
+    th_assert_bound("head-split dq", got, dq, bdq, Q * I);
+    free(got);
+    got = th_download(&tdk);
+    th_assert_bound("head-split dk", got, dk, bdk, n * I);
+    free(got);
+    free(S), free(bS), free(dq), free(bdq), free(dk), free(bdk), free(q), free(k), free(ds);
+    th_free(&tdk), th_free(&tdq), th_free(&tS), th_free(&tdS), th_free(&tk), th_free(&tq);
+}
+
 static void test_gemm_rejects_out_of_bounds_operands(void **state) {
     fcl_tensor A;
     int n = 10;
@@ -315,6 +371,7 @@ int main(void) {
         cmocka_unit_test(test_gemm_tn),
         cmocka_unit_test(test_gemm_tt),
         cmocka_unit_test(test_gemm_strided_batched),
+        cmocka_unit_test(test_attention_head_split),
         cmocka_unit_test(test_gemm_rejects_out_of_bounds_operands),
         cmocka_unit_test(test_linear_with_bias),
         cmocka_unit_test(test_linear_without_bias),
