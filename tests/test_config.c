@@ -1,0 +1,79 @@
+/* Model configuration: the feature sizes of reference §1.1 and §3.7, and validation messages. */
+#include <string.h>
+
+#include "harness.h"
+#include "nn/config.h"
+
+static int feature_dim(fcl_backbone b, int size) {
+    fcl_model_config c = fcl_config_default();
+    c.backbone = b;
+    c.image_size = size;
+    int ch, h, w;
+    TH_OK(fcl_config_feature_shape(&c, &ch, &h, &w));
+    return ch * h * w;
+}
+
+static void test_feature_dims_of_the_reference(void **state) {
+    assert_int_equal(feature_dim(FCL_CONV4, 84), 1600); /* 64·5·5 */
+    assert_int_equal(feature_dim(FCL_CONV6, 84), 1600);
+    assert_int_equal(feature_dim(FCL_CONV4, 64), 1024);      /* CIFAR: 64·4·4 */
+    assert_int_equal(feature_dim(FCL_RESNET18, 224), 25088); /* 512·7·7 */
+    assert_int_equal(feature_dim(FCL_RESNET34, 224), 25088);
+    assert_int_equal(feature_dim(FCL_RESNET18, 112), 8192); /* 512·4·4 */
+    assert_int_equal(feature_dim(FCL_RESNET18, 84), 4608);  /* 512·3·3 */
+}
+
+static void test_working_dim(void **state) {
+    fcl_model_config c = fcl_config_default();
+    assert_int_equal(fcl_config_working_dim(&c, 1600), 512); /* projection active on Conv4 */
+    assert_int_equal(fcl_config_working_dim(&c, 512), 512);
+    assert_int_equal(fcl_config_working_dim(&c, 256), 256); /* D <= 512: no projection */
+    c.reduced_dim = 0;
+    assert_int_equal(fcl_config_working_dim(&c, 25088), 25088);
+    fcl_config_set_method(&c, FCL_METHOD_FSCT);
+    c.reduced_dim = 512;
+    assert_int_equal(fcl_config_working_dim(&c, 1600), 1600); /* fsct has no projection */
+    assert_int_equal(c.heads, 8);
+    assert_int_equal(c.depth, 1);
+}
+
+static void test_validation(void **state) {
+    fcl_model_config c = fcl_config_default();
+    TH_OK(fcl_config_validate(&c));
+    c.n_way = 0;
+    assert_int_equal(fcl_config_validate(&c), FEWCL_ERR_ARGUMENT);
+    assert_non_null(strstr(fewcl_last_error(), "--n-way 0"));
+    c = fcl_config_default();
+    c.image_size = 12;
+    assert_int_equal(fcl_config_validate(&c), FEWCL_ERR_ARGUMENT);
+    c.image_size = 15;
+    assert_int_equal(fcl_config_validate(&c), FEWCL_ERR_ARGUMENT);
+    assert_non_null(strstr(fewcl_last_error(), "too small for conv4"));
+    c.image_size = 16;
+    TH_OK(fcl_config_validate(&c));
+    c.backbone = FCL_RESNET34; /* strided convolutions with padding never empty the map */
+    c.image_size = 8;
+    TH_OK(fcl_config_validate(&c));
+    c.image_size = 7;
+    assert_int_equal(fcl_config_validate(&c), FEWCL_ERR_ARGUMENT);
+    assert_non_null(strstr(fewcl_last_error(), "--image-size 7 is out of range"));
+}
+
+static void test_names(void **state) {
+    assert_int_equal(fcl_backbone_parse("resnet34"), FCL_RESNET34);
+    assert_int_equal(fcl_backbone_parse("resnet50"), -1);
+    assert_int_equal(fcl_mahalanobis_parse("lowrank"), FCL_MAHA_LOWRANK);
+    assert_string_equal(fcl_checkpointing_name(FCL_CKPT_BLOCKS), "blocks");
+    assert_int_equal(fcl_method_parse("fsct"), FCL_METHOD_FSCT);
+    assert_int_equal(fcl_variant_parse("softmax"), FCL_VARIANT_SOFTMAX);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_feature_dims_of_the_reference),
+        cmocka_unit_test(test_working_dim),
+        cmocka_unit_test(test_validation),
+        cmocka_unit_test(test_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
