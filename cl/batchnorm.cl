@@ -54,7 +54,7 @@ kernel void bn_forward_train(global const float *x, uint xo, global const float 
         for (uint p = l; p < hw; p += wg) y[by + p] = (x[bx + p] - mean) * a + shift;
     }
     if (l == 0) {
-        float unbiased = m > 1.0f ? var * m / (m - 1.0f) : var;
+        float unbiased = var * m / (m - 1.0f); // M ≥ 2: the host rejects M = 1
         rmean[rmo + c] = (1.0f - momentum) * rmean[rmo + c] + momentum * mean;
         rvar[rvo + c] = (1.0f - momentum) * rvar[rvo + c] + momentum * unbiased;
         smean[smo + c] = mean;

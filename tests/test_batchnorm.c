@@ -36,8 +36,9 @@ static double sum_bound(size_t m, double abs_sum) {
     return th_gamma((int)((m + wg - 1) / wg + lg + 8)) * abs_sum;
 }
 
-static void check_train(int n, int c, int h, int w, uint64_t seed) {
-    int shape[4] = {n, c, h, w}, hw = h * w;
+/* as_2d: x is [N,C] (BatchNorm1d-like use; needs h = w = 1). */
+static void check_train(int n, int c, int h, int w, uint64_t seed, int as_2d) {
+    int shape[4] = {n, c, h, w}, hw = h * w, nd = as_2d ? 2 : 4;
     size_t numel = (size_t)n * c * hw, m = (size_t)n * hw;
     float *x = malloc(numel * sizeof *x), *dy = malloc(numel * sizeof *dy);
     float g[512], b[512], rm[512], rv[512], dg0[512], db0[512];
@@ -51,8 +52,8 @@ static void check_train(int n, int c, int h, int w, uint64_t seed) {
     th_random(dg0, c, seed + 6, -1, 1); /* nonzero start: the parameter grads accumulate */
     th_random(db0, c, seed + 7, -1, 1);
     fcl_tensor tx, tdy, tg, tb, trm, trv, ty, tsm, tsi, tdx, tdg, tdb;
-    th_upload(&tx, 4, shape, x);
-    th_upload(&tdy, 4, shape, dy);
+    th_upload(&tx, nd, shape, x);
+    th_upload(&tdy, nd, shape, dy);
     th_upload(&tg, 1, &c, g);
     th_upload(&tb, 1, &c, b);
     th_upload(&trm, 1, &c, rm);
@@ -60,8 +61,8 @@ static void check_train(int n, int c, int h, int w, uint64_t seed) {
     th_upload(&tdg, 1, &c, dg0);
     th_upload(&tdb, 1, &c, db0);
     fewcl_context *ctx = th_ctx();
-    TH_OK(fcl_tensor_alloc(ctx, &ty, FCL_MEM_ACTIVATION, 4, shape));
-    TH_OK(fcl_tensor_alloc(ctx, &tdx, FCL_MEM_ACTIVATION, 4, shape));
+    TH_OK(fcl_tensor_alloc(ctx, &ty, FCL_MEM_ACTIVATION, nd, shape));
+    TH_OK(fcl_tensor_alloc(ctx, &tdx, FCL_MEM_ACTIVATION, nd, shape));
     TH_OK(fcl_tensor_alloc1(ctx, &tsm, FCL_MEM_ACTIVATION, c));
     TH_OK(fcl_tensor_alloc1(ctx, &tsi, FCL_MEM_ACTIVATION, c));
     TH_OK(fcl_batchnorm_forward_train(ctx, &tx, &tg, &tb, &trm, &trv, FCL_BN_MOMENTUM, FCL_BN_EPS,
@@ -145,16 +146,17 @@ static void check_train(int n, int c, int h, int w, uint64_t seed) {
 /* Conv4's first block on an 84x84 episode of 5·21 images, and a ResNet's last stage. */
 static void test_train_conv4_block(void **state) {
     if (th_small())
-        check_train(3, 5, 7, 7, 10); /* hw = 49 < wg: items with no work */
+        check_train(3, 5, 7, 7, 10, 0); /* hw = 49 < wg: items with no work */
     else
-        check_train(105, 64, 42, 42, 10);
+        check_train(105, 64, 42, 42, 10, 0);
 }
 
 static void test_train_resnet_stage(void **state) {
     if (th_small())
-        check_train(3, 3, 1, 1, 20); /* M = 3, [N,C,1,1]; (M = 2 makes dx ≡ 0: x̂ = ±1) */
+        check_train(3, 3, 1, 1, 20, 0); /* M = 3, [N,C,1,1]; (M = 2 makes dx ≡ 0: x̂ = ±1) */
     else
-        check_train(105, 512, 7, 7, 20);
+        check_train(105, 512, 7, 7, 20, 0);
+    check_train(th_small() ? 4 : 105, 6, 1, 1, 21, 1); /* x [N,C] */
 }
 
 static void test_eval(void **state) {
@@ -335,6 +337,14 @@ static void test_shape_errors(void **state) {
         fcl_batchnorm_forward_train(ctx, &x, &p3, &p3, &p3, &p3, 0.1f, 1e-5f, &p4, &p3, &p3),
         FEWCL_ERR_ARGUMENT);
     assert_non_null(strstr(fewcl_last_error(), "x [2,3,4,4] and y [4] do not fit"));
+    int one[4] = {1, 3, 1, 1}; /* one value per channel: PyTorch refuses to train on it */
+    fcl_tensor x1;
+    TH_OK(fcl_tensor_alloc(ctx, &x1, FCL_MEM_ACTIVATION, 4, one));
+    assert_int_equal(
+        fcl_batchnorm_forward_train(ctx, &x1, &p3, &p3, &p3, &p3, 0.1f, 1e-5f, &x1, &p3, &p3),
+        FEWCL_ERR_ARGUMENT);
+    assert_non_null(strstr(fewcl_last_error(), "N·H·W = 1"));
+    th_free(&x1);
     th_free(&p4), th_free(&p3), th_free(&y), th_free(&x);
 }
 

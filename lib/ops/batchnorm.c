@@ -49,6 +49,9 @@ fewcl_status fcl_batchnorm_forward_train(fewcl_context *ctx, const fcl_tensor *x
     FCL_TRY(per_channel(op, "running_var", running_var, c));
     FCL_TRY(per_channel(op, "save_mean", save_mean, c));
     FCL_TRY(per_channel(op, "save_invstd", save_invstd, c));
+    if ((size_t)n * (size_t)hw < 2) /* as PyTorch: no unbiased variance from one value */
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "%s: one value per channel (N·H·W = 1) in training",
+                        op);
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel(ctx, "batchnorm", NULL, "bn_forward_train", &k));
     FCL_TRY(fcl_args(k, "ttttttttuuuffL", x, gamma, beta, running_mean, running_var, y, save_mean,
