@@ -209,7 +209,7 @@ static void test_conv_3x3_s1_p0_bias(void **state) {
     check_conv("3x3/1/0+b", shape(3, 4, 3, 1, 0), 1, 0, NULL);
 }
 
-/* The chunked path: a workspace bound that holds one image (so the batch goes image by image),
+/* The chunked path: a workspace bound that holds two images (so a batch of three goes as 2 + 1),
  * and one that holds a few columns (so each image goes in ranges of output pixels, and dx is
  * accumulated over the ranges) give the reference's results, and agree with the unchunked run
  * to the normalised-error tolerance (the GEMMs then sum in another order, so not bit for bit);
@@ -229,17 +229,17 @@ static void test_conv_chunked_matches_unchunked(void **state) {
         return;
     }
     check_conv("unchunked", s, 1, 0, &whole);
-    check_conv("1-image chunks", s, 1, image, &by_image);
+    check_conv("2-image chunks", s, 1, 2 * image, &by_image);
     check_conv("7-column chunks", s, 1, 7 * column, &by_columns);
     print_message("    workspace peaks: %zu bytes unchunked, %zu (bound %zu), %zu (bound %zu)\n",
-                  whole.workspace_peak, by_image.workspace_peak, image, by_columns.workspace_peak,
-                  7 * column);
+                  whole.workspace_peak, by_image.workspace_peak, 2 * image,
+                  by_columns.workspace_peak, 7 * column);
     /* The bound covers the im2col matrix; CLBlast's temp buffer for these small GEMMs, when
      * it needs one, is measured with the unchunked run minus its full-batch columns. */
     size_t all_columns = image * s.n;
     size_t clblast = whole.workspace_peak > all_columns ? whole.workspace_peak - all_columns : 0;
     size_t align = th_ctx()->limits.base_align;
-    assert_true(by_image.workspace_peak <= image + align + clblast);
+    assert_true(by_image.workspace_peak <= 2 * image + align + clblast);
     assert_true(by_columns.workspace_peak <= 7 * column + align + clblast);
     assert_true(whole.workspace_peak >= all_columns); /* the unchunked run was one chunk */
     sizes z = sizes_of(&s);
@@ -259,6 +259,27 @@ static void test_conv_chunked_matches_unchunked(void **state) {
         }
     }
     conv_out_free(&whole), conv_out_free(&by_image), conv_out_free(&by_columns);
+}
+
+/* Determinism: no atomics and fixed summation orders, so two runs on the same inputs give the
+ * same bits (dx through the col2im gather, db through the per-channel tree). */
+static void test_conv_backward_is_deterministic(void **state) {
+    if (skipped_when_small()) return;
+    ref_conv_shape s = shape(4, 6, 3, 2, 1);
+    ref_conv_shape_init(&s);
+    sizes z = sizes_of(&s);
+    float *x = random_floats(z.x, 600, -1, 1), *w = random_floats(z.w, 601, -1, 1);
+    float *b = random_floats(s.cout, 602, -1, 1), *dy = random_floats(z.y, 603, -1, 1);
+    float *dw0 = calloc(z.w, sizeof *dw0), *db0 = calloc(s.cout, sizeof *db0);
+    conv_out first, second;
+    run_device(&s, x, w, b, dy, dw0, db0, 0, &first);
+    run_device(&s, x, w, b, dy, dw0, db0, 0, &second);
+    assert_memory_equal(first.y, second.y, z.y * sizeof(float));
+    assert_memory_equal(first.dx, second.dx, z.x * sizeof(float));
+    assert_memory_equal(first.dw, second.dw, z.w * sizeof(float));
+    assert_memory_equal(first.db, second.db, s.cout * sizeof(float));
+    conv_out_free(&first), conv_out_free(&second);
+    free(x), free(w), free(b), free(dy), free(dw0), free(db0);
 }
 
 /* The backbones' first layers at full size, forward (skipped under oclgrind: too slow). */
@@ -454,6 +475,7 @@ int main(void) {
         cmocka_unit_test(test_conv_1x1_s2_p0),
         cmocka_unit_test(test_conv_3x3_s1_p0_bias),
         cmocka_unit_test(test_conv_chunked_matches_unchunked),
+        cmocka_unit_test(test_conv_backward_is_deterministic),
         cmocka_unit_test(test_conv_model_shapes),
         cmocka_unit_test(test_conv_reference_gradients),
         cmocka_unit_test(test_conv_matches_pytorch),
