@@ -1,0 +1,195 @@
+/* 2-D convolution as im2col + GEMM (see cl/conv.cl for the column layout).
+ *
+ * Memory: the im2col matrix of a whole batch can be large (Conv4's first block at 84x84 is
+ * 576 x 7056 floats, 16 MiB, per image), so each call works through the batch in chunks whose
+ * columns fit the workspace bound: several whole images at a time when one image fits, else
+ * one image in ranges of output pixels. The workspace comes from the arena (FCL_MEM_WORKSPACE)
+ * and is freed before returning. */
+#include "conv.h"
+
+int fcl_conv2d_out_size(int in, int k, int stride, int pad) {
+    int span = in + 2 * pad - k;
+    return span < 0 || stride < 1 ? 0 : span / stride + 1;
+}
+
+/* Shapes of one convolution, and how its columns are cut into chunks. */
+typedef struct geom {
+    int n, cin, h, w, cout, kh, kw, oh, ow, stride, pad;
+    int taps, plane;     /* K = Cin·KH·KW, P = OH·OW */
+    int images, columns; /* per chunk: `images` whole images, or 1 image and `columns` pixels */
+} geom;
+
+static fewcl_status make_geom(fewcl_context *ctx, const char *op, const fcl_tensor *x,
+                              const fcl_tensor *w, const fcl_tensor *b, const fcl_tensor *y,
+                              const fcl_conv2d_params *p, geom *g) {
+    char sx[64], sw[64], sy[64];
+    if (!p || p->stride < 1 || p->pad < 0)
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "%s: stride %d and padding %d (need >= 1 and >= 0)", op,
+                        p ? p->stride : 0, p ? p->pad : 0);
+    int ok = x->ndim == 4 && w->ndim == 4 && y->ndim == 4 && x->shape[1] == w->shape[1];
+    if (ok) {
+        g->n = x->shape[0], g->cin = x->shape[1], g->h = x->shape[2], g->w = x->shape[3];
+        g->cout = w->shape[0], g->kh = w->shape[2], g->kw = w->shape[3];
+        g->stride = p->stride, g->pad = p->pad;
+        g->oh = fcl_conv2d_out_size(g->h, g->kh, g->stride, g->pad);
+        g->ow = fcl_conv2d_out_size(g->w, g->kw, g->stride, g->pad);
+        ok = g->oh > 0 && g->ow > 0 && y->shape[0] == g->n && y->shape[1] == g->cout &&
+             y->shape[2] == g->oh && y->shape[3] == g->ow &&
+             (!b || (b->ndim == 1 && b->shape[0] == g->cout));
+    }
+    if (!ok)
+        return fcl_fail(FEWCL_ERR_ARGUMENT,
+                        "%s: x %s, weight %s, output %s do not fit y[N,Cout,OH,OW] = "
+                        "conv(x[N,Cin,H,W], W[Cout,Cin,KH,KW]) with stride %d, padding %d%s",
+                        op, fcl_shape_str(x, sx, sizeof sx), fcl_shape_str(w, sw, sizeof sw),
+                        fcl_shape_str(y, sy, sizeof sy), p->stride, p->pad,
+                        b ? " and bias [Cout]" : "");
+    g->taps = g->cin * g->kh * g->kw;
+    g->plane = g->oh * g->ow;
+    size_t limit = p->workspace_bytes ? p->workspace_bytes : FCL_CONV_WORKSPACE_DEFAULT;
+    if (limit > ctx->limits.max_alloc) limit = ctx->limits.max_alloc;
+    if (limit > ((size_t)1 << 31)) limit = (size_t)1 << 31; /* element counts stay in int/uint */
+    size_t col_bytes = (size_t)g->taps * sizeof(float);     /* one output pixel's column */
+    size_t image_bytes = col_bytes * (size_t)g->plane;
+    if (image_bytes <= limit) {
+        size_t fit = limit / image_bytes;
+        g->images = fit < (size_t)g->n ? (int)fit : g->n;
+        g->columns = g->plane;
+    } else { /* one image does not fit: ranges of its output pixels (at least one column) */
+        size_t fit = limit / col_bytes;
+        g->images = 1;
+        g->columns = fit < 1 ? 1 : (int)fit;
+    }
+    return FEWCL_OK;
+}
+
+static fewcl_status launch_1d(fewcl_context *ctx, fcl_kernel_entry *k, size_t n) {
+    size_t lws = fcl_wg_1d(ctx);
+    return fcl_launch(ctx, k, 1, &n, &lws);
+}
+
+/* cols[i][k][q] for images n0 .. n0+nb-1 and output pixels p0 .. p0+pc-1. */
+static fewcl_status im2col(fewcl_context *ctx, const geom *g, const fcl_tensor *x, fcl_tensor *cols,
+                           int n0, int nb, int p0, int pc) {
+    fcl_kernel_entry *k;
+    FCL_TRY(fcl_kernel(ctx, "conv", NULL, "im2col", &k));
+    FCL_TRY(fcl_args(k, "ttuuuuuuuuuuuu", x, cols, (unsigned)n0, (unsigned)nb, (unsigned)g->cin,
+                     (unsigned)g->h, (unsigned)g->w, (unsigned)g->kh, (unsigned)g->kw,
+                     (unsigned)g->stride, (unsigned)g->pad, (unsigned)g->ow, (unsigned)p0,
+                     (unsigned)pc));
+    return launch_1d(ctx, k, (size_t)nb * g->taps * pc);
+}
+
+/* The chunk loop shared by forward and backward: `step` runs on each chunk after its
+ * workspace is allocated; the workspace is freed on every path. */
+typedef fewcl_status (*chunk_fn)(fewcl_context *ctx, const geom *g, fcl_tensor *cols, int n0,
+                                 int nb, int p0, int pc, void *ud);
+
+static fewcl_status for_each_chunk(fewcl_context *ctx, const geom *g, chunk_fn step, void *ud) {
+    fcl_tensor cols;
+    int ws = g->images * g->taps * g->columns;
+    FCL_TRY(fcl_tensor_alloc1(ctx, &cols, FCL_MEM_WORKSPACE, ws));
+    fewcl_status s = FEWCL_OK;
+    for (int n0 = 0; n0 < g->n && s == FEWCL_OK; n0 += g->images) {
+        int nb = g->n - n0 < g->images ? g->n - n0 : g->images;
+        for (int p0 = 0; p0 < g->plane && s == FEWCL_OK; p0 += g->columns) {
+            int pc = g->plane - p0 < g->columns ? g->plane - p0 : g->columns;
+            s = step(ctx, g, &cols, n0, nb, p0, pc, ud);
+        }
+    }
+    fcl_tensor_free(ctx, &cols);
+    return s;
+}
+
+typedef struct forward_ud {
+    const fcl_tensor *x, *w;
+    fcl_tensor *y;
+    float beta;
+} forward_ud;
+
+/* y[n][:, p0:p0+pc] (+)= W[Cout,K] · cols[i][K,pc] for each image of the chunk. */
+static fewcl_status forward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor *cols, int n0,
+                                  int nb, int p0, int pc, void *ud) {
+    forward_ud *u = ud;
+    FCL_TRY(im2col(ctx, g, u->x, cols, n0, nb, p0, pc));
+    size_t y_image = (size_t)g->cout * g->plane;
+    return fcl_gemm_strided_batched(
+        ctx, 0, 0, g->cout, pc, g->taps, 1.0f, (fcl_matrix){u->w, 0, g->taps}, 0,
+        (fcl_matrix){cols, 0, pc}, (size_t)g->taps * pc, u->beta,
+        (fcl_matrix){u->y, (size_t)n0 * y_image + p0, g->plane}, y_image, nb);
+}
+
+fewcl_status fcl_conv2d_forward(fewcl_context *ctx, const fcl_tensor *x, const fcl_tensor *w,
+                                const fcl_tensor *b, const fcl_conv2d_params *p, fcl_tensor *y) {
+    geom g;
+    FCL_TRY(make_geom(ctx, "conv2d forward", x, w, b, y, p, &g));
+    forward_ud u = {x, w, y, 0.0f};
+    if (b) {
+        fcl_kernel_entry *k;
+        FCL_TRY(fcl_kernel(ctx, "conv", NULL, "bias_fill", &k));
+        FCL_TRY(
+            fcl_args(k, "ttuuu", b, y, (unsigned)y->numel, (unsigned)g.cout, (unsigned)g.plane));
+        FCL_TRY(launch_1d(ctx, k, y->numel));
+        u.beta = 1.0f;
+    }
+    return for_each_chunk(ctx, &g, forward_chunk, &u);
+}
+
+typedef struct backward_ud {
+    const fcl_tensor *x, *w, *dy;
+    fcl_tensor *dx, *dw;
+} backward_ud;
+
+static fewcl_status backward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor *cols, int n0,
+                                   int nb, int p0, int pc, void *ud) {
+    backward_ud *u = ud;
+    size_t y_image = (size_t)g->cout * g->plane, col_image = (size_t)g->taps * pc;
+    fcl_matrix dy = {u->dy, (size_t)n0 * y_image + p0, g->plane};
+    if (u->dw) {
+        /* dW[Cout,K] += dy[n][Cout, pc] · cols[i][K, pc]ᵀ, image after image in order. */
+        FCL_TRY(im2col(ctx, g, u->x, cols, n0, nb, p0, pc));
+        FCL_TRY(fcl_gemm_strided_batched(ctx, 0, 1, g->cout, g->taps, pc, 1.0f, dy, y_image,
+                                         (fcl_matrix){cols, 0, pc}, col_image, 1.0f,
+                                         (fcl_matrix){u->dw, 0, g->taps}, 0, nb));
+    }
+    if (u->dx) {
+        /* dcols[i][K, pc] = W[Cout,K]ᵀ · dy[n][Cout, pc] (reusing the workspace: the queue is
+         * in order, so the dW GEMM has read the columns before they are overwritten). */
+        FCL_TRY(fcl_gemm_strided_batched(ctx, 1, 0, g->taps, pc, g->cout, 1.0f,
+                                         (fcl_matrix){u->w, 0, g->taps}, 0, dy, y_image, 0.0f,
+                                         (fcl_matrix){cols, 0, pc}, col_image, nb));
+        fcl_kernel_entry *k;
+        FCL_TRY(fcl_kernel(ctx, "conv", NULL, "col2im", &k));
+        FCL_TRY(fcl_args(k, "ttuuuuuuuuuuuuui", cols, u->dx, (unsigned)n0, (unsigned)nb,
+                         (unsigned)g->cin, (unsigned)g->h, (unsigned)g->w, (unsigned)g->kh,
+                         (unsigned)g->kw, (unsigned)g->stride, (unsigned)g->pad, (unsigned)g->oh,
+                         (unsigned)g->ow, (unsigned)p0, (unsigned)pc, p0 > 0));
+        FCL_TRY(launch_1d(ctx, k, (size_t)nb * g->cin * g->h * g->w));
+    }
+    return FEWCL_OK;
+}
+
+fewcl_status fcl_conv2d_backward(fewcl_context *ctx, const fcl_tensor *x, const fcl_tensor *w,
+                                 const fcl_tensor *dy, const fcl_conv2d_params *p, fcl_tensor *dx,
+                                 fcl_tensor *dw, fcl_tensor *db) {
+    geom g;
+    FCL_TRY(make_geom(ctx, "conv2d backward", x, w, db, dy, p, &g));
+    if ((dx && !fcl_same_shape(dx, x)) || (dw && !fcl_same_shape(dw, w))) {
+        char s1[64], s2[64];
+        return fcl_fail(FEWCL_ERR_ARGUMENT,
+                        "conv2d backward: dx %s / dW %s do not have the shapes of x and W",
+                        dx ? fcl_shape_str(dx, s1, sizeof s1) : "-",
+                        dw ? fcl_shape_str(dw, s2, sizeof s2) : "-");
+    }
+    if (db) {
+        fcl_kernel_entry *k;
+        FCL_TRY(fcl_kernel(ctx, "conv", NULL, "channel_sum", &k));
+        size_t lws = fcl_wg_1d(ctx), gws = lws * (size_t)g.cout;
+        FCL_TRY(fcl_args(k, "ttuuuL", dy, db, (unsigned)g.n, (unsigned)g.cout, (unsigned)g.plane,
+                         lws * sizeof(float)));
+        FCL_TRY(fcl_launch(ctx, k, 1, &gws, &lws));
+    }
+    if (!dx && !dw) return FEWCL_OK;
+    backward_ud u = {x, w, dy, dx, dw};
+    return for_each_chunk(ctx, &g, backward_chunk, &u);
+}

@@ -1,0 +1,485 @@
+/* 2-D convolution (im2col + CLBlast GEMM), forward and backward, against the C reference in
+ * double and PyTorch's F.conv2d; the reference's gradients against finite differences; the
+ * chunked workspace path against the unchunked one.
+ *
+ * Tolerances (SPEC §10, GEMM-like): normalised error Σ(got−want)²/Σwant² <= 1e-6, and per
+ * element the float32 summation bound γ_T·Σ|terms| (th_gamma) with T the number of terms
+ * each output sums: y: Cin·KH·KW products + bias; dx: Cout·KH·KW products (a GEMM over Cout,
+ * then the col2im gather over at most KH·KW taps); dW: N·OH·OW products + the old dW; db:
+ * N·OH·OW terms + the old db. The bound is the reference run on absolute values. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "io/safetensors.h"
+#include "ops/conv.h"
+#include "ref/ref_conv.h"
+#include "runtime/arena.h"
+
+static double *abs_copy(const float *x, size_t n) {
+    double *d = th_to_double(x, n);
+    for (size_t i = 0; i < n; i++)
+        d[i] = fabs(d[i]);
+    return d;
+}
+
+static float *random_floats(size_t n, uint64_t seed, float lo, float hi) {
+    float *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    th_random(x, n, seed, lo, hi);
+    return x;
+}
+
+static double max_abs_error(const float *got, const double *want, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs((double)got[i] - want[i]));
+    return m;
+}
+
+/* Checks one output against its reference and bound; prints the measured errors. */
+static void check_output(const char *what, const float *got, const double *want,
+                         const double *bound, size_t n) {
+    if (bound) th_assert_bound(what, got, want, bound, n);
+    double ne = th_assert_normerr(what, got, want, n, TH_NORMERR);
+    print_message("    %-28s max abs error %.2e, normalised error %.2e (tolerance %.0e)\n", what,
+                  max_abs_error(got, want, n), ne, TH_NORMERR);
+}
+
+typedef struct sizes {
+    size_t x, w, y;
+} sizes;
+
+static sizes sizes_of(const ref_conv_shape *s) {
+    return (sizes){(size_t)s->n * s->cin * s->h * s->w, (size_t)s->cout * s->cin * s->kh * s->kw,
+                   (size_t)s->n * s->cout * s->oh * s->ow};
+}
+
+/* Device outputs of one forward + backward. */
+typedef struct conv_out {
+    float *y, *dx, *dw, *db;
+    size_t workspace_peak; /* bytes above the inputs' use while the op ran */
+} conv_out;
+
+static void conv_out_free(conv_out *o) { free(o->y), free(o->dx), free(o->dw), free(o->db); }
+
+static void run_device(const ref_conv_shape *s, const float *x, const float *w, const float *b,
+                       const float *dy, const float *dw0, const float *db0, size_t workspace,
+                       conv_out *out) {
+    int sx[4] = {s->n, s->cin, s->h, s->w}, sw[4] = {s->cout, s->cin, s->kh, s->kw};
+    int sy[4] = {s->n, s->cout, s->oh, s->ow};
+    fcl_tensor X, W, B, Y, DY, DX, DW, DB;
+    th_upload(&X, 4, sx, x);
+    th_upload(&W, 4, sw, w);
+    th_upload(&DY, 4, sy, dy);
+    th_upload(&DW, 4, sw, dw0);
+    if (b) th_upload(&B, 1, &s->cout, b), th_upload(&DB, 1, &s->cout, db0);
+    TH_OK(fcl_tensor_alloc(th_ctx(), &Y, FCL_MEM_ACTIVATION, 4, sy));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &DX, FCL_MEM_ACTIVATION, 4, sx));
+    fcl_conv2d_params p = {s->stride, s->pad, workspace};
+    fcl_arena *arena = th_ctx()->arena;
+    size_t base = fcl_arena_stats_get(arena)->in_use;
+    fcl_arena_reset_peak(arena);
+    TH_OK(fcl_conv2d_forward(th_ctx(), &X, &W, b ? &B : NULL, &p, &Y));
+    TH_OK(fcl_conv2d_backward(th_ctx(), &X, &W, &DY, &p, &DX, &DW, b ? &DB : NULL));
+    out->workspace_peak = fcl_arena_stats_get(arena)->peak - base;
+    assert_int_equal(fcl_arena_stats_get(arena)->in_use, base); /* workspace freed */
+    out->y = th_download(&Y);
+    out->dx = th_download(&DX);
+    out->dw = th_download(&DW);
+    out->db = b ? th_download(&DB) : NULL;
+    th_free(&DX), th_free(&Y);
+    if (b) th_free(&DB), th_free(&B);
+    th_free(&DW), th_free(&DY), th_free(&W), th_free(&X);
+}
+
+/* Forward and backward of one shape on random data against the reference; the device
+ * outputs are returned in *keep when it is not NULL. */
+static void check_conv(const char *name, ref_conv_shape s, int bias, size_t workspace,
+                       conv_out *keep) {
+    ref_conv_shape_init(&s);
+    sizes z = sizes_of(&s);
+    float *x = random_floats(z.x, 100, -1, 1), *w = random_floats(z.w, 101, -0.5f, 0.5f);
+    float *b = random_floats(s.cout, 102, -0.5f, 0.5f), *dy = random_floats(z.y, 103, -1, 1);
+    /* Nonzero old gradients: dW and db must accumulate onto them. */
+    float *dw0 = random_floats(z.w, 104, -1, 1), *db0 = random_floats(s.cout, 105, -1, 1);
+    conv_out got;
+    run_device(&s, x, w, bias ? b : NULL, dy, dw0, db0, workspace, &got);
+
+    double *xd = th_to_double(x, z.x), *wd = th_to_double(w, z.w), *bd = th_to_double(b, s.cout);
+    double *dyd = th_to_double(dy, z.y);
+    double *y = malloc(z.y * sizeof *y), *dx = malloc(z.x * sizeof *dx);
+    double *dw = malloc(z.w * sizeof *dw), *db = malloc(s.cout * sizeof *db);
+    ref_conv2d_forward(&s, xd, wd, bias ? bd : NULL, y);
+    ref_conv2d_backward(&s, xd, wd, dyd, dx, dw, db);
+    double *ax = abs_copy(x, z.x), *aw = abs_copy(w, z.w), *ab = abs_copy(b, s.cout);
+    double *ady = abs_copy(dy, z.y);
+    double *by = malloc(z.y * sizeof *by), *bdx = malloc(z.x * sizeof *bdx);
+    double *bdw = malloc(z.w * sizeof *bdw), *bdb = malloc(s.cout * sizeof *bdb);
+    ref_conv2d_forward(&s, ax, aw, bias ? ab : NULL, by);
+    ref_conv2d_backward(&s, ax, aw, ady, bdx, bdw, bdb);
+    int taps = s.cin * s.kh * s.kw, pixels = s.n * s.oh * s.ow;
+    for (size_t i = 0; i < z.y; i++)
+        by[i] *= th_gamma(taps + 1);
+    for (size_t i = 0; i < z.x; i++)
+        bdx[i] *= th_gamma(s.cout * s.kh * s.kw);
+    for (size_t i = 0; i < z.w; i++) {
+        dw[i] += dw0[i];
+        bdw[i] = (bdw[i] + fabs(dw0[i])) * th_gamma(pixels + 1);
+    }
+    for (int i = 0; i < s.cout; i++) {
+        db[i] += db0[i];
+        bdb[i] = (bdb[i] + fabs(db0[i])) * th_gamma(pixels + 1);
+    }
+
+    char what[96];
+    print_message("  conv %s: x [%d,%d,%d,%d], W [%d,%d,%d,%d], stride %d, pad %d%s\n", name, s.n,
+                  s.cin, s.h, s.w, s.cout, s.cin, s.kh, s.kw, s.stride, s.pad,
+                  bias ? ", bias" : "");
+    snprintf(what, sizeof what, "%s y", name);
+    check_output(what, got.y, y, by, z.y);
+    snprintf(what, sizeof what, "%s dx", name);
+    check_output(what, got.dx, dx, bdx, z.x);
+    snprintf(what, sizeof what, "%s dW", name);
+    check_output(what, got.dw, dw, bdw, z.w);
+    if (bias) {
+        snprintf(what, sizeof what, "%s db", name);
+        check_output(what, got.db, db, bdb, s.cout);
+    }
+    if (keep)
+        *keep = got;
+    else
+        conv_out_free(&got);
+    free(ax), free(aw), free(ab), free(ady), free(by), free(bdx), free(bdw), free(bdb);
+    free(xd), free(wd), free(bd), free(dyd), free(y), free(dx), free(dw), free(db);
+    free(x), free(w), free(b), free(dy), free(dw0), free(db0);
+}
+
+/* Under oclgrind each CLBlast GEMM takes seconds: the variants beyond the four convolutions
+ * of the backbones run at full test size only. */
+static int skipped_when_small(void) {
+    if (th_small())
+        print_message("  skipped under FEWCL_TEST_SMALL (covered by the cases above)\n");
+    return th_small();
+}
+
+/* Odd, non-square images so that floor division and every padded edge are exercised. */
+static ref_conv_shape shape(int cin, int cout, int k, int stride, int pad) {
+    int small = th_small();
+    return (ref_conv_shape){.n = small ? 1 : 3,
+                            .cin = cin,
+                            .h = small ? 7 : 13,
+                            .w = small ? 6 : 10,
+                            .cout = cout,
+                            .kh = k,
+                            .kw = k,
+                            .stride = stride,
+                            .pad = pad};
+}
+
+/* Conv4's block convolution. */
+static void test_conv_3x3_s1_p1_bias(void **state) {
+    check_conv("3x3/1/1+b", shape(3, th_small() ? 4 : 16, 3, 1, 1), 1, 0, NULL);
+}
+static void test_conv_3x3_s1_p1(void **state) {
+    if (skipped_when_small()) return;
+    check_conv("3x3/1/1", shape(5, 6, 3, 1, 1), 0, 0, NULL);
+}
+/* ResNet's downsampling 3x3 convolution. */
+static void test_conv_3x3_s2_p1(void **state) {
+    check_conv("3x3/2/1", shape(4, th_small() ? 5 : 12, 3, 2, 1), 0, 0, NULL);
+}
+static void test_conv_3x3_s2_p1_bias(void **state) {
+    if (skipped_when_small()) return;
+    check_conv("3x3/2/1+b", shape(4, 5, 3, 2, 1), 1, 0, NULL);
+}
+/* The ResNet stem. */
+static void test_conv_7x7_s2_p3(void **state) {
+    check_conv("7x7/2/3", shape(3, th_small() ? 4 : 8, 7, 2, 3), 0, 0, NULL);
+}
+/* ResNet's 1x1 downsample shortcut. */
+static void test_conv_1x1_s2_p0(void **state) {
+    check_conv("1x1/2/0", shape(6, 7, 1, 2, 0), 0, 0, NULL);
+}
+/* Conv4NP's unpadded blocks, and a kernel wider than stride + padding covers. */
+static void test_conv_3x3_s1_p0_bias(void **state) {
+    if (skipped_when_small()) return;
+    check_conv("3x3/1/0+b", shape(3, 4, 3, 1, 0), 1, 0, NULL);
+}
+
+/* The chunked path: a workspace bound that holds two images (so a batch of three goes as 2 + 1),
+ * and one that holds a few columns (so each image goes in ranges of output pixels, and dx is
+ * accumulated over the ranges) give the reference's results, and agree with the unchunked run
+ * to the normalised-error tolerance (the GEMMs then sum in another order, so not bit for bit);
+ * the workspace never exceeds the bound. */
+static void test_conv_chunked_matches_unchunked(void **state) {
+    ref_conv_shape s = shape(3, 5, 3, 2, 1);
+    ref_conv_shape_init(&s);
+    size_t column = (size_t)s.cin * s.kh * s.kw * sizeof(float);
+    size_t image = column * s.oh * s.ow;
+    conv_out whole, by_image, by_columns;
+    if (th_small()) {
+        /* Under oclgrind only the column chunks (they also loop over the images), against the
+         * reference; the comparison with the unchunked run is for full-size runs. */
+        check_conv("7-column chunks", s, 1, 7 * column, &by_columns);
+        assert_true(by_columns.workspace_peak <= 7 * column + th_ctx()->limits.base_align);
+        conv_out_free(&by_columns);
+        return;
+    }
+    check_conv("unchunked", s, 1, 0, &whole);
+    check_conv("2-image chunks", s, 1, 2 * image, &by_image);
+    check_conv("7-column chunks", s, 1, 7 * column, &by_columns);
+    print_message("    workspace peaks: %zu bytes unchunked, %zu (bound %zu), %zu (bound %zu)\n",
+                  whole.workspace_peak, by_image.workspace_peak, 2 * image,
+                  by_columns.workspace_peak, 7 * column);
+    /* The bound covers the im2col matrix; CLBlast's temp buffer for these small GEMMs, when
+     * it needs one, is measured with the unchunked run minus its full-batch columns. */
+    size_t all_columns = image * s.n;
+    size_t clblast = whole.workspace_peak > all_columns ? whole.workspace_peak - all_columns : 0;
+    size_t align = th_ctx()->limits.base_align;
+    assert_true(by_image.workspace_peak <= 2 * image + align + clblast);
+    assert_true(by_columns.workspace_peak <= 7 * column + align + clblast);
+    assert_true(whole.workspace_peak >= all_columns); /* the unchunked run was one chunk */
+    sizes z = sizes_of(&s);
+    conv_out *chunked[2] = {&by_image, &by_columns};
+    for (int c = 0; c < 2; c++) {
+        double *ref;
+        const char *names[4] = {"y", "dx", "dW", "db"};
+        float *a[4] = {whole.y, whole.dx, whole.dw, whole.db};
+        float *b[4] = {chunked[c]->y, chunked[c]->dx, chunked[c]->dw, chunked[c]->db};
+        size_t n[4] = {z.y, z.x, z.w, (size_t)s.cout};
+        for (int i = 0; i < 4; i++) {
+            char what[64];
+            snprintf(what, sizeof what, "chunked %d vs unchunked %s", c, names[i]);
+            ref = th_to_double(a[i], n[i]);
+            check_output(what, b[i], ref, NULL, n[i]);
+            free(ref);
+        }
+    }
+    conv_out_free(&whole), conv_out_free(&by_image), conv_out_free(&by_columns);
+}
+
+/* Determinism: no atomics and fixed summation orders, so two runs on the same inputs give the
+ * same bits (dx through the col2im gather, db through the per-channel tree). */
+static void test_conv_backward_is_deterministic(void **state) {
+    if (skipped_when_small()) return;
+    ref_conv_shape s = shape(4, 6, 3, 2, 1);
+    ref_conv_shape_init(&s);
+    sizes z = sizes_of(&s);
+    float *x = random_floats(z.x, 600, -1, 1), *w = random_floats(z.w, 601, -1, 1);
+    float *b = random_floats(s.cout, 602, -1, 1), *dy = random_floats(z.y, 603, -1, 1);
+    float *dw0 = calloc(z.w, sizeof *dw0), *db0 = calloc(s.cout, sizeof *db0);
+    conv_out first, second;
+    run_device(&s, x, w, b, dy, dw0, db0, 0, &first);
+    run_device(&s, x, w, b, dy, dw0, db0, 0, &second);
+    assert_memory_equal(first.y, second.y, z.y * sizeof(float));
+    assert_memory_equal(first.dx, second.dx, z.x * sizeof(float));
+    assert_memory_equal(first.dw, second.dw, z.w * sizeof(float));
+    assert_memory_equal(first.db, second.db, s.cout * sizeof(float));
+    conv_out_free(&first), conv_out_free(&second);
+    free(x), free(w), free(b), free(dy), free(dw0), free(db0);
+}
+
+/* The backbones' first layers at full size, forward (skipped under oclgrind: too slow). */
+static void check_forward_only(const char *name, ref_conv_shape s, int bias) {
+    ref_conv_shape_init(&s);
+    sizes z = sizes_of(&s);
+    float *x = random_floats(z.x, 200, 0, 1), *w = random_floats(z.w, 201, -0.2f, 0.2f);
+    float *b = random_floats(s.cout, 202, -0.2f, 0.2f);
+    int sx[4] = {s.n, s.cin, s.h, s.w}, sw[4] = {s.cout, s.cin, s.kh, s.kw};
+    int sy[4] = {s.n, s.cout, s.oh, s.ow};
+    fcl_tensor X, W, B, Y;
+    th_upload(&X, 4, sx, x);
+    th_upload(&W, 4, sw, w);
+    th_upload(&B, 1, &s.cout, b);
+    TH_OK(fcl_tensor_alloc(th_ctx(), &Y, FCL_MEM_ACTIVATION, 4, sy));
+    fcl_conv2d_params p = {s.stride, s.pad, 0};
+    TH_OK(fcl_conv2d_forward(th_ctx(), &X, &W, bias ? &B : NULL, &p, &Y));
+    float *got = th_download(&Y);
+    double *xd = th_to_double(x, z.x), *wd = th_to_double(w, z.w), *bd = th_to_double(b, s.cout);
+    double *ax = abs_copy(x, z.x), *aw = abs_copy(w, z.w), *ab = abs_copy(b, s.cout);
+    double *y = malloc(z.y * sizeof *y), *bound = malloc(z.y * sizeof *bound);
+    ref_conv2d_forward(&s, xd, wd, bias ? bd : NULL, y);
+    ref_conv2d_forward(&s, ax, aw, bias ? ab : NULL, bound);
+    for (size_t i = 0; i < z.y; i++)
+        bound[i] *= th_gamma(s.cin * s.kh * s.kw + 1);
+    print_message("  %s\n", name);
+    check_output("y", got, y, bound, z.y);
+    free(got), free(xd), free(wd), free(bd), free(ax), free(aw), free(ab), free(y), free(bound);
+    free(x), free(w), free(b);
+    th_free(&Y), th_free(&B), th_free(&W), th_free(&X);
+}
+
+static void test_conv_model_shapes(void **state) {
+    if (th_small()) {
+        print_message("  skipped under FEWCL_TEST_SMALL (full-size images)\n");
+        return;
+    }
+    check_forward_only("Conv4 block 0: x [2,3,84,84], W [64,3,3,3], stride 1, pad 1, bias",
+                       (ref_conv_shape){.n = 2,
+                                        .cin = 3,
+                                        .h = 84,
+                                        .w = 84,
+                                        .cout = 64,
+                                        .kh = 3,
+                                        .kw = 3,
+                                        .stride = 1,
+                                        .pad = 1},
+                       1);
+    check_forward_only("ResNet stem: x [1,3,224,224], W [64,3,7,7], stride 2, pad 3",
+                       (ref_conv_shape){.n = 1,
+                                        .cin = 3,
+                                        .h = 224,
+                                        .w = 224,
+                                        .cout = 64,
+                                        .kh = 7,
+                                        .kw = 7,
+                                        .stride = 2,
+                                        .pad = 3},
+                       0);
+}
+
+typedef struct conv_ud {
+    const ref_conv_shape *s;
+    double *x, *w, *b;
+} conv_ud;
+
+static void conv_fwd(void *ud, double *y) {
+    conv_ud *u = ud;
+    ref_conv2d_forward(u->s, u->x, u->w, u->b, y);
+}
+
+/* The reference's gradients by central differences. The convolution is linear in each of
+ * x, W, b, so the differences are exact up to rounding (~1e-10 relative): 1e-8 has margin
+ * and still catches any wrong index (an O(1) error). */
+static void check_reference_gradients(ref_conv_shape s) {
+    ref_conv_shape_init(&s);
+    sizes z = sizes_of(&s);
+    float *xf = random_floats(z.x, 300, -1, 1), *wf = random_floats(z.w, 301, -1, 1);
+    float *bf = random_floats(s.cout, 302, -1, 1), *dyf = random_floats(z.y, 303, -1, 1);
+    double *x = th_to_double(xf, z.x), *w = th_to_double(wf, z.w), *b = th_to_double(bf, s.cout);
+    double *dy = th_to_double(dyf, z.y);
+    double *dx = malloc(z.x * sizeof *dx), *dw = malloc(z.w * sizeof *dw);
+    double *db = malloc(s.cout * sizeof *db);
+    ref_conv2d_backward(&s, x, w, dy, dx, dw, db);
+    conv_ud u = {&s, x, w, b};
+    double ex = th_fd_error(conv_fwd, &u, x, z.x, dx, dy, z.y);
+    double ew = th_fd_error(conv_fwd, &u, w, z.w, dw, dy, z.y);
+    double eb = th_fd_error(conv_fwd, &u, b, s.cout, db, dy, z.y);
+    print_message("  fd %dx%d/%d/%d: dx %.1e, dW %.1e, db %.1e (tolerance 1e-8)\n", s.kh, s.kw,
+                  s.stride, s.pad, ex, ew, eb);
+    assert_true(ex < 1e-8 && ew < 1e-8 && eb < 1e-8);
+    free(x), free(w), free(b), free(dy), free(dx), free(dw), free(db);
+    free(xf), free(wf), free(bf), free(dyf);
+}
+
+static void test_conv_reference_gradients(void **state) {
+    check_reference_gradients((ref_conv_shape){
+        .n = 2, .cin = 2, .h = 5, .w = 4, .cout = 3, .kh = 3, .kw = 3, .stride = 2, .pad = 1});
+    check_reference_gradients((ref_conv_shape){
+        .n = 1, .cin = 2, .h = 6, .w = 5, .cout = 2, .kh = 7, .kw = 7, .stride = 2, .pad = 3});
+    check_reference_gradients((ref_conv_shape){
+        .n = 2, .cin = 3, .h = 5, .w = 5, .cout = 2, .kh = 1, .kw = 1, .stride = 2, .pad = 0});
+}
+
+/* PyTorch (tools/reference/fam_conv.py): F.conv2d and its autograd gradients, SPEC §10
+ * normalised error 1e-6. */
+static void test_conv_matches_pytorch(void **state) {
+    if (skipped_when_small()) return; /* the same kernels as the reference tests above */
+    struct fcl_safetensors *fx = th_fixture("ops_conv");
+    const char *cases[] = {"k3s1p1b", "k3s2p1", "k7s2p3", "k1s2p0"};
+    for (int c = 0; c < 4; c++) {
+        char key[64];
+        size_t n;
+        snprintf(key, sizeof key, "%s.geom", cases[c]);
+        const float *geom = th_fixture_data(fx, key, &n);
+        assert_int_equal(n, 2);
+        fcl_conv2d_params p = {(int)geom[0], (int)geom[1], 0};
+        snprintf(key, sizeof key, "%s.b", cases[c]);
+        int bias = fcl_st_find(fx, key) != NULL;
+        fcl_tensor x, w, b, dy, y, dx, dw, db;
+        snprintf(key, sizeof key, "%s.x", cases[c]);
+        th_fixture_upload(fx, key, &x);
+        snprintf(key, sizeof key, "%s.w", cases[c]);
+        th_fixture_upload(fx, key, &w);
+        snprintf(key, sizeof key, "%s.dy", cases[c]);
+        th_fixture_upload(fx, key, &dy);
+        if (bias) {
+            snprintf(key, sizeof key, "%s.b", cases[c]);
+            th_fixture_upload(fx, key, &b);
+            TH_OK(fcl_tensor_alloc(th_ctx(), &db, FCL_MEM_GRAD, 1, b.shape));
+            TH_OK(fcl_fill(th_ctx(), &db, 0));
+        }
+        TH_OK(fcl_tensor_alloc(th_ctx(), &y, FCL_MEM_ACTIVATION, 4, dy.shape));
+        TH_OK(fcl_tensor_alloc(th_ctx(), &dx, FCL_MEM_ACTIVATION, 4, x.shape));
+        TH_OK(fcl_tensor_alloc(th_ctx(), &dw, FCL_MEM_GRAD, 4, w.shape));
+        TH_OK(fcl_fill(th_ctx(), &dw, 0));
+        TH_OK(fcl_conv2d_forward(th_ctx(), &x, &w, bias ? &b : NULL, &p, &y));
+        TH_OK(fcl_conv2d_backward(th_ctx(), &x, &w, &dy, &p, &dx, &dw, bias ? &db : NULL));
+        print_message("  PyTorch %s\n", cases[c]);
+        const char *names[] = {"y", "dx", "dw", "db"};
+        fcl_tensor *outs[] = {&y, &dx, &dw, &db};
+        for (int i = 0; i < (bias ? 4 : 3); i++) {
+            snprintf(key, sizeof key, "%s.%s", cases[c], names[i]);
+            const float *ref = th_fixture_data(fx, key, &n);
+            assert_int_equal(n, outs[i]->numel);
+            double *want = th_to_double(ref, n);
+            float *got = th_download(outs[i]);
+            check_output(key, got, want, NULL, n);
+            free(got), free(want);
+        }
+        th_free(&dw), th_free(&dx), th_free(&y);
+        if (bias) th_free(&db), th_free(&b);
+        th_free(&dy), th_free(&w), th_free(&x);
+    }
+    th_fixture_free(fx);
+}
+
+static void test_conv_shape_errors(void **state) {
+    fcl_tensor x, w, y;
+    int sx[4] = {2, 3, 8, 8}, sw[4] = {4, 2, 3, 3}, sy[4] = {2, 4, 8, 8};
+    TH_OK(fcl_tensor_alloc(th_ctx(), &x, FCL_MEM_ACTIVATION, 4, sx));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &w, FCL_MEM_PARAM, 4, sw));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &y, FCL_MEM_ACTIVATION, 4, sy));
+    fcl_conv2d_params p = {1, 1, 0};
+    /* Cin of x (3) and W (2) differ. */
+    assert_int_equal(fcl_conv2d_forward(th_ctx(), &x, &w, NULL, &p, &y), FEWCL_ERR_ARGUMENT);
+    assert_non_null(strstr(fewcl_last_error(), "x [2,3,8,8], weight [4,2,3,3]"));
+    th_free(&w);
+    sw[1] = 3;
+    TH_OK(fcl_tensor_alloc(th_ctx(), &w, FCL_MEM_PARAM, 4, sw));
+    TH_OK(fcl_conv2d_forward(th_ctx(), &x, &w, NULL, &p, &y));
+    /* Stride 2 gives 4x4, not the 8x8 output. */
+    p.stride = 2;
+    assert_int_equal(fcl_conv2d_forward(th_ctx(), &x, &w, NULL, &p, &y), FEWCL_ERR_ARGUMENT);
+    assert_non_null(strstr(fewcl_last_error(), "output [2,4,8,8]"));
+    p.stride = 0;
+    assert_int_equal(fcl_conv2d_forward(th_ctx(), &x, &w, NULL, &p, &y), FEWCL_ERR_ARGUMENT);
+    p.stride = 1;
+    /* dx of the wrong shape. */
+    assert_int_equal(fcl_conv2d_backward(th_ctx(), &x, &w, &y, &p, &y, NULL, NULL),
+                     FEWCL_ERR_ARGUMENT);
+    assert_non_null(strstr(fewcl_last_error(), "dx [2,4,8,8]"));
+    th_free(&y), th_free(&w), th_free(&x);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv_3x3_s1_p1_bias),
+        cmocka_unit_test(test_conv_3x3_s1_p1),
+        cmocka_unit_test(test_conv_3x3_s2_p1),
+        cmocka_unit_test(test_conv_3x3_s2_p1_bias),
+        cmocka_unit_test(test_conv_7x7_s2_p3),
+        cmocka_unit_test(test_conv_1x1_s2_p0),
+        cmocka_unit_test(test_conv_3x3_s1_p0_bias),
+        cmocka_unit_test(test_conv_chunked_matches_unchunked),
+        cmocka_unit_test(test_conv_backward_is_deterministic),
+        cmocka_unit_test(test_conv_model_shapes),
+        cmocka_unit_test(test_conv_reference_gradients),
+        cmocka_unit_test(test_conv_matches_pytorch),
+        cmocka_unit_test(test_conv_shape_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, th_teardown);
+}
