@@ -109,6 +109,29 @@ static void test_arena_limits(void **state) {
     fcl_arena_destroy(a);
 }
 
+/* FEWCL_ARENA_CHUNK=1 (the oclgrind runs): every tensor gets a buffer of exactly its size, and
+ * a freed buffer is only reused by a request that fits in its real bytes. */
+static void test_exact_buffers(void **state) {
+    setenv("FEWCL_ARENA_CHUNK", "1", 1);
+    fcl_limits l = toy_limits();
+    fcl_arena *a;
+    TH_OK(fcl_arena_create(NULL, &l, 0, &a));
+    unsetenv("FEWCL_ARENA_CHUNK");
+    fcl_block b1, b2, b3;
+    TH_OK(fcl_arena_alloc(a, 100, FCL_MEM_ACTIVATION, &b1));
+    fcl_arena_free(a, &b1);
+    TH_OK(fcl_arena_alloc(a, 144, FCL_MEM_ACTIVATION, &b2)); /* same 256-byte slot, too big */
+    assert_int_equal(b2.chunk, 1);
+    TH_OK(fcl_arena_alloc(a, 60, FCL_MEM_ACTIVATION, &b3)); /* fits the first buffer */
+    assert_int_equal(b3.chunk, 0);
+    assert_int_equal(fcl_arena_stats_get(a)->reserved, 512);
+    fcl_arena_destroy(a);
+    setenv("FEWCL_ARENA_CHUNK", "lots", 1);
+    assert_int_equal(fcl_arena_create(NULL, &l, 0, &a), FEWCL_ERR_ARGUMENT);
+    assert_non_null(strstr(fewcl_last_error(), "FEWCL_ARENA_CHUNK"));
+    unsetenv("FEWCL_ARENA_CHUNK");
+}
+
 static void test_counting_and_real_arenas_agree(void **state) {
     /* The same request sequence gives the same offsets and peak on a counting arena and on
      * the device: the basis of the planner's exactness. */
@@ -261,6 +284,7 @@ int main(void) {
         cmocka_unit_test(test_parse_bytes),
         cmocka_unit_test(test_arena_accounting),
         cmocka_unit_test(test_arena_limits),
+        cmocka_unit_test(test_exact_buffers),
         cmocka_unit_test(test_counting_and_real_arenas_agree),
         cmocka_unit_test(test_device_choice),
         cmocka_unit_test(test_program_cache),

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_CHUNKS 256
 #define DEFAULT_CHUNK ((size_t)256 << 20)
 #define CHUNK_CAP ((size_t)4 << 30) /* keeps element offsets inside a chunk below 2^32 */
 
@@ -15,16 +14,18 @@ typedef struct free_range {
 
 typedef struct chunk {
     cl_mem mem;
-    size_t size;
-    free_range *free; /* sorted by offset, never adjacent (coalesced) */
+    size_t size;         /* bytes the free list manages */
+    size_t buffer_bytes; /* bytes of the buffer: `size`, or less for a dedicated chunk */
+    free_range *free;    /* sorted by offset, never adjacent (coalesced) */
     int n_free, cap_free;
 } chunk;
 
 struct fcl_arena {
     fewcl_context *ctx;
     size_t align, chunk_max, limit;
-    chunk chunks[MAX_CHUNKS];
-    int n_chunks;
+    size_t chunk_default; /* DEFAULT_CHUNK, or FEWCL_ARENA_CHUNK */
+    chunk *chunks;
+    int n_chunks, cap_chunks;
     fcl_arena_stats stats;
 };
 
@@ -63,6 +64,16 @@ fewcl_status fcl_arena_create(fewcl_context *ctx, const fcl_limits *limits, size
     a->chunk_max = limits->max_alloc < CHUNK_CAP ? limits->max_alloc : CHUNK_CAP;
     a->chunk_max -= a->chunk_max % a->align;
     a->limit = limit ? limit : limits->global_mem;
+    /* Smaller chunks keep tools that shadow every byte (oclgrind) fast; bigger ones mean fewer
+     * buffers. A single larger request still gets a chunk of its own size. */
+    const char *chunk_env = getenv("FEWCL_ARENA_CHUNK");
+    a->chunk_default = DEFAULT_CHUNK;
+    if (chunk_env && *chunk_env &&
+        (fcl_parse_bytes(chunk_env, &a->chunk_default) != 0 || a->chunk_default == 0)) {
+        free(a);
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "FEWCL_ARENA_CHUNK='%s' is not a size (e.g. 4M)",
+                        chunk_env);
+    }
     *out = a;
     return FEWCL_OK;
 }
@@ -73,6 +84,7 @@ void fcl_arena_destroy(fcl_arena *a) {
         if (a->chunks[i].mem) clReleaseMemObject(a->chunks[i].mem);
         free(a->chunks[i].free);
     }
+    free(a->chunks);
     free(a);
 }
 
@@ -95,10 +107,18 @@ static void remove_range(chunk *c, int at) {
     c->n_free--;
 }
 
-static fewcl_status add_chunk(fcl_arena *a, size_t need) {
-    if (a->n_chunks == MAX_CHUNKS)
-        return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "memory arena: more than %d chunks", MAX_CHUNKS);
-    size_t size = need > DEFAULT_CHUNK ? need : DEFAULT_CHUNK;
+/* A new chunk able to hold `need` (aligned) bytes. A request above the default chunk size gets
+ * a chunk of its own whose buffer is exactly `exact` bytes, so that tools which check buffer
+ * bounds (oclgrind) see an access past the tensor's end. */
+static fewcl_status add_chunk(fcl_arena *a, size_t need, size_t exact) {
+    if (a->n_chunks == a->cap_chunks) {
+        int cap = a->cap_chunks ? 2 * a->cap_chunks : 16;
+        chunk *grown = realloc(a->chunks, (size_t)cap * sizeof *grown);
+        if (!grown) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "memory arena bookkeeping");
+        a->chunks = grown;
+        a->cap_chunks = cap;
+    }
+    size_t size = need > a->chunk_default ? need : round_up(a->chunk_default, a->align);
     if (size > a->chunk_max) size = a->chunk_max;
     size_t room = a->limit > a->stats.reserved ? a->limit - a->stats.reserved : 0;
     if (size > room) size = room - room % a->align;
@@ -108,30 +128,33 @@ static fewcl_status add_chunk(fcl_arena *a, size_t need) {
                         "%zu in use (limit from the device or FEWCL_MEM_LIMIT); run `fewcl plan` "
                         "to see what fits, or lower --reduced-dim / the episode size",
                         need, a->stats.reserved, a->limit, a->stats.in_use);
+    size_t buffer_bytes = size == need ? exact : size;
     chunk *c = &a->chunks[a->n_chunks];
     memset(c, 0, sizeof *c);
     if (a->ctx) {
         cl_int err;
-        c->mem = clCreateBuffer(a->ctx->context, CL_MEM_READ_WRITE, size, NULL, &err);
+        c->mem = clCreateBuffer(a->ctx->context, CL_MEM_READ_WRITE, buffer_bytes, NULL, &err);
         if (err != CL_SUCCESS)
-            return fcl_fail_cl(err, "allocating a device buffer of %zu bytes", size);
+            return fcl_fail_cl(err, "allocating a device buffer of %zu bytes", buffer_bytes);
     }
     if (insert_range(c, 0, 0, size) != 0) {
         if (c->mem) clReleaseMemObject(c->mem);
         return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "memory arena bookkeeping");
     }
     c->size = size;
+    c->buffer_bytes = buffer_bytes;
     a->n_chunks++;
     a->stats.reserved += size;
     if (a->stats.reserved > a->stats.peak_reserved) a->stats.peak_reserved = a->stats.reserved;
     return FEWCL_OK;
 }
 
-static int place(fcl_arena *a, size_t size, fcl_block *out) {
+/* First fit: `size` aligned bytes whose first `exact` bytes lie inside the chunk's buffer. */
+static int place(fcl_arena *a, size_t size, size_t exact, fcl_block *out) {
     for (int ci = 0; ci < a->n_chunks; ci++) {
         chunk *c = &a->chunks[ci];
         for (int i = 0; i < c->n_free; i++) {
-            if (c->free[i].size < size) continue;
+            if (c->free[i].size < size || c->free[i].offset + exact > c->buffer_bytes) continue;
             out->chunk = ci;
             out->offset = c->free[i].offset;
             out->size = size;
@@ -152,9 +175,10 @@ fewcl_status fcl_arena_alloc(fcl_arena *a, size_t bytes, fcl_mem_category cat, f
                         "this device allows (%zu bytes, CL_DEVICE_MAX_MEM_ALLOC_SIZE); lower "
                         "--reduced-dim or use --mahalanobis lowrank",
                         bytes, a->chunk_max);
-    if (!place(a, size, out)) {
-        FCL_TRY(add_chunk(a, size));
-        if (!place(a, size, out)) return fcl_fail(FEWCL_ERR_INTERNAL, "arena placement");
+    size_t exact = bytes ? bytes : 1;
+    if (!place(a, size, exact, out)) {
+        FCL_TRY(add_chunk(a, size, exact));
+        if (!place(a, size, exact, out)) return fcl_fail(FEWCL_ERR_INTERNAL, "arena placement");
     }
     out->category = cat;
     fcl_arena_stats *s = &a->stats;

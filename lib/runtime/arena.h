@@ -5,7 +5,7 @@
  * placed first-fit inside the chunks at offsets aligned to CL_DEVICE_MEM_BASE_ADDR_ALIGN and
  * coalesced on free. Placement is a pure function of the sequence of requests, so a counting
  * arena (no device, used by the planner) and a real one given the same schedule reach the
- * same peak to the byte. A limit (device global memory, or FEWCL_MEM_LIMIT) caps the bytes
+ * same peak to the byte. Chunks are 256 MiB unless FEWCL_ARENA_CHUNK says otherwise. A limit (device global memory, or FEWCL_MEM_LIMIT) caps the bytes
  * reserved in chunks, so that allocation fails early as it would on a smaller device. */
 #ifndef FEWCL_ARENA_H
 #define FEWCL_ARENA_H
