@@ -1,0 +1,64 @@
+// Column statistics of a matrix E [N,D] (the VIC losses, fsct-reference §3.5).
+// One work-item per column walks the N rows in order: adjacent work-items read adjacent
+// addresses, and every sum has a fixed order, so results are deterministic.
+
+// mean_j = Σ_i E_ij / N; var_j = Σ_i (E_ij − mean_j)² / (N − 1) (unbiased, two passes so that
+// large means do not cancel); std_j = √var_j; z_ij = (E_ij − mean_j) / (std_j + eps).
+kernel void col_forward(global const float *e, uint eo, global float *mean, uint mo,
+                        global float *var, uint vo, global float *sd, uint so, global float *z,
+                        uint zo, uint rows, uint cols, float eps) {
+    uint j = get_global_id(0);
+    if (j >= cols) return;
+    float s = 0.0f;
+    for (uint i = 0; i < rows; i++) s += e[eo + i * cols + j];
+    float m = s / (float)rows;
+    float q = 0.0f;
+    for (uint i = 0; i < rows; i++) {
+        float d = e[eo + i * cols + j] - m;
+        q += d * d;
+    }
+    float v = q / (float)(rows - 1);
+    float st = sqrt(v);
+    mean[mo + j] = m;
+    var[vo + j] = v;
+    sd[so + j] = st;
+    float inv = 1.0f / (st + eps);
+    for (uint i = 0; i < rows; i++) z[zo + i * cols + j] = (e[eo + i * cols + j] - m) * inv;
+}
+
+// Backward of col_forward for the gradients of mean, var, std and z together (flags say which
+// are present). With x = E − mean, d = std + eps, g = dz:
+//   dx = g/d;  dstd += −Σ_i g·z / d;  dvar += dstd / (2·std);
+//   dE = dx − mean_i(dx) + dvar·2x/(N−1) + dmean/N.
+kernel void col_backward(global const float *e, uint eo, global const float *mean, uint mo,
+                         global const float *sd, uint so, global const float *z, uint zo,
+                         global const float *dmean, uint dmo, global const float *dvar, uint dvo,
+                         global const float *dsd, uint dso, global const float *dz, uint dzo,
+                         global float *de, uint deo, uint rows, uint cols, float eps,
+                         uint present) {
+    uint j = get_global_id(0);
+    if (j >= cols) return;
+    float st = sd[so + j], d = st + eps, m = mean[mo + j];
+    float gm = (present & 1u) ? dmean[dmo + j] : 0.0f;
+    float gv = (present & 2u) ? dvar[dvo + j] : 0.0f;
+    float gs = (present & 4u) ? dsd[dso + j] : 0.0f;
+    float sum_dx = 0.0f;
+    if (present & 8u) {
+        float gz = 0.0f, sg = 0.0f;
+        for (uint i = 0; i < rows; i++) {
+            float g = dz[dzo + i * cols + j];
+            sg += g;
+            gz += g * z[zo + i * cols + j];
+        }
+        gs -= gz / d;
+        sum_dx = sg / d;
+    }
+    if (present & 12u) gv += gs / (2.0f * st);
+    float shift = gm / (float)rows - sum_dx / (float)rows;
+    float vs = gv * 2.0f / (float)(rows - 1);
+    for (uint i = 0; i < rows; i++) {
+        float x = e[eo + i * cols + j] - m;
+        float dx = (present & 8u) ? dz[dzo + i * cols + j] / d : 0.0f;
+        de[deo + i * cols + j] = dx + shift + vs * x;
+    }
+}
