@@ -23,3 +23,41 @@ def colstats(outdir):
 
 
 FAMILIES = {"colstats": colstats}
+
+
+def mahalanobis_logits(supports, prototypes, queries, eps=1e-4):
+    """V-D's MahalanobisClassifier(shrinkage_alpha=None, eps=1e-4) as fsct-reference §3.4 states
+    it: per class the plain-mean covariance with divisor k-1+eps, adaptive shrinkage
+    alpha = D/(k+D) added on the diagonal, Cholesky + cholesky_inverse, logits = -dist."""
+    n, k, d = supports.shape
+    alpha = d / (k + d)
+    cols = []
+    for c in range(n):
+        e = supports[c]
+        x = e - e.mean(dim=0, keepdim=True)
+        s = x.T @ x / (k - 1 + eps)
+        sigma = (1 - alpha) * s
+        sigma = sigma + alpha * torch.eye(d)
+        inv = torch.cholesky_inverse(torch.linalg.cholesky(sigma))
+        diff = queries - prototypes[c]
+        cols.append(((diff @ inv) * diff).sum(dim=1))
+    return -torch.stack(cols, dim=1)
+
+
+def mahalanobis(outdir):
+    g = generator(32)
+    n, k, d, q = 5, 5, 16, 10
+    supports = uniform(g, n, k, d).requires_grad_()
+    prototypes = uniform(g, n, d, lo=-0.5, hi=0.5).requires_grad_()
+    queries = uniform(g, q, d).requires_grad_()
+    logits = mahalanobis_logits(supports, prototypes, queries)
+    dlogits = uniform(g, q, n)
+    ds, dp, dq = grads(logits, dlogits, supports, prototypes, queries)
+    save(f"{outdir}/ops_mahalanobis.safetensors",
+         {"supports": supports, "prototypes": prototypes, "queries": queries, "logits": logits,
+          "dlogits": dlogits, "dsupports": ds, "dprototypes": dp, "dqueries": dq},
+         {"torch": torch.__version__,
+          "op": "MahalanobisClassifier (V-D): cholesky + cholesky_inverse, logits -dist"})
+
+
+FAMILIES["mahalanobis"] = mahalanobis
