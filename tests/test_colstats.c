@@ -225,6 +225,124 @@ static void test_colstats_matches_pytorch(void **state) {
     th_fixture_free(fx);
 }
 
+static fcl_tensor scalar(float v) {
+    fcl_tensor t;
+    int one = 1;
+    th_upload(&t, 1, &one, &v);
+    return t;
+}
+
+/* The VIC losses against the reference. Each loss is a sum of D (or D²) non-negative terms:
+ * float32 error <= γ_n·sum, i.e. relative ~n·u <= 1e-4 for n = D² = 1369, so the bound is
+ * 1e-5 abs + γ_{D²} relative; the gradients are elementwise (1e-5 abs + 1e-5 rel). */
+static void test_vic_losses_match_reference(void **state) {
+    int n, d;
+    dims(&n, &d);
+    float *var = malloc(d * sizeof *var), *c = malloc(d * d * sizeof *c);
+    th_random(var, d, 130, 0.05f, 2.0f); /* both sides of the hinge at var ≈ 0.98 */
+    th_random(c, d * d, 131, -1, 1);
+    int sc[2] = {d, d};
+    fcl_tensor V, C, DL = scalar(-1.7f), LV = vec(1), LC = vec(1), DV = vec(d), DC = mat(d, d);
+    th_upload(&V, 1, &d, var);
+    th_upload(&C, 2, sc, c);
+    TH_OK(fcl_vic_variance_loss_forward(th_ctx(), &V, &LV));
+    TH_OK(fcl_vic_covariance_loss_forward(th_ctx(), &C, &LC));
+    TH_OK(fcl_vic_variance_loss_backward(th_ctx(), &V, &DL, &DV));
+    TH_OK(fcl_vic_covariance_loss_backward(th_ctx(), &C, &DL, &DC));
+    double *vd = th_to_double(var, d), *cd = th_to_double(c, d * d);
+    double lv = ref_vic_variance_loss(vd, d, EPS), lc = ref_vic_covariance_loss(cd, d, EPS);
+    double *dv = malloc(d * sizeof *dv), *dc = malloc(d * d * sizeof *dc);
+    ref_vic_variance_loss_backward(vd, d, EPS, -1.7f, dv);
+    ref_vic_covariance_loss_backward(cd, d, EPS, -1.7f, dc);
+    float *got = th_download(&LV);
+    th_assert_close("L_V", got, &lv, 1, TH_EW_ATOL, th_gamma(d));
+    printf("  L_V %.8f vs %.8f\n", got[0], lv);
+    free(got);
+    got = th_download(&LC);
+    th_assert_close("L_C", got, &lc, 1, TH_EW_ATOL, th_gamma(d * d));
+    printf("  L_C %.8f vs %.8f\n", got[0], lc);
+    free(got);
+    expect("dvar of L_V", &DV, dv);
+    expect("dc of L_C", &DC, dc);
+    int active = 0;
+    for (int j = 0; j < d; j++)
+        active += dv[j] != 0;
+    assert_true(active > 0 && active < d); /* the test sees both sides of the hinge */
+    free(vd), free(cd), free(dv), free(dc), free(var), free(c);
+    th_free(&DC), th_free(&DV), th_free(&LC), th_free(&LV), th_free(&DL), th_free(&C), th_free(&V);
+}
+
+typedef struct {
+    double *x;
+    int d;
+} loss_ud;
+
+static void lv_fwd(void *ud, double *y) {
+    loss_ud *u = ud;
+    y[0] = ref_vic_variance_loss(u->x, u->d, EPS);
+}
+
+static void lc_fwd(void *ud, double *y) {
+    loss_ud *u = ud;
+    y[0] = ref_vic_covariance_loss(u->x, u->d, EPS);
+}
+
+static void test_vic_reference_gradients(void **state) {
+    enum { D = 5 };
+    /* var away from the hinge's kink at (1 − 1e-4)² − 1e-4 ≈ 0.9997 */
+    double var[D] = {0.2, 0.5, 1.5, 0.8, 2.5}, c[D * D], dvar[D], dc[D * D], dl = 0.7;
+    float cf[D * D];
+    th_random(cf, D * D, 140, -1, 1);
+    for (int i = 0; i < D * D; i++)
+        c[i] = cf[i];
+    ref_vic_variance_loss_backward(var, D, EPS, dl, dvar);
+    ref_vic_covariance_loss_backward(c, D, EPS, dl, dc);
+    loss_ud u = {var, D};
+    double e1 = th_fd_error(lv_fwd, &u, var, D, dvar, &dl, 1);
+    u.x = c;
+    double e2 = th_fd_error(lc_fwd, &u, c, D * D, dc, &dl, 1);
+    printf("  VIC loss references vs finite differences: L_V %.1e, L_C %.1e\n", e1, e2);
+    assert_true(e1 < 1e-6 && e2 < 1e-6);
+}
+
+/* PyTorch end to end: L_V + L_C of V-D's VICRegularization on E, and autograd's dE, against
+ * the device chain colstats → colcov → losses → their backwards → colcov/colstats backward. */
+static void test_vic_matches_pytorch(void **state) {
+    struct fcl_safetensors *fx = th_fixture("ops_vic");
+    fcl_tensor E, DLV, DLC;
+    th_fixture_upload(fx, "e", &E);
+    th_fixture_upload(fx, "dlv", &DLV);
+    th_fixture_upload(fx, "dlc", &DLC);
+    int n = E.shape[0], d = E.shape[1];
+    fcl_tensor M = vec(d), V = vec(d), S = vec(d), Z = mat(n, d), C = mat(d, d), LV = vec(1),
+               LC = vec(1), DV = vec(d), DC = mat(d, d), DZ = mat(n, d), DE = mat(n, d);
+    TH_OK(fcl_colstats_forward(th_ctx(), &E, &M, &V, &S, &Z));
+    TH_OK(fcl_colcov_forward(th_ctx(), &Z, &C));
+    TH_OK(fcl_vic_variance_loss_forward(th_ctx(), &V, &LV));
+    TH_OK(fcl_vic_covariance_loss_forward(th_ctx(), &C, &LC));
+    TH_OK(fcl_vic_variance_loss_backward(th_ctx(), &V, &DLV, &DV));
+    TH_OK(fcl_vic_covariance_loss_backward(th_ctx(), &C, &DLC, &DC));
+    TH_OK(fcl_colcov_backward(th_ctx(), &Z, &DC, &DZ));
+    TH_OK(fcl_colstats_backward(th_ctx(), &E, &M, &S, &Z, NULL, &DV, NULL, &DZ, &DE));
+    const char *keys[] = {"lv", "lc", "de"};
+    fcl_tensor *outs[] = {&LV, &LC, &DE};
+    for (int i = 0; i < 3; i++) {
+        size_t cnt;
+        const float *ref = th_fixture_data(fx, keys[i], &cnt);
+        assert_int_equal(cnt, outs[i]->numel);
+        double *want = th_to_double(ref, cnt);
+        float *got = th_download(outs[i]);
+        /* float32 on both sides, different summation orders: normalised error 1e-6. */
+        double err = th_assert_normerr(keys[i], got, want, cnt, TH_NORMERR);
+        printf("  pytorch VIC %-3s normalised error %.2e\n", keys[i], err);
+        free(got), free(want);
+    }
+    th_free(&DE), th_free(&DZ), th_free(&DC), th_free(&DV), th_free(&LC), th_free(&LV);
+    th_free(&C), th_free(&Z), th_free(&S), th_free(&V), th_free(&M);
+    th_free(&DLC), th_free(&DLV), th_free(&E);
+    th_fixture_free(fx);
+}
+
 static void test_shape_errors(void **state) {
     fcl_tensor E = mat(1, 4), M = vec(4), V = vec(4), S = vec(3), Z = mat(1, 4);
     assert_int_equal(fcl_colstats_forward(th_ctx(), &E, &M, &V, &S, &Z), FEWCL_ERR_ARGUMENT);
@@ -235,6 +353,10 @@ static void test_shape_errors(void **state) {
     fcl_tensor C = mat(4, 3);
     assert_int_equal(fcl_colcov_forward(th_ctx(), &Z2, &C), FEWCL_ERR_ARGUMENT);
     assert_non_null(strstr(fewcl_last_error(), "c [4,3]"));
+    fcl_tensor L = vec(1);
+    assert_int_equal(fcl_vic_covariance_loss_forward(th_ctx(), &C, &L), FEWCL_ERR_ARGUMENT);
+    assert_non_null(strstr(fewcl_last_error(), "input [4,3] must be [D,D]"));
+    th_free(&L);
     th_free(&C), th_free(&Z2), th_free(&E2), th_free(&Z), th_free(&S), th_free(&V), th_free(&M),
         th_free(&E);
 }
@@ -249,6 +371,9 @@ int main(void) {
         cmocka_unit_test(test_covariance_matches_reference),
         cmocka_unit_test(test_reference_gradients),
         cmocka_unit_test(test_colstats_matches_pytorch),
+        cmocka_unit_test(test_vic_losses_match_reference),
+        cmocka_unit_test(test_vic_reference_gradients),
+        cmocka_unit_test(test_vic_matches_pytorch),
         cmocka_unit_test(test_shape_errors),
     };
     return cmocka_run_group_tests(tests, NULL, th_teardown);

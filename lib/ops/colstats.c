@@ -82,3 +82,72 @@ fewcl_status fcl_colcov_backward(fewcl_context *ctx, const fcl_tensor *z, const 
     FCL_TRY(fcl_gemm(ctx, 0, 0, n, d, d, s, zm, dcm, 0.0f, dzm));
     return fcl_gemm(ctx, 0, 1, n, d, d, s, zm, dcm, 1.0f, dzm);
 }
+
+/* ---- VIC losses ------------------------------------------------------------------------- */
+
+static fewcl_status check_loss(const char *op, const fcl_tensor *x, int matrix,
+                               const fcl_tensor *scalar, const fcl_tensor *grad) {
+    char sx[64];
+    int ok = matrix ? (x->ndim == 2 && x->shape[0] == x->shape[1]) : x->ndim == 1;
+    if (!ok || scalar->numel != 1 || (grad && !fcl_same_shape(grad, x)))
+        return fcl_fail(FEWCL_ERR_ARGUMENT,
+                        "%s: input %s must be %s, the loss (gradient) one element and the "
+                        "gradient like the input",
+                        op, fcl_shape_str(x, sx, sizeof sx), matrix ? "[D,D]" : "[D]");
+    return FEWCL_OK;
+}
+
+static fewcl_status group_sum(fewcl_context *ctx, fcl_kernel_entry *k) {
+    size_t lws = fcl_wg_1d(ctx), gws = lws;
+    return fcl_launch(ctx, k, 1, &gws, &lws);
+}
+
+static fewcl_status launch_n(fewcl_context *ctx, fcl_kernel_entry *k, size_t n) {
+    size_t lws = fcl_wg_1d(ctx);
+    return fcl_launch(ctx, k, 1, &n, &lws);
+}
+
+fewcl_status fcl_vic_variance_loss_forward(fewcl_context *ctx, const fcl_tensor *var,
+                                           fcl_tensor *loss) {
+    FCL_TRY(check_loss("vic variance loss", var, 0, loss, NULL));
+    fcl_kernel_entry *k;
+    FCL_TRY(fcl_kernel(ctx, "colstats", NULL, "vic_var_loss", &k));
+    FCL_TRY(fcl_args(k, "ttuffL", var, loss, (unsigned)var->numel, (double)FCL_VIC_EPS,
+                     1.0 / (double)var->numel, fcl_wg_1d(ctx) * sizeof(float)));
+    return group_sum(ctx, k);
+}
+
+fewcl_status fcl_vic_variance_loss_backward(fewcl_context *ctx, const fcl_tensor *var,
+                                            const fcl_tensor *dloss, fcl_tensor *dvar) {
+    FCL_TRY(check_loss("vic variance loss backward", var, 0, dloss, dvar));
+    fcl_kernel_entry *k;
+    FCL_TRY(fcl_kernel(ctx, "colstats", NULL, "vic_var_loss_backward", &k));
+    FCL_TRY(fcl_args(k, "tttuff", var, dloss, dvar, (unsigned)var->numel, (double)FCL_VIC_EPS,
+                     1.0 / (double)var->numel));
+    return launch_n(ctx, k, var->numel);
+}
+
+static double cov_loss_scale(const fcl_tensor *c) {
+    double d = c->shape[0];
+    return 1.0 / (d * (d - 1) + (double)FCL_VIC_EPS);
+}
+
+fewcl_status fcl_vic_covariance_loss_forward(fewcl_context *ctx, const fcl_tensor *c,
+                                             fcl_tensor *loss) {
+    FCL_TRY(check_loss("vic covariance loss", c, 1, loss, NULL));
+    fcl_kernel_entry *k;
+    FCL_TRY(fcl_kernel(ctx, "colstats", NULL, "vic_cov_loss", &k));
+    FCL_TRY(fcl_args(k, "ttuufL", c, loss, (unsigned)c->numel, (unsigned)c->shape[0],
+                     cov_loss_scale(c), fcl_wg_1d(ctx) * sizeof(float)));
+    return group_sum(ctx, k);
+}
+
+fewcl_status fcl_vic_covariance_loss_backward(fewcl_context *ctx, const fcl_tensor *c,
+                                              const fcl_tensor *dloss, fcl_tensor *dc) {
+    FCL_TRY(check_loss("vic covariance loss backward", c, 1, dloss, dc));
+    fcl_kernel_entry *k;
+    FCL_TRY(fcl_kernel(ctx, "colstats", NULL, "vic_cov_loss_backward", &k));
+    FCL_TRY(fcl_args(k, "tttuuf", c, dloss, dc, (unsigned)c->numel, (unsigned)c->shape[0],
+                     cov_loss_scale(c)));
+    return launch_n(ctx, k, c->numel);
+}

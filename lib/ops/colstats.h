@@ -25,4 +25,17 @@ fewcl_status fcl_colcov_forward(fewcl_context *ctx, const fcl_tensor *z, fcl_ten
 fewcl_status fcl_colcov_backward(fewcl_context *ctx, const fcl_tensor *z, const fcl_tensor *dc,
                                  fcl_tensor *dz);
 
+/* VIC losses of V-B…V-D (fsct-reference §3.5), each a one-element tensor:
+ * L_V = (1/D)·Σ_j max(0, 1 − √(var_j + 1e-4) − 1e-4) from the unbiased variances var [D];
+ * L_C = (Σ_ij C_ij² − Σ_i C_ii²)/(D(D−1) + 1e-4) from the covariance c [D,D].
+ * The backwards take dloss [1] on the device (no host round trip) and overwrite dvar / dc. */
+fewcl_status fcl_vic_variance_loss_forward(fewcl_context *ctx, const fcl_tensor *var,
+                                           fcl_tensor *loss);
+fewcl_status fcl_vic_variance_loss_backward(fewcl_context *ctx, const fcl_tensor *var,
+                                            const fcl_tensor *dloss, fcl_tensor *dvar);
+fewcl_status fcl_vic_covariance_loss_forward(fewcl_context *ctx, const fcl_tensor *c,
+                                             fcl_tensor *loss);
+fewcl_status fcl_vic_covariance_loss_backward(fewcl_context *ctx, const fcl_tensor *c,
+                                              const fcl_tensor *dloss, fcl_tensor *dc);
+
 #endif

@@ -72,3 +72,31 @@ void ref_colcov_backward(const double *z, int n, int d, double eps, const double
             dz[i * d + a] = s / (n - 1 + eps);
         }
 }
+
+double ref_vic_variance_loss(const double *var, int d, double eps) {
+    double s = 0;
+    for (int j = 0; j < d; j++)
+        s += fmax(0, 1 - sqrt(var[j] + eps) - eps);
+    return s / d;
+}
+
+void ref_vic_variance_loss_backward(const double *var, int d, double eps, double dl, double *dvar) {
+    for (int j = 0; j < d; j++) {
+        double sd = sqrt(var[j] + eps);
+        dvar[j] = 1 - sd - eps > 0 ? -dl / d / (2 * sd) : 0;
+    }
+}
+
+double ref_vic_covariance_loss(const double *c, int d, double eps) {
+    double s = 0;
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++)
+            if (i != j) s += c[i * d + j] * c[i * d + j];
+    return s / (d * (d - 1.0) + eps);
+}
+
+void ref_vic_covariance_loss_backward(const double *c, int d, double eps, double dl, double *dc) {
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++)
+            dc[i * d + j] = i == j ? 0 : dl * 2 * c[i * d + j] / (d * (d - 1.0) + eps);
+}

@@ -13,4 +13,11 @@ void ref_colcov_forward(const double *z, int n, int d, double eps, double *c);
 /* dz = z(dc + dcᵀ)/(n − 1 + eps). */
 void ref_colcov_backward(const double *z, int n, int d, double eps, const double *dc, double *dz);
 
+/* L_V = (1/d)·Σ max(0, 1 − √(var + eps) − eps) and its gradient dvar = dl·∂L_V/∂var. */
+double ref_vic_variance_loss(const double *var, int d, double eps);
+void ref_vic_variance_loss_backward(const double *var, int d, double eps, double dl, double *dvar);
+/* L_C = (Σ c² − Σ diag²)/(d(d−1) + eps) and dc = dl·∂L_C/∂c. */
+double ref_vic_covariance_loss(const double *c, int d, double eps);
+void ref_vic_covariance_loss_backward(const double *c, int d, double eps, double dl, double *dc);
+
 #endif

@@ -22,7 +22,26 @@ def colstats(outdir):
          {"torch": torch.__version__, "op": "VIC column statistics (V-B..V-D)"})
 
 
-FAMILIES = {"colstats": colstats}
+def vic(outdir):
+    """VICRegularization(target_std=1.0, eps=1e-4) of V-B..V-D, variance and covariance terms."""
+    g = generator(33)
+    n, d, eps = 30, 16, 1e-4
+    e = uniform(g, n, d)
+    e[:, :4] *= 3.0  # std ~1.7: these columns sit past the variance hinge
+    e.requires_grad_()
+    sigma = torch.sqrt(e.var(dim=0) + eps)
+    lv = torch.mean(torch.relu(1.0 - sigma - eps))
+    z = (e - e.mean(dim=0)) / (e.std(dim=0) + eps)
+    c = z.T @ z / (n - 1 + eps)
+    lc = ((c ** 2).sum() - (torch.diagonal(c) ** 2).sum()) / (d * (d - 1) + eps)
+    dlv, dlc = uniform(g, 1), uniform(g, 1)
+    (de,) = torch.autograd.grad(dlv[0] * lv + dlc[0] * lc, (e,))
+    save(f"{outdir}/ops_vic.safetensors",
+         {"e": e, "lv": lv.reshape(1), "lc": lc.reshape(1), "dlv": dlv, "dlc": dlc, "de": de},
+         {"torch": torch.__version__, "op": "VICRegularization variance + covariance (V-B..V-D)"})
+
+
+FAMILIES = {"colstats": colstats, "vic": vic}
 
 
 def mahalanobis_logits(supports, prototypes, queries, eps=1e-4):
