@@ -330,6 +330,7 @@ static void test_reference_gradients(void **state) {
     ref_mahalanobis_lowrank_forward(pr.ed, pr.pd, pr.hd, 2, 3, 4, 3, l2);
     for (int i = 0; i < 6; i++)
         assert_true(fabs(l1[i] - l2[i]) <= 1e-10 * fabs(l1[i]));
+    free_problem(&pr);
 }
 
 /* PyTorch: V-D's MahalanobisClassifier (tools/reference/fam_mahalanobis.py), both paths. */
