@@ -380,10 +380,6 @@ static void test_shape_errors(void **state) {
 }
 
 int main(void) {
-    /* Under oclgrind the race checker's cost per launch grows with the size of the buffers a
-     * kernel receives, and the arena's default chunk is 256 MiB: a small memory limit gives
-     * small chunks (these shapes need well under 1 MiB). */
-    if (th_small() && !getenv("FEWCL_MEM_LIMIT")) setenv("FEWCL_MEM_LIMIT", "16M", 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cholesky_and_inverse_match_reference),
         cmocka_unit_test(test_non_spd_detection_and_fallback),

@@ -3,7 +3,7 @@
 # Debian libraries (ICD loader, CLBlast, cmocka, cJSON, clinfo) into .device/root, points the
 # ICD loader at the driver's libnvidia-opencl, then runs: ICD check, the kernel tests on the
 # GPU, `fewcl bench` uncached and cached, with and without fewcl's CLBlast tuning table, and
-# the same cases in PyTorch CUDA for the ratio.
+# the same cases in PyTorch CUDA for the ratio (ROUNDS=n rounds of the benchmarks, default 2).
 # Writes everything to $OUT/log. Prepare here: bash tools/gpu/fetch-debs.sh, then
 # bash tools/build.sh build-gpu; carry build-gpu and .device/debs.
 set -uo pipefail
@@ -36,7 +36,7 @@ time ./build-gpu/fewcl bench --quick --repeat 1
 
 echo "== bench (median of 20): tuned CLBlast, untuned CLBlast, PyTorch CUDA on the same cases"
 mkdir -p .device/no-tuning
-for i in 1 2; do
+for i in $(seq "${ROUNDS:-2}"); do
   ./build-gpu/fewcl bench --repeat 20
   FEWCL_CLBLAST_TUNING=$PWD/.device/no-tuning ./build-gpu/fewcl bench --repeat 20
   python3 tools/bench/ops_torch.py --device ${TORCH_DEVICE:-cuda} --repeat 20
