@@ -1,0 +1,65 @@
+/* The model's two stages and how they meet. Data flows: episode tensor → backbone → features
+ * [B, D] (B = n·(k+q), class-major, support then query per class, reference §4) → head →
+ * logits [Q, n] and the losses. Each stage registers its parameters under the PyTorch
+ * state_dict names in an fcl_params, saves in forward what its backward needs (freed by
+ * backward or by release), and accumulates parameter gradients in backward.
+ *
+ * Outputs of forward are allocated by the stage from the context's arena (FCL_MEM_ACTIVATION)
+ * and stay valid until the stage's backward or release. */
+#ifndef FEWCL_NN_MODEL_H
+#define FEWCL_NN_MODEL_H
+
+#include "config.h"
+#include "params.h"
+
+/* ---- backbone (lib/nn/backbone.c): conv4, conv6, resnet18, resnet34 ---------------------- */
+
+typedef struct fcl_backbone_net fcl_backbone_net;
+
+/* Registers the backbone's parameters and BatchNorm buffers in P under `prefix` (the model uses
+ * "feature."), initialised as the reference §1.7 says (ResNet convs Kaiming-normal fan_out,
+ * BN γ=1 β=0, ConvNet convs N(0, 2/(9·64)), conv bias U(±1/√(in·9))) from `seed`. With
+ * cfg->freeze_backbone the parameters are registered as not trainable. */
+fewcl_status fcl_backbone_create(fewcl_context *ctx, const fcl_model_config *cfg, fcl_params *P,
+                                 const char *prefix, uint64_t seed, fcl_backbone_net **out);
+/* x [B, 3, S, S] → *features [B, D] (a view of the last activation, flattened channel-major).
+ * training: BatchNorm uses batch statistics and updates the running ones (momentum 0.1);
+ * otherwise running statistics, unless cfg->bn_batch_stats_at_test. */
+fewcl_status fcl_backbone_forward(fewcl_context *ctx, fcl_backbone_net *net, const fcl_tensor *x,
+                                  int training, const fcl_tensor **features);
+/* dfeatures [B, D] → parameter gradients (skipped when frozen). dx is not computed. */
+fewcl_status fcl_backbone_backward(fewcl_context *ctx, fcl_backbone_net *net,
+                                   const fcl_tensor *dfeatures);
+/* Frees what forward saved (after evaluation, or instead of backward). */
+void fcl_backbone_release(fewcl_context *ctx, fcl_backbone_net *net);
+void fcl_backbone_destroy(fewcl_context *ctx, fcl_backbone_net *net);
+
+/* ---- heads (lib/nn/enhanced.c, lib/nn/fsct.c) ------------------------------------------ */
+
+typedef struct fcl_head fcl_head;
+
+typedef struct fcl_head_out {
+    const fcl_tensor *features; /* [B, D′]: after the projection (enhanced), else the input */
+    const fcl_tensor *logits;   /* [Q, n], Q = n·q, row r has label r / q */
+    /* [1] device scalars (training forward only, else NULL): the total loss that backward
+     * differentiates, and its parts (enhanced: CE, variance, covariance; fsct: CE only). */
+    const fcl_tensor *loss, *loss_ce, *loss_var, *loss_cov;
+} fcl_head_out;
+
+/* Enhanced FS-CT V-D (reference §3): projection, weighted prototypes, depth attention blocks,
+ * Mahalanobis classifier, VIC and uncertainty weighting. Parameters under their §3.9 names. */
+fewcl_status fcl_enhanced_create(fewcl_context *ctx, const fcl_model_config *cfg, int feature_dim,
+                                 fcl_params *P, uint64_t seed, fcl_head **out);
+/* The original FS-CT head (reference §2), parameters under their §2.1 names. */
+fewcl_status fcl_fsct_create(fewcl_context *ctx, const fcl_model_config *cfg, int feature_dim,
+                             fcl_params *P, uint64_t seed, fcl_head **out);
+/* features [B, D] → out. training selects the loss computation (and what backward needs). */
+fewcl_status fcl_head_forward(fewcl_context *ctx, fcl_head *h, const fcl_tensor *features,
+                              int training, fcl_head_out *out);
+/* Backward from the total loss (gradient 1): parameter gradients accumulate, and *dfeatures
+ * [B, D] (allocated by the head, valid until release) is the gradient for the backbone. */
+fewcl_status fcl_head_backward(fewcl_context *ctx, fcl_head *h, const fcl_tensor **dfeatures);
+void fcl_head_release(fewcl_context *ctx, fcl_head *h);
+void fcl_head_destroy(fewcl_context *ctx, fcl_head *h);
+
+#endif
