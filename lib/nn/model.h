@@ -37,14 +37,29 @@ void fcl_backbone_destroy(fewcl_context *ctx, fcl_backbone_net *net);
 /* ---- heads (lib/nn/enhanced.c, lib/nn/fsct.c) ------------------------------------------ */
 
 typedef struct fcl_head fcl_head;
+typedef struct fcl_head_out fcl_head_out;
 
-typedef struct fcl_head_out {
+/* A head is an implementation struct whose first member is `fcl_head` (its table of
+ * operations); the fcl_head_* functions below dispatch through it (lib/nn/head.c). */
+typedef struct fcl_head_ops {
+    const char *name;
+    fewcl_status (*forward)(fewcl_context *, fcl_head *, const fcl_tensor *, int, fcl_head_out *);
+    fewcl_status (*backward)(fewcl_context *, fcl_head *, const fcl_tensor **);
+    void (*release)(fewcl_context *, fcl_head *);
+    void (*destroy)(fewcl_context *, fcl_head *);
+} fcl_head_ops;
+
+struct fcl_head {
+    const fcl_head_ops *ops;
+};
+
+struct fcl_head_out {
     const fcl_tensor *features; /* [B, D′]: after the projection (enhanced), else the input */
     const fcl_tensor *logits;   /* [Q, n], Q = n·q, row r has label r / q */
     /* [1] device scalars (training forward only, else NULL): the total loss that backward
      * differentiates, and its parts (enhanced: CE, variance, covariance; fsct: CE only). */
     const fcl_tensor *loss, *loss_ce, *loss_var, *loss_cov;
-} fcl_head_out;
+};
 
 /* Enhanced FS-CT V-D (reference §3): projection, weighted prototypes, depth attention blocks,
  * Mahalanobis classifier, VIC and uncertainty weighting. Parameters under their §3.9 names. */
