@@ -69,6 +69,10 @@ static void test_mismatches_are_named(void **state) {
     assert_non_null(strstr(msg, "missing head.extra"));
     assert_non_null(strstr(msg, "unexpected head.b"));
     assert_non_null(strstr(msg, "unexpected bn.running_mean"));
+    /* Complete loading ignores unexpected keys but not missing ones. */
+    assert_int_equal(fcl_params_load(th_ctx(), &B, st, "", FCL_LOAD_COMPLETE), FEWCL_ERR_FORMAT);
+    assert_non_null(strstr(fewcl_last_error(), "missing head.extra"));
+    assert_null(strstr(fewcl_last_error(), "unexpected"));
     /* Partial loading ignores missing and unexpected keys but never a wrong shape. */
     assert_int_equal(fcl_params_load(th_ctx(), &B, st, "", FCL_LOAD_PARTIAL), FEWCL_ERR_FORMAT);
     fcl_st_free(st);

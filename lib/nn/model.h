@@ -77,4 +77,27 @@ fewcl_status fcl_head_backward(fewcl_context *ctx, fcl_head *h, const fcl_tensor
 void fcl_head_release(fewcl_context *ctx, fcl_head *h);
 void fcl_head_destroy(fewcl_context *ctx, fcl_head *h);
 
+/* ---- the whole model (lib/nn/model.c) --------------------------------------------------- */
+
+typedef struct fcl_model {
+    fcl_model_config cfg;
+    fcl_params params;
+    fcl_backbone_net *backbone;
+    fcl_head *head;
+    int feature_dim, working_dim; /* D and D′ */
+} fcl_model;
+
+/* Builds backbone + head (method from cfg) with parameters initialised from `seed`. */
+fewcl_status fcl_model_create(fewcl_context *ctx, const fcl_model_config *cfg, uint64_t seed,
+                              fcl_model **out);
+void fcl_model_destroy(fewcl_context *ctx, fcl_model *m);
+/* One episode x [n·(k+q), 3, S, S] (class-major) through backbone and head. */
+fewcl_status fcl_model_forward(fewcl_context *ctx, fcl_model *m, const fcl_tensor *x, int training,
+                               fcl_head_out *out);
+/* After a training forward: gradients of the total loss accumulate into the parameters'
+ * gradients (zero them first with fcl_params_zero_grad). Frees the saved activations. */
+fewcl_status fcl_model_backward(fewcl_context *ctx, fcl_model *m);
+/* After an evaluation forward (or to drop a training one): frees the saved activations. */
+void fcl_model_release(fewcl_context *ctx, fcl_model *m);
+
 #endif

@@ -86,7 +86,7 @@ fewcl_status fcl_params_load(fewcl_context *ctx, fcl_params *P, const fcl_safete
         snprintf(key, sizeof key, "%s%s", prefix, p->name);
         const fcl_st_tensor *t = fcl_st_find(st, key);
         if (!t) {
-            if (mode == FCL_LOAD_STRICT) {
+            if (mode != FCL_LOAD_PARTIAL) {
                 snprintf(item, sizeof item, "missing %s", key);
                 note(problems, sizeof problems, &n_problems, item);
             }

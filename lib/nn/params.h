@@ -29,8 +29,10 @@ typedef struct fcl_params {
 } fcl_params;
 
 typedef enum fcl_load_mode {
-    FCL_LOAD_STRICT, /* every parameter present, nothing unexpected */
-    FCL_LOAD_PARTIAL /* missing parameters keep their values; unexpected keys are ignored */
+    FCL_LOAD_STRICT,   /* every parameter present, nothing unexpected */
+    FCL_LOAD_COMPLETE, /* every parameter present; other keys ignored (PyTorch state_dicts carry
+                          duplicates and integer counters such as num_batches_tracked) */
+    FCL_LOAD_PARTIAL   /* missing parameters keep their values; unexpected keys are ignored */
 } fcl_load_mode;
 
 void fcl_params_init(fcl_params *P);

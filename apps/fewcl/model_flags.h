@@ -1,0 +1,46 @@
+/* The model flags shared by every subcommand (SPEC §7) and their parsing into a config. */
+#ifndef FEWCL_APP_MODEL_FLAGS_H
+#define FEWCL_APP_MODEL_FLAGS_H
+
+#include <getopt.h>
+
+#include "nn/config.h"
+
+/* Option codes start here, above any short option letter. */
+#define MODEL_FLAG_BASE 1000
+
+/* getopt_long entries for the model flags, to splice into a command's own table. */
+#define MODEL_FLAG_OPTIONS                                                                         \
+    {"backbone", required_argument, 0, MODEL_FLAG_BASE + 0},                                       \
+        {"image-size", required_argument, 0, MODEL_FLAG_BASE + 1},                                 \
+        {"method", required_argument, 0, MODEL_FLAG_BASE + 2},                                     \
+        {"variant", required_argument, 0, MODEL_FLAG_BASE + 3},                                    \
+        {"n-way", required_argument, 0, MODEL_FLAG_BASE + 4},                                      \
+        {"k-shot", required_argument, 0, MODEL_FLAG_BASE + 5},                                     \
+        {"n-query", required_argument, 0, MODEL_FLAG_BASE + 6},                                    \
+        {"reduced-dim", required_argument, 0, MODEL_FLAG_BASE + 7},                                \
+        {"depth", required_argument, 0, MODEL_FLAG_BASE + 8},                                      \
+        {"heads", required_argument, 0, MODEL_FLAG_BASE + 9},                                      \
+        {"dim-head", required_argument, 0, MODEL_FLAG_BASE + 10},                                  \
+        {"mlp-dim", required_argument, 0, MODEL_FLAG_BASE + 11},                                   \
+        {"mahalanobis", required_argument, 0, MODEL_FLAG_BASE + 12},                               \
+        {"no-vic", no_argument, 0, MODEL_FLAG_BASE + 13},                                          \
+        {"checkpoint", required_argument, 0, MODEL_FLAG_BASE + 14},                                \
+        {"freeze-backbone", no_argument, 0, MODEL_FLAG_BASE + 15}, {                               \
+        "bn-batch-stats", no_argument, 0, MODEL_FLAG_BASE + 16                                     \
+    }
+
+#define MODEL_FLAG_HELP                                                                            \
+    "model: --backbone conv4|conv6|resnet18|resnet34  --image-size N  --method enhanced|fsct\n"    \
+    "       --variant cosine|softmax  --n-way N --k-shot N --n-query N  --reduced-dim N (0: "      \
+    "none)\n"                                                                                      \
+    "       --depth N --heads N --dim-head N --mlp-dim N  --mahalanobis dense|lowrank|auto\n"      \
+    "       --no-vic  --checkpoint none|blocks|backbone|all  --freeze-backbone  "                  \
+    "--bn-batch-stats\n"
+
+/* Applies option `code` (from getopt_long) to cfg. Returns 1 when it was a model flag, 0 when
+ * it is not one, and -1 after printing a usage error (exit 2). The method flag resets depth and
+ * heads to that method's defaults, so give --depth/--heads after --method. */
+int model_flag(int code, const char *arg, fcl_model_config *cfg, const char *cmd);
+
+#endif

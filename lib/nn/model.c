@@ -1,0 +1,73 @@
+/* The whole model: backbone then head (see model.h). */
+#include "model.h"
+
+#include <stdlib.h>
+
+fewcl_status fcl_model_create(fewcl_context *ctx, const fcl_model_config *cfg, uint64_t seed,
+                              fcl_model **out) {
+    *out = NULL;
+    FCL_TRY(fcl_config_validate(cfg));
+    int ch, h, w;
+    FCL_TRY(fcl_config_feature_shape(cfg, &ch, &h, &w));
+    fcl_model *m = calloc(1, sizeof *m);
+    if (!m) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "model");
+    m->cfg = *cfg;
+    fcl_params_init(&m->params);
+    m->feature_dim = ch * h * w;
+    m->working_dim = fcl_config_working_dim(cfg, m->feature_dim);
+    /* Distinct seeds per stage, so that adding a stage never shifts another's weights. */
+    fewcl_status s =
+        fcl_backbone_create(ctx, cfg, &m->params, "feature.", seed * 2 + 1, &m->backbone);
+    if (s == FEWCL_OK)
+        s = cfg->method == FCL_METHOD_ENHANCED
+                ? fcl_enhanced_create(ctx, cfg, m->feature_dim, &m->params, seed * 2 + 2, &m->head)
+                : fcl_fsct_create(ctx, cfg, m->feature_dim, &m->params, seed * 2 + 2, &m->head);
+    if (s != FEWCL_OK) {
+        fcl_model_destroy(ctx, m);
+        return s;
+    }
+    *out = m;
+    return FEWCL_OK;
+}
+
+void fcl_model_destroy(fewcl_context *ctx, fcl_model *m) {
+    if (!m) return;
+    fcl_head_destroy(ctx, m->head);
+    if (m->backbone) fcl_backbone_destroy(ctx, m->backbone);
+    fcl_params_free(ctx, &m->params);
+    free(m);
+}
+
+fewcl_status fcl_model_forward(fewcl_context *ctx, fcl_model *m, const fcl_tensor *x, int training,
+                               fcl_head_out *out) {
+    const fcl_model_config *c = &m->cfg;
+    int want[4] = {c->n_way * (c->k_shot + c->n_query), 3, c->image_size, c->image_size};
+    if (x->ndim != 4 || x->shape[0] != want[0] || x->shape[1] != 3 || x->shape[2] != want[2] ||
+        x->shape[3] != want[3]) {
+        char got[64];
+        return fcl_fail(FEWCL_ERR_ARGUMENT,
+                        "episode tensor %s does not fit %d-way %d-shot %d-query at %dx%d (expected "
+                        "[%d,3,%d,%d])",
+                        fcl_shape_str(x, got, sizeof got), c->n_way, c->k_shot, c->n_query,
+                        c->image_size, c->image_size, want[0], want[2], want[3]);
+    }
+    const fcl_tensor *features;
+    FCL_TRY(fcl_backbone_forward(ctx, m->backbone, x, training, &features));
+    fewcl_status s = fcl_head_forward(ctx, m->head, features, training, out);
+    if (s != FEWCL_OK) fcl_backbone_release(ctx, m->backbone);
+    return s;
+}
+
+fewcl_status fcl_model_backward(fewcl_context *ctx, fcl_model *m) {
+    const fcl_tensor *dfeatures;
+    fewcl_status s = fcl_head_backward(ctx, m->head, &dfeatures);
+    if (s == FEWCL_OK) s = fcl_backbone_backward(ctx, m->backbone, dfeatures);
+    fcl_head_release(ctx, m->head);
+    fcl_backbone_release(ctx, m->backbone);
+    return s;
+}
+
+void fcl_model_release(fewcl_context *ctx, fcl_model *m) {
+    fcl_head_release(ctx, m->head);
+    fcl_backbone_release(ctx, m->backbone);
+}
