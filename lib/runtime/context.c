@@ -88,6 +88,7 @@ void fewcl_context_destroy(fewcl_context *ctx) {
         clReleaseKernel(ctx->kernels[i].kernel);
     for (int i = 0; i < ctx->n_programs; i++)
         clReleaseProgram(ctx->programs[i].program);
+    if (ctx->real_arena) fcl_arena_destroy(ctx->real_arena); /* destroyed while planning */
     fcl_arena_destroy(ctx->arena);
     if (ctx->queue) clReleaseCommandQueue(ctx->queue);
     if (ctx->context) clReleaseContext(ctx->context);

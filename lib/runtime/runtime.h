@@ -98,6 +98,7 @@ struct fewcl_context {
     fcl_kernel_entry kernels[FCL_MAX_KERNELS];
     int n_kernels;
     struct fcl_arena *arena;
+    struct fcl_arena *real_arena; /* set while planning: the arena set aside (lib/plan) */
 };
 
 /* The kernel `name` of cl/<family>.cl, compiled (once) with `options` added to the defaults. */

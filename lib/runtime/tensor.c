@@ -89,7 +89,10 @@ fewcl_status fcl_tensor_upload(fewcl_context *ctx, fcl_tensor *t, const float *h
 }
 
 fewcl_status fcl_tensor_download(fewcl_context *ctx, const fcl_tensor *t, float *host) {
-    if (ctx->dry_run) return FEWCL_OK;
+    if (ctx->dry_run) { /* planning: no device data; zeros keep host-side checks quiet */
+        memset(host, 0, t->numel * sizeof *host);
+        return FEWCL_OK;
+    }
     cl_int err = clEnqueueReadBuffer(ctx->queue, t->mem, CL_TRUE, t->offset * sizeof(float),
                                      t->numel * sizeof(float), host, 0, NULL, NULL);
     if (err != CL_SUCCESS) {

@@ -1,0 +1,94 @@
+/* Planning: a schedule run on the counting arena reaches exactly the peak (total and per
+ * category) that the same schedule reaches on the device, fails where a limited device fails,
+ * and leaves the real arena untouched. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "ops/conv.h"
+#include "plan/plan.h"
+
+/* A small training-like schedule: linear and conv, forward then backward, with frees. */
+static fewcl_status schedule(fewcl_context *ctx) {
+    int n = th_small() ? 4 : 32, in = th_small() ? 8 : 200, out = th_small() ? 6 : 64;
+    fcl_tensor x, w, b, y, dw, db, dx, img, k, conv_out, dimg, dk;
+    FCL_TRY(fcl_tensor_alloc2(ctx, &w, FCL_MEM_PARAM, out, in));
+    FCL_TRY(fcl_tensor_alloc1(ctx, &b, FCL_MEM_PARAM, out));
+    FCL_TRY(fcl_tensor_alloc2(ctx, &dw, FCL_MEM_GRAD, out, in));
+    FCL_TRY(fcl_tensor_alloc1(ctx, &db, FCL_MEM_GRAD, out));
+    FCL_TRY(fcl_tensor_alloc2(ctx, &x, FCL_MEM_ACTIVATION, n, in));
+    FCL_TRY(fcl_tensor_alloc2(ctx, &y, FCL_MEM_ACTIVATION, n, out));
+    FCL_TRY(fcl_fill(ctx, &x, 0.5f));
+    FCL_TRY(fcl_fill(ctx, &w, 0.25f));
+    FCL_TRY(fcl_fill(ctx, &b, 0));
+    FCL_TRY(fcl_fill(ctx, &dw, 0));
+    FCL_TRY(fcl_fill(ctx, &db, 0));
+    FCL_TRY(fcl_linear_forward(ctx, &x, &w, &b, &y));
+    int side = th_small() ? 6 : 21;
+    FCL_TRY(fcl_tensor_alloc(ctx, &img, FCL_MEM_ACTIVATION, 4, (int[]){2, 3, side, side}));
+    FCL_TRY(fcl_tensor_alloc(ctx, &k, FCL_MEM_PARAM, 4, (int[]){8, 3, 3, 3}));
+    FCL_TRY(fcl_tensor_alloc(ctx, &conv_out, FCL_MEM_ACTIVATION, 4, (int[]){2, 8, side, side}));
+    FCL_TRY(fcl_fill(ctx, &img, 1));
+    FCL_TRY(fcl_fill(ctx, &k, 0.1f));
+    fcl_conv2d_params p = {.stride = 1, .pad = 1};
+    FCL_TRY(fcl_conv2d_forward(ctx, &img, &k, NULL, &p, &conv_out));
+    FCL_TRY(fcl_tensor_alloc(ctx, &dimg, FCL_MEM_ACTIVATION, 4, img.shape));
+    FCL_TRY(fcl_tensor_alloc(ctx, &dk, FCL_MEM_GRAD, 4, k.shape));
+    FCL_TRY(fcl_fill(ctx, &dk, 0));
+    FCL_TRY(fcl_conv2d_backward(ctx, &img, &k, &conv_out, &p, &dimg, &dk, NULL));
+    fcl_tensor_free(ctx, &conv_out);
+    FCL_TRY(fcl_tensor_alloc2(ctx, &dx, FCL_MEM_ACTIVATION, n, in));
+    FCL_TRY(fcl_linear_backward(ctx, &x, &w, &y, &dx, &dw, &db));
+    float *probe = malloc(db.numel * sizeof *probe); /* a host read, as a model may do */
+    fewcl_status s = fcl_tensor_download(ctx, &db, probe);
+    free(probe);
+    FCL_TRY(s);
+    fcl_tensor *all[] = {&dk, &dimg, &k, &img, &dx, &y, &x, &db, &dw, &b, &w};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        fcl_tensor_free(ctx, all[i]);
+    return FEWCL_OK;
+}
+
+static void test_plan_equals_real_peak(void **state) {
+    fewcl_context *planned, *real;
+    TH_OK(fewcl_context_create(NULL, &planned));
+    TH_OK(fewcl_context_create(NULL, &real));
+    size_t before = fcl_arena_stats_get(planned->arena)->in_use;
+    fcl_arena_stats plan;
+    TH_OK(fcl_plan_begin(planned, 0));
+    TH_OK(schedule(planned));
+    fcl_plan_end(planned, &plan);
+    assert_int_equal(fcl_arena_stats_get(planned->arena)->in_use, before);
+    assert_int_equal(fcl_arena_stats_get(planned->arena)->allocations, 0);
+    TH_OK(schedule(real));
+    TH_OK(fewcl_finish(real));
+    const fcl_arena_stats *r = fcl_arena_stats_get(real->arena);
+    print_message("planned peak %zu bytes, measured %zu\n", plan.peak, r->peak);
+    assert_true(plan.peak > 0);
+    assert_int_equal(plan.peak, r->peak);
+    assert_int_equal(plan.allocations, r->allocations);
+    for (int c = 0; c < FCL_MEM_CATEGORIES; c++)
+        assert_int_equal(plan.by_category_at_peak[c], r->by_category_at_peak[c]);
+    assert_true(plan.by_category_at_peak[FCL_MEM_WORKSPACE] > 0); /* im2col / CLBlast temp */
+    fewcl_context_destroy(real);
+    fewcl_context_destroy(planned);
+}
+
+static void test_plan_fails_like_a_small_device(void **state) {
+    fewcl_context *ctx;
+    TH_OK(fewcl_context_create(NULL, &ctx));
+    TH_OK(fcl_plan_begin(ctx, 4096));
+    assert_int_equal(schedule(ctx), FEWCL_ERR_OUT_OF_MEMORY);
+    assert_int_equal(fcl_plan_begin(ctx, 0), FEWCL_ERR_INTERNAL); /* no nesting */
+    fcl_plan_end(ctx, NULL);
+    TH_OK(schedule(ctx)); /* the real arena works again */
+    fewcl_context_destroy(ctx);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plan_equals_real_peak),
+        cmocka_unit_test(test_plan_fails_like_a_small_device),
+    };
+    return cmocka_run_group_tests(tests, NULL, th_teardown);
+}
