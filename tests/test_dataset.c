@@ -64,6 +64,8 @@ static void test_json_errors_name_the_problem(void **state) {
         {"{\"image_names\": [\"a\"], \"image_labels\": [\"0\"]}", "image_labels[0] is not a label"},
         {"{\"image_names\": [\"a\"], \"image_labels\": [1.5]}", "image_labels[0] is not a label"},
         {"{\"image_names\": [\"a\"], \"image_labels\": [-1]}", "image_labels[0] is not a label"},
+        /* found by fuzz_filelist: casting 1e300 to int before the range check was undefined */
+        {"{\"image_names\": [\"a\"], \"image_labels\": [1e300]}", "image_labels[0] is not a label"},
         {"{\"image_names\": [\"a\"], \"image_labels\": [0], \"label_names\": 3}", "label_names"},
         {"{\"image_names\": [\"a\",], \"image_labels\": [0]}", "invalid JSON near byte"},
     };

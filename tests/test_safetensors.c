@@ -106,6 +106,10 @@ static void test_validation_errors(void **state) {
          "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
          8, "twice"},
         {"{\"__metadata__\":[1]}", 0, "__metadata__"},
+        /* found by fuzz_safetensors: a second __metadata__ leaked the first */
+        {"{\"__metadata__\":{},\"__metadata__\":{}}", 0, "__metadata__ appears twice"},
+        /* found by fuzzing the filelist's twin: out-of-range numbers were cast before checking */
+        {"{\"x\":{\"dtype\":\"F32\",\"shape\":[1e300],\"data_offsets\":[0,4]}}", 4, "bad shape"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         fewcl_status s = parse_text(cases[i].header, cases[i].data);

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Quick start, command 2: install the packages, build, and run the tests.
-# usage: tools/run-tests.sh [plain|sanitize|oclgrind|all]   (default: plain + oclgrind)
+# usage: tools/run-tests.sh [plain|sanitize|oclgrind|fuzz|all]   (default: plain + oclgrind)
 #   plain     the cmocka tests on the default device, also with GPU-like limits
 #   sanitize  the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer
 #   oclgrind  the kernel tests on small shapes under oclgrind (out-of-bounds, races, API)
+#   fuzz      each libFuzzer target (safetensors, filelist, image) for FUZZ_SECONDS (20) on the
+#             committed seed corpus, with ASan+UBSan
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-default}
@@ -25,11 +27,26 @@ sanitize() {
     --repeat until-pass:2
 }
 
+fuzz() {
+  bash tools/build.sh build-fuzz -DCMAKE_C_COMPILER=clang -DFEWCL_FUZZ=ON -DFEWCL_TESTS=OFF
+  for target in safetensors filelist image; do
+    work=$(mktemp -d)
+    echo "fuzz_$target: ${FUZZ_SECONDS:-20} s"
+    build-fuzz/tests/fuzz/fuzz_$target -max_total_time="${FUZZ_SECONDS:-20}" -rss_limit_mb=2048 \
+      -artifact_prefix="$work/" "$work" "tests/fuzz/corpus/$target" 2>&1 | grep -E "^Done|ERROR|SUMMARY" || true
+    if ls "$work"/crash-* "$work"/leak-* "$work"/timeout-* >/dev/null 2>&1; then
+      echo "fuzz_$target found a failing input: $(ls "$work"/crash-* "$work"/leak-* "$work"/timeout-* 2>/dev/null)" >&2
+      exit 1
+    fi
+  done
+}
+
 case "$mode" in
   plain) plain ;;
   sanitize) sanitize ;;
   oclgrind) oclgrind_tests ;;
   default) plain; oclgrind_tests ;;
-  all) plain; sanitize; oclgrind_tests ;;
-  *) echo "usage: $0 [plain|sanitize|oclgrind|all]" >&2; exit 2 ;;
+  fuzz) fuzz ;;
+  all) plain; sanitize; oclgrind_tests; fuzz ;;
+  *) echo "usage: $0 [plain|sanitize|oclgrind|fuzz|all]" >&2; exit 2 ;;
 esac

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages fewcl needs (SPEC §2). Idempotent; runs apt-get directly as
+# Installs the Debian packages fewcl needs (SPEC §2; clang and its runtime for the libFuzzer
+# targets). Idempotent; runs apt-get directly as
 # root, else through sudo. Set FEWCL_WITH_TORCH=1 to add PyTorch for the fixture generators.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ packages=(
   libcmocka-dev libstb-dev libcjson-dev
   fonts-dejavu-core fonts-dejavu-extra
   oclgrind
+  clang libclang-rt-14-dev
 )
 if [ "${FEWCL_WITH_TORCH:-0}" = 1 ]; then
   packages+=(python3-torch python3-torchvision)

@@ -105,8 +105,8 @@ static fewcl_status parse(fcl_dataset *d, const cJSON *root, const char *data_ro
          nm = nm->next, lb = lb->next, i++) {
         if (!cJSON_IsString(nm) || !nm->valuestring[0])
             s = fcl_fail(FEWCL_ERR_FORMAT, "%s: image_names[%d] is not a non-empty string", src, i);
-        else if (!cJSON_IsNumber(lb) || lb->valuedouble != (double)(int)lb->valuedouble ||
-                 lb->valuedouble < 0 || lb->valuedouble > 1e8)
+        else if (!cJSON_IsNumber(lb) || !(lb->valuedouble >= 0 && lb->valuedouble <= 1e8) ||
+                 lb->valuedouble != (double)(int)lb->valuedouble) /* range first: the cast */
             s = fcl_fail(FEWCL_ERR_FORMAT,
                          "%s: image_labels[%d] is not a label (a non-negative "
                          "integer)",

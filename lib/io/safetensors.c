@@ -61,8 +61,9 @@ static fewcl_status parse_entry(const char *label, const cJSON *e, size_t data_l
     double numel = 1;
     for (int i = 0; i < t->ndim; i++) {
         const cJSON *d = cJSON_GetArrayItem(shape, i);
-        if (!cJSON_IsNumber(d) || d->valuedouble < 0 ||
-            d->valuedouble != (double)(int64_t)d->valuedouble || d->valuedouble > 1e15)
+        /* range before the integer test: casting an out-of-range double is undefined */
+        if (!cJSON_IsNumber(d) || !(d->valuedouble >= 0 && d->valuedouble <= 1e15) ||
+            d->valuedouble != (double)(int64_t)d->valuedouble)
             return fcl_fail(FEWCL_ERR_FORMAT, "%s: tensor '%s' has a bad shape entry", label, name);
         t->shape[i] = (int64_t)d->valuedouble;
         numel *= d->valuedouble;
@@ -126,7 +127,9 @@ fewcl_status fcl_st_parse(const char *label, unsigned char *bytes, size_t len,
     if (!st->tensors) s = fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "%s", label);
     for (const cJSON *e = h->child; e && s == FEWCL_OK; e = e->next) {
         if (strcmp(e->string, "__metadata__") == 0) {
-            if (!cJSON_IsObject(e))
+            if (st->metadata)
+                s = fcl_fail(FEWCL_ERR_FORMAT, "%s: __metadata__ appears twice", label);
+            else if (!cJSON_IsObject(e))
                 s = fcl_fail(FEWCL_ERR_FORMAT, "%s: __metadata__ is not an object", label);
             else
                 st->metadata = cJSON_PrintUnformatted(e);
