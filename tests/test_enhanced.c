@@ -295,6 +295,62 @@ static void test_gradients_accumulate_and_names(void **state) {
     run_teardown(&r);
 }
 
+/* The documented initialisation: LayerNorm γ = 1, β = 0, proto_weight 0, log_vars
+ * (−ln 9, −ln 0.5, −ln 0.5), Linear weights and biases within ±1/√fan_in and not all zero;
+ * a training pass from it is finite. */
+static void test_initialisation(void **state) {
+    (void)state;
+    const tcase *c = &small_cases[0];
+    fcl_model_config cfg = fcl_config_default();
+    cfg.n_way = c->n, cfg.k_shot = c->k, cfg.n_query = c->q, cfg.reduced_dim = c->r;
+    cfg.heads = c->heads, cfg.dim_head = c->dh, cfg.mlp_dim = c->mlp;
+    fcl_params P;
+    fcl_params_init(&P);
+    fcl_head *head;
+    TH_OK(fcl_enhanced_create(th_ctx(), &cfg, c->D, &P, 5, &head));
+    for (int i = 0; i < P.n; i++) {
+        const fcl_param *p = &P.items[i];
+        float *v = th_download(&p->value);
+        const char *nm = p->name;
+        int ln = strstr(nm, "norm") || strstr(nm, "dim_reduction.1");
+        double amax = 0;
+        for (size_t j = 0; j < p->value.numel; j++)
+            amax = fmax(amax, fabsf(v[j]));
+        if (!strcmp(nm, "weight_controller.log_vars")) {
+            assert_float_equal(v[0], -logf(9.0f), 1e-6);
+            assert_float_equal(v[1], logf(2.0f), 1e-6);
+            assert_float_equal(v[2], logf(2.0f), 1e-6);
+        } else if (!strcmp(nm, "proto_weight") || (ln && strstr(nm, ".bias"))) {
+            assert_true(amax == 0);
+        } else if (ln) {
+            for (size_t j = 0; j < p->value.numel; j++)
+                assert_true(v[j] == 1.0f);
+        } else {
+            /* fan_in: the weight's second dimension, or that of the weight registered before */
+            int fan_in = p->value.ndim == 2 ? p->value.shape[1] : P.items[i - 1].value.shape[1];
+            assert_true(amax > 0 && amax <= 1.0 / sqrt((double)fan_in) + 1e-7);
+        }
+        free(v);
+    }
+    fcl_tensor x;
+    TH_OK(fcl_tensor_alloc2(th_ctx(), &x, FCL_MEM_ACTIVATION, c->n * (c->k + c->q), c->D));
+    TH_OK(fcl_pattern_fill(th_ctx(), &x, 7, 1.0f));
+    fcl_head_out out;
+    TH_OK(fcl_head_forward(th_ctx(), head, &x, 1, &out));
+    float loss;
+    TH_OK(fcl_tensor_download(th_ctx(), out.loss, &loss));
+    assert_true(isfinite(loss));
+    const fcl_tensor *dx;
+    TH_OK(fcl_head_backward(th_ctx(), head, &dx));
+    float *g = th_download(dx);
+    for (size_t j = 0; j < dx->numel; j++)
+        assert_true(isfinite(g[j]));
+    free(g);
+    fcl_head_destroy(th_ctx(), head);
+    th_free(&x);
+    fcl_params_free(th_ctx(), &P);
+}
+
 static void test_shape_errors(void **state) {
     (void)state;
     run r;
@@ -309,8 +365,11 @@ static void test_shape_errors(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_small_matches_pytorch),          cmocka_unit_test(test_eval_mode),
-        cmocka_unit_test(test_gradients_accumulate_and_names), cmocka_unit_test(test_shape_errors),
+        cmocka_unit_test(test_small_matches_pytorch),
+        cmocka_unit_test(test_eval_mode),
+        cmocka_unit_test(test_gradients_accumulate_and_names),
+        cmocka_unit_test(test_initialisation),
+        cmocka_unit_test(test_shape_errors),
         cmocka_unit_test(test_default_shapes_match_pytorch),
     };
     return cmocka_run_group_tests(tests, NULL, th_teardown);
