@@ -28,7 +28,7 @@ kernel void col_forward(global const float *e, uint eo, global float *mean, uint
 
 // Backward of col_forward for the gradients of mean, var, std and z together (flags say which
 // are present). With x = E − mean, d = std + eps, g = dz:
-//   dx = g/d;  dstd += −Σ_i g·z / d;  dvar += dstd / (2·std);
+//   dx = g/d;  dstd += −Σ_i g·z / d;  dvar += dstd / (2·std) (0 where std = 0);
 //   dE = dx − mean_i(dx) + dvar·2x/(N−1) + dmean/N.
 kernel void col_backward(global const float *e, uint eo, global const float *mean, uint mo,
                          global const float *sd, uint so, global const float *z, uint zo,
@@ -53,7 +53,9 @@ kernel void col_backward(global const float *e, uint eo, global const float *mea
         gs -= gz / d;
         sum_dx = sg / d;
     }
-    if (present & 12u) gv += gs / (2.0f * st);
+    // A constant column (std 0, e.g. a feature ReLU zeroed for every row) gets no gradient
+    // through the std, as PyTorch's std_backward masks result == 0 (else 0/0 = NaN here).
+    if ((present & 12u) && st > 0.0f) gv += gs / (2.0f * st);
     float shift = gm / (float)rows - sum_dx / (float)rows;
     float vs = gv * 2.0f / (float)(rows - 1);
     for (uint i = 0; i < rows; i++) {

@@ -225,6 +225,44 @@ static void test_colstats_matches_pytorch(void **state) {
     th_fixture_free(fx);
 }
 
+/* A constant column (std 0: a feature that ReLU zeroed in every row, as happens after the
+ * enhanced head's projection) gets no gradient through its std, as PyTorch's std_backward masks
+ * std == 0; before that fix the column's de was 0/0 = NaN. There x = 0 and z = 0, so
+ * de_ij = (dz_ij − mean_i dz_ij)/(0 + 1e-4) exactly in real arithmetic. */
+static void test_constant_column_has_finite_gradient(void **state) {
+    (void)state;
+    const int n = 6, d = 4, dead = 2;
+    float e[6 * 4], dz[6 * 4], dv[4], ds[4];
+    th_random(e, (size_t)n * d, 71, -1, 1);
+    th_random(dz, (size_t)n * d, 72, -1, 1);
+    th_random(dv, (size_t)d, 73, -1, 1);
+    th_random(ds, (size_t)d, 74, -1, 1);
+    for (int i = 0; i < n; i++)
+        e[i * d + dead] = 0.0f;
+    fcl_tensor E, DZ, DV, DS;
+    th_upload(&E, 2, (int[]){n, d}, e);
+    th_upload(&DZ, 2, (int[]){n, d}, dz);
+    th_upload(&DV, 1, (int[]){d}, dv);
+    th_upload(&DS, 1, (int[]){d}, ds);
+    fcl_tensor M = vec(d), V = vec(d), S = vec(d), Z = mat(n, d), DE = mat(n, d);
+    TH_OK(fcl_colstats_forward(th_ctx(), &E, &M, &V, &S, &Z));
+    TH_OK(fcl_colstats_backward(th_ctx(), &E, &M, &S, &Z, NULL, &DV, &DS, &DZ, &DE));
+    float *de = th_download(&DE);
+    double mean = 0;
+    for (int i = 0; i < n; i++)
+        mean += dz[i * d + dead] / n;
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < d; j++)
+            assert_true(isfinite(de[i * d + j]));
+        double want = (dz[i * d + dead] - mean) / 1e-4;
+        /* float32 division by 1e-4 of O(1) values: 1e-5 relative is ~100 ulp of slack */
+        assert_float_equal(de[i * d + dead], want, 1e-5 * fabs(want) + 1e-3);
+    }
+    free(de);
+    th_free(&DE), th_free(&Z), th_free(&S), th_free(&V), th_free(&M);
+    th_free(&DS), th_free(&DV), th_free(&DZ), th_free(&E);
+}
+
 static fcl_tensor scalar(float v) {
     fcl_tensor t;
     int one = 1;
@@ -367,6 +405,7 @@ int main(void) {
         cmocka_unit_test(test_covariance_matches_reference),
         cmocka_unit_test(test_reference_gradients),
         cmocka_unit_test(test_colstats_matches_pytorch),
+        cmocka_unit_test(test_constant_column_has_finite_gradient),
         cmocka_unit_test(test_vic_losses_match_reference),
         cmocka_unit_test(test_vic_reference_gradients),
         cmocka_unit_test(test_vic_matches_pytorch),
