@@ -240,7 +240,7 @@ static void test_covariance_matches_reference(void **state) {
 }
 
 static void check_against_reference(fcl_maha_path path) {
-    const char *name = path == FCL_MAHA_DENSE ? "dense" : "low-rank";
+    const char *name = path == FCL_MAHA_PATH_DENSE ? "dense" : "low-rank";
     int d = th_small() ? 8 : 70, q = th_small() ? 4 : 12;
     int n = classes();
     problem pr = make_problem(n, 5, d, q, 500);
@@ -264,16 +264,18 @@ static void check_against_reference(fcl_maha_path path) {
     free_problem(&pr);
 }
 
-static void test_dense_matches_reference(void **state) { check_against_reference(FCL_MAHA_DENSE); }
+static void test_dense_matches_reference(void **state) {
+    check_against_reference(FCL_MAHA_PATH_DENSE);
+}
 static void test_lowrank_matches_reference(void **state) {
-    check_against_reference(FCL_MAHA_LOWRANK);
+    check_against_reference(FCL_MAHA_PATH_LOWRANK);
 }
 
 /* SPEC §3: the two paths agree to 1e-4 relative, forward and backward. */
 static void test_dense_and_lowrank_agree(void **state) {
     int d = th_small() ? 12 : 96, q = th_small() ? 3 : 16;
     problem pr = make_problem(classes(), 5, d, q, 600);
-    outputs a = run(&pr, FCL_MAHA_DENSE, 1), b = run(&pr, FCL_MAHA_LOWRANK, 1);
+    outputs a = run(&pr, FCL_MAHA_PATH_DENSE, 1), b = run(&pr, FCL_MAHA_PATH_LOWRANK, 1);
     const char *names[] = {"logits", "dsupports", "dprotos", "dqueries"};
     fcl_tensor *ta[] = {&a.logits, &a.de, &a.dp, &a.dh}, *tb[] = {&b.logits, &b.de, &b.dp, &b.dh};
     for (int i = 0; i < 4; i++) {
@@ -293,7 +295,7 @@ static void test_dense_and_lowrank_agree(void **state) {
 static void test_lowrank_large_dimension(void **state) {
     int d = th_small() ? 200 : 25088;
     problem pr = make_problem(5, 5, d, 10, 700);
-    outputs o = run(&pr, FCL_MAHA_LOWRANK, 1);
+    outputs o = run(&pr, FCL_MAHA_PATH_LOWRANK, 1);
     double *logits = malloc(50 * sizeof *logits);
     ref_mahalanobis_lowrank_forward(pr.ed, pr.pd, pr.hd, 5, 5, d, 10, logits);
     char what[64];
@@ -368,7 +370,7 @@ static void test_matches_pytorch(void **state) {
 static void test_shape_errors(void **state) {
     fcl_tensor E = alloc3(3, 4, 8), P = alloc2(3, 7), H = alloc2(5, 8), L = alloc2(5, 3);
     fcl_tensor X = alloc3(3, 4, 8), Y = alloc3(3, 5, 8);
-    assert_int_equal(fcl_mahalanobis_forward(th_ctx(), FCL_MAHA_DENSE, &E, &P, &H, &L, &X, &Y),
+    assert_int_equal(fcl_mahalanobis_forward(th_ctx(), FCL_MAHA_PATH_DENSE, &E, &P, &H, &L, &X, &Y),
                      FEWCL_ERR_ARGUMENT);
     assert_non_null(strstr(fewcl_last_error(), "supports [3,4,8], prototypes [3,7]"));
     fcl_tensor A = alloc3(2, 3, 4), ST;

@@ -30,14 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* mahalanobis.h's path enumerators share their names with config.h's fcl_mahalanobis ones
- * (FCL_MAHA_DENSE, FCL_MAHA_LOWRANK), so both headers cannot be included as they are; its
- * enumerators are renamed here (same values: dense 0, low-rank 1). */
-#define FCL_MAHA_DENSE FCL_MAHA_PATH_DENSE
-#define FCL_MAHA_LOWRANK FCL_MAHA_PATH_LOWRANK
 #include "../ops/mahalanobis.h"
-#undef FCL_MAHA_DENSE
-#undef FCL_MAHA_LOWRANK
 
 #include "../ops/colstats.h"
 #include "../ops/loss.h"

@@ -298,7 +298,7 @@ fewcl_status fcl_mahalanobis_forward(fewcl_context *ctx, fcl_maha_path path,
                                      fcl_tensor *y) {
     dims m;
     FCL_TRY(check_forward(supports, protos, queries, logits, x, y, &m));
-    if (path == FCL_MAHA_DENSE)
+    if (path == FCL_MAHA_PATH_DENSE)
         FCL_TRY(dense_solve(ctx, supports, x, queries, protos, y, &m));
     else
         FCL_TRY(lowrank_solve(ctx, supports, x, queries, protos, y, &m));

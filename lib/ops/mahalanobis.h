@@ -20,7 +20,7 @@
 /* ε of the covariance divisor k − 1 + ε (MahalanobisClassifier(eps=1e-4)). */
 #define FCL_MAHA_EPS 1e-4f
 
-typedef enum fcl_maha_path { FCL_MAHA_DENSE, FCL_MAHA_LOWRANK } fcl_maha_path;
+typedef enum fcl_maha_path { FCL_MAHA_PATH_DENSE, FCL_MAHA_PATH_LOWRANK } fcl_maha_path;
 
 /* In-place Cholesky of each symmetric matrix of a [B,D,D] (lower triangle read; the factor L
  * written there, the strict upper triangle left as garbage). status [B] is set to 0, or the
