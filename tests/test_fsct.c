@@ -247,6 +247,7 @@ static void check_training(const cfg_def *c, int passes) {
     setup_run(c, &r);
     const fcl_arena_stats *st = fcl_arena_stats_get(th_ctx()->arena);
     size_t in_use = st->in_use;
+    float *first_logits = NULL;
     for (int pass = 0; pass < passes; pass++) {
         fcl_head_out out;
         TH_OK(fcl_head_forward(th_ctx(), r.head, &r.features, 1, &out));
@@ -259,6 +260,11 @@ static void check_training(const cfg_def *c, int passes) {
         assert_int_equal(out.logits->shape[1], c->n);
         expect_tensor(fx, c->name, "logits", out.logits, 1.0, LOGIT_TOL);
         expect_tensor(fx, c->name, "loss", out.loss, 1.0, LOGIT_TOL);
+        float *logits = th_download(out.logits);
+        if (pass) /* deterministic: the same episode gives the same bits */
+            assert_memory_equal(logits, first_logits, out.logits->numel * sizeof(float));
+        free(first_logits);
+        first_logits = logits;
         const fcl_tensor *df;
         TH_OK(fcl_head_backward(th_ctx(), r.head, &df));
         assert_int_equal(df->shape[0], c->n * (c->k + c->q));
@@ -271,6 +277,7 @@ static void check_training(const cfg_def *c, int passes) {
         fcl_head_release(th_ctx(), r.head);
         assert_int_equal(st->in_use, in_use); /* everything forward/backward took is back */
     }
+    free(first_logits);
     for (int i = 0; i < r.P.n; i++) {
         char what[160];
         snprintf(what, sizeof what, "grad.%s", r.P.items[i].name);
@@ -315,7 +322,19 @@ static void test_evaluation_mode(void **state) {
         const fcl_arena_stats *st = fcl_arena_stats_get(th_ctx()->arena);
         size_t in_use = st->in_use;
         fcl_head_out out;
+        /* the peak of a training forward, then of an evaluation one: evaluation frees each
+         * block's activations as it goes, so with depth 2 it needs less */
+        fcl_arena_reset_peak(th_ctx()->arena);
+        TH_OK(fcl_head_forward(th_ctx(), r.head, &r.features, 1, &out));
+        size_t train_peak = st->peak;
+        fcl_head_release(th_ctx(), r.head);
+        fcl_arena_reset_peak(th_ctx()->arena);
         TH_OK(fcl_head_forward(th_ctx(), r.head, &r.features, 0, &out));
+        size_t eval_peak = st->peak;
+        printf("  %-3s peak during forward: training %zu bytes, evaluation %zu\n", SMALL[i].name,
+               train_peak - in_use, eval_peak - in_use);
+        assert_true(eval_peak <= train_peak);
+        if (SMALL[i].depth > 1) assert_true(eval_peak < train_peak);
         assert_null(out.loss);
         assert_null(out.loss_ce);
         /* only the logits stay allocated (256-byte aligned blocks at most) */

@@ -191,6 +191,14 @@ static fewcl_status project(fewcl_context *ctx, fsct_head *h, const fcl_tensor *
     return fcl_linear_forward(ctx, ln, val(h, P_WIN), NULL, f);
 }
 
+/* Frees a block's saved tensors in reverse order of allocation (all but X² with keep_x2). */
+static void free_block(fewcl_context *ctx, fsct_block *b, int keep_x2) {
+    fcl_tensor *saved[] = {&b->x2, &b->g1, &b->h1, &b->lnf_rstd, &b->lnf_mean, &b->lnf, &b->x1,
+                           &b->o,  &b->a,  &b->fq, &b->lnq_rstd, &b->lnq_mean, &b->lnq};
+    for (size_t i = keep_x2 ? 1 : 0; i < sizeof saved / sizeof saved[0]; i++)
+        fcl_tensor_free(ctx, saved[i]);
+}
+
 /* One attention + FFN block on the q input xq ([n, D] shared by every query when first). */
 static fewcl_status block_forward(fewcl_context *ctx, fsct_head *h, fsct_block *b,
                                   const fcl_tensor *xq, int first) {
@@ -312,10 +320,19 @@ static fewcl_status forward_inner(fewcl_context *ctx, fsct_head *h, const fcl_te
     FCL_TRY(move_queries(ctx, h, features, &h->zq, 0));
     FCL_TRY(project(ctx, h, &h->zq, &h->lnz, &h->lnz_mean, &h->lnz_rstd, &h->fk));
 
+    if (!training) { /* evaluation keeps only what the next step reads */
+        fcl_tensor *done[] = {&h->lnz_rstd, &h->lnz_mean, &h->lnz, &h->zq, &h->wsm};
+        for (size_t i = 0; i < sizeof done / sizeof done[0]; i++)
+            fcl_tensor_free(ctx, done[i]);
+    }
     const fcl_tensor *x = &h->x0;
     for (int t = 0; t < h->depth; t++) {
         FCL_TRY(block_forward(ctx, h, &h->blocks[t], x, t == 0));
         x = &h->blocks[t].x2;
+        if (!training) {
+            free_block(ctx, &h->blocks[t], 1);
+            fcl_tensor_free(ctx, t ? &h->blocks[t - 1].x2 : &h->x0);
+        }
     }
     FCL_TRY(output_forward(ctx, h, x));
 
@@ -478,11 +495,7 @@ static fewcl_status block_backward(fewcl_context *ctx, fsct_head *h, int t) {
         fcl_tensor_free(ctx, &h->dfqf);
     }
     if (first) fcl_tensor_free(ctx, &h->dx);
-    /* this block's saved tensors, in reverse */
-    fcl_tensor *saved[] = {&b->x2, &b->g1, &b->h1, &b->lnf_rstd, &b->lnf_mean, &b->lnf, &b->x1,
-                           &b->o,  &b->a,  &b->fq, &b->lnq_rstd, &b->lnq_mean, &b->lnq};
-    for (size_t i = 0; i < sizeof saved / sizeof saved[0]; i++)
-        fcl_tensor_free(ctx, saved[i]);
+    free_block(ctx, b, 0);
     return FEWCL_OK;
 }
 
