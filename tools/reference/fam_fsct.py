@@ -6,8 +6,9 @@ parameter number i (state_dict order, which is the registration order of lib/nn/
 pattern(700 + i, shape, scale) + offset, with (scale, offset) from fill_rule(); the features
 [B, D] are pattern(99, (B, D), 1). Forward, mean cross-entropy with labels r // q, backward.
 
-Small configurations (n=3, k=2, q=3, D=40, 2 heads x 8, mlp 24; both variants, depth 1 and 2)
-store the logits, the loss, every parameter gradient and dfeatures in full. The default shapes
+Small configurations (n=3, k=2, q=3, D=40, 2 heads x 8, mlp 24; both variants, depth 1 and 2;
+and "cT", cosine with linear.1 scaled by 1e-5 so that Y ~ 1e-5 and the +1e-5 outside the root
+of CosineDistLinear's norm changes the logits by tens of percent) store the logits, the loss, every parameter gradient and dfeatures in full. The default shapes
 (n=5, k=5, q=8, D=1600, 8 x 64, mlp 512, depth 1; both variants) store the logits, the loss
 and per-gradient summaries: sum(g^2) and sum(g * r) with r = pattern(900 + i, shape, 1)
 (dfeatures: i = -1, seed 899)."""
@@ -22,14 +23,16 @@ from fixture import save
 from pattern import pattern
 
 CONFIGS = {
-    # name: n, k, q, D, heads, dim_head, mlp, variant, depth, full gradients
-    "c1": (3, 2, 3, 40, 2, 8, 24, "cosine", 1, True),
-    "c2": (3, 2, 3, 40, 2, 8, 24, "cosine", 2, True),
-    "s1": (3, 2, 3, 40, 2, 8, 24, "softmax", 1, True),
-    "s2": (3, 2, 3, 40, 2, 8, 24, "softmax", 2, True),
-    "cL": (5, 5, 8, 1600, 8, 64, 512, "cosine", 1, False),
-    "sL": (5, 5, 8, 1600, 8, 64, 512, "softmax", 1, False),
+    # name: n, k, q, D, heads, dim_head, mlp, variant, depth, full gradients, tiny Y
+    "c1": (3, 2, 3, 40, 2, 8, 24, "cosine", 1, True, False),
+    "c2": (3, 2, 3, 40, 2, 8, 24, "cosine", 2, True, False),
+    "s1": (3, 2, 3, 40, 2, 8, 24, "softmax", 1, True, False),
+    "s2": (3, 2, 3, 40, 2, 8, 24, "softmax", 2, True, False),
+    "cT": (3, 2, 3, 40, 2, 8, 24, "cosine", 1, True, True),
+    "cL": (5, 5, 8, 1600, 8, 64, 512, "cosine", 1, False, False),
+    "sL": (5, 5, 8, 1600, 8, 64, 512, "softmax", 1, False, False),
 }
+TINY = 1e-5  # "tiny Y": linear.1's pattern scaled so that the 1e-5 of CosineDistLinear matters
 
 
 class CosineDistLinear(nn.Module):
@@ -104,8 +107,10 @@ NAMES = ["proto_weight", "ATTN.input_linear.0.weight", "ATTN.input_linear.0.bias
          "linear.0.weight", "linear.0.bias", "linear.1.weight", "linear.1.bias"]
 
 
-def fill_rule(name, shape):
+def fill_rule(name, shape, tiny):
     """(scale, offset) of a parameter's test pattern; tests/test_fsct.c has the same rule."""
+    if tiny and name.startswith("linear.1."):
+        return TINY / math.sqrt(shape[1]) if len(shape) == 2 else TINY, 0.0
     if name == "proto_weight":
         return 1.0, 0.0
     if name.endswith(".0.weight"):  # the LayerNorms' gamma
@@ -117,7 +122,7 @@ def fill_rule(name, shape):
     return 0.1, 0.0  # biases
 
 
-def run(name, n, k, q, dim, heads, dim_head, mlp, variant, depth, full):
+def run(name, n, k, q, dim, heads, dim_head, mlp, variant, depth, full, tiny):
     model = FSCT(n, k, q, dim, heads, dim_head, mlp, variant, depth)
     params = list(model.named_parameters())
     last = ["linear.2.L.weight_g", "linear.2.L.weight_v"] if variant == "cosine" \
@@ -126,7 +131,7 @@ def run(name, n, k, q, dim, heads, dim_head, mlp, variant, depth, full):
     assert list(model.state_dict()) == NAMES + last
     with torch.no_grad():
         for i, (pname, p) in enumerate(params):
-            scale, offset = fill_rule(pname, tuple(p.shape))
+            scale, offset = fill_rule(pname, tuple(p.shape), tiny)
             p.copy_(pattern(700 + i, tuple(p.shape), scale) + offset)
     b = n * (k + q)
     features = pattern(99, (b, dim), 1.0).requires_grad_()
