@@ -30,13 +30,14 @@ static fewcl_status add(fewcl_context *ctx, fcl_params *P, const char *name, int
         return fcl_fail(FEWCL_ERR_ARGUMENT, "parameter name too long: %s", name);
     if (fcl_params_find(P, name))
         return fcl_fail(FEWCL_ERR_INTERNAL, "parameter %s registered twice", name);
-    if (P->n == P->cap) {
-        int cap = P->cap ? 2 * P->cap : 32;
-        fcl_param *grown = realloc(P->items, (size_t)cap * sizeof *grown);
-        if (!grown) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "parameter table");
-        P->items = grown;
-        P->cap = cap;
+    /* One allocation of fixed capacity, so that pointers into the table stay valid. */
+    if (!P->items) {
+        P->items = calloc(FCL_MAX_PARAMS, sizeof *P->items);
+        if (!P->items) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "parameter table");
+        P->cap = FCL_MAX_PARAMS;
     }
+    if (P->n == P->cap)
+        return fcl_fail(FEWCL_ERR_INTERNAL, "more than %d parameters (%s)", FCL_MAX_PARAMS, name);
     fcl_param *p = &P->items[P->n];
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);

@@ -22,6 +22,10 @@ typedef struct fcl_param {
     int is_buffer; /* running statistics: saved and loaded, never optimised */
 } fcl_param;
 
+/* Capacity of a parameter table: ResNet-34 with the enhanced head registers about 260
+ * tensors. The table never moves, so pointers to its entries stay valid. */
+#define FCL_MAX_PARAMS 2048
+
 typedef struct fcl_params {
     fcl_param *items;
     int n, cap;
