@@ -57,12 +57,24 @@ def scale(name, shape):
     return 0.1
 
 
+def head_parameters(c):
+    """The head's parameters in registration order, filled from pattern.py (float64, leaves)."""
+    plist, _, _ = names(c)
+    return {nm: pattern(1000 + i, sh, scale(nm, sh)).double().requires_grad_()
+            for i, (nm, sh) in enumerate(plist)}
+
+
 def head(c, variant, vic, training=True):
-    plist, proj, d = names(c)
-    prm = {nm: pattern(1000 + i, sh, scale(nm, sh)).double().requires_grad_()
-           for i, (nm, sh) in enumerate(plist)}
+    prm = head_parameters(c)
+    x = pattern(7, (c["n"] * (c["k"] + c["q"]), c["D"]), 1.0).double().requires_grad_()
+    res = head_forward(c, prm, x, variant, vic, training)
+    return res, prm, x
+
+
+def head_forward(c, prm, x, variant, vic, training=True):
+    """Forward (and, when training, backward of the total loss) of the head on features x."""
+    _, proj, d = names(c)
     n, k, q = c["n"], c["k"], c["q"]
-    x = pattern(7, (n * (k + q), c["D"]), 1.0).double().requires_grad_()
     if proj:
         z = F.linear(x, prm["dim_reduction.0.weight"], prm["dim_reduction.0.bias"])
         z = F.layer_norm(z, (d,), prm["dim_reduction.1.weight"], prm["dim_reduction.1.bias"], 1e-5)
@@ -97,7 +109,7 @@ def head(c, variant, vic, training=True):
     logits = mahalanobis_logits(s, p, h)
     res = {"features": z, "logits": logits}
     if not training:
-        return res, prm, x
+        return res
     labels = torch.arange(n).repeat_interleave(q)
     ce = F.cross_entropy(logits, labels)
     res["loss_ce"] = ce
@@ -116,7 +128,7 @@ def head(c, variant, vic, training=True):
         total = ce
     res["loss"] = total
     total.backward()
-    return res, prm, x
+    return res
 
 
 def summary(t):
