@@ -204,7 +204,7 @@ static void run_case(const tcase *c) {
                 rms = fmax(rms, sqrt(want[0] / (double)p->value.numel));
             }
         }
-        double worst = 0, worst_zero = 0;
+        double worst = 0, worst_zero = -1;
         const char *worst_name = "";
         for (int i = 0; i < s.P.n; i++) {
             const fcl_param *p = &s.P.items[i];
@@ -242,7 +242,7 @@ static void run_case(const tcase *c) {
         snprintf(what, sizeof what, "gradients (%s), worst %s", c->full ? "full" : "summaries",
                  worst_name);
         check(what, worst, TOL_GRAD);
-        if (c->training) check("zero gradients (conv biases before BN)", worst_zero, TOL_GRAD);
+        if (worst_zero >= 0) check("zero gradients (conv biases before BN)", worst_zero, TOL_GRAD);
     } else {
         fcl_backbone_release(ctx, s.net);
         assert_int_equal(in_use(), before);
@@ -289,8 +289,11 @@ static void test_conv6_train(void **state) {
 
 static void test_resnet18_train(void **state) {
     (void)state;
+    /* Under oclgrind even the small ResNet (11 M parameters, 512-channel GEMMs) takes many
+     * minutes: the ResNets run only in the full test. */
+    if (th_small()) skip();
     run_case(&(tcase){"r18t", FCL_RESNET18, 40, 2, 1, 0, 1, 0, 0});
-    if (!th_small()) run_case(&(tcase){"r18", FCL_RESNET18, 84, 4, 1, 0, 1, 0, 0});
+    run_case(&(tcase){"r18", FCL_RESNET18, 84, 4, 1, 0, 1, 0, 0});
 }
 
 static void test_resnet34_forward(void **state) {
@@ -354,7 +357,7 @@ static void test_frozen(void **state) {
     fewcl_context *ctx = th_ctx();
     const fcl_backbone bbs[2] = {FCL_CONV6, FCL_RESNET18};
     const int sizes[2] = {16, 40};
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < (th_small() ? 1 : 2); k++) {
         setup s, t;
         setup_make(&s, bbs[k], sizes[k], 2, 1, 0);
         for (int i = 0; i < s.P.n; i++) {
