@@ -21,6 +21,10 @@
  * difference is unobservable there. Backward follows the forward's mode (batch-statistics BN
  * backward, or the eval backward with constant running statistics).
  *
+ * --freeze-backbone changes gradients only: a training-mode forward still normalises with batch
+ * statistics and updates the running ones (as PyTorch does for a module in train mode whose
+ * parameters have requires_grad=False).
+ *
  * The image passed to forward is not copied: it must stay valid until backward or release
  * (the first conv's weight gradient reads it). */
 #include "model.h"
@@ -307,8 +311,8 @@ static fewcl_status block_forward(fewcl_context *ctx, fcl_backbone_net *net, blo
     if (net->frozen) fcl_tensor_free(ctx, &b->r);
     if (b->nu == 3) {
         fcl_tensor sc = {0};
-        FCL_TRY(unit_forward(ctx, net, &b->u[2], x, update_running, &sc));
-        fewcl_status st = fcl_add(ctx, &b->out, &sc, &b->out);
+        fewcl_status st = unit_forward(ctx, net, &b->u[2], x, update_running, &sc);
+        if (st == FEWCL_OK) st = fcl_add(ctx, &b->out, &sc, &b->out);
         fcl_tensor_free(ctx, &sc);
         FCL_TRY(st);
     } else {
