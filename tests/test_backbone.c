@@ -267,7 +267,9 @@ static void run_case(const tcase *c) {
             const fcl_param *p = &s.P.items[i];
             if (!p->is_buffer) continue;
             snprintf(key, sizeof key, "%s.rs.%s", c->name, p->name + 8);
-            if (!fcl_st_find(fx, key)) continue;
+            /* Cases saved with running statistics hold every buffer (a misnamed one fails
+             * here); the small ResNet case holds none. */
+            if (!checked && !fcl_st_find(fx, key)) break;
             const float *want = th_fixture_data(fx, key, &n);
             assert_int_equal(n, p->value.numel);
             float *got = th_download(&p->value);
