@@ -321,6 +321,7 @@ static void test_resnet34_forward(void **state) {
  * left alone (the documented choice). */
 static void test_batch_stats_at_test(void **state) {
     (void)state;
+    if (th_small()) skip(); /* the same kernels as test_conv4_train: keeps oclgrind short */
     fewcl_context *ctx = th_ctx();
     struct fcl_safetensors *fx = th_fixture("ops_backbone");
     setup s;
