@@ -1,0 +1,76 @@
+#!/usr/bin/python3
+"""Whole-model golden state for `fewcl episode` (llm.c style): the enhanced model of the
+reference — the ConvNet backbone of fam_backbone.py and the V-D head of fam_enhanced.py — built
+in PyTorch, with every weight from pattern.py, run on a pattern episode in evaluation mode and
+then in training mode with one backward. Writes, for a configuration NAME:
+
+    tests/fixtures/episode_NAME_weights.safetensors   the model's parameters and BN buffers
+    tests/fixtures/episode_NAME_input.safetensors     x [n, k+q, 3, S, S]
+    tests/fixtures/episode_NAME_expected.safetensors  eval.logits, features, logits, loss,
+        loss_ce, loss_var, loss_cov, grad.<parameter>, running.<buffer> (after the step)
+
+The backbone runs in float32 as PyTorch would; the head in float64 (fam_enhanced's reference),
+so the expected values carry PyTorch's float32 backbone error and nothing else.
+usage: /usr/bin/python3 tools/reference/episode.py
+"""
+import os
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from fam_backbone import ConvNet, fill  # noqa: E402
+from fam_enhanced import head_forward, head_parameters  # noqa: E402
+from fixture import save  # noqa: E402
+from pattern import pattern  # noqa: E402
+
+CONFIGS = {
+    # conv4 at 32 px: D = 64·2·2 = 256 > reduced_dim 64, so the projection is active.
+    "conv4": dict(backbone=4, S=32, n=3, k=2, q=3, r=64, heads=2, dh=16, mlp=32, depth=2,
+                  variant="cosine", vic=True),
+}
+
+
+def generate(name, cfg, outdir):
+    n, k, q, S = cfg["n"], cfg["k"], cfg["q"], cfg["S"]
+    net = ConvNet(cfg["backbone"])
+    fill(net)
+    head_cfg = dict(n=n, k=k, q=q, D=64 * (S // 16) ** 2, r=cfg["r"], heads=cfg["heads"],
+                    dh=cfg["dh"], mlp=cfg["mlp"], depth=cfg["depth"])
+    prm = head_parameters(head_cfg)
+    weights = {"feature." + key: t.clone() for key, t in net.state_dict().items()
+               if not key.endswith("num_batches_tracked")}
+    weights.update({key: t.detach().float() for key, t in prm.items()})
+    x = pattern(7, (n, k + q, 3, S, S), 1.0)
+    batch = x.reshape(n * (k + q), 3, S, S)
+
+    net.eval()  # evaluation: running statistics, no losses
+    with torch.no_grad():
+        ev = head_forward(head_cfg, prm, net(batch).double(), cfg["variant"], cfg["vic"], False)
+    out = {"eval.logits": ev["logits"].detach()}
+
+    net.train()  # training: batch statistics, running statistics updated, one backward
+    res = head_forward(head_cfg, prm, net(batch).double(), cfg["variant"], cfg["vic"], True)
+    out.update(features=res["features"].detach(), logits=res["logits"].detach())
+    for key in ("loss", "loss_ce", "loss_var", "loss_cov"):
+        out[key] = res[key].detach().reshape(1)
+    for key, p in net.named_parameters():
+        out["grad.feature." + key] = p.grad
+    for key, t in prm.items():
+        out["grad." + key] = t.grad
+    for key, t in net.state_dict().items():
+        if "running_" in key:
+            out["running.feature." + key] = t
+    meta = {"torch": torch.__version__, "config": str(cfg)}
+    save(f"{outdir}/episode_{name}_weights.safetensors", weights, meta)
+    save(f"{outdir}/episode_{name}_input.safetensors", {"x": x}, meta)
+    save(f"{outdir}/episode_{name}_expected.safetensors", out, meta)
+    print(f"wrote episode_{name}_*.safetensors")
+
+
+if __name__ == "__main__":
+    outdir = os.path.join(HERE, "..", "..", "tests", "fixtures")
+    for name, cfg in CONFIGS.items():
+        torch.manual_seed(0)
+        generate(name, cfg, outdir)
