@@ -3,19 +3,7 @@
 // image) and combines the per-item partial sums with a tree in local memory, so every
 // result is deterministic. The work-group size is a power of two (fcl_wg_1d).
 
-// Sum of `v` over the work-group; every item gets the result. `scratch` holds wg floats.
-float group_sum(float v, local float *scratch) {
-    uint l = get_local_id(0), wg = get_local_size(0);
-    scratch[l] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = wg / 2; s > 0; s /= 2) {
-        if (l < s) scratch[l] += scratch[l + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    float r = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE); // scratch is reused by the next call
-    return r;
-}
+// group_sum: cl/common.cl.
 
 // Training forward for channel c = group id. With M = N·HW values x_m of the channel:
 //   mean = Σx/M, var = Σ(x−mean)²/M (biased, two passes for accuracy), inv = 1/√(var+eps),

@@ -6,18 +6,7 @@
 // episodes) and the per-item partial sums meet in a tree in local memory: fixed order,
 // deterministic. Work-group size: a power of two (fcl_wg_1d).
 
-float group_sum(float v, local float *scratch) {
-    uint l = get_local_id(0), wg = get_local_size(0);
-    scratch[l] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = wg / 2; s > 0; s /= 2) {
-        if (l < s) scratch[l] += scratch[l + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    float r = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return r;
-}
+// group_sum: cl/common.cl.
 
 // The label of a row as an index, or -1 when it is not a valid class.
 int label_index(float v, uint classes) {

@@ -4,32 +4,6 @@
 // with a tree in local memory: a fixed order, so results are deterministic. Work-group sizes
 // are powers of two (fcl_wg_1d).
 
-float group_sum(float v, local float *scratch) {
-    uint l = get_local_id(0), wg = get_local_size(0);
-    scratch[l] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = wg / 2; s > 0; s /= 2) {
-        if (l < s) scratch[l] += scratch[l + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    float r = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE); // scratch is reused by the next call
-    return r;
-}
-
-float group_max(float v, local float *scratch) {
-    uint l = get_local_id(0), wg = get_local_size(0);
-    scratch[l] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = wg / 2; s > 0; s /= 2) {
-        if (l < s) scratch[l] = fmax(scratch[l], scratch[l + s]);
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    float r = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return r;
-}
-
 // ---- layer norm: y = (x − mean)·rstd·gamma + beta, rstd = 1/√(var + eps), biased var ----
 
 kernel void ln_forward(global const float *x, uint xo, global const float *gamma, uint go,

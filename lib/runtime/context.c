@@ -119,9 +119,28 @@ static fewcl_status get_program(fewcl_context *ctx, const char *family, const ch
     fcl_program *p = &ctx->programs[ctx->n_programs];
     snprintf(p->family, sizeof p->family, "%s", family);
     snprintf(p->options, sizeof p->options, "%s", options);
-    char *source;
-    size_t len;
-    FCL_TRY(fcl_kernel_source(family, &source, &len));
+    /* Every program is cl/common.cl (shared helpers) followed by the family's file; the
+     * #line directive keeps the compiler's line numbers those of the family's file. */
+    char *common, *own, *source;
+    size_t common_len, own_len;
+    FCL_TRY(fcl_kernel_source("common", &common, &common_len));
+    fewcl_status got = fcl_kernel_source(family, &own, &own_len);
+    if (got != FEWCL_OK) {
+        free(common);
+        return got;
+    }
+    char line[96];
+    int line_len = snprintf(line, sizeof line, "\n#line 1\n");
+    size_t len = common_len + (size_t)line_len + own_len;
+    source = malloc(len + 1);
+    if (source) {
+        memcpy(source, common, common_len);
+        memcpy(source + common_len, line, (size_t)line_len);
+        memcpy(source + common_len + line_len, own, own_len + 1);
+    }
+    free(common);
+    free(own);
+    if (!source) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "kernel source %s", family);
     /* NVIDIA's driver reports OpenCL C 1.2: pin the language so every device compiles the
      * same dialect. */
     char full[512];
