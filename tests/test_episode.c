@@ -1,5 +1,6 @@
-/* `fewcl episode` end to end against the whole-model golden state of
- * tools/reference/episode.py (conv4 backbone + enhanced head, projection active, VIC on):
+/* `fewcl episode` end to end against the whole-model golden states of
+ * tools/reference/episode.py (conv4 backbone + enhanced head, projection active, VIC on; conv4 +
+ * the original FS-CT head):
  * the tool is run as a user would, and every output compared. Tolerances, SPEC §10: logits,
  * losses and features 1e-4 relative; gradients 1e-3 relative; relative means max|Δ|/max|want|
  * per tensor. A gradient whose true value is zero (the conv biases in front of training-mode
@@ -14,18 +15,28 @@
 #include "harness.h"
 #include "io/safetensors.h"
 
-static const char *k_flags = "--k-shot 2 --reduced-dim 64 --heads 2 --dim-head 16 --mlp-dim 32 "
-                             "--mahalanobis dense";
+/* The golden states of tools/reference/episode.py and the flags that describe their models. */
+typedef struct golden {
+    const char *name, *flags;
+    int losses;         /* how many of loss, loss_ce, loss_var, loss_cov the head writes */
+    int grads, running; /* parameters and BN buffers */
+} golden;
 
-static fcl_safetensors *run_tool(int train, char *out, size_t cap) {
+static const golden k_enhanced = {
+    "conv4", "--k-shot 2 --reduced-dim 64 --heads 2 --dim-head 16 --mlp-dim 32 --mahalanobis dense",
+    4, 4 * 4 + 4 + 1 + 2 * 13 + 1, 8}; /* conv4, projection, proto, blocks, log_vars */
+static const golden k_fsct = {
+    "conv4_fsct", "--k-shot 2 --method fsct --heads 2 --dim-head 8 --mlp-dim 24", 2, 4 * 4 + 18, 8};
+
+static fcl_safetensors *run_tool(const golden *g, int train, char *out, size_t cap) {
     const char *dir = getenv("FEWCL_FIXTURE_DIR");
     dir = dir && *dir ? dir : FEWCL_TEST_FIXTURES;
     snprintf(out, cap, "/tmp/fewcl-episode-%d-%d.safetensors", (int)getpid(), train);
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
-             "'%s' episode --weights '%s/episode_conv4_weights.safetensors' --input "
-             "'%s/episode_conv4_input.safetensors' --out '%s' %s %s",
-             FEWCL_BIN, dir, dir, out, train ? "--train" : "", k_flags);
+             "'%s' episode --weights '%s/episode_%s_weights.safetensors' --input "
+             "'%s/episode_%s_input.safetensors' --out '%s' %s %s",
+             FEWCL_BIN, dir, g->name, dir, g->name, out, train ? "--train" : "", g->flags);
     assert_int_equal(system(cmd), 0);
     fcl_safetensors *st;
     TH_OK(fcl_st_load(out, &st));
@@ -46,12 +57,14 @@ static double rel_error(const fcl_safetensors *got, const char *gkey, struct fcl
     return diff / scale;
 }
 
-static void test_training_episode(void **state) {
-    struct fcl_safetensors *fx = th_fixture("episode_conv4_expected");
+static void check_training(const golden *gd) {
+    char fixture[96];
+    snprintf(fixture, sizeof fixture, "episode_%s_expected", gd->name);
+    struct fcl_safetensors *fx = th_fixture(fixture);
     char out[256];
-    fcl_safetensors *got = run_tool(1, out, sizeof out);
+    fcl_safetensors *got = run_tool(gd, 1, out, sizeof out);
     const char *exact[] = {"features", "logits", "loss", "loss_ce", "loss_var", "loss_cov"};
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 2 + gd->losses; i++) {
         double e = rel_error(got, exact[i], fx, exact[i], 0);
         print_message("  %-40s %.2e (tolerance 1e-4)\n", exact[i], e);
         assert_true(e <= 1e-4);
@@ -78,18 +91,19 @@ static void test_training_episode(void **state) {
     }
     print_message("  %d gradients and %d running statistics; worst %s %.2e\n", grads, running,
                   worst_name, worst);
-    assert_int_equal(grads,
-                     4 * 4 + 4 + 1 + 2 * 13 + 1); /* conv4, projection, proto, blocks, log_vars */
-    assert_int_equal(running, 8);
+    assert_int_equal(grads, gd->grads);
+    assert_int_equal(running, gd->running);
     fcl_st_free(got);
     unlink(out);
     th_fixture_free(fx);
 }
 
-static void test_evaluation_episode(void **state) {
-    struct fcl_safetensors *fx = th_fixture("episode_conv4_expected");
+static void check_evaluation(const golden *gd) {
+    char fixture[96];
+    snprintf(fixture, sizeof fixture, "episode_%s_expected", gd->name);
+    struct fcl_safetensors *fx = th_fixture(fixture);
     char out[256];
-    fcl_safetensors *got = run_tool(0, out, sizeof out);
+    fcl_safetensors *got = run_tool(gd, 0, out, sizeof out);
     double e = rel_error(got, "logits", fx, "eval.logits", 0);
     print_message("  eval logits %.2e (tolerance 1e-4)\n", e);
     assert_true(e <= 1e-4);
@@ -99,6 +113,11 @@ static void test_evaluation_episode(void **state) {
     unlink(out);
     th_fixture_free(fx);
 }
+
+static void test_enhanced_training(void **state) { check_training(&k_enhanced); }
+static void test_enhanced_evaluation(void **state) { check_evaluation(&k_enhanced); }
+static void test_fsct_training(void **state) { check_training(&k_fsct); }
+static void test_fsct_evaluation(void **state) { check_evaluation(&k_fsct); }
 
 static void test_bad_invocations(void **state) {
     char cmd[1024];
@@ -113,8 +132,8 @@ static void test_bad_invocations(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_training_episode),
-        cmocka_unit_test(test_evaluation_episode),
+        cmocka_unit_test(test_enhanced_training), cmocka_unit_test(test_enhanced_evaluation),
+        cmocka_unit_test(test_fsct_training),     cmocka_unit_test(test_fsct_evaluation),
         cmocka_unit_test(test_bad_invocations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

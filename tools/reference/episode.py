@@ -22,14 +22,63 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from fam_backbone import ConvNet, fill  # noqa: E402
 from fam_enhanced import head_forward, head_parameters  # noqa: E402
+from fam_fsct import FSCT, fill_rule  # noqa: E402
 from fixture import save  # noqa: E402
 from pattern import pattern  # noqa: E402
 
 CONFIGS = {
     # conv4 at 32 px: D = 64·2·2 = 256 > reduced_dim 64, so the projection is active.
     "conv4": dict(backbone=4, S=32, n=3, k=2, q=3, r=64, heads=2, dh=16, mlp=32, depth=2,
-                  variant="cosine", vic=True),
+                  variant="cosine", vic=True, method="enhanced"),
+    # the original head (fam_fsct's FSCT, weights by its fill_rule) on conv4 at 16 px: D = 64.
+    "conv4_fsct": dict(backbone=4, S=16, n=3, k=2, q=3, heads=2, dh=8, mlp=24, depth=1,
+                       variant="cosine", method="fsct"),
 }
+
+
+def fsct_head(cfg, dim):
+    head = FSCT(cfg["n"], cfg["k"], cfg["q"], dim, cfg["heads"], cfg["dh"], cfg["mlp"],
+                cfg["variant"], cfg["depth"])
+    with torch.no_grad():
+        for i, (name, p) in enumerate(head.named_parameters()):
+            scale, offset = fill_rule(name, tuple(p.shape), False)
+            p.copy_(pattern(700 + i, tuple(p.shape), scale) + offset)
+    return head
+
+
+def generate_fsct(name, cfg, outdir):
+    """The fsct variant of generate(): float32 throughout, as PyTorch runs it."""
+    n, k, q, S = cfg["n"], cfg["k"], cfg["q"], cfg["S"]
+    net = ConvNet(cfg["backbone"])
+    fill(net)
+    head = fsct_head(cfg, 64 * (S // 16) ** 2)
+    weights = {"feature." + key: t.clone() for key, t in net.state_dict().items()
+               if not key.endswith("num_batches_tracked")}
+    weights.update({key: t.detach().clone() for key, t in head.state_dict().items()})
+    x = pattern(7, (n, k + q, 3, S, S), 1.0)
+    batch = x.reshape(n * (k + q), 3, S, S)
+    net.eval()
+    with torch.no_grad():
+        out = {"eval.logits": head(net(batch)).detach()}
+    net.train()
+    features = net(batch)
+    logits = head(features)
+    loss = torch.nn.functional.cross_entropy(logits, torch.arange(n).repeat_interleave(q))
+    loss.backward()
+    out.update(features=features.detach(), logits=logits.detach(), loss=loss.detach().reshape(1),
+               loss_ce=loss.detach().reshape(1))
+    for key, p in net.named_parameters():
+        out["grad.feature." + key] = p.grad
+    for key, p in head.named_parameters():
+        out["grad." + key] = p.grad
+    for key, t in net.state_dict().items():
+        if "running_" in key:
+            out["running.feature." + key] = t
+    meta = {"torch": torch.__version__, "config": str(cfg)}
+    save(f"{outdir}/episode_{name}_weights.safetensors", weights, meta)
+    save(f"{outdir}/episode_{name}_input.safetensors", {"x": x}, meta)
+    save(f"{outdir}/episode_{name}_expected.safetensors", out, meta)
+    print(f"wrote episode_{name}_*.safetensors")
 
 
 def generate(name, cfg, outdir):
@@ -73,4 +122,4 @@ if __name__ == "__main__":
     outdir = os.path.join(HERE, "..", "..", "tests", "fixtures")
     for name, cfg in CONFIGS.items():
         torch.manual_seed(0)
-        generate(name, cfg, outdir)
+        (generate if cfg["method"] == "enhanced" else generate_fsct)(name, cfg, outdir)
