@@ -6,7 +6,7 @@
 
 #include "harness.h"
 #include "ops/conv.h"
-#include "plan/plan.h"
+#include "plan/episode_plan.h"
 
 /* A small training-like schedule: linear and conv, forward then backward, with frees. */
 static fewcl_status schedule(fewcl_context *ctx) {
@@ -85,10 +85,67 @@ static void test_plan_fails_like_a_small_device(void **state) {
     fewcl_context_destroy(ctx);
 }
 
+/* A whole training episode (model, forward, backward, AdamW) and an evaluation one, planned
+ * and then run for real on fresh contexts: the peaks are equal to the byte. */
+static void check_episode(fcl_model_config c, int training) {
+    fewcl_context *planned, *real;
+    TH_OK(fewcl_context_create(NULL, &planned));
+    TH_OK(fewcl_context_create(NULL, &real));
+    fcl_arena_stats plan;
+    TH_OK(fcl_episode_plan(planned, &c, training, 0, &plan));
+    TH_OK(fcl_episode_schedule(real, &c, training));
+    const fcl_arena_stats *r = fcl_arena_stats_get(real->arena);
+    print_message("  %s %s: planned peak %zu bytes, measured %zu\n", fcl_method_name(c.method),
+                  training ? "training" : "evaluation", plan.peak, r->peak);
+    assert_int_equal(plan.peak, r->peak);
+    for (int k = 0; k < FCL_MEM_CATEGORIES; k++)
+        assert_int_equal(plan.by_category_at_peak[k], r->by_category_at_peak[k]);
+    size_t sum = 0; /* the categories account for the whole peak */
+    for (int k = 0; k < FCL_MEM_CATEGORIES; k++)
+        sum += plan.by_category_at_peak[k];
+    assert_int_equal(sum, plan.peak);
+    fewcl_context_destroy(real);
+    fewcl_context_destroy(planned);
+}
+
+static void test_episode_plans_are_exact(void **state) {
+    fcl_model_config c = fcl_config_default();
+    c.image_size = 32, c.n_way = 3, c.k_shot = 2, c.n_query = 3;
+    c.reduced_dim = 64, c.heads = 2, c.dim_head = 16, c.mlp_dim = 32;
+    check_episode(c, 1);
+    check_episode(c, 0);
+    fcl_config_set_method(&c, FCL_METHOD_FSCT);
+    c.heads = 2, c.dim_head = 8, c.mlp_dim = 24;
+    check_episode(c, 1);
+}
+
+/* The seed's failure (reference §8): ResNet-34 at 224, 5-way, with raw 25,088-d features the
+ * covariances alone take 5 x 2.35 GiB = 11.7 GiB; on a device with less memory (PoCL here) the
+ * plan must fail before anything is allocated, naming the limit it hit. */
+static void test_raw_resnet_covariances_do_not_fit(void **state) {
+    if (th_small()) skip();
+    fcl_model_config c = fcl_config_default();
+    c.backbone = FCL_RESNET34, c.image_size = 224, c.n_query = 8;
+    c.reduced_dim = 0, c.mahalanobis = FCL_MAHA_DENSE;
+    fcl_arena_stats s;
+    fewcl_status st = fcl_episode_plan(th_ctx(), &c, 0, 0, &s);
+    size_t five = (size_t)5 * 25088 * 25088 * sizeof(float);
+    /* The five covariances are one batched buffer: it needs that much in one allocation too. */
+    if (th_ctx()->limits.global_mem < five || th_ctx()->limits.max_alloc < five) {
+        assert_int_equal(st, FEWCL_ERR_OUT_OF_MEMORY);
+        print_message("  raw 25,088-d covariances: %s\n", fewcl_last_error());
+    } else {
+        TH_OK(st);
+        assert_true(s.peak >= five);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plan_equals_real_peak),
         cmocka_unit_test(test_plan_fails_like_a_small_device),
+        cmocka_unit_test(test_episode_plans_are_exact),
+        cmocka_unit_test(test_raw_resnet_covariances_do_not_fit),
     };
     return cmocka_run_group_tests(tests, NULL, th_teardown);
 }

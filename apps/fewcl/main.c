@@ -11,6 +11,7 @@ static const struct {
 } commands[] = {
     {"devices", cmd_devices, "list every OpenCL platform and device with its limits"},
     {"bench", cmd_bench, "time the kernels on a device and check them against the CPU"},
+    {"plan", cmd_plan, "device memory one episode needs, per category, and whether it fits"},
     {"episode", cmd_episode, "run one episode from tensors in a file (parity with PyTorch)"},
 };
 

@@ -170,11 +170,12 @@ static int place(fcl_arena *a, size_t size, size_t exact, fcl_block *out) {
 fewcl_status fcl_arena_alloc(fcl_arena *a, size_t bytes, fcl_mem_category cat, fcl_block *out) {
     size_t size = round_up(bytes ? bytes : 1, a->align);
     if (size > a->chunk_max)
-        return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY,
-                        "device memory: one buffer of %zu bytes exceeds the largest allocation "
-                        "this device allows (%zu bytes, CL_DEVICE_MAX_MEM_ALLOC_SIZE); lower "
-                        "--reduced-dim or use --mahalanobis lowrank",
-                        bytes, a->chunk_max);
+        return fcl_fail(
+            FEWCL_ERR_OUT_OF_MEMORY,
+            "device memory: one buffer of %zu bytes exceeds the largest buffer fewcl can use "
+            "on this device (%zu bytes: CL_DEVICE_MAX_MEM_ALLOC_SIZE, at most 4 GiB for "
+            "32-bit offsets); lower --reduced-dim or use --mahalanobis lowrank",
+            bytes, a->chunk_max);
     size_t exact = bytes ? bytes : 1;
     if (!place(a, size, exact, out)) {
         FCL_TRY(add_chunk(a, size, exact));

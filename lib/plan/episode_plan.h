@@ -1,0 +1,17 @@
+/* Plans of whole episodes (see plan.h for the mechanism). */
+#ifndef FEWCL_PLAN_EPISODE_H
+#define FEWCL_PLAN_EPISODE_H
+
+#include "../nn/config.h"
+#include "plan.h"
+
+/* Builds the model, runs one episode (training: forward, backward and an AdamW step, which
+ * allocates the optimiser state; else evaluation) and frees everything. */
+fewcl_status fcl_episode_schedule(fewcl_context *ctx, const fcl_model_config *cfg, int training);
+/* The same in planning mode: *stats holds the peak (total and per category). Fails as the
+ * device would (an allocation over the limit or over the largest allocation the device
+ * allows); `limit` 0 means the device's global memory. */
+fewcl_status fcl_episode_plan(fewcl_context *ctx, const fcl_model_config *cfg, int training,
+                              size_t limit, fcl_arena_stats *stats);
+
+#endif
