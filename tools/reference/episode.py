@@ -36,6 +36,24 @@ CONFIGS = {
 }
 
 
+def backbone_weights(net):
+    """The backbone's state_dict under the model's names (integer counters left out)."""
+    return {"feature." + key: t.clone() for key, t in net.state_dict().items()
+            if not key.endswith("num_batches_tracked")}
+
+
+def write(name, cfg, outdir, net, weights, x, out):
+    """Adds the BN statistics after the step to `out` and writes the three files."""
+    for key, t in net.state_dict().items():
+        if "running_" in key:
+            out["running.feature." + key] = t
+    meta = {"torch": torch.__version__, "config": str(cfg)}
+    save(f"{outdir}/episode_{name}_weights.safetensors", weights, meta)
+    save(f"{outdir}/episode_{name}_input.safetensors", {"x": x}, meta)
+    save(f"{outdir}/episode_{name}_expected.safetensors", out, meta)
+    print(f"wrote episode_{name}_*.safetensors")
+
+
 def fsct_head(cfg, dim):
     head = FSCT(cfg["n"], cfg["k"], cfg["q"], dim, cfg["heads"], cfg["dh"], cfg["mlp"],
                 cfg["variant"], cfg["depth"])
@@ -52,8 +70,7 @@ def generate_fsct(name, cfg, outdir):
     net = ConvNet(cfg["backbone"])
     fill(net)
     head = fsct_head(cfg, 64 * (S // 16) ** 2)
-    weights = {"feature." + key: t.clone() for key, t in net.state_dict().items()
-               if not key.endswith("num_batches_tracked")}
+    weights = backbone_weights(net)
     weights.update({key: t.detach().clone() for key, t in head.state_dict().items()})
     x = pattern(7, (n, k + q, 3, S, S), 1.0)
     batch = x.reshape(n * (k + q), 3, S, S)
@@ -71,14 +88,7 @@ def generate_fsct(name, cfg, outdir):
         out["grad.feature." + key] = p.grad
     for key, p in head.named_parameters():
         out["grad." + key] = p.grad
-    for key, t in net.state_dict().items():
-        if "running_" in key:
-            out["running.feature." + key] = t
-    meta = {"torch": torch.__version__, "config": str(cfg)}
-    save(f"{outdir}/episode_{name}_weights.safetensors", weights, meta)
-    save(f"{outdir}/episode_{name}_input.safetensors", {"x": x}, meta)
-    save(f"{outdir}/episode_{name}_expected.safetensors", out, meta)
-    print(f"wrote episode_{name}_*.safetensors")
+    write(name, cfg, outdir, net, weights, x, out)
 
 
 def generate(name, cfg, outdir):
@@ -88,8 +98,7 @@ def generate(name, cfg, outdir):
     head_cfg = dict(n=n, k=k, q=q, D=64 * (S // 16) ** 2, r=cfg["r"], heads=cfg["heads"],
                     dh=cfg["dh"], mlp=cfg["mlp"], depth=cfg["depth"])
     prm = head_parameters(head_cfg)
-    weights = {"feature." + key: t.clone() for key, t in net.state_dict().items()
-               if not key.endswith("num_batches_tracked")}
+    weights = backbone_weights(net)
     weights.update({key: t.detach().float() for key, t in prm.items()})
     x = pattern(7, (n, k + q, 3, S, S), 1.0)
     batch = x.reshape(n * (k + q), 3, S, S)
@@ -108,14 +117,7 @@ def generate(name, cfg, outdir):
         out["grad.feature." + key] = p.grad
     for key, t in prm.items():
         out["grad." + key] = t.grad
-    for key, t in net.state_dict().items():
-        if "running_" in key:
-            out["running.feature." + key] = t
-    meta = {"torch": torch.__version__, "config": str(cfg)}
-    save(f"{outdir}/episode_{name}_weights.safetensors", weights, meta)
-    save(f"{outdir}/episode_{name}_input.safetensors", {"x": x}, meta)
-    save(f"{outdir}/episode_{name}_expected.safetensors", out, meta)
-    print(f"wrote episode_{name}_*.safetensors")
+    write(name, cfg, outdir, net, weights, x, out)
 
 
 if __name__ == "__main__":
