@@ -186,3 +186,15 @@ void th_fixture_upload(const struct fcl_safetensors *st, const char *key, fcl_te
     size_t n;
     th_upload(t, ndim, shape, th_fixture_data(st, key, &n));
 }
+
+void th_measure(const char *what, const float *got, const double *want, size_t n) {
+    double num = 0, den = 0, worst = 0, worst_rel = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        num += d * d, den += want[i] * want[i];
+        worst = fmax(worst, d);
+        worst_rel = fmax(worst_rel, d / (TH_EW_ATOL + TH_EW_RTOL * fabs(want[i])));
+    }
+    fprintf(stderr, "  %-30s max|err| %.3e  (err/tol %.3f)  normerr %.3e\n", what, worst, worst_rel,
+            den > 0 ? num / den : num);
+}

@@ -43,6 +43,9 @@ void th_fixture_upload(const struct fcl_safetensors *st, const char *key, fcl_te
 #define TH_OK(expr) th_ok_((expr), #expr, __FILE__, __LINE__)
 void th_ok_(fewcl_status s, const char *what, const char *file, int line);
 
+/* Prints (for the record, not a check) max|err|, max err/(elementwise tolerance) and the
+ * normalised error of got against want. */
+void th_measure(const char *what, const float *got, const double *want, size_t n);
 /* |got − want| <= atol + rtol·|want| everywhere; prints the worst element on failure. */
 void th_assert_close(const char *what, const float *got, const double *want, size_t n, double atol,
                      double rtol);

@@ -9,18 +9,6 @@
 #include "ops/loss.h"
 #include "ref/ref_loss.h"
 
-static void measure(const char *what, const float *got, const double *want, size_t n) {
-    double num = 0, den = 0, worst = 0, worst_rel = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - want[i]);
-        num += d * d, den += want[i] * want[i];
-        worst = fmax(worst, d);
-        worst_rel = fmax(worst_rel, d / (TH_EW_ATOL + TH_EW_RTOL * fabs(want[i])));
-    }
-    fprintf(stderr, "  %-30s max|err| %.3e  (err/tol %.3f)  normerr %.3e\n", what, worst, worst_rel,
-            den > 0 ? num / den : num);
-}
-
 static float download_scalar(const fcl_tensor *t) {
     float *h = th_download(t), v = h[0];
     free(h);
@@ -59,12 +47,12 @@ static void check_ce(int rows, int classes, uint64_t seed) {
     float got = download_scalar(&loss);
     char what[64];
     snprintf(what, sizeof what, "cross-entropy [%d,%d]", rows, classes);
-    measure(what, &got, &want, 1);
+    th_measure(what, &got, &want, 1);
     th_assert_close(what, &got, &want, 1, TH_EW_ATOL, TH_EW_RTOL);
     /* dlogits: softmax − onehot per element, elementwise error; normerr ≤ 1e-6 overall */
     float *gd = th_download(&dz);
     snprintf(what, sizeof what, "cross-entropy dlogits [%d,%d]", rows, classes);
-    measure(what, gd, dzd, n);
+    th_measure(what, gd, dzd, n);
     th_assert_close(what, gd, dzd, n, TH_EW_ATOL, TH_EW_RTOL);
     th_assert_normerr(what, gd, dzd, n, TH_NORMERR);
     /* accuracy is a count: exact */
@@ -161,12 +149,12 @@ static void test_matches_pytorch(void **state) {
     double want = th_fixture_data(fx, "loss", &n)[0];
     float got = download_scalar(&loss);
     /* float32 on both sides: the elementwise tolerance */
-    measure("cross-entropy vs torch", &got, &want, 1);
+    th_measure("cross-entropy vs torch", &got, &want, 1);
     th_assert_close("cross-entropy vs torch", &got, &want, 1, TH_EW_ATOL, TH_EW_RTOL);
     const float *ref = th_fixture_data(fx, "dlogits", &n);
     double *wd = th_to_double(ref, n);
     float *gd = th_download(&dz);
-    measure("cross-entropy dlogits vs torch", gd, wd, n);
+    th_measure("cross-entropy dlogits vs torch", gd, wd, n);
     th_assert_close("cross-entropy dlogits vs torch", gd, wd, n, TH_EW_ATOL, TH_EW_RTOL);
     assert_true(download_scalar(&correct) == th_fixture_data(fx, "correct", &n)[0]);
     free(wd), free(gd);

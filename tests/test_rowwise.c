@@ -9,26 +9,13 @@
 #include "ops/rowwise.h"
 #include "ref/ref_rowwise.h"
 
-/* Prints the measured errors (for the record). */
-static void measure(const char *what, const float *got, const double *want, size_t n) {
-    double num = 0, den = 0, worst = 0, worst_rel = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - want[i]);
-        num += d * d, den += want[i] * want[i];
-        worst = fmax(worst, d);
-        worst_rel = fmax(worst_rel, d / (TH_EW_ATOL + TH_EW_RTOL * fabs(want[i])));
-    }
-    fprintf(stderr, "  %-30s max|err| %.3e  (err/tol %.3f)  normerr %.3e\n", what, worst, worst_rel,
-            den > 0 ? num / den : num);
-}
-
 /* Outputs of these ops are O(1) (or scaled by a known factor), and their row statistics carry
  * float relative errors of order γ_K with K ≈ cols/wg + log2(wg) ≪ 100, i.e. ≲ 1e-5 of the
  * output scale: the elementwise tolerance 1e-5 abs + 1e-5 rel per element, plus the
  * normalised error ≤ 1e-6 of SPEC §10 for the whole tensor. */
 static void check(const char *what, const fcl_tensor *t, const double *want) {
     float *got = th_download(t);
-    measure(what, got, want, t->numel);
+    th_measure(what, got, want, t->numel);
     th_assert_close(what, got, want, t->numel, TH_EW_ATOL, TH_EW_RTOL);
     th_assert_normerr(what, got, want, t->numel, TH_NORMERR);
     free(got);
@@ -92,7 +79,7 @@ static void check_layernorm(int rows, int cols, uint64_t seed) {
         }
         const char *what = pass ? "layernorm dbeta" : "layernorm dgamma";
         float *got = th_download(pass ? &tdb : &tdg);
-        measure(what, got, pass ? dbd : dgd, cols);
+        th_measure(what, got, pass ? dbd : dgd, cols);
         th_assert_bound(what, got, pass ? dbd : dgd, bound, cols);
         th_assert_normerr(what, got, pass ? dbd : dgd, cols, TH_NORMERR);
         free(got);
@@ -179,7 +166,7 @@ static void check_l2norm(int rows, int cols, uint64_t seed) {
             want_s[k] = dxd[k] * d;
         }
     }
-    measure("l2norm dx·max(|x|,eps)", got, want_s, n);
+    th_measure("l2norm dx·max(|x|,eps)", got, want_s, n);
     th_assert_close("l2norm dx·max(|x|,eps)", got, want_s, n, TH_EW_ATOL, TH_EW_RTOL);
     th_assert_normerr("l2norm dx·max(|x|,eps)", got, want_s, n, TH_NORMERR);
     free(got), free(want_s);
@@ -233,7 +220,7 @@ static void check_softmax(int rows, int cols, float scale, float range, uint64_t
          * evaluates dy_max − ⟨y,dy⟩ with an absolute error of a few ulps of |dy|: the
          * normalised error is meaningless, the elementwise tolerance still applies. */
         float *got = th_download(&tdx);
-        measure(what, got, dxd, n);
+        th_measure(what, got, dxd, n);
         th_assert_close(what, got, dxd, n, TH_EW_ATOL, TH_EW_RTOL);
         free(got);
     } else {
@@ -314,7 +301,7 @@ static void expect(const struct fcl_safetensors *fx, const char *key, const fcl_
     assert_int_equal(n, t->numel);
     double *want = th_to_double(ref, n);
     float *got = th_download(t);
-    measure(what, got, want, n);
+    th_measure(what, got, want, n);
     /* both sides are float32 with short rows (≤ 37): the elementwise tolerance */
     th_assert_close(what, got, want, n, TH_EW_ATOL, TH_EW_RTOL);
     free(got), free(want);
