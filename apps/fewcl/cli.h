@@ -12,6 +12,9 @@ int cmd_devices(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_episode(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_test(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 
 /* Prints "fewcl <cmd>: <status>: <message>" to stderr and returns EXIT_RUNTIME. */
 int cli_fail(const char *cmd, fewcl_status s);

@@ -12,6 +12,9 @@ static const struct {
     {"devices", cmd_devices, "list every OpenCL platform and device with its limits"},
     {"bench", cmd_bench, "time the kernels on a device and check them against the CPU"},
     {"plan", cmd_plan, "device memory one episode needs, per category, and whether it fits"},
+    {"train", cmd_train, "train a few-shot classifier episodically (AdamW, validation, resume)"},
+    {"test", cmd_test, "accuracy of trained weights over test episodes, with its 95% CI"},
+    {"demo", cmd_demo, "render a glyph dataset from the system fonts, train and test on it"},
     {"episode", cmd_episode, "run one episode from tensors in a file (parity with PyTorch)"},
 };
 

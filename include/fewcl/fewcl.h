@@ -39,7 +39,8 @@ typedef enum fewcl_status {
     FEWCL_ERR_IO,            /* a file could not be read or written */
     FEWCL_ERR_FORMAT,        /* a file is corrupt or of the wrong kind */
     FEWCL_ERR_NUMERIC,       /* a numerical failure (non-SPD matrix, NaN) */
-    FEWCL_ERR_INTERNAL       /* a broken invariant inside fewcl: a bug, please report */
+    FEWCL_ERR_INTERNAL,      /* a broken invariant inside fewcl: a bug, please report */
+    FEWCL_ERR_INTERRUPTED    /* stopped on request (Ctrl-C) after saving what was done */
 } fewcl_status;
 
 /* Short name of a status code, e.g. "out of memory". */

@@ -278,6 +278,7 @@ fewcl_status fcl_loader_create(const fcl_loader_options *opt, fcl_loader **out) 
     l->o = *opt;
     if (l->o.prefetch < 1) l->o.prefetch = 1;
     if (l->o.workers < 0) l->o.workers = 0;
+    l->next_assign = l->next_deliver = opt->first_episode;
     l->per_class = opt->k_shot + opt->n_query;
     l->image_floats = (size_t)3 * opt->image_size * opt->image_size;
     l->floats = (size_t)opt->n_way * l->per_class * l->image_floats;

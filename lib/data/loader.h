@@ -23,6 +23,7 @@ typedef struct fcl_loader_options {
     int augment;    /* training augmentation */
     int scale_115;  /* eval: the 2022 code's Scale to floor(1.15·S) before the crop */
     uint64_t seed;
+    long first_episode; /* the first episode delivered (resuming a run mid-way) */
     int workers;        /* decoding threads (0: decode on the caller's thread) */
     int prefetch;       /* episodes prepared ahead (at least 1) */
     int skip_bad;       /* warn and draw another image instead of failing on a bad file */

@@ -1,6 +1,8 @@
 /* safetensors reader and writer (see safetensors.h). */
 #include "safetensors.h"
 
+#include "atomic_file.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -300,28 +302,18 @@ fewcl_status fcl_st_writer_save(fcl_st_writer *w, const char *path) {
     /* Pad the header with spaces so the data block starts 8-byte aligned (as the format's
      * reference writer does), which keeps F32 data aligned for direct use. */
     size_t hlen = strlen(json), padded = (hlen + 8 + 7) / 8 * 8 - 8;
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        free(json);
-        return fcl_fail(FEWCL_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
-    }
     unsigned char le[8];
     for (int i = 0; i < 8; i++)
         le[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-    int ok = fwrite(le, 1, 8, f) == 8 && fwrite(json, 1, hlen, f) == hlen;
-    for (size_t i = hlen; ok && i < padded; i++)
-        ok = fputc(' ', f) != EOF;
-    ok = ok && (w->len == 0 || fwrite(w->data, 1, w->len, f) == w->len);
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = (fclose(f) == 0) && ok;
-    free(json);
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return fcl_fail(FEWCL_ERR_IO, "writing %s failed: %s (nothing was replaced)", path,
-                        strerror(e));
+    char *header = realloc(json, padded ? padded : 1);
+    if (!header) {
+        free(json);
+        return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "writing %s", path);
     }
-    return FEWCL_OK;
+    memset(header + hlen, ' ', padded - hlen);
+    const void *pieces[3] = {le, header, w->data};
+    size_t lens[3] = {8, padded, w->len};
+    fewcl_status s = fcl_atomic_write(path, pieces, lens, 3);
+    free(header);
+    return s;
 }

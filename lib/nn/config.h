@@ -4,6 +4,8 @@
 #ifndef FEWCL_NN_CONFIG_H
 #define FEWCL_NN_CONFIG_H
 
+#include <stddef.h>
+
 #include "../runtime/runtime.h"
 
 typedef enum { FCL_CONV4, FCL_CONV6, FCL_RESNET18, FCL_RESNET34 } fcl_backbone;
@@ -38,6 +40,15 @@ fewcl_status fcl_config_validate(const fcl_model_config *c);
 fewcl_status fcl_config_feature_shape(const fcl_model_config *c, int *ch, int *h, int *w);
 /* D′: reduced_dim when the projection is active (enhanced, reduced_dim > 0 and D > it), else D. */
 int fcl_config_working_dim(const fcl_model_config *c, int feature_dim);
+
+/* As a JSON object (malloc'd text, NULL when out of memory) and back; reading validates every
+ * field and names the one at fault with `label` (the file). */
+char *fcl_config_to_json(const fcl_model_config *c);
+fewcl_status fcl_config_from_json(const char *label, const char *json, fcl_model_config *c);
+/* Differences that change the parameters' shapes or meaning (not episode sizes, paths or
+ * checkpointing), as "--flag a vs b" items in buf; returns how many. */
+int fcl_config_architecture_diff(const fcl_model_config *a, const fcl_model_config *b, char *buf,
+                                 size_t cap);
 
 /* Names as on the command line; parsing returns -1 for an unknown name. */
 const char *fcl_backbone_name(fcl_backbone b);

@@ -118,19 +118,22 @@ fewcl_status fcl_params_load(fewcl_context *ctx, fcl_params *P, const fcl_safete
     return FEWCL_OK;
 }
 
+fewcl_status fcl_st_writer_add_tensor(fewcl_context *ctx, fcl_st_writer *w, const char *name,
+                                      const fcl_tensor *t) {
+    float *host = malloc(t->numel * sizeof *host);
+    if (!host) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "saving %s", name);
+    int64_t shape[FCL_MAX_DIMS];
+    for (int d = 0; d < t->ndim; d++)
+        shape[d] = t->shape[d];
+    fewcl_status s = fcl_tensor_download(ctx, t, host);
+    if (s == FEWCL_OK) s = fcl_st_writer_add(w, name, t->ndim, shape, host);
+    free(host);
+    return s;
+}
+
 fewcl_status fcl_params_store(fewcl_context *ctx, const fcl_params *P, fcl_st_writer *w) {
-    for (int i = 0; i < P->n; i++) {
-        const fcl_param *p = &P->items[i];
-        float *host = malloc(p->value.numel * sizeof *host);
-        if (!host) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "saving %s", p->name);
-        int64_t shape[FCL_MAX_DIMS];
-        for (int d = 0; d < p->value.ndim; d++)
-            shape[d] = p->value.shape[d];
-        fewcl_status s = fcl_tensor_download(ctx, &p->value, host);
-        if (s == FEWCL_OK) s = fcl_st_writer_add(w, p->name, p->value.ndim, shape, host);
-        free(host);
-        FCL_TRY(s);
-    }
+    for (int i = 0; i < P->n; i++)
+        FCL_TRY(fcl_st_writer_add_tensor(ctx, w, P->items[i].name, &P->items[i].value));
     return FEWCL_OK;
 }
 

@@ -55,6 +55,9 @@ fewcl_status fcl_params_load(fewcl_context *ctx, fcl_params *P, const fcl_safete
                              const char *prefix, fcl_load_mode mode);
 /* Adds every value (and buffer) to a writer under its name (downloads: blocking). */
 fewcl_status fcl_params_store(fewcl_context *ctx, const fcl_params *P, fcl_st_writer *w);
+/* Adds one device tensor to a writer under `name` (a blocking download). */
+fewcl_status fcl_st_writer_add_tensor(fewcl_context *ctx, fcl_st_writer *w, const char *name,
+                                      const fcl_tensor *t);
 fewcl_status fcl_params_zero_grad(fewcl_context *ctx, fcl_params *P);
 /* One AdamW step on every trainable parameter (moments allocated on first use). */
 fewcl_status fcl_params_adamw(fewcl_context *ctx, fcl_params *P, const fcl_adamw_config *cfg);

@@ -234,6 +234,8 @@ fewcl_status fcl_arena_sub_buffer(const fcl_arena *a, const fcl_block *b, cl_mem
 
 const fcl_arena_stats *fcl_arena_stats_get(const fcl_arena *a) { return &a->stats; }
 
+size_t fcl_arena_limit(const fcl_arena *a) { return a->limit; }
+
 void fcl_arena_reset_peak(fcl_arena *a) {
     a->stats.peak = a->stats.in_use;
     a->stats.peak_reserved = a->stats.reserved;

@@ -53,6 +53,8 @@ cl_mem fcl_arena_buffer(const fcl_arena *a, const fcl_block *b);
  * buffers). The caller releases it. */
 fewcl_status fcl_arena_sub_buffer(const fcl_arena *a, const fcl_block *b, cl_mem *out);
 const fcl_arena_stats *fcl_arena_stats_get(const fcl_arena *a);
+/* The byte limit in force (the device's global memory or FEWCL_MEM_LIMIT). */
+size_t fcl_arena_limit(const fcl_arena *a);
 /* Restarts the high-water mark from the current use. */
 void fcl_arena_reset_peak(fcl_arena *a);
 /* Parses "123", "64K", "512M", "8G" (powers of 1024). Returns 0 on success. */

@@ -18,6 +18,7 @@ const char *fewcl_status_name(fewcl_status s) {
     case FEWCL_ERR_FORMAT: return "bad file format";
     case FEWCL_ERR_NUMERIC: return "numerical failure";
     case FEWCL_ERR_INTERNAL: return "internal error";
+    case FEWCL_ERR_INTERRUPTED: return "interrupted";
     }
     return "unknown status";
 }

@@ -1,0 +1,51 @@
+/* The data flags shared by `fewcl train` and `fewcl test`: where the splits are and how the
+ * loader reads them. */
+#ifndef FEWCL_APP_DATA_FLAGS_H
+#define FEWCL_APP_DATA_FLAGS_H
+
+#include <getopt.h>
+
+#include "data/dataset.h"
+#include "train/trainer.h"
+
+enum { SPLIT_BASE, SPLIT_VAL, SPLIT_NOVEL, SPLITS };
+
+typedef struct data_flags {
+    const char *data;         /* --data DIR holding base.json, val.json, novel.json */
+    const char *data_root;    /* --data-root: relative image paths resolve here */
+    const char *list[SPLITS]; /* --train-list / --val-list / --test-list: JSON file or folder */
+    fcl_data_options io;
+} data_flags;
+
+#define DATA_FLAG_BASE 1100
+
+#define DATA_FLAG_OPTIONS                                                                          \
+    {"data", required_argument, 0, DATA_FLAG_BASE + 0},                                            \
+        {"data-root", required_argument, 0, DATA_FLAG_BASE + 1},                                   \
+        {"train-list", required_argument, 0, DATA_FLAG_BASE + 2},                                  \
+        {"val-list", required_argument, 0, DATA_FLAG_BASE + 3},                                    \
+        {"test-list", required_argument, 0, DATA_FLAG_BASE + 4},                                   \
+        {"workers", required_argument, 0, DATA_FLAG_BASE + 5},                                     \
+        {"cache-mb", required_argument, 0, DATA_FLAG_BASE + 6},                                    \
+        {"skip-bad-images", no_argument, 0, DATA_FLAG_BASE + 7}, {                                 \
+        "scale-115", no_argument, 0, DATA_FLAG_BASE + 8                                            \
+    }
+
+#define DATA_FLAG_HELP                                                                             \
+    "data:  --data DIR (base.json, val.json, novel.json: FS-CT filelists)  --data-root DIR\n"      \
+    "       --train-list F --val-list F --test-list F (a filelist .json or a folder of class\n"    \
+    "       folders; overrides --data)  --workers N (2)  --cache-mb N (1024)\n"                    \
+    "       --skip-bad-images  --scale-115 (the published 1.15 test-time resize)\n"
+
+void data_flags_init(data_flags *f);
+/* As model_flag: 1 handled, 0 not a data flag, -1 usage error printed. */
+int data_flag(int code, const char *arg, data_flags *f, const char *cmd);
+/* Whether a split was given at all (by --data or its list flag). */
+int data_has_split(const data_flags *f, int split);
+/* Opens a split: its list flag, else <data>/<base|val|novel>.json. */
+fewcl_status data_open_split(const data_flags *f, int split, fcl_dataset **out);
+
+/* Parses a whole positive number for flag `name`; prints a usage error and returns -1. */
+int parse_count(const char *cmd, const char *name, const char *arg, long min, long *out);
+
+#endif

@@ -1,0 +1,81 @@
+/* Progress bars and stop requests (see progress.h). */
+#include "progress.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+volatile sig_atomic_t g_stop_requested;
+
+static void on_signal(int sig) {
+    if (g_stop_requested) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    g_stop_requested = 1;
+    static const char msg[] = "\nfewcl: stopping after this episode (again to kill)...\n";
+    ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)ignored;
+}
+
+void install_stop_handler(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+static double wall(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+void progress_init(progress_state *p, int quiet) {
+    memset(p, 0, sizeof *p);
+    p->tty = isatty(STDERR_FILENO);
+    p->quiet = quiet;
+}
+
+void progress_break(progress_state *p) {
+    if (p->tty && p->last_phase) fputc('\n', stderr);
+    p->last_phase = NULL;
+}
+
+static void clock_text(double s, char *buf, size_t cap) {
+    int t = s > 0 && s < 360000 ? (int)(s + 0.5) : 0; /* beyond 100 h: not worth showing */
+    if (t >= 3600)
+        snprintf(buf, cap, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(buf, cap, "%d:%02d", t / 60, t % 60);
+}
+
+void progress_update(void *user, const fcl_progress *p) {
+    progress_state *ps = user;
+    if (ps->quiet) return;
+    double t = wall();
+    int finished = p->done == p->total;
+    int new_phase = ps->last_phase != p->phase || ps->last_epoch != p->epoch;
+    /* A terminal gets at most ~10 redraws a second; a log a line every 30 s and at the end. */
+    if (!finished && !new_phase && t - ps->last_print < (ps->tty ? 0.1 : 30)) return;
+    if (new_phase) progress_break(ps);
+    ps->last_print = t, ps->last_phase = p->phase, ps->last_epoch = p->epoch;
+    char head[48] = "", eta[32], spent[32], bar[32], loss[32] = "";
+    if (p->epochs) snprintf(head, sizeof head, "epoch %d/%d ", p->epoch, p->epochs);
+    double rate = p->seconds > 0 ? p->done / p->seconds : 0;
+    clock_text(rate > 0 ? (p->total - p->done) / rate : 0, eta, sizeof eta);
+    clock_text(p->seconds, spent, sizeof spent);
+    int width = 24, fill = (int)(width * (double)p->done / (p->total ? p->total : 1));
+    for (int i = 0; i < width; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[width] = 0;
+    if (p->loss) snprintf(loss, sizeof loss, " loss %.4f", p->loss);
+    fprintf(stderr, "%s%s%-5s [%s] %ld/%ld%s acc %.2f%% %.2f ep/s %s %s%s", ps->tty ? "\r" : "",
+            head, p->phase, bar, p->done, p->total, loss, p->accuracy, rate,
+            finished ? "took" : "ETA", finished ? spent : eta, ps->tty ? "\033[K" : "\n");
+    fflush(stderr);
+}

@@ -1,0 +1,29 @@
+/* Progress of long phases on stderr: a bar with ETA redrawn in place on a terminal, plain
+ * periodic lines otherwise (logs, CI). Also the Ctrl-C handling that lets training finish
+ * its episode and save before stopping. */
+#ifndef FEWCL_APP_PROGRESS_H
+#define FEWCL_APP_PROGRESS_H
+
+#include <signal.h>
+
+#include "train/trainer.h"
+
+typedef struct progress_state {
+    int tty, quiet;
+    double last_print;
+    const char *last_phase;
+    int last_epoch;
+} progress_state;
+
+void progress_init(progress_state *p, int quiet);
+/* An fcl_progress_fn; user is a progress_state. */
+void progress_update(void *user, const fcl_progress *p);
+/* Ends a bar line (before other output). */
+void progress_break(progress_state *p);
+
+/* The first SIGINT/SIGTERM sets the flag (the trainer saves and stops after the episode); a
+ * second one kills the process as usual. */
+extern volatile sig_atomic_t g_stop_requested;
+void install_stop_handler(void);
+
+#endif

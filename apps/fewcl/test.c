@@ -1,0 +1,197 @@
+/* `fewcl test`: accuracy of trained weights over test episodes, mean ± 1.96·σ/√N (SPEC §4). */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "checkpoint_open.h"
+#include "cli.h"
+#include "data_flags.h"
+#include "io/atomic_file.h"
+#include "model_flags.h"
+#include "progress.h"
+#include "train_report.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: fewcl test --weights FILE --data DIR [--split novel|val|base]\n"
+               "                  [--episodes N] [--seed N] [--device D] [--quiet] [--json]\n"
+               "                  [data flags] [model flags]\n\n"
+               "Evaluates the weights (a fewcl checkpoint, whose stored config gives the\n"
+               "architecture, or PyTorch-exported weights described by the model flags) on N\n"
+               "episodes (600) of the split (novel) in evaluation mode; episode sizes come from\n"
+               "--n-way/--k-shot/--n-query. Prints accuracy %% = mean ± 1.96·σ/√N; inside a run\n"
+               "folder also writes test_<split>.json next to the weights.\n\n" DATA_FLAG_HELP
+                   MODEL_FLAG_HELP);
+}
+
+enum {
+    OPT_WEIGHTS = 1,
+    OPT_SPLIT,
+    OPT_EPISODES,
+    OPT_SEED,
+    OPT_DEVICE,
+    OPT_QUIET,
+    OPT_JSON,
+    OPT_HELP
+};
+
+/* Model flags as given, replayed over the checkpoint's config. */
+typedef struct given_flag {
+    int code;
+    const char *arg;
+} given_flag;
+
+static cJSON *result_json(const fcl_eval_result *r, const char *split, const char *weights,
+                          const fcl_model_config *c) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "accuracy", r->accuracy);
+    cJSON_AddNumberToObject(o, "ci95", r->ci95);
+    cJSON_AddNumberToObject(o, "episodes", r->episodes);
+    cJSON_AddStringToObject(o, "split", split);
+    cJSON_AddStringToObject(o, "weights", weights);
+    cJSON_AddNumberToObject(o, "n_way", c->n_way);
+    cJSON_AddNumberToObject(o, "k_shot", c->k_shot);
+    cJSON_AddNumberToObject(o, "n_query", c->n_query);
+    cJSON_AddNumberToObject(o, "seconds", r->seconds);
+    return o;
+}
+
+/* Inside a run folder (config.json beside the weights), the result is kept there too. */
+static void save_in_run_folder(const char *weights, const char *split, cJSON *result) {
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s", weights);
+    char *d = dirname(dir);
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/config.json", d);
+    if (stat(path, &sb) != 0) return;
+    snprintf(path, sizeof path, "%s/test_%s.json", d, split);
+    char *text = cJSON_Print(result);
+    if (text && fcl_atomic_write_text(path, text) != FEWCL_OK)
+        fprintf(stderr, "fewcl test: warning: %s\n", fewcl_last_error());
+    free(text);
+}
+
+int cmd_test(int argc, char **argv) {
+    static const struct option opts[] = {{"weights", required_argument, 0, OPT_WEIGHTS},
+                                         {"split", required_argument, 0, OPT_SPLIT},
+                                         {"episodes", required_argument, 0, OPT_EPISODES},
+                                         {"seed", required_argument, 0, OPT_SEED},
+                                         {"device", required_argument, 0, OPT_DEVICE},
+                                         {"quiet", no_argument, 0, OPT_QUIET},
+                                         {"json", no_argument, 0, OPT_JSON},
+                                         {"help", no_argument, 0, OPT_HELP},
+                                         MODEL_FLAG_OPTIONS,
+                                         DATA_FLAG_OPTIONS,
+                                         {0, 0, 0, 0}};
+    fcl_model_config flags_cfg = fcl_config_default();
+    data_flags data;
+    data_flags_init(&data);
+    given_flag given[64];
+    int n_given = 0, split = SPLIT_NOVEL, quiet = 0, json = 0, c;
+    const char *weights = NULL, *device = NULL, *split_names[] = {"base", "val", "novel"};
+    long episodes = 600, seed = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int r = model_flag(c, optarg, &flags_cfg, "test");
+        if (r > 0 && n_given < 64) given[n_given++] = (given_flag){c, optarg};
+        if (r == 0) r = data_flag(c, optarg, &data, "test");
+        if (r < 0) return EXIT_USAGE;
+        if (r > 0) continue;
+        switch (c) {
+        case OPT_WEIGHTS: weights = optarg; break;
+        case OPT_SPLIT:
+            split = -1;
+            for (int i = 0; i < SPLITS; i++)
+                if (!strcmp(optarg, split_names[i])) split = i;
+            if (split < 0) {
+                fprintf(stderr, "fewcl test: --split '%s': expected novel, val or base\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_EPISODES:
+            if (parse_count("test", "episodes", optarg, 1, &episodes)) return EXIT_USAGE;
+            break;
+        case OPT_SEED:
+            if (parse_count("test", "seed", optarg, 0, &seed)) return EXIT_USAGE;
+            break;
+        case OPT_DEVICE: device = optarg; break;
+        case OPT_QUIET: quiet = 1; break;
+        case OPT_JSON: json = 1; break;
+        case OPT_HELP: usage(stdout); return 0;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind < argc || !weights || !data_has_split(&data, split)) {
+        if (optind < argc) fprintf(stderr, "fewcl test: unexpected argument '%s'\n", argv[optind]);
+        if (!weights) fprintf(stderr, "fewcl test: give the trained weights with --weights FILE\n");
+        if (!data_has_split(&data, split))
+            fprintf(stderr, "fewcl test: no data: give --data DIR or --test-list\n");
+        return EXIT_USAGE;
+    }
+    /* The checkpoint's config, with the given flags replayed over it: architecture flags that
+     * contradict the checkpoint are a usage error, episode sizes may differ. */
+    fcl_model_config saved, cfg = flags_cfg;
+    int found = 0;
+    fewcl_status s = read_weights_config(weights, &saved, &found);
+    if (s != FEWCL_OK) return cli_fail("test", s);
+    if (found) {
+        cfg = saved;
+        cfg.n_way = flags_cfg.n_way, cfg.k_shot = flags_cfg.k_shot, cfg.n_query = flags_cfg.n_query;
+        for (int i = 0; i < n_given; i++)
+            model_flag(given[i].code, given[i].arg, &cfg, "test");
+        char diff[512];
+        if (fcl_config_architecture_diff(&saved, &cfg, diff, sizeof diff)) {
+            fprintf(stderr,
+                    "fewcl test: %s was trained with a different model (saved vs given: %s); "
+                    "drop those flags\n",
+                    weights, diff);
+            return EXIT_USAGE;
+        }
+    }
+    if (fcl_config_validate(&cfg) != FEWCL_OK) {
+        fprintf(stderr, "fewcl test: %s\n", fewcl_last_error());
+        return EXIT_USAGE;
+    }
+    fcl_dataset *ds = NULL;
+    fewcl_context *ctx = NULL;
+    fcl_model *m = NULL;
+    fcl_eval_result r = {0};
+    progress_state ps;
+    progress_init(&ps, quiet || json);
+    install_stop_handler();
+    s = data_open_split(&data, split, &ds);
+    if (s == FEWCL_OK) s = fewcl_context_create(device, &ctx);
+    if (s == FEWCL_OK) s = open_trained_model(ctx, weights, &cfg, &m);
+    if (s == FEWCL_OK) {
+        fcl_eval_options eo = {.data = ds,
+                               .episodes = (int)episodes,
+                               .seed = (uint64_t)seed,
+                               .io = data.io,
+                               .progress = progress_update,
+                               .user = &ps,
+                               .stop = &g_stop_requested};
+        s = fcl_evaluate(ctx, m, &eo, &r);
+        progress_break(&ps);
+    }
+    if (s == FEWCL_OK) {
+        cJSON *o = result_json(&r, split_names[split], weights, &cfg);
+        save_in_run_folder(weights, split_names[split], o);
+        if (json) {
+            char *text = cJSON_PrintUnformatted(o);
+            if (text) puts(text);
+            free(text);
+        } else {
+            char what[64];
+            snprintf(what, sizeof what, "%s, %d-way %d-shot", split_names[split], cfg.n_way,
+                     cfg.k_shot);
+            print_test_result(what, &r);
+        }
+        cJSON_Delete(o);
+    }
+    fcl_model_destroy(ctx, m);
+    fcl_dataset_free(ds);
+    if (ctx) fewcl_context_destroy(ctx);
+    return s == FEWCL_OK ? 0 : cli_fail("test", s);
+}

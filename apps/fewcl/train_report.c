@@ -1,0 +1,154 @@
+/* Training jobs (see train_report.h). */
+#include "train_report.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "checkpoint_open.h"
+#include "cli.h"
+
+void train_job_init(train_job *j) {
+    *j = (train_job){0};
+    j->opt.cfg = fcl_config_default();
+    j->opt.epochs = 50;
+    j->opt.episodes = 200;
+    j->opt.val_episodes = 200;
+    j->opt.adam = fcl_adamw_defaults();
+    j->opt.seed = 1;
+    j->opt.augment = 1;
+    j->cmd = "train";
+}
+
+void print_test_result(const char *what, const fcl_eval_result *r) {
+    printf("%s: %d episodes: %.2f%% ± %.2f%% (95%% CI) in %.1f s\n", what, r->episodes, r->accuracy,
+           r->ci95, r->seconds);
+}
+
+/* The trainer has one user pointer, the job; progress lives inside it. */
+static void on_progress(void *user, const fcl_progress *p) {
+    train_job *j = user;
+    progress_update(&j->progress, p);
+}
+
+static void on_epoch(void *user, const fcl_epoch_metrics *m) {
+    train_job *j = user;
+    progress_break(&j->progress);
+    if (j->json) return;
+    char val[64] = "", mem[32];
+    if (!isnan(m->val_acc))
+        snprintf(val, sizeof val, " val %.2f%% ± %.2f%%", m->val_acc, m->val_ci95);
+    printf("epoch %3d/%d  loss %.4f (ce %.4f var %.4f cov %.4f)  train %.2f%%%s  %.2f ep/s  "
+           "%.0f s  device peak %s\n",
+           m->epoch, j->opt.epochs, m->loss, m->loss_ce, m->loss_var, m->loss_cov, m->train_acc,
+           val, m->episodes_per_s, m->seconds, cli_bytes(m->device_peak, mem, sizeof mem));
+    fflush(stdout);
+}
+
+static cJSON *metrics_json(const fcl_epoch_metrics *m) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "epoch", m->epoch);
+    cJSON_AddNumberToObject(o, "loss", m->loss);
+    cJSON_AddNumberToObject(o, "loss_ce", m->loss_ce);
+    cJSON_AddNumberToObject(o, "loss_var", m->loss_var);
+    cJSON_AddNumberToObject(o, "loss_cov", m->loss_cov);
+    cJSON_AddNumberToObject(o, "train_acc", m->train_acc);
+    if (!isnan(m->val_acc)) cJSON_AddNumberToObject(o, "val_acc", m->val_acc);
+    if (!isnan(m->val_ci95)) cJSON_AddNumberToObject(o, "val_ci95", m->val_ci95);
+    cJSON_AddNumberToObject(o, "episodes_per_s", m->episodes_per_s);
+    cJSON_AddNumberToObject(o, "device_peak_bytes", m->device_peak);
+    return o;
+}
+
+static void print_json(const train_job *j) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "run_dir", j->opt.run_dir);
+    cJSON_AddNumberToObject(o, "epochs", j->result.epochs_done);
+    cJSON_AddNumberToObject(o, "best_epoch", j->result.best_epoch);
+    if (!isnan(j->result.best_val_acc))
+        cJSON_AddNumberToObject(o, "best_val_acc", j->result.best_val_acc);
+    cJSON_AddNumberToObject(o, "planned_peak_bytes", (double)j->result.planned_peak);
+    if (j->result.epochs_done) cJSON_AddItemToObject(o, "final", metrics_json(&j->result.last));
+    if (j->test.episodes) {
+        cJSON *t = cJSON_AddObjectToObject(o, "test");
+        cJSON_AddNumberToObject(t, "accuracy", j->test.accuracy);
+        cJSON_AddNumberToObject(t, "ci95", j->test.ci95);
+        cJSON_AddNumberToObject(t, "episodes", j->test.episodes);
+    }
+    char *text = cJSON_PrintUnformatted(o);
+    if (text) puts(text);
+    free(text);
+    cJSON_Delete(o);
+}
+
+/* Tests run_dir/best.safetensors on the novel split. */
+static fewcl_status run_test(fewcl_context *ctx, train_job *j, const fcl_dataset *novel) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/best.safetensors", j->opt.run_dir);
+    fcl_model *m;
+    FCL_TRY(open_trained_model(ctx, path, &j->opt.cfg, &m));
+    fcl_eval_options eo = {.data = novel,
+                           .episodes = j->test_episodes,
+                           .seed = j->opt.seed,
+                           .io = j->opt.data,
+                           .progress = progress_update,
+                           .user = &j->progress,
+                           .stop = &g_stop_requested};
+    fewcl_status s = fcl_evaluate(ctx, m, &eo, &j->test);
+    progress_break(&j->progress);
+    fcl_model_destroy(ctx, m);
+    return s;
+}
+
+int train_job_run(train_job *j, const char *device, const data_flags *data) {
+    fcl_dataset *sets[SPLITS] = {0};
+    fewcl_context *ctx = NULL;
+    fewcl_status s = data_open_split(data, SPLIT_BASE, &sets[SPLIT_BASE]);
+    if (s == FEWCL_OK && data_has_split(data, SPLIT_VAL))
+        s = data_open_split(data, SPLIT_VAL, &sets[SPLIT_VAL]);
+    if (s == FEWCL_OK && j->test_episodes)
+        s = data_open_split(data, SPLIT_NOVEL, &sets[SPLIT_NOVEL]);
+    if (s == FEWCL_OK) s = fewcl_context_create(device, &ctx);
+    int code = 0;
+    if (s == FEWCL_OK) {
+        progress_init(&j->progress, j->quiet || j->json);
+        install_stop_handler();
+        j->opt.train = sets[SPLIT_BASE];
+        j->opt.val = j->opt.val_episodes ? sets[SPLIT_VAL] : NULL;
+        j->opt.progress = on_progress;
+        j->opt.data = data->io;
+        j->opt.epoch_done = on_epoch;
+        j->opt.user = j;
+        j->opt.stop = &g_stop_requested;
+        if (!j->json)
+            printf("device: %s (%s)\ntraining: %d classes, %d images (%s); validation: %s\nrun "
+                   "folder: %s\n",
+                   ctx->info.name, ctx->info.platform, j->opt.train->n_classes,
+                   j->opt.train->n_images, j->opt.train->source,
+                   j->opt.val ? j->opt.val->source : "none", j->opt.run_dir);
+        s = fcl_train(ctx, &j->opt, &j->result);
+        progress_break(&j->progress);
+    }
+    if (s == FEWCL_OK && !j->json) {
+        char mem[32];
+        printf("planned device peak of a training episode: %s\n",
+               cli_bytes((double)j->result.planned_peak, mem, sizeof mem));
+        if (!isnan(j->result.best_val_acc))
+            printf("best validation accuracy %.2f%% at epoch %d (best.safetensors)\n",
+                   j->result.best_val_acc, j->result.best_epoch);
+    }
+    if (s == FEWCL_OK && j->test_episodes) {
+        s = run_test(ctx, j, sets[SPLIT_NOVEL]);
+        if (s == FEWCL_OK && !j->json) print_test_result("novel classes, best weights", &j->test);
+    }
+    if (s == FEWCL_OK && j->json) print_json(j);
+    if (s == FEWCL_OK && !j->json)
+        printf("run folder: %s (metrics.csv, curves.svg, best.safetensors, last.safetensors)\n",
+               j->opt.run_dir);
+    if (s != FEWCL_OK) code = cli_fail(j->cmd, s);
+    for (int i = 0; i < SPLITS; i++)
+        fcl_dataset_free(sets[i]);
+    if (ctx) fewcl_context_destroy(ctx);
+    return code;
+}

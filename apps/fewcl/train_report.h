@@ -1,0 +1,30 @@
+/* A training job as `fewcl train` and `fewcl demo` run it: open the splits and the device,
+ * train with progress and one line per epoch, optionally test the best weights, and report
+ * (text, or one JSON object with --json). */
+#ifndef FEWCL_APP_TRAIN_REPORT_H
+#define FEWCL_APP_TRAIN_REPORT_H
+
+#include "data_flags.h"
+#include "progress.h"
+
+typedef struct train_job {
+    fcl_train_options opt;
+    int test_episodes; /* 0: no test */
+    int quiet, json;
+    const char *cmd; /* for messages: "train" or "demo" */
+    progress_state progress;
+    /* Filled by train_job_run. */
+    fcl_train_result result;
+    fcl_eval_result test;
+} train_job;
+
+/* SPEC §4 defaults: the default model, 50 epochs x 200 episodes, AdamW defaults, seed 1,
+ * augmentation on. */
+void train_job_init(train_job *j);
+/* Returns the exit code (0, 1 runtime failure, 2 usage error). */
+int train_job_run(train_job *j, const char *device, const data_flags *data);
+
+/* Prints the test result as the reference does: "600 test episodes: 78.12% ± 0.64%". */
+void print_test_result(const char *what, const fcl_eval_result *r);
+
+#endif

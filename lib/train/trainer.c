@@ -1,0 +1,546 @@
+/* Episodic training and evaluation (see trainer.h). */
+#include "trainer.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "../data/loader.h"
+#include "../io/atomic_file.h"
+#include "../plan/episode_plan.h"
+#include "checkpoint.h"
+#include "runlog.h"
+
+/* Validation episodes come from their own stream, so they never repeat training draws. */
+#define VAL_SEED_SALT 0x76616c6964617465ull
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+void fcl_mean_ci95(const double *acc, int n, double *mean, double *ci95) {
+    double sum = 0, sq = 0;
+    for (int i = 0; i < n; i++)
+        sum += acc[i];
+    *mean = n ? sum / n : NAN;
+    for (int i = 0; i < n; i++)
+        sq += (acc[i] - *mean) * (acc[i] - *mean);
+    *ci95 = n ? 1.96 * sqrt(sq / n) / sqrt((double)n) : NAN;
+}
+
+static double loader_images_per_s(fcl_loader *l) {
+    const fcl_loader_stats *st = fcl_loader_stats_get(l);
+    double busy = st->decode_seconds + st->transform_seconds;
+    return busy > 0 ? st->images_decoded / busy : 0;
+}
+
+static fewcl_status make_loader(const fcl_dataset *d, const fcl_model_config *c, int augment,
+                                uint64_t seed, long first, const fcl_data_options *io,
+                                fcl_loader **out) {
+    fcl_loader_options lo = {.data = d,
+                             .n_way = c->n_way,
+                             .k_shot = c->k_shot,
+                             .n_query = c->n_query,
+                             .image_size = c->image_size,
+                             .augment = augment,
+                             .scale_115 = augment ? 0 : io->scale_115,
+                             .seed = seed,
+                             .first_episode = first,
+                             .workers = io->workers,
+                             .prefetch = io->workers > 0 ? 2 * io->workers : 1,
+                             .skip_bad = io->skip_bad,
+                             .cache_bytes = io->cache_bytes};
+    return fcl_loader_create(&lo, out);
+}
+
+/* The episode tensor on the device and its host staging buffer. */
+typedef struct episode_input {
+    fcl_tensor x;
+    float *host;
+} episode_input;
+
+static fewcl_status input_alloc(fewcl_context *ctx, const fcl_model_config *c, episode_input *in) {
+    int shape[4] = {c->n_way * (c->k_shot + c->n_query), 3, c->image_size, c->image_size};
+    FCL_TRY(fcl_tensor_alloc(ctx, &in->x, FCL_MEM_ACTIVATION, 4, shape));
+    in->host = malloc(in->x.numel * sizeof *in->host);
+    return in->host ? FEWCL_OK
+                    : fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "episode buffer (%zu floats)", in->x.numel);
+}
+
+static void input_free(fewcl_context *ctx, episode_input *in) {
+    if (in->x.numel) fcl_tensor_free(ctx, &in->x);
+    free(in->host);
+}
+
+static fewcl_status input_next(fewcl_context *ctx, fcl_loader *l, episode_input *in) {
+    FCL_TRY(fcl_loader_next(l, in->host, NULL));
+    return fcl_tensor_upload(ctx, &in->x, in->host);
+}
+
+/* Evaluation over `episodes` episodes from an open loader. */
+static fewcl_status evaluate_with(fewcl_context *ctx, fcl_model *m, fcl_loader *l, int episodes,
+                                  const char *phase, int epoch, int epochs,
+                                  fcl_progress_fn progress, void *user, volatile sig_atomic_t *stop,
+                                  fcl_eval_result *r) {
+    *r = (fcl_eval_result){.accuracy = NAN, .ci95 = NAN};
+    double *acc = malloc((size_t)(episodes > 0 ? episodes : 1) * sizeof *acc);
+    episode_input in = {0};
+    if (!acc) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "%d accuracies", episodes);
+    fewcl_status s = input_alloc(ctx, &m->cfg, &in);
+    double t0 = now(), sum = 0;
+    for (int e = 0; s == FEWCL_OK && e < episodes; e++) {
+        if (stop && *stop) {
+            s = fcl_fail(FEWCL_ERR_INTERRUPTED, "%s stopped after %d of %d episodes", phase, e,
+                         episodes);
+            break;
+        }
+        fcl_step_result sr;
+        s = input_next(ctx, l, &in);
+        if (s == FEWCL_OK) s = fcl_eval_step(ctx, m, &in.x, &sr);
+        if (s != FEWCL_OK) break;
+        acc[e] = 100.0 * sr.correct / sr.queries;
+        sum += acc[e];
+        if (progress)
+            progress(user, &(fcl_progress){.phase = phase,
+                                           .epoch = epoch,
+                                           .epochs = epochs,
+                                           .done = e + 1,
+                                           .total = episodes,
+                                           .accuracy = sum / (e + 1),
+                                           .seconds = now() - t0});
+    }
+    if (s == FEWCL_OK) {
+        fcl_mean_ci95(acc, episodes, &r->accuracy, &r->ci95);
+        r->episodes = episodes;
+        r->seconds = now() - t0;
+        r->images_per_s = loader_images_per_s(l);
+    }
+    input_free(ctx, &in);
+    free(acc);
+    return s;
+}
+
+fewcl_status fcl_evaluate(fewcl_context *ctx, fcl_model *m, const fcl_eval_options *o,
+                          fcl_eval_result *r) {
+    if (o->episodes < 1)
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "--episodes %d: evaluate at least one episode",
+                        o->episodes);
+    fcl_loader *l;
+    FCL_TRY(make_loader(o->data, &m->cfg, 0, o->seed, 0, &o->io, &l));
+    fewcl_status s =
+        evaluate_with(ctx, m, l, o->episodes, "test", 0, 0, o->progress, o->user, o->stop, r);
+    fcl_loader_destroy(l);
+    return s;
+}
+
+/* ---- the trainer's state, kept in the last checkpoint's metadata ----------------------- */
+
+typedef struct run_state {
+    int epoch;     /* epochs completed */
+    long in_epoch; /* training episodes done in the epoch under way */
+    double sum_loss, sum_ce, sum_var, sum_cov, sum_acc;
+    double best_val;
+    int best_epoch;
+    fcl_epoch_metrics *history; /* one per completed epoch */
+    uint64_t seed;
+    int episodes;
+} run_state;
+
+/* The metrics' fields, by CSV/JSON name. */
+#define METRIC_FIELDS(X)                                                                           \
+    X(loss)                                                                                        \
+    X(loss_ce)                                                                                     \
+    X(loss_var) X(loss_cov) X(train_acc) X(val_acc) X(val_ci95) X(episodes_per_s) X(images_per_s)  \
+        X(seconds) X(device_peak)
+
+/* JSON has no NaN: absent values (no validation) are written as null. */
+static void add_number(cJSON *o, const char *key, double v) {
+    if (isnan(v))
+        cJSON_AddNullToObject(o, key);
+    else
+        cJSON_AddNumberToObject(o, key, v);
+}
+
+static double get_number(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static char *state_to_json(const run_state *st) {
+    cJSON *o = cJSON_CreateObject();
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)st->seed);
+    cJSON_AddStringToObject(o, "seed", seed); /* as text: a double cannot hold every uint64 */
+    cJSON_AddNumberToObject(o, "episodes", st->episodes);
+    cJSON_AddNumberToObject(o, "epoch", st->epoch);
+    cJSON_AddNumberToObject(o, "in_epoch", (double)st->in_epoch);
+    add_number(o, "sum_loss", st->sum_loss);
+    add_number(o, "sum_ce", st->sum_ce);
+    add_number(o, "sum_var", st->sum_var);
+    add_number(o, "sum_cov", st->sum_cov);
+    add_number(o, "sum_acc", st->sum_acc);
+    add_number(o, "best_val", st->best_val);
+    cJSON_AddNumberToObject(o, "best_epoch", st->best_epoch);
+    cJSON *h = cJSON_AddArrayToObject(o, "history");
+    for (int i = 0; i < st->epoch; i++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "epoch", st->history[i].epoch);
+#define ADD(f) add_number(e, #f, st->history[i].f);
+        METRIC_FIELDS(ADD)
+#undef ADD
+        cJSON_AddItemToArray(h, e);
+    }
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+static fewcl_status state_from_json(const char *path, const char *text, int max_epochs,
+                                    run_state *st) {
+    cJSON *o = cJSON_Parse(text);
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "history");
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(o, "seed");
+    st->epoch = (int)get_number(o, "epoch");
+    st->in_epoch = (long)get_number(o, "in_epoch");
+    st->episodes = (int)get_number(o, "episodes");
+    int ok = cJSON_IsObject(o) && cJSON_IsArray(h) && cJSON_IsString(seed) && st->epoch >= 0 &&
+             st->in_epoch >= 0 && cJSON_GetArraySize(h) == st->epoch;
+    if (ok) {
+        st->seed = strtoull(seed->valuestring, NULL, 10);
+        st->sum_loss = get_number(o, "sum_loss"), st->sum_ce = get_number(o, "sum_ce");
+        st->sum_var = get_number(o, "sum_var"), st->sum_cov = get_number(o, "sum_cov");
+        st->sum_acc = get_number(o, "sum_acc");
+        st->best_val = get_number(o, "best_val");
+        st->best_epoch = (int)get_number(o, "best_epoch");
+        int cap = st->epoch > max_epochs ? st->epoch : max_epochs;
+        st->history = calloc((size_t)(cap > 0 ? cap : 1), sizeof *st->history);
+        ok = st->history != NULL;
+    }
+    for (int i = 0; ok && i < st->epoch; i++) {
+        const cJSON *e = cJSON_GetArrayItem(h, i);
+        st->history[i].epoch = (int)get_number(e, "epoch");
+#define GET(f) st->history[i].f = get_number(e, #f);
+        METRIC_FIELDS(GET)
+#undef GET
+    }
+    cJSON_Delete(o);
+    if (!ok)
+        return fcl_fail(FEWCL_ERR_FORMAT,
+                        "%s: the trainer's state (\"training\" in __metadata__) is missing or "
+                        "damaged; start a new run or resume from a copy of an intact checkpoint",
+                        path);
+    return FEWCL_OK;
+}
+
+/* ---- the run folder ---------------------------------------------------------------------- */
+
+static void join(char *buf, size_t cap, const char *dir, const char *name) {
+    snprintf(buf, cap, "%s/%s", dir, name);
+}
+
+static fewcl_status make_dirs(const char *path) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1;; p++) {
+        if (*p != '/' && *p) continue;
+        char c = *p;
+        *p = 0;
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return fcl_fail(FEWCL_ERR_IO, "cannot create the run folder %s: %s", tmp,
+                            strerror(errno));
+        if (!c) return FEWCL_OK;
+        *p = c;
+    }
+}
+
+static int file_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+static fewcl_status write_run_config(const fcl_train_options *o, const char *path) {
+    char *model = fcl_config_to_json(&o->cfg);
+    cJSON *root = cJSON_CreateObject();
+    cJSON *m = model ? cJSON_Parse(model) : NULL;
+    free(model);
+    if (!root || !m) {
+        cJSON_Delete(root), cJSON_Delete(m);
+        return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "writing %s", path);
+    }
+    cJSON_AddItemToObject(root, "model", m);
+    cJSON *t = cJSON_AddObjectToObject(root, "training");
+    cJSON_AddNumberToObject(t, "epochs", o->epochs);
+    cJSON_AddNumberToObject(t, "episodes", o->episodes);
+    cJSON_AddNumberToObject(t, "val_episodes", o->val ? o->val_episodes : 0);
+    cJSON_AddBoolToObject(t, "augment", o->augment);
+    cJSON_AddNumberToObject(t, "lr", o->adam.lr);
+    cJSON_AddNumberToObject(t, "weight_decay", o->adam.weight_decay);
+    cJSON_AddNumberToObject(t, "beta1", o->adam.beta1);
+    cJSON_AddNumberToObject(t, "beta2", o->adam.beta2);
+    cJSON_AddNumberToObject(t, "eps", o->adam.eps);
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+    cJSON_AddStringToObject(t, "seed", seed);
+    cJSON_AddStringToObject(t, "train_data", o->train->source);
+    if (o->val) cJSON_AddStringToObject(t, "val_data", o->val->source);
+    if (o->init_weights) cJSON_AddStringToObject(t, "init_weights", o->init_weights);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "writing %s", path);
+    fewcl_status s = fcl_atomic_write_text(path, text);
+    free(text);
+    return s;
+}
+
+/* ---- training ---------------------------------------------------------------------------- */
+
+typedef struct trainer {
+    fewcl_context *ctx;
+    const fcl_train_options *o;
+    fcl_model *model;
+    fcl_loader *train, *val;
+    episode_input in;
+    run_state st;
+    char last_path[4200], best_path[4200];
+} trainer;
+
+static fewcl_status save_last(trainer *t) {
+    char *json = state_to_json(&t->st);
+    if (!json) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "trainer state");
+    fewcl_status s = fcl_checkpoint_save(t->ctx, t->model, 1, json, t->last_path);
+    free(json);
+    return s;
+}
+
+static fewcl_status write_logs(trainer *t) {
+    char path[4200], title[256];
+    const fcl_model_config *c = &t->o->cfg;
+    join(path, sizeof path, t->o->run_dir, "metrics.csv");
+    FCL_TRY(fcl_runlog_write_csv(path, t->st.history, t->st.epoch));
+    snprintf(title, sizeof title, "fewcl: %s %dx%d, %s %s, %d-way %d-shot %d-query",
+             fcl_backbone_name(c->backbone), c->image_size, c->image_size,
+             fcl_method_name(c->method), fcl_variant_name(c->variant), c->n_way, c->k_shot,
+             c->n_query);
+    join(path, sizeof path, t->o->run_dir, "curves.svg");
+    return fcl_runlog_write_svg(path, t->st.history, t->st.epoch, title);
+}
+
+/* Refuses, before anything is allocated, a configuration whose training episode does not
+ * fit the device (the plan runs the real schedule on a counting arena). */
+static fewcl_status check_plan(fewcl_context *ctx, const fcl_model_config *cfg, size_t *peak) {
+    fcl_arena_stats stats;
+    size_t limit = fcl_arena_limit(ctx->arena);
+    fewcl_status s = fcl_episode_plan(ctx, cfg, 1, limit, &stats);
+    *peak = stats.peak;
+    if (s == FEWCL_OK) return FEWCL_OK;
+    char why[2048];
+    snprintf(why, sizeof why, "%s", fewcl_last_error());
+    return fcl_fail(s,
+                    "this configuration's training episode does not fit the device (plan made "
+                    "before allocating anything): %s. `fewcl plan` with the same flags shows where "
+                    "the memory goes; `fewcl plan --fit device` picks settings that fit",
+                    why);
+}
+
+/* Opens the model: fresh (seeded, optionally from initial weights) or from the last
+ * checkpoint of the run folder. */
+static fewcl_status open_model(trainer *t) {
+    const fcl_train_options *o = t->o;
+    FCL_TRY(fcl_model_create(t->ctx, &o->cfg, o->seed, &t->model));
+    if (!o->resume) {
+        t->st.seed = o->seed, t->st.episodes = o->episodes;
+        t->st.best_val = NAN, t->st.best_epoch = 0;
+        t->st.history = calloc((size_t)o->epochs, sizeof *t->st.history);
+        if (!t->st.history) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "history");
+        if (!o->init_weights) return FEWCL_OK;
+        fcl_safetensors *st;
+        FCL_TRY(fcl_st_load(o->init_weights, &st));
+        fewcl_status s = fcl_params_load(t->ctx, &t->model->params, st,
+                                         o->init_prefix ? o->init_prefix : "", FCL_LOAD_COMPLETE);
+        fcl_st_free(st);
+        return s;
+    }
+    fcl_safetensors *st;
+    FCL_TRY(fcl_st_load(t->last_path, &st));
+    fcl_model_config saved;
+    int found = 0;
+    char diff[512] = "";
+    fewcl_status s = fcl_checkpoint_config(st, &saved, &found);
+    if (s == FEWCL_OK && !found)
+        s = fcl_fail(FEWCL_ERR_FORMAT, "%s holds no model config: not a fewcl training checkpoint",
+                     t->last_path);
+    if (s == FEWCL_OK && (fcl_config_architecture_diff(&saved, &o->cfg, diff, sizeof diff) ||
+                          saved.n_way != o->cfg.n_way || saved.k_shot != o->cfg.k_shot ||
+                          saved.n_query != o->cfg.n_query))
+        s = fcl_fail(FEWCL_ERR_ARGUMENT,
+                     "--resume: the run in %s was trained as %s %d-way %d-shot %d-query%s%s; give "
+                     "the same model flags to resume it",
+                     o->run_dir, fcl_backbone_name(saved.backbone), saved.n_way, saved.k_shot,
+                     saved.n_query, diff[0] ? ", differences (saved vs given): " : "", diff);
+    char *json = s == FEWCL_OK ? fcl_checkpoint_training(st) : NULL;
+    if (s == FEWCL_OK) s = state_from_json(t->last_path, json ? json : "", o->epochs, &t->st);
+    free(json);
+    if (s == FEWCL_OK && (t->st.seed != o->seed || t->st.episodes != o->episodes))
+        s = fcl_fail(FEWCL_ERR_ARGUMENT,
+                     "--resume: the run in %s used --seed %llu and --episodes %d; give the same "
+                     "values to continue it exactly",
+                     o->run_dir, (unsigned long long)t->st.seed, t->st.episodes);
+    if (s == FEWCL_OK) s = fcl_checkpoint_load(t->ctx, t->model, st, 1);
+    fcl_st_free(st);
+    return s;
+}
+
+static void accumulate(run_state *st, const fcl_step_result *r) {
+    st->sum_loss += r->loss, st->sum_ce += r->loss_ce;
+    st->sum_var += r->loss_var, st->sum_cov += r->loss_cov;
+    st->sum_acc += 100.0 * r->correct / r->queries;
+}
+
+/* The training episodes of one epoch, from where the state says it stands. */
+static fewcl_status train_epoch(trainer *t, int epoch, double *train_seconds, long *ran) {
+    const fcl_train_options *o = t->o;
+    double t0 = now();
+    *ran = 0;
+    for (long i = t->st.in_epoch; i < o->episodes; i++) {
+        fcl_step_result r;
+        fewcl_status s = input_next(t->ctx, t->train, &t->in);
+        if (s == FEWCL_OK) s = fcl_train_step(t->ctx, t->model, &t->in.x, &o->adam, &r);
+        if (s != FEWCL_OK) {
+            char why[2048];
+            snprintf(why, sizeof why, "%s", fewcl_last_error());
+            return fcl_fail(s, "epoch %d, episode %ld: %s (the last checkpoint, %s, is intact)",
+                            epoch + 1, i + 1, why, t->last_path);
+        }
+        accumulate(&t->st, &r);
+        t->st.in_epoch = i + 1;
+        (*ran)++;
+        long done = i + 1;
+        if (o->progress)
+            o->progress(o->user, &(fcl_progress){.phase = "train",
+                                                 .epoch = epoch + 1,
+                                                 .epochs = o->epochs,
+                                                 .done = done,
+                                                 .total = o->episodes,
+                                                 .loss = t->st.sum_loss / done,
+                                                 .accuracy = t->st.sum_acc / done,
+                                                 .seconds = now() - t0});
+        if (o->stop && *o->stop && done < o->episodes) {
+            FCL_TRY(save_last(t));
+            return fcl_fail(FEWCL_ERR_INTERRUPTED,
+                            "stopped after episode %ld of epoch %d; saved %s — continue with "
+                            "the same command and --resume",
+                            done, epoch + 1, t->last_path);
+        }
+    }
+    *train_seconds = now() - t0;
+    return FEWCL_OK;
+}
+
+/* Validation, the epoch's metrics, best and last checkpoints and the logs. */
+static fewcl_status end_epoch(trainer *t, int epoch, double train_seconds, long ran,
+                              double epoch_start) {
+    const fcl_train_options *o = t->o;
+    fcl_eval_result v = {.accuracy = NAN, .ci95 = NAN};
+    if (t->val)
+        FCL_TRY(evaluate_with(t->ctx, t->model, t->val, o->val_episodes, "val", epoch + 1,
+                              o->epochs, o->progress, o->user, NULL, &v));
+    double n = o->episodes;
+    fcl_epoch_metrics *m = &t->st.history[epoch];
+    *m = (fcl_epoch_metrics){.epoch = epoch + 1,
+                             .loss = t->st.sum_loss / n,
+                             .loss_ce = t->st.sum_ce / n,
+                             .loss_var = t->st.sum_var / n,
+                             .loss_cov = t->st.sum_cov / n,
+                             .train_acc = t->st.sum_acc / n,
+                             .val_acc = v.accuracy,
+                             .val_ci95 = v.ci95,
+                             .episodes_per_s = train_seconds > 0 ? ran / train_seconds : 0,
+                             .images_per_s = loader_images_per_s(t->train),
+                             .seconds = now() - epoch_start,
+                             .device_peak = (double)fcl_arena_stats_get(t->ctx->arena)->peak};
+    t->st.epoch = epoch + 1;
+    t->st.in_epoch = 0;
+    t->st.sum_loss = t->st.sum_ce = t->st.sum_var = t->st.sum_cov = t->st.sum_acc = 0;
+    /* Without validation every epoch is "best": best.safetensors is the latest weights. */
+    if (!t->val || isnan(t->st.best_val) || v.accuracy > t->st.best_val) {
+        t->st.best_val = v.accuracy;
+        t->st.best_epoch = epoch + 1;
+        char info[128];
+        snprintf(info, sizeof info, "{\"epoch\":%d,\"val_acc\":%.6g}", epoch + 1,
+                 isnan(v.accuracy) ? -1.0 : v.accuracy);
+        FCL_TRY(fcl_checkpoint_save(t->ctx, t->model, 0, info, t->best_path));
+    }
+    FCL_TRY(save_last(t));
+    FCL_TRY(write_logs(t));
+    if (o->epoch_done) o->epoch_done(o->user, m);
+    return FEWCL_OK;
+}
+
+static fewcl_status check_options(const fcl_train_options *o) {
+    if (o->epochs < 1 || o->episodes < 1)
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "--epochs %d --episodes %d: both must be at least 1",
+                        o->epochs, o->episodes);
+    if (o->val && o->val_episodes < 1)
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "--val-episodes %d: at least 1 with a validation set",
+                        o->val_episodes);
+    if (!o->run_dir || !*o->run_dir) return fcl_fail(FEWCL_ERR_ARGUMENT, "no run folder given");
+    if (o->resume && o->init_weights)
+        return fcl_fail(FEWCL_ERR_ARGUMENT,
+                        "--resume continues from the run's own checkpoint; drop --weights");
+    return fcl_config_validate(&o->cfg);
+}
+
+fewcl_status fcl_train(fewcl_context *ctx, const fcl_train_options *o, fcl_train_result *r) {
+    *r = (fcl_train_result){.best_val_acc = NAN};
+    FCL_TRY(check_options(o));
+    trainer t = {.ctx = ctx, .o = o};
+    join(t.last_path, sizeof t.last_path, o->run_dir, "last.safetensors");
+    join(t.best_path, sizeof t.best_path, o->run_dir, "best.safetensors");
+    if (!o->resume && file_exists(t.last_path))
+        return fcl_fail(FEWCL_ERR_ARGUMENT,
+                        "%s already holds a run (%s); continue it with --resume or choose "
+                        "another --run-dir (nothing was changed)",
+                        o->run_dir, t.last_path);
+    if (o->resume && !file_exists(t.last_path))
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "--resume: %s does not exist; nothing to resume in %s",
+                        t.last_path, o->run_dir);
+    FCL_TRY(check_plan(ctx, &o->cfg, &r->planned_peak));
+    FCL_TRY(make_dirs(o->run_dir));
+    char path[4200];
+    join(path, sizeof path, o->run_dir, "config.json");
+    fewcl_status s = write_run_config(o, path);
+    if (s == FEWCL_OK) s = open_model(&t);
+    if (s == FEWCL_OK) s = input_alloc(ctx, &o->cfg, &t.in);
+    long first = (long)t.st.epoch * o->episodes + t.st.in_epoch;
+    if (s == FEWCL_OK)
+        s = make_loader(o->train, &o->cfg, o->augment, o->seed, first, &o->data, &t.train);
+    if (s == FEWCL_OK && o->val)
+        s = make_loader(o->val, &o->cfg, 0, o->seed ^ VAL_SEED_SALT,
+                        (long)t.st.epoch * o->val_episodes, &o->data, &t.val);
+    for (int epoch = t.st.epoch; s == FEWCL_OK && epoch < o->epochs; epoch++) {
+        double start = now(), seconds = 0;
+        long ran = 0;
+        fcl_arena_reset_peak(ctx->arena);
+        s = train_epoch(&t, epoch, &seconds, &ran);
+        if (s == FEWCL_OK) s = end_epoch(&t, epoch, seconds, ran, start);
+    }
+    if (s == FEWCL_OK) {
+        r->epochs_done = t.st.epoch;
+        r->best_val_acc = t.st.best_val;
+        r->best_epoch = t.st.best_epoch;
+        if (t.st.epoch) r->last = t.st.history[t.st.epoch - 1];
+    }
+    if (t.val) fcl_loader_destroy(t.val);
+    if (t.train) fcl_loader_destroy(t.train);
+    input_free(ctx, &t.in);
+    fcl_model_destroy(ctx, t.model);
+    free(t.st.history);
+    return s;
+}

@@ -1,0 +1,105 @@
+/* Episodic training and evaluation (SPEC §4): AdamW over epochs × episodes, validation each
+ * epoch, best and last checkpoints, exact resume, and test accuracy with its 95% interval.
+ *
+ * A run folder holds: config.json (model and training settings), last.safetensors (weights,
+ * AdamW moments and the trainer's state: written after every epoch and on interruption),
+ * best.safetensors (weights of the epoch with the best validation accuracy), metrics.csv and
+ * curves.svg (one row / point per epoch, rewritten from the checkpoint's history so they
+ * always agree with it). */
+#ifndef FEWCL_TRAIN_TRAINER_H
+#define FEWCL_TRAIN_TRAINER_H
+
+#include <signal.h>
+
+#include "../data/dataset.h"
+#include "step.h"
+
+/* Where a long phase stands, for progress bars. */
+typedef struct fcl_progress {
+    const char *phase; /* "train", "val" or "test" */
+    int epoch, epochs; /* 1-based; 0 outside training */
+    long done, total;  /* episodes of this phase */
+    double loss;       /* running mean of the training loss (training only) */
+    double accuracy;   /* running mean accuracy of this phase, % */
+    double seconds;    /* since the phase started */
+} fcl_progress;
+
+typedef void (*fcl_progress_fn)(void *user, const fcl_progress *p);
+
+/* How episodes are read (shared by training, validation and test). */
+typedef struct fcl_data_options {
+    int workers;        /* decoding threads */
+    size_t cache_bytes; /* decoded-image cache per loader */
+    int skip_bad;       /* --skip-bad-images */
+    int scale_115;      /* evaluation transform with the published 1.15 scale */
+} fcl_data_options;
+
+typedef struct fcl_epoch_metrics {
+    int epoch;                                /* 1-based */
+    double loss, loss_ce, loss_var, loss_cov; /* means over the epoch's training episodes */
+    double train_acc;                         /* %, training episodes */
+    double val_acc, val_ci95;                 /* %, NAN without validation */
+    double episodes_per_s;                    /* training episodes per second, data included */
+    double images_per_s;                      /* loader decode+augment, per worker-second */
+    double seconds;                           /* the whole epoch, validation included */
+    double device_peak;                       /* bytes: the arena's high-water mark */
+} fcl_epoch_metrics;
+
+typedef struct fcl_train_options {
+    fcl_model_config cfg;
+    const fcl_dataset *train, *val; /* val may be NULL: no validation, best = last */
+    const char *run_dir;            /* created if missing */
+    int epochs, episodes, val_episodes;
+    fcl_adamw_config adam;
+    uint64_t seed;            /* weights, episodes and augmentation */
+    int augment;              /* training augmentation (RandomResizedCrop + flip) */
+    int resume;               /* continue from run_dir/last.safetensors */
+    const char *init_weights; /* optional safetensors of initial weights (not with resume) */
+    const char *init_prefix;  /* key prefix in init_weights ("" for fewcl/PyTorch files) */
+    fcl_data_options data;
+    fcl_progress_fn progress;
+    void (*epoch_done)(void *user, const fcl_epoch_metrics *m);
+    void *user;
+    /* Set (e.g. by a SIGINT handler) to stop after the current episode with a checkpoint. */
+    volatile sig_atomic_t *stop;
+} fcl_train_options;
+
+typedef struct fcl_train_result {
+    int epochs_done;
+    double best_val_acc; /* NAN without validation */
+    int best_epoch;
+    fcl_epoch_metrics last;
+    size_t planned_peak; /* bytes of one training episode, from the plan made first */
+} fcl_train_result;
+
+/* Trains. Before any allocation the training episode is planned against the device's memory;
+ * a configuration that does not fit is refused (FEWCL_ERR_OUT_OF_MEMORY). A non-finite loss
+ * stops the run (FEWCL_ERR_NUMERIC, naming the epoch and episode) with the last checkpoint
+ * intact; a stop request returns FEWCL_ERR_INTERRUPTED after writing a checkpoint. */
+fewcl_status fcl_train(fewcl_context *ctx, const fcl_train_options *o, fcl_train_result *r);
+
+typedef struct fcl_eval_options {
+    const fcl_dataset *data;
+    int episodes;
+    uint64_t seed;
+    fcl_data_options io;
+    fcl_progress_fn progress;
+    void *user;
+    volatile sig_atomic_t *stop;
+} fcl_eval_options;
+
+typedef struct fcl_eval_result {
+    double accuracy, ci95; /* %: mean and 1.96·σ/√N over episodes (population σ) */
+    int episodes;
+    double seconds;
+    double images_per_s; /* loader throughput per worker-second */
+} fcl_eval_result;
+
+/* Evaluation-mode accuracy of m over o->episodes episodes of m->cfg's shape. */
+fewcl_status fcl_evaluate(fewcl_context *ctx, fcl_model *m, const fcl_eval_options *o,
+                          fcl_eval_result *r);
+
+/* mean ± 1.96·σ/√n (population σ) of n accuracies. */
+void fcl_mean_ci95(const double *acc, int n, double *mean, double *ci95);
+
+#endif

@@ -1,0 +1,381 @@
+/* Training and evaluation (lib/train): checkpoints round-trip exactly (weights, BatchNorm
+ * buffers, AdamW moments and step, config); a run stopped mid-epoch (stop request) or killed
+ * (SIGKILL, through the fewcl tool) and resumed ends with exactly the metrics and weights of an
+ * uninterrupted run; the accuracy interval; the refusals (existing run, nothing to resume,
+ * over the memory limit, non-finite loss) with messages that say what to do.
+ * Model: conv4 at 16x16 (features 64, projection to 32), 3-way 2-shot 2-query, on a small
+ * rendered glyph dataset: episodes take milliseconds. Exact equality is expected where
+ * claimed: the same kernels on the same data in the same order give the same bits. */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "data/demo.h"
+#include "harness.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
+
+static char g_dir[64];
+static fcl_dataset *g_base, *g_val;
+
+static fcl_model_config small_config(void) {
+    fcl_model_config c = fcl_config_default();
+    c.image_size = 16;
+    c.n_way = 3, c.k_shot = 2, c.n_query = 2;
+    c.reduced_dim = 32, c.heads = 2, c.dim_head = 8, c.mlp_dim = 16;
+    return c;
+}
+
+#define SMALL_FLAGS                                                                                \
+    "--image-size 16 --n-way 3 --k-shot 2 --n-query 2 --reduced-dim 32 --heads 2 --dim-head 8 "    \
+    "--mlp-dim 16"
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(g_dir, sizeof g_dir, "/tmp/fewcl-train-XXXXXX");
+    if (!mkdtemp(g_dir)) return -1;
+    fcl_demo_options o = {
+        .out_dir = g_dir, .images_per_class = 6, .size = 16, .min_faces = 8, .seed = 5};
+    fcl_demo_summary s;
+    char path[128];
+    if (fcl_demo_render(&o, &s) != FEWCL_OK) return -1;
+    snprintf(path, sizeof path, "%s/base.json", g_dir);
+    if (fcl_dataset_load_json(path, NULL, &g_base) != FEWCL_OK) return -1;
+    snprintf(path, sizeof path, "%s/val.json", g_dir);
+    return fcl_dataset_load_json(path, NULL, &g_val) == FEWCL_OK ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    fcl_dataset_free(g_base);
+    fcl_dataset_free(g_val);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    return system(cmd) == 0 ? th_teardown(state) : -1;
+}
+
+static fcl_train_options options(const char *run) {
+    static char dir[256];
+    snprintf(dir, sizeof dir, "%s/%s", g_dir, run);
+    return (fcl_train_options){.cfg = small_config(),
+                               .train = g_base,
+                               .val = g_val,
+                               .run_dir = dir,
+                               .epochs = 2,
+                               .episodes = 4,
+                               .val_episodes = 3,
+                               .adam = fcl_adamw_defaults(),
+                               .seed = 7,
+                               .augment = 1,
+                               .data = {.workers = 1, .cache_bytes = 1 << 20}};
+}
+
+static void test_mean_ci95(void **state) {
+    (void)state;
+    double acc[] = {50, 100}, mean, ci;
+    fcl_mean_ci95(acc, 2, &mean, &ci);
+    /* population σ = 25: 1.96·25/√2 */
+    assert_float_equal(mean, 75, 1e-12);
+    assert_float_equal(ci, 1.96 * 25 / sqrt(2.0), 1e-12);
+}
+
+/* Every tensor of two safetensors files with the same keys is bitwise equal. */
+static void assert_same_tensors(const char *a_path, const char *b_path) {
+    fcl_safetensors *a, *b;
+    TH_OK(fcl_st_load(a_path, &a));
+    TH_OK(fcl_st_load(b_path, &b));
+    assert_int_equal(a->n, b->n);
+    for (int i = 0; i < a->n; i++) {
+        const fcl_st_tensor *ta = &a->tensors[i], *tb = fcl_st_find(b, ta->name);
+        assert_non_null(tb);
+        assert_int_equal(ta->end - ta->begin, tb->end - tb->begin);
+        if (memcmp(a->data + ta->begin, b->data + tb->begin, ta->end - ta->begin) != 0)
+            fail_msg("%s differs between %s and %s", ta->name, a_path, b_path);
+    }
+    fcl_st_free(a);
+    fcl_st_free(b);
+}
+
+static void test_checkpoint_roundtrip(void **state) {
+    (void)state;
+    fewcl_context *ctx = th_ctx();
+    fcl_model_config c = small_config();
+    fcl_model *m, *back;
+    TH_OK(fcl_model_create(ctx, &c, 3, &m));
+    int shape[4] = {c.n_way * (c.k_shot + c.n_query), 3, 16, 16};
+    fcl_tensor x = {0};
+    float *host = malloc((size_t)shape[0] * 3 * 16 * 16 * sizeof *host);
+    th_random(host, (size_t)shape[0] * 3 * 16 * 16, 11, -1, 1);
+    th_upload(&x, 4, shape, host);
+    fcl_adamw_config adam = fcl_adamw_defaults();
+    fcl_step_result r;
+    for (int i = 0; i < 2; i++)
+        TH_OK(fcl_train_step(ctx, m, &x, &adam, &r));
+    assert_true(isfinite(r.loss) && r.queries == 6);
+    char path[128], again[128];
+    snprintf(path, sizeof path, "%s/ckpt.safetensors", g_dir);
+    snprintf(again, sizeof again, "%s/ckpt2.safetensors", g_dir);
+    TH_OK(fcl_checkpoint_save(ctx, m, 1, "{\"note\":1}", path));
+    fcl_safetensors *st;
+    TH_OK(fcl_st_load(path, &st));
+    fcl_model_config saved;
+    int found = 0;
+    TH_OK(fcl_checkpoint_config(st, &saved, &found));
+    assert_true(found);
+    char diff[256];
+    assert_int_equal(fcl_config_architecture_diff(&saved, &c, diff, sizeof diff), 0);
+    assert_int_equal(saved.n_query, c.n_query);
+    char *training = fcl_checkpoint_training(st);
+    assert_string_equal(training, "{\"note\":1}");
+    free(training);
+    /* A different seed, so equality below comes from the load. */
+    TH_OK(fcl_model_create(ctx, &c, 99, &back));
+    TH_OK(fcl_checkpoint_load(ctx, back, st, 1));
+    assert_int_equal(back->params.step, 2);
+    TH_OK(fcl_checkpoint_save(ctx, back, 1, "{\"note\":1}", again));
+    assert_same_tensors(path, again);
+    /* One more step from both gives the same weights: moments and step were restored. */
+    TH_OK(fcl_train_step(ctx, m, &x, &adam, &r));
+    TH_OK(fcl_train_step(ctx, back, &x, &adam, &r));
+    TH_OK(fcl_checkpoint_save(ctx, m, 1, NULL, path));
+    TH_OK(fcl_checkpoint_save(ctx, back, 1, NULL, again));
+    assert_same_tensors(path, again);
+    /* A weights file is not a training checkpoint. */
+    fcl_st_free(st);
+    TH_OK(fcl_checkpoint_save(ctx, m, 0, NULL, path));
+    fcl_model_destroy(ctx, back);
+    TH_OK(fcl_model_create(ctx, &c, 99, &back));
+    TH_OK(fcl_st_load(path, &st));
+    strcpy(st->metadata, "{}"); /* as in a file exported from PyTorch */
+    assert_int_equal(fcl_checkpoint_load(ctx, back, st, 1), FEWCL_ERR_FORMAT);
+    assert_non_null(strstr(fewcl_last_error(), "not a training checkpoint"));
+    fcl_st_free(st);
+    fcl_model_destroy(ctx, back);
+    fcl_model_destroy(ctx, m);
+    th_free(&x);
+    free(host);
+}
+
+static void read_file(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = 0;
+    fclose(f);
+}
+
+/* The metrics a resumed run must reproduce: every CSV column up to val_ci95 (the rest are
+ * timings and memory). */
+static void csv_metrics(const char *path, char *out, size_t cap) {
+    char text[8192];
+    read_file(path, text, sizeof text);
+    out[0] = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        char *p = line;
+        for (int comma = 0; *p && comma < 8; p++)
+            comma += *p == ',';
+        strncat(out, line, (size_t)(p - line));
+        strncat(out, "\n", cap - strlen(out) - 1);
+    }
+}
+
+static struct {
+    int epoch;
+    long done;
+    volatile sig_atomic_t flag;
+} g_stop_at;
+
+static void stop_when(void *user, const fcl_progress *p) {
+    (void)user;
+    if (!strcmp(p->phase, "train") && p->epoch == g_stop_at.epoch && p->done == g_stop_at.done)
+        g_stop_at.flag = 1;
+}
+
+static void test_resume_after_stop(void **state) {
+    (void)state;
+    fewcl_context *ctx = th_ctx();
+    fcl_train_result whole, part;
+    fcl_train_options a = options("whole");
+    TH_OK(fcl_train(ctx, &a, &whole));
+    assert_int_equal(whole.epochs_done, 2);
+    assert_true(whole.last.train_acc >= 0 && !isnan(whole.last.val_acc));
+    char a_dir[256], a_csv[300], b_csv[300], a_last[300], b_last[300], ma[4096], mb[4096];
+    snprintf(a_dir, sizeof a_dir, "%s", a.run_dir);
+
+    /* Stop after episode 3 of epoch 2 (mid-epoch), then resume. */
+    fcl_train_options b = options("stopped");
+    g_stop_at.epoch = 2, g_stop_at.done = 3, g_stop_at.flag = 0;
+    b.progress = stop_when;
+    b.stop = &g_stop_at.flag;
+    assert_int_equal(fcl_train(ctx, &b, &part), FEWCL_ERR_INTERRUPTED);
+    assert_non_null(strstr(fewcl_last_error(), "--resume"));
+    g_stop_at.flag = 0, g_stop_at.epoch = 0;
+    b.resume = 1;
+    TH_OK(fcl_train(ctx, &b, &part));
+    assert_int_equal(part.epochs_done, 2);
+    snprintf(a_csv, sizeof a_csv, "%s/metrics.csv", a_dir);
+    snprintf(b_csv, sizeof b_csv, "%s/metrics.csv", b.run_dir);
+    csv_metrics(a_csv, ma, sizeof ma);
+    csv_metrics(b_csv, mb, sizeof mb);
+    assert_string_equal(ma, mb);
+    snprintf(a_last, sizeof a_last, "%s/best.safetensors", a_dir);
+    snprintf(b_last, sizeof b_last, "%s/best.safetensors", b.run_dir);
+    assert_same_tensors(a_last, b_last);
+    snprintf(a_last, sizeof a_last, "%s/last.safetensors", a_dir);
+    snprintf(b_last, sizeof b_last, "%s/last.safetensors", b.run_dir);
+    assert_same_tensors(a_last, b_last);
+
+    /* Training longer continues from the finished run; a second fresh run into the same
+     * folder is refused and changes nothing. */
+    b.epochs = 3;
+    TH_OK(fcl_train(ctx, &b, &part));
+    assert_int_equal(part.epochs_done, 3);
+    b.resume = 0;
+    assert_int_equal(fcl_train(ctx, &b, &part), FEWCL_ERR_ARGUMENT);
+    assert_non_null(strstr(fewcl_last_error(), "--resume"));
+    /* Resuming with other flags is refused, naming them. */
+    b.resume = 1, b.cfg.k_shot = 3;
+    assert_int_equal(fcl_train(ctx, &b, &part), FEWCL_ERR_ARGUMENT);
+    assert_non_null(strstr(fewcl_last_error(), "3-way 2-shot"));
+
+    fcl_train_options c = options("never-ran");
+    c.resume = 1;
+    assert_int_equal(fcl_train(ctx, &c, &part), FEWCL_ERR_ARGUMENT);
+    assert_non_null(strstr(fewcl_last_error(), "nothing to resume"));
+}
+
+static void test_evaluate(void **state) {
+    (void)state;
+    fewcl_context *ctx = th_ctx();
+    fcl_model_config c = small_config();
+    fcl_model *m;
+    TH_OK(fcl_model_create(ctx, &c, 3, &m));
+    fcl_eval_options o = {.data = g_val, .episodes = 5, .seed = 2, .io = {.workers = 2}};
+    fcl_eval_result r1, r2;
+    TH_OK(fcl_evaluate(ctx, m, &o, &r1));
+    o.io.workers = 0;
+    TH_OK(fcl_evaluate(ctx, m, &o, &r2));
+    assert_int_equal(r1.episodes, 5);
+    assert_true(r1.accuracy >= 0 && r1.accuracy <= 100 && r1.ci95 >= 0);
+    assert_true(r1.accuracy == r2.accuracy && r1.ci95 == r2.ci95); /* same episodes */
+    o.episodes = 0;
+    assert_int_equal(fcl_evaluate(ctx, m, &o, &r1), FEWCL_ERR_ARGUMENT);
+    fcl_model_destroy(ctx, m);
+}
+
+/* A NaN in the initial weights makes the first loss NaN: the run stops naming the episode,
+ * with no checkpoint written over anything. */
+static void test_non_finite_loss_stops(void **state) {
+    (void)state;
+    fewcl_context *ctx = th_ctx();
+    fcl_model_config c = small_config();
+    fcl_model *m;
+    TH_OK(fcl_model_create(ctx, &c, 3, &m));
+    fcl_param *p = fcl_params_find(&m->params, "proto_weight");
+    assert_non_null(p);
+    float *w = th_download(&p->value);
+    w[0] = NAN;
+    TH_OK(fcl_tensor_upload(ctx, &p->value, w));
+    free(w);
+    char path[128];
+    snprintf(path, sizeof path, "%s/nan.safetensors", g_dir);
+    TH_OK(fcl_checkpoint_save(ctx, m, 0, NULL, path));
+    fcl_model_destroy(ctx, m);
+    fcl_train_options o = options("nan");
+    o.init_weights = path;
+    fcl_train_result r;
+    assert_int_equal(fcl_train(ctx, &o, &r), FEWCL_ERR_NUMERIC);
+    assert_non_null(strstr(fewcl_last_error(), "epoch 1, episode 1"));
+    char last[300];
+    snprintf(last, sizeof last, "%s/last.safetensors", o.run_dir);
+    assert_int_equal(access(last, F_OK), -1);
+}
+
+/* Over FEWCL_MEM_LIMIT the run is refused by the plan, before the run folder exists. */
+static void test_refused_by_plan(void **state) {
+    (void)state;
+    setenv("FEWCL_MEM_LIMIT", "2M", 1);
+    fewcl_context *ctx;
+    fewcl_status s = fewcl_context_create(getenv("FEWCL_DEVICE"), &ctx);
+    unsetenv("FEWCL_MEM_LIMIT");
+    TH_OK(s);
+    fcl_train_options o = options("too-big");
+    fcl_train_result r;
+    assert_int_equal(fcl_train(ctx, &o, &r), FEWCL_ERR_OUT_OF_MEMORY);
+    assert_non_null(strstr(fewcl_last_error(), "fewcl plan --fit"));
+    assert_int_equal(access(o.run_dir, F_OK), -1);
+    fewcl_context_destroy(ctx);
+}
+
+static int run(const char *cmd) {
+    int status = system(cmd);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The tool killed with SIGKILL right after its first checkpoint (during epoch 2), then
+ * resumed, ends with the metrics of an uninterrupted run. */
+static void test_sigkill_and_resume(void **state) {
+    (void)state;
+    char common[1024], cmd[2048], a_csv[300], b_csv[300], last[300], ma[4096], mb[4096];
+    snprintf(common, sizeof common,
+             "--train-list %s/base.json --val-list %s/val.json --epochs 3 --episodes 6 "
+             "--val-episodes 2 --seed 4 --workers 1 --quiet " SMALL_FLAGS,
+             g_dir, g_dir);
+    snprintf(cmd, sizeof cmd, "'%s' train --run-dir %s/cli-whole %s > /dev/null", FEWCL_BIN, g_dir,
+             common);
+    assert_int_equal(run(cmd), 0);
+    snprintf(last, sizeof last, "%s/cli-killed/last.safetensors", g_dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        snprintf(cmd, sizeof cmd, "exec '%s' train --run-dir %s/cli-killed %s > /dev/null",
+                 FEWCL_BIN, g_dir, common);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    while (access(last, F_OK) != 0) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) fail_msg("training ended before the kill");
+        usleep(2000);
+    }
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    snprintf(cmd, sizeof cmd, "'%s' train --run-dir %s/cli-killed --resume %s > /dev/null",
+             FEWCL_BIN, g_dir, common);
+    assert_int_equal(run(cmd), 0);
+    snprintf(a_csv, sizeof a_csv, "%s/cli-whole/metrics.csv", g_dir);
+    snprintf(b_csv, sizeof b_csv, "%s/cli-killed/metrics.csv", g_dir);
+    csv_metrics(a_csv, ma, sizeof ma);
+    csv_metrics(b_csv, mb, sizeof mb);
+    assert_string_equal(ma, mb);
+    /* The test command reads the config from the checkpoint and refuses contradicting flags. */
+    snprintf(cmd, sizeof cmd,
+             "'%s' test --weights %s/cli-whole/best.safetensors --test-list %s/novel.json "
+             "--episodes 4 --n-way 3 --k-shot 2 --n-query 2 --quiet > /dev/null",
+             FEWCL_BIN, g_dir, g_dir);
+    assert_int_equal(run(cmd), 0);
+    snprintf(cmd, sizeof cmd,
+             "'%s' test --weights %s/cli-whole/best.safetensors --test-list %s/novel.json "
+             "--n-way 3 --k-shot 2 --n-query 2 --reduced-dim 64 2> /dev/null",
+             FEWCL_BIN, g_dir, g_dir);
+    assert_int_equal(run(cmd), 2);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mean_ci95),
+        cmocka_unit_test(test_checkpoint_roundtrip),
+        cmocka_unit_test(test_evaluate),
+        cmocka_unit_test(test_resume_after_stop),
+        cmocka_unit_test(test_non_finite_loss_stops),
+        cmocka_unit_test(test_refused_by_plan),
+        cmocka_unit_test(test_sigkill_and_resume),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
