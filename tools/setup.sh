@@ -12,6 +12,7 @@ packages=(
   fonts-dejavu-core fonts-dejavu-extra
   oclgrind
   clang libclang-rt-14-dev
+  python3
 )
 if [ "${FEWCL_WITH_TORCH:-0}" = 1 ]; then
   packages+=(python3-torch python3-torchvision)
