@@ -367,6 +367,46 @@ static void test_sigkill_and_resume(void **state) {
     assert_int_equal(run(cmd), 2);
 }
 
+/* Ctrl-C (SIGINT) once the run has started: the tool finishes the episode, saves a
+ * checkpoint, says how to resume and exits 1; resuming ends like an uninterrupted run. */
+static void test_sigint_saves_and_resumes(void **state) {
+    (void)state;
+    char common[1024], cmd[2048], config[300], err[300], text[4096], a_csv[300], b_csv[300];
+    char ma[4096], mb[4096];
+    snprintf(common, sizeof common,
+             "--train-list %s/base.json --val-list %s/val.json --epochs 3 --episodes 6 "
+             "--val-episodes 2 --seed 4 --workers 1 --quiet " SMALL_FLAGS,
+             g_dir, g_dir);
+    snprintf(config, sizeof config, "%s/cli-int/config.json", g_dir);
+    snprintf(err, sizeof err, "%s/cli-int.err", g_dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        snprintf(cmd, sizeof cmd, "exec '%s' train --run-dir %s/cli-int %s > /dev/null 2> %s",
+                 FEWCL_BIN, g_dir, common, err);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    while (access(config, F_OK) != 0) /* written once the plan has passed */
+        usleep(1000);
+    kill(pid, SIGINT);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    read_file(err, text, sizeof text);
+    assert_non_null(strstr(text, "interrupted"));
+    assert_non_null(strstr(text, "--resume"));
+    snprintf(cmd, sizeof cmd, "'%s' train --run-dir %s/cli-int --resume %s > /dev/null", FEWCL_BIN,
+             g_dir, common);
+    assert_int_equal(run(cmd), 0);
+    snprintf(a_csv, sizeof a_csv, "%s/cli-whole/metrics.csv", g_dir);
+    snprintf(b_csv, sizeof b_csv, "%s/cli-int/metrics.csv", g_dir);
+    csv_metrics(a_csv, ma, sizeof ma);
+    csv_metrics(b_csv, mb, sizeof mb);
+    assert_string_equal(ma, mb);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mean_ci95),
@@ -376,6 +416,7 @@ int main(void) {
         cmocka_unit_test(test_non_finite_loss_stops),
         cmocka_unit_test(test_refused_by_plan),
         cmocka_unit_test(test_sigkill_and_resume),
+        cmocka_unit_test(test_sigint_saves_and_resumes), /* after: uses cli-whole */
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -40,9 +40,10 @@ static void on_epoch(void *user, const fcl_epoch_metrics *m) {
     if (!isnan(m->val_acc))
         snprintf(val, sizeof val, " val %.2f%% ± %.2f%%", m->val_acc, m->val_ci95);
     printf("epoch %3d/%d  loss %.4f (ce %.4f var %.4f cov %.4f)  train %.2f%%%s  %.2f ep/s  "
-           "%.0f s  device peak %s\n",
+           "(loader %.0f img/s)  %.0f s  device peak %s\n",
            m->epoch, j->opt.epochs, m->loss, m->loss_ce, m->loss_var, m->loss_cov, m->train_acc,
-           val, m->episodes_per_s, m->seconds, cli_bytes(m->device_peak, mem, sizeof mem));
+           val, m->episodes_per_s, m->images_per_s, m->seconds,
+           cli_bytes(m->device_peak, mem, sizeof mem));
     fflush(stdout);
 }
 
@@ -104,6 +105,7 @@ static fewcl_status run_test(fewcl_context *ctx, train_job *j, const fcl_dataset
 int train_job_run(train_job *j, const char *device, const data_flags *data) {
     fcl_dataset *sets[SPLITS] = {0};
     fewcl_context *ctx = NULL;
+    install_stop_handler();
     fewcl_status s = data_open_split(data, SPLIT_BASE, &sets[SPLIT_BASE]);
     if (s == FEWCL_OK && data_has_split(data, SPLIT_VAL))
         s = data_open_split(data, SPLIT_VAL, &sets[SPLIT_VAL]);
@@ -113,7 +115,6 @@ int train_job_run(train_job *j, const char *device, const data_flags *data) {
     int code = 0;
     if (s == FEWCL_OK) {
         progress_init(&j->progress, j->quiet || j->json);
-        install_stop_handler();
         j->opt.train = sets[SPLIT_BASE];
         j->opt.val = j->opt.val_episodes ? sets[SPLIT_VAL] : NULL;
         j->opt.progress = on_progress;

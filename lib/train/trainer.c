@@ -530,6 +530,11 @@ fewcl_status fcl_train(fewcl_context *ctx, const fcl_train_options *o, fcl_train
         fcl_arena_reset_peak(ctx->arena);
         s = train_epoch(&t, epoch, &seconds, &ran);
         if (s == FEWCL_OK) s = end_epoch(&t, epoch, seconds, ran, start);
+        if (s == FEWCL_OK && o->stop && *o->stop && epoch + 1 < o->epochs)
+            s = fcl_fail(FEWCL_ERR_INTERRUPTED,
+                         "stopped after epoch %d; saved %s — continue with the same command and "
+                         "--resume",
+                         epoch + 1, t.last_path);
     }
     if (s == FEWCL_OK) {
         r->epochs_done = t.st.epoch;
