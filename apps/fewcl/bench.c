@@ -1,6 +1,6 @@
 /* `fewcl bench`: times kernels on one device (median of repeats, after a warm-up) and checks
- * each result once against a double-precision computation on the host. Later issues add the
- * whole training episode; today it covers the GEMM, linear and elementwise families. */
+ * each result once against a double-precision computation on the host; `--model` times the
+ * whole model instead (bench_model.c). */
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <math.h>
@@ -131,6 +131,8 @@ int cmd_bench(int argc, char **argv) {
         {"device", required_argument, 0, 'd'}, {"repeat", required_argument, 0, 'r'},
         {"quick", no_argument, 0, 'q'},        {"json", no_argument, 0, 'j'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--model")) return cmd_bench_model(argc, argv);
     const char *device = NULL;
     int repeat = 5, quick = 0, json = 0, c;
     while ((c = getopt_long(argc, argv, "d:r:qh", opts, NULL)) != -1) {
@@ -140,7 +142,8 @@ int cmd_bench(int argc, char **argv) {
         case 'q': quick = 1; break;
         case 'j': json = 1; break;
         case 'h':
-            printf("usage: fewcl bench [--device D] [--repeat N] [--quick] [--json]\n\n"
+            printf("usage: fewcl bench [--device D] [--repeat N] [--quick] [--json]\n"
+                   "       fewcl bench --model [model flags] (fewcl bench --model --help)\n\n"
                    "Times each kernel case (median of N runs after one warm-up, default 5),\n"
                    "prints seconds, GFLOP/s or GB/s, and the normalised error against a\n"
                    "double-precision host computation. --quick skips the large cases.\n");

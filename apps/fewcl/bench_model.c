@@ -1,0 +1,189 @@
+/* `fewcl bench --model`: the whole model on one episode — evaluation forward, training step
+ * (forward, backward, AdamW) — median of N after a warm-up, then one profiled training step
+ * broken down per kernel from OpenCL events (SPEC §11), so the gap to PyTorch is visible. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "model_flags.h"
+#include "train/step.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int cmp_kernel_time(const void *a, const void *b) {
+    const fcl_kernel_entry *x = *(fcl_kernel_entry *const *)a, *y = *(fcl_kernel_entry *const *)b;
+    return (x->profile_ms < y->profile_ms) - (x->profile_ms > y->profile_ms);
+}
+
+enum { OPT_MODEL = 1, OPT_DEVICE, OPT_REPEAT, OPT_JSON, OPT_HELP };
+
+/* Median seconds of `repeat` runs of one phase (training or evaluation), after one warm-up. */
+static fewcl_status time_phase(fewcl_context *ctx, fcl_model *m, const fcl_tensor *x, int train,
+                               int repeat, double *median) {
+    fcl_adamw_config adam = fcl_adamw_defaults();
+    double *t = malloc((size_t)repeat * sizeof *t);
+    if (!t) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "timings");
+    fewcl_status s = FEWCL_OK;
+    for (int r = -1; r < repeat && s == FEWCL_OK; r++) {
+        fcl_step_result res;
+        double t0 = now_s();
+        s = train ? fcl_train_step(ctx, m, x, &adam, &res) : fcl_eval_step(ctx, m, x, &res);
+        if (s == FEWCL_OK) s = fewcl_finish(ctx);
+        if (r >= 0) t[r] = now_s() - t0;
+    }
+    if (s == FEWCL_OK) {
+        qsort(t, (size_t)repeat, sizeof *t, cmp_double);
+        *median = t[repeat / 2];
+    }
+    free(t);
+    return s;
+}
+
+/* One profiled training step: per-kernel device time (launches wait for their events, so
+ * the step itself runs slower; the shares are what matter). */
+static fewcl_status profile_step(fewcl_context *ctx, fcl_model *m, const fcl_tensor *x, int json,
+                                 cJSON *out, double *wall) {
+    for (int i = 0; i < ctx->n_kernels; i++)
+        ctx->kernels[i].profile_ms = 0, ctx->kernels[i].launches = 0;
+    fewcl_context_set_profiling(ctx, 1);
+    fcl_adamw_config adam = fcl_adamw_defaults();
+    fcl_step_result res;
+    double t0 = now_s();
+    fewcl_status s = fcl_train_step(ctx, m, x, &adam, &res);
+    if (s == FEWCL_OK) s = fewcl_finish(ctx);
+    *wall = now_s() - t0;
+    fewcl_context_set_profiling(ctx, 0);
+    FCL_TRY(s);
+    fcl_kernel_entry *order[FCL_MAX_KERNELS];
+    double total = 0;
+    int n = 0;
+    for (int i = 0; i < ctx->n_kernels; i++)
+        if (ctx->kernels[i].launches)
+            order[n++] = &ctx->kernels[i], total += ctx->kernels[i].profile_ms;
+    qsort(order, (size_t)n, sizeof *order, cmp_kernel_time);
+    if (!json)
+        printf("\nprofiled training step: %.1f ms wall, %.1f ms in fewcl kernels (%.0f%%); the "
+               "rest is GEMMs (CLBlast or host BLAS), transfers and host work\n%-28s %10s %8s "
+               "%8s\n",
+               *wall * 1e3, total, 100 * total / (*wall * 1e3), "kernel", "ms", "share",
+               "launches");
+    for (int i = 0; i < n; i++) {
+        const fcl_kernel_entry *k = order[i];
+        if (json) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "kernel", k->name);
+            cJSON_AddNumberToObject(o, "ms", k->profile_ms);
+            cJSON_AddNumberToObject(o, "launches", (double)k->launches);
+            cJSON_AddItemToArray(out, o);
+        } else if (i < 20) {
+            printf("%-28s %10.2f %7.1f%% %8ld\n", k->name, k->profile_ms,
+                   100 * k->profile_ms / (*wall * 1e3), k->launches);
+        }
+    }
+    return FEWCL_OK;
+}
+
+int cmd_bench_model(int argc, char **argv) {
+    static const struct option opts[] = {{"model", no_argument, 0, OPT_MODEL},
+                                         {"device", required_argument, 0, OPT_DEVICE},
+                                         {"repeat", required_argument, 0, OPT_REPEAT},
+                                         {"json", no_argument, 0, OPT_JSON},
+                                         {"help", no_argument, 0, OPT_HELP},
+                                         MODEL_FLAG_OPTIONS,
+                                         {0, 0, 0, 0}};
+    fcl_model_config cfg = fcl_config_default();
+    const char *device = NULL;
+    int repeat = 5, json = 0, c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int r = model_flag(c, optarg, &cfg, "bench");
+        if (r < 0) return EXIT_USAGE;
+        if (r > 0) continue;
+        switch (c) {
+        case OPT_MODEL: break;
+        case OPT_DEVICE: device = optarg; break;
+        case OPT_REPEAT:
+            repeat = atoi(optarg);
+            if (repeat < 1 || repeat > 1000) {
+                fprintf(stderr, "fewcl bench: --repeat must be 1..1000\n");
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_JSON: json = 1; break;
+        case OPT_HELP:
+            printf("usage: fewcl bench --model [--repeat N] [--device D] [--json] [model "
+                   "flags]\n\nTimes one episode of the model (random input): the evaluation "
+                   "forward and the\ntraining step (forward, backward, AdamW), median of N (5) "
+                   "after a warm-up,\nthen profiles one training step per "
+                   "kernel.\n\n" MODEL_FLAG_HELP);
+            return 0;
+        default: return EXIT_USAGE;
+        }
+    }
+    if (optind < argc || fcl_config_validate(&cfg) != FEWCL_OK) {
+        fprintf(stderr, "fewcl bench: %s\n",
+                optind < argc ? "unexpected argument" : fewcl_last_error());
+        return EXIT_USAGE;
+    }
+    fewcl_context *ctx;
+    fewcl_status s = fewcl_context_create(device, &ctx);
+    if (s != FEWCL_OK) return cli_fail("bench", s);
+    fcl_model *m = NULL;
+    fcl_tensor x = {0};
+    int shape[4] = {cfg.n_way * (cfg.k_shot + cfg.n_query), 3, cfg.image_size, cfg.image_size};
+    float *host = NULL;
+    double eval_s = 0, train_s = 0, wall = 0;
+    cJSON *kernels = cJSON_CreateArray();
+    s = fcl_model_create(ctx, &cfg, 1, &m);
+    if (s == FEWCL_OK) s = fcl_tensor_alloc(ctx, &x, FCL_MEM_ACTIVATION, 4, shape);
+    if (s == FEWCL_OK && !(host = malloc(x.numel * sizeof *host)))
+        s = fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "episode");
+    if (s == FEWCL_OK) {
+        for (size_t i = 0; i < x.numel; i++)
+            host[i] = fcl_pattern_value(7, i, 1.0f);
+        s = fcl_tensor_upload(ctx, &x, host);
+    }
+    if (s == FEWCL_OK && !json)
+        printf("device: %s (%s)\nmodel: %s %dx%d %s %s, %d-way %d-shot %d-query (%d images), "
+               "median of %d\n",
+               ctx->info.name, ctx->info.platform, fcl_backbone_name(cfg.backbone), cfg.image_size,
+               cfg.image_size, fcl_method_name(cfg.method), fcl_variant_name(cfg.variant),
+               cfg.n_way, cfg.k_shot, cfg.n_query, shape[0], repeat);
+    if (s == FEWCL_OK) s = time_phase(ctx, m, &x, 0, repeat, &eval_s);
+    if (s == FEWCL_OK && !json) printf("evaluation forward   %9.4f s\n", eval_s), fflush(stdout);
+    if (s == FEWCL_OK) s = time_phase(ctx, m, &x, 1, repeat, &train_s);
+    if (s == FEWCL_OK && !json) printf("training step        %9.4f s\n", train_s), fflush(stdout);
+    if (s == FEWCL_OK) s = profile_step(ctx, m, &x, json, kernels, &wall);
+    if (s == FEWCL_OK && json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "device", ctx->info.name);
+        cJSON_AddNumberToObject(o, "eval_forward_s", eval_s);
+        cJSON_AddNumberToObject(o, "train_step_s", train_s);
+        cJSON_AddNumberToObject(o, "profiled_step_s", wall);
+        cJSON_AddItemToObject(o, "kernels", kernels);
+        kernels = NULL;
+        char *text = cJSON_PrintUnformatted(o);
+        if (text) puts(text);
+        free(text);
+        cJSON_Delete(o);
+    }
+    cJSON_Delete(kernels);
+    free(host);
+    if (x.numel) fcl_tensor_free(ctx, &x);
+    fcl_model_destroy(ctx, m);
+    int rc = s == FEWCL_OK ? 0 : cli_fail("bench", s);
+    fewcl_context_destroy(ctx);
+    return rc;
+}
