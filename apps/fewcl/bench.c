@@ -156,8 +156,9 @@ int cmd_bench(int argc, char **argv) {
         return EXIT_USAGE;
     }
     fewcl_context *ctx;
-    fewcl_status s = fewcl_context_create(device, &ctx);
-    if (s != FEWCL_OK) return cli_fail("bench", s);
+    int rc_open = cli_open_device("bench", device, &ctx);
+    if (rc_open) return rc_open;
+    fewcl_status s;
     if (!json)
         printf("device: %s (%s)\n%-46s %12s %12s %12s\n", ctx->info.name, ctx->info.platform,
                "case", "median s", "rate", "norm. error");

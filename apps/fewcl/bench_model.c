@@ -138,8 +138,9 @@ int cmd_bench_model(int argc, char **argv) {
         return EXIT_USAGE;
     }
     fewcl_context *ctx;
-    fewcl_status s = fewcl_context_create(device, &ctx);
-    if (s != FEWCL_OK) return cli_fail("bench", s);
+    int rc_open = cli_open_device("bench", device, &ctx);
+    if (rc_open) return rc_open;
+    fewcl_status s;
     fcl_model *m = NULL;
     fcl_tensor x = {0};
     int shape[4] = {cfg.n_way * (cfg.k_shot + cfg.n_query), 3, cfg.image_size, cfg.image_size};

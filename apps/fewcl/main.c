@@ -1,5 +1,6 @@
 /* `fewcl`: dispatch to one file per subcommand. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -32,6 +33,16 @@ static void usage(FILE *f) {
 int cli_fail(const char *cmd, fewcl_status s) {
     fprintf(stderr, "fewcl %s: %s: %s\n", cmd, fewcl_status_name(s), fewcl_last_error());
     return EXIT_RUNTIME;
+}
+
+int cli_open_device(const char *cmd, const char *device, fewcl_context **ctx) {
+    fewcl_status s = fewcl_context_create(device, ctx);
+    if (s == FEWCL_OK) return 0;
+    const char *env = getenv("FEWCL_DEVICE");
+    int chosen = (device && *device) || (env && *env);
+    fprintf(stderr, "fewcl %s: %s: %s\n", cmd, fewcl_status_name(s), fewcl_last_error());
+    /* A device name that matches nothing is a bad argument; no device at all is not. */
+    return s == FEWCL_ERR_NO_DEVICE && chosen ? EXIT_USAGE : EXIT_RUNTIME;
 }
 
 const char *cli_bytes(double bytes, char *buf, int cap) {

@@ -47,8 +47,9 @@ int cmd_plan(int argc, char **argv) {
         return EXIT_USAGE;
     }
     fewcl_context *ctx;
-    fewcl_status s = fewcl_context_create(device, &ctx);
-    if (s != FEWCL_OK) return cli_fail("plan", s);
+    int rc_open = cli_open_device("plan", device, &ctx);
+    if (rc_open) return rc_open;
+    fewcl_status s;
     const char *limit_env = getenv("FEWCL_MEM_LIMIT");
     size_t limit = 0;
     if (limit_env && *limit_env) fcl_parse_bytes(limit_env, &limit); /* validated by the context */

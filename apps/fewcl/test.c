@@ -161,8 +161,9 @@ int cmd_test(int argc, char **argv) {
     progress_state ps;
     progress_init(&ps, quiet || json);
     install_stop_handler();
+    int rc_open = cli_open_device("test", device, &ctx);
+    if (rc_open) return rc_open;
     s = data_open_split(&data, split, &ds);
-    if (s == FEWCL_OK) s = fewcl_context_create(device, &ctx);
     if (s == FEWCL_OK) s = open_trained_model(ctx, weights, &cfg, &m);
     if (s == FEWCL_OK) {
         fcl_eval_options eo = {.data = ds,

@@ -106,12 +106,13 @@ int train_job_run(train_job *j, const char *device, const data_flags *data) {
     fcl_dataset *sets[SPLITS] = {0};
     fewcl_context *ctx = NULL;
     install_stop_handler();
+    int rc_open = cli_open_device(j->cmd, device, &ctx);
+    if (rc_open) return rc_open;
     fewcl_status s = data_open_split(data, SPLIT_BASE, &sets[SPLIT_BASE]);
     if (s == FEWCL_OK && data_has_split(data, SPLIT_VAL))
         s = data_open_split(data, SPLIT_VAL, &sets[SPLIT_VAL]);
     if (s == FEWCL_OK && j->test_episodes)
         s = data_open_split(data, SPLIT_NOVEL, &sets[SPLIT_NOVEL]);
-    if (s == FEWCL_OK) s = fewcl_context_create(device, &ctx);
     int code = 0;
     if (s == FEWCL_OK) {
         progress_init(&j->progress, j->quiet || j->json);

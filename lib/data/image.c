@@ -24,12 +24,16 @@ fewcl_status fcl_image_decode(const char *label, const unsigned char *bytes, siz
                         "corrupt; use --skip-bad-images to skip such files",
                         label, stbi_failure_reason());
     if (w <= 0 || h <= 0 || w > FCL_IMAGE_MAX_SIDE || h > FCL_IMAGE_MAX_SIDE)
-        return fcl_fail(FEWCL_ERR_FORMAT, "image %s claims %dx%d pixels (1 to %d per side allowed)",
+        return fcl_fail(FEWCL_ERR_FORMAT,
+                        "image %s claims %dx%d pixels (1 to %d per side allowed); use "
+                        "--skip-bad-images to skip such files",
                         label, w, h, FCL_IMAGE_MAX_SIDE);
     out->rgb = stbi_load_from_memory(bytes, (int)len, &out->w, &out->h, &comp, 3);
     if (!out->rgb)
-        return fcl_fail(FEWCL_ERR_FORMAT, "image %s is corrupt or truncated (%s)", label,
-                        stbi_failure_reason());
+        return fcl_fail(FEWCL_ERR_FORMAT,
+                        "image %s is corrupt or truncated (%s); use --skip-bad-images to skip "
+                        "such files",
+                        label, stbi_failure_reason());
     return FEWCL_OK;
 }
 

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -18,6 +19,14 @@ static void sync_folder(const char *path) {
     close(fd);
 }
 
+/* Fault injection for tests: FEWCL_FAULT_DISK_FULL=N makes every file written here fail with
+ * ENOSPC after N bytes, as a full disk would (a file-size rlimit would also break the OpenCL
+ * compiler's own files). */
+static size_t disk_room(void) {
+    const char *env = getenv("FEWCL_FAULT_DISK_FULL");
+    return env && *env ? (size_t)strtoull(env, NULL, 10) : (size_t)-1;
+}
+
 fewcl_status fcl_atomic_write(const char *path, const void *const *pieces, const size_t *lens,
                               int n) {
     char tmp[4096];
@@ -25,8 +34,13 @@ fewcl_status fcl_atomic_write(const char *path, const void *const *pieces, const
     FILE *f = fopen(tmp, "wb");
     if (!f) return fcl_fail(FEWCL_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
     int ok = 1;
-    for (int i = 0; ok && i < n; i++)
-        ok = lens[i] == 0 || fwrite(pieces[i], 1, lens[i], f) == lens[i];
+    size_t room = disk_room();
+    for (int i = 0; ok && i < n; i++) {
+        size_t len = lens[i] < room ? lens[i] : room;
+        ok = len == 0 || fwrite(pieces[i], 1, len, f) == len;
+        room -= len;
+        if (ok && len < lens[i]) ok = 0, errno = ENOSPC;
+    }
     ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
     int e = errno;
     ok = (fclose(f) == 0) && ok;

@@ -138,7 +138,7 @@ static int mkdirs(const char *dir) {
     return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
-/* Writes a cache entry atomically. Failure only costs a rebuild next time, so it is silent. */
+/* Writes a cache entry atomically; -1 with errno set on failure. */
 static int cache_write(const char *dir, const char *path, const unsigned char *bin, size_t n) {
     if (mkdirs(dir) != 0) return -1;
     char tmp[700];
@@ -223,7 +223,18 @@ fewcl_status fcl_program_build(fewcl_context *ctx, const char *label, const char
     if (ctx->cache_enabled) {
         size_t n = 0;
         unsigned char *bin = program_binary(prog, &n);
-        if (bin && cache_write(ctx->cache_dir, path, bin, n) == 0) ctx->cache.stores++;
+        if (bin && cache_write(ctx->cache_dir, path, bin, n) == 0) {
+            ctx->cache.stores++;
+        } else if (bin) {
+            /* Not an error (the program is built), but every later run would compile again:
+             * say so once and stop trying for this context. */
+            fprintf(stderr,
+                    "fewcl: warning: cannot write the program cache in %s (%s); kernels will be "
+                    "compiled on every run. Set FEWCL_CACHE_DIR to a writable folder (or "
+                    "FEWCL_CACHE=off to silence this).\n",
+                    ctx->cache_dir, strerror(errno));
+            ctx->cache_enabled = 0;
+        }
         free(bin);
     }
     ctx->cache.build_ms += now_ms() - t0;

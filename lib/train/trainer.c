@@ -415,8 +415,10 @@ static fewcl_status train_epoch(trainer *t, int epoch, double *train_seconds, lo
         if (s != FEWCL_OK) {
             char why[2048];
             snprintf(why, sizeof why, "%s", fewcl_last_error());
-            return fcl_fail(s, "epoch %d, episode %ld: %s (the last checkpoint, %s, is intact)",
-                            epoch + 1, i + 1, why, t->last_path);
+            char kept[4300] = "no checkpoint had been written yet";
+            if (file_exists(t->last_path))
+                snprintf(kept, sizeof kept, "the last checkpoint, %s, is intact", t->last_path);
+            return fcl_fail(s, "epoch %d, episode %ld: %s (%s)", epoch + 1, i + 1, why, kept);
         }
         accumulate(&t->st, &r);
         t->st.in_epoch = i + 1;
