@@ -1,41 +1,100 @@
 /* `fewcl plan`: the device memory one episode needs, per category, found by running the real
- * schedule on a counting allocator (SPEC §8), before anything is allocated. */
+ * schedule on a counting allocator (SPEC §8), before anything is allocated; with --fit, the
+ * cheapest settings that fit. */
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 #include "model_flags.h"
 #include "plan/episode_plan.h"
+#include "plan/fit.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: fewcl plan [--eval] [--device D] [--json] [model flags]\n\n"
+    fprintf(f, "usage: fewcl plan [--eval] [--fit BYTES|device] [--device-mem BYTES]\n"
+               "                  [--max-alloc BYTES] [--device D] [--json] [model flags]\n\n"
                "Plans one training episode (model, forward, backward, AdamW step; --eval: one\n"
-               "evaluation episode) on the chosen device without allocating: peak device memory\n"
-               "per category and whether it fits (global memory, largest allocation, and\n"
-               "FEWCL_MEM_LIMIT). Exit 0 when it fits, 1 when it does not.\n\n" MODEL_FLAG_HELP);
+               "evaluation episode) on the chosen device without allocating: device memory per\n"
+               "category at the peak and each category's own peak, and whether it fits the\n"
+               "global memory (or FEWCL_MEM_LIMIT) with no buffer over the largest allocation.\n"
+               "--device-mem plans for another device of that size, whose largest allocation\n"
+               "is --max-alloc (default a quarter, NVIDIA's rule). --fit picks the cheapest\n"
+               "settings that fit BYTES (or the device): the low-rank Mahalanobis path, then\n"
+               "gradient checkpointing, then a smaller projection. Sizes: 512M, 16G, ...\n"
+               "Exit 0 when it fits (or a fit was found), 1 when not.\n\n" MODEL_FLAG_HELP);
+}
+
+enum { OPT_EVAL = 1, OPT_FIT, OPT_DEVICE_MEM, OPT_MAX_ALLOC, OPT_DEVICE, OPT_JSON, OPT_HELP };
+
+static int parse_size(const char *flag, const char *arg, size_t *out) {
+    if (fcl_parse_bytes(arg, out) == 0 && *out > 0) return 0;
+    fprintf(stderr, "fewcl plan: --%s '%s' is not a size (examples: 1073741824, 512M, 16G)\n", flag,
+            arg);
+    return -1;
+}
+
+static void print_plan(const fcl_arena_stats *st) {
+    char a[32], b[32];
+    printf("  %-12s %12s %14s\n", "category", "at peak", "own peak");
+    for (int k = 0; k < FCL_MEM_CATEGORIES; k++)
+        printf("  %-12s %12s %14s\n", fcl_mem_category_name((fcl_mem_category)k),
+               cli_bytes((double)st->by_category_at_peak[k], a, sizeof a),
+               cli_bytes((double)st->category_peak[k], b, sizeof b));
+    printf("  %-12s %12s  (planned with the real schedule; a run peaks at exactly this)\n", "peak",
+           cli_bytes((double)st->peak, a, sizeof a));
+    printf("  %-12s %12s  (whole arena chunks; this is what the budget bounds)\n", "reserved",
+           cli_bytes((double)st->peak_reserved, b, sizeof b));
+}
+
+static cJSON *plan_json(const fcl_arena_stats *st) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *at = cJSON_AddObjectToObject(o, "bytes_at_peak");
+    cJSON *own = cJSON_AddObjectToObject(o, "category_peak_bytes");
+    for (int k = 0; k < FCL_MEM_CATEGORIES; k++) {
+        const char *name = fcl_mem_category_name((fcl_mem_category)k);
+        cJSON_AddNumberToObject(at, name, (double)st->by_category_at_peak[k]);
+        cJSON_AddNumberToObject(own, name, (double)st->category_peak[k]);
+    }
+    cJSON_AddNumberToObject(o, "peak_bytes", (double)st->peak);
+    return o;
 }
 
 int cmd_plan(int argc, char **argv) {
-    static const struct option opts[] = {{"eval", no_argument, 0, 'e'},
-                                         {"device", required_argument, 0, 'd'},
-                                         {"json", no_argument, 0, 'j'},
-                                         {"help", no_argument, 0, 'h'},
+    static const struct option opts[] = {{"eval", no_argument, 0, OPT_EVAL},
+                                         {"fit", required_argument, 0, OPT_FIT},
+                                         {"device-mem", required_argument, 0, OPT_DEVICE_MEM},
+                                         {"max-alloc", required_argument, 0, OPT_MAX_ALLOC},
+                                         {"device", required_argument, 0, OPT_DEVICE},
+                                         {"json", no_argument, 0, OPT_JSON},
+                                         {"help", no_argument, 0, OPT_HELP},
                                          MODEL_FLAG_OPTIONS,
                                          {0, 0, 0, 0}};
     fcl_model_config cfg = fcl_config_default();
-    const char *device = NULL;
+    const char *device = NULL, *fit = NULL;
+    size_t device_mem = 0, max_alloc = 0, fit_bytes = 0;
     int training = 1, json = 0, c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         int r = model_flag(c, optarg, &cfg, "plan");
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
         switch (c) {
-        case 'e': training = 0; break;
-        case 'd': device = optarg; break;
-        case 'j': json = 1; break;
-        case 'h': usage(stdout); return 0;
+        case OPT_EVAL: training = 0; break;
+        case OPT_FIT:
+            fit = optarg;
+            if (strcmp(optarg, "device") != 0 && parse_size("fit", optarg, &fit_bytes))
+                return EXIT_USAGE;
+            break;
+        case OPT_DEVICE_MEM:
+            if (parse_size("device-mem", optarg, &device_mem)) return EXIT_USAGE;
+            break;
+        case OPT_MAX_ALLOC:
+            if (parse_size("max-alloc", optarg, &max_alloc)) return EXIT_USAGE;
+            break;
+        case OPT_DEVICE: device = optarg; break;
+        case OPT_JSON: json = 1; break;
+        case OPT_HELP: usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;
         }
     }
@@ -49,61 +108,92 @@ int cmd_plan(int argc, char **argv) {
     fewcl_context *ctx;
     int rc_open = cli_open_device("plan", device, &ctx);
     if (rc_open) return rc_open;
-    fewcl_status s;
+    /* The device planned for: this one, or one of --device-mem bytes. The budget: its memory,
+     * FEWCL_MEM_LIMIT, or --fit BYTES. */
+    fcl_limits target = ctx->limits;
+    if (device_mem) {
+        target.global_mem = device_mem;
+        target.max_alloc = max_alloc ? max_alloc : device_mem / 4;
+    } else if (max_alloc) {
+        target.max_alloc = max_alloc;
+    }
     const char *limit_env = getenv("FEWCL_MEM_LIMIT");
     size_t limit = 0;
-    if (limit_env && *limit_env) fcl_parse_bytes(limit_env, &limit); /* validated by the context */
-    fcl_arena_stats st;
-    s = fcl_episode_plan(ctx, &cfg, training, limit, &st);
-    int fits = s == FEWCL_OK;
-    char why[1024] = "";
-    if (!fits) snprintf(why, sizeof why, "%s", fewcl_last_error());
-    if (s != FEWCL_OK && s != FEWCL_ERR_OUT_OF_MEMORY) {
+    if (limit_env && *limit_env && !device_mem) fcl_parse_bytes(limit_env, &limit);
+    if (fit_bytes) limit = fit_bytes;
+    fcl_fit_result fr;
+    fewcl_status s;
+    if (fit) {
+        s = fcl_plan_fit(ctx, &cfg, training, &target, limit, &fr);
+    } else {
+        memset(&fr, 0, sizeof fr);
+        fr.cfg = cfg;
+        s = fcl_episode_plan_as(ctx, &cfg, training, &target, limit, &fr.stats);
+        fr.fits = s == FEWCL_OK;
+        if (s == FEWCL_ERR_OUT_OF_MEMORY) {
+            snprintf(fr.first_failure, sizeof fr.first_failure, "%s", fewcl_last_error());
+            s = FEWCL_OK;
+        }
+    }
+    if (s != FEWCL_OK) {
+        int rc = cli_fail("plan", s);
         fewcl_context_destroy(ctx);
-        return cli_fail("plan", s);
+        return rc;
     }
     int ch, h, w;
-    fcl_config_feature_shape(&cfg, &ch, &h, &w);
-    int D = ch * h * w, Dp = fcl_config_working_dim(&cfg, D);
+    fcl_config_feature_shape(&fr.cfg, &ch, &h, &w);
+    int D = ch * h * w, Dp = fcl_config_working_dim(&fr.cfg, D);
+    size_t budget = limit ? limit : target.global_mem;
     if (json) {
-        cJSON *o = cJSON_CreateObject();
+        cJSON *o = plan_json(&fr.stats);
         cJSON_AddStringToObject(o, "device", ctx->info.name);
         cJSON_AddStringToObject(o, "mode", training ? "training" : "evaluation");
         cJSON_AddNumberToObject(o, "feature_dim", D);
         cJSON_AddNumberToObject(o, "working_dim", Dp);
-        cJSON *cat = cJSON_AddObjectToObject(o, "bytes_at_peak");
-        for (int k = 0; k < FCL_MEM_CATEGORIES; k++)
-            cJSON_AddNumberToObject(cat, fcl_mem_category_name((fcl_mem_category)k),
-                                    fits ? (double)st.by_category_at_peak[k] : 0);
-        cJSON_AddNumberToObject(o, "peak_bytes", fits ? (double)st.peak : 0);
-        cJSON_AddNumberToObject(o, "device_bytes", (double)ctx->limits.global_mem);
-        cJSON_AddNumberToObject(o, "max_alloc_bytes", (double)ctx->limits.max_alloc);
-        cJSON_AddBoolToObject(o, "fits", fits);
-        if (!fits) cJSON_AddStringToObject(o, "reason", why);
+        cJSON_AddNumberToObject(o, "device_bytes", (double)target.global_mem);
+        cJSON_AddNumberToObject(o, "max_alloc_bytes", (double)target.max_alloc);
+        cJSON_AddNumberToObject(o, "budget_bytes", (double)budget);
+        cJSON_AddNumberToObject(o, "reserved_bytes", (double)fr.stats.peak_reserved);
+        cJSON_AddBoolToObject(o, "fits", fr.fits);
+        if (fr.first_failure[0]) cJSON_AddStringToObject(o, "reason", fr.first_failure);
+        if (fit) {
+            cJSON_AddStringToObject(o, "fit_changes", fr.changes);
+            cJSON_AddNumberToObject(o, "fit_candidates", fr.tried);
+        }
         char *text = cJSON_Print(o);
         if (text) puts(text);
         free(text);
         cJSON_Delete(o);
     } else {
-        char b[32];
-        printf("plan: one %s episode, %s %dx%d, %s head, %d-way %d-shot %d-query, D %d -> D' %d\n",
+        char a[32], b[32], d[32];
+        printf("plan: one %s episode, %s %dx%d, %s head, %d-way %d-shot %d-query, D %d -> D' %d, "
+               "Mahalanobis %s, checkpointing %s\n",
                training ? "training" : "evaluation", fcl_backbone_name(cfg.backbone),
                cfg.image_size, cfg.image_size, fcl_method_name(cfg.method), cfg.n_way, cfg.k_shot,
-               cfg.n_query, D, Dp);
-        printf("device: %s, %s global, ", ctx->info.name,
-               cli_bytes((double)ctx->limits.global_mem, b, sizeof b));
-        printf("%s largest allocation\n", cli_bytes((double)ctx->limits.max_alloc, b, sizeof b));
-        if (fits) {
-            for (int k = 0; k < FCL_MEM_CATEGORIES; k++)
-                printf("  %-12s %12s\n", fcl_mem_category_name((fcl_mem_category)k),
-                       cli_bytes((double)st.by_category_at_peak[k], b, sizeof b));
-            printf("  %-12s %12s  (planned with the real schedule; a run peaks at exactly this)\n",
-                   "peak", cli_bytes((double)st.peak, b, sizeof b));
-            printf("fits: yes\n");
+               cfg.n_query, D, Dp, fcl_mahalanobis_name(fr.cfg.mahalanobis),
+               fcl_checkpointing_name(fr.cfg.checkpoint));
+        printf("device: %s%s, %s global, %s largest allocation; budget %s\n",
+               device_mem ? "planned as a device like " : "", ctx->info.name,
+               cli_bytes((double)target.global_mem, a, sizeof a),
+               cli_bytes((double)target.max_alloc, b, sizeof b),
+               cli_bytes((double)budget, d, sizeof d));
+        if (fit && fr.first_failure[0]) printf("as given: does not fit — %s\n", fr.first_failure);
+        if (fr.fits) {
+            print_plan(&fr.stats);
+            if (fit && fr.changes[0])
+                printf("fits: yes, with %s (%d candidates planned)\n", fr.changes, fr.tried);
+            else
+                printf("fits: yes%s\n", fit ? ", as given" : "");
+        } else if (fit) {
+            printf("fits: no — nothing fits: even %s with checkpointing 'all', the low-rank "
+                   "path and reduced_dim %d needs more; use a smaller backbone, image or "
+                   "episode\n",
+                   fcl_backbone_name(cfg.backbone), fr.cfg.reduced_dim);
         } else {
-            printf("fits: no — %s\n", why);
+            printf("fits: no — %s\n(try `fewcl plan --fit device` with the same flags)\n",
+                   fr.first_failure);
         }
     }
     fewcl_context_destroy(ctx);
-    return fits ? 0 : EXIT_RUNTIME;
+    return fr.fits ? 0 : EXIT_RUNTIME;
 }

@@ -110,7 +110,7 @@ fewcl_status fcl_spd_inverse(fewcl_context *ctx, const fcl_tensor *a, fcl_tensor
                         fcl_shape_str(a, sa, sizeof sa), fcl_shape_str(inv, si, sizeof si));
     int count = a->shape[0], d = a->shape[1];
     fcl_tensor l, status;
-    FCL_TRY(fcl_tensor_alloc(ctx, &l, FCL_MEM_WORKSPACE, 3, a->shape));
+    FCL_TRY(fcl_tensor_alloc(ctx, &l, FCL_MEM_COVARIANCE, 3, a->shape));
     fewcl_status s = fcl_tensor_alloc1(ctx, &status, FCL_MEM_WORKSPACE, count);
     if (s != FEWCL_OK) {
         fcl_tensor_free(ctx, &l);
@@ -217,8 +217,8 @@ static fewcl_status dense_solve(fewcl_context *ctx, const fcl_tensor *e, fcl_ten
                                 const dims *m) {
     int shape[3] = {m->n, m->d, m->d};
     fcl_tensor sigma, inv, diff;
-    FCL_TRY(fcl_tensor_alloc(ctx, &sigma, FCL_MEM_WORKSPACE, 3, shape));
-    fewcl_status s = fcl_tensor_alloc(ctx, &inv, FCL_MEM_WORKSPACE, 3, shape);
+    FCL_TRY(fcl_tensor_alloc(ctx, &sigma, FCL_MEM_COVARIANCE, 3, shape));
+    fewcl_status s = fcl_tensor_alloc(ctx, &inv, FCL_MEM_COVARIANCE, 3, shape);
     if (s != FEWCL_OK) {
         fcl_tensor_free(ctx, &sigma);
         return s;

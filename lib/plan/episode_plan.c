@@ -28,7 +28,12 @@ fewcl_status fcl_episode_schedule(fewcl_context *ctx, const fcl_model_config *cf
 
 fewcl_status fcl_episode_plan(fewcl_context *ctx, const fcl_model_config *cfg, int training,
                               size_t limit, fcl_arena_stats *stats) {
-    FCL_TRY(fcl_plan_begin(ctx, limit));
+    return fcl_episode_plan_as(ctx, cfg, training, &ctx->limits, limit, stats);
+}
+
+fewcl_status fcl_episode_plan_as(fewcl_context *ctx, const fcl_model_config *cfg, int training,
+                                 const fcl_limits *device, size_t limit, fcl_arena_stats *stats) {
+    FCL_TRY(fcl_plan_begin_as(ctx, device, limit));
     fewcl_status s = fcl_episode_schedule(ctx, cfg, training);
     fcl_plan_end(ctx, stats);
     return s;

@@ -13,5 +13,8 @@ fewcl_status fcl_episode_schedule(fewcl_context *ctx, const fcl_model_config *cf
  * allows); `limit` 0 means the device's global memory. */
 fewcl_status fcl_episode_plan(fewcl_context *ctx, const fcl_model_config *cfg, int training,
                               size_t limit, fcl_arena_stats *stats);
+/* The same against another device's global memory and largest allocation. */
+fewcl_status fcl_episode_plan_as(fewcl_context *ctx, const fcl_model_config *cfg, int training,
+                                 const fcl_limits *device, size_t limit, fcl_arena_stats *stats);
 
 #endif

@@ -4,9 +4,13 @@
 #include <string.h>
 
 fewcl_status fcl_plan_begin(fewcl_context *ctx, size_t limit) {
+    return fcl_plan_begin_as(ctx, &ctx->limits, limit);
+}
+
+fewcl_status fcl_plan_begin_as(fewcl_context *ctx, const fcl_limits *device, size_t limit) {
     if (ctx->dry_run) return fcl_fail(FEWCL_ERR_INTERNAL, "a plan is already running");
     fcl_arena *counting;
-    FCL_TRY(fcl_arena_create(NULL, &ctx->limits, limit, &counting));
+    FCL_TRY(fcl_arena_create(NULL, device, limit, &counting));
     ctx->real_arena = ctx->arena;
     ctx->arena = counting;
     ctx->dry_run = 1;

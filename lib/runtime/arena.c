@@ -30,8 +30,8 @@ struct fcl_arena {
 };
 
 const char *fcl_mem_category_name(fcl_mem_category c) {
-    static const char *names[] = {"parameters", "gradients", "optimizer", "activations",
-                                  "workspace"};
+    static const char *names[] = {"parameters",  "gradients", "optimizer",
+                                  "activations", "workspace", "covariance"};
     return c < FCL_MEM_CATEGORIES ? names[c] : "?";
 }
 
@@ -185,6 +185,7 @@ fewcl_status fcl_arena_alloc(fcl_arena *a, size_t bytes, fcl_mem_category cat, f
     fcl_arena_stats *s = &a->stats;
     s->in_use += size;
     s->by_category[cat] += size;
+    if (s->by_category[cat] > s->category_peak[cat]) s->category_peak[cat] = s->by_category[cat];
     s->allocations++;
     if (s->in_use > s->peak) {
         s->peak = s->in_use;
@@ -240,4 +241,5 @@ void fcl_arena_reset_peak(fcl_arena *a) {
     a->stats.peak = a->stats.in_use;
     a->stats.peak_reserved = a->stats.reserved;
     memcpy(a->stats.by_category_at_peak, a->stats.by_category, sizeof a->stats.by_category);
+    memcpy(a->stats.category_peak, a->stats.by_category, sizeof a->stats.by_category);
 }

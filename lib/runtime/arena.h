@@ -5,8 +5,9 @@
  * placed first-fit inside the chunks at offsets aligned to CL_DEVICE_MEM_BASE_ADDR_ALIGN and
  * coalesced on free. Placement is a pure function of the sequence of requests, so a counting
  * arena (no device, used by the planner) and a real one given the same schedule reach the
- * same peak to the byte. Chunks are 256 MiB unless FEWCL_ARENA_CHUNK says otherwise. A limit (device global memory, or FEWCL_MEM_LIMIT) caps the bytes
- * reserved in chunks, so that allocation fails early as it would on a smaller device. */
+ * same peak to the byte. Chunks are 256 MiB unless FEWCL_ARENA_CHUNK says otherwise. A limit
+ * (device global memory, or FEWCL_MEM_LIMIT) caps the bytes reserved in chunks, so that allocation
+ * fails early as it would on a smaller device. */
 #ifndef FEWCL_ARENA_H
 #define FEWCL_ARENA_H
 
@@ -18,6 +19,7 @@ typedef enum fcl_mem_category {
     FCL_MEM_OPTIM,      /* optimiser state */
     FCL_MEM_ACTIVATION, /* activations saved for backward, inputs, outputs */
     FCL_MEM_WORKSPACE,  /* temporaries inside one op (im2col, CLBlast temp buffers) */
+    FCL_MEM_COVARIANCE, /* the Mahalanobis head's D′×D′ matrices (Σ, its factor, Σ⁻¹) */
     FCL_MEM_CATEGORIES
 } fcl_mem_category;
 
@@ -35,6 +37,7 @@ typedef struct fcl_arena_stats {
     size_t reserved, peak_reserved;                 /* bytes of chunks created */
     size_t by_category[FCL_MEM_CATEGORIES];         /* live bytes per category */
     size_t by_category_at_peak[FCL_MEM_CATEGORIES]; /* per category when `peak` was reached */
+    size_t category_peak[FCL_MEM_CATEGORIES];       /* each category's own high-water mark */
     long allocations;
 } fcl_arena_stats;
 
