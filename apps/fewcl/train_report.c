@@ -8,6 +8,7 @@
 
 #include "checkpoint_open.h"
 #include "cli.h"
+#include "plan/episode_plan.h"
 
 void train_job_init(train_job *j) {
     *j = (train_job){0};
@@ -83,6 +84,20 @@ static void print_json(const train_job *j) {
     cJSON_Delete(o);
 }
 
+/* The memory plan of one training episode, before anything is allocated (a configuration
+ * that does not fit is refused by fcl_train with the planner's message). */
+static void print_plan(fewcl_context *ctx, const fcl_model_config *cfg) {
+    fcl_arena_stats st;
+    if (fcl_episode_plan(ctx, cfg, 1, fcl_arena_limit(ctx->arena), &st) != FEWCL_OK) return;
+    char b[FCL_MEM_CATEGORIES + 2][32];
+    printf("memory plan of a training episode: peak %s of %s", cli_bytes((double)st.peak, b[0], 32),
+           cli_bytes((double)fcl_arena_limit(ctx->arena), b[1], 32));
+    for (int k = 0; k < FCL_MEM_CATEGORIES; k++)
+        printf("%s%s %s", k ? ", " : " (", fcl_mem_category_name((fcl_mem_category)k),
+               cli_bytes((double)st.by_category_at_peak[k], b[k + 2], 32));
+    printf(" at the peak)\n");
+}
+
 /* Tests run_dir/best.safetensors on the novel split. */
 static fewcl_status run_test(fewcl_context *ctx, train_job *j, const fcl_dataset *novel) {
     char path[4200];
@@ -129,13 +144,11 @@ int train_job_run(train_job *j, const char *device, const data_flags *data) {
                    ctx->info.name, ctx->info.platform, j->opt.train->n_classes,
                    j->opt.train->n_images, j->opt.train->source,
                    j->opt.val ? j->opt.val->source : "none", j->opt.run_dir);
+        if (!j->json) print_plan(ctx, &j->opt.cfg);
         s = fcl_train(ctx, &j->opt, &j->result);
         progress_break(&j->progress);
     }
     if (s == FEWCL_OK && !j->json) {
-        char mem[32];
-        printf("planned device peak of a training episode: %s\n",
-               cli_bytes((double)j->result.planned_peak, mem, sizeof mem));
         if (!isnan(j->result.best_val_acc))
             printf("best validation accuracy %.2f%% at epoch %d (best.safetensors)\n",
                    j->result.best_val_acc, j->result.best_epoch);

@@ -13,13 +13,17 @@ fewcl_status fcl_episode_schedule(fewcl_context *ctx, const fcl_model_config *cf
     fcl_head_out out;
     fewcl_status s = fcl_tensor_alloc(ctx, &x, FCL_MEM_ACTIVATION, 4, shape);
     if (s == FEWCL_OK) s = fcl_fill(ctx, &x, 0.5f);
-    if (s == FEWCL_OK) s = fcl_model_forward(ctx, m, &x, training, &out);
-    if (s == FEWCL_OK && training) {
-        s = fcl_model_backward(ctx, m);
-        fcl_adamw_config adam = fcl_adamw_defaults();
-        if (s == FEWCL_OK) s = fcl_params_adamw(ctx, &m->params, &adam);
-    } else if (s == FEWCL_OK) {
-        fcl_model_release(ctx, m);
+    /* Training runs two steps: from the second on, the AdamW moments (allocated by the first
+     * step's update) are live through forward and backward, which is training's steady state. */
+    for (int step = 0; step < (training ? 2 : 1) && s == FEWCL_OK; step++) {
+        s = fcl_model_forward(ctx, m, &x, training, &out);
+        if (s == FEWCL_OK && training) {
+            s = fcl_model_backward(ctx, m);
+            fcl_adamw_config adam = fcl_adamw_defaults();
+            if (s == FEWCL_OK) s = fcl_params_adamw(ctx, &m->params, &adam);
+        } else if (s == FEWCL_OK) {
+            fcl_model_release(ctx, m);
+        }
     }
     if (x.numel) fcl_tensor_free(ctx, &x);
     fcl_model_destroy(ctx, m);

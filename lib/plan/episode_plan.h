@@ -5,8 +5,9 @@
 #include "../nn/config.h"
 #include "plan.h"
 
-/* Builds the model, runs one episode (training: forward, backward and an AdamW step, which
- * allocates the optimiser state; else evaluation) and frees everything. */
+/* Builds the model, runs one evaluation episode, or two training steps (forward, backward,
+ * AdamW: the second with the optimiser state live, as in every later step), and frees
+ * everything. */
 fewcl_status fcl_episode_schedule(fewcl_context *ctx, const fcl_model_config *cfg, int training);
 /* The same in planning mode: *stats holds the peak (total and per category). Fails as the
  * device would (an allocation over the limit or over the largest allocation the device
