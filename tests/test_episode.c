@@ -54,107 +54,22 @@ typedef struct golden {
 } golden;
 
 #define ENH_GRADS(backbone_params, depth) ((backbone_params) + 4 + 1 + 13 * (depth) + 1)
-static const golden k_conv4 = {"conv4",
-                               "conv4",
-                               "enhanced",
-                               "cosine",
-                               3,
-                               2,
-                               3,
-                               32,
-                               64,
-                               2,
-                               16,
-                               32,
-                               2,
-                               "--mahalanobis dense",
-                               0,
-                               4,
-                               ENH_GRADS(4 * 4, 2),
-                               8};
-static const golden k_conv4_lowrank = {"conv4",
-                                       "conv4",
-                                       "enhanced",
-                                       "cosine",
-                                       3,
-                                       2,
-                                       3,
-                                       32,
-                                       64,
-                                       2,
-                                       16,
-                                       32,
-                                       2,
-                                       "--mahalanobis lowrank",
-                                       0,
-                                       4,
-                                       ENH_GRADS(4 * 4, 2),
-                                       8};
-static const golden k_conv4_ckpt = {"conv4",
-                                    "conv4",
-                                    "enhanced",
-                                    "cosine",
-                                    3,
-                                    2,
-                                    3,
-                                    32,
-                                    64,
-                                    2,
-                                    16,
-                                    32,
-                                    2,
-                                    "--mahalanobis dense --checkpoint all",
-                                    0,
-                                    4,
-                                    ENH_GRADS(4 * 4, 2),
-                                    8};
-static const golden k_fsct = {
-    "conv4_fsct", "conv4", "fsct", "cosine", 3, 2, 3, 16, 0, 2, 8, 24, 1, "", 0, 2, 4 * 4 + 18, 8};
-static const golden k_fsct_softmax = {
-    "conv4_fsct_softmax", "conv4", "fsct", "softmax", 3, 2, 2, 16, 0, 2, 8, 24, 1, "", 1, 2,
-    4 * 4 + 18,           8};
-static const golden k_conv6 = {
-    "conv6_softmax",     "conv6", "enhanced", "softmax", 5, 1, 2, 84, 512, 4, 64, 512, 2, "", 1, 4,
-    ENH_GRADS(6 * 4, 2), 12};
+#define CONV_GRADS(blocks) (4 * (blocks))
 /* ResNet-18: conv1 + bn1 (3), 8 blocks of 2 convs + 2 BNs (6 each), 3 downsamples (3 each). */
-static const golden k_resnet18 = {"resnet18",
-                                  "resnet18",
-                                  "enhanced",
-                                  "cosine",
-                                  3,
-                                  1,
-                                  1,
-                                  84,
-                                  512,
-                                  4,
-                                  64,
-                                  512,
-                                  2,
-                                  "--mahalanobis dense",
-                                  1,
-                                  4,
-                                  ENH_GRADS(3 + 8 * 6 + 3 * 3, 2),
-                                  2 * (1 + 8 * 2 + 3)};
-static const golden k_resnet18_lowrank = {"resnet18",
-                                          "resnet18",
-                                          "enhanced",
-                                          "cosine",
-                                          3,
-                                          1,
-                                          1,
-                                          84,
-                                          512,
-                                          4,
-                                          64,
-                                          512,
-                                          2,
-                                          "--mahalanobis lowrank",
-                                          1,
-                                          4,
-                                          ENH_GRADS(3 + 8 * 6 + 3 * 3, 2),
-                                          2 * (1 + 8 * 2 + 3)};
-static const golden k_resnet34 = {"resnet34", "resnet34", "enhanced", "cosine", 2,  1, 1, 224, 512,
-                                  4,          64,         512,        2,        "", 1, 0, 0,   0};
+#define R18_GRADS (3 + 8 * 6 + 3 * 3)
+#define R18_BUFFERS (2 * (1 + 8 * 2 + 3))
+/* clang-format off */
+/*                        name                  backbone    method      variant    n  k  q  S    r    h  dh  mlp  depth extra                                   pat losses grads                          running */
+static const golden k_conv4         = {"conv4",              "conv4",    "enhanced", "cosine",  3, 2, 3, 32,  64,  2, 16, 32,  2, "--mahalanobis dense",                  0, 4, ENH_GRADS(CONV_GRADS(4), 2), 8};
+static const golden k_conv4_lowrank = {"conv4",              "conv4",    "enhanced", "cosine",  3, 2, 3, 32,  64,  2, 16, 32,  2, "--mahalanobis lowrank",                0, 4, ENH_GRADS(CONV_GRADS(4), 2), 8};
+static const golden k_conv4_ckpt    = {"conv4",              "conv4",    "enhanced", "cosine",  3, 2, 3, 32,  64,  2, 16, 32,  2, "--mahalanobis dense --checkpoint all", 0, 4, ENH_GRADS(CONV_GRADS(4), 2), 8};
+static const golden k_fsct          = {"conv4_fsct",         "conv4",    "fsct",     "cosine",  3, 2, 3, 16,  0,   2, 8,  24,  1, "",                                     0, 2, CONV_GRADS(4) + 18,          8};
+static const golden k_fsct_softmax  = {"conv4_fsct_softmax", "conv4",    "fsct",     "softmax", 3, 2, 2, 16,  0,   2, 8,  24,  1, "",                                     1, 2, CONV_GRADS(4) + 18,          8};
+static const golden k_conv6         = {"conv6_softmax",      "conv6",    "enhanced", "softmax", 5, 1, 2, 84,  512, 4, 64, 512, 2, "",                                     1, 4, ENH_GRADS(CONV_GRADS(6), 2), 12};
+static const golden k_resnet18      = {"resnet18",           "resnet18", "enhanced", "cosine",  2, 2, 1, 84,  512, 4, 64, 512, 2, "--mahalanobis dense",                  1, 4, ENH_GRADS(R18_GRADS, 2),     R18_BUFFERS};
+static const golden k_resnet18_lowrank = {"resnet18",        "resnet18", "enhanced", "cosine",  2, 2, 1, 84,  512, 4, 64, 512, 2, "--mahalanobis lowrank",                1, 4, ENH_GRADS(R18_GRADS, 2),     R18_BUFFERS};
+static const golden k_resnet34      = {"resnet34",           "resnet34", "enhanced", "cosine",  2, 1, 1, 224, 512, 4, 64, 512, 2, "",                                     1, 0, 0,                           0};
+/* clang-format on */
 
 static const char *fixture_dir(void) {
     const char *dir = getenv("FEWCL_FIXTURE_DIR");

@@ -51,8 +51,9 @@ CONFIGS = {
     # conv6 at 84, the default head (D = 1600 -> 512, 4 x 64 heads, mlp 512, depth 2), softmax.
     "conv6_softmax": dict(backbone=6, S=84, n=5, k=1, q=2, r=512, heads=4, dh=64, mlp=512,
                           depth=2, variant="softmax", vic=True, method="enhanced", pattern=True),
-    # resnet18 at 84: D = 512*3*3 = 4608 -> 512, default head.
-    "resnet18": dict(backbone=18, S=84, n=3, k=1, q=1, r=512, heads=4, dh=64, mlp=512, depth=2,
+    # resnet18 at 84: D = 512*3*3 = 4608 -> 512, default head; 2 shots, so that the class
+    # covariances are not empty (at 1 shot the centred supports vanish and dense = lowrank).
+    "resnet18": dict(backbone=18, S=84, n=2, k=2, q=1, r=512, heads=4, dh=64, mlp=512, depth=2,
                      variant="cosine", vic=True, method="enhanced", pattern=True),
     # resnet34 at 224, evaluation only: D = 512*7*7 = 25088 -> 512, default head.
     "resnet34": dict(backbone=34, S=224, n=2, k=1, q=1, r=512, heads=4, dh=64, mlp=512, depth=2,
