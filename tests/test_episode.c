@@ -3,11 +3,13 @@
  *
  *   conv4               conv4 32 px, enhanced cosine (projection 256 -> 64), VIC; committed
  *                       weights and input; also with --mahalanobis lowrank and --checkpoint all
+ *   conv4_84            conv4 84 px, enhanced cosine 5-way 5-shot 8-query, the default head
+ *                       (projection 1600 -> 512)                              (pattern weights)
  *   conv4_fsct          conv4 16 px, the original head, cosine; committed weights and input
  *   conv4_fsct_softmax  the same, softmax variant                         (pattern weights)
  *   conv6_softmax       conv6 84 px, enhanced softmax 5-way 1-shot, default head (1600 -> 512)
- *   resnet18            resnet18 84 px, enhanced cosine, default head (4608 -> 512); dense and
- *                       lowrank Mahalanobis
+ *   resnet18            resnet18 84 px, enhanced cosine 2-way 2-shot, default head (4608 -> 512);
+ *                       dense and lowrank Mahalanobis, and --checkpoint all
  *   resnet34            resnet34 224 px, evaluation only (25088 -> 512)
  *
  * Pattern configurations commit only the expected values; the test writes their weights (rule
@@ -63,11 +65,13 @@ typedef struct golden {
 static const golden k_conv4         = {"conv4",              "conv4",    "enhanced", "cosine",  3, 2, 3, 32,  64,  2, 16, 32,  2, "--mahalanobis dense",                  0, 4, ENH_GRADS(CONV_GRADS(4), 2), 8};
 static const golden k_conv4_lowrank = {"conv4",              "conv4",    "enhanced", "cosine",  3, 2, 3, 32,  64,  2, 16, 32,  2, "--mahalanobis lowrank",                0, 4, ENH_GRADS(CONV_GRADS(4), 2), 8};
 static const golden k_conv4_ckpt    = {"conv4",              "conv4",    "enhanced", "cosine",  3, 2, 3, 32,  64,  2, 16, 32,  2, "--mahalanobis dense --checkpoint all", 0, 4, ENH_GRADS(CONV_GRADS(4), 2), 8};
+static const golden k_conv4_84      = {"conv4_84",           "conv4",    "enhanced", "cosine",  5, 5, 8, 84,  512, 4, 64, 512, 2, "",                                     1, 4, ENH_GRADS(CONV_GRADS(4), 2), 8};
 static const golden k_fsct          = {"conv4_fsct",         "conv4",    "fsct",     "cosine",  3, 2, 3, 16,  0,   2, 8,  24,  1, "",                                     0, 2, CONV_GRADS(4) + 18,          8};
 static const golden k_fsct_softmax  = {"conv4_fsct_softmax", "conv4",    "fsct",     "softmax", 3, 2, 2, 16,  0,   2, 8,  24,  1, "",                                     1, 2, CONV_GRADS(4) + 18,          8};
 static const golden k_conv6         = {"conv6_softmax",      "conv6",    "enhanced", "softmax", 5, 1, 2, 84,  512, 4, 64, 512, 2, "",                                     1, 4, ENH_GRADS(CONV_GRADS(6), 2), 12};
 static const golden k_resnet18      = {"resnet18",           "resnet18", "enhanced", "cosine",  2, 2, 1, 84,  512, 4, 64, 512, 2, "--mahalanobis dense",                  1, 4, ENH_GRADS(R18_GRADS, 2),     R18_BUFFERS};
 static const golden k_resnet18_lowrank = {"resnet18",        "resnet18", "enhanced", "cosine",  2, 2, 1, 84,  512, 4, 64, 512, 2, "--mahalanobis lowrank",                1, 4, ENH_GRADS(R18_GRADS, 2),     R18_BUFFERS};
+static const golden k_resnet18_ckpt = {"resnet18",           "resnet18", "enhanced", "cosine",  2, 2, 1, 84,  512, 4, 64, 512, 2, "--mahalanobis dense --checkpoint all",  1, 4, ENH_GRADS(R18_GRADS, 2),     R18_BUFFERS};
 static const golden k_resnet34      = {"resnet34",           "resnet34", "enhanced", "cosine",  2, 1, 1, 224, 512, 4, 64, 512, 2, "",                                     1, 0, 0,                           0};
 /* clang-format on */
 
@@ -360,6 +364,10 @@ static void test_enhanced_lowrank(void **state) {
     check_evaluation(&k_conv4_lowrank);
 }
 static void test_enhanced_checkpointing(void **state) { check_training(&k_conv4_ckpt); }
+static void test_conv4_84(void **state) {
+    check_training(&k_conv4_84);
+    check_evaluation(&k_conv4_84);
+}
 static void test_fsct_training(void **state) { check_training(&k_fsct); }
 static void test_fsct_evaluation(void **state) { check_evaluation(&k_fsct); }
 static void test_fsct_softmax(void **state) {
@@ -375,6 +383,7 @@ static void test_resnet18(void **state) {
     check_evaluation(&k_resnet18);
 }
 static void test_resnet18_lowrank(void **state) { check_training(&k_resnet18_lowrank); }
+static void test_resnet18_checkpointing(void **state) { check_training(&k_resnet18_ckpt); }
 static void test_resnet34_evaluation(void **state) { check_evaluation(&k_resnet34); }
 
 /* ---- torchvision weights ------------------------------------------------------------------ */
@@ -545,12 +554,14 @@ int main(void) {
         cmocka_unit_test(test_enhanced_evaluation),
         cmocka_unit_test(test_enhanced_lowrank),
         cmocka_unit_test(test_enhanced_checkpointing),
+        cmocka_unit_test(test_conv4_84),
         cmocka_unit_test(test_fsct_training),
         cmocka_unit_test(test_fsct_evaluation),
         cmocka_unit_test(test_fsct_softmax),
         cmocka_unit_test(test_conv6_softmax),
         cmocka_unit_test(test_resnet18),
         cmocka_unit_test(test_resnet18_lowrank),
+        cmocka_unit_test(test_resnet18_checkpointing),
         cmocka_unit_test(test_resnet34_evaluation),
         cmocka_unit_test(test_torchvision_library),
         cmocka_unit_test(test_torchvision_cli),

@@ -48,6 +48,10 @@ CONFIGS = {
     "conv4_fsct": dict(backbone=4, S=16, n=3, k=2, q=3, heads=2, dh=8, mlp=24, depth=1,
                        variant="cosine", method="fsct"),
     # ---- pattern configurations (weights and input rebuilt by the test) ----
+    # the reference's default: conv4 at 84, 5-way 5-shot 8-query, enhanced cosine, default
+    # head (D = 1600 -> 512, 4 x 64 heads, mlp 512, depth 2).
+    "conv4_84": dict(backbone=4, S=84, n=5, k=5, q=8, r=512, heads=4, dh=64, mlp=512, depth=2,
+                     variant="cosine", vic=True, method="enhanced", pattern=True),
     # conv6 at 84, the default head (D = 1600 -> 512, 4 x 64 heads, mlp 512, depth 2), softmax.
     "conv6_softmax": dict(backbone=6, S=84, n=5, k=1, q=2, r=512, heads=4, dh=64, mlp=512,
                           depth=2, variant="softmax", vic=True, method="enhanced", pattern=True),
@@ -182,25 +186,28 @@ def generate(name, cfg, outdir):
 #
 # The larger configurations are ill-conditioned for gradients in float32: PyTorch in float32
 # is up to a few 1e-2 (max-relative) away from the same computation in float64 on some
-# BatchNorm and conv gradients. Two causes, both measured (see the README): the head amplifies
-# the backbone's float32 rounding of the features, and ReLU inputs within float32 rounding of
-# zero (with millions of ReLU inputs, some always are) flip their gradient mask; where a
-# channel has few elements (resnet18's layer4 at 84 px: 54 per channel) one flip moves that
-# channel's BN and conv gradients by up to a few 1e-2. So the expected values are the float64
-# truth (backbone and head in float64) and, per gradient K, e32.K = the largest error against
-# it, under the measure the test uses, of PyTorch float32 runs: one as given and PERTURBED more
-# with every weight and input element scaled by (1 + 2^-22 u), u uniform in [-1, 1) (seeded) —
-# float32 rounding of a different accent, so that mask flips a float32 computation can hit
-# show up. The test holds fewcl to max(1e-3, 2 * e32.K).
-PERTURBED = 3
+# BatchNorm and conv gradients. The cause is discrete: max-pool windows whose two largest
+# values differ by ~1e-8 relative, and ReLU inputs within float32 rounding of zero (with
+# millions of them, some always are), take a different branch in float32 than in float64, and
+# where a channel has few elements (resnet18's layer4 at 84 px: 36-54 per channel) one such
+# flip moves that channel's BN and conv gradients by up to a few 1e-2, and everything
+# upstream of it by ~1e-3 (measured, see the README). fewcl, computing in float32 too, takes
+# the same branch as PyTorch float32 on most of them and its own on a few. So the expected
+# values are the float64 truth (backbone and head in float64) and, per gradient K, e32.K = the
+# largest error against it, under the measure the test uses, of PyTorch float32 runs: one as
+# given and PERTURBED more with every weight and input element scaled by (1 + 2^-21 u), u
+# uniform in [-1, 1) (seeded), which shifts activations by about float32's own forward error
+# and so takes the other branch at the near-ties a float32 computation may flip. The test holds
+# fewcl to max(1e-3, 2 * e32.K).
+PERTURBED = 6
 
 
 def perturb(tensors, seed):
-    """Scales every element by (1 + 2^-22 u) in place: a rounding-level change."""
+    """Scales every element by (1 + 2^-21 u) in place: a rounding-level change."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for t in (t for t in tensors if t.is_floating_point()):
-            t.mul_(1 + 2.0 ** -22 * (2 * torch.rand(t.shape, generator=gen, dtype=t.dtype) - 1))
+            t.mul_(1 + 2.0 ** -21 * (2 * torch.rand(t.shape, generator=gen, dtype=t.dtype) - 1))
 
 
 def run_enhanced(cfg, dtype, seed=None):
