@@ -298,9 +298,9 @@ static void check_training(const golden *gd) {
             for (size_t j = 0; j < n; j++)
                 G = fmax(G, fabs(w[j]));
         }
-    int grads = 0, summarised = 0, running = 0, relaxed = 0, failed = 0;
-    double worst = 0, worst_e = 0;
-    const char *worst_name = "";
+    int grads = 0, summarised = 0, running = 0, relaxed = 0, failed = 0, above = 0;
+    double worst = 0, worst_e = 0, largest = 0, largest_tol = 0;
+    const char *worst_name = "", *largest_name = "";
     for (int i = 0; i < fx->n; i++) {
         const char *key = fx->tensors[i].name;
         int is_grad = !strncmp(key, "grad.", 5), is_sum = !strncmp(key, "gsum.", 5);
@@ -324,11 +324,15 @@ static void check_training(const golden *gd) {
             failed++;
         }
         if (e / tol > worst) worst = e / tol, worst_e = e, worst_name = key;
+        if (e > largest) largest = e, largest_tol = tol, largest_name = key;
+        above += !is_running && e > 1e-3;
         grads += is_grad || is_sum, summarised += is_sum, running += is_running;
     }
     print_message("  %d gradients (%d summarised, %d with tolerance 2 x PyTorch float32's error) "
-                  "and %d running statistics; worst (error / tolerance) %s %.2e (%.2f)\n",
-                  grads, summarised, relaxed, running, worst_name, worst_e, worst);
+                  "and %d running statistics; worst (error / tolerance) %s %.2e (%.2f); largest "
+                  "error %s %.2e (tolerance %.1e); %d gradients above 1e-3\n",
+                  grads, summarised, relaxed, running, worst_name, worst_e, worst, largest_name,
+                  largest, largest_tol, above);
     assert_int_equal(failed, 0);
     assert_int_equal(grads, gd->grads);
     assert_int_equal(running, gd->running);
