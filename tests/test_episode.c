@@ -7,10 +7,11 @@
  *                       (projection 1600 -> 512)                              (pattern weights)
  *   conv4_fsct          conv4 16 px, the original head, cosine; committed weights and input
  *   conv4_fsct_softmax  the same, softmax variant                         (pattern weights)
- *   conv6_softmax       conv6 84 px, enhanced softmax 5-way 1-shot, default head (1600 -> 512)
+ *   conv6_softmax       conv6 84 px, enhanced softmax 5-way 1-shot 2-query, default head
+ *                       (1600 -> 512)
  *   resnet18            resnet18 84 px, enhanced cosine 2-way 2-shot, default head (4608 -> 512);
  *                       dense and lowrank Mahalanobis, and --checkpoint all
- *   resnet34            resnet34 224 px, evaluation only (25088 -> 512)
+ *   resnet34            resnet34 224 px, 2-way 1-shot 1-query, evaluation only (25088 -> 512)
  *
  * Pattern configurations commit only the expected values; the test writes their weights (rule
  * in pattern_rule, the generator's) and input x = pattern(7) into temporary files first.
@@ -26,9 +27,10 @@
  * and to the subsample as to a full tensor.
  *
  * The pattern configurations' expected values are the float64 truth, and where float32 itself
- * cannot reach 1e-3 (ill-conditioned gradients, ReLU mask flips: see episode.py) the gradient
- * tolerance is max(1e-3, 2·e32.K), e32.K the largest error of PyTorch float32 runs (as given and
- * perturbed at rounding level) under the same measure.
+ * cannot reach 1e-3 (max-pool near-ties and ReLU near-kinks that a float32 computation resolves
+ * the other way: see episode.py) the gradient tolerance is max(1e-3, 2·e32.K), e32.K the largest
+ * error of seven PyTorch float32 runs (as given and perturbed at rounding level) under the same
+ * measure.
  *
  * Also: a torchvision resnet34 state_dict (tools/reference/torchvision_resnet.py) loaded with
  * fcl_model_load_backbone and with `fewcl episode --backbone-weights`, features 1e-4.
