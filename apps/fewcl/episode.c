@@ -20,10 +20,9 @@ static void usage(FILE *f) {
         "are an error, others are ignored). B: the backbone alone, e.g. a torchvision\n"
         "resnet18/34 state_dict saved as safetensors, key P+K for the model's feature.K (fc.*\n"
         "and other keys ignored); applied after W; without W the head keeps its seeded\n"
-        "initial values. Writes to O: features (after the projection),\n"
-        "logits, and with --train (training mode, one backward) loss, loss_ce, loss_var,\n"
-        "loss_cov, grad.<parameter> for every trainable parameter and "
-        "running.<buffer>.\n\n" MODEL_FLAG_HELP);
+        "initial values. Writes to O: features (after the projection), logits, and with\n"
+        "--train (training mode, one backward) loss, loss_ce, loss_var, loss_cov,\n"
+        "grad.<parameter> for every trainable parameter and running.<buffer>.\n\n" MODEL_FLAG_HELP);
 }
 
 /* Adds a device tensor to the writer under `name` (a blocking download). */
