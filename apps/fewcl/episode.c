@@ -11,15 +11,18 @@
 #include "nn/model.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: fewcl episode --weights W --input X --out O [--train] [--device D] [--json]\n"
-            "                     [model flags]\n\n"
-            "Runs one episode: X holds `x` [n, k+q, 3, S, S] (float32; n, k+q and S come from it,\n"
-            "k from --k-shot); W the model's parameters under their PyTorch names (missing ones\n"
-            "are an error, others are ignored). Writes to O: features (after the projection),\n"
-            "logits, and with --train (training mode, one backward) loss, loss_ce, loss_var,\n"
-            "loss_cov, grad.<parameter> for every trainable parameter and "
-            "running.<buffer>.\n\n" MODEL_FLAG_HELP);
+    fprintf(
+        f,
+        "usage: fewcl episode --weights W | --backbone-weights B [--backbone-prefix P]\n"
+        "                     --input X --out O [--train] [--device D] [--json] [model flags]\n\n"
+        "Runs one episode: X holds `x` [n, k+q, 3, S, S] (float32; n, k+q and S come from it,\n"
+        "k from --k-shot); W the model's parameters under their PyTorch names (missing ones\n"
+        "are an error, others are ignored). B: the backbone alone, e.g. a torchvision\n"
+        "resnet18/34 state_dict saved as safetensors, key P+K for the model's feature.K (fc.*\n"
+        "and other keys ignored); applied after W; without W the head keeps its seeded\n"
+        "initial values. Writes to O: features (after the projection), logits, and with\n"
+        "--train (training mode, one backward) loss, loss_ce, loss_var, loss_cov,\n"
+        "grad.<parameter> for every trainable parameter and running.<buffer>.\n\n" MODEL_FLAG_HELP);
 }
 
 /* Adds a device tensor to the writer under `name` (a blocking download). */
@@ -36,8 +39,14 @@ static fewcl_status store(fewcl_context *ctx, fcl_st_writer *w, const char *name
     return s;
 }
 
+/* Where the weights come from: a whole-model file and/or a backbone state_dict. */
+typedef struct weight_files {
+    const char *model, *backbone, *backbone_prefix;
+} weight_files;
+
 static fewcl_status run(fewcl_context *ctx, fcl_model_config *cfg, fcl_safetensors *input,
-                        const char *weights, const char *out_path, int train, cJSON *summary) {
+                        const weight_files *weights, const char *out_path, int train,
+                        cJSON *summary) {
     const float *xdata;
     size_t numel;
     FCL_TRY(fcl_st_f32(input, "x", 0, NULL, &xdata, &numel));
@@ -48,8 +57,11 @@ static fewcl_status run(fewcl_context *ctx, fcl_model_config *cfg, fcl_safetenso
     fcl_head_out out;
     fcl_st_writer *w = fcl_st_writer_new();
     int shape[4] = {cfg->n_way * (cfg->k_shot + cfg->n_query), 3, cfg->image_size, cfg->image_size};
-    fewcl_status s = w ? fcl_st_load(weights, &wst) : FEWCL_ERR_OUT_OF_MEMORY;
-    if (s == FEWCL_OK) s = fcl_params_load(ctx, &m->params, wst, "", FCL_LOAD_COMPLETE);
+    fewcl_status s = w ? FEWCL_OK : fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "episode");
+    if (s == FEWCL_OK && weights->model) s = fcl_st_load(weights->model, &wst);
+    if (s == FEWCL_OK && wst) s = fcl_params_load(ctx, &m->params, wst, "", FCL_LOAD_COMPLETE);
+    if (s == FEWCL_OK && weights->backbone)
+        s = fcl_model_load_backbone(ctx, m, weights->backbone, weights->backbone_prefix);
     if (s == FEWCL_OK) s = fcl_tensor_alloc(ctx, &x, FCL_MEM_ACTIVATION, 4, shape);
     if (s == FEWCL_OK) s = fcl_tensor_upload(ctx, &x, xdata);
     if (s == FEWCL_OK) s = fcl_model_forward(ctx, m, &x, train, &out);
@@ -92,13 +104,16 @@ int cmd_episode(int argc, char **argv) {
     static const struct option opts[] = {{"weights", required_argument, 0, 'w'},
                                          {"input", required_argument, 0, 'i'},
                                          {"out", required_argument, 0, 'o'},
+                                         {"backbone-weights", required_argument, 0, 'b'},
+                                         {"backbone-prefix", required_argument, 0, 'p'},
                                          {"train", no_argument, 0, 't'},
                                          {"device", required_argument, 0, 'd'},
                                          {"json", no_argument, 0, 'j'},
                                          {"help", no_argument, 0, 'h'},
                                          MODEL_FLAG_OPTIONS,
                                          {0, 0, 0, 0}};
-    const char *weights = NULL, *input = NULL, *out = NULL, *device = NULL;
+    weight_files weights = {NULL, NULL, ""};
+    const char *input = NULL, *out = NULL, *device = NULL;
     int train = 0, json = 0, c;
     fcl_model_config cfg = fcl_config_default();
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -106,7 +121,9 @@ int cmd_episode(int argc, char **argv) {
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
         switch (c) {
-        case 'w': weights = optarg; break;
+        case 'w': weights.model = optarg; break;
+        case 'b': weights.backbone = optarg; break;
+        case 'p': weights.backbone_prefix = optarg; break;
         case 'i': input = optarg; break;
         case 'o': out = optarg; break;
         case 't': train = 1; break;
@@ -116,8 +133,9 @@ int cmd_episode(int argc, char **argv) {
         default: usage(stderr); return EXIT_USAGE;
         }
     }
-    if (!weights || !input || !out || optind < argc) {
-        fprintf(stderr, "fewcl episode: --weights, --input and --out are required\n\n");
+    if (!(weights.model || weights.backbone) || !input || !out || optind < argc) {
+        fprintf(stderr, "fewcl episode: --weights (or --backbone-weights), --input and --out are "
+                        "required\n\n");
         usage(stderr);
         return EXIT_USAGE;
     }
@@ -143,7 +161,7 @@ int cmd_episode(int argc, char **argv) {
     fewcl_context *ctx;
     s = fewcl_context_create(device, &ctx);
     cJSON *summary = cJSON_CreateObject();
-    if (s == FEWCL_OK) s = run(ctx, &cfg, in, weights, out, train, summary);
+    if (s == FEWCL_OK) s = run(ctx, &cfg, in, &weights, out, train, summary);
     fcl_st_free(in);
     fewcl_context_destroy(ctx);
     int rc = s == FEWCL_OK ? 0 : cli_fail("episode", s);

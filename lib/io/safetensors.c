@@ -257,10 +257,19 @@ void fcl_st_writer_free(fcl_st_writer *w) {
 
 fewcl_status fcl_st_writer_add(fcl_st_writer *w, const char *name, int ndim, const int64_t *shape,
                                const float *data) {
+    return fcl_st_writer_add_raw(w, name, "F32", ndim, shape, data);
+}
+
+fewcl_status fcl_st_writer_add_raw(fcl_st_writer *w, const char *name, const char *dtype, int ndim,
+                                   const int64_t *shape, const void *data) {
+    int esize = dtype_size(dtype);
+    if (!esize)
+        return fcl_fail(FEWCL_ERR_ARGUMENT,
+                        "safetensors writer: tensor '%s' has unknown dtype '%s'", name, dtype);
     size_t numel = 1;
     for (int i = 0; i < ndim; i++)
         numel *= (size_t)shape[i];
-    size_t bytes = numel * sizeof(float);
+    size_t bytes = numel * (size_t)esize;
     if (cJSON_GetObjectItemCaseSensitive(w->header, name))
         return fcl_fail(FEWCL_ERR_ARGUMENT, "safetensors writer: tensor '%s' added twice", name);
     if (w->len + bytes > w->cap) {
@@ -274,7 +283,7 @@ fewcl_status fcl_st_writer_add(fcl_st_writer *w, const char *name, int ndim, con
     }
     if (bytes) memcpy(w->data + w->len, data, bytes);
     cJSON *e = cJSON_CreateObject();
-    cJSON_AddStringToObject(e, "dtype", "F32");
+    cJSON_AddStringToObject(e, "dtype", dtype);
     cJSON *sh = cJSON_AddArrayToObject(e, "shape");
     for (int i = 0; i < ndim; i++)
         cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)shape[i]));

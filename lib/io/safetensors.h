@@ -52,6 +52,10 @@ typedef struct fcl_st_writer fcl_st_writer;
 fcl_st_writer *fcl_st_writer_new(void);
 fewcl_status fcl_st_writer_add(fcl_st_writer *w, const char *name, int ndim, const int64_t *shape,
                                const float *data);
+/* Any dtype of the format ("I64", "F16", ...): `data` holds numel x the dtype's size bytes,
+ * written as given (little-endian on every platform fewcl runs on). */
+fewcl_status fcl_st_writer_add_raw(fcl_st_writer *w, const char *name, const char *dtype, int ndim,
+                                   const int64_t *shape, const void *data);
 fewcl_status fcl_st_writer_meta(fcl_st_writer *w, const char *key, const char *value);
 fewcl_status fcl_st_writer_save(fcl_st_writer *w, const char *path);
 void fcl_st_writer_free(fcl_st_writer *w);

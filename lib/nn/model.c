@@ -1,7 +1,9 @@
 /* The whole model: backbone then head (see model.h). */
 #include "model.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 fewcl_status fcl_model_create(fewcl_context *ctx, const fcl_model_config *cfg, uint64_t seed,
                               fcl_model **out) {
@@ -70,4 +72,61 @@ fewcl_status fcl_model_backward(fewcl_context *ctx, fcl_model *m) {
 void fcl_model_release(fewcl_context *ctx, fcl_model *m) {
     fcl_head_release(ctx, m->head);
     fcl_backbone_release(ctx, m->backbone);
+}
+
+/* The model's backbone keys all start with this (fcl_model_create registers them so). */
+#define BACKBONE_KEYS "feature."
+
+/* The file key of backbone parameter p, or NULL when p is not part of the backbone. */
+static const char *backbone_key(const fcl_param *p, const char *prefix, char *buf, size_t cap) {
+    size_t own = strlen(BACKBONE_KEYS);
+    if (strncmp(p->name, BACKBONE_KEYS, own) != 0) return NULL;
+    snprintf(buf, cap, "%s%s", prefix, p->name + own);
+    return buf;
+}
+
+fewcl_status fcl_model_load_backbone(fewcl_context *ctx, fcl_model *m, const char *path,
+                                     const char *prefix) {
+    prefix = prefix ? prefix : "";
+    fcl_safetensors *st;
+    FCL_TRY(fcl_st_load(path, &st));
+    /* Every key checked before anything is uploaded, so a bad file leaves the model as it was;
+     * the message names the first problem and counts the others. */
+    char first[600] = "";
+    int problems = 0, wanted = 0;
+    for (int i = 0; i < m->params.n; i++) {
+        const fcl_param *p = &m->params.items[i];
+        char buf[300];
+        const char *key = backbone_key(p, prefix, buf, sizeof buf);
+        if (!key) continue;
+        wanted++;
+        int64_t shape[FCL_MAX_DIMS];
+        for (int d = 0; d < p->value.ndim; d++)
+            shape[d] = p->value.shape[d];
+        const float *data;
+        size_t numel;
+        if (!fcl_st_find(st, key)) {
+            if (!problems++)
+                snprintf(first, sizeof first, "%s: backbone key '%s' (for %s) is missing", path,
+                         key, p->name);
+        } else if (fcl_st_f32(st, key, p->value.ndim, shape, &data, &numel) != FEWCL_OK) {
+            if (!problems++) snprintf(first, sizeof first, "%s", fewcl_last_error());
+        }
+    }
+    fewcl_status s = FEWCL_OK;
+    if (problems)
+        s = fcl_fail(FEWCL_ERR_FORMAT, "%s (problems with %d of the backbone's %d keys%s)", first,
+                     problems, wanted, problems == wanted ? "; is the key prefix right?" : "");
+    for (int i = 0; i < m->params.n && s == FEWCL_OK; i++) {
+        fcl_param *p = &m->params.items[i];
+        char buf[300];
+        const char *key = backbone_key(p, prefix, buf, sizeof buf);
+        const float *data;
+        size_t numel;
+        if (!key) continue;
+        s = fcl_st_f32(st, key, 0, NULL, &data, &numel);
+        if (s == FEWCL_OK) s = fcl_tensor_upload(ctx, &p->value, data);
+    }
+    fcl_st_free(st);
+    return s;
 }

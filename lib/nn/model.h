@@ -99,5 +99,13 @@ fewcl_status fcl_model_forward(fewcl_context *ctx, fcl_model *m, const fcl_tenso
 fewcl_status fcl_model_backward(fewcl_context *ctx, fcl_model *m);
 /* After an evaluation forward (or to drop a training one): frees the saved activations. */
 void fcl_model_release(fewcl_context *ctx, fcl_model *m);
+/* Loads the backbone's parameters and BN buffers from a safetensors file holding a state_dict
+ * in the backbone's own layout (for the ResNets: torchvision's resnet18/34 keys): the model's
+ * `feature.K` is read from key `<prefix>K` (prefix "" for a plain torchvision state_dict).
+ * Other keys (torchvision's fc.*, the I64 num_batches_tracked, a head's weights) are ignored;
+ * a missing key, a wrong shape or a non-F32 tensor is an error naming the key and the file,
+ * and then nothing is changed. The head keeps its values. */
+fewcl_status fcl_model_load_backbone(fewcl_context *ctx, fcl_model *m, const char *path,
+                                     const char *prefix);
 
 #endif
