@@ -297,6 +297,51 @@ static void test_non_finite_loss_stops(void **state) {
     assert_int_equal(access(last, F_OK), -1);
 }
 
+/* --backbone-weights: the backbone starts from a state_dict in its own layout (no "feature."
+ * prefix, as torchvision writes it). With lr 0 (AdamW then changes nothing: the decay is
+ * lr·wd) the trained backbone is exactly the file. */
+static void test_backbone_weights_initialise(void **state) {
+    (void)state;
+    fewcl_context *ctx = th_ctx();
+    fcl_model_config c = small_config();
+    fcl_model *donor;
+    TH_OK(fcl_model_create(ctx, &c, 42, &donor));
+    fcl_st_writer *w = fcl_st_writer_new();
+    for (int i = 0; i < donor->params.n; i++) {
+        const fcl_param *p = &donor->params.items[i];
+        if (!strncmp(p->name, "feature.", 8))
+            TH_OK(fcl_st_writer_add_tensor(ctx, w, p->name + 8, &p->value));
+    }
+    char path[128], best[300];
+    snprintf(path, sizeof path, "%s/backbone.safetensors", g_dir);
+    TH_OK(fcl_st_writer_save(w, path));
+    fcl_st_writer_free(w);
+    fcl_train_options o = options("from-backbone");
+    o.epochs = 1, o.episodes = 1, o.adam.lr = 0;
+    o.backbone_weights = path;
+    fcl_train_result r;
+    TH_OK(fcl_train(ctx, &o, &r));
+    snprintf(best, sizeof best, "%s/best.safetensors", o.run_dir);
+    fcl_safetensors *got, *want;
+    TH_OK(fcl_st_load(best, &got));
+    TH_OK(fcl_st_load(path, &want));
+    int compared = 0;
+    for (int i = 0; i < want->n; i++) {
+        const fcl_st_tensor *tw = &want->tensors[i];
+        char key[160];
+        snprintf(key, sizeof key, "feature.%s", tw->name);
+        const fcl_st_tensor *tg = fcl_st_find(got, key);
+        assert_non_null(tg);
+        if (strstr(key, "running_")) continue; /* BatchNorm statistics move in training */
+        assert_memory_equal(got->data + tg->begin, want->data + tw->begin, tw->end - tw->begin);
+        compared++;
+    }
+    assert_true(compared >= 12); /* conv4: 4 x (conv weight, bias, BN weight, bias) */
+    fcl_st_free(got);
+    fcl_st_free(want);
+    fcl_model_destroy(ctx, donor);
+}
+
 /* Over FEWCL_MEM_LIMIT the run is refused by the plan, before the run folder exists. */
 static void test_refused_by_plan(void **state) {
     (void)state;
@@ -416,6 +461,7 @@ int main(void) {
         cmocka_unit_test(test_evaluate),
         cmocka_unit_test(test_resume_after_stop),
         cmocka_unit_test(test_non_finite_loss_stops),
+        cmocka_unit_test(test_backbone_weights_initialise),
         cmocka_unit_test(test_refused_by_plan),
         cmocka_unit_test(test_sigkill_and_resume),
         cmocka_unit_test(test_sigint_saves_and_resumes), /* after: uses cli-whole */

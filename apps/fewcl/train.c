@@ -14,20 +14,23 @@
 #include "train_report.h"
 
 static void usage(FILE *f) {
-    fprintf(
-        f,
-        "usage: fewcl train --data DIR [--run-dir DIR] [--epochs N] [--episodes N]\n"
-        "                   [--val-episodes N] [--lr X] [--weight-decay X] [--seed N]\n"
-        "                   [--no-augment] [--weights FILE] [--resume] [--test-episodes N]\n"
-        "                   [--device D] [--quiet] [--json] [data flags] [model flags]\n\n"
-        "Trains on the base split with AdamW (lr 1e-3, weight decay 1e-5), %s epochs of\n"
-        "%s episodes, validating each epoch on the val split in evaluation mode. The run\n"
-        "folder (default runs/<model>-<time>) gets config.json, metrics.csv, curves.svg,\n"
-        "best.safetensors (best validation accuracy) and last.safetensors (written every\n"
-        "epoch and on Ctrl-C); --resume continues a stopped run exactly. The configuration\n"
-        "is planned first and refused if it does not fit the device. --test-episodes N\n"
-        "tests the best weights on the novel split afterwards.\n\n" DATA_FLAG_HELP MODEL_FLAG_HELP,
-        "50", "200");
+    fprintf(f,
+            "usage: fewcl train --data DIR [--run-dir DIR] [--epochs N] [--episodes N]\n"
+            "                   [--val-episodes N] [--lr X] [--weight-decay X] [--seed N]\n"
+            "                   [--no-augment] [--weights FILE] [--backbone-weights FILE\n"
+            "                   [--backbone-prefix P]] [--resume] [--test-episodes N]\n"
+            "                   [--device D] [--quiet] [--json] [data flags] [model flags]\n\n"
+            "Trains on the base split with AdamW (lr 1e-3, weight decay 1e-5), %s epochs of\n"
+            "%s episodes, validating each epoch on the val split in evaluation mode. The run\n"
+            "folder (default runs/<model>-<time>) gets config.json, metrics.csv, curves.svg,\n"
+            "best.safetensors (best validation accuracy) and last.safetensors (written every\n"
+            "epoch and on Ctrl-C); --resume continues a stopped run exactly. The configuration\n"
+            "is planned first and refused if it does not fit the device. --test-episodes N\n"
+            "tests the best weights on the novel split afterwards. --weights starts from a\n"
+            "fewcl or PyTorch-exported model; --backbone-weights from a torchvision ResNet\n"
+            "state_dict saved as safetensors (keys P + torchvision key).\n\n" DATA_FLAG_HELP
+                MODEL_FLAG_HELP,
+            "50", "200");
 }
 
 enum {
@@ -40,6 +43,8 @@ enum {
     OPT_SEED,
     OPT_NO_AUG,
     OPT_WEIGHTS,
+    OPT_BACKBONE_WEIGHTS,
+    OPT_BACKBONE_PREFIX,
     OPT_RESUME,
     OPT_TEST_EPISODES,
     OPT_DEVICE,
@@ -60,24 +65,27 @@ static int parse_real(const char *name, const char *arg, double *out) {
 }
 
 int cmd_train(int argc, char **argv) {
-    static const struct option opts[] = {{"run-dir", required_argument, 0, OPT_RUN_DIR},
-                                         {"epochs", required_argument, 0, OPT_EPOCHS},
-                                         {"episodes", required_argument, 0, OPT_EPISODES},
-                                         {"val-episodes", required_argument, 0, OPT_VAL_EPISODES},
-                                         {"lr", required_argument, 0, OPT_LR},
-                                         {"weight-decay", required_argument, 0, OPT_WD},
-                                         {"seed", required_argument, 0, OPT_SEED},
-                                         {"no-augment", no_argument, 0, OPT_NO_AUG},
-                                         {"weights", required_argument, 0, OPT_WEIGHTS},
-                                         {"resume", no_argument, 0, OPT_RESUME},
-                                         {"test-episodes", required_argument, 0, OPT_TEST_EPISODES},
-                                         {"device", required_argument, 0, OPT_DEVICE},
-                                         {"quiet", no_argument, 0, OPT_QUIET},
-                                         {"json", no_argument, 0, OPT_JSON},
-                                         {"help", no_argument, 0, OPT_HELP},
-                                         MODEL_FLAG_OPTIONS,
-                                         DATA_FLAG_OPTIONS,
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"run-dir", required_argument, 0, OPT_RUN_DIR},
+        {"epochs", required_argument, 0, OPT_EPOCHS},
+        {"episodes", required_argument, 0, OPT_EPISODES},
+        {"val-episodes", required_argument, 0, OPT_VAL_EPISODES},
+        {"lr", required_argument, 0, OPT_LR},
+        {"weight-decay", required_argument, 0, OPT_WD},
+        {"seed", required_argument, 0, OPT_SEED},
+        {"no-augment", no_argument, 0, OPT_NO_AUG},
+        {"weights", required_argument, 0, OPT_WEIGHTS},
+        {"backbone-weights", required_argument, 0, OPT_BACKBONE_WEIGHTS},
+        {"backbone-prefix", required_argument, 0, OPT_BACKBONE_PREFIX},
+        {"resume", no_argument, 0, OPT_RESUME},
+        {"test-episodes", required_argument, 0, OPT_TEST_EPISODES},
+        {"device", required_argument, 0, OPT_DEVICE},
+        {"quiet", no_argument, 0, OPT_QUIET},
+        {"json", no_argument, 0, OPT_JSON},
+        {"help", no_argument, 0, OPT_HELP},
+        MODEL_FLAG_OPTIONS,
+        DATA_FLAG_OPTIONS,
+        {0, 0, 0, 0}};
     train_job job;
     train_job_init(&job);
     data_flags data;
@@ -115,6 +123,8 @@ int cmd_train(int argc, char **argv) {
             break;
         case OPT_NO_AUG: job.opt.augment = 0; break;
         case OPT_WEIGHTS: job.opt.init_weights = optarg; break;
+        case OPT_BACKBONE_WEIGHTS: job.opt.backbone_weights = optarg; break;
+        case OPT_BACKBONE_PREFIX: job.opt.backbone_prefix = optarg; break;
         case OPT_RESUME: job.opt.resume = 1; break;
         case OPT_TEST_EPISODES:
             if (parse_count("train", "test-episodes", optarg, 0, &test_episodes)) return EXIT_USAGE;
@@ -137,6 +147,10 @@ int cmd_train(int argc, char **argv) {
     if (!data_has_split(&data, SPLIT_BASE)) {
         fprintf(stderr, "fewcl train: no training data: give --data DIR (FS-CT filelists "
                         "base.json/val.json/novel.json) or --train-list\n");
+        return EXIT_USAGE;
+    }
+    if (job.opt.backbone_prefix && !job.opt.backbone_weights) {
+        fprintf(stderr, "fewcl train: --backbone-prefix needs --backbone-weights\n");
         return EXIT_USAGE;
     }
     if (job.opt.resume && !job.opt.run_dir) {

@@ -157,8 +157,9 @@ typedef struct run_state {
 #define METRIC_FIELDS(X)                                                                           \
     X(loss)                                                                                        \
     X(loss_ce)                                                                                     \
-    X(loss_var) X(loss_cov) X(train_acc) X(val_acc) X(val_ci95) X(episodes_per_s) X(images_per_s)  \
-        X(seconds) X(device_peak)
+    X(loss_var)                                                                                    \
+    X(loss_cov) X(train_acc) X(val_acc) X(val_ci95) X(episodes_per_s) X(images_per_s) X(seconds)   \
+        X(device_peak)
 
 /* JSON has no NaN: absent values (no validation) are written as null. */
 static void add_number(cJSON *o, const char *key, double v) {
@@ -291,6 +292,7 @@ static fewcl_status write_run_config(const fcl_train_options *o, const char *pat
     cJSON_AddStringToObject(t, "train_data", o->train->source);
     if (o->val) cJSON_AddStringToObject(t, "val_data", o->val->source);
     if (o->init_weights) cJSON_AddStringToObject(t, "init_weights", o->init_weights);
+    if (o->backbone_weights) cJSON_AddStringToObject(t, "backbone_weights", o->backbone_weights);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     if (!text) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "writing %s", path);
@@ -359,13 +361,19 @@ static fewcl_status open_model(trainer *t) {
         t->st.best_val = NAN, t->st.best_epoch = 0;
         t->st.history = calloc((size_t)o->epochs, sizeof *t->st.history);
         if (!t->st.history) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "history");
-        if (!o->init_weights) return FEWCL_OK;
-        fcl_safetensors *st;
-        FCL_TRY(fcl_st_load(o->init_weights, &st));
-        fewcl_status s = fcl_params_load(t->ctx, &t->model->params, st,
-                                         o->init_prefix ? o->init_prefix : "", FCL_LOAD_COMPLETE);
-        fcl_st_free(st);
-        return s;
+        if (o->init_weights) {
+            fcl_safetensors *st;
+            FCL_TRY(fcl_st_load(o->init_weights, &st));
+            fewcl_status s =
+                fcl_params_load(t->ctx, &t->model->params, st, o->init_prefix ? o->init_prefix : "",
+                                FCL_LOAD_COMPLETE);
+            fcl_st_free(st);
+            FCL_TRY(s);
+        }
+        if (o->backbone_weights)
+            FCL_TRY(fcl_model_load_backbone(t->ctx, t->model, o->backbone_weights,
+                                            o->backbone_prefix ? o->backbone_prefix : ""));
+        return FEWCL_OK;
     }
     fcl_safetensors *st;
     FCL_TRY(fcl_st_load(t->last_path, &st));
@@ -493,9 +501,9 @@ static fewcl_status check_options(const fcl_train_options *o) {
         return fcl_fail(FEWCL_ERR_ARGUMENT, "--val-episodes %d: at least 1 with a validation set",
                         o->val_episodes);
     if (!o->run_dir || !*o->run_dir) return fcl_fail(FEWCL_ERR_ARGUMENT, "no run folder given");
-    if (o->resume && o->init_weights)
-        return fcl_fail(FEWCL_ERR_ARGUMENT,
-                        "--resume continues from the run's own checkpoint; drop --weights");
+    if (o->resume && (o->init_weights || o->backbone_weights))
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "--resume continues from the run's own checkpoint; "
+                                            "drop --weights/--backbone-weights");
     return fcl_config_validate(&o->cfg);
 }
 

@@ -56,6 +56,9 @@ typedef struct fcl_train_options {
     int resume;               /* continue from run_dir/last.safetensors */
     const char *init_weights; /* optional safetensors of initial weights (not with resume) */
     const char *init_prefix;  /* key prefix in init_weights ("" for fewcl/PyTorch files) */
+    /* Optional backbone weights in the backbone's own layout (a torchvision ResNet state_dict
+     * saved as safetensors), applied after init_weights; keys are backbone_prefix + key. */
+    const char *backbone_weights, *backbone_prefix;
     fcl_data_options data;
     fcl_progress_fn progress;
     void (*epoch_done)(void *user, const fcl_epoch_metrics *m);
