@@ -49,3 +49,41 @@ kernel void maxpool_backward(global const float *idx, uint io, global const floa
         }
     dx[xo + g] = s;
 }
+
+// The 2x2 window with stride 2 and no padding (every ConvNet block), as a 3-D range over
+// (ow, oh, plane): no index division and no loop, which is what makes PoCL's vectorised
+// work-groups fast. Same comparisons in the same order as maxpool_forward.
+kernel void maxpool2_forward(global const float *x, uint xo, global float *y, uint yo,
+                             global float *idx, uint io, uint planes, uint h, uint w, uint oh_n,
+                             uint ow_n) {
+    uint ow = get_global_id(0), oh = get_global_id(1), pl = get_global_id(2);
+    if (ow >= ow_n || oh >= oh_n || pl >= planes) return;
+    uint r0 = 2 * oh * w + 2 * ow, base = xo + pl * h * w + r0;
+    float best = x[base], v;
+    uint arg = r0;
+    v = x[base + 1];
+    if (v > best || isnan(v)) best = v, arg = r0 + 1;
+    v = x[base + w];
+    if (v > best || isnan(v)) best = v, arg = r0 + w;
+    v = x[base + w + 1];
+    if (v > best || isnan(v)) best = v, arg = r0 + w + 1;
+    uint o = (pl * oh_n + oh) * ow_n + ow;
+    y[yo + o] = best;
+    idx[io + o] = (float)arg;
+}
+
+// Its backward over (iw, ih, plane): each input pixel lies in at most one window (ih/2, iw/2);
+// the last row/column of an odd-sized plane lies in none and gets 0.
+kernel void maxpool2_backward(global const float *idx, uint io, global const float *dy, uint yo,
+                              global float *dx, uint xo, uint planes, uint h, uint w, uint oh_n,
+                              uint ow_n) {
+    uint iw = get_global_id(0), ih = get_global_id(1), pl = get_global_id(2);
+    if (iw >= w || ih >= h || pl >= planes) return;
+    uint oh = ih >> 1, ow = iw >> 1;
+    float g = 0.0f;
+    if (oh < oh_n && ow < ow_n) {
+        uint o = (pl * oh_n + oh) * ow_n + ow;
+        if (idx[io + o] == (float)(ih * w + iw)) g = dy[yo + o];
+    }
+    dx[xo + (pl * h + ih) * w + iw] = g;
+}

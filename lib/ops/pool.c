@@ -45,14 +45,36 @@ static fewcl_status launch(fewcl_context *ctx, const char *name, const fcl_tenso
     return fcl_launch(ctx, k, 1, &items, &lws);
 }
 
+/* The 2x2/2 window without padding has kernels of its own (cl/pool.cl: 3-D ranges, no
+ * division), launched over (columns, rows, planes) of `over` (the output forward, the input
+ * backward). */
+static int is_2x2(const fcl_pool2d_params *p) {
+    return p->kernel == 2 && p->stride == 2 && p->pad == 0;
+}
+
+static fewcl_status launch_2x2(fewcl_context *ctx, const char *name, const fcl_tensor *a,
+                               const fcl_tensor *b, const fcl_tensor *c, const fcl_tensor *x,
+                               const fcl_tensor *y, const fcl_tensor *over) {
+    fcl_kernel_entry *k;
+    FCL_TRY(fcl_kernel(ctx, "pool", NULL, name, &k));
+    FCL_TRY(fcl_args(k, "tttuuuuu", a, b, c, (unsigned)(x->shape[0] * x->shape[1]),
+                     (unsigned)x->shape[2], (unsigned)x->shape[3], (unsigned)y->shape[2],
+                     (unsigned)y->shape[3]));
+    size_t gws[3] = {(size_t)over->shape[3], (size_t)over->shape[2],
+                     (size_t)over->shape[0] * (size_t)over->shape[1]};
+    return fcl_launch(ctx, k, 3, gws, NULL);
+}
+
 fewcl_status fcl_maxpool2d_forward(fewcl_context *ctx, const fcl_tensor *x,
                                    const fcl_pool2d_params *p, fcl_tensor *y, fcl_tensor *idx) {
     FCL_TRY(check("max pool forward", x, y, idx, p));
+    if (is_2x2(p)) return launch_2x2(ctx, "maxpool2_forward", x, y, idx, x, y, y);
     return launch(ctx, "maxpool_forward", x, y, idx, x, y, p, y->numel);
 }
 
 fewcl_status fcl_maxpool2d_backward(fewcl_context *ctx, const fcl_tensor *idx, const fcl_tensor *dy,
                                     const fcl_pool2d_params *p, fcl_tensor *dx) {
     FCL_TRY(check("max pool backward", dx, dy, idx, p));
+    if (is_2x2(p)) return launch_2x2(ctx, "maxpool2_backward", idx, dy, dx, dx, dy, dx);
     return launch(ctx, "maxpool_backward", idx, dy, dx, dx, dy, p, dx->numel);
 }
