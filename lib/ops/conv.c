@@ -7,6 +7,11 @@
  * and is freed before returning. */
 #include "conv.h"
 
+#include <string.h>
+
+#include "gemm_host.h"
+#include "hostmap.h"
+
 int fcl_conv2d_out_size(int in, int k, int stride, int pad) {
     int span = in + 2 * pad - k;
     return span < 0 || stride < 1 ? 0 : span / stride + 1;
@@ -119,10 +124,209 @@ static fewcl_status forward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor 
         (fcl_matrix){u->y, (size_t)n0 * y_image + p0, g->plane}, y_image, nb);
 }
 
+/* ---- the host path (CPU devices, see gemm_host.h) -------------------------------------------
+ * The same chunks and workspace as the kernels, but im2col, col2im, the bias and db run as C
+ * loops on the mapped buffers and the GEMMs call the host BLAS directly: one map set per call
+ * instead of one per GEMM, and no PoCL launches of the element-per-work-item kernels. */
+
+/* Walks the output pixels [p0, p0+pc) in runs along output rows: in BODY, q0 is the run's
+ * first column of the chunk (p − p0), oh its output row, ow0 its first output column, and
+ * run its length. */
+#define FOR_EACH_RUN(g, p0, pc, BODY)                                                              \
+    for (int q0 = 0, p_ = (p0); q0 < (pc);) {                                                      \
+        int oh = p_ / (g)->ow, ow0 = p_ % (g)->ow;                                                 \
+        int run = (g)->ow - ow0 < (pc)-q0 ? (g)->ow - ow0 : (pc)-q0;                               \
+        BODY;                                                                                      \
+        q0 += run, p_ += run;                                                                      \
+    }
+
+/* cols[i][k][q] exactly as the im2col kernel writes it (cl/conv.cl). */
+static void im2col_host(const geom *g, const float *x, float *cols, int n0, int nb, int p0,
+                        int pc) {
+    for (int i = 0; i < nb; i++)
+        for (int k = 0; k < g->taps; k++) {
+            int kw = k % g->kw, kh = (k / g->kw) % g->kh, c = k / (g->kw * g->kh);
+            const float *src = x + ((size_t)(n0 + i) * g->cin + c) * g->h * g->w;
+            float *dst = cols + ((size_t)i * g->taps + k) * pc;
+            FOR_EACH_RUN(g, p0, pc, {
+                int ih = oh * g->stride - g->pad + kh;
+                float *d = dst + q0;
+                if (ih < 0 || ih >= g->h) {
+                    memset(d, 0, (size_t)run * sizeof *d);
+                } else {
+                    const float *row = src + (size_t)ih * g->w;
+                    for (int j = 0; j < run; j++) {
+                        int iw = (ow0 + j) * g->stride - g->pad + kw;
+                        d[j] = iw >= 0 && iw < g->w ? row[iw] : 0.0f;
+                    }
+                }
+            })
+        }
+}
+
+/* dx[n0+i] (+)= col2im(dcols[i]) as a scatter in the order k = (c, kh, kw) ascending: every
+ * input pixel receives its terms in the kernel's gather order (kh, kw ascending). The first
+ * column chunk of an image overwrites (dx is zeroed first), later ones add. */
+static void col2im_host(const geom *g, const float *dcols, float *dx, int n0, int nb, int p0,
+                        int pc) {
+    size_t image = (size_t)g->cin * g->h * g->w;
+    if (p0 == 0) memset(dx + (size_t)n0 * image, 0, (size_t)nb * image * sizeof *dx);
+    for (int i = 0; i < nb; i++)
+        for (int k = 0; k < g->taps; k++) {
+            int kw = k % g->kw, kh = (k / g->kw) % g->kh, c = k / (g->kw * g->kh);
+            float *dst = dx + (size_t)(n0 + i) * image + (size_t)c * g->h * g->w;
+            const float *src = dcols + ((size_t)i * g->taps + k) * pc;
+            FOR_EACH_RUN(g, p0, pc, {
+                int ih = oh * g->stride - g->pad + kh;
+                if (ih >= 0 && ih < g->h) {
+                    float *row = dst + (size_t)ih * g->w;
+                    for (int j = 0; j < run; j++) {
+                        int iw = (ow0 + j) * g->stride - g->pad + kw;
+                        if (iw >= 0 && iw < g->w) row[iw] += src[q0 + j];
+                    }
+                }
+            })
+        }
+}
+
+/* Adds the host time since t0 to the profile counters (GEMM or other host work). */
+static double host_time(fewcl_context *ctx, double t0, int gemm) {
+    if (!ctx->profiling) return 0;
+    double t = fcl_host_seconds();
+    if (gemm)
+        ctx->gemm_profile_ms += (t - t0) * 1e3, ctx->gemm_calls++;
+    else
+        ctx->host_profile_ms += (t - t0) * 1e3;
+    return t;
+}
+
+typedef struct host_args {
+    const fcl_tensor *x, *w, *b, *dy;
+    fcl_tensor *y, *dx, *dw, *db;
+} host_args;
+
+/* Forward: y = bias (or nothing), then per chunk im2col and y[n][:, p0:] (+)= W · cols[i]. */
+static void forward_host(fewcl_context *ctx, const geom *g, const fcl_host_map *map,
+                         const host_args *a, float *cols) {
+    const float *x = fcl_host_ptr(map, a->x), *w = fcl_host_ptr(map, a->w);
+    float *y = fcl_host_ptr(map, a->y);
+    size_t y_image = (size_t)g->cout * g->plane;
+    double t = ctx->profiling ? fcl_host_seconds() : 0;
+    if (a->b) {
+        const float *b = fcl_host_ptr(map, a->b);
+        for (int n = 0; n < g->n; n++)
+            for (int c = 0; c < g->cout; c++) {
+                float *row = y + (size_t)n * y_image + (size_t)c * g->plane;
+                for (int p = 0; p < g->plane; p++)
+                    row[p] = b[c];
+            }
+    }
+    for (int n0 = 0; n0 < g->n; n0 += g->images) {
+        int nb = g->n - n0 < g->images ? g->n - n0 : g->images;
+        for (int p0 = 0; p0 < g->plane; p0 += g->columns) {
+            int pc = g->plane - p0 < g->columns ? g->plane - p0 : g->columns;
+            im2col_host(g, x, cols, n0, nb, p0, pc);
+            t = host_time(ctx, t, 0);
+            for (int i = 0; i < nb; i++)
+                fcl_host_sgemm(0, 0, g->cout, pc, g->taps, 1.0f, w, g->taps,
+                               cols + (size_t)i * g->taps * pc, pc, a->b ? 1.0f : 0.0f,
+                               y + (size_t)(n0 + i) * y_image + p0, g->plane);
+            t = host_time(ctx, t, 1);
+        }
+    }
+}
+
+/* Backward: db += Σ dy; per chunk dW += dy[n] · cols[i]ᵀ (images in order) and
+ * dx = col2im(Wᵀ · dy[n]). */
+static void backward_host(fewcl_context *ctx, const geom *g, const fcl_host_map *map,
+                          const host_args *a, float *cols) {
+    const float *x = fcl_host_ptr(map, a->x), *w = fcl_host_ptr(map, a->w);
+    const float *dy = fcl_host_ptr(map, a->dy);
+    float *dx = a->dx ? fcl_host_ptr(map, a->dx) : NULL;
+    float *dw = a->dw ? fcl_host_ptr(map, a->dw) : NULL;
+    size_t y_image = (size_t)g->cout * g->plane;
+    double t = ctx->profiling ? fcl_host_seconds() : 0;
+    if (a->db) { /* per channel: images, then pixels, in order (one double-free sum order) */
+        float *db = fcl_host_ptr(map, a->db);
+        for (int c = 0; c < g->cout; c++) {
+            float s = 0.0f;
+            for (int n = 0; n < g->n; n++) {
+                const float *row = dy + (size_t)n * y_image + (size_t)c * g->plane;
+                for (int p = 0; p < g->plane; p++)
+                    s += row[p];
+            }
+            db[c] += s;
+        }
+        t = host_time(ctx, t, 0);
+    }
+    if (!dx && !dw) return;
+    for (int n0 = 0; n0 < g->n; n0 += g->images) {
+        int nb = g->n - n0 < g->images ? g->n - n0 : g->images;
+        for (int p0 = 0; p0 < g->plane; p0 += g->columns) {
+            int pc = g->plane - p0 < g->columns ? g->plane - p0 : g->columns;
+            size_t col_image = (size_t)g->taps * pc;
+            if (dw) {
+                im2col_host(g, x, cols, n0, nb, p0, pc);
+                t = host_time(ctx, t, 0);
+                for (int i = 0; i < nb; i++)
+                    fcl_host_sgemm(0, 1, g->cout, g->taps, pc, 1.0f,
+                                   dy + (size_t)(n0 + i) * y_image + p0, g->plane,
+                                   cols + i * col_image, pc, 1.0f, dw, g->taps);
+                t = host_time(ctx, t, 1);
+            }
+            if (dx) {
+                for (int i = 0; i < nb; i++)
+                    fcl_host_sgemm(1, 0, g->taps, pc, g->cout, 1.0f, w, g->taps,
+                                   dy + (size_t)(n0 + i) * y_image + p0, g->plane, 0.0f,
+                                   cols + i * col_image, pc);
+                t = host_time(ctx, t, 1);
+                col2im_host(g, cols, dx, n0, nb, p0, pc);
+                t = host_time(ctx, t, 0);
+            }
+        }
+    }
+}
+
+/* The host path of one call: the kernels' workspace (so that plans and peaks do not depend on
+ * the path), every tensor mapped once, `run` over all chunks, then unmapped. */
+static fewcl_status run_host(fewcl_context *ctx, const geom *g, const host_args *a,
+                             void (*run)(fewcl_context *, const geom *, const fcl_host_map *,
+                                         const host_args *, float *)) {
+    fcl_tensor cols = {0};
+    int need_cols = !a->dy || a->dx || a->dw; /* db alone needs no columns (as with kernels) */
+    if (need_cols)
+        FCL_TRY(fcl_tensor_alloc1(ctx, &cols, FCL_MEM_WORKSPACE, g->images * g->taps * g->columns));
+    fewcl_status s = FEWCL_OK;
+    if (!ctx->dry_run) {
+        fcl_host_map map = {0};
+        const fcl_tensor *all[] = {
+            a->x, a->w, a->b, a->dy, a->y, a->dx, a->dw, a->db, need_cols ? &cols : NULL};
+        for (size_t i = 0; i < sizeof all / sizeof *all && s == FEWCL_OK; i++)
+            s = fcl_host_map_add(&map, all[i]);
+        if (s == FEWCL_OK) s = fcl_host_map_begin(ctx, &map);
+        if (s == FEWCL_OK) {
+            run(ctx, g, &map, a, need_cols ? fcl_host_ptr(&map, &cols) : NULL);
+            s = fcl_host_map_end(ctx, &map);
+        }
+    }
+    if (need_cols) fcl_tensor_free(ctx, &cols);
+    return s;
+}
+
+static fewcl_status on_host(fewcl_context *ctx, int *yes) {
+    int path;
+    FCL_TRY(fcl_gemm_path(ctx, &path));
+    *yes = path == FCL_GEMM_HOST;
+    return FEWCL_OK;
+}
+
 fewcl_status fcl_conv2d_forward(fewcl_context *ctx, const fcl_tensor *x, const fcl_tensor *w,
                                 const fcl_tensor *b, const fcl_conv2d_params *p, fcl_tensor *y) {
     geom g;
     FCL_TRY(make_geom(ctx, "conv2d forward", x, w, b, y, p, &g));
+    int host;
+    FCL_TRY(on_host(ctx, &host));
+    if (host) return run_host(ctx, &g, &(host_args){.x = x, .w = w, .b = b, .y = y}, forward_host);
     forward_ud u = {x, w, y, 0.0f};
     if (b) {
         fcl_kernel_entry *k;
@@ -181,6 +385,12 @@ fewcl_status fcl_conv2d_backward(fewcl_context *ctx, const fcl_tensor *x, const 
                         dx ? fcl_shape_str(dx, s1, sizeof s1) : "-",
                         dw ? fcl_shape_str(dw, s2, sizeof s2) : "-");
     }
+    int host;
+    FCL_TRY(on_host(ctx, &host));
+    if (host)
+        return run_host(ctx, &g,
+                        &(host_args){.x = x, .w = w, .dy = dy, .dx = dx, .dw = dw, .db = db},
+                        backward_host);
     if (db) {
         fcl_kernel_entry *k;
         FCL_TRY(fcl_kernel(ctx, "conv", NULL, "channel_sum", &k));
