@@ -1,10 +1,14 @@
 /* 2-D convolution as im2col + GEMM (see cl/conv.cl for the column layout).
  *
- * Memory: the im2col matrix of a whole batch can be large (Conv4's first block at 84x84 is
- * 576 x 7056 floats, 16 MiB, per image), so each call works through the batch in chunks whose
+ * Memory: the im2col matrix of a whole batch can be large (Conv4's second block at 84x84 is
+ * 576 x 1764 floats, 4 MiB, per image), so each call works through the batch in chunks whose
  * columns fit the workspace bound: several whole images at a time when one image fits, else
- * one image in ranges of output pixels. The workspace comes from the arena (FCL_MEM_WORKSPACE)
- * and is freed before returning. */
+ * one image in ranges of output pixels. The columns of a chunk's images sit side by side, so
+ * that on the OpenCL path one GEMM covers the chunk (forward, dW and dx each), with the
+ * GEMM's output [Cout, images·pixels] in the workspace too, moved to/from NCHW by a kernel.
+ * The host path (CPU devices) writes NCHW directly with one BLAS call per image, which is as
+ * fast there and needs no second buffer. The workspace comes from the arena
+ * (FCL_MEM_WORKSPACE) and is freed before returning. */
 #include "conv.h"
 
 #include <string.h>
@@ -21,13 +25,26 @@ int fcl_conv2d_out_size(int in, int k, int stride, int pad) {
 typedef struct geom {
     int n, cin, h, w, cout, kh, kw, oh, ow, stride, pad;
     int taps, plane;     /* K = Cin·KH·KW, P = OH·OW */
+    int host;            /* the host path (gemm_host.h): no GEMM-output workspace */
     int images, columns; /* per chunk: `images` whole images, or 1 image and `columns` pixels */
 } geom;
+
+static fewcl_status on_host(fewcl_context *ctx, int *yes) {
+    int path;
+    FCL_TRY(fcl_gemm_path(ctx, &path));
+    *yes = path == FCL_GEMM_HOST;
+    return FEWCL_OK;
+}
+
+size_t fcl_conv2d_column_bytes(int host, int taps, int cout) {
+    return (size_t)(host ? taps : taps + cout) * sizeof(float);
+}
 
 static fewcl_status make_geom(fewcl_context *ctx, const char *op, const fcl_tensor *x,
                               const fcl_tensor *w, const fcl_tensor *b, const fcl_tensor *y,
                               const fcl_conv2d_params *p, geom *g) {
     char sx[64], sw[64], sy[64];
+    FCL_TRY(on_host(ctx, &g->host));
     if (!p || p->stride < 1 || p->pad < 0)
         return fcl_fail(FEWCL_ERR_ARGUMENT, "%s: stride %d and padding %d (need >= 1 and >= 0)", op,
                         p ? p->stride : 0, p ? p->pad : 0);
@@ -54,7 +71,9 @@ static fewcl_status make_geom(fewcl_context *ctx, const char *op, const fcl_tens
     size_t limit = p->workspace_bytes ? p->workspace_bytes : FCL_CONV_WORKSPACE_DEFAULT;
     if (limit > ctx->limits.max_alloc) limit = ctx->limits.max_alloc;
     if (limit > ((size_t)1 << 31)) limit = (size_t)1 << 31; /* element counts stay in int/uint */
-    size_t col_bytes = (size_t)g->taps * sizeof(float);     /* one output pixel's column */
+    /* One output pixel's workspace: its im2col column, and on the OpenCL path its column of
+     * the chunk's GEMM output (or of the output gradient) in the same layout. */
+    size_t col_bytes = fcl_conv2d_column_bytes(g->host, g->taps, g->cout);
     size_t image_bytes = col_bytes * (size_t)g->plane;
     if (image_bytes <= limit) {
         size_t fit = limit / image_bytes;
@@ -73,7 +92,7 @@ static fewcl_status launch_1d(fewcl_context *ctx, fcl_kernel_entry *k, size_t n)
     return fcl_launch(ctx, k, 1, &n, &lws);
 }
 
-/* cols[i][k][q] for images n0 .. n0+nb-1 and output pixels p0 .. p0+pc-1. */
+/* cols[k][i·pc + q] for images n0 .. n0+nb-1 and output pixels p0 .. p0+pc-1. */
 static fewcl_status im2col(fewcl_context *ctx, const geom *g, const fcl_tensor *x, fcl_tensor *cols,
                            int n0, int nb, int p0, int pc) {
     fcl_kernel_entry *k;
@@ -86,42 +105,62 @@ static fewcl_status im2col(fewcl_context *ctx, const geom *g, const fcl_tensor *
 }
 
 /* The chunk loop shared by forward and backward: `step` runs on each chunk after its
- * workspace is allocated; the workspace is freed on every path. */
-typedef fewcl_status (*chunk_fn)(fewcl_context *ctx, const geom *g, fcl_tensor *cols, int n0,
-                                 int nb, int p0, int pc, void *ud);
+ * workspace (cols [K, nb·pc] and t [Cout, nb·pc]) is allocated; it is freed on every path. */
+typedef fewcl_status (*chunk_fn)(fewcl_context *ctx, const geom *g, fcl_tensor *cols, fcl_tensor *t,
+                                 int n0, int nb, int p0, int pc, void *ud);
 
 static fewcl_status for_each_chunk(fewcl_context *ctx, const geom *g, chunk_fn step, void *ud) {
-    fcl_tensor cols;
-    int ws = g->images * g->taps * g->columns;
-    FCL_TRY(fcl_tensor_alloc1(ctx, &cols, FCL_MEM_WORKSPACE, ws));
-    fewcl_status s = FEWCL_OK;
+    fcl_tensor cols, t;
+    int chunk = g->images * g->columns;
+    FCL_TRY(fcl_tensor_alloc1(ctx, &cols, FCL_MEM_WORKSPACE, g->taps * chunk));
+    fewcl_status s = fcl_tensor_alloc1(ctx, &t, FCL_MEM_WORKSPACE, g->cout * chunk);
+    if (s != FEWCL_OK) {
+        fcl_tensor_free(ctx, &cols);
+        return s;
+    }
     for (int n0 = 0; n0 < g->n && s == FEWCL_OK; n0 += g->images) {
         int nb = g->n - n0 < g->images ? g->n - n0 : g->images;
         for (int p0 = 0; p0 < g->plane && s == FEWCL_OK; p0 += g->columns) {
             int pc = g->plane - p0 < g->columns ? g->plane - p0 : g->columns;
-            s = step(ctx, g, &cols, n0, nb, p0, pc, ud);
+            s = step(ctx, g, &cols, &t, n0, nb, p0, pc, ud);
         }
     }
+    fcl_tensor_free(ctx, &t);
     fcl_tensor_free(ctx, &cols);
     return s;
 }
 
+/* Moves a chunk between NCHW and the GEMM layout [Cout, nb·pc] (chunk_to_nchw adds the bias
+ * when b is given; nchw_to_chunk ignores b). */
+static fewcl_status reshuffle(fewcl_context *ctx, const geom *g, const char *kernel,
+                              const fcl_tensor *from, fcl_tensor *to, const fcl_tensor *b, int n0,
+                              int nb, int p0, int pc) {
+    fcl_kernel_entry *k;
+    FCL_TRY(fcl_kernel(ctx, "conv", NULL, kernel, &k));
+    if (kernel[0] == 'c')
+        FCL_TRY(fcl_args(k, "tttiuuuuuu", from, to, b ? b : from, b != NULL, (unsigned)n0,
+                         (unsigned)nb, (unsigned)g->cout, (unsigned)g->plane, (unsigned)p0,
+                         (unsigned)pc));
+    else
+        FCL_TRY(fcl_args(k, "ttuuuuuu", from, to, (unsigned)n0, (unsigned)nb, (unsigned)g->cout,
+                         (unsigned)g->plane, (unsigned)p0, (unsigned)pc));
+    return launch_1d(ctx, k, (size_t)g->cout * nb * pc);
+}
+
 typedef struct forward_ud {
-    const fcl_tensor *x, *w;
+    const fcl_tensor *x, *w, *b;
     fcl_tensor *y;
-    float beta;
 } forward_ud;
 
-/* y[n][:, p0:p0+pc] (+)= W[Cout,K] · cols[i][K,pc] for each image of the chunk. */
-static fewcl_status forward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor *cols, int n0,
-                                  int nb, int p0, int pc, void *ud) {
+/* t[Cout, nb·pc] = W[Cout,K] · cols[K, nb·pc]: one GEMM for the chunk; then y = t (+ b). */
+static fewcl_status forward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor *cols,
+                                  fcl_tensor *t, int n0, int nb, int p0, int pc, void *ud) {
     forward_ud *u = ud;
+    int cn = nb * pc;
     FCL_TRY(im2col(ctx, g, u->x, cols, n0, nb, p0, pc));
-    size_t y_image = (size_t)g->cout * g->plane;
-    return fcl_gemm_strided_batched(
-        ctx, 0, 0, g->cout, pc, g->taps, 1.0f, (fcl_matrix){u->w, 0, g->taps}, 0,
-        (fcl_matrix){cols, 0, pc}, (size_t)g->taps * pc, u->beta,
-        (fcl_matrix){u->y, (size_t)n0 * y_image + p0, g->plane}, y_image, nb);
+    FCL_TRY(fcl_gemm(ctx, 0, 0, g->cout, cn, g->taps, 1.0f, (fcl_matrix){u->w, 0, g->taps},
+                     (fcl_matrix){cols, 0, cn}, 0.0f, (fcl_matrix){t, 0, cn}));
+    return reshuffle(ctx, g, "chunk_to_nchw", t, u->y, u->b, n0, nb, p0, pc);
 }
 
 /* ---- the host path (CPU devices, see gemm_host.h) -------------------------------------------
@@ -140,14 +179,14 @@ static fewcl_status forward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor 
         q0 += run, p_ += run;                                                                      \
     }
 
-/* cols[i][k][q] exactly as the im2col kernel writes it (cl/conv.cl). */
+/* cols[k][i·pc + q] exactly as the im2col kernel writes it (cl/conv.cl). */
 static void im2col_host(const geom *g, const float *x, float *cols, int n0, int nb, int p0,
                         int pc) {
     for (int i = 0; i < nb; i++)
         for (int k = 0; k < g->taps; k++) {
             int kw = k % g->kw, kh = (k / g->kw) % g->kh, c = k / (g->kw * g->kh);
             const float *src = x + ((size_t)(n0 + i) * g->cin + c) * g->h * g->w;
-            float *dst = cols + ((size_t)i * g->taps + k) * pc;
+            float *dst = cols + ((size_t)k * nb + i) * pc;
             FOR_EACH_RUN(g, p0, pc, {
                 int ih = oh * g->stride - g->pad + kh;
                 float *d = dst + q0;
@@ -175,7 +214,7 @@ static void col2im_host(const geom *g, const float *dcols, float *dx, int n0, in
         for (int k = 0; k < g->taps; k++) {
             int kw = k % g->kw, kh = (k / g->kw) % g->kh, c = k / (g->kw * g->kh);
             float *dst = dx + (size_t)(n0 + i) * image + (size_t)c * g->h * g->w;
-            const float *src = dcols + ((size_t)i * g->taps + k) * pc;
+            const float *src = dcols + ((size_t)k * nb + i) * pc;
             FOR_EACH_RUN(g, p0, pc, {
                 int ih = oh * g->stride - g->pad + kh;
                 if (ih >= 0 && ih < g->h) {
@@ -228,9 +267,9 @@ static void forward_host(fewcl_context *ctx, const geom *g, const fcl_host_map *
             im2col_host(g, x, cols, n0, nb, p0, pc);
             t = host_time(ctx, t, 0);
             for (int i = 0; i < nb; i++)
-                fcl_host_sgemm(0, 0, g->cout, pc, g->taps, 1.0f, w, g->taps,
-                               cols + (size_t)i * g->taps * pc, pc, a->b ? 1.0f : 0.0f,
-                               y + (size_t)(n0 + i) * y_image + p0, g->plane);
+                fcl_host_sgemm(0, 0, g->cout, pc, g->taps, 1.0f, w, g->taps, cols + (size_t)i * pc,
+                               nb * pc, a->b ? 1.0f : 0.0f, y + (size_t)(n0 + i) * y_image + p0,
+                               g->plane);
             t = host_time(ctx, t, 1);
         }
     }
@@ -264,21 +303,20 @@ static void backward_host(fewcl_context *ctx, const geom *g, const fcl_host_map 
         int nb = g->n - n0 < g->images ? g->n - n0 : g->images;
         for (int p0 = 0; p0 < g->plane; p0 += g->columns) {
             int pc = g->plane - p0 < g->columns ? g->plane - p0 : g->columns;
-            size_t col_image = (size_t)g->taps * pc;
             if (dw) {
                 im2col_host(g, x, cols, n0, nb, p0, pc);
                 t = host_time(ctx, t, 0);
                 for (int i = 0; i < nb; i++)
                     fcl_host_sgemm(0, 1, g->cout, g->taps, pc, 1.0f,
                                    dy + (size_t)(n0 + i) * y_image + p0, g->plane,
-                                   cols + i * col_image, pc, 1.0f, dw, g->taps);
+                                   cols + (size_t)i * pc, nb * pc, 1.0f, dw, g->taps);
                 t = host_time(ctx, t, 1);
             }
             if (dx) {
                 for (int i = 0; i < nb; i++)
                     fcl_host_sgemm(1, 0, g->taps, pc, g->cout, 1.0f, w, g->taps,
                                    dy + (size_t)(n0 + i) * y_image + p0, g->plane, 0.0f,
-                                   cols + i * col_image, pc);
+                                   cols + (size_t)i * pc, nb * pc);
                 t = host_time(ctx, t, 1);
                 col2im_host(g, cols, dx, n0, nb, p0, pc);
                 t = host_time(ctx, t, 0);
@@ -313,29 +351,13 @@ static fewcl_status run_host(fewcl_context *ctx, const geom *g, const host_args 
     return s;
 }
 
-static fewcl_status on_host(fewcl_context *ctx, int *yes) {
-    int path;
-    FCL_TRY(fcl_gemm_path(ctx, &path));
-    *yes = path == FCL_GEMM_HOST;
-    return FEWCL_OK;
-}
-
 fewcl_status fcl_conv2d_forward(fewcl_context *ctx, const fcl_tensor *x, const fcl_tensor *w,
                                 const fcl_tensor *b, const fcl_conv2d_params *p, fcl_tensor *y) {
     geom g;
     FCL_TRY(make_geom(ctx, "conv2d forward", x, w, b, y, p, &g));
-    int host;
-    FCL_TRY(on_host(ctx, &host));
-    if (host) return run_host(ctx, &g, &(host_args){.x = x, .w = w, .b = b, .y = y}, forward_host);
-    forward_ud u = {x, w, y, 0.0f};
-    if (b) {
-        fcl_kernel_entry *k;
-        FCL_TRY(fcl_kernel(ctx, "conv", NULL, "bias_fill", &k));
-        FCL_TRY(
-            fcl_args(k, "ttuuu", b, y, (unsigned)y->numel, (unsigned)g.cout, (unsigned)g.plane));
-        FCL_TRY(launch_1d(ctx, k, y->numel));
-        u.beta = 1.0f;
-    }
+    if (g.host)
+        return run_host(ctx, &g, &(host_args){.x = x, .w = w, .b = b, .y = y}, forward_host);
+    forward_ud u = {x, w, b, y};
     return for_each_chunk(ctx, &g, forward_chunk, &u);
 }
 
@@ -344,24 +366,24 @@ typedef struct backward_ud {
     fcl_tensor *dx, *dw;
 } backward_ud;
 
-static fewcl_status backward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor *cols, int n0,
-                                   int nb, int p0, int pc, void *ud) {
+static fewcl_status backward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor *cols,
+                                   fcl_tensor *t, int n0, int nb, int p0, int pc, void *ud) {
     backward_ud *u = ud;
-    size_t y_image = (size_t)g->cout * g->plane, col_image = (size_t)g->taps * pc;
-    fcl_matrix dy = {u->dy, (size_t)n0 * y_image + p0, g->plane};
+    int cn = nb * pc;
+    /* t[Cout, nb·pc] = the chunk of dy, in the layout of the GEMMs. */
+    FCL_TRY(reshuffle(ctx, g, "nchw_to_chunk", u->dy, t, NULL, n0, nb, p0, pc));
+    fcl_matrix dy = {t, 0, cn};
     if (u->dw) {
-        /* dW[Cout,K] += dy[n][Cout, pc] · cols[i][K, pc]ᵀ, image after image in order. */
+        /* dW[Cout,K] += t[Cout, nb·pc] · cols[K, nb·pc]ᵀ: one GEMM over the chunk's pixels. */
         FCL_TRY(im2col(ctx, g, u->x, cols, n0, nb, p0, pc));
-        FCL_TRY(fcl_gemm_strided_batched(ctx, 0, 1, g->cout, g->taps, pc, 1.0f, dy, y_image,
-                                         (fcl_matrix){cols, 0, pc}, col_image, 1.0f,
-                                         (fcl_matrix){u->dw, 0, g->taps}, 0, nb));
+        FCL_TRY(fcl_gemm(ctx, 0, 1, g->cout, g->taps, cn, 1.0f, dy, (fcl_matrix){cols, 0, cn}, 1.0f,
+                         (fcl_matrix){u->dw, 0, g->taps}));
     }
     if (u->dx) {
-        /* dcols[i][K, pc] = W[Cout,K]ᵀ · dy[n][Cout, pc] (reusing the workspace: the queue is
+        /* dcols[K, nb·pc] = W[Cout,K]ᵀ · t[Cout, nb·pc] (reusing the workspace: the queue is
          * in order, so the dW GEMM has read the columns before they are overwritten). */
-        FCL_TRY(fcl_gemm_strided_batched(ctx, 1, 0, g->taps, pc, g->cout, 1.0f,
-                                         (fcl_matrix){u->w, 0, g->taps}, 0, dy, y_image, 0.0f,
-                                         (fcl_matrix){cols, 0, pc}, col_image, nb));
+        FCL_TRY(fcl_gemm(ctx, 1, 0, g->taps, cn, g->cout, 1.0f, (fcl_matrix){u->w, 0, g->taps}, dy,
+                         0.0f, (fcl_matrix){cols, 0, cn}));
         fcl_kernel_entry *k;
         FCL_TRY(fcl_kernel(ctx, "conv", NULL, "col2im", &k));
         FCL_TRY(fcl_args(k, "ttuuuuuuuuuuuuui", cols, u->dx, (unsigned)n0, (unsigned)nb,
@@ -385,9 +407,7 @@ fewcl_status fcl_conv2d_backward(fewcl_context *ctx, const fcl_tensor *x, const 
                         dx ? fcl_shape_str(dx, s1, sizeof s1) : "-",
                         dw ? fcl_shape_str(dw, s2, sizeof s2) : "-");
     }
-    int host;
-    FCL_TRY(on_host(ctx, &host));
-    if (host)
+    if (g.host)
         return run_host(ctx, &g,
                         &(host_args){.x = x, .w = w, .dy = dy, .dx = dx, .dw = dw, .db = db},
                         backward_host);
