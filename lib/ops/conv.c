@@ -168,16 +168,27 @@ static fewcl_status forward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor 
  * loops on the mapped buffers and the GEMMs call the host BLAS directly: one map set per call
  * instead of one per GEMM, and no PoCL launches of the element-per-work-item kernels. */
 
-/* Walks the output pixels [p0, p0+pc) in runs along output rows: in BODY, q0 is the run's
+/* Walks the output pixels [p0, p0+pc) in runs along output rows: in the body (the last
+ * arguments), q0 is the run's
  * first column of the chunk (p − p0), oh its output row, ow0 its first output column, and
  * run its length. */
-#define FOR_EACH_RUN(g, p0, pc, BODY)                                                              \
+#define FOR_EACH_RUN(g, p0, pc, ...)                                                               \
     for (int q0 = 0, p_ = (p0); q0 < (pc);) {                                                      \
         int oh = p_ / (g)->ow, ow0 = p_ % (g)->ow;                                                 \
         int run = (g)->ow - ow0 < (pc)-q0 ? (g)->ow - ow0 : (pc)-q0;                               \
-        BODY;                                                                                      \
+        __VA_ARGS__;                                                                               \
         q0 += run, p_ += run;                                                                      \
     }
+
+/* The part [*lo, *hi) of a run of `run` output columns from ow0 whose input column
+ * iw = (ow0 + j)·stride − pad + kw lies inside [0, w): the rest reads the zero padding. */
+static void valid_span(const geom *g, int kw, int ow0, int run, int *lo, int *hi) {
+    int first = g->pad - kw, last = g->w - 1 + g->pad - kw; /* (ow0 + j)·stride in [first, last] */
+    int a = first <= 0 ? 0 : (first + g->stride - 1) / g->stride;
+    int b = last < 0 ? -1 : last / g->stride;
+    *lo = a - ow0 < 0 ? 0 : a - ow0 > run ? run : a - ow0;
+    *hi = b + 1 - ow0 < *lo ? *lo : b + 1 - ow0 > run ? run : b + 1 - ow0;
+}
 
 /* cols[k][i·pc + q] exactly as the im2col kernel writes it (cl/conv.cl). */
 static void im2col_host(const geom *g, const float *x, float *cols, int n0, int nb, int p0,
@@ -193,11 +204,16 @@ static void im2col_host(const geom *g, const float *x, float *cols, int n0, int 
                 if (ih < 0 || ih >= g->h) {
                     memset(d, 0, (size_t)run * sizeof *d);
                 } else {
-                    const float *row = src + (size_t)ih * g->w;
-                    for (int j = 0; j < run; j++) {
-                        int iw = (ow0 + j) * g->stride - g->pad + kw;
-                        d[j] = iw >= 0 && iw < g->w ? row[iw] : 0.0f;
-                    }
+                    int lo, hi;
+                    valid_span(g, kw, ow0, run, &lo, &hi);
+                    const float *row = src + (size_t)ih * g->w + (ow0 * g->stride - g->pad + kw);
+                    memset(d, 0, (size_t)lo * sizeof *d);
+                    if (g->stride == 1)
+                        memcpy(d + lo, row + lo, (size_t)(hi - lo) * sizeof *d);
+                    else
+                        for (int j = lo; j < hi; j++)
+                            d[j] = row[j * g->stride];
+                    memset(d + hi, 0, (size_t)(run - hi) * sizeof *d);
                 }
             })
         }
@@ -218,11 +234,12 @@ static void col2im_host(const geom *g, const float *dcols, float *dx, int n0, in
             FOR_EACH_RUN(g, p0, pc, {
                 int ih = oh * g->stride - g->pad + kh;
                 if (ih >= 0 && ih < g->h) {
-                    float *row = dst + (size_t)ih * g->w;
-                    for (int j = 0; j < run; j++) {
-                        int iw = (ow0 + j) * g->stride - g->pad + kw;
-                        if (iw >= 0 && iw < g->w) row[iw] += src[q0 + j];
-                    }
+                    int lo, hi;
+                    valid_span(g, kw, ow0, run, &lo, &hi);
+                    float *row = dst + (size_t)ih * g->w + (ow0 * g->stride - g->pad + kw);
+                    const float *from = src + q0;
+                    for (int j = lo; j < hi; j++)
+                        row[j * g->stride] += from[j];
                 }
             })
         }
