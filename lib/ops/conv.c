@@ -169,9 +169,8 @@ static fewcl_status forward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor 
  * instead of one per GEMM, and no PoCL launches of the element-per-work-item kernels. */
 
 /* Walks the output pixels [p0, p0+pc) in runs along output rows: in the body (the last
- * arguments), q0 is the run's
- * first column of the chunk (p − p0), oh its output row, ow0 its first output column, and
- * run its length. */
+ * arguments), q0 is the run's first column of the chunk (p − p0), oh its output row, ow0 its
+ * first output column, and run its length. */
 #define FOR_EACH_RUN(g, p0, pc, ...)                                                               \
     for (int q0 = 0, p_ = (p0); q0 < (pc);) {                                                      \
         int oh = p_ / (g)->ow, ow0 = p_ % (g)->ow;                                                 \
