@@ -32,15 +32,15 @@ int fcl_host_blas_available(void) {
 }
 
 #ifdef FEWCL_HOST_BLAS
-/* OpenBLAS threads: FEWCL_BLAS_THREADS if set, else OpenBLAS's own choice (OPENBLAS_NUM_THREADS
- * or the core count). The PoCL worker threads are idle while a host GEMM runs (the map waited
- * for the queue), so the two pools do not compete for the cores. */
+/* OpenBLAS threads: FEWCL_BLAS_THREADS if set, else 1. The PoCL worker threads are idle while a
+ * host GEMM runs (the map waited for the queue), but OpenBLAS's idle threads spin for a while
+ * after each call, on the cores PoCL's kernels need next: on 2 cores a conv4 84x84 training
+ * step took 24.6 s with 2 BLAS threads and 12.2 s with 1 (machine shared, see the report);
+ * FEWCL_BLAS_THREADS=0 leaves OpenBLAS's own choice (OPENBLAS_NUM_THREADS or the cores). */
 static void set_threads(void) {
     const char *env = getenv("FEWCL_BLAS_THREADS");
-    if (env && *env) {
-        int n = atoi(env);
-        if (n > 0) openblas_set_num_threads(n);
-    }
+    int n = env && *env ? atoi(env) : 1;
+    if (n > 0) openblas_set_num_threads(n);
 }
 #endif
 
