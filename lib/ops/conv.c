@@ -189,59 +189,59 @@ static void valid_span(const geom *g, int kw, int ow0, int run, int *lo, int *hi
     *hi = b + 1 - ow0 < *lo ? *lo : b + 1 - ow0 > run ? run : b + 1 - ow0;
 }
 
-/* cols[k][i·pc + q] exactly as the im2col kernel writes it (cl/conv.cl). */
-static void im2col_host(const geom *g, const float *x, float *cols, int n0, int nb, int p0,
+/* cols[k][i·pc + q] for image i of the chunk, exactly as the im2col kernel writes it
+ * (cl/conv.cl). One image at a time, so that its GEMM reads the columns while they are still
+ * in cache. */
+static void im2col_host(const geom *g, const float *x, float *cols, int n0, int nb, int i, int p0,
                         int pc) {
-    for (int i = 0; i < nb; i++)
-        for (int k = 0; k < g->taps; k++) {
-            int kw = k % g->kw, kh = (k / g->kw) % g->kh, c = k / (g->kw * g->kh);
-            const float *src = x + ((size_t)(n0 + i) * g->cin + c) * g->h * g->w;
-            float *dst = cols + ((size_t)k * nb + i) * pc;
-            FOR_EACH_RUN(g, p0, pc, {
-                int ih = oh * g->stride - g->pad + kh;
-                float *d = dst + q0;
-                if (ih < 0 || ih >= g->h) {
-                    memset(d, 0, (size_t)run * sizeof *d);
-                } else {
-                    int lo, hi;
-                    valid_span(g, kw, ow0, run, &lo, &hi);
-                    const float *row = src + (size_t)ih * g->w + (ow0 * g->stride - g->pad + kw);
-                    memset(d, 0, (size_t)lo * sizeof *d);
-                    if (g->stride == 1)
-                        memcpy(d + lo, row + lo, (size_t)(hi - lo) * sizeof *d);
-                    else
-                        for (int j = lo; j < hi; j++)
-                            d[j] = row[j * g->stride];
-                    memset(d + hi, 0, (size_t)(run - hi) * sizeof *d);
-                }
-            })
-        }
+    for (int k = 0; k < g->taps; k++) {
+        int kw = k % g->kw, kh = (k / g->kw) % g->kh, c = k / (g->kw * g->kh);
+        const float *src = x + ((size_t)(n0 + i) * g->cin + c) * g->h * g->w;
+        float *dst = cols + ((size_t)k * nb + i) * pc;
+        FOR_EACH_RUN(g, p0, pc, {
+            int ih = oh * g->stride - g->pad + kh;
+            float *d = dst + q0;
+            if (ih < 0 || ih >= g->h) {
+                memset(d, 0, (size_t)run * sizeof *d);
+            } else {
+                int lo, hi;
+                valid_span(g, kw, ow0, run, &lo, &hi);
+                const float *row = src + (size_t)ih * g->w + (ow0 * g->stride - g->pad + kw);
+                memset(d, 0, (size_t)lo * sizeof *d);
+                if (g->stride == 1)
+                    memcpy(d + lo, row + lo, (size_t)(hi - lo) * sizeof *d);
+                else
+                    for (int j = lo; j < hi; j++)
+                        d[j] = row[j * g->stride];
+                memset(d + hi, 0, (size_t)(run - hi) * sizeof *d);
+            }
+        })
+    }
 }
 
 /* dx[n0+i] (+)= col2im(dcols[i]) as a scatter in the order k = (c, kh, kw) ascending: every
  * input pixel receives its terms in the kernel's gather order (kh, kw ascending). The first
  * column chunk of an image overwrites (dx is zeroed first), later ones add. */
-static void col2im_host(const geom *g, const float *dcols, float *dx, int n0, int nb, int p0,
+static void col2im_host(const geom *g, const float *dcols, float *dx, int n0, int nb, int i, int p0,
                         int pc) {
     size_t image = (size_t)g->cin * g->h * g->w;
-    if (p0 == 0) memset(dx + (size_t)n0 * image, 0, (size_t)nb * image * sizeof *dx);
-    for (int i = 0; i < nb; i++)
-        for (int k = 0; k < g->taps; k++) {
-            int kw = k % g->kw, kh = (k / g->kw) % g->kh, c = k / (g->kw * g->kh);
-            float *dst = dx + (size_t)(n0 + i) * image + (size_t)c * g->h * g->w;
-            const float *src = dcols + ((size_t)k * nb + i) * pc;
-            FOR_EACH_RUN(g, p0, pc, {
-                int ih = oh * g->stride - g->pad + kh;
-                if (ih >= 0 && ih < g->h) {
-                    int lo, hi;
-                    valid_span(g, kw, ow0, run, &lo, &hi);
-                    float *row = dst + (size_t)ih * g->w + (ow0 * g->stride - g->pad + kw);
-                    const float *from = src + q0;
-                    for (int j = lo; j < hi; j++)
-                        row[j * g->stride] += from[j];
-                }
-            })
-        }
+    if (p0 == 0) memset(dx + (size_t)(n0 + i) * image, 0, image * sizeof *dx);
+    for (int k = 0; k < g->taps; k++) {
+        int kw = k % g->kw, kh = (k / g->kw) % g->kh, c = k / (g->kw * g->kh);
+        float *dst = dx + (size_t)(n0 + i) * image + (size_t)c * g->h * g->w;
+        const float *src = dcols + ((size_t)k * nb + i) * pc;
+        FOR_EACH_RUN(g, p0, pc, {
+            int ih = oh * g->stride - g->pad + kh;
+            if (ih >= 0 && ih < g->h) {
+                int lo, hi;
+                valid_span(g, kw, ow0, run, &lo, &hi);
+                float *row = dst + (size_t)ih * g->w + (ow0 * g->stride - g->pad + kw);
+                const float *from = src + q0;
+                for (int j = lo; j < hi; j++)
+                    row[j * g->stride] += from[j];
+            }
+        })
+    }
 }
 
 /* Adds the host time since t0 to the profile counters (GEMM or other host work). */
@@ -260,7 +260,7 @@ typedef struct host_args {
     fcl_tensor *y, *dx, *dw, *db;
 } host_args;
 
-/* Forward: y = bias (or nothing), then per chunk im2col and y[n][:, p0:] (+)= W · cols[i]. */
+/* Forward: y = bias (or nothing), then per image im2col and y[n][:, p0:] (+)= W · cols[i]. */
 static void forward_host(fewcl_context *ctx, const geom *g, const fcl_host_map *map,
                          const host_args *a, float *cols) {
     const float *x = fcl_host_ptr(map, a->x), *w = fcl_host_ptr(map, a->w);
@@ -280,13 +280,14 @@ static void forward_host(fewcl_context *ctx, const geom *g, const fcl_host_map *
         int nb = g->n - n0 < g->images ? g->n - n0 : g->images;
         for (int p0 = 0; p0 < g->plane; p0 += g->columns) {
             int pc = g->plane - p0 < g->columns ? g->plane - p0 : g->columns;
-            im2col_host(g, x, cols, n0, nb, p0, pc);
-            t = host_time(ctx, t, 0);
-            for (int i = 0; i < nb; i++)
+            for (int i = 0; i < nb; i++) {
+                im2col_host(g, x, cols, n0, nb, i, p0, pc);
+                t = host_time(ctx, t, 0);
                 fcl_host_sgemm(0, 0, g->cout, pc, g->taps, 1.0f, w, g->taps, cols + (size_t)i * pc,
                                nb * pc, a->b ? 1.0f : 0.0f, y + (size_t)(n0 + i) * y_image + p0,
                                g->plane);
-            t = host_time(ctx, t, 1);
+                t = host_time(ctx, t, 1);
+            }
         }
     }
 }
@@ -301,7 +302,7 @@ static void backward_host(fewcl_context *ctx, const geom *g, const fcl_host_map 
     float *dw = a->dw ? fcl_host_ptr(map, a->dw) : NULL;
     size_t y_image = (size_t)g->cout * g->plane;
     double t = ctx->profiling ? fcl_host_seconds() : 0;
-    if (a->db) { /* per channel: images, then pixels, in order (one double-free sum order) */
+    if (a->db) { /* per channel: images, then pixels, in order (a fixed order) */
         float *db = fcl_host_ptr(map, a->db);
         for (int c = 0; c < g->cout; c++) {
             float s = 0.0f;
@@ -319,30 +320,32 @@ static void backward_host(fewcl_context *ctx, const geom *g, const fcl_host_map 
         int nb = g->n - n0 < g->images ? g->n - n0 : g->images;
         for (int p0 = 0; p0 < g->plane; p0 += g->columns) {
             int pc = g->plane - p0 < g->columns ? g->plane - p0 : g->columns;
-            if (dw) {
-                im2col_host(g, x, cols, n0, nb, p0, pc);
-                t = host_time(ctx, t, 0);
-                for (int i = 0; i < nb; i++)
-                    fcl_host_sgemm(0, 1, g->cout, g->taps, pc, 1.0f,
-                                   dy + (size_t)(n0 + i) * y_image + p0, g->plane,
-                                   cols + (size_t)i * pc, nb * pc, 1.0f, dw, g->taps);
-                t = host_time(ctx, t, 1);
-            }
-            if (dx) {
-                for (int i = 0; i < nb; i++)
-                    fcl_host_sgemm(1, 0, g->taps, pc, g->cout, 1.0f, w, g->taps,
-                                   dy + (size_t)(n0 + i) * y_image + p0, g->plane, 0.0f,
-                                   cols + (size_t)i * pc, nb * pc);
-                t = host_time(ctx, t, 1);
-                col2im_host(g, cols, dx, n0, nb, p0, pc);
-                t = host_time(ctx, t, 0);
+            for (int i = 0; i < nb; i++) { /* image by image, its columns hot in cache */
+                const float *dyi = dy + (size_t)(n0 + i) * y_image + p0;
+                float *ci = cols + (size_t)i * pc;
+                if (dw) { /* dW += dy[n] · cols[i]ᵀ, images in order */
+                    im2col_host(g, x, cols, n0, nb, i, p0, pc);
+                    t = host_time(ctx, t, 0);
+                    fcl_host_sgemm(0, 1, g->cout, g->taps, pc, 1.0f, dyi, g->plane, ci, nb * pc,
+                                   1.0f, dw, g->taps);
+                    t = host_time(ctx, t, 1);
+                }
+                if (dx) { /* dcols[i] = Wᵀ · dy[n] over the columns just read, then
+                             col2im */
+                    fcl_host_sgemm(1, 0, g->taps, pc, g->cout, 1.0f, w, g->taps, dyi, g->plane,
+                                   0.0f, ci, nb * pc);
+                    t = host_time(ctx, t, 1);
+                    col2im_host(g, cols, dx, n0, nb, i, p0, pc);
+                    t = host_time(ctx, t, 0);
+                }
             }
         }
     }
 }
 
-/* The host path of one call: the kernels' workspace (so that plans and peaks do not depend on
- * the path), every tensor mapped once, `run` over all chunks, then unmapped. */
+/* The host path of one call: the kernels' workspace (so that plans and peaks do not
+ * depend on the path), every tensor mapped once, `run` over all chunks, then unmapped.
+ */
 static fewcl_status run_host(fewcl_context *ctx, const geom *g, const host_args *a,
                              void (*run)(fewcl_context *, const geom *, const fcl_host_map *,
                                          const host_args *, float *)) {
@@ -390,14 +393,16 @@ static fewcl_status backward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor
     FCL_TRY(reshuffle(ctx, g, "nchw_to_chunk", u->dy, t, NULL, n0, nb, p0, pc));
     fcl_matrix dy = {t, 0, cn};
     if (u->dw) {
-        /* dW[Cout,K] += t[Cout, nb·pc] · cols[K, nb·pc]ᵀ: one GEMM over the chunk's pixels. */
+        /* dW[Cout,K] += t[Cout, nb·pc] · cols[K, nb·pc]ᵀ: one GEMM over the chunk's
+         * pixels. */
         FCL_TRY(im2col(ctx, g, u->x, cols, n0, nb, p0, pc));
         FCL_TRY(fcl_gemm(ctx, 0, 1, g->cout, g->taps, cn, 1.0f, dy, (fcl_matrix){cols, 0, cn}, 1.0f,
                          (fcl_matrix){u->dw, 0, g->taps}));
     }
     if (u->dx) {
-        /* dcols[K, nb·pc] = W[Cout,K]ᵀ · t[Cout, nb·pc] (reusing the workspace: the queue is
-         * in order, so the dW GEMM has read the columns before they are overwritten). */
+        /* dcols[K, nb·pc] = W[Cout,K]ᵀ · t[Cout, nb·pc] (reusing the workspace: the
+         * queue is in order, so the dW GEMM has read the columns before they are
+         * overwritten). */
         FCL_TRY(fcl_gemm(ctx, 1, 0, g->taps, cn, g->cout, 1.0f, (fcl_matrix){u->w, 0, g->taps}, dy,
                          0.0f, (fcl_matrix){cols, 0, cn}));
         fcl_kernel_entry *k;
