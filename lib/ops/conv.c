@@ -260,22 +260,14 @@ typedef struct host_args {
     fcl_tensor *y, *dx, *dw, *db;
 } host_args;
 
-/* Forward: y = bias (or nothing), then per image im2col and y[n][:, p0:] (+)= W · cols[i]. */
+/* Forward: per image, im2col and y[n][:, p0:] = W · cols[i] (+ b). */
 static void forward_host(fewcl_context *ctx, const geom *g, const fcl_host_map *map,
                          const host_args *a, float *cols) {
     const float *x = fcl_host_ptr(map, a->x), *w = fcl_host_ptr(map, a->w);
     float *y = fcl_host_ptr(map, a->y);
     size_t y_image = (size_t)g->cout * g->plane;
     double t = ctx->profiling ? fcl_host_seconds() : 0;
-    if (a->b) {
-        const float *b = fcl_host_ptr(map, a->b);
-        for (int n = 0; n < g->n; n++)
-            for (int c = 0; c < g->cout; c++) {
-                float *row = y + (size_t)n * y_image + (size_t)c * g->plane;
-                for (int p = 0; p < g->plane; p++)
-                    row[p] = b[c];
-            }
-    }
+    const float *b = a->b ? fcl_host_ptr(map, a->b) : NULL;
     for (int n0 = 0; n0 < g->n; n0 += g->images) {
         int nb = g->n - n0 < g->images ? g->n - n0 : g->images;
         for (int p0 = 0; p0 < g->plane; p0 += g->columns) {
@@ -283,10 +275,13 @@ static void forward_host(fewcl_context *ctx, const geom *g, const fcl_host_map *
             for (int i = 0; i < nb; i++) {
                 im2col_host(g, x, cols, n0, nb, i, p0, pc);
                 t = host_time(ctx, t, 0);
+                float *yi = y + (size_t)(n0 + i) * y_image + p0;
                 fcl_host_sgemm(0, 0, g->cout, pc, g->taps, 1.0f, w, g->taps, cols + (size_t)i * pc,
-                               nb * pc, a->b ? 1.0f : 0.0f, y + (size_t)(n0 + i) * y_image + p0,
-                               g->plane);
+                               nb * pc, 0.0f, yi, g->plane);
                 t = host_time(ctx, t, 1);
+                for (int c = 0; b && c < g->cout; c++) /* the bias, while y[n] is in cache */
+                    for (int q = 0; q < pc; q++)
+                        yi[(size_t)c * g->plane + q] += b[c];
             }
         }
     }
