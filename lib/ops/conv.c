@@ -137,7 +137,7 @@ static fewcl_status reshuffle(fewcl_context *ctx, const geom *g, const char *ker
                               int nb, int p0, int pc) {
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel(ctx, "conv", NULL, kernel, &k));
-    if (kernel[0] == 'c')
+    if (strcmp(kernel, "chunk_to_nchw") == 0)
         FCL_TRY(fcl_args(k, "tttiuuuuuu", from, to, b ? b : from, b != NULL, (unsigned)n0,
                          (unsigned)nb, (unsigned)g->cout, (unsigned)g->plane, (unsigned)p0,
                          (unsigned)pc));
