@@ -4,7 +4,9 @@
 // with K = Cin·KH·KW and P = OH·OW, where cols[n][k, p] is the input pixel that kernel tap k
 // sees at output pixel p (0 in the padding). The host processes a bounded chunk of that
 // matrix at a time: images n0 .. n0+nb-1 and output pixels p0 .. p0+pc-1, stored
-// cols[i][k][q] with q = p - p0 (row length pc).
+// cols[k][i·pc + q] with q = p - p0: row k holds the chunk's images side by side (row length
+// nb·pc), so that one GEMM W[Cout, K] · cols[K, nb·pc] covers the whole chunk. Its output
+// t[Cout, nb·pc] goes back to NCHW with chunk_to_nchw (and dy comes in with nchw_to_chunk).
 
 // Decodes tap k = (c·KH + kh)·KW + kw and output pixel p = oh·OW + ow into the input pixel
 // (ih, iw) = (oh·stride − pad + kh, ow·stride − pad + kw); signed, since the padding is < 0.
@@ -15,7 +17,7 @@ kernel void im2col(global const float *x, uint xo, global float *cols, uint co, 
     uint taps = cin * kh_n * kw_n;
     if (g >= nb * taps * pc) return;
     uint q = g % pc, r = g / pc;
-    uint k = r % taps, i = r / taps;
+    uint i = r % nb, k = r / nb;
     uint p = p0 + q, oh = p / ow_n, ow = p % ow_n;
     uint kw = k % kw_n, t = k / kw_n, kh = t % kh_n, c = t / kh_n;
     int ih = (int)(oh * stride + kh) - (int)pad, iw = (int)(ow * stride + kw) - (int)pad;
@@ -25,11 +27,26 @@ kernel void im2col(global const float *x, uint xo, global float *cols, uint co, 
     cols[co + g] = v;
 }
 
-// y[n, c, p] = b[c]: the bias that the GEMM then accumulates onto (beta = 1).
-kernel void bias_fill(global const float *b, uint bo, global float *y, uint yo, uint total,
-                      uint cout, uint plane) {
+// y[n0+i, c, p0+q] = t[c, i·pc + q] (+ b[c] when has_bias): the chunk's GEMM output back
+// into NCHW, with the bias.
+kernel void chunk_to_nchw(global const float *t, uint to, global float *y, uint yo,
+                          global const float *b, uint bo, int has_bias, uint n0, uint nb,
+                          uint cout, uint plane, uint p0, uint pc) {
     uint g = get_global_id(0);
-    if (g < total) y[yo + g] = b[bo + (g / plane) % cout];
+    if (g >= cout * nb * pc) return;
+    uint q = g % pc, r = g / pc, i = r % nb, c = r / nb;
+    float v = t[to + g];
+    if (has_bias) v += b[bo + c];
+    y[yo + ((n0 + i) * cout + c) * plane + p0 + q] = v;
+}
+
+// t[c, i·pc + q] = dy[n0+i, c, p0+q]: the chunk of the output gradient in the GEMMs' layout.
+kernel void nchw_to_chunk(global const float *dy, uint yo, global float *t, uint to, uint n0,
+                          uint nb, uint cout, uint plane, uint p0, uint pc) {
+    uint g = get_global_id(0);
+    if (g >= cout * nb * pc) return;
+    uint q = g % pc, r = g / pc, i = r % nb, c = r / nb;
+    t[to + g] = dy[yo + ((n0 + i) * cout + c) * plane + p0 + q];
 }
 
 // col2im as a gather: dx[n, c, ih, iw] = Σ over the taps (kh, kw) and output pixels (oh, ow)
@@ -43,7 +60,6 @@ kernel void col2im(global const float *dcols, uint co, global float *dx, uint xo
     uint g = get_global_id(0);
     if (g >= nb * cin * h * w) return;
     uint iw = g % w, ih = (g / w) % h, c = (g / (w * h)) % cin, i = g / (w * h * cin);
-    uint taps = cin * kh_n * kw_n;
     float s = 0.0f;
     for (uint kh = 0; kh < kh_n; kh++) {
         int th = (int)(ih + pad) - (int)kh;
@@ -54,7 +70,7 @@ kernel void col2im(global const float *dcols, uint co, global float *dx, uint xo
             if (tw < 0 || (uint)tw % stride != 0 || (uint)tw / stride >= ow_n) continue;
             uint p = oh * ow_n + (uint)tw / stride;
             if (p < p0 || p >= p0 + pc) continue;
-            s += dcols[co + (i * taps + (c * kh_n + kh) * kw_n + kw) * pc + (p - p0)];
+            s += dcols[co + (((c * kh_n + kh) * kw_n + kw) * nb + i) * pc + (p - p0)];
         }
     }
     uint o = xo + n0 * cin * h * w + g;

@@ -15,6 +15,7 @@
 #include "harness.h"
 #include "io/safetensors.h"
 #include "ops/conv.h"
+#include "ops/gemm_host.h"
 #include "ref/ref_conv.h"
 #include "runtime/arena.h"
 
@@ -209,42 +210,50 @@ static void test_conv_3x3_s1_p0_bias(void **state) {
     check_conv("3x3/1/0+b", shape(3, 4, 3, 1, 0), 1, 0, NULL);
 }
 
-/* The chunked path: a workspace bound that holds two images (so a batch of three goes as 2 + 1),
+/* The chunked path: workspace bounds that hold two images (so a batch of three goes as 2 + 1:
+ * one GEMM over two images' columns, then one over the last image's) and one image (1 + 1 + 1),
  * and one that holds a few columns (so each image goes in ranges of output pixels, and dx is
  * accumulated over the ranges) give the reference's results, and agree with the unchunked run
  * to the normalised-error tolerance (the GEMMs then sum in another order, so not bit for bit);
- * the workspace never exceeds the bound. */
+ * the workspace never exceeds the bound. A column's bytes depend on the path (the OpenCL path
+ * also holds the GEMM's output column): fcl_conv2d_column_bytes. */
 static void test_conv_chunked_matches_unchunked(void **state) {
     ref_conv_shape s = shape(3, 5, 3, 2, 1);
     ref_conv_shape_init(&s);
-    size_t column = (size_t)s.cin * s.kh * s.kw * sizeof(float);
+    int path;
+    TH_OK(fcl_gemm_path(th_ctx(), &path));
+    size_t column = fcl_conv2d_column_bytes(path == FCL_GEMM_HOST, s.cin * s.kh * s.kw, s.cout);
     size_t image = column * s.oh * s.ow;
-    conv_out whole, by_image, by_columns;
+    conv_out whole, by_image, by_one, by_columns;
     if (th_small()) {
         /* Under oclgrind only the column chunks (they also loop over the images), against the
          * reference; the comparison with the unchunked run is for full-size runs. */
         check_conv("7-column chunks", s, 1, 7 * column, &by_columns);
-        assert_true(by_columns.workspace_peak <= 7 * column + th_ctx()->limits.base_align);
+        assert_true(by_columns.workspace_peak <= 7 * column + 2 * th_ctx()->limits.base_align);
         conv_out_free(&by_columns);
         return;
     }
     check_conv("unchunked", s, 1, 0, &whole);
     check_conv("2-image chunks", s, 1, 2 * image, &by_image);
+    check_conv("1-image chunks", s, 1, image, &by_one);
     check_conv("7-column chunks", s, 1, 7 * column, &by_columns);
-    print_message("    workspace peaks: %zu bytes unchunked, %zu (bound %zu), %zu (bound %zu)\n",
-                  whole.workspace_peak, by_image.workspace_peak, 2 * image,
-                  by_columns.workspace_peak, 7 * column);
+    print_message("    workspace peaks: %zu bytes unchunked, %zu (bound %zu), %zu (bound %zu), "
+                  "%zu (bound %zu)\n",
+                  whole.workspace_peak, by_image.workspace_peak, 2 * image, by_one.workspace_peak,
+                  image, by_columns.workspace_peak, 7 * column);
     /* The bound covers the im2col matrix; CLBlast's temp buffer for these small GEMMs, when
      * it needs one, is measured with the unchunked run minus its full-batch columns. */
     size_t all_columns = image * s.n;
     size_t clblast = whole.workspace_peak > all_columns ? whole.workspace_peak - all_columns : 0;
     size_t align = th_ctx()->limits.base_align;
-    assert_true(by_image.workspace_peak <= 2 * image + align + clblast);
-    assert_true(by_columns.workspace_peak <= 7 * column + align + clblast);
+    assert_true(by_image.workspace_peak <= 2 * image + 2 * align + clblast);
+    assert_true(by_one.workspace_peak <= image + 2 * align + clblast);
+    assert_true(by_image.workspace_peak > by_one.workspace_peak); /* 2 images did go together */
+    assert_true(by_columns.workspace_peak <= 7 * column + 2 * align + clblast);
     assert_true(whole.workspace_peak >= all_columns); /* the unchunked run was one chunk */
     sizes z = sizes_of(&s);
-    conv_out *chunked[2] = {&by_image, &by_columns};
-    for (int c = 0; c < 2; c++) {
+    conv_out *chunked[3] = {&by_image, &by_one, &by_columns};
+    for (int c = 0; c < 3; c++) {
         double *ref;
         const char *names[4] = {"y", "dx", "dW", "db"};
         float *a[4] = {whole.y, whole.dx, whole.dw, whole.db};
@@ -258,7 +267,8 @@ static void test_conv_chunked_matches_unchunked(void **state) {
             free(ref);
         }
     }
-    conv_out_free(&whole), conv_out_free(&by_image), conv_out_free(&by_columns);
+    conv_out_free(&whole), conv_out_free(&by_image), conv_out_free(&by_one);
+    conv_out_free(&by_columns);
 }
 
 /* Determinism: no atomics and fixed summation orders, so two runs on the same inputs give the

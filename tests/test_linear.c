@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "ops/gemm_host.h"
 #include "ref/ref.h"
 
 /* Odd sizes so that CLBlast's padding paths run; tiny under oclgrind. */
@@ -72,6 +73,54 @@ static void test_gemm_nn(void **state) { check_gemm(0, 0); }
 static void test_gemm_nt(void **state) { check_gemm(0, 1); }
 static void test_gemm_tn(void **state) { check_gemm(1, 0); }
 static void test_gemm_tt(void **state) { check_gemm(1, 1); }
+
+/* Both GEMM paths in one run, whatever FEWCL_GEMM chose: the host-BLAS path over mapped
+ * buffers (when built in) and CLBlast, each against the reference with the bounds above
+ * (including: nothing outside the C matrix is written, which the union maps must keep). */
+static void test_gemm_both_paths(void **state) {
+    fewcl_context *ctx = th_ctx();
+    int chosen;
+    TH_OK(fcl_gemm_path(ctx, &chosen));
+    for (int path = FCL_GEMM_CLBLAST; path <= FCL_GEMM_HOST; path++) {
+        if (path == FCL_GEMM_HOST && !fcl_host_blas_available()) {
+            print_message("    host BLAS not built in: CLBlast path only\n");
+            continue;
+        }
+        ctx->gemm_path = path;
+        for (int t = 0; t < 4; t++)
+            check_gemm(t >> 1, t & 1);
+    }
+    ctx->gemm_path = chosen;
+}
+
+/* Run to run determinism of the chosen path on a GEMM big enough for OpenBLAS to split it over
+ * its threads: two runs agree bit for bit. */
+static void test_gemm_is_deterministic(void **state) {
+    fewcl_context *ctx = th_ctx();
+    int path;
+    TH_OK(fcl_gemm_path(ctx, &path));
+    const int m = th_small() ? 9 : 256, n = th_small() ? 7 : 300, k = th_small() ? 5 : 200;
+    int na = m * k, nb = k * n, nc = m * n;
+    float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b);
+    th_random(a, na, 50, -1, 1);
+    th_random(b, nb, 51, -1, 1);
+    fcl_tensor A, B, C;
+    th_upload(&A, 1, &na, a);
+    th_upload(&B, 1, &nb, b);
+    TH_OK(fcl_tensor_alloc1(ctx, &C, FCL_MEM_ACTIVATION, nc));
+    float *got[2];
+    for (int r = 0; r < 2; r++) {
+        TH_OK(fcl_fill(ctx, &C, (float)r)); /* different old contents; beta = 0 ignores them */
+        TH_OK(fcl_gemm(ctx, 0, 0, m, n, k, 1.0f, (fcl_matrix){&A, 0, k}, (fcl_matrix){&B, 0, n},
+                       0.0f, (fcl_matrix){&C, 0, n}));
+        got[r] = th_download(&C);
+    }
+    print_message("    %s path: two runs of a %dx%dx%d GEMM agree bit for bit\n",
+                  path == FCL_GEMM_HOST ? "host BLAS" : "CLBlast", m, n, k);
+    assert_memory_equal(got[0], got[1], nc * sizeof(float));
+    free(got[0]), free(got[1]), free(a), free(b);
+    th_free(&C), th_free(&B), th_free(&A);
+}
 
 static void test_gemm_strided_batched(void **state) {
     /* Per-head products as in attention: batch of q[h]·k[h]ᵀ. */
@@ -370,6 +419,8 @@ int main(void) {
         cmocka_unit_test(test_gemm_nt),
         cmocka_unit_test(test_gemm_tn),
         cmocka_unit_test(test_gemm_tt),
+        cmocka_unit_test(test_gemm_both_paths),
+        cmocka_unit_test(test_gemm_is_deterministic),
         cmocka_unit_test(test_gemm_strided_batched),
         cmocka_unit_test(test_attention_head_split),
         cmocka_unit_test(test_gemm_rejects_out_of_bounds_operands),

@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
-  libclblast-dev libclfft-dev
+  libclblast-dev libclfft-dev libopenblas-dev
   libcmocka-dev libstb-dev libcjson-dev
   fonts-dejavu-core fonts-dejavu-extra
   oclgrind

@@ -1,11 +1,20 @@
 /* 2-D convolution as im2col + GEMM (see cl/conv.cl for the column layout).
  *
- * Memory: the im2col matrix of a whole batch can be large (Conv4's first block at 84x84 is
- * 576 x 7056 floats, 16 MiB, per image), so each call works through the batch in chunks whose
+ * Memory: the im2col matrix of a whole batch can be large (Conv4's second block at 84x84 is
+ * 576 x 1764 floats, 4 MiB, per image), so each call works through the batch in chunks whose
  * columns fit the workspace bound: several whole images at a time when one image fits, else
- * one image in ranges of output pixels. The workspace comes from the arena (FCL_MEM_WORKSPACE)
- * and is freed before returning. */
+ * one image in ranges of output pixels. The columns of a chunk's images sit side by side, so
+ * that on the OpenCL path one GEMM covers the chunk (forward, dW and dx each), with the
+ * GEMM's output [Cout, images·pixels] in the workspace too, moved to/from NCHW by a kernel.
+ * The host path (CPU devices) writes NCHW directly with one BLAS call per image, which is as
+ * fast there and needs no second buffer. The workspace comes from the arena
+ * (FCL_MEM_WORKSPACE) and is freed before returning. */
 #include "conv.h"
+
+#include <string.h>
+
+#include "gemm_host.h"
+#include "hostmap.h"
 
 int fcl_conv2d_out_size(int in, int k, int stride, int pad) {
     int span = in + 2 * pad - k;
@@ -16,13 +25,26 @@ int fcl_conv2d_out_size(int in, int k, int stride, int pad) {
 typedef struct geom {
     int n, cin, h, w, cout, kh, kw, oh, ow, stride, pad;
     int taps, plane;     /* K = Cin·KH·KW, P = OH·OW */
+    int host;            /* the host path (gemm_host.h): no GEMM-output workspace */
     int images, columns; /* per chunk: `images` whole images, or 1 image and `columns` pixels */
 } geom;
+
+static fewcl_status on_host(fewcl_context *ctx, int *yes) {
+    int path;
+    FCL_TRY(fcl_gemm_path(ctx, &path));
+    *yes = path == FCL_GEMM_HOST;
+    return FEWCL_OK;
+}
+
+size_t fcl_conv2d_column_bytes(int host, int taps, int cout) {
+    return (size_t)(host ? taps : taps + cout) * sizeof(float);
+}
 
 static fewcl_status make_geom(fewcl_context *ctx, const char *op, const fcl_tensor *x,
                               const fcl_tensor *w, const fcl_tensor *b, const fcl_tensor *y,
                               const fcl_conv2d_params *p, geom *g) {
     char sx[64], sw[64], sy[64];
+    FCL_TRY(on_host(ctx, &g->host));
     if (!p || p->stride < 1 || p->pad < 0)
         return fcl_fail(FEWCL_ERR_ARGUMENT, "%s: stride %d and padding %d (need >= 1 and >= 0)", op,
                         p ? p->stride : 0, p ? p->pad : 0);
@@ -49,7 +71,9 @@ static fewcl_status make_geom(fewcl_context *ctx, const char *op, const fcl_tens
     size_t limit = p->workspace_bytes ? p->workspace_bytes : FCL_CONV_WORKSPACE_DEFAULT;
     if (limit > ctx->limits.max_alloc) limit = ctx->limits.max_alloc;
     if (limit > ((size_t)1 << 31)) limit = (size_t)1 << 31; /* element counts stay in int/uint */
-    size_t col_bytes = (size_t)g->taps * sizeof(float);     /* one output pixel's column */
+    /* One output pixel's workspace: its im2col column, and on the OpenCL path its column of
+     * the chunk's GEMM output (or of the output gradient) in the same layout. */
+    size_t col_bytes = fcl_conv2d_column_bytes(g->host, g->taps, g->cout);
     size_t image_bytes = col_bytes * (size_t)g->plane;
     if (image_bytes <= limit) {
         size_t fit = limit / image_bytes;
@@ -68,7 +92,7 @@ static fewcl_status launch_1d(fewcl_context *ctx, fcl_kernel_entry *k, size_t n)
     return fcl_launch(ctx, k, 1, &n, &lws);
 }
 
-/* cols[i][k][q] for images n0 .. n0+nb-1 and output pixels p0 .. p0+pc-1. */
+/* cols[k][i·pc + q] for images n0 .. n0+nb-1 and output pixels p0 .. p0+pc-1. */
 static fewcl_status im2col(fewcl_context *ctx, const geom *g, const fcl_tensor *x, fcl_tensor *cols,
                            int n0, int nb, int p0, int pc) {
     fcl_kernel_entry *k;
@@ -81,57 +105,273 @@ static fewcl_status im2col(fewcl_context *ctx, const geom *g, const fcl_tensor *
 }
 
 /* The chunk loop shared by forward and backward: `step` runs on each chunk after its
- * workspace is allocated; the workspace is freed on every path. */
-typedef fewcl_status (*chunk_fn)(fewcl_context *ctx, const geom *g, fcl_tensor *cols, int n0,
-                                 int nb, int p0, int pc, void *ud);
+ * workspace (cols [K, nb·pc] and t [Cout, nb·pc]) is allocated; it is freed on every path. */
+typedef fewcl_status (*chunk_fn)(fewcl_context *ctx, const geom *g, fcl_tensor *cols, fcl_tensor *t,
+                                 int n0, int nb, int p0, int pc, void *ud);
 
 static fewcl_status for_each_chunk(fewcl_context *ctx, const geom *g, chunk_fn step, void *ud) {
-    fcl_tensor cols;
-    int ws = g->images * g->taps * g->columns;
-    FCL_TRY(fcl_tensor_alloc1(ctx, &cols, FCL_MEM_WORKSPACE, ws));
-    fewcl_status s = FEWCL_OK;
+    fcl_tensor cols, t;
+    int chunk = g->images * g->columns;
+    FCL_TRY(fcl_tensor_alloc1(ctx, &cols, FCL_MEM_WORKSPACE, g->taps * chunk));
+    fewcl_status s = fcl_tensor_alloc1(ctx, &t, FCL_MEM_WORKSPACE, g->cout * chunk);
+    if (s != FEWCL_OK) {
+        fcl_tensor_free(ctx, &cols);
+        return s;
+    }
     for (int n0 = 0; n0 < g->n && s == FEWCL_OK; n0 += g->images) {
         int nb = g->n - n0 < g->images ? g->n - n0 : g->images;
         for (int p0 = 0; p0 < g->plane && s == FEWCL_OK; p0 += g->columns) {
             int pc = g->plane - p0 < g->columns ? g->plane - p0 : g->columns;
-            s = step(ctx, g, &cols, n0, nb, p0, pc, ud);
+            s = step(ctx, g, &cols, &t, n0, nb, p0, pc, ud);
         }
     }
+    fcl_tensor_free(ctx, &t);
     fcl_tensor_free(ctx, &cols);
     return s;
 }
 
+/* Moves a chunk between NCHW and the GEMM layout [Cout, nb·pc] (chunk_to_nchw adds the bias
+ * when b is given; nchw_to_chunk ignores b). */
+static fewcl_status reshuffle(fewcl_context *ctx, const geom *g, const char *kernel,
+                              const fcl_tensor *from, fcl_tensor *to, const fcl_tensor *b, int n0,
+                              int nb, int p0, int pc) {
+    fcl_kernel_entry *k;
+    FCL_TRY(fcl_kernel(ctx, "conv", NULL, kernel, &k));
+    if (strcmp(kernel, "chunk_to_nchw") == 0)
+        FCL_TRY(fcl_args(k, "tttiuuuuuu", from, to, b ? b : from, b != NULL, (unsigned)n0,
+                         (unsigned)nb, (unsigned)g->cout, (unsigned)g->plane, (unsigned)p0,
+                         (unsigned)pc));
+    else
+        FCL_TRY(fcl_args(k, "ttuuuuuu", from, to, (unsigned)n0, (unsigned)nb, (unsigned)g->cout,
+                         (unsigned)g->plane, (unsigned)p0, (unsigned)pc));
+    return launch_1d(ctx, k, (size_t)g->cout * nb * pc);
+}
+
 typedef struct forward_ud {
-    const fcl_tensor *x, *w;
+    const fcl_tensor *x, *w, *b;
     fcl_tensor *y;
-    float beta;
 } forward_ud;
 
-/* y[n][:, p0:p0+pc] (+)= W[Cout,K] · cols[i][K,pc] for each image of the chunk. */
-static fewcl_status forward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor *cols, int n0,
-                                  int nb, int p0, int pc, void *ud) {
+/* t[Cout, nb·pc] = W[Cout,K] · cols[K, nb·pc]: one GEMM for the chunk; then y = t (+ b). */
+static fewcl_status forward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor *cols,
+                                  fcl_tensor *t, int n0, int nb, int p0, int pc, void *ud) {
     forward_ud *u = ud;
+    int cn = nb * pc;
     FCL_TRY(im2col(ctx, g, u->x, cols, n0, nb, p0, pc));
+    FCL_TRY(fcl_gemm(ctx, 0, 0, g->cout, cn, g->taps, 1.0f, (fcl_matrix){u->w, 0, g->taps},
+                     (fcl_matrix){cols, 0, cn}, 0.0f, (fcl_matrix){t, 0, cn}));
+    return reshuffle(ctx, g, "chunk_to_nchw", t, u->y, u->b, n0, nb, p0, pc);
+}
+
+/* ---- the host path (CPU devices, see gemm_host.h) -------------------------------------------
+ * The same chunks and workspace as the kernels, but im2col, col2im, the bias and db run as C
+ * loops on the mapped buffers and the GEMMs call the host BLAS directly: one map set per call
+ * instead of one per GEMM, and no PoCL launches of the element-per-work-item kernels. */
+
+/* Walks the output pixels [p0, p0+pc) in runs along output rows: in the body (the last
+ * arguments), q0 is the run's first column of the chunk (p − p0), oh its output row, ow0 its
+ * first output column, and run its length. */
+#define FOR_EACH_RUN(g, p0, pc, ...)                                                               \
+    for (int q0 = 0, p_ = (p0); q0 < (pc);) {                                                      \
+        int oh = p_ / (g)->ow, ow0 = p_ % (g)->ow;                                                 \
+        int run = (g)->ow - ow0 < (pc)-q0 ? (g)->ow - ow0 : (pc)-q0;                               \
+        __VA_ARGS__;                                                                               \
+        q0 += run, p_ += run;                                                                      \
+    }
+
+/* The part [*lo, *hi) of a run of `run` output columns from ow0 whose input column
+ * iw = (ow0 + j)·stride − pad + kw lies inside [0, w): the rest reads the zero padding. */
+static void valid_span(const geom *g, int kw, int ow0, int run, int *lo, int *hi) {
+    int first = g->pad - kw, last = g->w - 1 + g->pad - kw; /* (ow0 + j)·stride in [first, last] */
+    int a = first <= 0 ? 0 : (first + g->stride - 1) / g->stride;
+    int b = last < 0 ? -1 : last / g->stride;
+    *lo = a - ow0 < 0 ? 0 : a - ow0 > run ? run : a - ow0;
+    *hi = b + 1 - ow0 < *lo ? *lo : b + 1 - ow0 > run ? run : b + 1 - ow0;
+}
+
+/* cols[k][i·pc + q] for image i of the chunk, exactly as the im2col kernel writes it
+ * (cl/conv.cl). One image at a time, so that its GEMM reads the columns while they are still
+ * in cache. */
+static void im2col_host(const geom *g, const float *x, float *cols, int n0, int nb, int i, int p0,
+                        int pc) {
+    for (int k = 0; k < g->taps; k++) {
+        int kw = k % g->kw, kh = (k / g->kw) % g->kh, c = k / (g->kw * g->kh);
+        const float *src = x + ((size_t)(n0 + i) * g->cin + c) * g->h * g->w;
+        float *dst = cols + ((size_t)k * nb + i) * pc;
+        FOR_EACH_RUN(g, p0, pc, {
+            int ih = oh * g->stride - g->pad + kh;
+            float *d = dst + q0;
+            if (ih < 0 || ih >= g->h) {
+                memset(d, 0, (size_t)run * sizeof *d);
+            } else {
+                int lo, hi;
+                valid_span(g, kw, ow0, run, &lo, &hi);
+                const float *row = src + (size_t)ih * g->w + (ow0 * g->stride - g->pad + kw);
+                memset(d, 0, (size_t)lo * sizeof *d);
+                if (g->stride == 1)
+                    memcpy(d + lo, row + lo, (size_t)(hi - lo) * sizeof *d);
+                else
+                    for (int j = lo; j < hi; j++)
+                        d[j] = row[j * g->stride];
+                memset(d + hi, 0, (size_t)(run - hi) * sizeof *d);
+            }
+        })
+    }
+}
+
+/* dx[n0+i] (+)= col2im(dcols[i]) as a scatter in the order k = (c, kh, kw) ascending: every
+ * input pixel receives its terms in the kernel's gather order (kh, kw ascending). The first
+ * column chunk of an image overwrites (dx is zeroed first), later ones add. */
+static void col2im_host(const geom *g, const float *dcols, float *dx, int n0, int nb, int i, int p0,
+                        int pc) {
+    size_t image = (size_t)g->cin * g->h * g->w;
+    if (p0 == 0) memset(dx + (size_t)(n0 + i) * image, 0, image * sizeof *dx);
+    for (int k = 0; k < g->taps; k++) {
+        int kw = k % g->kw, kh = (k / g->kw) % g->kh, c = k / (g->kw * g->kh);
+        float *dst = dx + (size_t)(n0 + i) * image + (size_t)c * g->h * g->w;
+        const float *src = dcols + ((size_t)k * nb + i) * pc;
+        FOR_EACH_RUN(g, p0, pc, {
+            int ih = oh * g->stride - g->pad + kh;
+            if (ih >= 0 && ih < g->h) {
+                int lo, hi;
+                valid_span(g, kw, ow0, run, &lo, &hi);
+                float *row = dst + (size_t)ih * g->w + (ow0 * g->stride - g->pad + kw);
+                const float *from = src + q0;
+                for (int j = lo; j < hi; j++)
+                    row[j * g->stride] += from[j];
+            }
+        })
+    }
+}
+
+/* Adds the host time since t0 to the profile counters (GEMM or other host work). */
+static double host_time(fewcl_context *ctx, double t0, int gemm) {
+    if (!ctx->profiling) return 0;
+    double t = fcl_host_seconds();
+    if (gemm)
+        ctx->gemm_profile_ms += (t - t0) * 1e3, ctx->gemm_calls++;
+    else
+        ctx->host_profile_ms += (t - t0) * 1e3;
+    return t;
+}
+
+typedef struct host_args {
+    const fcl_tensor *x, *w, *b, *dy;
+    fcl_tensor *y, *dx, *dw, *db;
+} host_args;
+
+/* Forward: per image, im2col and y[n][:, p0:] = W · cols[i] (+ b). */
+static void forward_host(fewcl_context *ctx, const geom *g, const fcl_host_map *map,
+                         const host_args *a, float *cols) {
+    const float *x = fcl_host_ptr(map, a->x), *w = fcl_host_ptr(map, a->w);
+    float *y = fcl_host_ptr(map, a->y);
     size_t y_image = (size_t)g->cout * g->plane;
-    return fcl_gemm_strided_batched(
-        ctx, 0, 0, g->cout, pc, g->taps, 1.0f, (fcl_matrix){u->w, 0, g->taps}, 0,
-        (fcl_matrix){cols, 0, pc}, (size_t)g->taps * pc, u->beta,
-        (fcl_matrix){u->y, (size_t)n0 * y_image + p0, g->plane}, y_image, nb);
+    double t = ctx->profiling ? fcl_host_seconds() : 0;
+    const float *b = a->b ? fcl_host_ptr(map, a->b) : NULL;
+    for (int n0 = 0; n0 < g->n; n0 += g->images) {
+        int nb = g->n - n0 < g->images ? g->n - n0 : g->images;
+        for (int p0 = 0; p0 < g->plane; p0 += g->columns) {
+            int pc = g->plane - p0 < g->columns ? g->plane - p0 : g->columns;
+            for (int i = 0; i < nb; i++) {
+                im2col_host(g, x, cols, n0, nb, i, p0, pc);
+                t = host_time(ctx, t, 0);
+                float *yi = y + (size_t)(n0 + i) * y_image + p0;
+                fcl_host_sgemm(0, 0, g->cout, pc, g->taps, 1.0f, w, g->taps, cols + (size_t)i * pc,
+                               nb * pc, 0.0f, yi, g->plane);
+                t = host_time(ctx, t, 1);
+                for (int c = 0; b && c < g->cout; c++) /* the bias, while y[n] is in cache */
+                    for (int q = 0; q < pc; q++)
+                        yi[(size_t)c * g->plane + q] += b[c];
+            }
+        }
+    }
+}
+
+/* Backward: db += Σ dy; per chunk dW += dy[n] · cols[i]ᵀ (images in order) and
+ * dx = col2im(Wᵀ · dy[n]). */
+static void backward_host(fewcl_context *ctx, const geom *g, const fcl_host_map *map,
+                          const host_args *a, float *cols) {
+    const float *x = fcl_host_ptr(map, a->x), *w = fcl_host_ptr(map, a->w);
+    const float *dy = fcl_host_ptr(map, a->dy);
+    float *dx = a->dx ? fcl_host_ptr(map, a->dx) : NULL;
+    float *dw = a->dw ? fcl_host_ptr(map, a->dw) : NULL;
+    size_t y_image = (size_t)g->cout * g->plane;
+    double t = ctx->profiling ? fcl_host_seconds() : 0;
+    if (a->db) { /* per channel: images, then pixels, in order (a fixed order) */
+        float *db = fcl_host_ptr(map, a->db);
+        for (int c = 0; c < g->cout; c++) {
+            float s = 0.0f;
+            for (int n = 0; n < g->n; n++) {
+                const float *row = dy + (size_t)n * y_image + (size_t)c * g->plane;
+                for (int p = 0; p < g->plane; p++)
+                    s += row[p];
+            }
+            db[c] += s;
+        }
+        t = host_time(ctx, t, 0);
+    }
+    if (!dx && !dw) return;
+    for (int n0 = 0; n0 < g->n; n0 += g->images) {
+        int nb = g->n - n0 < g->images ? g->n - n0 : g->images;
+        for (int p0 = 0; p0 < g->plane; p0 += g->columns) {
+            int pc = g->plane - p0 < g->columns ? g->plane - p0 : g->columns;
+            for (int i = 0; i < nb; i++) { /* image by image, its columns hot in cache */
+                const float *dyi = dy + (size_t)(n0 + i) * y_image + p0;
+                float *ci = cols + (size_t)i * pc;
+                if (dw) { /* dW += dy[n] · cols[i]ᵀ, images in order */
+                    im2col_host(g, x, cols, n0, nb, i, p0, pc);
+                    t = host_time(ctx, t, 0);
+                    fcl_host_sgemm(0, 1, g->cout, g->taps, pc, 1.0f, dyi, g->plane, ci, nb * pc,
+                                   1.0f, dw, g->taps);
+                    t = host_time(ctx, t, 1);
+                }
+                if (dx) { /* dcols[i] = Wᵀ · dy[n] over the columns just read, then
+                             col2im */
+                    fcl_host_sgemm(1, 0, g->taps, pc, g->cout, 1.0f, w, g->taps, dyi, g->plane,
+                                   0.0f, ci, nb * pc);
+                    t = host_time(ctx, t, 1);
+                    col2im_host(g, cols, dx, n0, nb, i, p0, pc);
+                    t = host_time(ctx, t, 0);
+                }
+            }
+        }
+    }
+}
+
+/* The host path of one call: the kernels' workspace (so that plans and peaks do not
+ * depend on the path), every tensor mapped once, `run` over all chunks, then unmapped.
+ */
+static fewcl_status run_host(fewcl_context *ctx, const geom *g, const host_args *a,
+                             void (*run)(fewcl_context *, const geom *, const fcl_host_map *,
+                                         const host_args *, float *)) {
+    fcl_tensor cols = {0};
+    int need_cols = !a->dy || a->dx || a->dw; /* db alone needs no columns (as with kernels) */
+    if (need_cols)
+        FCL_TRY(fcl_tensor_alloc1(ctx, &cols, FCL_MEM_WORKSPACE, g->images * g->taps * g->columns));
+    fewcl_status s = FEWCL_OK;
+    if (!ctx->dry_run) {
+        fcl_host_map map = {0};
+        const fcl_tensor *all[] = {
+            a->x, a->w, a->b, a->dy, a->y, a->dx, a->dw, a->db, need_cols ? &cols : NULL};
+        for (size_t i = 0; i < sizeof all / sizeof *all && s == FEWCL_OK; i++)
+            s = fcl_host_map_add(&map, all[i]);
+        if (s == FEWCL_OK) s = fcl_host_map_begin(ctx, &map);
+        if (s == FEWCL_OK) {
+            run(ctx, g, &map, a, need_cols ? fcl_host_ptr(&map, &cols) : NULL);
+            s = fcl_host_map_end(ctx, &map);
+        }
+    }
+    if (need_cols) fcl_tensor_free(ctx, &cols);
+    return s;
 }
 
 fewcl_status fcl_conv2d_forward(fewcl_context *ctx, const fcl_tensor *x, const fcl_tensor *w,
                                 const fcl_tensor *b, const fcl_conv2d_params *p, fcl_tensor *y) {
     geom g;
     FCL_TRY(make_geom(ctx, "conv2d forward", x, w, b, y, p, &g));
-    forward_ud u = {x, w, y, 0.0f};
-    if (b) {
-        fcl_kernel_entry *k;
-        FCL_TRY(fcl_kernel(ctx, "conv", NULL, "bias_fill", &k));
-        FCL_TRY(
-            fcl_args(k, "ttuuu", b, y, (unsigned)y->numel, (unsigned)g.cout, (unsigned)g.plane));
-        FCL_TRY(launch_1d(ctx, k, y->numel));
-        u.beta = 1.0f;
-    }
+    if (g.host)
+        return run_host(ctx, &g, &(host_args){.x = x, .w = w, .b = b, .y = y}, forward_host);
+    forward_ud u = {x, w, b, y};
     return for_each_chunk(ctx, &g, forward_chunk, &u);
 }
 
@@ -140,24 +380,26 @@ typedef struct backward_ud {
     fcl_tensor *dx, *dw;
 } backward_ud;
 
-static fewcl_status backward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor *cols, int n0,
-                                   int nb, int p0, int pc, void *ud) {
+static fewcl_status backward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor *cols,
+                                   fcl_tensor *t, int n0, int nb, int p0, int pc, void *ud) {
     backward_ud *u = ud;
-    size_t y_image = (size_t)g->cout * g->plane, col_image = (size_t)g->taps * pc;
-    fcl_matrix dy = {u->dy, (size_t)n0 * y_image + p0, g->plane};
+    int cn = nb * pc;
+    /* t[Cout, nb·pc] = the chunk of dy, in the layout of the GEMMs. */
+    FCL_TRY(reshuffle(ctx, g, "nchw_to_chunk", u->dy, t, NULL, n0, nb, p0, pc));
+    fcl_matrix dy = {t, 0, cn};
     if (u->dw) {
-        /* dW[Cout,K] += dy[n][Cout, pc] · cols[i][K, pc]ᵀ, image after image in order. */
+        /* dW[Cout,K] += t[Cout, nb·pc] · cols[K, nb·pc]ᵀ: one GEMM over the chunk's
+         * pixels. */
         FCL_TRY(im2col(ctx, g, u->x, cols, n0, nb, p0, pc));
-        FCL_TRY(fcl_gemm_strided_batched(ctx, 0, 1, g->cout, g->taps, pc, 1.0f, dy, y_image,
-                                         (fcl_matrix){cols, 0, pc}, col_image, 1.0f,
-                                         (fcl_matrix){u->dw, 0, g->taps}, 0, nb));
+        FCL_TRY(fcl_gemm(ctx, 0, 1, g->cout, g->taps, cn, 1.0f, dy, (fcl_matrix){cols, 0, cn}, 1.0f,
+                         (fcl_matrix){u->dw, 0, g->taps}));
     }
     if (u->dx) {
-        /* dcols[i][K, pc] = W[Cout,K]ᵀ · dy[n][Cout, pc] (reusing the workspace: the queue is
-         * in order, so the dW GEMM has read the columns before they are overwritten). */
-        FCL_TRY(fcl_gemm_strided_batched(ctx, 1, 0, g->taps, pc, g->cout, 1.0f,
-                                         (fcl_matrix){u->w, 0, g->taps}, 0, dy, y_image, 0.0f,
-                                         (fcl_matrix){cols, 0, pc}, col_image, nb));
+        /* dcols[K, nb·pc] = W[Cout,K]ᵀ · t[Cout, nb·pc] (reusing the workspace: the
+         * queue is in order, so the dW GEMM has read the columns before they are
+         * overwritten). */
+        FCL_TRY(fcl_gemm(ctx, 1, 0, g->taps, cn, g->cout, 1.0f, (fcl_matrix){u->w, 0, g->taps}, dy,
+                         0.0f, (fcl_matrix){cols, 0, cn}));
         fcl_kernel_entry *k;
         FCL_TRY(fcl_kernel(ctx, "conv", NULL, "col2im", &k));
         FCL_TRY(fcl_args(k, "ttuuuuuuuuuuuuui", cols, u->dx, (unsigned)n0, (unsigned)nb,
@@ -181,6 +423,10 @@ fewcl_status fcl_conv2d_backward(fewcl_context *ctx, const fcl_tensor *x, const 
                         dx ? fcl_shape_str(dx, s1, sizeof s1) : "-",
                         dw ? fcl_shape_str(dw, s2, sizeof s2) : "-");
     }
+    if (g.host)
+        return run_host(ctx, &g,
+                        &(host_args){.x = x, .w = w, .dy = dy, .dx = dx, .dw = dw, .db = db},
+                        backward_host);
     if (db) {
         fcl_kernel_entry *k;
         FCL_TRY(fcl_kernel(ctx, "conv", NULL, "channel_sum", &k));

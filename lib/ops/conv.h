@@ -1,5 +1,6 @@
 /* 2-D convolution (PyTorch F.conv2d, NCHW, zero padding, no dilation or groups) as
- * im2col + CLBlast GEMM, with a bounded im2col workspace. */
+ * im2col + one GEMM per chunk of images (CLBlast, or the host BLAS on CPU devices), with a
+ * bounded workspace. */
 #ifndef FEWCL_OPS_CONV_H
 #define FEWCL_OPS_CONV_H
 
@@ -12,6 +13,11 @@ typedef struct fcl_conv2d_params {
     int stride, pad;        /* the same along H and W; stride >= 1, pad >= 0 */
     size_t workspace_bytes; /* bound on the im2col workspace; 0: FCL_CONV_WORKSPACE_DEFAULT */
 } fcl_conv2d_params;
+
+/* Workspace bytes per output pixel of a chunk: its im2col column (K = Cin·KH·KW floats) and,
+ * on the OpenCL path (host = 0), its column of the chunk's GEMM output [Cout, images·pixels].
+ * The workspace bound holds as many such columns as fit. */
+size_t fcl_conv2d_column_bytes(int host, int taps, int cout);
 
 /* Output size along one dimension: floor((in + 2·pad − k) / stride) + 1 (0 if none fits). */
 int fcl_conv2d_out_size(int in, int k, int stride, int pad);

@@ -1,8 +1,10 @@
 /* GEMMs through CLBlast's C API, row-major, with temp buffers taken from the arena
- * (CLBlastSgemmWithTempBuffer) so that the planner accounts for every byte. */
+ * (CLBlastSgemmWithTempBuffer) so that the planner accounts for every byte; or, on CPU
+ * devices, through a host BLAS over mapped buffers (gemm_host.c chooses). */
 #include <clblast_c.h>
 #include <stdio.h>
 
+#include "gemm_host.h"
 #include "ops.h"
 
 static const char *clblast_status_text(CLBlastStatusCode s) {
@@ -65,11 +67,22 @@ static fewcl_status gemm_one(fewcl_context *ctx, int ta, int tb, int m, int n, i
             }
         }
     }
+    cl_event ev = NULL;
     if (!ctx->dry_run)
         st = CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, cta, ctb, (size_t)m, (size_t)n,
                                         (size_t)k, alpha, a.t->mem, a_off, (size_t)a.ld, b.t->mem,
                                         b_off, (size_t)b.ld, beta, c.t->mem, c_off, (size_t)c.ld,
-                                        &ctx->queue, NULL, temp_mem);
+                                        &ctx->queue, ctx->profiling ? &ev : NULL, temp_mem);
+    if (ev) { /* profiling: the GEMM's device time */
+        cl_ulong t0 = 0, t1 = 0;
+        if (clWaitForEvents(1, &ev) == CL_SUCCESS) {
+            clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
+            clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL);
+            ctx->gemm_profile_ms += (double)(t1 - t0) / 1e6;
+            ctx->gemm_calls++;
+        }
+        clReleaseEvent(ev);
+    }
     /* The queue is in order, so the block may be reused by the next command at once;
      * releasing the sub-buffer defers its destruction until the GEMM is done. */
     if (temp_mem) clReleaseMemObject(temp_mem);
@@ -90,11 +103,16 @@ fewcl_status fcl_gemm_strided_batched(fewcl_context *ctx, int trans_a, int trans
     if (m <= 0 || n <= 0 || k <= 0 || batch <= 0)
         return fcl_fail(FEWCL_ERR_ARGUMENT, "GEMM with m=%d n=%d k=%d batch=%d (all must be > 0)",
                         m, n, k, batch);
-    FCL_TRY(fcl_gemm_tune(ctx));
     size_t last = (size_t)(batch - 1);
     FCL_TRY(check_operand("A", a, trans_a ? k : m, trans_a ? m : k, last * stride_a));
     FCL_TRY(check_operand("B", b, trans_b ? n : k, trans_b ? k : n, last * stride_b));
     FCL_TRY(check_operand("C", c, m, n, last * stride_c));
+    int path;
+    FCL_TRY(fcl_gemm_path(ctx, &path));
+    if (path == FCL_GEMM_HOST)
+        return fcl_gemm_host_batched(ctx, trans_a, trans_b, m, n, k, alpha, a, stride_a, b,
+                                     stride_b, beta, c, stride_c, batch);
+    FCL_TRY(fcl_gemm_tune(ctx));
     for (int i = 0; i < batch; i++)
         FCL_TRY(gemm_one(ctx, trans_a, trans_b, m, n, k, alpha, a, i * stride_a, b, i * stride_b,
                          beta, c, i * stride_c));

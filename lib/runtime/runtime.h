@@ -91,6 +91,10 @@ struct fewcl_context {
     int dry_run; /* planning: launches and GEMMs are skipped, allocations only counted */
     int cache_enabled;
     int gemm_tuned; /* CLBlast tuning applied (lib/ops/gemm_tuning.c) */
+    int gemm_path;  /* 0 not chosen yet, else FCL_GEMM_CLBLAST / FCL_GEMM_HOST (gemm_host.c) */
+    double gemm_profile_ms; /* when profiling: time in GEMMs (device time or host wall time) */
+    long gemm_calls;
+    double host_profile_ms; /* when profiling: other host work of the host path (im2col...) */
     char cache_dir[512];
     fcl_cache_stats cache;
     fcl_program programs[FCL_MAX_PROGRAMS];

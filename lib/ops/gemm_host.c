@@ -1,0 +1,111 @@
+/* Host-BLAS GEMMs over mapped buffers (see gemm_host.h).
+ *
+ * Zero copy: on PoCL's CPU device a map of a 256 MiB chunk returns in microseconds and its
+ * pointer is the buffer's storage, so a map costs the wait for the queue and nothing more.
+ * Determinism: OpenBLAS's level-3 threading splits the output into blocks, each summed by one
+ * thread over the whole k in a fixed order, so results are identical run to run for a given
+ * thread count (checked by test_gemm). */
+#include "gemm_host.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hostmap.h"
+
+#ifdef FEWCL_HOST_BLAS
+#include <cblas.h>
+#endif
+
+double fcl_host_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+int fcl_host_blas_available(void) {
+#ifdef FEWCL_HOST_BLAS
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+#ifdef FEWCL_HOST_BLAS
+/* OpenBLAS threads: FEWCL_BLAS_THREADS if set, else 1. The PoCL worker threads are idle while a
+ * host GEMM runs (the map waited for the queue), but OpenBLAS's idle threads spin for a while
+ * after each call, on the cores PoCL's kernels need next. On the shared 2-core machine a conv4
+ * 84x84 training step took 24.6 s with 2 BLAS threads vs 12.2 s with 1 in one pair of runs,
+ * 12.5 vs 12.0 s in another: never better with 2, so 1 by default. FEWCL_BLAS_THREADS=0 leaves
+ * OpenBLAS's own choice (OPENBLAS_NUM_THREADS or the core count). */
+static void set_threads(void) {
+    const char *env = getenv("FEWCL_BLAS_THREADS");
+    int n = env && *env ? atoi(env) : 1;
+    if (n > 0) openblas_set_num_threads(n);
+}
+#endif
+
+fewcl_status fcl_gemm_path(fewcl_context *ctx, int *path) {
+    if (!ctx->gemm_path) {
+        const char *env = getenv("FEWCL_GEMM");
+        int want = 0;
+        if (env && *env) {
+            if (strcmp(env, "clblast") == 0)
+                want = FCL_GEMM_CLBLAST;
+            else if (strcmp(env, "host") == 0)
+                want = FCL_GEMM_HOST;
+            else
+                return fcl_fail(FEWCL_ERR_ARGUMENT, "FEWCL_GEMM='%s' (expected clblast or host)",
+                                env);
+            if (want == FCL_GEMM_HOST && !fcl_host_blas_available())
+                return fcl_fail(FEWCL_ERR_ARGUMENT,
+                                "FEWCL_GEMM=host, but fewcl was built without host BLAS "
+                                "(cmake -DFEWCL_HOST_BLAS=ON with OpenBLAS installed)");
+        } else {
+            want = fcl_host_blas_available() && ctx->info.is_cpu && !ctx->info.is_gpu
+                       ? FCL_GEMM_HOST
+                       : FCL_GEMM_CLBLAST;
+        }
+#ifdef FEWCL_HOST_BLAS
+        if (want == FCL_GEMM_HOST) set_threads();
+#endif
+        ctx->gemm_path = want;
+    }
+    *path = ctx->gemm_path;
+    return FEWCL_OK;
+}
+
+void fcl_host_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                    int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+#ifdef FEWCL_HOST_BLAS
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#else
+    (void)trans_a, (void)trans_b, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda;
+    (void)b, (void)ldb, (void)beta, (void)c, (void)ldc;
+#endif
+}
+
+fewcl_status fcl_gemm_host_batched(fewcl_context *ctx, int trans_a, int trans_b, int m, int n,
+                                   int k, float alpha, fcl_matrix a, size_t stride_a, fcl_matrix b,
+                                   size_t stride_b, float beta, fcl_matrix c, size_t stride_c,
+                                   int batch) {
+    if (ctx->dry_run) return FEWCL_OK; /* no temp buffers on this path: nothing to count */
+    fcl_host_map map = {0};
+    FCL_TRY(fcl_host_map_add(&map, a.t));
+    FCL_TRY(fcl_host_map_add(&map, b.t));
+    FCL_TRY(fcl_host_map_add(&map, c.t));
+    FCL_TRY(fcl_host_map_begin(ctx, &map));
+    double t0 = ctx->profiling ? fcl_host_seconds() : 0;
+    const float *pa = fcl_host_ptr(&map, a.t) + a.offset;
+    const float *pb = fcl_host_ptr(&map, b.t) + b.offset;
+    float *pc = fcl_host_ptr(&map, c.t) + c.offset;
+    for (int i = 0; i < batch; i++)
+        fcl_host_sgemm(trans_a, trans_b, m, n, k, alpha, pa + (size_t)i * stride_a, a.ld,
+                       pb + (size_t)i * stride_b, b.ld, beta, pc + (size_t)i * stride_c, c.ld);
+    if (ctx->profiling) {
+        ctx->gemm_profile_ms += (fcl_host_seconds() - t0) * 1e3;
+        ctx->gemm_calls += batch;
+    }
+    return fcl_host_map_end(ctx, &map);
+}

@@ -1,0 +1,36 @@
+/* The host-BLAS GEMM path: on CPU OpenCL devices (PoCL) the device buffers are host memory,
+ * and OpenBLAS over zero-copy mapped buffers is an order of magnitude faster than CLBlast's
+ * OpenCL kernels compiled by PoCL (measured on 2 cores: ~450 vs 23-34 GFLOP/s). fcl_gemm and
+ * fcl_gemm_strided_batched take this path by themselves; convolution (conv.c) also does its
+ * im2col/col2im on the host when it is chosen, since its GEMMs already map the buffers. */
+#ifndef FEWCL_OPS_GEMM_HOST_H
+#define FEWCL_OPS_GEMM_HOST_H
+
+#include "ops.h"
+
+enum { FCL_GEMM_CLBLAST = 1, FCL_GEMM_HOST = 2 };
+
+/* The path of this context, chosen once: FEWCL_GEMM=clblast|host forces one; otherwise host
+ * when the library was built with FEWCL_HOST_BLAS and the device is a CPU and nothing else
+ * (oclgrind reports CPU and GPU at once and keeps the OpenCL kernels it is there to check).
+ * FEWCL_GEMM=host in a build without host BLAS is an error. */
+fewcl_status fcl_gemm_path(fewcl_context *ctx, int *path);
+
+/* 1 when the host path is compiled in. */
+int fcl_host_blas_available(void);
+
+/* Row-major C = alpha·op(A)·op(B) + beta·C on host memory (cblas_sgemm). */
+void fcl_host_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                    int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+/* fcl_gemm_strided_batched on the host path: maps the three tensors, runs the batch in order,
+ * unmaps. Operands already checked by the caller. */
+fewcl_status fcl_gemm_host_batched(fewcl_context *ctx, int trans_a, int trans_b, int m, int n,
+                                   int k, float alpha, fcl_matrix a, size_t stride_a, fcl_matrix b,
+                                   size_t stride_b, float beta, fcl_matrix c, size_t stride_c,
+                                   int batch);
+
+/* Wall-clock seconds (for the profiling counters of host work). */
+double fcl_host_seconds(void);
+
+#endif
