@@ -2,8 +2,9 @@
  * (forward, backward) of the whole model from the same weights and the same episode, once per
  * mode. Checkpointing only frees activations in forward and recomputes them in backward with
  * the same kernels on the same values, so everything must be bit-identical to the run without
- * it: logits, features, every loss, every parameter gradient, and every BatchNorm running
- * statistic (updated once per step, not again by a recompute).
+ * it: logits, features, every loss, every parameter gradient, every BatchNorm running
+ * statistic (updated once per step, not again by a recompute), and the logits of an evaluation
+ * episode run after the step.
  *
  * Tolerance: 0. Every float is compared bit for bit (a -0/+0 difference would count too); a
  * mismatch reports how many elements differ and the largest absolute difference.
@@ -74,6 +75,11 @@ static void train_step(fcl_model_config c, fcl_checkpointing mode, step *s) {
     TH_OK(fcl_model_backward(ctx, m));
     TH_OK(fewcl_finish(ctx));
     s->peak = fcl_arena_stats_get(ctx->arena)->peak - before;
+    /* An evaluation episode after the step (checkpointing frees activations there too): it
+     * normalises with the running statistics the step left. */
+    TH_OK(fcl_model_forward(ctx, m, &x, 0, &out));
+    keep(s, "evaluation logits", out.logits);
+    fcl_model_release(ctx, m);
     for (int i = 0; i < m->params.n; i++) {
         const fcl_param *p = &m->params.items[i];
         char what[160];

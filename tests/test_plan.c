@@ -128,6 +128,7 @@ static void test_episode_plans_are_exact_with_checkpointing(void **state) {
     c.image_size = 32, c.n_way = 3, c.k_shot = 2, c.n_query = 3, c.checkpoint = FCL_CKPT_ALL;
     c.reduced_dim = 64, c.heads = 2, c.dim_head = 16, c.mlp_dim = 32;
     check_episode(c, 1);
+    check_episode(c, 0);
     c.backbone = FCL_RESNET18, c.checkpoint = FCL_CKPT_BACKBONE;
     check_episode(c, 1);
     fcl_config_set_method(&c, FCL_METHOD_FSCT);
