@@ -9,6 +9,9 @@
  * Tolerance: 0. Every float is compared bit for bit (a -0/+0 difference would count too); a
  * mismatch reports how many elements differ and the largest absolute difference.
  *
+ * Under oclgrind (th_small) whole steps take many minutes: there the backbone (conv4 at 16, two
+ * images) and the heads run alone, from given inputs and upstream gradients.
+ *
  * Memory: with checkpointing the training step's peak must drop where the activations that it
  * frees are what sets the peak, measured on the device's arena and planned (fcl_episode_plan;
  * tests/test_plan.c shows plan == measured with checkpointing on). */
@@ -152,7 +155,8 @@ static fcl_model_config small_config(fcl_backbone bb, int size, fcl_method metho
 }
 
 static void test_conv4(void **state) {
-    int size = th_small() ? 16 : 32;
+    if (th_small()) skip(); /* oclgrind: the stages alone, below (whole steps take minutes) */
+    int size = 32;
     check_modes("conv4 enhanced cosine",
                 small_config(FCL_CONV4, size, FCL_METHOD_ENHANCED, FCL_VARIANT_COSINE));
     check_modes("conv4 fsct cosine",
@@ -167,12 +171,16 @@ static void test_conv6(void **state) {
                 small_config(FCL_CONV6, 32, FCL_METHOD_FSCT, FCL_VARIANT_SOFTMAX));
 }
 
+/* ResNet-18 at 16x16 (layers 3 and 4 at 1x1: every BasicBlock kind still runs, downsample
+ * included) and a 2-way 2-shot 2-query episode: its wide convolutions make it the slow case. */
 static void test_resnet18(void **state) {
     if (th_small()) skip();
-    check_modes("resnet18 enhanced cosine",
-                small_config(FCL_RESNET18, 32, FCL_METHOD_ENHANCED, FCL_VARIANT_COSINE));
-    check_modes("resnet18 fsct cosine",
-                small_config(FCL_RESNET18, 32, FCL_METHOD_FSCT, FCL_VARIANT_COSINE));
+    const fcl_method methods[] = {FCL_METHOD_ENHANCED, FCL_METHOD_FSCT};
+    for (int i = 0; i < 2; i++) {
+        fcl_model_config c = small_config(FCL_RESNET18, 16, methods[i], FCL_VARIANT_COSINE);
+        c.n_way = 2, c.n_query = 2;
+        check_modes(i ? "resnet18 fsct cosine" : "resnet18 enhanced cosine", c);
+    }
 }
 
 /* Where the backbone's saved activations set the peak (conv4 at 32, or 16 under oclgrind: the
@@ -181,72 +189,131 @@ static void test_resnet18(void **state) {
 static void test_peak_drops(void **state) {
     fcl_model_config c =
         small_config(FCL_CONV4, th_small() ? 16 : 32, FCL_METHOD_ENHANCED, FCL_VARIANT_COSINE);
-    step none, all;
-    train_step(c, FCL_CKPT_NONE, &none);
-    train_step(c, FCL_CKPT_ALL, &all);
+    step none = {0}, all = {0};
+    if (!th_small()) { /* oclgrind: the plans alone (they run no kernels) */
+        train_step(c, FCL_CKPT_NONE, &none);
+        train_step(c, FCL_CKPT_ALL, &all);
+        assert_true(all.peak < none.peak);
+    }
     fcl_arena_stats plan_none, plan_all;
     c.checkpoint = FCL_CKPT_NONE;
     TH_OK(fcl_episode_plan(th_ctx(), &c, 1, 0, &plan_none));
     c.checkpoint = FCL_CKPT_ALL;
     TH_OK(fcl_episode_plan(th_ctx(), &c, 1, 0, &plan_all));
-    print_message("  conv4 %dx%d training step peak: none %zu, all %zu bytes (measured); "
-                  "episode plan: none %zu, all %zu\n",
-                  c.image_size, c.image_size, none.peak, all.peak, plan_none.peak, plan_all.peak);
-    assert_true(all.peak < none.peak);
+    print_message(
+        "  conv4 %dx%d training step peak: none %zu, all %zu bytes (measured; 0 = not run here); "
+        "episode plan: none %zu, all %zu\n",
+        c.image_size, c.image_size, none.peak, all.peak, plan_none.peak, plan_all.peak);
     assert_true(plan_all.peak < plan_none.peak);
     step_free(&all);
     step_free(&none);
 }
 
-/* The heads alone (forward + backward on given features): blocks checkpointing lowers the
- * peak of the head's own step once the blocks' intermediates are what it holds (rows × mlp). */
-static size_t head_peak(fcl_model_config c, fcl_checkpointing mode) {
+/* The stages alone, from given inputs and upstream gradients: what oclgrind runs (a whole
+ * step takes it many minutes), and the head's own peak, which blocks checkpointing lowers once
+ * the blocks' intermediates are what the head holds (depth 3, rows x mlp). */
+static void stage_step(fcl_model_config c, int head, fcl_checkpointing mode, step *s) {
     fewcl_context *ctx = th_ctx();
     c.checkpoint = mode;
-    const int D = 48, B = c.n_way * (c.k_shot + c.n_query);
+    memset(s, 0, sizeof *s);
+    const int B = c.n_way * (c.k_shot + c.n_query), D = 48;
     fcl_params P;
     fcl_params_init(&P);
-    fcl_head *h;
-    if (c.method == FCL_METHOD_ENHANCED)
-        TH_OK(fcl_enhanced_create(ctx, &c, D, &P, 5, &h));
-    else
-        TH_OK(fcl_fsct_create(ctx, &c, D, &P, 5, &h));
+    fcl_backbone_net *net = NULL;
+    fcl_head *h = NULL;
     fcl_tensor x;
-    TH_OK(fcl_tensor_alloc2(ctx, &x, FCL_MEM_ACTIVATION, B, D));
+    if (head) {
+        if (c.method == FCL_METHOD_ENHANCED)
+            TH_OK(fcl_enhanced_create(ctx, &c, D, &P, 5, &h));
+        else
+            TH_OK(fcl_fsct_create(ctx, &c, D, &P, 5, &h));
+        TH_OK(fcl_tensor_alloc2(ctx, &x, FCL_MEM_ACTIVATION, B, D));
+    } else {
+        TH_OK(fcl_backbone_create(ctx, &c, &P, "feature.", 5, &net));
+        TH_OK(fcl_tensor_alloc(ctx, &x, FCL_MEM_ACTIVATION, 4,
+                               (int[]){B, 3, c.image_size, c.image_size}));
+    }
     TH_OK(fcl_pattern_fill(ctx, &x, 13, 1.0f));
     TH_OK(fewcl_finish(ctx));
     fcl_arena_reset_peak(ctx->arena);
     size_t before = fcl_arena_stats_get(ctx->arena)->in_use;
-    fcl_head_out out;
-    const fcl_tensor *dx;
-    TH_OK(fcl_head_forward(ctx, h, &x, 1, &out));
-    TH_OK(fcl_head_backward(ctx, h, &dx));
+    if (head) {
+        fcl_head_out out;
+        const fcl_tensor *dx;
+        TH_OK(fcl_head_forward(ctx, h, &x, 1, &out));
+        keep(s, "logits", out.logits);
+        keep(s, "loss", out.loss);
+        TH_OK(fcl_head_backward(ctx, h, &dx));
+        keep(s, "dfeatures", dx);
+    } else {
+        const fcl_tensor *f;
+        TH_OK(fcl_backbone_forward(ctx, net, &x, 1, &f));
+        keep(s, "features", f);
+        fcl_tensor df;
+        TH_OK(fcl_tensor_alloc(ctx, &df, FCL_MEM_ACTIVATION, 2, f->shape));
+        TH_OK(fcl_pattern_fill(ctx, &df, 17, 1.0f));
+        TH_OK(fcl_backbone_backward(ctx, net, &df));
+        fcl_tensor_free(ctx, &df);
+    }
     TH_OK(fewcl_finish(ctx));
-    size_t peak = fcl_arena_stats_get(ctx->arena)->peak - before;
-    fcl_head_release(ctx, h);
+    s->peak = fcl_arena_stats_get(ctx->arena)->peak - before;
+    for (int i = 0; i < P.n; i++) {
+        const fcl_param *p = &P.items[i];
+        char what[160];
+        snprintf(what, sizeof what, "%s %s", p->is_buffer ? "buffer" : "grad", p->name);
+        keep(s, what, p->is_buffer ? &p->value : &p->grad);
+    }
+    if (head) {
+        fcl_head_release(ctx, h);
+        fcl_head_destroy(ctx, h);
+    } else {
+        fcl_backbone_destroy(ctx, net);
+    }
     fcl_tensor_free(ctx, &x);
-    fcl_head_destroy(ctx, h);
     fcl_params_free(ctx, &P);
-    return peak;
 }
 
-static void test_head_peak_drops(void **state) {
+static void test_backbone_alone(void **state) {
+    /* conv4 at 16 with 2 images (as test_backbone under oclgrind), resnet18 in the full test */
+    fcl_model_config c = fcl_config_default();
+    c.image_size = 16, c.n_way = 2, c.k_shot = 1, c.n_query = 0;
+    const fcl_backbone bbs[] = {FCL_CONV4, FCL_RESNET18};
+    for (int i = 0; i < (th_small() ? 1 : 2); i++) {
+        c.backbone = bbs[i];
+        step none, ckpt;
+        stage_step(c, 0, FCL_CKPT_NONE, &none);
+        stage_step(c, 0, FCL_CKPT_BACKBONE, &ckpt);
+        print_message("  %s alone: %d tensors bit-identical; peak none %zu, backbone %zu bytes\n",
+                      fcl_backbone_name(bbs[i]), ckpt.n, none.peak, ckpt.peak);
+        assert_identical("backbone", &none, &ckpt);
+        step_free(&ckpt);
+        step_free(&none);
+    }
+}
+
+static void test_heads_alone(void **state) {
     const fcl_method methods[] = {FCL_METHOD_ENHANCED, FCL_METHOD_FSCT};
     for (int i = 0; i < 2; i++) {
         fcl_model_config c = small_config(FCL_CONV4, 16, methods[i], FCL_VARIANT_COSINE);
         c.reduced_dim = 0, c.depth = 3, c.mlp_dim = 64;
-        size_t none = head_peak(c, FCL_CKPT_NONE), blocks = head_peak(c, FCL_CKPT_BLOCKS);
-        print_message("  %s head, depth 3: step peak none %zu, blocks %zu bytes\n",
-                      fcl_method_name(methods[i]), none, blocks);
-        assert_true(blocks < none);
+        step none, blocks;
+        stage_step(c, 1, FCL_CKPT_NONE, &none);
+        stage_step(c, 1, FCL_CKPT_BLOCKS, &blocks);
+        print_message("  %s head alone, depth 3: %d tensors bit-identical; peak none %zu, "
+                      "blocks %zu bytes\n",
+                      fcl_method_name(methods[i]), blocks.n, none.peak, blocks.peak);
+        assert_identical("blocks", &none, &blocks);
+        assert_true(blocks.peak < none.peak);
+        step_free(&blocks);
+        step_free(&none);
     }
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conv4),           cmocka_unit_test(test_conv6),
-        cmocka_unit_test(test_resnet18),        cmocka_unit_test(test_peak_drops),
-        cmocka_unit_test(test_head_peak_drops),
+        cmocka_unit_test(test_conv4),          cmocka_unit_test(test_conv6),
+        cmocka_unit_test(test_resnet18),       cmocka_unit_test(test_peak_drops),
+        cmocka_unit_test(test_backbone_alone), cmocka_unit_test(test_heads_alone),
     };
     return cmocka_run_group_tests(tests, NULL, th_teardown);
 }

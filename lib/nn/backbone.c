@@ -11,8 +11,8 @@
  * the conv output c (BatchNorm's input; batch-statistics BN also keeps its mean and 1/σ). ReLU
  * backward reads the ReLU output (the pooled one where a pool follows: see block_backward),
  * max-pool backward its argmax indices. Everything else is freed as soon as forward has
- * consumed it. With --freeze-backbone nothing is kept at all: each
- * activation is freed once the next one exists, and backward only releases the output.
+ * consumed it. With --freeze-backbone nothing is kept at all: each activation is freed once the
+ * next one exists, and backward only releases the output.
  *
  * BatchNorm modes: training → batch statistics, running statistics updated (momentum 0.1, as
  * PyTorch). Evaluation → running statistics, unless cfg->bn_batch_stats_at_test, which uses batch
@@ -257,7 +257,6 @@ static fewcl_status alloc4(fewcl_context *ctx, fcl_tensor *t, int n, int c, int 
     return fcl_tensor_alloc(ctx, t, FCL_MEM_ACTIVATION, 4, (int[]){n, c, h, w});
 }
 
-/* y (allocated here) = BN(conv(x)). Keeps u->c and the batch statistics unless frozen. */
 /* u->c (allocated here) = conv(x): forward's first step, and all that a plain block's
  * checkpoint recomputes. */
 static fewcl_status unit_conv(fewcl_context *ctx, fcl_backbone_net *net, unit *u,
@@ -270,6 +269,7 @@ static fewcl_status unit_conv(fewcl_context *ctx, fcl_backbone_net *net, unit *u
     return fcl_conv2d_forward(ctx, x, pv(net, u->w), u->b >= 0 ? pv(net, u->b) : NULL, &cp, &u->c);
 }
 
+/* y (allocated here) = BN(conv(x)). Keeps u->c and the batch statistics unless frozen. */
 static fewcl_status unit_forward(fewcl_context *ctx, fcl_backbone_net *net, unit *u,
                                  const fcl_tensor *x, int update_running, fcl_tensor *y) {
     FCL_TRY(unit_conv(ctx, net, u, x));
