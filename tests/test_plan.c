@@ -120,6 +120,23 @@ static void test_episode_plans_are_exact(void **state) {
     check_episode(c, 1);
 }
 
+/* The same with gradient checkpointing (backbone and head blocks recompute in backward: the
+ * recomputes allocate and free too, in the same order planned and run). */
+static void test_episode_plans_are_exact_with_checkpointing(void **state) {
+    if (th_small()) skip();
+    fcl_model_config c = fcl_config_default();
+    c.image_size = 32, c.n_way = 3, c.k_shot = 2, c.n_query = 3, c.checkpoint = FCL_CKPT_ALL;
+    c.reduced_dim = 64, c.heads = 2, c.dim_head = 16, c.mlp_dim = 32;
+    check_episode(c, 1);
+    check_episode(c, 0);
+    c.backbone = FCL_RESNET18, c.checkpoint = FCL_CKPT_BACKBONE;
+    check_episode(c, 1);
+    fcl_config_set_method(&c, FCL_METHOD_FSCT);
+    c.backbone = FCL_CONV6, c.checkpoint = FCL_CKPT_BLOCKS;
+    c.heads = 2, c.dim_head = 8, c.mlp_dim = 24;
+    check_episode(c, 1);
+}
+
 /* The seed's failure (reference §8): ResNet-34 at 224, 5-way, with raw 25,088-d features the
  * covariances alone take 5 x 2.35 GiB = 11.7 GiB; on a device with less memory (PoCL here) the
  * plan must fail before anything is allocated, naming the limit it hit. */
@@ -146,6 +163,7 @@ int main(void) {
         cmocka_unit_test(test_plan_equals_real_peak),
         cmocka_unit_test(test_plan_fails_like_a_small_device),
         cmocka_unit_test(test_episode_plans_are_exact),
+        cmocka_unit_test(test_episode_plans_are_exact_with_checkpointing),
         cmocka_unit_test(test_raw_resnet_covariances_do_not_fit),
     };
     return cmocka_run_group_tests(tests, NULL, th_teardown);

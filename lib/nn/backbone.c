@@ -9,9 +9,10 @@
  *
  * What backward needs, per unit: the conv input (the previous block's output, or the image) and
  * the conv output c (BatchNorm's input; batch-statistics BN also keeps its mean and 1/σ). ReLU
- * backward reads the ReLU output, max-pool backward its argmax indices. Everything else is freed
- * as soon as forward has consumed it. With --freeze-backbone nothing is kept at all: each
- * activation is freed once the next one exists, and backward only releases the output.
+ * backward reads the ReLU output (the pooled one where a pool follows: see block_backward),
+ * max-pool backward its argmax indices. Everything else is freed as soon as forward has
+ * consumed it. With --freeze-backbone nothing is kept at all: each activation is freed once the
+ * next one exists, and backward only releases the output.
  *
  * BatchNorm modes: training → batch statistics, running statistics updated (momentum 0.1, as
  * PyTorch). Evaluation → running statistics, unless cfg->bn_batch_stats_at_test, which uses batch
@@ -24,6 +25,16 @@
  * --freeze-backbone changes gradients only: a training-mode forward still normalises with batch
  * statistics and updates the running ones (as PyTorch does for a module in train mode whose
  * parameters have requires_grad=False).
+ *
+ * Checkpointing (--checkpoint backbone|all; SPEC §3): the stages are the blocks (ConvNet blocks;
+ * the ResNet stem and each BasicBlock). Forward keeps of each block only its output, which is the
+ * next block's input (plain blocks also keep their pool indices and BN statistics, and drop the
+ * conv output); backward recomputes a block's internals from its input right before
+ * differentiating it, so at most one block's internals exist at a time. The recompute runs the
+ * same kernels on the same values as the first forward, so every value, and thus every
+ * gradient, is bit-identical to the run without checkpointing; BatchNorm's running statistics
+ * are updated only by the first forward (once per training step, as without). See
+ * block_keep_output and block_recompute.
  *
  * The image passed to forward is not copied: it must stay valid until backward or release
  * (the first conv's weight gradient reads it). */
@@ -50,7 +61,8 @@ typedef struct block {
     int nu;
     unit u[3];
     fcl_pool2d_params pool; /* plain blocks; kernel 0: no pool */
-    fcl_tensor r;           /* plain: ReLU output; BasicBlock: ReLU(bn1) (conv2's input) */
+    fcl_tensor r;           /* plain: ReLU output (kept only without a pool); BasicBlock:
+                               ReLU(bn1) (conv2's input) */
     fcl_tensor idx;         /* max-pool argmax */
     fcl_tensor out;         /* the block's output (owned, except a plain block without pool:
                                then out is a view of r) */
@@ -60,6 +72,7 @@ struct fcl_backbone_net {
     fcl_params *P; /* indices stay valid when later stages grow the table */
     fcl_model_config cfg;
     int frozen;
+    int checkpoint; /* --checkpoint backbone|all: forward keeps only each block's output */
     int nblocks;
     block *blocks;
     int C, H, W;         /* feature shape */
@@ -164,6 +177,9 @@ fewcl_status fcl_backbone_create(fewcl_context *ctx, const fcl_model_config *cfg
     net->P = P;
     net->cfg = *cfg;
     net->frozen = cfg->freeze_backbone;
+    /* Frozen, nothing is kept anyway (and there is no backward to recompute for). */
+    net->checkpoint =
+        !net->frozen && (cfg->checkpoint == FCL_CKPT_BACKBONE || cfg->checkpoint == FCL_CKPT_ALL);
     net->C = C, net->H = H, net->W = W;
     builder bd = {ctx, P, prefix, seed, !cfg->freeze_backbone, cfg->backbone <= FCL_CONV6};
     fewcl_status st = FEWCL_OK;
@@ -241,17 +257,23 @@ static fewcl_status alloc4(fewcl_context *ctx, fcl_tensor *t, int n, int c, int 
     return fcl_tensor_alloc(ctx, t, FCL_MEM_ACTIVATION, 4, (int[]){n, c, h, w});
 }
 
-/* y (allocated here) = BN(conv(x)). Keeps u->c and the batch statistics unless frozen. */
-static fewcl_status unit_forward(fewcl_context *ctx, fcl_backbone_net *net, unit *u,
-                                 const fcl_tensor *x, int update_running, fcl_tensor *y) {
+/* u->c (allocated here) = conv(x): forward's first step, and all that a plain block's
+ * checkpoint recomputes. */
+static fewcl_status unit_conv(fewcl_context *ctx, fcl_backbone_net *net, unit *u,
+                              const fcl_tensor *x) {
     const int n = x->shape[0];
     const int oh = fcl_conv2d_out_size(x->shape[2], u->k, u->stride, u->pad);
     const int ow = fcl_conv2d_out_size(x->shape[3], u->k, u->stride, u->pad);
     fcl_conv2d_params cp = {u->stride, u->pad, 0};
     FCL_TRY(alloc4(ctx, &u->c, n, u->cout, oh, ow));
-    FCL_TRY(
-        fcl_conv2d_forward(ctx, x, pv(net, u->w), u->b >= 0 ? pv(net, u->b) : NULL, &cp, &u->c));
-    FCL_TRY(alloc4(ctx, y, n, u->cout, oh, ow));
+    return fcl_conv2d_forward(ctx, x, pv(net, u->w), u->b >= 0 ? pv(net, u->b) : NULL, &cp, &u->c);
+}
+
+/* y (allocated here) = BN(conv(x)). Keeps u->c and the batch statistics unless frozen. */
+static fewcl_status unit_forward(fewcl_context *ctx, fcl_backbone_net *net, unit *u,
+                                 const fcl_tensor *x, int update_running, fcl_tensor *y) {
+    FCL_TRY(unit_conv(ctx, net, u, x));
+    FCL_TRY(fcl_tensor_alloc(ctx, y, FCL_MEM_ACTIVATION, 4, u->c.shape));
     if (net->batch_stats) {
         FCL_TRY(fcl_tensor_alloc1(ctx, &u->mean, FCL_MEM_ACTIVATION, u->cout));
         FCL_TRY(fcl_tensor_alloc1(ctx, &u->invstd, FCL_MEM_ACTIVATION, u->cout));
@@ -299,10 +321,9 @@ static fewcl_status block_forward(fewcl_context *ctx, fcl_backbone_net *net, blo
         FCL_TRY(alloc4(ctx, &b->out, b->r.shape[0], b->r.shape[1], oh, ow));
         FCL_TRY(alloc4(ctx, &b->idx, b->r.shape[0], b->r.shape[1], oh, ow));
         FCL_TRY(fcl_maxpool2d_forward(ctx, &b->r, &b->pool, &b->out, &b->idx));
-        if (net->frozen) {
-            fcl_tensor_free(ctx, &b->idx);
-            fcl_tensor_free(ctx, &b->r);
-        }
+        /* Backward masks by the pooled output instead of r (see block_backward). */
+        fcl_tensor_free(ctx, &b->r);
+        if (net->frozen) fcl_tensor_free(ctx, &b->idx);
         return FEWCL_OK;
     }
     FCL_TRY(unit_forward(ctx, net, &b->u[0], x, update_running, &b->r));
@@ -331,6 +352,31 @@ static void block_release(fewcl_context *ctx, block *b, int keep_out) {
         fcl_tensor_free(ctx, &b->u[i].c);
     }
     fcl_tensor_free(ctx, &b->r);
+}
+
+/* Checkpointing, after block b's forward: frees what backward will recompute. A plain block
+ * keeps its output (the next block's input, and the ReLU mask), its pool indices and its
+ * BatchNorm statistics (C floats each) and drops only the conv output, which is the big
+ * tensor; a BasicBlock keeps only its output. */
+static void block_keep_output(fewcl_context *ctx, block *b) {
+    if (!b->residual)
+        fcl_tensor_free(ctx, &b->u[0].c);
+    else
+        block_release(ctx, b, 1);
+}
+
+/* Checkpointing, before block b's backward: recomputes what block_keep_output dropped from the
+ * block's input x, by the kernels forward ran on the same values, so bit-identically. A plain
+ * block needs only its conv output again. A BasicBlock runs its whole forward again, with
+ * update_running 0 so that BatchNorm's running statistics, updated by the first forward, are
+ * not updated twice (the op gets throwaway ones); the batch statistics it recomputes are the
+ * first forward's. Its recomputed output replaces the kept one, equal to it and no longer read
+ * by anything else (the next block's backward is done). */
+static fewcl_status block_recompute(fewcl_context *ctx, fcl_backbone_net *net, block *b,
+                                    const fcl_tensor *x) {
+    if (!b->residual) return unit_conv(ctx, net, &b->u[0], x);
+    fcl_tensor_free(ctx, &b->out);
+    return block_forward(ctx, net, b, x, 0);
 }
 
 void fcl_backbone_release(fewcl_context *ctx, fcl_backbone_net *net) {
@@ -363,6 +409,7 @@ fewcl_status fcl_backbone_forward(fewcl_context *ctx, fcl_backbone_net *net, con
         st = block_forward(ctx, net, b, in, training);
         /* Frozen: the previous output was only needed as this block's input. */
         if (st == FEWCL_OK && net->frozen && i > 0) block_release(ctx, &net->blocks[i - 1], 0);
+        if (st == FEWCL_OK && net->checkpoint) block_keep_output(ctx, b);
         in = &b->out;
     }
     net->have_forward = 1;
@@ -421,17 +468,24 @@ static fewcl_status block_backward(fewcl_context *ctx, fcl_backbone_net *net, bl
     if (!b->residual) {
         fcl_tensor dr = {0};
         if (b->pool.kernel) {
-            st = fcl_tensor_alloc(ctx, &dr, FCL_MEM_ACTIVATION, 4, b->r.shape);
+            /* ReLU then pool: the pool sends each output's gradient to its argmax i only, where
+             * r[i] equals that output. So masking dout by out > 0 before unpooling gives
+             * exactly (bit for bit: every term of a position is kept or every one zeroed) what
+             * masking the unpooled gradient by r > 0 gives, and r need not be kept. */
+            st = fcl_relu_backward(ctx, &b->out, dout, dout);
+            fcl_tensor_free(ctx, &b->out);
+            const int n = x->shape[0], c = b->u[0].cout;
+            const int h = b->u[0].c.shape[2], w = b->u[0].c.shape[3];
+            if (st == FEWCL_OK) st = alloc4(ctx, &dr, n, c, h, w);
             if (st == FEWCL_OK) st = fcl_maxpool2d_backward(ctx, &b->idx, dout, &b->pool, &dr);
             fcl_tensor_free(ctx, dout);
-            fcl_tensor_free(ctx, &b->out);
             fcl_tensor_free(ctx, &b->idx);
         } else {
             dr = *dout; /* take ownership */
             memset(dout, 0, sizeof *dout);
             fcl_tensor_free(ctx, &b->out); /* a view of r */
+            if (st == FEWCL_OK) st = fcl_relu_backward(ctx, &b->r, &dr, &dr);
         }
-        if (st == FEWCL_OK) st = fcl_relu_backward(ctx, &b->r, &dr, &dr);
         fcl_tensor_free(ctx, &b->r);
         if (st == FEWCL_OK) st = unit_backward(ctx, net, &b->u[0], x, &dr, 1, dx);
         fcl_tensor_free(ctx, &dr);
@@ -490,8 +544,10 @@ fewcl_status fcl_backbone_backward(fewcl_context *ctx, fcl_backbone_net *net,
     if (st == FEWCL_OK) st = fcl_scale(ctx, &dview, 1.0f, &dcur);
     for (int i = net->nblocks - 1; i >= 0 && st == FEWCL_OK; i--) {
         const fcl_tensor *x = i ? &net->blocks[i - 1].out : &net->x_keep;
+        block *b = &net->blocks[i];
+        if (net->checkpoint && (st = block_recompute(ctx, net, b, x)) != FEWCL_OK) break;
         fcl_tensor dx = {0};
-        st = block_backward(ctx, net, &net->blocks[i], x, &dcur, i ? &dx : NULL);
+        st = block_backward(ctx, net, b, x, &dcur, i ? &dx : NULL);
         fcl_tensor_free(ctx, &dcur);
         dcur = dx;
     }

@@ -21,6 +21,12 @@
  * registered, so checkpoints keep the same keys, but it takes no part in the loss: its gradient
  * stays 0 (AdamW's decoupled weight decay alone moves it, harmlessly).
  *
+ * Checkpointing (cfg->checkpoint blocks or all, SPEC §3): each attention block (attention and
+ * FFN) keeps only its output H2, the next block's input, in forward; backward recomputes the
+ * block's intermediates from its input (the previous H2, or Zq) with the same kernels on the same
+ * values, so bit-identically, differentiates it and frees them, so that at most one block's
+ * intermediates exist at a time.
+ *
  * Initialisation (documented scheme, deterministic from `seed`): parameter i in registration
  * order gets fcl_pattern_fill(seed32 + i) — Linear weights and biases uniform in ±1/√fan_in (the
  * bound of PyTorch's default init); LayerNorm γ = 1, β = 0; proto_weight 0; log_vars
@@ -57,6 +63,7 @@ typedef struct enhanced {
     int D, Dp, proj, n, k, q, Q, B, inner;
     int ip_proj, ip_proto, ip_blocks, ip_logvars; /* parameter indices in P */
     fcl_maha_path path;
+    int checkpoint; /* --checkpoint blocks|all: blocks keep only their output (file comment) */
     /* forward state */
     int training, have;
     const fcl_tensor *x;
@@ -179,6 +186,7 @@ fewcl_status fcl_enhanced_create(fewcl_context *ctx, const fcl_model_config *cfg
     h->n = cfg->n_way, h->k = cfg->k_shot, h->q = cfg->n_query;
     h->Q = h->n * h->q, h->B = h->n * (h->k + h->q);
     h->inner = cfg->heads * cfg->dim_head;
+    h->checkpoint = cfg->checkpoint == FCL_CKPT_BLOCKS || cfg->checkpoint == FCL_CKPT_ALL;
     h->path = cfg->mahalanobis == FCL_MAHA_DENSE     ? FCL_MAHA_PATH_DENSE
               : cfg->mahalanobis == FCL_MAHA_LOWRANK ? FCL_MAHA_PATH_LOWRANK
               : h->Dp <= 1024                        ? FCL_MAHA_PATH_DENSE
@@ -235,8 +243,11 @@ fewcl_status fcl_enhanced_create(fewcl_context *ctx, const fcl_model_config *cfg
 
 /* ---- forward -------------------------------------------------------------------------- */
 
+/* Block b on its input hin; every intermediate is saved for backward. recompute: the
+ * checkpointed block's second run, in backward, which stops once everything backward reads
+ * exists (the output H2 is not among it and stays the first run's). */
 static fewcl_status block_forward(fewcl_context *ctx, enhanced *h, int b, fcl_tensor *hin,
-                                  block_saved *bs) {
+                                  block_saved *bs, int recompute) {
     const int Q = h->Q, n = h->n, d = h->Dp, I = h->inner, H = h->cfg.heads;
     const int dh = h->cfg.dim_head, Mh = h->cfg.mlp_dim;
     const int cosine = h->cfg.variant == FCL_VARIANT_COSINE;
@@ -307,10 +318,22 @@ static fewcl_status block_forward(fewcl_context *ctx, enhanced *h, int b, fcl_te
     FCL_TRY(fcl_linear_forward(ctx, bs->x2, value(h, bparam(h, b, BW_1)),
                                value(h, bparam(h, b, BB_1)), bs->f1));
     FCL_TRY(fcl_gelu_forward(ctx, bs->f1, bs->g));
+    if (recompute) return FEWCL_OK;
     FCL_TRY(save2(ctx, h, Q, d, &bs->h2));
     FCL_TRY(fcl_linear_forward(ctx, bs->g, value(h, bparam(h, b, BW_2)),
                                value(h, bparam(h, b, BB_2)), bs->h2));
     return fcl_add(ctx, bs->h2, bs->h1, bs->h2);
+}
+
+/* Checkpointing, after block b's forward: frees its intermediates (latest first) and keeps its
+ * output, the next block's input. Their slots in the saved list stay, empty (freeing an empty
+ * tensor does nothing). */
+static void block_keep_output(fewcl_context *ctx, block_saved *bs) {
+    fcl_tensor *t[] = {bs->g,      bs->f1, bs->rstd2,  bs->mean2,  bs->x2, bs->h1, bs->o,
+                       bs->a,      bs->kh, bs->qh,     bs->v,      bs->k,  bs->q,  bs->rstd_p,
+                       bs->mean_p, bs->pn, bs->rstd_u, bs->mean_u, bs->u};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        fcl_tensor_free(ctx, t[i]); /* softmax: qh, kh are q, k (freed once, then empty) */
 }
 
 static void enhanced_release(fewcl_context *ctx, fcl_head *base) {
@@ -373,7 +396,8 @@ static fewcl_status forward_impl(fewcl_context *ctx, enhanced *h, const fcl_tens
     /* 4. attention blocks */
     fcl_tensor *hcur = h->zq;
     for (int b = 0; b < h->cfg.depth; b++) {
-        FCL_TRY(block_forward(ctx, h, b, hcur, &h->blk[b]));
+        FCL_TRY(block_forward(ctx, h, b, hcur, &h->blk[b], 0));
+        if (h->checkpoint) block_keep_output(ctx, &h->blk[b]);
         hcur = h->blk[b].h2;
     }
     /* 5. Mahalanobis logits */
@@ -557,8 +581,21 @@ static fewcl_status backward_impl(fewcl_context *ctx, enhanced *h, fcl_tensor *g
     FCL_TRY(
         fcl_mahalanobis_backward(ctx, h->mx, h->my, &g[G_DLOGITS], &g[G_DS], &g[G_DP], &g[G_DH]));
     /* blocks, last first */
-    for (int b = h->cfg.depth - 1; b >= 0; b--)
-        FCL_TRY(block_backward(ctx, h, b, &h->blk[b], &g[G_DH], &g[G_DP]));
+    for (int b = h->cfg.depth - 1; b >= 0; b--) {
+        if (!h->checkpoint) {
+            FCL_TRY(block_backward(ctx, h, b, &h->blk[b], &g[G_DH], &g[G_DP]));
+            continue;
+        }
+        /* Recompute the block's intermediates from its input (the same kernels on the same
+         * values as in forward: bit-identical), differentiate, and free them again. */
+        int mark = h->n_saved;
+        fcl_tensor *hin = b ? h->blk[b - 1].h2 : h->zq;
+        fewcl_status st = block_forward(ctx, h, b, hin, &h->blk[b], 1);
+        if (st == FEWCL_OK) st = block_backward(ctx, h, b, &h->blk[b], &g[G_DH], &g[G_DP]);
+        while (h->n_saved > mark)
+            fcl_tensor_free(ctx, &h->saved[--h->n_saved]);
+        FCL_TRY(st);
+    }
     /* VIC on E = [S; p] */
     if (h->cfg.vic) {
         const int N = n * (k + 1);

@@ -15,6 +15,10 @@
  *   cosine: logit = 2·⟨g·v/‖v‖, Y/(‖Y‖_classes + 1e-5)⟩;  softmax: logit = ⟨u, Y⟩ + b
  *   loss = mean cross-entropy with labels ⌊r/q⌋.
  *
+ * Checkpointing (cfg->checkpoint blocks or all, SPEC §3): in a training forward each block keeps
+ * only its output X² (the next block's q input); its backward first recomputes the block's
+ * intermediates from its input with the same kernels on the same values (bit-identical).
+ *
  * Memory: every tensor forward allocates goes on a stack (the outputs first); backward frees
  * each stage's saved tensors once it is done with them, in reverse order; release frees what is
  * left. fcl_tensor_free zeroes a freed tensor, so freeing early and popping later is safe. */
@@ -64,6 +68,7 @@ typedef struct fsct_head {
     fcl_params *P;
     int idx[P_COUNT]; /* positions in P (its item array may move as it grows) */
     int n, k, q, Q, D, H, dh, I, M, depth, cosine;
+    int checkpoint; /* --checkpoint blocks|all: blocks keep only their output X² */
 
     const fcl_tensor *features;
     int training, forwarded;
@@ -199,9 +204,11 @@ static void free_block(fewcl_context *ctx, fsct_block *b, int keep_x2) {
         fcl_tensor_free(ctx, saved[i]);
 }
 
-/* One attention + FFN block on the q input xq ([n, D] shared by every query when first). */
+/* One attention + FFN block on the q input xq ([n, D] shared by every query when first).
+ * recompute: a checkpointed block's second run, in backward, which stops once everything
+ * backward reads exists (X² is not among it and stays the first run's). */
 static fewcl_status block_forward(fewcl_context *ctx, fsct_head *h, fsct_block *b,
-                                  const fcl_tensor *xq, int first) {
+                                  const fcl_tensor *xq, int first, int recompute) {
     int rows = h->Q * h->n;
     fcl_kernel_entry *k;
     if (h->cosine) {
@@ -236,11 +243,12 @@ static fewcl_status block_forward(fewcl_context *ctx, fsct_head *h, fsct_block *
     FCL_TRY(act1(ctx, h, &b->lnf_rstd, rows));
     FCL_TRY(act2(ctx, h, &b->h1, rows, h->M));
     FCL_TRY(act2(ctx, h, &b->g1, rows, h->M));
-    FCL_TRY(act2(ctx, h, &b->x2, rows, h->D));
     FCL_TRY(fcl_layernorm_forward(ctx, &b->x1, val(h, P_LNF_W), val(h, P_LNF_B), FCL_LN_EPS,
                                   &b->lnf, &b->lnf_mean, &b->lnf_rstd));
     FCL_TRY(fcl_linear_forward(ctx, &b->lnf, val(h, P_W1), val(h, P_B1), &b->h1));
     FCL_TRY(fcl_gelu_forward(ctx, &b->h1, &b->g1));
+    if (recompute) return FEWCL_OK;
+    FCL_TRY(act2(ctx, h, &b->x2, rows, h->D));
     FCL_TRY(fcl_linear_forward(ctx, &b->g1, val(h, P_W2), val(h, P_B2), &b->x2));
     return fcl_add(ctx, &b->x2, &b->x1, &b->x2);
 }
@@ -327,8 +335,9 @@ static fewcl_status forward_inner(fewcl_context *ctx, fsct_head *h, const fcl_te
     }
     const fcl_tensor *x = &h->x0;
     for (int t = 0; t < h->depth; t++) {
-        FCL_TRY(block_forward(ctx, h, &h->blocks[t], x, t == 0));
+        FCL_TRY(block_forward(ctx, h, &h->blocks[t], x, t == 0, 0));
         x = &h->blocks[t].x2;
+        if (training && h->checkpoint) free_block(ctx, &h->blocks[t], 1);
         if (!training) {
             free_block(ctx, &h->blocks[t], 1);
             fcl_tensor_free(ctx, t ? &h->blocks[t - 1].x2 : &h->x0);
@@ -426,6 +435,9 @@ static fewcl_status block_backward(fewcl_context *ctx, fsct_head *h, int t) {
     int rows = h->Q * h->n, first = t == 0;
     const fcl_tensor *xq = first ? &h->x0 : &h->blocks[t - 1].x2;
     fcl_kernel_entry *k;
+    /* Checkpointed: the block's intermediates again, from its input (same kernels, same values:
+     * bit-identical); the frees below drop them as they drop the first run's otherwise. */
+    if (h->checkpoint) FCL_TRY(block_forward(ctx, h, b, xq, first, 1));
 
     /* FFN: dX¹ = dX² + LN_f′(W₁′(GELU′(W₂′(dX²)))) */
     FCL_TRY(ws2(ctx, h, &h->dg, rows, h->M));
@@ -625,6 +637,7 @@ fewcl_status fcl_fsct_create(fewcl_context *ctx, const fcl_model_config *cfg, in
     h->M = cfg->mlp_dim;
     h->depth = cfg->depth;
     h->cosine = cfg->variant == FCL_VARIANT_COSINE;
+    h->checkpoint = cfg->checkpoint == FCL_CKPT_BLOCKS || cfg->checkpoint == FCL_CKPT_ALL;
     h->blocks = calloc((size_t)h->depth, sizeof *h->blocks);
     if (!h->blocks) {
         free(h);
