@@ -21,9 +21,9 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: fewcl demo [--out DIR] [--epochs N] [--episodes N] [--test-episodes N]\n"
-            "                  [--seed N] [--device D] [--quiet] [--json]\n\n"
-            "Renders an Omniglot-style glyph dataset from the DejaVu fonts into DIR/data\n"
+            "usage: fewcl demo [--out DIR] [--image-size N] [--epochs N] [--episodes N]\n"
+            "                  [--test-episodes N] [--seed N] [--device D] [--quiet] [--json]\n\n"
+            "Renders an Omniglot-style glyph dataset from the DejaVu fonts into DIR/data-<N>\n"
             "(default fewcl-demo; reused when present), trains the enhanced FS-CT (conv4,\n"
             "%dx%d, projection to %d, 5-way 5-shot) on base alphabets, validates on others\n"
             "and tests on novel alphabets. The run folder is DIR/run-<time>.\n",
@@ -32,6 +32,7 @@ static void usage(FILE *f) {
 
 enum {
     OPT_OUT = 1,
+    OPT_IMAGE_SIZE,
     OPT_EPOCHS,
     OPT_EPISODES,
     OPT_TEST,
@@ -43,7 +44,7 @@ enum {
 };
 
 /* Renders the data unless a previous demo left it complete (novel.json is written last). */
-static fewcl_status ensure_data(const char *dir, int quiet) {
+static fewcl_status ensure_data(const char *dir, int size, int quiet) {
     char path[4300];
     struct stat sb;
     snprintf(path, sizeof path, "%s/novel.json", dir);
@@ -53,7 +54,7 @@ static fewcl_status ensure_data(const char *dir, int quiet) {
     }
     fcl_demo_options o = {.out_dir = dir,
                           .images_per_class = DEMO_IMAGES_PER_CLASS,
-                          .size = DEMO_IMAGE,
+                          .size = size,
                           .min_faces = 12,
                           .seed = 1};
     fcl_demo_summary s;
@@ -67,6 +68,7 @@ static fewcl_status ensure_data(const char *dir, int quiet) {
 
 int cmd_demo(int argc, char **argv) {
     static const struct option opts[] = {{"out", required_argument, 0, OPT_OUT},
+                                         {"image-size", required_argument, 0, OPT_IMAGE_SIZE},
                                          {"epochs", required_argument, 0, OPT_EPOCHS},
                                          {"episodes", required_argument, 0, OPT_EPISODES},
                                          {"test-episodes", required_argument, 0, OPT_TEST},
@@ -94,6 +96,10 @@ int cmd_demo(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case OPT_OUT: out = optarg; break;
+        case OPT_IMAGE_SIZE:
+            if (parse_count("demo", "image-size", optarg, 16, &v)) return EXIT_USAGE;
+            cfg->image_size = (int)v;
+            break;
         case OPT_EPOCHS:
             if (parse_count("demo", "epochs", optarg, 1, &v)) return EXIT_USAGE;
             job.opt.epochs = (int)v;
@@ -122,12 +128,16 @@ int cmd_demo(int argc, char **argv) {
         return EXIT_USAGE;
     }
     char data_dir[4200], run_dir[4300], stamp[32];
-    snprintf(data_dir, sizeof data_dir, "%.4000s/data", out);
+    snprintf(data_dir, sizeof data_dir, "%.4000s/data-%d", out, cfg->image_size);
     time_t now = time(NULL);
     strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
     snprintf(run_dir, sizeof run_dir, "%.4000s/run-%s", out, stamp);
     job.opt.run_dir = run_dir;
-    fewcl_status s = ensure_data(data_dir, job.quiet || job.json);
+    if (fcl_config_validate(cfg) != FEWCL_OK) {
+        fprintf(stderr, "fewcl demo: %s\n", fewcl_last_error());
+        return EXIT_USAGE;
+    }
+    fewcl_status s = ensure_data(data_dir, cfg->image_size, job.quiet || job.json);
     if (s != FEWCL_OK) return cli_fail("demo", s);
     data_flags data;
     data_flags_init(&data);
@@ -135,7 +145,8 @@ int cmd_demo(int argc, char **argv) {
     if (!job.quiet && !job.json)
         printf("model: conv4 %dx%d (features %d) -> projection %d, enhanced FS-CT %s, "
                "Mahalanobis; %d-way %d-shot %d-query; %d epochs x %d episodes\n",
-               DEMO_IMAGE, DEMO_IMAGE, 64 * (DEMO_IMAGE / 16) * (DEMO_IMAGE / 16), DEMO_REDUCED,
+               cfg->image_size, cfg->image_size,
+               64 * (cfg->image_size / 16) * (cfg->image_size / 16), cfg->reduced_dim,
                fcl_variant_name(cfg->variant), cfg->n_way, cfg->k_shot, cfg->n_query,
                job.opt.epochs, job.opt.episodes);
     return train_job_run(&job, device, &data);
