@@ -1,109 +1,154 @@
-// BatchNorm2d over NCHW tensors (PyTorch semantics). One work-group per channel walks that
-// channel's N·H·W values in a fixed order (item l takes positions l, l+wg, ... of each
-// image) and combines the per-item partial sums with a tree in local memory, so every
-// result is deterministic. The work-group size is a power of two (fcl_wg_1d).
+// BatchNorm2d over NCHW tensors (PyTorch semantics), in three steps so that every step is
+// fast on CPUs (PoCL) and GPUs alike and every result deterministic:
+//   1. tile statistics: channel c's M = N·HW values, in (image, position) order, are cut into
+//      tiles of `tile` values; work-group (t, c) reduces tile t (a tree in local memory, so
+//      the order is fixed) while the tile is small enough to stay in cache;
+//   2. one work-item per channel combines its tiles in order;
+//   3. an elementwise pass over (position, channel, image): no index division.
+// The work-group size is a power of two (fcl_wg_1d).
 
 // group_sum: cl/common.cl.
 
-// Training forward for channel c = group id. With M = N·HW values x_m of the channel:
-//   mean = Σx/M, var = Σ(x−mean)²/M (biased, two passes for accuracy), inv = 1/√(var+eps),
-//   y = (x−mean)·inv·gamma + beta;
-//   running_mean = (1−mom)·running_mean + mom·mean,
-//   running_var  = (1−mom)·running_var  + mom·var·M/(M−1) (unbiased, as PyTorch).
-// save_mean/save_inv keep mean and inv for the backward pass.
-kernel void bn_forward_train(global const float *x, uint xo, global const float *gamma, uint go,
-                             global const float *beta, uint bo, global float *rmean, uint rmo,
-                             global float *rvar, uint rvo, global float *y, uint yo,
-                             global float *smean, uint smo, global float *sinv, uint sio,
-                             uint n, uint c_count, uint hw, float momentum, float eps,
-                             local float *scratch) {
-    uint c = get_group_id(0), l = get_local_id(0), wg = get_local_size(0);
-    if (c >= c_count) return; // whole groups only: the barriers below stay uniform
-    float m = (float)n * (float)hw;
+// Walks tile t of channel c: item l visits j = begin + l, begin + l + wg, ... < end, with
+// (i, p) = (j / hw, j % hw) stepped without dividing per element.
+#define TILE_WALK(BODY)                                                                            \
+    {                                                                                              \
+        uint j = begin + l, i = j / hw, p = j - i * hw, di = wg / hw, dp = wg - di * hw;          \
+        for (; j < end; j += wg) {                                                                 \
+            uint at = (i * c_count + c) * hw + p;                                                  \
+            BODY;                                                                                  \
+            i += di, p += dp;                                                                      \
+            if (p >= hw) p -= hw, i++;                                                             \
+        }                                                                                          \
+    }
+
+// Training forward, step 1: the tile's mean and M2 = Σ(x − mean_t)² (two passes over the
+// tile, for accuracy), into part[(c·tiles + t)·2 + {0, 1}].
+kernel void bn_tile_stats(global const float *x, uint xo, global float *part, uint po, uint n,
+                          uint c_count, uint hw, uint tile, uint tiles, local float *scratch) {
+    uint t = get_group_id(0), c = get_group_id(1), l = get_local_id(0), wg = get_local_size(0);
+    if (t >= tiles || c >= c_count) return; // whole groups only: the barriers stay uniform
+    uint begin = t * tile, end = min(begin + tile, n * hw);
     float s = 0.0f;
-    for (uint i = 0; i < n; i++) {
-        uint base = xo + (i * c_count + c) * hw;
-        for (uint p = l; p < hw; p += wg) s += x[base + p];
-    }
-    float mean = group_sum(s, scratch) / m;
+    TILE_WALK(s += x[xo + at]);
+    float mean = group_sum(s, scratch) / (float)(end - begin);
     s = 0.0f;
-    for (uint i = 0; i < n; i++) {
-        uint base = xo + (i * c_count + c) * hw;
-        for (uint p = l; p < hw; p += wg) {
-            float d = x[base + p] - mean;
-            s += d * d;
-        }
-    }
-    float var = group_sum(s, scratch) / m;
-    float inv = 1.0f / sqrt(var + eps);
-    float a = inv * gamma[go + c], shift = beta[bo + c];
-    for (uint i = 0; i < n; i++) {
-        uint bx = xo + (i * c_count + c) * hw, by = yo + (i * c_count + c) * hw;
-        for (uint p = l; p < hw; p += wg) y[by + p] = (x[bx + p] - mean) * a + shift;
-    }
+    TILE_WALK(float d = x[xo + at] - mean; s += d * d);
+    float m2 = group_sum(s, scratch);
     if (l == 0) {
-        float unbiased = var * m / (m - 1.0f); // M ≥ 2: the host rejects M = 1
-        rmean[rmo + c] = (1.0f - momentum) * rmean[rmo + c] + momentum * mean;
-        rvar[rvo + c] = (1.0f - momentum) * rvar[rvo + c] + momentum * unbiased;
-        smean[smo + c] = mean;
-        sinv[sio + c] = inv;
+        part[po + (c * tiles + t) * 2] = mean;
+        part[po + (c * tiles + t) * 2 + 1] = m2;
     }
 }
 
-// Evaluation forward, elementwise: y = (x − running_mean)·gamma/√(running_var+eps) + beta.
+// Step 2, channel c: the tiles combined in order (Chan et al.: mean = Σ n_t·mean_t / M,
+// M2 = Σ M2_t + n_t·(mean_t − mean)²), var = M2/M (biased), inv = 1/√(var+eps);
+//   running_mean = (1−mom)·running_mean + mom·mean,
+//   running_var  = (1−mom)·running_var  + mom·var·M/(M−1) (unbiased, as PyTorch);
+// save_mean/save_inv keep mean and inv for step 3 and the backward pass.
+kernel void bn_combine_stats(global const float *part, uint po, global float *rmean, uint rmo,
+                             global float *rvar, uint rvo, global float *smean, uint smo,
+                             global float *sinv, uint sio, uint c_count, uint m, uint tile,
+                             uint tiles, float momentum, float eps) {
+    uint c = get_global_id(0);
+    if (c >= c_count) return;
+    global const float *pc = part + po + c * tiles * 2;
+    float sum = 0.0f;
+    for (uint t = 0; t < tiles; t++)
+        sum += (float)(min(tile, m - t * tile)) * pc[2 * t];
+    float mean = sum / (float)m, m2 = 0.0f;
+    for (uint t = 0; t < tiles; t++) {
+        float d = pc[2 * t] - mean;
+        m2 += pc[2 * t + 1] + (float)(min(tile, m - t * tile)) * d * d;
+    }
+    float var = m2 / (float)m, inv = 1.0f / sqrt(var + eps);
+    float unbiased = var * (float)m / (float)(m - 1); // M ≥ 2: the host rejects M = 1
+    rmean[rmo + c] = (1.0f - momentum) * rmean[rmo + c] + momentum * mean;
+    rvar[rvo + c] = (1.0f - momentum) * rvar[rvo + c] + momentum * unbiased;
+    smean[smo + c] = mean;
+    sinv[sio + c] = inv;
+}
+
+// Step 3 over (p, c, i): y = (x − mean)·inv·gamma + beta.
+kernel void bn_normalize(global const float *x, uint xo, global const float *gamma, uint go,
+                         global const float *beta, uint bo, global const float *smean, uint smo,
+                         global const float *sinv, uint sio, global float *y, uint yo, uint n,
+                         uint c_count, uint hw) {
+    uint p = get_global_id(0), c = get_global_id(1), i = get_global_id(2);
+    if (p >= hw || c >= c_count || i >= n) return;
+    uint at = (i * c_count + c) * hw + p;
+    y[yo + at] = (x[xo + at] - smean[smo + c]) * (sinv[sio + c] * gamma[go + c]) + beta[bo + c];
+}
+
+// Evaluation forward over (p, c, i): y = (x − running_mean)·gamma/√(running_var+eps) + beta.
 kernel void bn_forward_eval(global const float *x, uint xo, global const float *gamma, uint go,
                             global const float *beta, uint bo, global const float *rmean, uint rmo,
-                            global const float *rvar, uint rvo, global float *y, uint yo,
-                            uint numel, uint c_count, uint hw, float eps) {
-    uint i = get_global_id(0);
-    if (i >= numel) return;
-    uint c = (i / hw) % c_count;
+                            global const float *rvar, uint rvo, global float *y, uint yo, uint n,
+                            uint c_count, uint hw, float eps) {
+    uint p = get_global_id(0), c = get_global_id(1), i = get_global_id(2);
+    if (p >= hw || c >= c_count || i >= n) return;
+    uint at = (i * c_count + c) * hw + p;
     float inv = 1.0f / sqrt(rvar[rvo + c] + eps);
-    y[yo + i] = (x[xo + i] - rmean[rmo + c]) * inv * gamma[go + c] + beta[bo + c];
+    y[yo + at] = (x[xo + at] - rmean[rmo + c]) * inv * gamma[go + c] + beta[bo + c];
 }
 
-// Backward for channel c = group id, with x̂ = (x − mean)·inv:
-//   dbeta += Σdy, dgamma += Σdy·x̂.
-// train = 1 (mean, inv are the batch statistics, which depend on x):
-//   dx = gamma·inv/M · (M·dy − Σdy − x̂·Σdy·x̂)
-// train = 0 (mean = running_mean, stat = running_var, constants): dx = dy·gamma·inv.
-// dx may alias dy: each item reads dy[k] before it writes dx[k], after the reductions.
-kernel void bn_backward(global const float *x, uint xo, global const float *gamma, uint go,
-                        global const float *mean_t, uint mo, global const float *stat_t, uint so,
-                        global const float *dy, uint dyo, global float *dx, uint dxo,
-                        global float *dgamma, uint dgo, global float *dbeta, uint dbo, uint n,
-                        uint c_count, uint hw, int train, float eps, local float *scratch) {
-    uint c = get_group_id(0), l = get_local_id(0), wg = get_local_size(0);
-    if (c >= c_count) return;
+// Backward, with x̂ = (x − mean)·inv (train = 1: mean, inv the batch statistics saved by the
+// forward, which depend on x; train = 0: running_mean and 1/√(running_var + eps), constants).
+// Step 1, tile t of channel c: Σdy and Σdy·x̂ into part[(c·tiles + t)·2 + {0, 1}].
+kernel void bn_tile_grad(global const float *x, uint xo, global const float *mean_t, uint mo,
+                         global const float *stat_t, uint so, global const float *dy, uint dyo,
+                         global float *part, uint po, uint n, uint c_count, uint hw, uint tile,
+                         uint tiles, int train, float eps, local float *scratch) {
+    uint t = get_group_id(0), c = get_group_id(1), l = get_local_id(0), wg = get_local_size(0);
+    if (t >= tiles || c >= c_count) return;
+    uint begin = t * tile, end = min(begin + tile, n * hw);
     float mean = mean_t[mo + c];
     float inv = train ? stat_t[so + c] : 1.0f / sqrt(stat_t[so + c] + eps);
     float sdy = 0.0f, sdyx = 0.0f;
-    for (uint i = 0; i < n; i++) {
-        uint bx = xo + (i * c_count + c) * hw, bd = dyo + (i * c_count + c) * hw;
-        for (uint p = l; p < hw; p += wg) {
-            float g = dy[bd + p];
-            sdy += g;
-            sdyx += g * (x[bx + p] - mean) * inv;
-        }
-    }
+    TILE_WALK(float g = dy[dyo + at]; sdy += g; sdyx += g * (x[xo + at] - mean) * inv);
     sdy = group_sum(sdy, scratch);
     sdyx = group_sum(sdyx, scratch);
-    float m = (float)n * (float)hw, k = gamma[go + c] * inv;
-    for (uint i = 0; i < n; i++) {
-        uint bx = xo + (i * c_count + c) * hw, bd = dyo + (i * c_count + c) * hw,
-             bo = dxo + (i * c_count + c) * hw;
-        for (uint p = l; p < hw; p += wg) {
-            float g = dy[bd + p];
-            if (train) {
-                float xh = (x[bx + p] - mean) * inv;
-                dx[bo + p] = k * (g - sdy / m - xh * sdyx / m);
-            } else {
-                dx[bo + p] = k * g;
-            }
-        }
-    }
     if (l == 0) {
-        dgamma[dgo + c] += sdyx;
-        dbeta[dbo + c] += sdy;
+        part[po + (c * tiles + t) * 2] = sdy;
+        part[po + (c * tiles + t) * 2 + 1] = sdyx;
+    }
+}
+
+// Step 2, channel c: Σdy and Σdy·x̂ over the tiles in order; dbeta += Σdy, dgamma += Σdy·x̂;
+// the sums are kept in sums[c·2 + {0, 1}] for step 3.
+kernel void bn_combine_grad(global const float *part, uint po, global float *sums, uint so,
+                            global float *dgamma, uint dgo, global float *dbeta, uint dbo,
+                            uint c_count, uint tiles) {
+    uint c = get_global_id(0);
+    if (c >= c_count) return;
+    float sdy = 0.0f, sdyx = 0.0f;
+    for (uint t = 0; t < tiles; t++) {
+        sdy += part[po + (c * tiles + t) * 2];
+        sdyx += part[po + (c * tiles + t) * 2 + 1];
+    }
+    sums[so + 2 * c] = sdy;
+    sums[so + 2 * c + 1] = sdyx;
+    dgamma[dgo + c] += sdyx;
+    dbeta[dbo + c] += sdy;
+}
+
+// Step 3 over (p, c, i), k = gamma·inv:
+//   train: dx = k·(dy − Σdy/M − x̂·Σdy·x̂/M);   eval: dx = k·dy.
+// dx may alias dy: each item reads dy at its position before writing dx there.
+kernel void bn_backward_dx(global const float *x, uint xo, global const float *gamma, uint go,
+                           global const float *mean_t, uint mo, global const float *stat_t,
+                           uint so, global const float *dy, uint dyo, global const float *sums,
+                           uint sso, global float *dx, uint dxo, uint n, uint c_count, uint hw,
+                           int train, float eps) {
+    uint p = get_global_id(0), c = get_global_id(1), i = get_global_id(2);
+    if (p >= hw || c >= c_count || i >= n) return;
+    uint at = (i * c_count + c) * hw + p;
+    float inv = train ? stat_t[so + c] : 1.0f / sqrt(stat_t[so + c] + eps);
+    float k = gamma[go + c] * inv, g = dy[dyo + at];
+    if (train) {
+        float m = (float)n * (float)hw, xh = (x[xo + at] - mean_t[mo + c]) * inv;
+        dx[dxo + at] = k * (g - sums[sso + 2 * c] / m - xh * sums[sso + 2 * c + 1] / m);
+    } else {
+        dx[dxo + at] = k * g;
     }
 }

@@ -1,4 +1,5 @@
-/* BatchNorm2d launchers (cl/batchnorm.cl). */
+/* BatchNorm2d launchers (cl/batchnorm.cl: tile reductions, per-channel combination,
+ * elementwise pass). */
 #include "batchnorm.h"
 
 /* x [N,C,H,W] or [N,C]: sets n, c, hw. */
@@ -28,10 +29,34 @@ static fewcl_status same(const char *op, const char *what, const fcl_tensor *x,
                     fcl_shape_str(x, sx, sizeof sx), what, fcl_shape_str(t, st, sizeof st));
 }
 
-/* One work-group per channel. */
-static fewcl_status launch_channels(fewcl_context *ctx, fcl_kernel_entry *k, int c) {
-    size_t lws = fcl_wg_1d(ctx), gws = (size_t)c * lws;
-    return fcl_launch(ctx, k, 1, &gws, &lws);
+/* Step 1 of cl/batchnorm.cl: tiles of 16 work-group widths, small enough to stay in cache
+ * while a work-group reduces them; one work-group per (tile, channel). */
+typedef struct tiling {
+    unsigned tile, tiles;
+    size_t gws[2], lws[2];
+} tiling;
+
+static tiling tiles_of(const fewcl_context *ctx, int n, int c, int hw) {
+    tiling t;
+    size_t wg = fcl_wg_1d(ctx), m = (size_t)n * (size_t)hw;
+    t.tile = (unsigned)(16 * wg);
+    t.tiles = (unsigned)((m + t.tile - 1) / t.tile);
+    t.gws[0] = (size_t)t.tiles * wg, t.gws[1] = (size_t)c;
+    t.lws[0] = wg, t.lws[1] = 1;
+    return t;
+}
+
+/* Steps 2 and 3: one work-item per channel; an elementwise range over (position, channel,
+ * image). */
+static fewcl_status launch_per_channel(fewcl_context *ctx, fcl_kernel_entry *k, int c) {
+    size_t gws = (size_t)c;
+    return fcl_launch(ctx, k, 1, &gws, NULL);
+}
+
+static fewcl_status launch_elementwise(fewcl_context *ctx, fcl_kernel_entry *k, int n, int c,
+                                       int hw) {
+    size_t gws[3] = {(size_t)hw, (size_t)c, (size_t)n};
+    return fcl_launch(ctx, k, 3, gws, NULL);
 }
 
 fewcl_status fcl_batchnorm_forward_train(fewcl_context *ctx, const fcl_tensor *x,
@@ -52,12 +77,28 @@ fewcl_status fcl_batchnorm_forward_train(fewcl_context *ctx, const fcl_tensor *x
     if ((size_t)n * (size_t)hw < 2) /* as PyTorch: no unbiased variance from one value */
         return fcl_fail(FEWCL_ERR_ARGUMENT, "%s: one value per channel (N·H·W = 1) in training",
                         op);
-    fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "batchnorm", NULL, "bn_forward_train", &k));
-    FCL_TRY(fcl_args(k, "ttttttttuuuffL", x, gamma, beta, running_mean, running_var, y, save_mean,
-                     save_invstd, (unsigned)n, (unsigned)c, (unsigned)hw, (double)momentum,
-                     (double)eps, fcl_wg_1d(ctx) * sizeof(float)));
-    return launch_channels(ctx, k, c);
+    tiling t = tiles_of(ctx, n, c, hw);
+    fcl_tensor part;
+    FCL_TRY(fcl_tensor_alloc1(ctx, &part, FCL_MEM_WORKSPACE, (int)(2 * t.tiles * (unsigned)c)));
+    fcl_kernel_entry *k1, *k2, *k3;
+    fewcl_status s = fcl_kernel(ctx, "batchnorm", NULL, "bn_tile_stats", &k1);
+    if (s == FEWCL_OK) s = fcl_kernel(ctx, "batchnorm", NULL, "bn_combine_stats", &k2);
+    if (s == FEWCL_OK) s = fcl_kernel(ctx, "batchnorm", NULL, "bn_normalize", &k3);
+    if (s == FEWCL_OK)
+        s = fcl_args(k1, "ttuuuuuL", x, &part, (unsigned)n, (unsigned)c, (unsigned)hw, t.tile,
+                     t.tiles, t.lws[0] * sizeof(float));
+    if (s == FEWCL_OK) s = fcl_launch(ctx, k1, 2, t.gws, t.lws);
+    if (s == FEWCL_OK)
+        s = fcl_args(k2, "tttttuuuuff", &part, running_mean, running_var, save_mean, save_invstd,
+                     (unsigned)c, (unsigned)(n * hw), t.tile, t.tiles, (double)momentum,
+                     (double)eps);
+    if (s == FEWCL_OK) s = launch_per_channel(ctx, k2, c);
+    if (s == FEWCL_OK)
+        s = fcl_args(k3, "ttttttuuu", x, gamma, beta, save_mean, save_invstd, y, (unsigned)n,
+                     (unsigned)c, (unsigned)hw);
+    if (s == FEWCL_OK) s = launch_elementwise(ctx, k3, n, c, hw);
+    fcl_tensor_free(ctx, &part);
+    return s;
 }
 
 fewcl_status fcl_batchnorm_forward_eval(fewcl_context *ctx, const fcl_tensor *x,
@@ -74,10 +115,9 @@ fewcl_status fcl_batchnorm_forward_eval(fewcl_context *ctx, const fcl_tensor *x,
     FCL_TRY(per_channel(op, "running_var", running_var, c));
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel(ctx, "batchnorm", NULL, "bn_forward_eval", &k));
-    FCL_TRY(fcl_args(k, "ttttttuuuf", x, gamma, beta, running_mean, running_var, y,
-                     (unsigned)x->numel, (unsigned)c, (unsigned)hw, (double)eps));
-    size_t gws = x->numel, lws = fcl_wg_1d(ctx);
-    return fcl_launch(ctx, k, 1, &gws, &lws);
+    FCL_TRY(fcl_args(k, "ttttttuuuf", x, gamma, beta, running_mean, running_var, y, (unsigned)n,
+                     (unsigned)c, (unsigned)hw, (double)eps));
+    return launch_elementwise(ctx, k, n, c, hw);
 }
 
 static fewcl_status backward(fewcl_context *ctx, const char *op, int train, const fcl_tensor *x,
@@ -93,12 +133,32 @@ static fewcl_status backward(fewcl_context *ctx, const char *op, int train, cons
     FCL_TRY(per_channel(op, train ? "save_invstd" : "running_var", stat, c));
     FCL_TRY(per_channel(op, "dgamma", dgamma, c));
     FCL_TRY(per_channel(op, "dbeta", dbeta, c));
-    fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "batchnorm", NULL, "bn_backward", &k));
-    FCL_TRY(fcl_args(k, "ttttttttuuuifL", x, gamma, mean, stat, dy, dx, dgamma, dbeta, (unsigned)n,
-                     (unsigned)c, (unsigned)hw, train, (double)eps,
-                     fcl_wg_1d(ctx) * sizeof(float)));
-    return launch_channels(ctx, k, c);
+    tiling t = tiles_of(ctx, n, c, hw);
+    fcl_tensor part, sums;
+    FCL_TRY(fcl_tensor_alloc1(ctx, &part, FCL_MEM_WORKSPACE, (int)(2 * t.tiles * (unsigned)c)));
+    fewcl_status s = fcl_tensor_alloc1(ctx, &sums, FCL_MEM_WORKSPACE, 2 * c);
+    if (s != FEWCL_OK) {
+        fcl_tensor_free(ctx, &part);
+        return s;
+    }
+    fcl_kernel_entry *k1, *k2, *k3;
+    s = fcl_kernel(ctx, "batchnorm", NULL, "bn_tile_grad", &k1);
+    if (s == FEWCL_OK) s = fcl_kernel(ctx, "batchnorm", NULL, "bn_combine_grad", &k2);
+    if (s == FEWCL_OK) s = fcl_kernel(ctx, "batchnorm", NULL, "bn_backward_dx", &k3);
+    if (s == FEWCL_OK)
+        s = fcl_args(k1, "tttttuuuuuifL", x, mean, stat, dy, &part, (unsigned)n, (unsigned)c,
+                     (unsigned)hw, t.tile, t.tiles, train, (double)eps, t.lws[0] * sizeof(float));
+    if (s == FEWCL_OK) s = fcl_launch(ctx, k1, 2, t.gws, t.lws);
+    if (s == FEWCL_OK)
+        s = fcl_args(k2, "ttttuu", &part, &sums, dgamma, dbeta, (unsigned)c, t.tiles);
+    if (s == FEWCL_OK) s = launch_per_channel(ctx, k2, c);
+    if (s == FEWCL_OK)
+        s = fcl_args(k3, "tttttttuuuif", x, gamma, mean, stat, dy, &sums, dx, (unsigned)n,
+                     (unsigned)c, (unsigned)hw, train, (double)eps);
+    if (s == FEWCL_OK) s = launch_elementwise(ctx, k3, n, c, hw);
+    fcl_tensor_free(ctx, &sums);
+    fcl_tensor_free(ctx, &part);
+    return s;
 }
 
 fewcl_status fcl_batchnorm_backward_train(fewcl_context *ctx, const fcl_tensor *x,
