@@ -21,8 +21,9 @@ static void usage(FILE *f) {
                "                  [data flags] [model flags]\n\n"
                "Evaluates the weights (a fewcl checkpoint, whose stored config gives the\n"
                "architecture, or PyTorch-exported weights described by the model flags) on N\n"
-               "episodes (600) of the split (novel) in evaluation mode; episode sizes come from\n"
-               "--n-way/--k-shot/--n-query. Prints accuracy %% = mean ± 1.96·σ/√N; inside a run\n"
+               "episodes (600) of the split (novel) in evaluation mode; episode sizes are the\n"
+               "training's unless --n-way/--k-shot/--n-query say otherwise. Prints accuracy %% = "
+               "mean ± 1.96·σ/√N; inside a run\n"
                "folder also writes test_<split>.json next to the weights.\n\n" DATA_FLAG_HELP
                    MODEL_FLAG_HELP);
 }
@@ -138,7 +139,6 @@ int cmd_test(int argc, char **argv) {
     if (s != FEWCL_OK) return cli_fail("test", s);
     if (found) {
         cfg = saved;
-        cfg.n_way = flags_cfg.n_way, cfg.k_shot = flags_cfg.k_shot, cfg.n_query = flags_cfg.n_query;
         for (int i = 0; i < n_given; i++)
             model_flag(given[i].code, given[i].arg, &cfg, "test");
         char diff[512];
