@@ -1,16 +1,13 @@
 /* `fewcl test`: accuracy of trained weights over test episodes, mean ± 1.96·σ/√N (SPEC §4). */
 #include <cjson/cJSON.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "checkpoint_open.h"
 #include "cli.h"
 #include "data_flags.h"
-#include "io/atomic_file.h"
 #include "model_flags.h"
 #include "progress.h"
 #include "train_report.h"
@@ -44,36 +41,6 @@ typedef struct given_flag {
     int code;
     const char *arg;
 } given_flag;
-
-static cJSON *result_json(const fcl_eval_result *r, const char *split, const char *weights,
-                          const fcl_model_config *c) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "accuracy", r->accuracy);
-    cJSON_AddNumberToObject(o, "ci95", r->ci95);
-    cJSON_AddNumberToObject(o, "episodes", r->episodes);
-    cJSON_AddStringToObject(o, "split", split);
-    cJSON_AddStringToObject(o, "weights", weights);
-    cJSON_AddNumberToObject(o, "n_way", c->n_way);
-    cJSON_AddNumberToObject(o, "k_shot", c->k_shot);
-    cJSON_AddNumberToObject(o, "n_query", c->n_query);
-    cJSON_AddNumberToObject(o, "seconds", r->seconds);
-    return o;
-}
-
-/* Inside a run folder (config.json beside the weights), the result is kept there too. */
-static void save_in_run_folder(const char *weights, const char *split, cJSON *result) {
-    char dir[4096], path[4200];
-    snprintf(dir, sizeof dir, "%s", weights);
-    char *d = dirname(dir);
-    struct stat sb;
-    snprintf(path, sizeof path, "%s/config.json", d);
-    if (stat(path, &sb) != 0) return;
-    snprintf(path, sizeof path, "%s/test_%s.json", d, split);
-    char *text = cJSON_Print(result);
-    if (text && fcl_atomic_write_text(path, text) != FEWCL_OK)
-        fprintf(stderr, "fewcl test: warning: %s\n", fewcl_last_error());
-    free(text);
-}
 
 int cmd_test(int argc, char **argv) {
     static const struct option opts[] = {{"weights", required_argument, 0, OPT_WEIGHTS},
@@ -177,8 +144,8 @@ int cmd_test(int argc, char **argv) {
         progress_break(&ps);
     }
     if (s == FEWCL_OK) {
-        cJSON *o = result_json(&r, split_names[split], weights, &cfg);
-        save_in_run_folder(weights, split_names[split], o);
+        cJSON *o = test_result_json(&r, split_names[split], weights, &cfg);
+        save_test_result("test", weights, split_names[split], o);
         if (json) {
             char *text = cJSON_PrintUnformatted(o);
             if (text) puts(text);

@@ -2,12 +2,15 @@
 #include "train_report.h"
 
 #include <cjson/cJSON.h>
+#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include "checkpoint_open.h"
 #include "cli.h"
+#include "io/atomic_file.h"
 #include "plan/episode_plan.h"
 
 void train_job_init(train_job *j) {
@@ -20,6 +23,36 @@ void train_job_init(train_job *j) {
     j->opt.seed = 1;
     j->opt.augment = 1;
     j->cmd = "train";
+}
+
+cJSON *test_result_json(const fcl_eval_result *r, const char *split, const char *weights,
+                        const fcl_model_config *c) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "accuracy", r->accuracy);
+    cJSON_AddNumberToObject(o, "ci95", r->ci95);
+    cJSON_AddNumberToObject(o, "episodes", r->episodes);
+    cJSON_AddStringToObject(o, "split", split);
+    cJSON_AddStringToObject(o, "weights", weights);
+    cJSON_AddNumberToObject(o, "n_way", c->n_way);
+    cJSON_AddNumberToObject(o, "k_shot", c->k_shot);
+    cJSON_AddNumberToObject(o, "n_query", c->n_query);
+    cJSON_AddNumberToObject(o, "seconds", r->seconds);
+    return o;
+}
+
+void save_test_result(const char *cmd, const char *weights, const char *split,
+                      const cJSON *result) {
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s", weights);
+    char *d = dirname(dir);
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/config.json", d);
+    if (stat(path, &sb) != 0) return;
+    snprintf(path, sizeof path, "%s/test_%s.json", d, split);
+    char *text = cJSON_Print(result);
+    if (text && fcl_atomic_write_text(path, text) != FEWCL_OK)
+        fprintf(stderr, "fewcl %s: warning: %s\n", cmd, fewcl_last_error());
+    free(text);
 }
 
 void print_test_result(const char *what, const fcl_eval_result *r) {
@@ -113,6 +146,11 @@ static fewcl_status run_test(fewcl_context *ctx, train_job *j, const fcl_dataset
                            .stop = &g_stop_requested};
     fewcl_status s = fcl_evaluate(ctx, m, &eo, &j->test);
     progress_break(&j->progress);
+    if (s == FEWCL_OK) {
+        cJSON *o = test_result_json(&j->test, "novel", path, &j->opt.cfg);
+        save_test_result(j->cmd, path, "novel", o);
+        cJSON_Delete(o);
+    }
     fcl_model_destroy(ctx, m);
     return s;
 }

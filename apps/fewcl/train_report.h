@@ -24,6 +24,14 @@ void train_job_init(train_job *j);
 /* Returns the exit code (0, 1 runtime failure, 2 usage error). */
 int train_job_run(train_job *j, const char *device, const data_flags *data);
 
+/* A test result as JSON (accuracy, ci95, episodes, split, weights, episode sizes, seconds). */
+struct cJSON *test_result_json(const fcl_eval_result *r, const char *split, const char *weights,
+                               const fcl_model_config *c);
+/* Keeps a test result as test_<split>.json beside `weights` when they are in a run folder
+ * (config.json beside them); a failure to write is a warning on stderr. */
+void save_test_result(const char *cmd, const char *weights, const char *split,
+                      const struct cJSON *result);
+
 /* Prints the test result as the reference does: "600 test episodes: 78.12% ± 0.64%". */
 void print_test_result(const char *what, const fcl_eval_result *r);
 
