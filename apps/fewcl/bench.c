@@ -30,17 +30,6 @@ static const bench_case cases[] = {
     {"relu fwd 105x64x42x42", 2, 105 * 64, 42 * 42, 0, 0},
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static void fill_random(float *x, size_t n, unsigned seed) {
     unsigned s = seed * 2654435761u + 1;
     for (size_t i = 0; i < n; i++) {
@@ -169,23 +158,23 @@ int cmd_bench(int argc, char **argv) {
         const bench_case *bc = &cases[i];
         if (quick && bc->big) continue;
         tensors t;
-        double t_first = now_s();
+        double t_first = cli_now();
         s = setup(ctx, bc, &t);
         if (s == FEWCL_OK) s = run_once(ctx, bc, &t); /* warm-up: compiles kernels */
         if (s == FEWCL_OK) s = fewcl_finish(ctx);
-        double first = now_s() - t_first;
+        double first = cli_now() - t_first;
         for (int r = 0; r < repeat && s == FEWCL_OK; r++) {
-            double t0 = now_s();
+            double t0 = cli_now();
             s = run_once(ctx, bc, &t);
             if (s == FEWCL_OK) s = fewcl_finish(ctx);
-            times[r] = now_s() - t0;
+            times[r] = cli_now() - t0;
         }
         if (s != FEWCL_OK) {
             rc = cli_fail("bench", s);
             free_all(ctx, &t);
             break;
         }
-        qsort(times, (size_t)repeat, sizeof *times, cmp_double);
+        qsort(times, (size_t)repeat, sizeof *times, cli_cmp_double);
         double med = times[repeat / 2];
         double err = check(bc, &t, ctx);
         double work, rate;

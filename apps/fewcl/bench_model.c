@@ -12,17 +12,6 @@
 #include "model_flags.h"
 #include "train/step.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static int cmp_kernel_time(const void *a, const void *b) {
     const fcl_kernel_entry *x = *(fcl_kernel_entry *const *)a, *y = *(fcl_kernel_entry *const *)b;
     return (x->profile_ms < y->profile_ms) - (x->profile_ms > y->profile_ms);
@@ -39,13 +28,13 @@ static fewcl_status time_phase(fewcl_context *ctx, fcl_model *m, const fcl_tenso
     fewcl_status s = FEWCL_OK;
     for (int r = -1; r < repeat && s == FEWCL_OK; r++) {
         fcl_step_result res;
-        double t0 = now_s();
+        double t0 = cli_now();
         s = train ? fcl_train_step(ctx, m, x, &adam, &res) : fcl_eval_step(ctx, m, x, &res);
         if (s == FEWCL_OK) s = fewcl_finish(ctx);
-        if (r >= 0) t[r] = now_s() - t0;
+        if (r >= 0) t[r] = cli_now() - t0;
     }
     if (s == FEWCL_OK) {
-        qsort(t, (size_t)repeat, sizeof *t, cmp_double);
+        qsort(t, (size_t)repeat, sizeof *t, cli_cmp_double);
         *median = t[repeat / 2];
     }
     free(t);
@@ -61,10 +50,10 @@ static fewcl_status profile_step(fewcl_context *ctx, fcl_model *m, const fcl_ten
     fewcl_context_set_profiling(ctx, 1);
     fcl_adamw_config adam = fcl_adamw_defaults();
     fcl_step_result res;
-    double t0 = now_s();
+    double t0 = cli_now();
     fewcl_status s = fcl_train_step(ctx, m, x, &adam, &res);
     if (s == FEWCL_OK) s = fewcl_finish(ctx);
-    *wall = now_s() - t0;
+    *wall = cli_now() - t0;
     fewcl_context_set_profiling(ctx, 0);
     FCL_TRY(s);
     fcl_kernel_entry *order[FCL_MAX_KERNELS];

@@ -22,6 +22,9 @@ int cli_fail(const char *cmd, fewcl_status s);
 /* Creates the context on the chosen device; returns 0, or the exit code after printing the
  * error (2 when --device/FEWCL_DEVICE names no device, 1 otherwise). */
 int cli_open_device(const char *cmd, const char *device, fewcl_context **ctx);
+/* Monotonic seconds, and a qsort comparison of doubles (for medians of timings). */
+double cli_now(void);
+int cli_cmp_double(const void *a, const void *b);
 /* Formats a byte count as "3.72 GiB". */
 const char *cli_bytes(double bytes, char *buf, int cap);
 

@@ -32,18 +32,7 @@ static void usage(FILE *f) {
             DEMO_IMAGE, DEMO_IMAGE, DEMO_REDUCED);
 }
 
-enum {
-    OPT_OUT = 1,
-    OPT_IMAGE_SIZE,
-    OPT_EPOCHS,
-    OPT_EPISODES,
-    OPT_TEST,
-    OPT_SEED,
-    OPT_DEVICE,
-    OPT_QUIET,
-    OPT_JSON,
-    OPT_HELP
-};
+enum { OPT_OUT = 1, OPT_IMAGE_SIZE, OPT_HELP };
 
 /* Renders the data unless a previous demo left it complete (novel.json is written last). */
 static fewcl_status ensure_data(const char *dir, int size, int quiet) {
@@ -71,13 +60,7 @@ static fewcl_status ensure_data(const char *dir, int size, int quiet) {
 int cmd_demo(int argc, char **argv) {
     static const struct option opts[] = {{"out", required_argument, 0, OPT_OUT},
                                          {"image-size", required_argument, 0, OPT_IMAGE_SIZE},
-                                         {"epochs", required_argument, 0, OPT_EPOCHS},
-                                         {"episodes", required_argument, 0, OPT_EPISODES},
-                                         {"test-episodes", required_argument, 0, OPT_TEST},
-                                         {"seed", required_argument, 0, OPT_SEED},
-                                         {"device", required_argument, 0, OPT_DEVICE},
-                                         {"quiet", no_argument, 0, OPT_QUIET},
-                                         {"json", no_argument, 0, OPT_JSON},
+                                         JOB_FLAG_OPTIONS,
                                          {"help", no_argument, 0, OPT_HELP},
                                          {0, 0, 0, 0}};
     train_job job;
@@ -92,35 +75,19 @@ int cmd_demo(int argc, char **argv) {
     job.opt.val_episodes = 50;
     job.opt.augment = 0; /* the glyphs are already randomly distorted */
     job.test_episodes = 600;
-    const char *out = "fewcl-demo", *device = NULL;
+    const char *out = "fewcl-demo";
     long v;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int r = job_flag(c, optarg, &job);
+        if (r < 0) return EXIT_USAGE;
+        if (r > 0) continue;
         switch (c) {
         case OPT_OUT: out = optarg; break;
         case OPT_IMAGE_SIZE:
             if (parse_count("demo", "image-size", optarg, 16, &v)) return EXIT_USAGE;
             cfg->image_size = (int)v;
             break;
-        case OPT_EPOCHS:
-            if (parse_count("demo", "epochs", optarg, 1, &v)) return EXIT_USAGE;
-            job.opt.epochs = (int)v;
-            break;
-        case OPT_EPISODES:
-            if (parse_count("demo", "episodes", optarg, 1, &v)) return EXIT_USAGE;
-            job.opt.episodes = (int)v;
-            break;
-        case OPT_TEST:
-            if (parse_count("demo", "test-episodes", optarg, 1, &v)) return EXIT_USAGE;
-            job.test_episodes = (int)v;
-            break;
-        case OPT_SEED:
-            if (parse_count("demo", "seed", optarg, 0, &v)) return EXIT_USAGE;
-            job.opt.seed = (uint64_t)v;
-            break;
-        case OPT_DEVICE: device = optarg; break;
-        case OPT_QUIET: job.quiet = 1; break;
-        case OPT_JSON: job.json = 1; break;
         case OPT_HELP: usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;
         }
@@ -151,5 +118,5 @@ int cmd_demo(int argc, char **argv) {
                64 * (cfg->image_size / 16) * (cfg->image_size / 16), cfg->reduced_dim,
                fcl_variant_name(cfg->variant), cfg->n_way, cfg->k_shot, cfg->n_query,
                job.opt.epochs, job.opt.episodes);
-    return train_job_run(&job, device, &data);
+    return train_job_run(&job, &data);
 }

@@ -25,20 +25,6 @@ static void usage(FILE *f) {
         "grad.<parameter> for every trainable parameter and running.<buffer>.\n\n" MODEL_FLAG_HELP);
 }
 
-/* Adds a device tensor to the writer under `name` (a blocking download). */
-static fewcl_status store(fewcl_context *ctx, fcl_st_writer *w, const char *name,
-                          const fcl_tensor *t) {
-    float *host = malloc(t->numel * sizeof *host);
-    if (!host) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "writing %s", name);
-    int64_t shape[FCL_MAX_DIMS];
-    for (int i = 0; i < t->ndim; i++)
-        shape[i] = t->shape[i];
-    fewcl_status s = fcl_tensor_download(ctx, t, host);
-    if (s == FEWCL_OK) s = fcl_st_writer_add(w, name, t->ndim, shape, host);
-    free(host);
-    return s;
-}
-
 /* Where the weights come from: a whole-model file and/or a backbone state_dict. */
 typedef struct weight_files {
     const char *model, *backbone, *backbone_prefix;
@@ -65,14 +51,14 @@ static fewcl_status run(fewcl_context *ctx, fcl_model_config *cfg, fcl_safetenso
     if (s == FEWCL_OK) s = fcl_tensor_alloc(ctx, &x, FCL_MEM_ACTIVATION, 4, shape);
     if (s == FEWCL_OK) s = fcl_tensor_upload(ctx, &x, xdata);
     if (s == FEWCL_OK) s = fcl_model_forward(ctx, m, &x, train, &out);
-    if (s == FEWCL_OK) s = store(ctx, w, "features", out.features);
-    if (s == FEWCL_OK) s = store(ctx, w, "logits", out.logits);
+    if (s == FEWCL_OK) s = fcl_st_writer_add_tensor(ctx, w, "features", out.features);
+    if (s == FEWCL_OK) s = fcl_st_writer_add_tensor(ctx, w, "logits", out.logits);
     if (s == FEWCL_OK && train) {
         const char *names[] = {"loss", "loss_ce", "loss_var", "loss_cov"};
         const fcl_tensor *parts[] = {out.loss, out.loss_ce, out.loss_var, out.loss_cov};
         for (int i = 0; i < 4 && s == FEWCL_OK; i++) {
             if (!parts[i]) continue;
-            s = store(ctx, w, names[i], parts[i]);
+            s = fcl_st_writer_add_tensor(ctx, w, names[i], parts[i]);
             float v = 0;
             if (s == FEWCL_OK) s = fcl_tensor_download(ctx, parts[i], &v);
             cJSON_AddNumberToObject(summary, names[i], v);
@@ -84,9 +70,9 @@ static fewcl_status run(fewcl_context *ctx, fcl_model_config *cfg, fcl_safetenso
             char key[160];
             snprintf(key, sizeof key, "%s.%s", p->is_buffer ? "running" : "grad", p->name);
             if (p->trainable)
-                s = store(ctx, w, key, &p->grad);
+                s = fcl_st_writer_add_tensor(ctx, w, key, &p->grad);
             else if (p->is_buffer)
-                s = store(ctx, w, key, &p->value);
+                s = fcl_st_writer_add_tensor(ctx, w, key, &p->value);
         }
     } else if (s == FEWCL_OK) {
         fcl_model_release(ctx, m);

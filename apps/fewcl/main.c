@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -43,6 +44,17 @@ int cli_open_device(const char *cmd, const char *device, fewcl_context **ctx) {
     fprintf(stderr, "fewcl %s: %s: %s\n", cmd, fewcl_status_name(s), fewcl_last_error());
     /* A device name that matches nothing is a bad argument; no device at all is not. */
     return s == FEWCL_ERR_NO_DEVICE && chosen ? EXIT_USAGE : EXIT_RUNTIME;
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int cli_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
 }
 
 const char *cli_bytes(double bytes, char *buf, int cap) {

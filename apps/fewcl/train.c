@@ -35,21 +35,14 @@ static void usage(FILE *f) {
 
 enum {
     OPT_RUN_DIR = 1,
-    OPT_EPOCHS,
-    OPT_EPISODES,
     OPT_VAL_EPISODES,
     OPT_LR,
     OPT_WD,
-    OPT_SEED,
     OPT_NO_AUG,
     OPT_WEIGHTS,
     OPT_BACKBONE_WEIGHTS,
     OPT_BACKBONE_PREFIX,
     OPT_RESUME,
-    OPT_TEST_EPISODES,
-    OPT_DEVICE,
-    OPT_QUIET,
-    OPT_JSON,
     OPT_HELP
 };
 
@@ -67,22 +60,16 @@ static int parse_real(const char *name, const char *arg, double *out) {
 int cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
         {"run-dir", required_argument, 0, OPT_RUN_DIR},
-        {"epochs", required_argument, 0, OPT_EPOCHS},
-        {"episodes", required_argument, 0, OPT_EPISODES},
         {"val-episodes", required_argument, 0, OPT_VAL_EPISODES},
         {"lr", required_argument, 0, OPT_LR},
         {"weight-decay", required_argument, 0, OPT_WD},
-        {"seed", required_argument, 0, OPT_SEED},
         {"no-augment", no_argument, 0, OPT_NO_AUG},
         {"weights", required_argument, 0, OPT_WEIGHTS},
         {"backbone-weights", required_argument, 0, OPT_BACKBONE_WEIGHTS},
         {"backbone-prefix", required_argument, 0, OPT_BACKBONE_PREFIX},
         {"resume", no_argument, 0, OPT_RESUME},
-        {"test-episodes", required_argument, 0, OPT_TEST_EPISODES},
-        {"device", required_argument, 0, OPT_DEVICE},
-        {"quiet", no_argument, 0, OPT_QUIET},
-        {"json", no_argument, 0, OPT_JSON},
         {"help", no_argument, 0, OPT_HELP},
+        JOB_FLAG_OPTIONS,
         MODEL_FLAG_OPTIONS,
         DATA_FLAG_OPTIONS,
         {0, 0, 0, 0}};
@@ -90,24 +77,16 @@ int cmd_train(int argc, char **argv) {
     train_job_init(&job);
     data_flags data;
     data_flags_init(&data);
-    const char *device = NULL;
-    long v, val_episodes = -1, test_episodes = 0;
+    long val_episodes = -1;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         int r = model_flag(c, optarg, &job.opt.cfg, "train");
         if (r == 0) r = data_flag(c, optarg, &data, "train");
+        if (r == 0) r = job_flag(c, optarg, &job);
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
         switch (c) {
         case OPT_RUN_DIR: job.opt.run_dir = optarg; break;
-        case OPT_EPOCHS:
-            if (parse_count("train", "epochs", optarg, 1, &v)) return EXIT_USAGE;
-            job.opt.epochs = (int)v;
-            break;
-        case OPT_EPISODES:
-            if (parse_count("train", "episodes", optarg, 1, &v)) return EXIT_USAGE;
-            job.opt.episodes = (int)v;
-            break;
         case OPT_VAL_EPISODES:
             if (parse_count("train", "val-episodes", optarg, 0, &val_episodes)) return EXIT_USAGE;
             break;
@@ -117,21 +96,11 @@ int cmd_train(int argc, char **argv) {
         case OPT_WD:
             if (parse_real("weight-decay", optarg, &job.opt.adam.weight_decay)) return EXIT_USAGE;
             break;
-        case OPT_SEED:
-            if (parse_count("train", "seed", optarg, 0, &v)) return EXIT_USAGE;
-            job.opt.seed = (uint64_t)v;
-            break;
         case OPT_NO_AUG: job.opt.augment = 0; break;
         case OPT_WEIGHTS: job.opt.init_weights = optarg; break;
         case OPT_BACKBONE_WEIGHTS: job.opt.backbone_weights = optarg; break;
         case OPT_BACKBONE_PREFIX: job.opt.backbone_prefix = optarg; break;
         case OPT_RESUME: job.opt.resume = 1; break;
-        case OPT_TEST_EPISODES:
-            if (parse_count("train", "test-episodes", optarg, 0, &test_episodes)) return EXIT_USAGE;
-            break;
-        case OPT_DEVICE: device = optarg; break;
-        case OPT_QUIET: job.quiet = 1; break;
-        case OPT_JSON: job.json = 1; break;
         case OPT_HELP: usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;
         }
@@ -158,7 +127,6 @@ int cmd_train(int argc, char **argv) {
         return EXIT_USAGE;
     }
     job.opt.val_episodes = val_episodes >= 0 ? (int)val_episodes : job.opt.episodes;
-    job.test_episodes = (int)test_episodes;
     char default_dir[256];
     if (!job.opt.run_dir) {
         time_t now = time(NULL);
@@ -169,5 +137,5 @@ int cmd_train(int argc, char **argv) {
                  job.opt.cfg.n_way, job.opt.cfg.k_shot, stamp);
         job.opt.run_dir = default_dir;
     }
-    return train_job_run(&job, device, &data);
+    return train_job_run(&job, &data);
 }

@@ -155,11 +155,37 @@ static fewcl_status run_test(fewcl_context *ctx, train_job *j, const fcl_dataset
     return s;
 }
 
-int train_job_run(train_job *j, const char *device, const data_flags *data) {
+int job_flag(int code, const char *arg, train_job *j) {
+    long v;
+    switch (code - JOB_FLAG_BASE) {
+    case 0:
+        if (parse_count(j->cmd, "epochs", arg, 1, &v)) return -1;
+        j->opt.epochs = (int)v;
+        return 1;
+    case 1:
+        if (parse_count(j->cmd, "episodes", arg, 1, &v)) return -1;
+        j->opt.episodes = (int)v;
+        return 1;
+    case 2:
+        if (parse_count(j->cmd, "test-episodes", arg, 0, &v)) return -1;
+        j->test_episodes = (int)v;
+        return 1;
+    case 3:
+        if (parse_count(j->cmd, "seed", arg, 0, &v)) return -1;
+        j->opt.seed = (uint64_t)v;
+        return 1;
+    case 4: j->device = arg; return 1;
+    case 5: j->quiet = 1; return 1;
+    case 6: j->json = 1; return 1;
+    default: return 0;
+    }
+}
+
+int train_job_run(train_job *j, const data_flags *data) {
     fcl_dataset *sets[SPLITS] = {0};
     fewcl_context *ctx = NULL;
     install_stop_handler();
-    int rc_open = cli_open_device(j->cmd, device, &ctx);
+    int rc_open = cli_open_device(j->cmd, j->device, &ctx);
     if (rc_open) return rc_open;
     fewcl_status s = data_open_split(data, SPLIT_BASE, &sets[SPLIT_BASE]);
     if (s == FEWCL_OK && data_has_split(data, SPLIT_VAL))

@@ -11,7 +11,8 @@ typedef struct train_job {
     fcl_train_options opt;
     int test_episodes; /* 0: no test */
     int quiet, json;
-    const char *cmd; /* for messages: "train" or "demo" */
+    const char *cmd;    /* for messages: "train" or "demo" */
+    const char *device; /* --device (NULL: FEWCL_DEVICE or the default) */
     progress_state progress;
     /* Filled by train_job_run. */
     fcl_train_result result;
@@ -21,8 +22,23 @@ typedef struct train_job {
 /* SPEC §4 defaults: the default model, 50 epochs x 200 episodes, AdamW defaults, seed 1,
  * augmentation on. */
 void train_job_init(train_job *j);
+/* The flags `fewcl train` and `fewcl demo` share, as getopt_long entries (codes from
+ * JOB_FLAG_BASE) and their parsing; returns as model_flag does (1, 0, or -1 after a usage
+ * error). */
+#define JOB_FLAG_BASE 1200
+#define JOB_FLAG_OPTIONS                                                                           \
+    {"epochs", required_argument, 0, JOB_FLAG_BASE + 0},                                           \
+        {"episodes", required_argument, 0, JOB_FLAG_BASE + 1},                                     \
+        {"test-episodes", required_argument, 0, JOB_FLAG_BASE + 2},                                \
+        {"seed", required_argument, 0, JOB_FLAG_BASE + 3},                                         \
+        {"device", required_argument, 0, JOB_FLAG_BASE + 4},                                       \
+        {"quiet", no_argument, 0, JOB_FLAG_BASE + 5}, {                                            \
+        "json", no_argument, 0, JOB_FLAG_BASE + 6                                                  \
+    }
+int job_flag(int code, const char *arg, train_job *j);
+
 /* Returns the exit code (0, 1 runtime failure, 2 usage error). */
-int train_job_run(train_job *j, const char *device, const data_flags *data);
+int train_job_run(train_job *j, const data_flags *data);
 
 /* A test result as JSON (accuracy, ci95, episodes, split, weights, episode sizes, seconds). */
 struct cJSON *test_result_json(const fcl_eval_result *r, const char *split, const char *weights,
