@@ -124,18 +124,6 @@ static int draw(const face *f, int cp, int size, uint64_t *rng, unsigned char *o
     return 1;
 }
 
-static int mkdirs(const char *path) {
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 static fewcl_status write_json(const char *path, cJSON *root) {
     char *text = cJSON_Print(root);
     char tmp[1200];
@@ -163,7 +151,7 @@ fewcl_status fcl_demo_render(const fcl_demo_options *opt, fcl_demo_summary *summ
                         "fonts-dejavu-core and fonts-dejavu-extra)",
                         n_faces, font_dir, opt->min_faces);
     summary->faces = n_faces;
-    if (mkdirs(opt->out_dir) != 0)
+    if (fcl_mkdirs(opt->out_dir) != 0)
         return fcl_fail(FEWCL_ERR_IO, "demo: cannot create %s: %s", opt->out_dir, strerror(errno));
     cJSON *lists[3];
     for (int s = 0; s < 3; s++) {
@@ -187,7 +175,7 @@ fewcl_status fcl_demo_render(const fcl_demo_options *opt, fcl_demo_summary *summ
             char name[64], dir[1024];
             snprintf(name, sizeof name, "%s/U+%04X", S->name, cp);
             snprintf(dir, sizeof dir, "%s/images/%s", opt->out_dir, name);
-            if (mkdirs(dir) != 0) {
+            if (fcl_mkdirs(dir) != 0) {
                 st = fcl_fail(FEWCL_ERR_IO, "demo: cannot create %s: %s", dir, strerror(errno));
                 break;
             }

@@ -126,8 +126,8 @@ static unsigned char *cache_read(const char *path, size_t *n) {
     return bin;
 }
 
-static int mkdirs(const char *dir) {
-    char tmp[512];
+int fcl_mkdirs(const char *dir) {
+    char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s", dir);
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/') continue;
@@ -140,7 +140,7 @@ static int mkdirs(const char *dir) {
 
 /* Writes a cache entry atomically; -1 with errno set on failure. */
 static int cache_write(const char *dir, const char *path, const unsigned char *bin, size_t n) {
-    if (mkdirs(dir) != 0) return -1;
+    if (fcl_mkdirs(dir) != 0) return -1;
     char tmp[700];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "wb");

@@ -121,6 +121,10 @@ fewcl_status fcl_program_build(fewcl_context *ctx, const char *label, const char
 void fcl_program_cache_key(const fewcl_context *ctx, const char *source, size_t len,
                            const char *options, char key[65]);
 
+/* Creates a folder and its missing parents (mkdir -p, mode 0755); -1 with errno set on failure
+ * (program.c). */
+int fcl_mkdirs(const char *dir);
+
 /* ---- launches (launch.c) ---------------------------------------------------------------- */
 
 /* Sets kernel arguments from a format: 't' tensor (fcl_tensor*: buffer then uint element

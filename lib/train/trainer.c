@@ -247,18 +247,8 @@ static void join(char *buf, size_t cap, const char *dir, const char *name) {
 }
 
 static fewcl_status make_dirs(const char *path) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1;; p++) {
-        if (*p != '/' && *p) continue;
-        char c = *p;
-        *p = 0;
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-            return fcl_fail(FEWCL_ERR_IO, "cannot create the run folder %s: %s", tmp,
-                            strerror(errno));
-        if (!c) return FEWCL_OK;
-        *p = c;
-    }
+    if (fcl_mkdirs(path) == 0) return FEWCL_OK;
+    return fcl_fail(FEWCL_ERR_IO, "cannot create the run folder %s: %s", path, strerror(errno));
 }
 
 static int file_exists(const char *path) {
