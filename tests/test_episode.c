@@ -28,9 +28,11 @@
  *
  * The pattern configurations' expected values are the float64 truth, and where float32 itself
  * cannot reach 1e-3 (max-pool near-ties and ReLU near-kinks that a float32 computation resolves
- * the other way: see episode.py) the gradient tolerance is max(1e-3, 2·e32.K), e32.K the largest
+ * the other way: see episode.py) the gradient tolerance is max(1e-3, 3·e32.K), e32.K the largest
  * error of seven PyTorch float32 runs (as given and perturbed at rounding level) under the same
- * measure.
+ * measure. Seven runs only sample that spread: with 2·e32 an NVIDIA H200 (another summation
+ * order) landed at 1.01x of the tolerance on conv6_softmax's trunk.1.C.weight, so the factor is
+ * 3, as in test_train_parity.
  *
  * Also: a torchvision resnet34 state_dict (tools/reference/torchvision_resnet.py) loaded with
  * fcl_model_load_backbone and with `fewcl episode --backbone-weights`, features 1e-4.
@@ -59,6 +61,9 @@ typedef struct golden {
 
 #define ENH_GRADS(backbone_params, depth) ((backbone_params) + 4 + 1 + 13 * (depth) + 1)
 #define CONV_GRADS(blocks) (4 * (blocks))
+/* The gradient tolerance where float32 itself is ill-conditioned: this many times the
+ * spread of the PyTorch float32 runs (see the top). */
+#define F32_SPREAD_FACTOR 3.0
 /* ResNet-18: conv1 + bn1 (3), 8 blocks of 2 convs + 2 BNs (6 each), 3 downsamples (3 each). */
 #define R18_GRADS (3 + 8 * 6 + 3 * 3)
 #define R18_BUFFERS (2 * (1 + 8 * 2 + 3))
@@ -319,7 +324,7 @@ static void check_training(const golden *gd) {
         if ((is_grad || is_sum) && fcl_st_find(fx, e32)) { /* the float32 yardstick: see top */
             size_t one;
             double pytorch = th_fixture_data(fx, e32, &one)[0];
-            if (2 * pytorch > tol) tol = 2 * pytorch, relaxed++;
+            if (F32_SPREAD_FACTOR * pytorch > tol) tol = F32_SPREAD_FACTOR * pytorch, relaxed++;
         }
         if (!(e <= tol)) {
             print_message("  FAILED %s: error %.3e, tolerance %.1e\n", key, e, tol);
@@ -330,7 +335,7 @@ static void check_training(const golden *gd) {
         above += !is_running && e > 1e-3;
         grads += is_grad || is_sum, summarised += is_sum, running += is_running;
     }
-    print_message("  %d gradients (%d summarised, %d with tolerance 2 x PyTorch float32's error) "
+    print_message("  %d gradients (%d summarised, %d with tolerance 3 x PyTorch float32's error) "
                   "and %d running statistics; worst (error / tolerance) %s %.2e (%.2f); largest "
                   "error %s %.2e (tolerance %.1e); %d gradients above 1e-3\n",
                   grads, summarised, relaxed, running, worst_name, worst_e, worst, largest_name,

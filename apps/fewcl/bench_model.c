@@ -17,7 +17,7 @@ static int cmp_kernel_time(const void *a, const void *b) {
     return (x->profile_ms < y->profile_ms) - (x->profile_ms > y->profile_ms);
 }
 
-enum { OPT_MODEL = 1, OPT_DEVICE, OPT_REPEAT, OPT_JSON, OPT_HELP };
+enum { OPT_MODEL = 1, OPT_DEVICE, OPT_REPEAT, OPT_TEST_EPISODES, OPT_JSON, OPT_HELP };
 
 /* Median seconds of `repeat` runs of one phase (training or evaluation), after one warm-up. */
 static fewcl_status time_phase(fewcl_context *ctx, fcl_model *m, const fcl_tensor *x, int train,
@@ -39,6 +39,20 @@ static fewcl_status time_phase(fewcl_context *ctx, fcl_model *m, const fcl_tenso
     }
     free(t);
     return s;
+}
+
+/* Seconds for `episodes` evaluation episodes back to back, as `fewcl test` runs them (each
+ * reads its accuracy back), without the data loading. */
+static fewcl_status time_test(fewcl_context *ctx, fcl_model *m, const fcl_tensor *x, int episodes,
+                              double *seconds) {
+    double t0 = cli_now();
+    for (int e = 0; e < episodes; e++) {
+        fcl_step_result res;
+        FCL_TRY(fcl_eval_step(ctx, m, x, &res));
+    }
+    FCL_TRY(fewcl_finish(ctx));
+    *seconds = cli_now() - t0;
+    return FEWCL_OK;
 }
 
 /* One profiled training step: per-kernel device time (launches wait for their events, so
@@ -89,13 +103,14 @@ int cmd_bench_model(int argc, char **argv) {
     static const struct option opts[] = {{"model", no_argument, 0, OPT_MODEL},
                                          {"device", required_argument, 0, OPT_DEVICE},
                                          {"repeat", required_argument, 0, OPT_REPEAT},
+                                         {"test-episodes", required_argument, 0, OPT_TEST_EPISODES},
                                          {"json", no_argument, 0, OPT_JSON},
                                          {"help", no_argument, 0, OPT_HELP},
                                          MODEL_FLAG_OPTIONS,
                                          {0, 0, 0, 0}};
     fcl_model_config cfg = fcl_config_default();
     const char *device = NULL;
-    int repeat = 5, json = 0, c;
+    int repeat = 5, test_episodes = 0, json = 0, c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         int r = model_flag(c, optarg, &cfg, "bench");
         if (r < 0) return EXIT_USAGE;
@@ -110,12 +125,21 @@ int cmd_bench_model(int argc, char **argv) {
                 return EXIT_USAGE;
             }
             break;
+        case OPT_TEST_EPISODES:
+            test_episodes = atoi(optarg);
+            if (test_episodes < 0 || test_episodes > 100000) {
+                fprintf(stderr, "fewcl bench: --test-episodes must be 0..100000\n");
+                return EXIT_USAGE;
+            }
+            break;
         case OPT_JSON: json = 1; break;
         case OPT_HELP:
-            printf("usage: fewcl bench --model [--repeat N] [--device D] [--json] [model "
-                   "flags]\n\nTimes one episode of the model (random input): the evaluation "
-                   "forward and the\ntraining step (forward, backward, AdamW), median of N (5) "
-                   "after a warm-up,\nthen profiles one training step per "
+            printf("usage: fewcl bench --model [--repeat N] [--test-episodes N] [--device D] "
+                   "[--json]\n                   [model flags]\n\nTimes one episode of the "
+                   "model (pattern input): the evaluation forward and the\ntraining step "
+                   "(forward, backward, AdamW), median of N (5) after a warm-up; with\n"
+                   "--test-episodes, that many evaluation episodes back to back (as fewcl test, "
+                   "without\nloading); then profiles one training step per "
                    "kernel.\n\n" MODEL_FLAG_HELP);
             return 0;
         default: return EXIT_USAGE;
@@ -134,7 +158,7 @@ int cmd_bench_model(int argc, char **argv) {
     fcl_tensor x = {0};
     int shape[4] = {cfg.n_way * (cfg.k_shot + cfg.n_query), 3, cfg.image_size, cfg.image_size};
     float *host = NULL;
-    double eval_s = 0, train_s = 0, wall = 0;
+    double eval_s = 0, train_s = 0, test_s = 0, wall = 0;
     cJSON *kernels = cJSON_CreateArray();
     s = fcl_model_create(ctx, &cfg, 1, &m);
     if (s == FEWCL_OK) s = fcl_tensor_alloc(ctx, &x, FCL_MEM_ACTIVATION, 4, shape);
@@ -155,12 +179,19 @@ int cmd_bench_model(int argc, char **argv) {
     if (s == FEWCL_OK && !json) printf("evaluation forward   %9.4f s\n", eval_s), fflush(stdout);
     if (s == FEWCL_OK) s = time_phase(ctx, m, &x, 1, repeat, &train_s);
     if (s == FEWCL_OK && !json) printf("training step        %9.4f s\n", train_s), fflush(stdout);
+    if (s == FEWCL_OK && test_episodes) s = time_test(ctx, m, &x, test_episodes, &test_s);
+    if (s == FEWCL_OK && test_episodes && !json)
+        printf("%d test episodes   %9.4f s\n", test_episodes, test_s), fflush(stdout);
     if (s == FEWCL_OK) s = profile_step(ctx, m, &x, json, kernels, &wall);
     if (s == FEWCL_OK && json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "device", ctx->info.name);
         cJSON_AddNumberToObject(o, "eval_forward_s", eval_s);
         cJSON_AddNumberToObject(o, "train_step_s", train_s);
+        if (test_episodes) {
+            cJSON_AddNumberToObject(o, "test_episodes", test_episodes);
+            cJSON_AddNumberToObject(o, "test_episodes_s", test_s);
+        }
         cJSON_AddNumberToObject(o, "profiled_step_s", wall);
         cJSON_AddItemToObject(o, "kernels", kernels);
         kernels = NULL;

@@ -61,7 +61,7 @@ fewcl_status fcl_arena_create(fewcl_context *ctx, const fcl_limits *limits, size
     if (!a) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "creating the memory arena");
     a->ctx = ctx;
     a->align = limits->base_align < 256 ? 256 : limits->base_align;
-    a->chunk_max = limits->max_alloc < CHUNK_CAP ? limits->max_alloc : CHUNK_CAP;
+    a->chunk_max = fcl_arena_largest_buffer(limits);
     a->chunk_max -= a->chunk_max % a->align;
     a->limit = limit ? limit : limits->global_mem;
     /* Smaller chunks keep tools that shadow every byte (oclgrind) fast; bigger ones mean fewer
@@ -165,6 +165,10 @@ static int place(fcl_arena *a, size_t size, size_t exact, fcl_block *out) {
         }
     }
     return 0;
+}
+
+size_t fcl_arena_largest_buffer(const fcl_limits *limits) {
+    return limits->max_alloc < CHUNK_CAP ? limits->max_alloc : CHUNK_CAP;
 }
 
 fewcl_status fcl_arena_alloc(fcl_arena *a, size_t bytes, fcl_mem_category cat, fcl_block *out) {

@@ -58,6 +58,10 @@ fewcl_status fcl_arena_sub_buffer(const fcl_arena *a, const fcl_block *b, cl_mem
 const fcl_arena_stats *fcl_arena_stats_get(const fcl_arena *a);
 /* The byte limit in force (the device's global memory or FEWCL_MEM_LIMIT). */
 size_t fcl_arena_limit(const fcl_arena *a);
+
+/* The largest single buffer an arena on a device with these limits can hold:
+ * CL_DEVICE_MAX_MEM_ALLOC_SIZE, capped at 4 GiB (32-bit element offsets in kernels). */
+size_t fcl_arena_largest_buffer(const fcl_limits *limits);
 /* Restarts the high-water mark from the current use. */
 void fcl_arena_reset_peak(fcl_arena *a);
 /* Parses "123", "64K", "512M", "8G" (powers of 1024). Returns 0 on success. */

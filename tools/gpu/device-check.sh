@@ -1,44 +1,66 @@
 #!/usr/bin/env bash
 # One prepared check on a lent NVIDIA machine (no package access there): unpacks the carried
-# Debian libraries (ICD loader, CLBlast, cmocka, cJSON, clinfo) into .device/root, points the
-# ICD loader at the driver's libnvidia-opencl, then runs: ICD check, the kernel tests on the
-# GPU, `fewcl bench` uncached and cached, with and without fewcl's CLBlast tuning table, and
-# the same cases in PyTorch CUDA for the ratio (ROUNDS=n rounds of the benchmarks, default 2).
+# Debian packages (ICD loader, CLBlast, cmocka, cJSON, stb, clinfo, DejaVu fonts) into
+# .device/root, points the ICD loader at the driver's libnvidia-opencl, then runs:
+#   1. the ICD check and `fewcl devices`;
+#   2. the whole test suite on the GPU (ctest -LE oclgrind, 8 at a time);
+#   3. tools/bench/compare.sh --gpu: fewcl vs PyTorch CUDA, whole model, same episodes;
+#   4. `fewcl bench --model` per-kernel profiles of the training step;
+#   5. `fewcl demo` end to end (rendering, training, 600 test episodes);
+#   6. with OPS=1, the per-op `fewcl bench` against tools/bench/ops_torch.py as well.
 # Writes everything to $OUT/log. Prepare here: bash tools/gpu/fetch-debs.sh, then
-# bash tools/build.sh build-gpu; carry build-gpu and .device/debs.
+# bash tools/build.sh build-gpu -DFEWCL_HOST_BLAS=OFF; carry build-gpu and .device/debs.
+# Rehearse on the CPU: CHECK_DEVICE=pocl OUT=/tmp/x CTEST_ARGS="-R runtime" CASES=conv4_demo
+#   DEMO_ARGS="--epochs 1 --episodes 5 --test-episodes 10" bash tools/gpu/device-check.sh
 set -uo pipefail
 out=${OUT:-/tmp}
 log=$out/log
 exec > >(tee "$log") 2>&1
 source tools/gpu/unpack.sh
+start=$(date +%s)
+stamp() { echo "   [$(($(date +%s) - start)) s]"; }
+
+# The build's tests carry absolute paths of the development checkout (/work/main): make that
+# path lead here.
+built_in=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' build-gpu/CMakeCache.txt)
+if [ "$built_in" != "$PWD" ] && [ ! -e "$built_in" ]; then
+  mkdir -p "$(dirname "$built_in")" && ln -s "$PWD" "$built_in"
+fi
+# The demo and test_demo read the fonts from their Debian place.
+fonts=/usr/share/fonts/truetype/dejavu
+if [ ! -e $fonts ] && [ -e "$root$fonts" ]; then
+  mkdir -p "$(dirname $fonts)" && ln -s "$root$fonts" $fonts
+fi
 
 echo "== driver"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-ls /etc/OpenCL/vendors 2>/dev/null
 clinfo -l
 export FEWCL_DEVICE=${CHECK_DEVICE:-nvidia}
-
-echo "== fewcl devices"
 ./build-gpu/fewcl devices
 
-echo "== tests on the GPU"
-export FEWCL_FIXTURE_DIR=$PWD/tests/fixtures
-for t in build-gpu/tests/test_*; do
-  [ "$t" = build-gpu/tests/test_oob ] && continue # the planted bug is for oclgrind only
-  timeout 120 "$t" || echo "FAILED: $t"
-done
+echo "== tests on the GPU"; stamp
+timeout 180 ctest --test-dir build-gpu -j 8 -LE oclgrind --timeout 240 --output-on-failure ${CTEST_ARGS:-} >"$out/ctest.log" 2>&1; tail -40 "$out/ctest.log"
+stamp
 
-echo "== bench: first run (empty program cache), then cached"
-export FEWCL_CACHE_DIR=$PWD/.device/cache
-rm -rf "$FEWCL_CACHE_DIR"
-time ./build-gpu/fewcl bench --quick --repeat 1
-time ./build-gpu/fewcl bench --quick --repeat 1
+echo "== fewcl vs PyTorch (whole model)"
+gpu=--gpu
+[ -n "${CHECK_DEVICE:-}" ] && gpu=
+FEWCL=build-gpu/fewcl timeout 200 bash tools/bench/compare.sh $gpu --rounds "${ROUNDS:-2}" \
+  --cases "${CASES:-conv4,resnet34,conv4_demo}" --test-episodes 600
+stamp
 
-echo "== bench (median of 20): tuned CLBlast, untuned CLBlast, PyTorch CUDA on the same cases"
-mkdir -p .device/no-tuning
-for i in $(seq "${ROUNDS:-2}"); do
+echo "== per-kernel profiles of one training step"
+timeout 45 ./build-gpu/fewcl bench --model --repeat 3
+timeout 45 ./build-gpu/fewcl bench --model --repeat 3 --backbone resnet34 --image-size 224 --n-query 8
+stamp
+
+echo "== fewcl demo"
+time timeout 120 ./build-gpu/fewcl demo --out "$PWD/.device/demo" ${DEMO_ARGS:-}
+stamp
+
+if [ "${OPS:-0}" = 1 ]; then
+  echo "== per-op bench vs PyTorch"
   ./build-gpu/fewcl bench --repeat 20
-  FEWCL_CLBLAST_TUNING=$PWD/.device/no-tuning ./build-gpu/fewcl bench --repeat 20
-  python3 tools/bench/ops_torch.py --device ${TORCH_DEVICE:-cuda} --repeat 20
-done
-echo "== done"
+  python3 tools/bench/ops_torch.py --device "${TORCH_DEVICE:-cuda}" --repeat 20
+fi
+echo "== done"; stamp

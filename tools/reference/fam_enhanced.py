@@ -110,7 +110,7 @@ def head_forward(c, prm, x, variant, vic, training=True):
     res = {"features": z, "logits": logits}
     if not training:
         return res
-    labels = torch.arange(n).repeat_interleave(q)
+    labels = torch.arange(n, device=logits.device).repeat_interleave(q)
     ce = F.cross_entropy(logits, labels)
     res["loss_ce"] = ce
     if vic:

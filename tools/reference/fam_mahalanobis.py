@@ -56,7 +56,7 @@ def mahalanobis_logits(supports, prototypes, queries, eps=1e-4):
         x = e - e.mean(dim=0, keepdim=True)
         s = x.T @ x / (k - 1 + eps)
         sigma = (1 - alpha) * s
-        sigma = sigma + alpha * torch.eye(d)
+        sigma = sigma + alpha * torch.eye(d, device=s.device)
         inv = torch.cholesky_inverse(torch.linalg.cholesky(sigma))
         diff = queries - prototypes[c]
         cols.append(((diff @ inv) * diff).sum(dim=1))
