@@ -152,3 +152,130 @@ kernel void bn_backward_dx(global const float *x, uint xo, global const float *g
         dx[dxo + at] = k * g;
     }
 }
+
+// ---- Row variants for CPU devices (fcl_kernel_rows): the same arguments and results, one
+// work-item per tile (step 1) or per (channel, image) row (step 3), looping over contiguous
+// values — PoCL pays ~10 ns per work-item, and a loop vectorises.
+
+// Walks tile t of channel c in order as runs of contiguous positions: `v` points at a run of
+// `run` values (positions p .. p+run-1 of image i).
+#define TILE_RUNS(BODY)                                                                            \
+    {                                                                                              \
+        uint i = begin / hw, p = begin - i * hw;                                                   \
+        for (uint j = begin; j < end; i++, p = 0) {                                                \
+            uint run = min(hw - p, end - j), at = (i * c_count + c) * hw + p;                      \
+            BODY;                                                                                  \
+            j += run;                                                                              \
+        }                                                                                          \
+    }
+
+// A run's sum with eight accumulators (a float add's latency otherwise serialises the loop),
+// added up in a fixed order: deterministic, and as accurate as a sum in eight parts.
+#define RUN_SUM8(acc, run, TERM8, TERM1)                                                           \
+    {                                                                                              \
+        uint k = 0;                                                                                \
+        for (; k + 8 <= run; k += 8)                                                               \
+            acc##8 += TERM8;                                                                       \
+        for (; k < run; k++)                                                                       \
+            acc += TERM1;                                                                          \
+    }
+
+static float sum8(float8 v) {
+    return ((v.s0 + v.s1) + (v.s2 + v.s3)) + ((v.s4 + v.s5) + (v.s6 + v.s7));
+}
+
+kernel void bn_tile_stats_rows(global const float *x, uint xo, global float *part, uint po,
+                               uint n, uint c_count, uint hw, uint tile, uint tiles,
+                               local float *unused) {
+    uint t = get_global_id(0), c = get_global_id(1);
+    if (t >= tiles || c >= c_count) return;
+    uint begin = t * tile, end = min(begin + tile, n * hw);
+    float s = 0.0f, m2 = 0.0f;
+    float8 s8 = 0.0f, m28 = 0.0f;
+    TILE_RUNS(RUN_SUM8(s, run, vload8(0, x + xo + at + k), x[xo + at + k]));
+    float mean = (s + sum8(s8)) / (float)(end - begin);
+    TILE_RUNS(RUN_SUM8(m2, run, (vload8(0, x + xo + at + k) - mean) * (vload8(0, x + xo + at + k) - mean),
+                       (x[xo + at + k] - mean) * (x[xo + at + k] - mean)));
+    part[po + (c * tiles + t) * 2] = mean;
+    part[po + (c * tiles + t) * 2 + 1] = m2 + sum8(m28);
+}
+
+kernel void bn_tile_grad_rows(global const float *x, uint xo, global const float *mean_t, uint mo,
+                              global const float *stat_t, uint so, global const float *dy,
+                              uint dyo, global float *part, uint po, uint n, uint c_count,
+                              uint hw, uint tile, uint tiles, int train, float eps,
+                              local float *unused) {
+    uint t = get_global_id(0), c = get_global_id(1);
+    if (t >= tiles || c >= c_count) return;
+    uint begin = t * tile, end = min(begin + tile, n * hw);
+    float mean = mean_t[mo + c];
+    float inv = train ? stat_t[so + c] : 1.0f / sqrt(stat_t[so + c] + eps);
+    float sdy = 0.0f, sdyx = 0.0f;
+    float8 sdy8 = 0.0f, sdyx8 = 0.0f;
+    TILE_RUNS(RUN_SUM8(sdy, run, vload8(0, dy + dyo + at + k), dy[dyo + at + k]));
+    TILE_RUNS(RUN_SUM8(sdyx, run, vload8(0, dy + dyo + at + k) * (vload8(0, x + xo + at + k) - mean),
+                       dy[dyo + at + k] * (x[xo + at + k] - mean)));
+    part[po + (c * tiles + t) * 2] = sdy + sum8(sdy8);
+    part[po + (c * tiles + t) * 2 + 1] = (sdyx + sum8(sdyx8)) * inv;
+}
+
+// The row loops below go eight values at a time with vload8/vstore8 (the output may alias an
+// input: each block is read before it is written), then one value at a time.
+kernel void bn_normalize_rows(global const float *x, uint xo, global const float *gamma, uint go,
+                              global const float *beta, uint bo, global const float *smean,
+                              uint smo, global const float *sinv, uint sio, global float *y,
+                              uint yo, uint n, uint c_count, uint hw) {
+    uint c = get_global_id(0), i = get_global_id(1);
+    if (c >= c_count || i >= n) return;
+    uint at = (i * c_count + c) * hw, p = 0;
+    float mean = smean[smo + c], k = sinv[sio + c] * gamma[go + c], b = beta[bo + c];
+    for (; p + 8 <= hw; p += 8)
+        vstore8((vload8(0, x + xo + at + p) - mean) * k + b, 0, y + yo + at + p);
+    for (; p < hw; p++)
+        y[yo + at + p] = (x[xo + at + p] - mean) * k + b;
+}
+
+kernel void bn_forward_eval_rows(global const float *x, uint xo, global const float *gamma,
+                                 uint go, global const float *beta, uint bo,
+                                 global const float *rmean, uint rmo, global const float *rvar,
+                                 uint rvo, global float *y, uint yo, uint n, uint c_count,
+                                 uint hw, float eps) {
+    uint c = get_global_id(0), i = get_global_id(1);
+    if (c >= c_count || i >= n) return;
+    uint at = (i * c_count + c) * hw, p = 0;
+    float inv = 1.0f / sqrt(rvar[rvo + c] + eps), mean = rmean[rmo + c], g = gamma[go + c];
+    float b = beta[bo + c];
+    for (; p + 8 <= hw; p += 8)
+        vstore8((vload8(0, x + xo + at + p) - mean) * inv * g + b, 0, y + yo + at + p);
+    for (; p < hw; p++)
+        y[yo + at + p] = (x[xo + at + p] - mean) * inv * g + b;
+}
+
+kernel void bn_backward_dx_rows(global const float *x, uint xo, global const float *gamma,
+                                uint go, global const float *mean_t, uint mo,
+                                global const float *stat_t, uint so, global const float *dy,
+                                uint dyo, global const float *sums, uint sso, global float *dx,
+                                uint dxo, uint n, uint c_count, uint hw, int train, float eps) {
+    uint c = get_global_id(0), i = get_global_id(1);
+    if (c >= c_count || i >= n) return;
+    uint at = (i * c_count + c) * hw, p = 0;
+    float inv = train ? stat_t[so + c] : 1.0f / sqrt(stat_t[so + c] + eps);
+    float k = gamma[go + c] * inv;
+    if (!train) {
+        for (; p + 8 <= hw; p += 8)
+            vstore8(k * vload8(0, dy + dyo + at + p), 0, dx + dxo + at + p);
+        for (; p < hw; p++)
+            dx[dxo + at + p] = k * dy[dyo + at + p];
+        return;
+    }
+    float m = (float)n * (float)hw, mean = mean_t[mo + c];
+    float a = sums[sso + 2 * c] / m, b = sums[sso + 2 * c + 1] / m;
+    for (; p + 8 <= hw; p += 8) {
+        float8 xh = (vload8(0, x + xo + at + p) - mean) * inv;
+        vstore8(k * (vload8(0, dy + dyo + at + p) - a - xh * b), 0, dx + dxo + at + p);
+    }
+    for (; p < hw; p++) {
+        float xh = (x[xo + at + p] - mean) * inv;
+        dx[dxo + at + p] = k * (dy[dyo + at + p] - a - xh * b);
+    }
+}

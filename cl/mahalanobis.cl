@@ -103,6 +103,36 @@ kernel void tri_inverse(global const float *l, uint lo, global float *inv, uint 
     }
 }
 
+// The same for CPU devices (fcl_kernel_rows): work-item j keeps its column of X as row j of
+// the output's upper triangle while it substitutes, so both operands of each dot product are
+// contiguous (eight accumulators, vload8), then moves it into column j and zeroes row j
+// right of the diagonal. Items touch disjoint elements: row j from the diagonal on is item
+// j's alone, and column j below the diagonal lies left of the diagonal of every row.
+kernel void tri_inverse_rows(global const float *l, uint lo, global float *inv, uint io, uint d,
+                             uint count) {
+    uint j = get_global_id(0), b = get_global_id(1);
+    if (j >= d || b >= count) return;
+    global const float *L = l + lo + (size_t)b * d * d;
+    global float *X = inv + io + (size_t)b * d * d;
+    global float *xj = X + (size_t)j * d; // xj[i] = X[i, j] for i >= j while substituting
+    for (uint i = j; i < d; i++) {
+        global const float *li = L + (size_t)i * d;
+        float s = (i == j) ? 1.0f : 0.0f;
+        float8 s8 = 0.0f;
+        uint u = j;
+        for (; u + 8 <= i; u += 8)
+            s8 += vload8(0, li + u) * vload8(0, xj + u);
+        for (; u < i; u++)
+            s -= li[u] * xj[u];
+        s -= ((s8.s0 + s8.s1) + (s8.s2 + s8.s3)) + ((s8.s4 + s8.s5) + (s8.s6 + s8.s7));
+        xj[i] = s / li[i];
+    }
+    for (uint i = j + 1; i < d; i++) {
+        X[(size_t)i * d + j] = xj[i];
+        xj[i] = 0.0f;
+    }
+}
+
 // diff[c,r,j] = h[r,j] − p[c,j].
 kernel void class_diff(global const float *h, uint ho, global const float *p, uint po,
                        global float *diff, uint dfo, uint queries, uint classes, uint d) {

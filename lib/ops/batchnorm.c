@@ -30,10 +30,12 @@ static fewcl_status same(const char *op, const char *what, const fcl_tensor *x,
 }
 
 /* Step 1 of cl/batchnorm.cl: tiles of 16 work-group widths, small enough to stay in cache
- * while a work-group reduces them; one work-group per (tile, channel). */
+ * while a work-group reduces them; one work-group per (tile, channel), or on CPU devices
+ * (ctx->limits.row_kernels) one work-item. */
 typedef struct tiling {
     unsigned tile, tiles;
     size_t gws[2], lws[2];
+    int rows;
 } tiling;
 
 static tiling tiles_of(const fewcl_context *ctx, int n, int c, int hw) {
@@ -41,13 +43,18 @@ static tiling tiles_of(const fewcl_context *ctx, int n, int c, int hw) {
     size_t wg = fcl_wg_1d(ctx), m = (size_t)n * (size_t)hw;
     t.tile = (unsigned)(16 * wg);
     t.tiles = (unsigned)((m + t.tile - 1) / t.tile);
-    t.gws[0] = (size_t)t.tiles * wg, t.gws[1] = (size_t)c;
+    t.rows = ctx->limits.row_kernels;
+    t.gws[0] = (size_t)t.tiles * (t.rows ? 1 : wg), t.gws[1] = (size_t)c;
     t.lws[0] = wg, t.lws[1] = 1;
     return t;
 }
 
+static fewcl_status launch_tiles(fewcl_context *ctx, fcl_kernel_entry *k, const tiling *t) {
+    return fcl_launch(ctx, k, 2, t->gws, t->rows ? NULL : t->lws);
+}
+
 /* Steps 2 and 3: one work-item per channel; an elementwise range over (position, channel,
- * image). */
+ * image), or over (channel, image) rows on CPU devices. */
 static fewcl_status launch_per_channel(fewcl_context *ctx, fcl_kernel_entry *k, int c) {
     size_t gws = (size_t)c;
     return fcl_launch(ctx, k, 1, &gws, NULL);
@@ -55,6 +62,10 @@ static fewcl_status launch_per_channel(fewcl_context *ctx, fcl_kernel_entry *k, 
 
 static fewcl_status launch_elementwise(fewcl_context *ctx, fcl_kernel_entry *k, int n, int c,
                                        int hw) {
+    if (ctx->limits.row_kernels) {
+        size_t gws[2] = {(size_t)c, (size_t)n};
+        return fcl_launch(ctx, k, 2, gws, NULL);
+    }
     size_t gws[3] = {(size_t)hw, (size_t)c, (size_t)n};
     return fcl_launch(ctx, k, 3, gws, NULL);
 }
@@ -81,13 +92,13 @@ fewcl_status fcl_batchnorm_forward_train(fewcl_context *ctx, const fcl_tensor *x
     fcl_tensor part;
     FCL_TRY(fcl_tensor_alloc1(ctx, &part, FCL_MEM_WORKSPACE, (int)(2 * t.tiles * (unsigned)c)));
     fcl_kernel_entry *k1, *k2, *k3;
-    fewcl_status s = fcl_kernel(ctx, "batchnorm", NULL, "bn_tile_stats", &k1);
+    fewcl_status s = fcl_kernel_rows(ctx, "batchnorm", "bn_tile_stats", &k1);
     if (s == FEWCL_OK) s = fcl_kernel(ctx, "batchnorm", NULL, "bn_combine_stats", &k2);
-    if (s == FEWCL_OK) s = fcl_kernel(ctx, "batchnorm", NULL, "bn_normalize", &k3);
+    if (s == FEWCL_OK) s = fcl_kernel_rows(ctx, "batchnorm", "bn_normalize", &k3);
     if (s == FEWCL_OK)
         s = fcl_args(k1, "ttuuuuuL", x, &part, (unsigned)n, (unsigned)c, (unsigned)hw, t.tile,
                      t.tiles, t.lws[0] * sizeof(float));
-    if (s == FEWCL_OK) s = fcl_launch(ctx, k1, 2, t.gws, t.lws);
+    if (s == FEWCL_OK) s = launch_tiles(ctx, k1, &t);
     if (s == FEWCL_OK)
         s = fcl_args(k2, "tttttuuuuff", &part, running_mean, running_var, save_mean, save_invstd,
                      (unsigned)c, (unsigned)(n * hw), t.tile, t.tiles, (double)momentum,
@@ -114,7 +125,7 @@ fewcl_status fcl_batchnorm_forward_eval(fewcl_context *ctx, const fcl_tensor *x,
     FCL_TRY(per_channel(op, "running_mean", running_mean, c));
     FCL_TRY(per_channel(op, "running_var", running_var, c));
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "batchnorm", NULL, "bn_forward_eval", &k));
+    FCL_TRY(fcl_kernel_rows(ctx, "batchnorm", "bn_forward_eval", &k));
     FCL_TRY(fcl_args(k, "ttttttuuuf", x, gamma, beta, running_mean, running_var, y, (unsigned)n,
                      (unsigned)c, (unsigned)hw, (double)eps));
     return launch_elementwise(ctx, k, n, c, hw);
@@ -142,13 +153,13 @@ static fewcl_status backward(fewcl_context *ctx, const char *op, int train, cons
         return s;
     }
     fcl_kernel_entry *k1, *k2, *k3;
-    s = fcl_kernel(ctx, "batchnorm", NULL, "bn_tile_grad", &k1);
+    s = fcl_kernel_rows(ctx, "batchnorm", "bn_tile_grad", &k1);
     if (s == FEWCL_OK) s = fcl_kernel(ctx, "batchnorm", NULL, "bn_combine_grad", &k2);
-    if (s == FEWCL_OK) s = fcl_kernel(ctx, "batchnorm", NULL, "bn_backward_dx", &k3);
+    if (s == FEWCL_OK) s = fcl_kernel_rows(ctx, "batchnorm", "bn_backward_dx", &k3);
     if (s == FEWCL_OK)
         s = fcl_args(k1, "tttttuuuuuifL", x, mean, stat, dy, &part, (unsigned)n, (unsigned)c,
                      (unsigned)hw, t.tile, t.tiles, train, (double)eps, t.lws[0] * sizeof(float));
-    if (s == FEWCL_OK) s = fcl_launch(ctx, k1, 2, t.gws, t.lws);
+    if (s == FEWCL_OK) s = launch_tiles(ctx, k1, &t);
     if (s == FEWCL_OK)
         s = fcl_args(k2, "ttttuu", &part, &sums, dgamma, dbeta, (unsigned)c, t.tiles);
     if (s == FEWCL_OK) s = launch_per_channel(ctx, k2, c);

@@ -120,7 +120,8 @@ fewcl_status fcl_spd_inverse(fewcl_context *ctx, const fcl_tensor *a, fcl_tensor
     fcl_tensor_free(ctx, &status);
     /* L⁻¹ into inv, then inv = (L⁻¹)ᵀL⁻¹ into l (the factor is no longer needed), copied back. */
     fcl_kernel_entry *k;
-    if (s == FEWCL_OK) s = kernel_bs(ctx, "tri_inverse", &k);
+    if (s == FEWCL_OK) /* the row variant: see cl/mahalanobis.cl */
+        s = kernel_bs(ctx, ctx->limits.row_kernels ? "tri_inverse_rows" : "tri_inverse", &k);
     if (s == FEWCL_OK) s = fcl_args(k, "ttuu", &l, inv, (unsigned)d, (unsigned)count);
     if (s == FEWCL_OK) {
         size_t side = fcl_wg_1d(ctx) >= 64 ? 64 : fcl_wg_1d(ctx);

@@ -56,12 +56,16 @@ static fewcl_status launch_2x2(fewcl_context *ctx, const char *name, const fcl_t
                                const fcl_tensor *b, const fcl_tensor *c, const fcl_tensor *x,
                                const fcl_tensor *y, const fcl_tensor *over) {
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "pool", NULL, name, &k));
+    FCL_TRY(fcl_kernel_rows(ctx, "pool", name, &k));
     FCL_TRY(fcl_args(k, "tttuuuuu", a, b, c, (unsigned)(x->shape[0] * x->shape[1]),
                      (unsigned)x->shape[2], (unsigned)x->shape[3], (unsigned)y->shape[2],
                      (unsigned)y->shape[3]));
-    size_t gws[3] = {(size_t)over->shape[3], (size_t)over->shape[2],
-                     (size_t)over->shape[0] * (size_t)over->shape[1]};
+    size_t planes = (size_t)over->shape[0] * (size_t)over->shape[1];
+    if (ctx->limits.row_kernels) { /* CPU devices: a work-item per row (see cl/pool.cl) */
+        size_t gws[2] = {(size_t)over->shape[2], planes};
+        return fcl_launch(ctx, k, 2, gws, NULL);
+    }
+    size_t gws[3] = {(size_t)over->shape[3], (size_t)over->shape[2], planes};
     return fcl_launch(ctx, k, 3, gws, NULL);
 }
 

@@ -23,7 +23,9 @@ static void effective_limits(fewcl_context *ctx) {
     l->max_alloc = ctx->info.max_alloc;
     l->global_mem = ctx->info.global_mem;
     const char *profile = getenv("FEWCL_DEVICE_PROFILE");
-    if (profile && strcmp(profile, "gpu") == 0) {
+    int gpu_profile = profile && strcmp(profile, "gpu") == 0;
+    l->row_kernels = ctx->info.is_cpu && !ctx->info.is_gpu && !gpu_profile;
+    if (gpu_profile) {
         if (l->max_work_group > GPU_PROFILE_WORK_GROUP) l->max_work_group = GPU_PROFILE_WORK_GROUP;
         if (l->local_mem > GPU_PROFILE_LOCAL_MEM) l->local_mem = GPU_PROFILE_LOCAL_MEM;
     }
@@ -180,4 +182,12 @@ fewcl_status fcl_kernel(fewcl_context *ctx, const char *family, const char *opti
     snprintf(e->name, sizeof e->name, "%s", name);
     *out = e;
     return FEWCL_OK;
+}
+
+fewcl_status fcl_kernel_rows(fewcl_context *ctx, const char *family, const char *name,
+                             fcl_kernel_entry **out) {
+    if (!ctx->limits.row_kernels) return fcl_kernel(ctx, family, NULL, name, out);
+    char rows[96];
+    snprintf(rows, sizeof rows, "%s_rows", name);
+    return fcl_kernel(ctx, family, NULL, rows, out);
 }

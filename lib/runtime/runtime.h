@@ -54,6 +54,9 @@ typedef struct fcl_limits {
     size_t max_alloc;
     size_t global_mem;
     size_t base_align; /* bytes: CL_DEVICE_MEM_BASE_ADDR_ALIGN / 8 */
+    /* Kernels where one work-item loops over a row (CPU devices: PoCL pays ~10 ns per
+     * work-item) rather than one work-item per element (GPUs; FEWCL_DEVICE_PROFILE=gpu). */
+    int row_kernels;
 } fcl_limits;
 
 #define FCL_MAX_PROGRAMS 32
@@ -108,6 +111,11 @@ struct fewcl_context {
 /* The kernel `name` of cl/<family>.cl, compiled (once) with `options` added to the defaults. */
 fewcl_status fcl_kernel(fewcl_context *ctx, const char *family, const char *options,
                         const char *name, fcl_kernel_entry **out);
+
+/* fcl_kernel for a kernel with a row variant: `name`_rows where ctx->limits.row_kernels is
+ * set (same arguments; the caller launches one work-item per row), else `name`. */
+fewcl_status fcl_kernel_rows(fewcl_context *ctx, const char *family, const char *name,
+                             fcl_kernel_entry **out);
 
 /* ---- programs (program.c) --------------------------------------------------------------- */
 
