@@ -11,7 +11,10 @@
  * (FCL_MEM_WORKSPACE) and is freed before returning. */
 #include "conv.h"
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gemm_host.h"
 #include "hostmap.h"
@@ -244,98 +247,180 @@ static void col2im_host(const geom *g, const float *dcols, float *dx, int n0, in
     }
 }
 
-/* Adds the host time since t0 to the profile counters (GEMM or other host work). */
-static double host_time(fewcl_context *ctx, double t0, int gemm) {
-    if (!ctx->profiling) return 0;
-    double t = fcl_host_seconds();
-    if (gemm)
-        ctx->gemm_profile_ms += (t - t0) * 1e3, ctx->gemm_calls++;
-    else
-        ctx->host_profile_ms += (t - t0) * 1e3;
-    return t;
-}
+/* The host path runs the images of each chunk on FEWCL_HOST_THREADS threads (default: the
+ * online cores, at most 16): contiguous shares, each image in its own slice of the columns, so
+ * y and dx are written by one thread each; dW is summed per share (share 0 into dW itself,
+ * the others into private partials added afterwards in share order), so results are
+ * deterministic for a given thread count. The BLAS calls inside run single-threaded. */
+#define MAX_HOST_THREADS 16
 
 typedef struct host_args {
     const fcl_tensor *x, *w, *b, *dy;
     fcl_tensor *y, *dx, *dw, *db;
 } host_args;
 
-/* Forward: per image, im2col and y[n][:, p0:] = W · cols[i] (+ b). */
-static void forward_host(fewcl_context *ctx, const geom *g, const fcl_host_map *map,
-                         const host_args *a, float *cols) {
-    const float *x = fcl_host_ptr(map, a->x), *w = fcl_host_ptr(map, a->w);
-    float *y = fcl_host_ptr(map, a->y);
-    size_t y_image = (size_t)g->cout * g->plane;
-    double t = ctx->profiling ? fcl_host_seconds() : 0;
-    const float *b = a->b ? fcl_host_ptr(map, a->b) : NULL;
+typedef struct host_share host_share;
+typedef void (*image_fn)(host_share *s, int n0, int nb, int i, int p0, int pc);
+
+/* One thread's share of a chunk: images [i0, i1). */
+struct host_share {
+    const geom *g;
+    const float *x, *w, *b, *dy;
+    float *y, *dx, *dw, *cols; /* dw: dW itself (share 0) or this share's partial */
+    image_fn image;
+    int n0, nb, p0, pc, i0, i1, profiling;
+    double t, gemm_ms, host_ms; /* profiling: this share's wall time in GEMMs and other work */
+};
+
+static int host_threads(void) {
+    static int n;
+    if (!n) {
+        const char *env = getenv("FEWCL_HOST_THREADS");
+        long v = env && *env ? atol(env) : sysconf(_SC_NPROCESSORS_ONLN);
+        n = v < 1 ? 1 : v > MAX_HOST_THREADS ? MAX_HOST_THREADS : (int)v;
+    }
+    return n;
+}
+
+/* Adds the time since the last mark to the share's GEMM or other-work counter. */
+static void mark(host_share *s, int gemm) {
+    if (!s->profiling) return;
+    double t = fcl_host_seconds();
+    *(gemm ? &s->gemm_ms : &s->host_ms) += (t - s->t) * 1e3;
+    s->t = t;
+}
+
+static void *run_share(void *arg) {
+    host_share *s = arg;
+    if (s->profiling) s->t = fcl_host_seconds();
+    for (int i = s->i0; i < s->i1; i++)
+        s->image(s, s->n0, s->nb, i, s->p0, s->pc);
+    return NULL;
+}
+
+/* Forward, image i: im2col and y[n][:, p0:] = W · cols[i] (+ b). */
+static void forward_image(host_share *s, int n0, int nb, int i, int p0, int pc) {
+    const geom *g = s->g;
+    im2col_host(g, s->x, s->cols, n0, nb, i, p0, pc);
+    mark(s, 0);
+    float *yi = s->y + (size_t)(n0 + i) * g->cout * g->plane + p0;
+    fcl_host_sgemm(0, 0, g->cout, pc, g->taps, 1.0f, s->w, g->taps, s->cols + (size_t)i * pc,
+                   nb * pc, 0.0f, yi, g->plane);
+    mark(s, 1);
+    for (int c = 0; s->b && c < g->cout; c++) /* the bias, while y[n] is in cache */
+        for (int q = 0; q < pc; q++)
+            yi[(size_t)c * g->plane + q] += s->b[c];
+}
+
+/* Backward, image i: dW += dy[n] · cols[i]ᵀ (the share's images in order) and
+ * dx = col2im(Wᵀ · dy[n]) over the same columns, hot in cache. */
+static void backward_image(host_share *s, int n0, int nb, int i, int p0, int pc) {
+    const geom *g = s->g;
+    const float *dyi = s->dy + (size_t)(n0 + i) * g->cout * g->plane + p0;
+    float *ci = s->cols + (size_t)i * pc;
+    if (s->dw) {
+        im2col_host(g, s->x, s->cols, n0, nb, i, p0, pc);
+        mark(s, 0);
+        fcl_host_sgemm(0, 1, g->cout, g->taps, pc, 1.0f, dyi, g->plane, ci, nb * pc, 1.0f, s->dw,
+                       g->taps);
+        mark(s, 1);
+    }
+    if (s->dx) {
+        fcl_host_sgemm(1, 0, g->taps, pc, g->cout, 1.0f, s->w, g->taps, dyi, g->plane, 0.0f, ci,
+                       nb * pc);
+        mark(s, 1);
+        col2im_host(g, s->cols, s->dx, n0, nb, i, p0, pc);
+        mark(s, 0);
+    }
+}
+
+/* Runs `image` over every image of every chunk, each chunk's images in shares on threads
+ * (a share whose thread cannot be started runs on the caller's). Share 0 is the caller's:
+ * its times go to the profile. Partial dW sums are added into dW at the end. */
+static void for_each_image(fewcl_context *ctx, const geom *g, const host_share *proto,
+                           image_fn image) {
+    int threads = host_threads() < g->images ? host_threads() : g->images;
+    host_share sh[MAX_HOST_THREADS];
+    float *partial[MAX_HOST_THREADS] = {0};
+    size_t dw_len = (size_t)g->cout * g->taps;
+    for (int t = 0; t < threads; t++) {
+        sh[t] = *proto;
+        sh[t].image = image, sh[t].profiling = ctx->profiling;
+        if (t > 0 && proto->dw && !(sh[t].dw = partial[t] = calloc(dw_len, sizeof(float)))) {
+            threads = t; /* no memory for another partial: fewer shares */
+            break;
+        }
+    }
     for (int n0 = 0; n0 < g->n; n0 += g->images) {
         int nb = g->n - n0 < g->images ? g->n - n0 : g->images;
         for (int p0 = 0; p0 < g->plane; p0 += g->columns) {
             int pc = g->plane - p0 < g->columns ? g->plane - p0 : g->columns;
-            for (int i = 0; i < nb; i++) {
-                im2col_host(g, x, cols, n0, nb, i, p0, pc);
-                t = host_time(ctx, t, 0);
-                float *yi = y + (size_t)(n0 + i) * y_image + p0;
-                fcl_host_sgemm(0, 0, g->cout, pc, g->taps, 1.0f, w, g->taps, cols + (size_t)i * pc,
-                               nb * pc, 0.0f, yi, g->plane);
-                t = host_time(ctx, t, 1);
-                for (int c = 0; b && c < g->cout; c++) /* the bias, while y[n] is in cache */
-                    for (int q = 0; q < pc; q++)
-                        yi[(size_t)c * g->plane + q] += b[c];
+            pthread_t tid[MAX_HOST_THREADS];
+            int started[MAX_HOST_THREADS] = {0};
+            for (int t = 0; t < threads; t++) {
+                sh[t].n0 = n0, sh[t].nb = nb, sh[t].p0 = p0, sh[t].pc = pc;
+                sh[t].i0 = nb * t / threads, sh[t].i1 = nb * (t + 1) / threads;
+                if (t > 0 && sh[t].i1 > sh[t].i0)
+                    started[t] = pthread_create(&tid[t], NULL, run_share, &sh[t]) == 0;
             }
+            run_share(&sh[0]);
+            for (int t = 1; t < threads; t++)
+                if (started[t])
+                    pthread_join(tid[t], NULL);
+                else
+                    run_share(&sh[t]);
         }
+    }
+    for (int t = 1; t < threads; t++) {
+        for (size_t j = 0; partial[t] && j < dw_len; j++)
+            proto->dw[j] += partial[t][j];
+        free(partial[t]);
+    }
+    if (ctx->profiling) {
+        ctx->gemm_profile_ms += sh[0].gemm_ms, ctx->host_profile_ms += sh[0].host_ms;
+        ctx->gemm_calls += (long)g->n * (proto->dx && proto->dw ? 2 : 1);
     }
 }
 
-/* Backward: db += Σ dy; per chunk dW += dy[n] · cols[i]ᵀ (images in order) and
- * dx = col2im(Wᵀ · dy[n]). */
+static host_share share_of(const fcl_host_map *map, const geom *g, const host_args *a,
+                           float *cols) {
+    return (host_share){.g = g,
+                        .x = a->x ? fcl_host_ptr(map, a->x) : NULL,
+                        .w = fcl_host_ptr(map, a->w),
+                        .b = a->b ? fcl_host_ptr(map, a->b) : NULL,
+                        .dy = a->dy ? fcl_host_ptr(map, a->dy) : NULL,
+                        .y = a->y ? fcl_host_ptr(map, a->y) : NULL,
+                        .dx = a->dx ? fcl_host_ptr(map, a->dx) : NULL,
+                        .dw = a->dw ? fcl_host_ptr(map, a->dw) : NULL,
+                        .cols = cols};
+}
+
+static void forward_host(fewcl_context *ctx, const geom *g, const fcl_host_map *map,
+                         const host_args *a, float *cols) {
+    host_share proto = share_of(map, g, a, cols);
+    for_each_image(ctx, g, &proto, forward_image);
+}
+
+/* Backward: db += Σ dy (per channel: images, then pixels, in order), then dW and dx. */
 static void backward_host(fewcl_context *ctx, const geom *g, const fcl_host_map *map,
                           const host_args *a, float *cols) {
-    const float *x = fcl_host_ptr(map, a->x), *w = fcl_host_ptr(map, a->w);
-    const float *dy = fcl_host_ptr(map, a->dy);
-    float *dx = a->dx ? fcl_host_ptr(map, a->dx) : NULL;
-    float *dw = a->dw ? fcl_host_ptr(map, a->dw) : NULL;
-    size_t y_image = (size_t)g->cout * g->plane;
+    host_share proto = share_of(map, g, a, cols);
     double t = ctx->profiling ? fcl_host_seconds() : 0;
-    if (a->db) { /* per channel: images, then pixels, in order (a fixed order) */
+    if (a->db) {
         float *db = fcl_host_ptr(map, a->db);
+        size_t y_image = (size_t)g->cout * g->plane;
         for (int c = 0; c < g->cout; c++) {
             float s = 0.0f;
             for (int n = 0; n < g->n; n++) {
-                const float *row = dy + (size_t)n * y_image + (size_t)c * g->plane;
+                const float *row = proto.dy + (size_t)n * y_image + (size_t)c * g->plane;
                 for (int p = 0; p < g->plane; p++)
                     s += row[p];
             }
             db[c] += s;
         }
-        t = host_time(ctx, t, 0);
+        if (ctx->profiling) ctx->host_profile_ms += (fcl_host_seconds() - t) * 1e3;
     }
-    if (!dx && !dw) return;
-    for (int n0 = 0; n0 < g->n; n0 += g->images) {
-        int nb = g->n - n0 < g->images ? g->n - n0 : g->images;
-        for (int p0 = 0; p0 < g->plane; p0 += g->columns) {
-            int pc = g->plane - p0 < g->columns ? g->plane - p0 : g->columns;
-            for (int i = 0; i < nb; i++) { /* image by image, its columns hot in cache */
-                const float *dyi = dy + (size_t)(n0 + i) * y_image + p0;
-                float *ci = cols + (size_t)i * pc;
-                if (dw) { /* dW += dy[n] · cols[i]ᵀ, images in order */
-                    im2col_host(g, x, cols, n0, nb, i, p0, pc);
-                    t = host_time(ctx, t, 0);
-                    fcl_host_sgemm(0, 1, g->cout, g->taps, pc, 1.0f, dyi, g->plane, ci, nb * pc,
-                                   1.0f, dw, g->taps);
-                    t = host_time(ctx, t, 1);
-                }
-                if (dx) { /* dcols[i] = Wᵀ · dy[n] over the columns just read, then
-                             col2im */
-                    fcl_host_sgemm(1, 0, g->taps, pc, g->cout, 1.0f, w, g->taps, dyi, g->plane,
-                                   0.0f, ci, nb * pc);
-                    t = host_time(ctx, t, 1);
-                    col2im_host(g, cols, dx, n0, nb, i, p0, pc);
-                    t = host_time(ctx, t, 0);
-                }
-            }
-        }
-    }
+    if (proto.dx || proto.dw) for_each_image(ctx, g, &proto, backward_image);
 }
 
 /* The host path of one call: the kernels' workspace (so that plans and peaks do not

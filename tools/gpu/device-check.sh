@@ -8,6 +8,8 @@
 #   4. `fewcl bench --model` per-kernel profiles of the training step;
 #   5. `fewcl demo` end to end (rendering, training, 600 test episodes);
 #   6. with OPS=1, the per-op `fewcl bench` against tools/bench/ops_torch.py as well.
+# STEPS="tests compare profile demo" (the default) chooses among 2-5; CTEST_ARGS adds ctest
+# arguments (-R episode, say).
 # Writes everything to $OUT/log. Prepare here: bash tools/gpu/fetch-debs.sh, then
 # bash tools/build.sh build-gpu -DFEWCL_HOST_BLAS=OFF; carry build-gpu and .device/debs.
 # Rehearse on the CPU: CHECK_DEVICE=pocl OUT=/tmp/x CTEST_ARGS="-R runtime" CASES=conv4_demo
@@ -38,25 +40,42 @@ clinfo -l
 export FEWCL_DEVICE=${CHECK_DEVICE:-nvidia}
 ./build-gpu/fewcl devices
 
+steps=" ${STEPS:-tests compare profile demo} "
+want() { [[ $steps == *" $1 "* ]]; }
+
+if want tests; then
 echo "== tests on the GPU"; stamp
 timeout 180 ctest --test-dir build-gpu -j 8 -LE oclgrind --timeout 240 --output-on-failure ${CTEST_ARGS:-} >"$out/ctest.log" 2>&1; tail -40 "$out/ctest.log"
 stamp
+fi
 
+if want compare; then
 echo "== fewcl vs PyTorch (whole model)"
 gpu=--gpu
 [ -n "${CHECK_DEVICE:-}" ] && gpu=
 FEWCL=build-gpu/fewcl timeout 200 bash tools/bench/compare.sh $gpu --rounds "${ROUNDS:-2}" \
   --cases "${CASES:-conv4,resnet34,conv4_demo}" --test-episodes 600
 stamp
+fi
 
-echo "== per-kernel profiles of one training step"
-timeout 45 ./build-gpu/fewcl bench --model --repeat 3
-timeout 45 ./build-gpu/fewcl bench --model --repeat 3 --backbone resnet34 --image-size 224 --n-query 8
+if want profile; then
+echo "== per-kernel profiles of one training step, and its GEMMs by shape"
+for flags in "" "--backbone resnet34 --image-size 224 --n-query 8"; do
+  # shellcheck disable=SC2086
+  FEWCL_PROFILE_GEMMS=1 timeout 45 ./build-gpu/fewcl bench --model --repeat 3 $flags \
+    2>"$out/gemms.txt"
+  awk '/^gemm/ {k = $2 " " $3 " " $4 " " $5; t[k] += $6; c[k]++; all += $6}
+       END {for (k in t) printf "%9.3f ms %4d x %s\n", t[k], c[k], k; printf "%9.3f ms total\n", all}' \
+    "$out/gemms.txt" | sort -rn | head -16
+done
 stamp
+fi
 
+if want demo; then
 echo "== fewcl demo"
 time timeout 120 ./build-gpu/fewcl demo --out "$PWD/.device/demo" ${DEMO_ARGS:-}
 stamp
+fi
 
 if [ "${OPS:-0}" = 1 ]; then
   echo "== per-op bench vs PyTorch"
