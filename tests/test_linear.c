@@ -69,6 +69,71 @@ static void check_gemm(int ta, int tb) {
     th_free(&C), th_free(&B), th_free(&A);
 }
 
+/* The split-K kernels (cl/gemm.cl) directly: C = alpha·A·Bᵀ + beta·C with k cut into
+ * `slices`; offsets and ld > cols as above; the bound adds the slices' partial sums. With
+ * beta = 0, C starts as NaN: it must not be read. */
+static void check_splitk(int m, int n, int k, int slices, float beta) {
+    const int pad = 3, off = 5;
+    int lda = k + pad, ldb = k + pad, ldc = n + pad;
+    int na = off + m * lda, nb = off + n * ldb, nc = off + m * ldc;
+    float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b), *c = malloc(nc * sizeof *c);
+    th_random(a, na, 40, -1, 1);
+    th_random(b, nb, 41, -1, 1);
+    th_random(c, nc, 42, -1, 1);
+    for (int i = 0; beta == 0.0f && i < m; i++)
+        for (int j = 0; j < n; j++)
+            c[off + i * ldc + j] = NAN;
+    fcl_tensor A, B, C;
+    th_upload(&A, 1, &na, a);
+    th_upload(&B, 1, &nb, b);
+    th_upload(&C, 1, &nc, c);
+    const float alpha = 0.75f;
+    TH_OK(fcl_gemm_nt_splitk(th_ctx(), m, n, k, alpha, (fcl_matrix){&A, off, lda},
+                             (fcl_matrix){&B, off, ldb}, beta, (fcl_matrix){&C, off, ldc}, slices));
+    double *ad = th_to_double(a, na), *bd = th_to_double(b, nb), *want = th_to_double(c, nc);
+    double *abs_a = abs_copy(a, na), *abs_b = abs_copy(b, nb), *bound = abs_copy(c, nc);
+    for (int i = 0; beta == 0.0f && i < m; i++) /* the reference computes 0·C */
+        for (int j = 0; j < n; j++)
+            bound[off + i * ldc + j] = want[off + i * ldc + j] = 0.0;
+    ref_gemm(0, 1, m, n, k, alpha, ad + off, lda, bd + off, ldb, beta, want + off, ldc);
+    ref_gemm(0, 1, m, n, k, fabs(alpha), abs_a + off, lda, abs_b + off, ldb, fabs(beta),
+             bound + off, ldc);
+    scale_to_bound(bound, nc, k + slices + 1);
+    float *got = th_download(&C);
+    for (int i = 0; i < off; i++)
+        assert_true(got[i] == c[i]);
+    for (int i = 0; i < m; i++)
+        for (int j = n; j < ldc; j++)
+            assert_true(got[off + i * ldc + j] == c[off + i * ldc + j]);
+    char what[64];
+    snprintf(what, sizeof what, "split-K %dx%dx%d in %d", m, n, k, slices);
+    th_assert_bound(what, got, want, bound, nc);
+    th_assert_normerr(what, got + off, want + off, nc - off, TH_NORMERR);
+    free(got), free(abs_a), free(abs_b), free(bound), free(ad), free(bd), free(want);
+    free(a), free(b), free(c);
+    th_free(&C), th_free(&B), th_free(&A);
+}
+
+/* A dW-like shape (64 x 27 over a long k), a result wider than one tile in both directions,
+ * slices that do not divide k, one slice, and beta = 0. */
+static void test_gemm_splitk(void **state) {
+    (void)state;
+    int small = th_small();
+    check_splitk(small ? 5 : 64, small ? 3 : 27, small ? 70 : 5000, small ? 3 : 7, 0.5f);
+    check_splitk(small ? 66 : 70, small ? 65 : 130, small ? 40 : 1001, 4, 1.0f);
+    check_splitk(small ? 4 : 33, small ? 4 : 9, small ? 33 : 300, 1, 0.0f);
+    check_splitk(small ? 4 : 64, small ? 4 : 27, small ? 50 : 4000, small ? 2 : 9, 0.0f);
+}
+
+/* fcl_gemm splits the long-K NT products, and only those, on the OpenCL path. */
+static void test_gemm_splitk_choice(void **state) {
+    (void)state;
+    fewcl_context *ctx = th_ctx();
+    assert_true(fcl_gemm_splitk_slices(ctx, 64, 27, 183456) > 1);  /* conv4 layer-1 dW at 84 px */
+    assert_int_equal(fcl_gemm_splitk_slices(ctx, 64, 27, 500), 1); /* short k */
+    assert_int_equal(fcl_gemm_splitk_slices(ctx, 4096, 4096, 100000), 1); /* many tiles */
+}
+
 static void test_gemm_nn(void **state) { check_gemm(0, 0); }
 static void test_gemm_nt(void **state) { check_gemm(0, 1); }
 static void test_gemm_tn(void **state) { check_gemm(1, 0); }
@@ -415,6 +480,8 @@ static void test_clblast_tuning_folder(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gemm_splitk),
+        cmocka_unit_test(test_gemm_splitk_choice),
         cmocka_unit_test(test_gemm_nn),
         cmocka_unit_test(test_gemm_nt),
         cmocka_unit_test(test_gemm_tn),

@@ -99,6 +99,69 @@ fail:
                     tb ? "T" : "N", m, n, k, ctx->info.name, clblast_status_text(st), (int)st);
 }
 
+/* ---- split-K (cl/gemm.cl) ---- */
+
+#define SPLITK_TILE 64       /* the kernel's tile of C */
+#define SPLITK_MIN_SLICE 512 /* k per slice: enough work to hide a tile's loads */
+#define SPLITK_MAX_BYTES ((size_t)64 << 20)
+
+int fcl_gemm_splitk_slices(const fewcl_context *ctx, int m, int n, int k) {
+    if (ctx->limits.max_work_group < 256 || ctx->limits.local_mem < 16384) return 1;
+    long tiles =
+        (long)((m + SPLITK_TILE - 1) / SPLITK_TILE) * ((n + SPLITK_TILE - 1) / SPLITK_TILE);
+    long want = 4L * (long)(ctx->info.compute_units ? ctx->info.compute_units : 1);
+    if (tiles >= want) return 1; /* enough output tiles: CLBlast fills the device */
+    long slices = (want + tiles - 1) / tiles, most = k / SPLITK_MIN_SLICE;
+    if (slices > most) slices = most;
+    while (slices > 1 && (size_t)slices * m * n * sizeof(float) > SPLITK_MAX_BYTES)
+        slices /= 2;
+    return slices < 2 ? 1 : (int)slices;
+}
+
+static fcl_tensor matrix_view(fcl_matrix x) {
+    fcl_tensor v = *x.t;
+    v.offset += x.offset;
+    v.owner = 0;
+    return v;
+}
+
+fewcl_status fcl_gemm_nt_splitk(fewcl_context *ctx, int m, int n, int k, float alpha, fcl_matrix a,
+                                fcl_matrix b, float beta, fcl_matrix c, int slices) {
+    if (m <= 0 || n <= 0 || k <= 0 || slices < 1 || slices > k)
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "split-K GEMM with m=%d n=%d k=%d in %d slices", m, n,
+                        k, slices);
+    FCL_TRY(check_operand("A", a, m, k, 0));
+    FCL_TRY(check_operand("B", b, n, k, 0));
+    FCL_TRY(check_operand("C", c, m, n, 0));
+    unsigned slice = (unsigned)((k + slices - 1) / slices);
+    slice = (slice + 15) / 16 * 16; /* whole k-steps of the kernel */
+    slices = (int)((k + slice - 1) / slice);
+    fcl_tensor part;
+    FCL_TRY(fcl_tensor_alloc1(ctx, &part, FCL_MEM_WORKSPACE, slices * m * n));
+    fcl_tensor av = matrix_view(a), bv = matrix_view(b), cv = matrix_view(c);
+    fcl_kernel_entry *k1, *k2;
+    fewcl_status s = fcl_kernel(ctx, "gemm", NULL, "gemm_nt_partial", &k1);
+    if (s == FEWCL_OK) s = fcl_kernel(ctx, "gemm", NULL, "gemm_splitk_sum", &k2);
+    if (s == FEWCL_OK)
+        s = fcl_args(k1, "tututuuuu", &av, (unsigned)a.ld, &bv, (unsigned)b.ld, &part, m, n, k,
+                     slice);
+    if (s == FEWCL_OK) {
+        size_t gws[3] = {(size_t)(n + SPLITK_TILE - 1) / SPLITK_TILE * 16,
+                         (size_t)(m + SPLITK_TILE - 1) / SPLITK_TILE * 16, (size_t)slices};
+        size_t lws[3] = {16, 16, 1};
+        s = fcl_launch(ctx, k1, 3, gws, lws);
+    }
+    if (s == FEWCL_OK)
+        s = fcl_args(k2, "ttuuuuff", &part, &cv, (unsigned)c.ld, m, n, slices, (double)alpha,
+                     (double)beta);
+    if (s == FEWCL_OK) {
+        size_t gws[2] = {(size_t)n, (size_t)m};
+        s = fcl_launch(ctx, k2, 2, gws, NULL);
+    }
+    fcl_tensor_free(ctx, &part);
+    return s;
+}
+
 fewcl_status fcl_gemm_strided_batched(fewcl_context *ctx, int trans_a, int trans_b, int m, int n,
                                       int k, float alpha, fcl_matrix a, size_t stride_a,
                                       fcl_matrix b, size_t stride_b, float beta, fcl_matrix c,
@@ -115,6 +178,13 @@ fewcl_status fcl_gemm_strided_batched(fewcl_context *ctx, int trans_a, int trans
     if (path == FCL_GEMM_HOST)
         return fcl_gemm_host_batched(ctx, trans_a, trans_b, m, n, k, alpha, a, stride_a, b,
                                      stride_b, beta, c, stride_c, batch);
+    int slices = !trans_a && trans_b ? fcl_gemm_splitk_slices(ctx, m, n, k) : 1;
+    for (int i = 0; slices > 1 && i < batch; i++)
+        FCL_TRY(fcl_gemm_nt_splitk(ctx, m, n, k, alpha,
+                                   (fcl_matrix){a.t, a.offset + i * stride_a, a.ld},
+                                   (fcl_matrix){b.t, b.offset + i * stride_b, b.ld}, beta,
+                                   (fcl_matrix){c.t, c.offset + i * stride_c, c.ld}, slices));
+    if (slices > 1) return FEWCL_OK;
     FCL_TRY(fcl_gemm_tune(ctx));
     for (int i = 0; i < batch; i++)
         FCL_TRY(gemm_one(ctx, trans_a, trans_b, m, n, k, alpha, a, i * stride_a, b, i * stride_b,

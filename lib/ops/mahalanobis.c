@@ -120,12 +120,17 @@ fewcl_status fcl_spd_inverse(fewcl_context *ctx, const fcl_tensor *a, fcl_tensor
     fcl_tensor_free(ctx, &status);
     /* L⁻¹ into inv, then inv = (L⁻¹)ᵀL⁻¹ into l (the factor is no longer needed), copied back. */
     fcl_kernel_entry *k;
-    if (s == FEWCL_OK) /* the row variant: see cl/mahalanobis.cl */
-        s = kernel_bs(ctx, ctx->limits.row_kernels ? "tri_inverse_rows" : "tri_inverse", &k);
-    if (s == FEWCL_OK) s = fcl_args(k, "ttuu", &l, inv, (unsigned)d, (unsigned)count);
+    /* A work-group per column where the column fits in local memory (GPUs), else a work-item
+     * per column looping over contiguous rows (CPU devices, and very large d). */
+    int group = !ctx->limits.row_kernels && (size_t)d * sizeof(float) <= ctx->limits.local_mem / 2;
+    if (s == FEWCL_OK) s = kernel_bs(ctx, group ? "tri_inverse_wg" : "tri_inverse_rows", &k);
+    if (s == FEWCL_OK && group)
+        s = fcl_args(k, "ttuuL", &l, inv, (unsigned)d, (unsigned)count, (size_t)d * sizeof(float));
+    else if (s == FEWCL_OK)
+        s = fcl_args(k, "ttuu", &l, inv, (unsigned)d, (unsigned)count);
     if (s == FEWCL_OK) {
-        size_t side = fcl_wg_1d(ctx) >= 64 ? 64 : fcl_wg_1d(ctx);
-        size_t gws[2] = {(size_t)d, (size_t)count}, lws[2] = {side, 1};
+        size_t wg = fcl_wg_1d(ctx), side = group ? wg : wg >= 64 ? 64 : wg;
+        size_t gws[2] = {(size_t)d * (group ? wg : 1), (size_t)count}, lws[2] = {side, 1};
         s = fcl_launch(ctx, k, 2, gws, lws);
     }
     size_t stride = (size_t)d * d;
