@@ -69,13 +69,15 @@ static void check_gemm(int ta, int tb) {
     th_free(&C), th_free(&B), th_free(&A);
 }
 
-/* The split-K kernels (cl/gemm.cl) directly: C = alpha·A·Bᵀ + beta·C with k cut into
+/* fewcl's tiled GEMM (cl/gemm.cl) directly: C = alpha·op(A)·op(B) + beta·C with k cut into
  * `slices`; offsets and ld > cols as above; the bound adds the slices' partial sums. With
- * beta = 0, C starts as NaN: it must not be read. */
-static void check_splitk(int m, int n, int k, int slices, float beta) {
+ * beta = 0, C starts as NaN: it must not be read. (The other GEMM tests run through it too
+ * in the ctest variant linear.tiled, FEWCL_GEMM=tiled.) */
+static void check_tiled(int ta, int tb, int m, int n, int k, int slices, float beta) {
     const int pad = 3, off = 5;
-    int lda = k + pad, ldb = k + pad, ldc = n + pad;
-    int na = off + m * lda, nb = off + n * ldb, nc = off + m * ldc;
+    int a_rows = ta ? k : m, a_cols = ta ? m : k, b_rows = tb ? n : k, b_cols = tb ? k : n;
+    int lda = a_cols + pad, ldb = b_cols + pad, ldc = n + pad;
+    int na = off + a_rows * lda, nb = off + b_rows * ldb, nc = off + m * ldc;
     float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b), *c = malloc(nc * sizeof *c);
     th_random(a, na, 40, -1, 1);
     th_random(b, nb, 41, -1, 1);
@@ -88,15 +90,16 @@ static void check_splitk(int m, int n, int k, int slices, float beta) {
     th_upload(&B, 1, &nb, b);
     th_upload(&C, 1, &nc, c);
     const float alpha = 0.75f;
-    TH_OK(fcl_gemm_nt_splitk(th_ctx(), m, n, k, alpha, (fcl_matrix){&A, off, lda},
-                             (fcl_matrix){&B, off, ldb}, beta, (fcl_matrix){&C, off, ldc}, slices));
+    TH_OK(fcl_gemm_tiled(th_ctx(), ta, tb, m, n, k, alpha, (fcl_matrix){&A, off, lda}, 0,
+                         (fcl_matrix){&B, off, ldb}, 0, beta, (fcl_matrix){&C, off, ldc}, 0, 1,
+                         slices));
     double *ad = th_to_double(a, na), *bd = th_to_double(b, nb), *want = th_to_double(c, nc);
     double *abs_a = abs_copy(a, na), *abs_b = abs_copy(b, nb), *bound = abs_copy(c, nc);
     for (int i = 0; beta == 0.0f && i < m; i++) /* the reference computes 0·C */
         for (int j = 0; j < n; j++)
             bound[off + i * ldc + j] = want[off + i * ldc + j] = 0.0;
-    ref_gemm(0, 1, m, n, k, alpha, ad + off, lda, bd + off, ldb, beta, want + off, ldc);
-    ref_gemm(0, 1, m, n, k, fabs(alpha), abs_a + off, lda, abs_b + off, ldb, fabs(beta),
+    ref_gemm(ta, tb, m, n, k, alpha, ad + off, lda, bd + off, ldb, beta, want + off, ldc);
+    ref_gemm(ta, tb, m, n, k, fabs(alpha), abs_a + off, lda, abs_b + off, ldb, fabs(beta),
              bound + off, ldc);
     scale_to_bound(bound, nc, k + slices + 1);
     float *got = th_download(&C);
@@ -106,7 +109,8 @@ static void check_splitk(int m, int n, int k, int slices, float beta) {
         for (int j = n; j < ldc; j++)
             assert_true(got[off + i * ldc + j] == c[off + i * ldc + j]);
     char what[64];
-    snprintf(what, sizeof what, "split-K %dx%dx%d in %d", m, n, k, slices);
+    snprintf(what, sizeof what, "tiled %c%c %dx%dx%d in %d", ta ? 'T' : 'N', tb ? 'T' : 'N', m, n,
+             k, slices);
     th_assert_bound(what, got, want, bound, nc);
     th_assert_normerr(what, got + off, want + off, nc - off, TH_NORMERR);
     free(got), free(abs_a), free(abs_b), free(bound), free(ad), free(bd), free(want);
@@ -115,14 +119,17 @@ static void check_splitk(int m, int n, int k, int slices, float beta) {
 }
 
 /* A dW-like shape (64 x 27 over a long k), a result wider than one tile in both directions,
- * slices that do not divide k, one slice, and beta = 0. */
-static void test_gemm_splitk(void **state) {
+ * slices that do not divide k, one slice, and beta = 0, in every transposition. */
+static void test_gemm_tiled(void **state) {
     (void)state;
     int small = th_small();
-    check_splitk(small ? 5 : 64, small ? 3 : 27, small ? 70 : 5000, small ? 3 : 7, 0.5f);
-    check_splitk(small ? 66 : 70, small ? 65 : 130, small ? 40 : 1001, 4, 1.0f);
-    check_splitk(small ? 4 : 33, small ? 4 : 9, small ? 33 : 300, 1, 0.0f);
-    check_splitk(small ? 4 : 64, small ? 4 : 27, small ? 50 : 4000, small ? 2 : 9, 0.0f);
+    for (int t = 0; t < 4; t++) {
+        int ta = t >> 1, tb = t & 1;
+        check_tiled(ta, tb, small ? 5 : 64, small ? 3 : 27, small ? 70 : 5000, small ? 3 : 7, 0.5f);
+        check_tiled(ta, tb, small ? 66 : 70, small ? 65 : 130, small ? 40 : 1001, 4, 1.0f);
+        check_tiled(ta, tb, small ? 4 : 33, small ? 4 : 9, small ? 33 : 300, 1, 0.0f);
+        check_tiled(ta, tb, small ? 4 : 64, small ? 4 : 27, small ? 50 : 4000, small ? 2 : 9, 0.0f);
+    }
 }
 
 /* fcl_gemm splits the long-K NT products, and only those, on the OpenCL path. */
@@ -480,7 +487,7 @@ static void test_clblast_tuning_folder(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gemm_splitk),
+        cmocka_unit_test(test_gemm_tiled),
         cmocka_unit_test(test_gemm_splitk_choice),
         cmocka_unit_test(test_gemm_nn),
         cmocka_unit_test(test_gemm_nt),

@@ -99,18 +99,21 @@ fail:
                     tb ? "T" : "N", m, n, k, ctx->info.name, clblast_status_text(st), (int)st);
 }
 
-/* ---- split-K (cl/gemm.cl) ---- */
+/* ---- fewcl's tiled GEMM (cl/gemm.cl) ---- */
 
-#define SPLITK_TILE 64       /* the kernel's tile of C */
+#define TILE 64              /* the kernel's tile of C */
 #define SPLITK_MIN_SLICE 512 /* k per slice: enough work to hide a tile's loads */
 #define SPLITK_MAX_BYTES ((size_t)64 << 20)
 
+int fcl_gemm_tiled_supported(const fewcl_context *ctx) {
+    return ctx->limits.max_work_group >= 256 && ctx->limits.local_mem >= 16384;
+}
+
 int fcl_gemm_splitk_slices(const fewcl_context *ctx, int m, int n, int k) {
-    if (ctx->limits.max_work_group < 256 || ctx->limits.local_mem < 16384) return 1;
-    long tiles =
-        (long)((m + SPLITK_TILE - 1) / SPLITK_TILE) * ((n + SPLITK_TILE - 1) / SPLITK_TILE);
+    if (!fcl_gemm_tiled_supported(ctx)) return 1;
+    long tiles = (long)((m + TILE - 1) / TILE) * ((n + TILE - 1) / TILE);
     long want = 4L * (long)(ctx->info.compute_units ? ctx->info.compute_units : 1);
-    if (tiles >= want) return 1; /* enough output tiles: CLBlast fills the device */
+    if (tiles >= want) return 1; /* enough output tiles to fill the device */
     long slices = (want + tiles - 1) / tiles, most = k / SPLITK_MIN_SLICE;
     if (slices > most) slices = most;
     while (slices > 1 && (size_t)slices * m * n * sizeof(float) > SPLITK_MAX_BYTES)
@@ -125,40 +128,57 @@ static fcl_tensor matrix_view(fcl_matrix x) {
     return v;
 }
 
-fewcl_status fcl_gemm_nt_splitk(fewcl_context *ctx, int m, int n, int k, float alpha, fcl_matrix a,
-                                fcl_matrix b, float beta, fcl_matrix c, int slices) {
-    if (m <= 0 || n <= 0 || k <= 0 || slices < 1 || slices > k)
-        return fcl_fail(FEWCL_ERR_ARGUMENT, "split-K GEMM with m=%d n=%d k=%d in %d slices", m, n,
-                        k, slices);
-    FCL_TRY(check_operand("A", a, m, k, 0));
-    FCL_TRY(check_operand("B", b, n, k, 0));
-    FCL_TRY(check_operand("C", c, m, n, 0));
+fewcl_status fcl_gemm_tiled(fewcl_context *ctx, int ta, int tb, int m, int n, int k, float alpha,
+                            fcl_matrix a, size_t stride_a, fcl_matrix b, size_t stride_b,
+                            float beta, fcl_matrix c, size_t stride_c, int batch, int slices) {
+    if (m <= 0 || n <= 0 || k <= 0 || batch <= 0 || slices < 1 || slices > k ||
+        (slices > 1 && batch > 1))
+        return fcl_fail(FEWCL_ERR_ARGUMENT,
+                        "tiled GEMM with m=%d n=%d k=%d batch=%d in %d slices (split-K: batch 1)",
+                        m, n, k, batch, slices);
+    if (!fcl_gemm_tiled_supported(ctx))
+        return fcl_fail(FEWCL_ERR_ARGUMENT,
+                        "fewcl's tiled GEMM needs 256-item work-groups and 16 KiB of local "
+                        "memory; %s has %zu and %zu bytes",
+                        ctx->info.name, ctx->limits.max_work_group, ctx->limits.local_mem);
+    size_t last = (size_t)(batch - 1);
+    FCL_TRY(check_operand("A", a, ta ? k : m, ta ? m : k, last * stride_a));
+    FCL_TRY(check_operand("B", b, tb ? n : k, tb ? k : n, last * stride_b));
+    FCL_TRY(check_operand("C", c, m, n, last * stride_c));
     unsigned slice = (unsigned)((k + slices - 1) / slices);
     slice = (slice + 15) / 16 * 16; /* whole k-steps of the kernel */
     slices = (int)((k + slice - 1) / slice);
-    fcl_tensor part;
-    FCL_TRY(fcl_tensor_alloc1(ctx, &part, FCL_MEM_WORKSPACE, slices * m * n));
-    fcl_tensor av = matrix_view(a), bv = matrix_view(b), cv = matrix_view(c);
-    fcl_kernel_entry *k1, *k2;
-    fewcl_status s = fcl_kernel(ctx, "gemm", NULL, "gemm_nt_partial", &k1);
-    if (s == FEWCL_OK) s = fcl_kernel(ctx, "gemm", NULL, "gemm_splitk_sum", &k2);
-    if (s == FEWCL_OK)
-        s = fcl_args(k1, "tututuuuu", &av, (unsigned)a.ld, &bv, (unsigned)b.ld, &part, m, n, k,
-                     slice);
+    char opts[32];
+    snprintf(opts, sizeof opts, "-DTA=%d -DTB=%d", ta ? 1 : 0, tb ? 1 : 0);
+    fcl_kernel_entry *k1;
+    FCL_TRY(fcl_kernel(ctx, "gemm", opts, "gemm_tiled", &k1));
+    fcl_tensor part = {0}, av = matrix_view(a), bv = matrix_view(b), cv = matrix_view(c);
+    if (slices > 1) FCL_TRY(fcl_tensor_alloc1(ctx, &part, FCL_MEM_WORKSPACE, slices * m * n));
+    const fcl_tensor *out = slices > 1 ? &part : &cv;
+    unsigned ldo = slices > 1 ? (unsigned)n : (unsigned)c.ld;
+    unsigned slab = slices > 1 ? (unsigned)(m * n) : (unsigned)stride_c;
+    fewcl_status s =
+        fcl_args(k1, "tuutuutuuuuuuuff", &av, (unsigned)a.ld, (unsigned)stride_a, &bv,
+                 (unsigned)b.ld, (unsigned)stride_b, out, ldo, slab, m, n, k, slice, slices,
+                 slices > 1 ? 1.0 : (double)alpha, slices > 1 ? 0.0 : (double)beta);
     if (s == FEWCL_OK) {
-        size_t gws[3] = {(size_t)(n + SPLITK_TILE - 1) / SPLITK_TILE * 16,
-                         (size_t)(m + SPLITK_TILE - 1) / SPLITK_TILE * 16, (size_t)slices};
+        size_t gws[3] = {(size_t)(n + TILE - 1) / TILE * 16, (size_t)(m + TILE - 1) / TILE * 16,
+                         (size_t)(slices > 1 ? slices : batch)};
         size_t lws[3] = {16, 16, 1};
         s = fcl_launch(ctx, k1, 3, gws, lws);
     }
-    if (s == FEWCL_OK)
-        s = fcl_args(k2, "ttuuuuff", &part, &cv, (unsigned)c.ld, m, n, slices, (double)alpha,
-                     (double)beta);
-    if (s == FEWCL_OK) {
-        size_t gws[2] = {(size_t)n, (size_t)m};
-        s = fcl_launch(ctx, k2, 2, gws, NULL);
+    if (slices > 1) {
+        fcl_kernel_entry *k2;
+        if (s == FEWCL_OK) s = fcl_kernel(ctx, "gemm", opts, "gemm_splitk_sum", &k2);
+        if (s == FEWCL_OK)
+            s = fcl_args(k2, "ttuuuuff", &part, &cv, (unsigned)c.ld, m, n, slices, (double)alpha,
+                         (double)beta);
+        if (s == FEWCL_OK) {
+            size_t gws[2] = {(size_t)n, (size_t)m};
+            s = fcl_launch(ctx, k2, 2, gws, NULL);
+        }
+        fcl_tensor_free(ctx, &part);
     }
-    fcl_tensor_free(ctx, &part);
     return s;
 }
 
@@ -178,13 +198,16 @@ fewcl_status fcl_gemm_strided_batched(fewcl_context *ctx, int trans_a, int trans
     if (path == FCL_GEMM_HOST)
         return fcl_gemm_host_batched(ctx, trans_a, trans_b, m, n, k, alpha, a, stride_a, b,
                                      stride_b, beta, c, stride_c, batch);
-    int slices = !trans_a && trans_b ? fcl_gemm_splitk_slices(ctx, m, n, k) : 1;
-    for (int i = 0; slices > 1 && i < batch; i++)
-        FCL_TRY(fcl_gemm_nt_splitk(ctx, m, n, k, alpha,
-                                   (fcl_matrix){a.t, a.offset + i * stride_a, a.ld},
-                                   (fcl_matrix){b.t, b.offset + i * stride_b, b.ld}, beta,
-                                   (fcl_matrix){c.t, c.offset + i * stride_c, c.ld}, slices));
-    if (slices > 1) return FEWCL_OK;
+    /* fewcl's tiled kernel: for every product where chosen (FEWCL_GEMM=tiled), else for the
+     * long-K A·Bᵀ products (convolution weight gradients) that CLBlast leaves on a few
+     * work-groups. */
+    if (path == FCL_GEMM_TILED && fcl_gemm_tiled_supported(ctx))
+        return fcl_gemm_tiled(ctx, trans_a, trans_b, m, n, k, alpha, a, stride_a, b, stride_b, beta,
+                              c, stride_c, batch,
+                              batch == 1 ? fcl_gemm_splitk_slices(ctx, m, n, k) : 1);
+    int slices = !trans_a && trans_b && batch == 1 ? fcl_gemm_splitk_slices(ctx, m, n, k) : 1;
+    if (slices > 1)
+        return fcl_gemm_tiled(ctx, 0, 1, m, n, k, alpha, a, 0, b, 0, beta, c, 0, 1, slices);
     FCL_TRY(fcl_gemm_tune(ctx));
     for (int i = 0; i < batch; i++)
         FCL_TRY(gemm_one(ctx, trans_a, trans_b, m, n, k, alpha, a, i * stride_a, b, i * stride_b,

@@ -54,9 +54,11 @@ fewcl_status fcl_gemm_path(fewcl_context *ctx, int *path) {
                 want = FCL_GEMM_CLBLAST;
             else if (strcmp(env, "host") == 0)
                 want = FCL_GEMM_HOST;
+            else if (strcmp(env, "tiled") == 0)
+                want = FCL_GEMM_TILED;
             else
-                return fcl_fail(FEWCL_ERR_ARGUMENT, "FEWCL_GEMM='%s' (expected clblast or host)",
-                                env);
+                return fcl_fail(FEWCL_ERR_ARGUMENT,
+                                "FEWCL_GEMM='%s' (expected clblast, tiled or host)", env);
             if (want == FCL_GEMM_HOST && !fcl_host_blas_available())
                 return fcl_fail(FEWCL_ERR_ARGUMENT,
                                 "FEWCL_GEMM=host, but fewcl was built without host BLAS "

@@ -8,9 +8,10 @@
 
 #include "ops.h"
 
-enum { FCL_GEMM_CLBLAST = 1, FCL_GEMM_HOST = 2 };
+enum { FCL_GEMM_CLBLAST = 1, FCL_GEMM_HOST = 2, FCL_GEMM_TILED = 3 };
 
-/* The path of this context, chosen once: FEWCL_GEMM=clblast|host forces one; otherwise host
+/* The path of this context, chosen once: FEWCL_GEMM=clblast|tiled|host forces one
+ * (tiled: fewcl's own kernel for every product on the OpenCL path); otherwise host
  * when the library was built with FEWCL_HOST_BLAS and the device is a CPU and nothing else
  * (oclgrind reports CPU and GPU at once and keeps the OpenCL kernels it is there to check).
  * FEWCL_GEMM=host in a build without host BLAS is an error. */

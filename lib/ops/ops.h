@@ -26,13 +26,18 @@ fewcl_status fcl_gemm_strided_batched(fewcl_context *ctx, int trans_a, int trans
                                       fcl_matrix b, size_t stride_b, float beta, fcl_matrix c,
                                       size_t stride_c, int batch);
 
-/* C = alpha·A·Bᵀ + beta·C (A [m,k], B [n,k], k contiguous) with K cut into `slices` partial
- * products summed in order (cl/gemm.cl): the OpenCL path takes it by itself for long-K
- * products with few output tiles (fcl_gemm_splitk_slices), where CLBlast leaves the device
- * idle. Workspace: slices·m·n floats. */
-fewcl_status fcl_gemm_nt_splitk(fewcl_context *ctx, int m, int n, int k, float alpha, fcl_matrix a,
-                                fcl_matrix b, float beta, fcl_matrix c, int slices);
-/* The slices fcl_gemm would use for C[m,n] = A·Bᵀ over k on this device; 1: not split. */
+/* fewcl's tiled GEMM (cl/gemm.cl), the fcl_gemm_strided_batched contract, with k cut into
+ * `slices` partial products summed in order (split-K, batch 1 only; workspace slices·m·n
+ * floats). fcl_gemm takes it on the OpenCL path for long-K A·Bᵀ products with few output
+ * tiles (fcl_gemm_splitk_slices), where CLBlast leaves the device idle, and for every
+ * product under FEWCL_GEMM=tiled. Needs 256-item work-groups and 16 KiB of local memory. */
+fewcl_status fcl_gemm_tiled(fewcl_context *ctx, int trans_a, int trans_b, int m, int n, int k,
+                            float alpha, fcl_matrix a, size_t stride_a, fcl_matrix b,
+                            size_t stride_b, float beta, fcl_matrix c, size_t stride_c, int batch,
+                            int slices);
+int fcl_gemm_tiled_supported(const fewcl_context *ctx);
+/* The slices for C[m,n] over k on this device: enough work-groups for 4 per compute unit,
+ * slices of at least 512; 1: not split. */
 int fcl_gemm_splitk_slices(const fewcl_context *ctx, int m, int n, int k);
 
 /* Applies the CLBlast tuning for this device once (gemm_tuning.c); called by the GEMMs. */
