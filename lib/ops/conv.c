@@ -292,6 +292,7 @@ static void mark(host_share *s, int gemm) {
 
 static void *run_share(void *arg) {
     host_share *s = arg;
+    fcl_host_blas_single_thread();
     if (s->profiling) s->t = fcl_host_seconds();
     for (int i = s->i0; i < s->i1; i++)
         s->image(s, s->n0, s->nb, i, s->p0, s->pc);
@@ -371,6 +372,7 @@ static void for_each_image(fewcl_context *ctx, const geom *g, const host_share *
                     run_share(&sh[t]);
         }
     }
+    fcl_host_blas_restore_threads();
     for (int t = 1; t < threads; t++) {
         for (size_t j = 0; partial[t] && j < dw_len; j++)
             proto->dw[j] += partial[t][j];

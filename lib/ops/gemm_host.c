@@ -45,6 +45,18 @@ static void set_threads(void) {
 }
 #endif
 
+void fcl_host_blas_single_thread(void) {
+#ifdef FEWCL_HOST_BLAS
+    openblas_set_num_threads(1);
+#endif
+}
+
+void fcl_host_blas_restore_threads(void) {
+#ifdef FEWCL_HOST_BLAS
+    set_threads();
+#endif
+}
+
 fewcl_status fcl_gemm_path(fewcl_context *ctx, int *path) {
     if (!ctx->gemm_path) {
         const char *env = getenv("FEWCL_GEMM");

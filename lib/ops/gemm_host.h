@@ -31,6 +31,14 @@ fewcl_status fcl_gemm_host_batched(fewcl_context *ctx, int trans_a, int trans_b,
                                    size_t stride_b, float beta, fcl_matrix c, size_t stride_c,
                                    int batch);
 
+/* Around fewcl's own host threads (the convolution's image shares): BLAS calls made inside
+ * them run single-threaded. Called in each thread: with OpenBLAS's OpenMP build the thread
+ * count is per calling thread (a new thread would otherwise start OMP_NUM_THREADS of its
+ * own); with the pthread build it is global, so the caller restores FEWCL_BLAS_THREADS
+ * after joining. */
+void fcl_host_blas_single_thread(void);
+void fcl_host_blas_restore_threads(void);
+
 /* Wall-clock seconds (for the profiling counters of host work). */
 double fcl_host_seconds(void);
 
