@@ -96,10 +96,25 @@ kernel void maxpool2_forward_rows(global const float *x, uint xo, global float *
                                   uint oh_n, uint ow_n) {
     uint oh = get_global_id(0), pl = get_global_id(1);
     if (oh >= oh_n || pl >= planes) return;
-    uint r0 = 2 * oh * w;
+    uint r0 = 2 * oh * w, ow = 0;
     global const float *top = x + xo + pl * h * w + r0, *bottom = top + w;
     uint o = (pl * oh_n + oh) * ow_n;
-    for (uint ow = 0; ow < ow_n; ow++) {
+    // four windows at a time: the even/odd lanes of eight values of each row
+    for (; ow + 4 <= ow_n; ow += 4) {
+        uint c = 2 * ow;
+        float8 t = vload8(0, top + c), b = vload8(0, bottom + c);
+        float4 first = (float4)((float)c, (float)(c + 2), (float)(c + 4), (float)(c + 6));
+        float4 best = t.even, arg = first + (float)r0, v = t.odd;
+        int4 take = isgreater(v, best) | isnan(v);
+        best = select(best, v, take), arg = select(arg, first + (float)(r0 + 1), take);
+        v = b.even, take = isgreater(v, best) | isnan(v);
+        best = select(best, v, take), arg = select(arg, first + (float)(r0 + w), take);
+        v = b.odd, take = isgreater(v, best) | isnan(v);
+        best = select(best, v, take), arg = select(arg, first + (float)(r0 + w + 1), take);
+        vstore4(best, 0, y + yo + o + ow);
+        vstore4(arg, 0, idx + io + o + ow);
+    }
+    for (; ow < ow_n; ow++) {
         uint c = 2 * ow;
         float best = top[c], v;
         uint arg = r0 + c;
