@@ -210,6 +210,52 @@ static void test_conv_3x3_s1_p0_bias(void **state) {
     check_conv("3x3/1/0+b", shape(3, 4, 3, 1, 0), 1, 0, NULL);
 }
 
+/* The host path's shifted-view algorithm for 'same' convolutions (lib/ops/conv_host.c): a
+ * ConvNet middle layer and a 5x5 kernel against the reference, and against the im2col
+ * algorithm (FEWCL_CONV_HOST=im2col) on the same inputs; on the host path the GEMM count
+ * shows which algorithm ran (k² per image against one). */
+static void check_same(const char *name, ref_conv_shape s) {
+    ref_conv_shape_init(&s);
+    fewcl_context *ctx = th_ctx();
+    int path;
+    TH_OK(fcl_gemm_path(ctx, &path));
+    fewcl_context_set_profiling(ctx, 1);
+    ctx->gemm_calls = 0;
+    conv_out views, columns;
+    check_conv(name, s, 1, 0, &views);
+    long calls_views = ctx->gemm_calls;
+    setenv("FEWCL_CONV_HOST", "im2col", 1);
+    ctx->gemm_calls = 0;
+    check_conv(name, s, 1, 0, &columns);
+    long calls_columns = ctx->gemm_calls;
+    unsetenv("FEWCL_CONV_HOST");
+    fewcl_context_set_profiling(ctx, 0);
+    if (path == FCL_GEMM_HOST) { /* forward + dW + dx */
+        assert_int_equal(calls_views, 3L * s.n * s.kh * s.kw);
+        assert_int_equal(calls_columns, 3L * s.n);
+    }
+    sizes z = sizes_of(&s);
+    const char *names[4] = {"y", "dx", "dW", "db"};
+    float *a[4] = {columns.y, columns.dx, columns.dw, columns.db};
+    float *b[4] = {views.y, views.dx, views.dw, views.db};
+    size_t n[4] = {z.y, z.x, z.w, (size_t)s.cout};
+    for (int i = 0; i < 4; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "%s: views vs columns %s", name, names[i]);
+        double *ref = th_to_double(a[i], n[i]);
+        check_output(what, b[i], ref, NULL, n[i]);
+        free(ref);
+    }
+    conv_out_free(&views), conv_out_free(&columns);
+}
+
+static void test_conv_same_by_shifted_views(void **state) {
+    (void)state;
+    int small = th_small();
+    check_same("3x3/1/1 16->16+b", shape(small ? 6 : 16, small ? 5 : 16, 3, 1, 1));
+    if (!small) check_same("5x5/1/2 8->8+b", shape(8, 8, 5, 1, 2));
+}
+
 /* The chunked path: workspace bounds that hold two images (so a batch of three goes as 2 + 1:
  * one GEMM over two images' columns, then one over the last image's) and one image (1 + 1 + 1),
  * and one that holds a few columns (so each image goes in ranges of output pixels, and dx is
@@ -478,6 +524,7 @@ static void test_conv_shape_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_3x3_s1_p1_bias),
+        cmocka_unit_test(test_conv_same_by_shifted_views),
         cmocka_unit_test(test_conv_3x3_s1_p1),
         cmocka_unit_test(test_conv_3x3_s2_p1),
         cmocka_unit_test(test_conv_3x3_s2_p1_bias),
