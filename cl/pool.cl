@@ -2,15 +2,11 @@
 // only in-image pixels are scanned. The argmax is stored as a float holding ih·W + iw within
 // the plane (exact while H·W <= 2^24, which the host checks).
 
-// One work-item per output. Scan order rows then columns; a later pixel replaces the best
-// only when strictly greater (or NaN, which propagates), so the first maximum wins, as in
-// PyTorch's kernels.
-kernel void maxpool_forward(global const float *x, uint xo, global float *y, uint yo,
-                            global float *idx, uint io, uint planes, uint h, uint w, uint oh_n,
-                            uint ow_n, uint k, uint stride, uint pad) {
-    uint g = get_global_id(0);
-    if (g >= planes * oh_n * ow_n) return;
-    uint ow = g % ow_n, oh = (g / ow_n) % oh_n, pl = g / (ow_n * oh_n);
+// Output (oh, ow) of a plane starting at x[base]: scan order rows then columns; a later pixel
+// replaces the best only when strictly greater (or NaN, which propagates), so the first
+// maximum wins, as in PyTorch's kernels.
+static void window_max(global const float *x, uint base, uint h, uint w, uint oh, uint ow, uint k,
+                       uint stride, uint pad, float *best_out, uint *arg_out) {
     int h0 = (int)(oh * stride) - (int)pad, w0 = (int)(ow * stride) - (int)pad;
     uint h1 = (uint)min(h0 + (int)k, (int)h), w1 = (uint)min(w0 + (int)k, (int)w);
     uint hs = (uint)max(h0, 0), ws = (uint)max(w0, 0);
@@ -18,25 +14,22 @@ kernel void maxpool_forward(global const float *x, uint xo, global float *y, uin
     uint arg = hs * w + ws;
     for (uint ih = hs; ih < h1; ih++)
         for (uint iw = ws; iw < w1; iw++) {
-            float v = x[xo + pl * h * w + ih * w + iw];
+            float v = x[base + ih * w + iw];
             if (v > best || isnan(v)) {
                 best = v;
                 arg = ih * w + iw;
             }
         }
-    y[yo + g] = best;
-    idx[io + g] = (float)arg;
+    *best_out = best, *arg_out = arg;
 }
 
-// Gather form of the backward: dx[ih, iw] = Σ dy[oh, ow] over the outputs whose window holds
-// (ih, iw) and whose argmax it is, in (oh, ow) ascending order; no atomics. The windows that
-// hold ih are those with oh·stride − pad <= ih <= oh·stride − pad + k − 1.
-kernel void maxpool_backward(global const float *idx, uint io, global const float *dy, uint yo,
-                             global float *dx, uint xo, uint planes, uint h, uint w, uint oh_n,
-                             uint ow_n, uint k, uint stride, uint pad) {
-    uint g = get_global_id(0);
-    if (g >= planes * h * w) return;
-    uint iw = g % w, ih = (g / w) % h, pl = g / (w * h);
+// Gather form of the backward for input pixel (ih, iw) of a plane whose outputs start at
+// o_base: Σ dy[oh, ow] over the outputs whose window holds the pixel and whose argmax it is,
+// in (oh, ow) ascending order; no atomics. The windows that hold ih are those with
+// oh·stride − pad <= ih <= oh·stride − pad + k − 1.
+static float window_grad(global const float *idx, uint io, global const float *dy, uint yo,
+                         uint o_base, uint ih, uint iw, uint w, uint oh_n, uint ow_n, uint k,
+                         uint stride, uint pad) {
     int lo_h = (int)(ih + pad) - (int)k + 1, lo_w = (int)(iw + pad) - (int)k + 1;
     uint oh0 = lo_h <= 0 ? 0 : ((uint)lo_h + stride - 1) / stride;
     uint ow0 = lo_w <= 0 ? 0 : ((uint)lo_w + stride - 1) / stride;
@@ -44,10 +37,59 @@ kernel void maxpool_backward(global const float *idx, uint io, global const floa
     float me = (float)(ih * w + iw), s = 0.0f;
     for (uint oh = oh0; oh < oh1; oh++)
         for (uint ow = ow0; ow < ow1; ow++) {
-            uint o = pl * oh_n * ow_n + oh * ow_n + ow;
+            uint o = o_base + oh * ow_n + ow;
             if (idx[io + o] == me) s += dy[yo + o];
         }
-    dx[xo + g] = s;
+    return s;
+}
+
+// One work-item per output.
+kernel void maxpool_forward(global const float *x, uint xo, global float *y, uint yo,
+                            global float *idx, uint io, uint planes, uint h, uint w, uint oh_n,
+                            uint ow_n, uint k, uint stride, uint pad) {
+    uint g = get_global_id(0);
+    if (g >= planes * oh_n * ow_n) return;
+    uint ow = g % ow_n, oh = (g / ow_n) % oh_n, pl = g / (ow_n * oh_n), arg;
+    float best;
+    window_max(x, xo + pl * h * w, h, w, oh, ow, k, stride, pad, &best, &arg);
+    y[yo + g] = best;
+    idx[io + g] = (float)arg;
+}
+
+// One work-item per input pixel.
+kernel void maxpool_backward(global const float *idx, uint io, global const float *dy, uint yo,
+                             global float *dx, uint xo, uint planes, uint h, uint w, uint oh_n,
+                             uint ow_n, uint k, uint stride, uint pad) {
+    uint g = get_global_id(0);
+    if (g >= planes * h * w) return;
+    uint iw = g % w, ih = (g / w) % h, pl = g / (w * h);
+    dx[xo + g] = window_grad(idx, io, dy, yo, pl * oh_n * ow_n, ih, iw, w, oh_n, ow_n, k, stride,
+                             pad);
+}
+
+// Row variants (CPU devices): one work-item per output row (oh, plane) / input row (ih, plane).
+kernel void maxpool_forward_rows(global const float *x, uint xo, global float *y, uint yo,
+                                 global float *idx, uint io, uint planes, uint h, uint w,
+                                 uint oh_n, uint ow_n, uint k, uint stride, uint pad) {
+    uint oh = get_global_id(0), pl = get_global_id(1);
+    if (oh >= oh_n || pl >= planes) return;
+    uint o = (pl * oh_n + oh) * ow_n, arg;
+    float best;
+    for (uint ow = 0; ow < ow_n; ow++) {
+        window_max(x, xo + pl * h * w, h, w, oh, ow, k, stride, pad, &best, &arg);
+        y[yo + o + ow] = best;
+        idx[io + o + ow] = (float)arg;
+    }
+}
+
+kernel void maxpool_backward_rows(global const float *idx, uint io, global const float *dy,
+                                  uint yo, global float *dx, uint xo, uint planes, uint h, uint w,
+                                  uint oh_n, uint ow_n, uint k, uint stride, uint pad) {
+    uint ih = get_global_id(0), pl = get_global_id(1);
+    if (ih >= h || pl >= planes) return;
+    for (uint iw = 0; iw < w; iw++)
+        dx[xo + (pl * h + ih) * w + iw] = window_grad(idx, io, dy, yo, pl * oh_n * ow_n, ih, iw,
+                                                      w, oh_n, ow_n, k, stride, pad);
 }
 
 // The 2x2 window with stride 2 and no padding (every ConvNet block), as a 3-D range over

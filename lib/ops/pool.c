@@ -34,13 +34,19 @@ static fewcl_status check(const char *op, const fcl_tensor *x, const fcl_tensor 
 
 static fewcl_status launch(fewcl_context *ctx, const char *name, const fcl_tensor *a,
                            const fcl_tensor *b, const fcl_tensor *c, const fcl_tensor *x,
-                           const fcl_tensor *y, const fcl_pool2d_params *p, size_t items) {
+                           const fcl_tensor *y, const fcl_pool2d_params *p, size_t items,
+                           const fcl_tensor *rows_of) {
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "pool", NULL, name, &k));
+    FCL_TRY(fcl_kernel_rows(ctx, "pool", name, &k));
     FCL_TRY(fcl_args(k, "tttuuuuuuuu", a, b, c, (unsigned)(x->shape[0] * x->shape[1]),
                      (unsigned)x->shape[2], (unsigned)x->shape[3], (unsigned)y->shape[2],
                      (unsigned)y->shape[3], (unsigned)p->kernel, (unsigned)p->stride,
                      (unsigned)p->pad));
+    if (ctx->limits.row_kernels) { /* a work-item per row of rows_of (see cl/pool.cl) */
+        size_t gws[2] = {(size_t)rows_of->shape[2],
+                         (size_t)rows_of->shape[0] * (size_t)rows_of->shape[1]};
+        return fcl_launch(ctx, k, 2, gws, NULL);
+    }
     size_t lws = fcl_wg_1d(ctx);
     return fcl_launch(ctx, k, 1, &items, &lws);
 }
@@ -73,12 +79,12 @@ fewcl_status fcl_maxpool2d_forward(fewcl_context *ctx, const fcl_tensor *x,
                                    const fcl_pool2d_params *p, fcl_tensor *y, fcl_tensor *idx) {
     FCL_TRY(check("max pool forward", x, y, idx, p));
     if (is_2x2(p)) return launch_2x2(ctx, "maxpool2_forward", x, y, idx, x, y, y);
-    return launch(ctx, "maxpool_forward", x, y, idx, x, y, p, y->numel);
+    return launch(ctx, "maxpool_forward", x, y, idx, x, y, p, y->numel, y);
 }
 
 fewcl_status fcl_maxpool2d_backward(fewcl_context *ctx, const fcl_tensor *idx, const fcl_tensor *dy,
                                     const fcl_pool2d_params *p, fcl_tensor *dx) {
     FCL_TRY(check("max pool backward", dx, dy, idx, p));
     if (is_2x2(p)) return launch_2x2(ctx, "maxpool2_backward", idx, dy, dx, dx, dy, dx);
-    return launch(ctx, "maxpool_backward", idx, dy, dx, dx, dy, p, dx->numel);
+    return launch(ctx, "maxpool_backward", idx, dy, dx, dx, dy, p, dx->numel, dx);
 }
