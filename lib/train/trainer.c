@@ -180,8 +180,7 @@ typedef struct run_state {
     X(loss)                                                                                        \
     X(loss_ce)                                                                                     \
     X(loss_var)                                                                                    \
-    X(loss_cov)                                                                                    \
-    X(train_acc) X(val_acc) X(val_ci95) X(episodes_per_s) X(images_per_s) X(seconds)               \
+    X(loss_cov) X(train_acc) X(val_acc) X(val_ci95) X(episodes_per_s) X(images_per_s) X(seconds)   \
         X(device_peak)
 
 /* JSON has no NaN: absent values (no validation) are written as null. */
