@@ -1,5 +1,6 @@
 /* The demo dataset renderer: a valid three-way JSON-filelist dataset with disjoint splits,
- * decodable images, reproducible from the seed; a missing font folder is a clear error. */
+ * the intended alphabets without the Greek lookalikes, decodable images, reproducible from the
+ * seed, a version stamp; a missing font folder is a clear error. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,12 @@ static char *read_all(const char *path, long *len) {
     assert_int_equal(fread(b, 1, (size_t)*len, f), (size_t)*len);
     fclose(f);
     return b;
+}
+
+static int has_class(const fcl_dataset *d, const char *name) {
+    for (int i = 0; i < d->n_classes; i++)
+        if (!strcmp(d->class_names[i], name)) return 1;
+    return 0;
 }
 
 static void render(const char *dir, uint64_t seed, fcl_demo_summary *s) {
@@ -53,6 +60,18 @@ static void test_demo_dataset(void **state) {
             for (int i = 0; i < d[a]->n_classes; i++)
                 for (int j = 0; j < d[b]->n_classes; j++)
                     assert_string_not_equal(d[a]->class_names[i], d[b]->class_names[j]);
+    /* The extra base alphabets are there, Lao validates, and their letters that copy a Greek
+     * lower-case (validation) letter are not classes. */
+    assert_true(has_class(d[0], "ipa/U+0250") && has_class(d[0], "cyrillic_ext/U+048A"));
+    assert_true(has_class(d[0], "latin_1/U+00E0") && has_class(d[1], "lao/U+0E81"));
+    assert_false(has_class(d[0], "latin_1/U+00DF") || has_class(d[0], "ipa/U+0278") ||
+                 has_class(d[0], "cyrillic_ext/U+0471") || has_class(d[0], "latin_ext_b/U+019B"));
+    /* The version file comes last, so `fewcl demo` renders a folder from an older fewcl again. */
+    long nv;
+    snprintf(path, sizeof path, "%s/version", dir);
+    char *version = read_all(path, &nv);
+    assert_true(nv >= 1 && atoi(version) == FCL_DEMO_DATA_VERSION);
+    free(version);
     /* Reproducible from the seed; another seed draws other distortions. */
     long n1, n2, n3;
     snprintf(path, sizeof path, "%s", d[2]->paths[0]);

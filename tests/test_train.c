@@ -250,6 +250,88 @@ static void test_resume_after_stop(void **state) {
     assert_non_null(strstr(fewcl_last_error(), "nothing to resume"));
 }
 
+/* The schedules' values: constant is lr everywhere; cosine starts at lr, is lr/2 half-way,
+ * falls strictly and ends within (π/total)²/4 of 0 (1 − cos x ≤ x²/2). */
+static void test_lr_schedule_values(void **state) {
+    (void)state;
+    const long total = 800;
+    for (long i = 0; i < total; i += 37)
+        assert_true(fcl_lr_at(FCL_LR_CONSTANT, 1e-3, i, total) == 1e-3);
+    assert_true(fcl_lr_at(FCL_LR_COSINE, 1e-3, 0, total) == 1e-3);
+    assert_true(fabs(fcl_lr_at(FCL_LR_COSINE, 1e-3, total / 2, total) - 5e-4) < 1e-18);
+    assert_true(fabs(fcl_lr_at(FCL_LR_COSINE, 1e-3, total / 4, total) -
+                     1e-3 * (1 + sqrt(0.5)) / 2) < 1e-18);
+    double last = fcl_lr_at(FCL_LR_COSINE, 1e-3, total - 1, total);
+    assert_true(last > 0 &&
+                last <= 1e-3 * 0.25 * (3.1415927 / total) * (3.1415927 / total) * 1.0001);
+    for (long i = 1; i < total; i++)
+        assert_true(fcl_lr_at(FCL_LR_COSINE, 1e-3, i, total) <
+                    fcl_lr_at(FCL_LR_COSINE, 1e-3, i - 1, total));
+    fcl_lr_schedule s = FCL_LR_CONSTANT;
+    assert_int_equal(fcl_lr_schedule_parse("cosine", &s), 0);
+    assert_int_equal(s, FCL_LR_COSINE);
+    assert_string_equal(fcl_lr_schedule_name(s), "cosine");
+    assert_int_equal(fcl_lr_schedule_parse("constant", &s), 0);
+    assert_string_equal(fcl_lr_schedule_name(s), "constant");
+    assert_int_equal(fcl_lr_schedule_parse("Cosine", &s), -1);
+}
+
+/* The trainer gives episode e (counted over the whole run) the rate fcl_lr_at(e): a cosine
+ * run of 2 epochs x 1 episode (rates lr, lr/2 — cos(π/2) rounds away in 1 + cos) ends with
+ * the weights and moments of a constant-rate run whose second epoch is resumed at lr/2.
+ * A cosine run stopped mid-epoch and resumed ends exactly as an uninterrupted one, and
+ * resuming it with another schedule or run length is refused. */
+static void test_lr_schedule_training(void **state) {
+    (void)state;
+    fewcl_context *ctx = th_ctx();
+    fcl_train_result r;
+    char a_last[300], b_last[300];
+    fcl_train_options a = options("cosine-2x1");
+    a.epochs = 2, a.episodes = 1, a.lr_schedule = FCL_LR_COSINE;
+    TH_OK(fcl_train(ctx, &a, &r));
+    snprintf(a_last, sizeof a_last, "%s/last.safetensors", a.run_dir);
+    fcl_train_options b = options("constant-then-half");
+    b.epochs = 1, b.episodes = 1;
+    TH_OK(fcl_train(ctx, &b, &r));
+    b.epochs = 2, b.resume = 1, b.adam.lr = a.adam.lr / 2;
+    TH_OK(fcl_train(ctx, &b, &r));
+    snprintf(b_last, sizeof b_last, "%s/last.safetensors", b.run_dir);
+    assert_same_tensors(a_last, b_last);
+
+    fcl_train_options w = options("cosine-whole");
+    w.lr_schedule = FCL_LR_COSINE;
+    TH_OK(fcl_train(ctx, &w, &r));
+    fcl_train_options p = options("cosine-stopped");
+    p.lr_schedule = FCL_LR_COSINE;
+    g_stop_at.epoch = 1, g_stop_at.done = 2, g_stop_at.flag = 0;
+    p.progress = stop_when;
+    p.stop = &g_stop_at.flag;
+    assert_int_equal(fcl_train(ctx, &p, &r), FEWCL_ERR_INTERRUPTED);
+    g_stop_at.flag = 0, g_stop_at.epoch = 0;
+    /* The schedule and its length are the run's: other values are refused, naming them. */
+    p.resume = 1, p.lr_schedule = FCL_LR_CONSTANT;
+    assert_int_equal(fcl_train(ctx, &p, &r), FEWCL_ERR_ARGUMENT);
+    assert_non_null(strstr(fewcl_last_error(), "--lr-schedule cosine over 2 epochs"));
+    p.lr_schedule = FCL_LR_COSINE, p.epochs = 3;
+    assert_int_equal(fcl_train(ctx, &p, &r), FEWCL_ERR_ARGUMENT);
+    p.epochs = 2;
+    TH_OK(fcl_train(ctx, &p, &r));
+    char ma[4096], mb[4096], a_csv[300], b_csv[300];
+    snprintf(a_csv, sizeof a_csv, "%s/metrics.csv", w.run_dir);
+    snprintf(b_csv, sizeof b_csv, "%s/metrics.csv", p.run_dir);
+    csv_metrics(a_csv, ma, sizeof ma);
+    csv_metrics(b_csv, mb, sizeof mb);
+    assert_string_equal(ma, mb);
+    snprintf(a_last, sizeof a_last, "%s/last.safetensors", w.run_dir);
+    snprintf(b_last, sizeof b_last, "%s/last.safetensors", p.run_dir);
+    assert_same_tensors(a_last, b_last);
+    /* config.json names the schedule. */
+    char cfg[300], text[8192];
+    snprintf(cfg, sizeof cfg, "%s/config.json", w.run_dir);
+    read_file(cfg, text, sizeof text);
+    assert_non_null(strstr(text, "\"lr_schedule\":\t\"cosine\""));
+}
+
 static void test_evaluate(void **state) {
     (void)state;
     fewcl_context *ctx = th_ctx();
@@ -460,6 +542,8 @@ int main(void) {
         cmocka_unit_test(test_checkpoint_roundtrip),
         cmocka_unit_test(test_evaluate),
         cmocka_unit_test(test_resume_after_stop),
+        cmocka_unit_test(test_lr_schedule_values),
+        cmocka_unit_test(test_lr_schedule_training),
         cmocka_unit_test(test_non_finite_loss_stops),
         cmocka_unit_test(test_backbone_weights_initialise),
         cmocka_unit_test(test_refused_by_plan),

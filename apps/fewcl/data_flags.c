@@ -2,6 +2,7 @@
 #include "data_flags.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -21,6 +22,17 @@ int parse_count(const char *cmd, const char *name, const char *arg, long min, lo
     if (errno || end == arg || *end || v < min || v > 1000000000) {
         fprintf(stderr, "fewcl %s: --%s '%s': expected a whole number of at least %ld\n", cmd, name,
                 arg, min);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int parse_real(const char *cmd, const char *name, const char *arg, double *out) {
+    char *end;
+    double v = strtod(arg, &end);
+    if (end == arg || *end || !isfinite(v) || v < 0) {
+        fprintf(stderr, "fewcl %s: --%s '%s': expected a non-negative number\n", cmd, name, arg);
         return -1;
     }
     *out = v;

@@ -47,5 +47,7 @@ fewcl_status data_open_split(const data_flags *f, int split, fcl_dataset **out);
 
 /* Parses a whole positive number for flag `name`; prints a usage error and returns -1. */
 int parse_count(const char *cmd, const char *name, const char *arg, long min, long *out);
+/* A finite non-negative number, else a usage message and -1. */
+int parse_real(const char *cmd, const char *name, const char *arg, double *out);
 
 #endif

@@ -16,11 +16,13 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: fewcl train --data DIR [--run-dir DIR] [--epochs N] [--episodes N]\n"
-            "                   [--val-episodes N] [--lr X] [--weight-decay X] [--seed N]\n"
+            "                   [--val-episodes N] [--lr X] [--lr-schedule constant|cosine]\n"
+            "                   [--weight-decay X] [--seed N]\n"
             "                   [--no-augment] [--weights FILE] [--backbone-weights FILE\n"
             "                   [--backbone-prefix P]] [--resume] [--test-episodes N]\n"
             "                   [--device D] [--quiet] [--json] [data flags] [model flags]\n\n"
-            "Trains on the base split with AdamW (lr 1e-3, weight decay 1e-5), %s epochs of\n"
+            "Trains on the base split with AdamW (lr 1e-3, weight decay 1e-5; --lr-schedule\n"
+            "cosine anneals lr to 0 over the run, default constant), %s epochs of\n"
             "%s episodes, validating each epoch on the val split in evaluation mode. The run\n"
             "folder (default runs/<model>-<time>) gets config.json, metrics.csv, curves.svg,\n"
             "best.safetensors (best validation accuracy) and last.safetensors (written every\n"
@@ -36,7 +38,6 @@ static void usage(FILE *f) {
 enum {
     OPT_RUN_DIR = 1,
     OPT_VAL_EPISODES,
-    OPT_LR,
     OPT_WD,
     OPT_NO_AUG,
     OPT_WEIGHTS,
@@ -46,22 +47,10 @@ enum {
     OPT_HELP
 };
 
-static int parse_real(const char *name, const char *arg, double *out) {
-    char *end;
-    double v = strtod(arg, &end);
-    if (end == arg || *end || !isfinite(v) || v < 0) {
-        fprintf(stderr, "fewcl train: --%s '%s': expected a non-negative number\n", name, arg);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 int cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
         {"run-dir", required_argument, 0, OPT_RUN_DIR},
         {"val-episodes", required_argument, 0, OPT_VAL_EPISODES},
-        {"lr", required_argument, 0, OPT_LR},
         {"weight-decay", required_argument, 0, OPT_WD},
         {"no-augment", no_argument, 0, OPT_NO_AUG},
         {"weights", required_argument, 0, OPT_WEIGHTS},
@@ -90,11 +79,9 @@ int cmd_train(int argc, char **argv) {
         case OPT_VAL_EPISODES:
             if (parse_count("train", "val-episodes", optarg, 0, &val_episodes)) return EXIT_USAGE;
             break;
-        case OPT_LR:
-            if (parse_real("lr", optarg, &job.opt.adam.lr)) return EXIT_USAGE;
-            break;
         case OPT_WD:
-            if (parse_real("weight-decay", optarg, &job.opt.adam.weight_decay)) return EXIT_USAGE;
+            if (parse_real("train", "weight-decay", optarg, &job.opt.adam.weight_decay))
+                return EXIT_USAGE;
             break;
         case OPT_NO_AUG: job.opt.augment = 0; break;
         case OPT_WEIGHTS: job.opt.init_weights = optarg; break;

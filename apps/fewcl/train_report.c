@@ -177,6 +177,11 @@ int job_flag(int code, const char *arg, train_job *j) {
     case 4: j->device = arg; return 1;
     case 5: j->quiet = 1; return 1;
     case 6: j->json = 1; return 1;
+    case 7: return parse_real(j->cmd, "lr", arg, &j->opt.adam.lr) ? -1 : 1;
+    case 8:
+        if (fcl_lr_schedule_parse(arg, &j->opt.lr_schedule) == 0) return 1;
+        fprintf(stderr, "fewcl %s: --lr-schedule '%s': expected constant or cosine\n", j->cmd, arg);
+        return -1;
     default: return 0;
     }
 }

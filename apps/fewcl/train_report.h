@@ -32,8 +32,9 @@ void train_job_init(train_job *j);
         {"test-episodes", required_argument, 0, JOB_FLAG_BASE + 2},                                \
         {"seed", required_argument, 0, JOB_FLAG_BASE + 3},                                         \
         {"device", required_argument, 0, JOB_FLAG_BASE + 4},                                       \
-        {"quiet", no_argument, 0, JOB_FLAG_BASE + 5}, {                                            \
-        "json", no_argument, 0, JOB_FLAG_BASE + 6                                                  \
+        {"quiet", no_argument, 0, JOB_FLAG_BASE + 5}, {"json", no_argument, 0, JOB_FLAG_BASE + 6}, \
+        {"lr", required_argument, 0, JOB_FLAG_BASE + 7}, {                                         \
+        "lr-schedule", required_argument, 0, JOB_FLAG_BASE + 8                                     \
     }
 int job_flag(int code, const char *arg, train_job *j);
 

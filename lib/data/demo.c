@@ -15,7 +15,9 @@
 #define MAX_FACES 32
 
 /* Scripts and the split they belong to. Lookalikes across scripts (Latin A, Greek Α,
- * Cyrillic А) stay within base, so the novel and val alphabets hold no duplicate shapes. */
+ * Cyrillic А) stay within base, so the novel and val alphabets hold no duplicate shapes; the
+ * extra Latin, IPA and Cyrillic letters that copy a Greek lower-case letter (val) are left out
+ * (`lookalikes`). The base alphabets are many on purpose: more base classes, better transfer. */
 static const struct script {
     const char *name;
     int first, last, split; /* code point range, split 0 base / 1 val / 2 novel */
@@ -25,8 +27,44 @@ static const struct script {
     {"cyrillic_lower", 0x430, 0x44f, 0}, {"arrows", 0x2190, 0x21ff, 0},
     {"math", 0x2200, 0x22ff, 0},         {"hebrew", 0x5d0, 0x5ea, 1},
     {"greek_lower", 0x3b1, 0x3c9, 1},    {"armenian_lower", 0x561, 0x586, 2},
-    {"georgian", 0x10d0, 0x10fa, 2},
+    {"georgian", 0x10d0, 0x10fa, 2},     {"lao", 0xe81, 0xeae, 1},
+    {"latin_1", 0xc0, 0xff, 0},          {"latin_ext_a", 0x100, 0x17f, 0},
+    {"latin_ext_b", 0x180, 0x24f, 0},    {"ipa", 0x250, 0x2af, 0},
+    {"cyrillic_ext", 0x460, 0x52f, 0},
 };
+static const int lookalikes[] = {
+    0xdf,                                     /* ß  β */
+    0xf0,                                     /* ð  δ */
+    0x131,                                    /* ı  ι */
+    0x138,                                    /* ĸ  κ */
+    0x14b,                                    /* ŋ  η */
+    0x18d,                                    /* ƍ  δ */
+    0x194,                                    /* Ɣ  γ */
+    0x19b,                                    /* ƛ  λ */
+    0x19e,                                    /* ƞ  η */
+    0x1b1,                                    /* Ʊ  υ */
+    0x251,                                    /* ɑ  α */
+    0x25b,                                    /* ɛ  ε */
+    0x263,                                    /* ɣ  γ */
+    0x264,                                    /* ɤ  γ */
+    0x269,                                    /* ɩ  ι */
+    0x277,                                    /* ɷ  ω */
+    0x278,                                    /* ɸ  φ */
+    0x28a,                                    /* ʊ  υ */
+    0x28b,                                    /* ʋ  υ */
+    0x460, 0x461,                             /* Ѡ ѡ  ω */
+    0x46e, 0x46f,                             /* Ѯ ѯ  ξ */
+    0x470, 0x471,                             /* Ѱ ѱ  ψ */
+    0x472, 0x473,                             /* Ѳ ѳ  θ */
+    0x474, 0x475, 0x476, 0x477,               /* Ѵ ѵ  ν */
+    0x47a, 0x47b, 0x47c, 0x47d, 0x47e, 0x47f, /* round omega, omega with titlo, ot: ω */
+};
+
+static int is_lookalike(int cp) {
+    for (size_t i = 0; i < sizeof lookalikes / sizeof *lookalikes; i++)
+        if (lookalikes[i] == cp) return 1;
+    return 0;
+}
 static const char *split_names[3] = {"base", "val", "novel"};
 
 typedef struct face {
@@ -166,6 +204,7 @@ fewcl_status fcl_demo_render(const fcl_demo_options *opt, fcl_demo_summary *summ
     for (size_t sc = 0; sc < sizeof scripts / sizeof *scripts && st == FEWCL_OK; sc++) {
         const struct script *S = &scripts[sc];
         for (int cp = S->first; cp <= S->last && st == FEWCL_OK; cp++) {
+            if (is_lookalike(cp)) continue;
             int have[MAX_FACES], n_have = 0;
             for (int f = 0; f < n_faces; f++)
                 if (stbtt_FindGlyphIndex(&faces[f].info, cp)) have[n_have++] = f;
@@ -206,6 +245,14 @@ fewcl_status fcl_demo_render(const fcl_demo_options *opt, fcl_demo_summary *summ
         snprintf(path, sizeof path, "%s/%s.json", opt->out_dir, split_names[s]);
         if (st == FEWCL_OK) st = write_json(path, lists[s]);
         cJSON_Delete(lists[s]);
+    }
+    if (st == FEWCL_OK) {
+        char path[1100];
+        snprintf(path, sizeof path, "%s/version", opt->out_dir);
+        FILE *f = fopen(path, "w");
+        int ok = f && fprintf(f, "%d\n", FCL_DEMO_DATA_VERSION) > 0;
+        if (f && fclose(f) != 0) ok = 0;
+        if (!ok) st = fcl_fail(FEWCL_ERR_IO, "demo: cannot write %s: %s", path, strerror(errno));
     }
     free(pix);
     for (int f = 0; f < n_faces; f++)

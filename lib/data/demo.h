@@ -11,6 +11,11 @@
 #include "../runtime/runtime.h"
 
 #define FCL_DEMO_FONT_DIR "/usr/share/fonts/truetype/dejavu"
+/* Written last into <out>/version by fcl_demo_render; raised whenever the scripts, splits or
+ * drawing change, so a folder rendered by an older fewcl is rendered again, not reused.
+ * 1: 445/25/81 classes; 2: val adds Lao, base adds Latin-1/Extended-A/B, IPA, Cyrillic
+ * Supplement. */
+#define FCL_DEMO_DATA_VERSION 2
 
 typedef struct fcl_demo_options {
     const char *out_dir;

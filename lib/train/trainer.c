@@ -35,6 +35,26 @@ void fcl_mean_ci95(const double *acc, int n, double *mean, double *ci95) {
     *ci95 = n ? 1.96 * sqrt(sq / n) / sqrt((double)n) : NAN;
 }
 
+const char *fcl_lr_schedule_name(fcl_lr_schedule s) {
+    return s == FCL_LR_COSINE ? "cosine" : "constant";
+}
+
+int fcl_lr_schedule_parse(const char *name, fcl_lr_schedule *out) {
+    if (!strcmp(name, "constant"))
+        *out = FCL_LR_CONSTANT;
+    else if (!strcmp(name, "cosine"))
+        *out = FCL_LR_COSINE;
+    else
+        return -1;
+    return 0;
+}
+
+double fcl_lr_at(fcl_lr_schedule s, double lr, long index, long total) {
+    const double pi = 3.14159265358979323846;
+    if (s != FCL_LR_COSINE || total < 1) return lr;
+    return lr * 0.5 * (1.0 + cos(pi * (double)index / (double)total));
+}
+
 static double loader_images_per_s(fcl_loader *l) {
     const fcl_loader_stats *st = fcl_loader_stats_get(l);
     double busy = st->decode_seconds + st->transform_seconds;
@@ -151,6 +171,8 @@ typedef struct run_state {
     fcl_epoch_metrics *history; /* one per completed epoch */
     uint64_t seed;
     int episodes;
+    fcl_lr_schedule lr_schedule;
+    int schedule_epochs; /* the run length the schedule spans (cosine: fixed at the start) */
 } run_state;
 
 /* The metrics' fields, by CSV/JSON name. */
@@ -180,6 +202,8 @@ static char *state_to_json(const run_state *st) {
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)st->seed);
     cJSON_AddStringToObject(o, "seed", seed); /* as text: a double cannot hold every uint64 */
     cJSON_AddNumberToObject(o, "episodes", st->episodes);
+    cJSON_AddStringToObject(o, "lr_schedule", fcl_lr_schedule_name(st->lr_schedule));
+    cJSON_AddNumberToObject(o, "schedule_epochs", st->schedule_epochs);
     cJSON_AddNumberToObject(o, "epoch", st->epoch);
     cJSON_AddNumberToObject(o, "in_epoch", (double)st->in_epoch);
     add_number(o, "sum_loss", st->sum_loss);
@@ -208,10 +232,17 @@ static fewcl_status state_from_json(const char *path, const char *text, int max_
     cJSON *o = cJSON_Parse(text);
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "history");
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(o, "seed");
+    /* Checkpoints from before schedules existed trained with a constant rate. */
+    const cJSON *sched = cJSON_GetObjectItemCaseSensitive(o, "lr_schedule");
+    st->lr_schedule = FCL_LR_CONSTANT;
+    int sched_ok = !sched || (cJSON_IsString(sched) &&
+                              fcl_lr_schedule_parse(sched->valuestring, &st->lr_schedule) == 0);
+    st->schedule_epochs = (int)get_number(o, "schedule_epochs");
     st->epoch = (int)get_number(o, "epoch");
     st->in_epoch = (long)get_number(o, "in_epoch");
     st->episodes = (int)get_number(o, "episodes");
-    int ok = cJSON_IsObject(o) && cJSON_IsArray(h) && cJSON_IsString(seed) && st->epoch >= 0 &&
+    int ok = cJSON_IsObject(o) && cJSON_IsArray(h) && cJSON_IsString(seed) && sched_ok &&
+             (st->lr_schedule == FCL_LR_CONSTANT || st->schedule_epochs > 0) && st->epoch >= 0 &&
              st->in_epoch >= 0 && cJSON_GetArraySize(h) == st->epoch;
     if (ok) {
         st->seed = strtoull(seed->valuestring, NULL, 10);
@@ -272,6 +303,7 @@ static fewcl_status write_run_config(const fcl_train_options *o, const char *pat
     cJSON_AddNumberToObject(t, "val_episodes", o->val ? o->val_episodes : 0);
     cJSON_AddBoolToObject(t, "augment", o->augment);
     cJSON_AddNumberToObject(t, "lr", o->adam.lr);
+    cJSON_AddStringToObject(t, "lr_schedule", fcl_lr_schedule_name(o->lr_schedule));
     cJSON_AddNumberToObject(t, "weight_decay", o->adam.weight_decay);
     cJSON_AddNumberToObject(t, "beta1", o->adam.beta1);
     cJSON_AddNumberToObject(t, "beta2", o->adam.beta2);
@@ -348,6 +380,7 @@ static fewcl_status open_model(trainer *t) {
     FCL_TRY(fcl_model_create(t->ctx, &o->cfg, o->seed, &t->model));
     if (!o->resume) {
         t->st.seed = o->seed, t->st.episodes = o->episodes;
+        t->st.lr_schedule = o->lr_schedule, t->st.schedule_epochs = o->epochs;
         t->st.best_val = NAN, t->st.best_epoch = 0;
         t->st.history = calloc((size_t)o->epochs, sizeof *t->st.history);
         if (!t->st.history) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "history");
@@ -390,6 +423,15 @@ static fewcl_status open_model(trainer *t) {
                      "--resume: the run in %s used --seed %llu and --episodes %d; give the same "
                      "values to continue it exactly",
                      o->run_dir, (unsigned long long)t->st.seed, t->st.episodes);
+    /* A cosine schedule spans the run's length as first given: another --epochs would change
+     * the rate of episodes already trained. A constant rate may be extended. */
+    if (s == FEWCL_OK &&
+        (t->st.lr_schedule != o->lr_schedule ||
+         (o->lr_schedule != FCL_LR_CONSTANT && t->st.schedule_epochs != o->epochs)))
+        s = fcl_fail(FEWCL_ERR_ARGUMENT,
+                     "--resume: the run in %s used --lr-schedule %s over %d epochs; give the same "
+                     "to continue it exactly",
+                     o->run_dir, fcl_lr_schedule_name(t->st.lr_schedule), t->st.schedule_epochs);
     if (s == FEWCL_OK) s = fcl_checkpoint_load(t->ctx, t->model, st, 1);
     fcl_st_free(st);
     return s;
@@ -406,10 +448,13 @@ static fewcl_status train_epoch(trainer *t, int epoch, double *train_seconds, lo
     const fcl_train_options *o = t->o;
     double t0 = now();
     *ran = 0;
+    fcl_adamw_config adam = o->adam;
+    long total = (long)t->st.schedule_epochs * o->episodes;
     for (long i = t->st.in_epoch; i < o->episodes; i++) {
         fcl_step_result r;
+        adam.lr = fcl_lr_at(t->st.lr_schedule, o->adam.lr, (long)epoch * o->episodes + i, total);
         fewcl_status s = input_next(t->ctx, t->train, &t->in);
-        if (s == FEWCL_OK) s = fcl_train_step(t->ctx, t->model, &t->in.x, &o->adam, &r);
+        if (s == FEWCL_OK) s = fcl_train_step(t->ctx, t->model, &t->in.x, &adam, &r);
         if (s != FEWCL_OK) {
             char why[2048];
             snprintf(why, sizeof why, "%s", fewcl_last_error());

@@ -45,17 +45,31 @@ typedef struct fcl_epoch_metrics {
     double device_peak;                       /* bytes: the arena's high-water mark */
 } fcl_epoch_metrics;
 
+/* How the learning rate moves over a run. Constant is the reference's (and SPEC §4's) choice;
+ * cosine anneals it from lr to 0 over the run's epochs·episodes training episodes. */
+typedef enum fcl_lr_schedule { FCL_LR_CONSTANT = 0, FCL_LR_COSINE } fcl_lr_schedule;
+
+const char *fcl_lr_schedule_name(fcl_lr_schedule s);
+/* "constant" or "cosine"; returns -1 for anything else. */
+int fcl_lr_schedule_parse(const char *name, fcl_lr_schedule *out);
+/* The learning rate of training episode `index` (0-based, counted over all epochs) of a run of
+ * `total` episodes: constant: lr; cosine: lr·(1 + cos(π·index/total))/2, from lr at the first
+ * episode down to lr·(1 − cos(π/total))/2 ≈ 0 at the last. A pure function of the index, so a
+ * resumed run replays it exactly. */
+double fcl_lr_at(fcl_lr_schedule s, double lr, long index, long total);
+
 typedef struct fcl_train_options {
     fcl_model_config cfg;
     const fcl_dataset *train, *val; /* val may be NULL: no validation, best = last */
     const char *run_dir;            /* created if missing */
     int epochs, episodes, val_episodes;
     fcl_adamw_config adam;
-    uint64_t seed;            /* weights, episodes and augmentation */
-    int augment;              /* training augmentation (RandomResizedCrop + flip) */
-    int resume;               /* continue from run_dir/last.safetensors */
-    const char *init_weights; /* optional safetensors of initial weights (not with resume) */
-    const char *init_prefix;  /* key prefix in init_weights ("" for fewcl/PyTorch files) */
+    fcl_lr_schedule lr_schedule; /* over epochs·episodes; kept in the checkpoint for resume */
+    uint64_t seed;               /* weights, episodes and augmentation */
+    int augment;                 /* training augmentation (RandomResizedCrop + flip) */
+    int resume;                  /* continue from run_dir/last.safetensors */
+    const char *init_weights;    /* optional safetensors of initial weights (not with resume) */
+    const char *init_prefix;     /* key prefix in init_weights ("" for fewcl/PyTorch files) */
     /* Optional backbone weights in the backbone's own layout (a torchvision ResNet state_dict
      * saved as safetensors), applied after init_weights; keys are backbone_prefix + key. */
     const char *backbone_weights, *backbone_prefix;
