@@ -338,10 +338,18 @@ static int for_each_image(fewcl_context *ctx, const geom *g, const host_share *p
     fcl_host_blas_restore_threads();
     int taps = g->kh * g->kw;
     for (int t = own ? 0 : 1; t < threads; t++) {
-        for (size_t j = 0; partial[t] && j < dw_len; j++) /* dW[co][c][tap] */
-            proto->dw[j] +=
-                own ? partial[t][((j % taps) * g->cout + j / g->taps) * g->cin + j / taps % g->cin]
-                    : partial[t][j];
+        if (!partial[t]) continue;
+        if (!own)
+            for (size_t j = 0; j < dw_len; j++)
+                proto->dw[j] += partial[t][j];
+        else /* dW[co][c][tap] += dWk[tap][co][c] */
+            for (int tap = 0; tap < taps; tap++)
+                for (int co = 0; co < g->cout; co++) {
+                    const float *from = partial[t] + ((size_t)tap * g->cout + co) * g->cin;
+                    float *to = proto->dw + (size_t)co * g->taps + tap;
+                    for (int c = 0; c < g->cin; c++)
+                        to[(size_t)c * taps] += from[c];
+                }
         free(partial[t]);
     }
     if (ctx->profiling) {
@@ -356,8 +364,13 @@ static int for_each_image(fewcl_context *ctx, const geom *g, const host_share *p
 static float *taps_major(const geom *g, const float *w) {
     int taps = g->kh * g->kw;
     float *wk = malloc((size_t)g->cout * g->taps * sizeof *wk);
-    for (size_t j = 0; wk && j < (size_t)g->cout * g->taps; j++)
-        wk[((j % taps) * g->cout + j / g->taps) * g->cin + j / taps % g->cin] = w[j];
+    for (int tap = 0; wk && tap < taps; tap++)
+        for (int co = 0; co < g->cout; co++) {
+            const float *from = w + (size_t)co * g->taps + tap;
+            float *to = wk + ((size_t)tap * g->cout + co) * g->cin;
+            for (int c = 0; c < g->cin; c++)
+                to[c] = from[(size_t)c * taps];
+        }
     return wk;
 }
 
