@@ -216,7 +216,7 @@ static int is_same_conv(const geom *g) {
            g->columns == g->plane && same_scratch(g) <= (size_t)g->taps * g->plane;
 }
 
-/* planes [h, w] → [h + 2p, w + 2p] with zero borders, each followed by `slack` zeros. */
+/* planes [h, w] → [h + 2p, w + 2p] with zero borders, cs floats apart (zeros after each). */
 static void pad_planes(const float *src, int planes, int h, int w, int p, size_t cs, float *dst) {
     int wp = w + 2 * p;
     for (int c = 0; c < planes; c++) {
