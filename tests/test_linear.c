@@ -31,57 +31,22 @@ static void scale_to_bound(double *scale, size_t n, int k) {
         scale[i] *= th_gamma(k);
 }
 
-static void check_gemm(int ta, int tb) {
-    int m = th_small() ? 4 : 33, n = th_small() ? 5 : 47, k = th_small() ? 6 : 29;
-    const int pad = 3, off = 5; /* ld > cols and a nonzero offset into each tensor */
-    int a_rows = ta ? k : m, a_cols = ta ? m : k, b_rows = tb ? n : k, b_cols = tb ? k : n;
-    int lda = a_cols + pad, ldb = b_cols + pad, ldc = n + pad;
-    int na = off + a_rows * lda, nb = off + b_rows * ldb, nc = off + m * ldc;
-    float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b), *c = malloc(nc * sizeof *c);
-    th_random(a, na, 10 + ta, -1, 1);
-    th_random(b, nb, 20 + tb, -1, 1);
-    th_random(c, nc, 30, -1, 1);
-    fcl_tensor A, B, C;
-    th_upload(&A, 1, &na, a);
-    th_upload(&B, 1, &nb, b);
-    th_upload(&C, 1, &nc, c);
-    const float alpha = 0.75f, beta = -0.5f;
-    TH_OK(fcl_gemm(th_ctx(), ta, tb, m, n, k, alpha, (fcl_matrix){&A, off, lda},
-                   (fcl_matrix){&B, off, ldb}, beta, (fcl_matrix){&C, off, ldc}));
-    double *ad = th_to_double(a, na), *bd = th_to_double(b, nb), *want = th_to_double(c, nc);
-    ref_gemm(ta, tb, m, n, k, alpha, ad + off, lda, bd + off, ldb, beta, want + off, ldc);
-    double *abs_a = abs_copy(a, na), *abs_b = abs_copy(b, nb), *bound = abs_copy(c, nc);
-    ref_gemm(ta, tb, m, n, k, fabs(alpha), abs_a + off, lda, abs_b + off, ldb, fabs(beta),
-             bound + off, ldc);
-    scale_to_bound(bound, nc, k + 1);
-    float *got = th_download(&C);
-    for (int i = 0; i < off; i++)
-        assert_true(got[i] == c[i]); /* nothing before the offset */
-    for (int i = 0; i < m; i++)
-        for (int j = n; j < ldc; j++) /* the padding columns stay untouched */
-            assert_true(got[off + i * ldc + j] == c[off + i * ldc + j]);
-    char what[32];
-    snprintf(what, sizeof what, "gemm %c%c", ta ? 'T' : 'N', tb ? 'T' : 'N');
-    th_assert_bound(what, got, want, bound, nc);
-    th_assert_normerr(what, got + off, want + off, nc - off, TH_NORMERR);
-    free(got), free(abs_a), free(abs_b), free(bound), free(ad), free(bd), free(want);
-    free(a), free(b), free(c);
-    th_free(&C), th_free(&B), th_free(&A);
-}
-
-/* fewcl's tiled GEMM (cl/gemm.cl) directly: C = alpha·op(A)·op(B) + beta·C with k cut into
- * `slices`; offsets and ld > cols as above; the bound adds the slices' partial sums. With
- * beta = 0, C starts as NaN: it must not be read. (The other GEMM tests run through it too
- * in the ctest variant linear.tiled, FEWCL_GEMM=tiled.) */
-static void check_tiled(int ta, int tb, int m, int n, int k, int slices, float beta) {
+/* C = alpha·op(A)·op(B) + beta·C on random data against the reference, through fcl_gemm
+ * (slices 0) or directly through fewcl's tiled kernel (cl/gemm.cl) with k cut into `slices`
+ * (every path also runs it through fcl_gemm in the ctest variant linear.tiled,
+ * FEWCL_GEMM=tiled). ld > cols and a nonzero offset into each tensor; nothing outside C may
+ * change. The bound is γ_{k+1} (plus the slices' partial sums) of the |terms|. With beta = 0,
+ * C starts as NaN: it must not be read. */
+static void check_product(int ta, int tb, int m, int n, int k, float beta, int slices,
+                          uint64_t seed) {
     const int pad = 3, off = 5;
     int a_rows = ta ? k : m, a_cols = ta ? m : k, b_rows = tb ? n : k, b_cols = tb ? k : n;
     int lda = a_cols + pad, ldb = b_cols + pad, ldc = n + pad;
     int na = off + a_rows * lda, nb = off + b_rows * ldb, nc = off + m * ldc;
     float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b), *c = malloc(nc * sizeof *c);
-    th_random(a, na, 40, -1, 1);
-    th_random(b, nb, 41, -1, 1);
-    th_random(c, nc, 42, -1, 1);
+    th_random(a, na, seed + ta, -1, 1);
+    th_random(b, nb, seed + 10 + tb, -1, 1);
+    th_random(c, nc, seed + 20, -1, 1);
     for (int i = 0; beta == 0.0f && i < m; i++)
         for (int j = 0; j < n; j++)
             c[off + i * ldc + j] = NAN;
@@ -90,9 +55,12 @@ static void check_tiled(int ta, int tb, int m, int n, int k, int slices, float b
     th_upload(&B, 1, &nb, b);
     th_upload(&C, 1, &nc, c);
     const float alpha = 0.75f;
-    TH_OK(fcl_gemm_tiled(th_ctx(), ta, tb, m, n, k, alpha, (fcl_matrix){&A, off, lda}, 0,
-                         (fcl_matrix){&B, off, ldb}, 0, beta, (fcl_matrix){&C, off, ldc}, 0, 1,
-                         slices));
+    fcl_matrix ma = {&A, off, lda}, mb = {&B, off, ldb}, mc = {&C, off, ldc};
+    if (slices)
+        TH_OK(
+            fcl_gemm_tiled(th_ctx(), ta, tb, m, n, k, alpha, ma, 0, mb, 0, beta, mc, 0, 1, slices));
+    else
+        TH_OK(fcl_gemm(th_ctx(), ta, tb, m, n, k, alpha, ma, mb, beta, mc));
     double *ad = th_to_double(a, na), *bd = th_to_double(b, nb), *want = th_to_double(c, nc);
     double *abs_a = abs_copy(a, na), *abs_b = abs_copy(b, nb), *bound = abs_copy(c, nc);
     for (int i = 0; beta == 0.0f && i < m; i++) /* the reference computes 0·C */
@@ -101,21 +69,30 @@ static void check_tiled(int ta, int tb, int m, int n, int k, int slices, float b
     ref_gemm(ta, tb, m, n, k, alpha, ad + off, lda, bd + off, ldb, beta, want + off, ldc);
     ref_gemm(ta, tb, m, n, k, fabs(alpha), abs_a + off, lda, abs_b + off, ldb, fabs(beta),
              bound + off, ldc);
-    scale_to_bound(bound, nc, k + slices + 1);
+    scale_to_bound(bound, nc, k + 1 + slices);
     float *got = th_download(&C);
     for (int i = 0; i < off; i++)
-        assert_true(got[i] == c[i]);
+        assert_true(got[i] == c[i]); /* nothing before the offset */
     for (int i = 0; i < m; i++)
-        for (int j = n; j < ldc; j++)
+        for (int j = n; j < ldc; j++) /* the padding columns stay untouched */
             assert_true(got[off + i * ldc + j] == c[off + i * ldc + j]);
     char what[64];
-    snprintf(what, sizeof what, "tiled %c%c %dx%dx%d in %d", ta ? 'T' : 'N', tb ? 'T' : 'N', m, n,
-             k, slices);
+    snprintf(what, sizeof what, "%s %c%c %dx%dx%d in %d", slices ? "tiled" : "gemm", ta ? 'T' : 'N',
+             tb ? 'T' : 'N', m, n, k, slices);
     th_assert_bound(what, got, want, bound, nc);
     th_assert_normerr(what, got + off, want + off, nc - off, TH_NORMERR);
     free(got), free(abs_a), free(abs_b), free(bound), free(ad), free(bd), free(want);
     free(a), free(b), free(c);
     th_free(&C), th_free(&B), th_free(&A);
+}
+
+static void check_gemm(int ta, int tb) {
+    int small = th_small();
+    check_product(ta, tb, small ? 4 : 33, small ? 5 : 47, small ? 6 : 29, -0.5f, 0, 10);
+}
+
+static void check_tiled(int ta, int tb, int m, int n, int k, int slices, float beta) {
+    check_product(ta, tb, m, n, k, beta, slices, 40);
 }
 
 /* A dW-like shape (64 x 27 over a long k), a result wider than one tile in both directions,

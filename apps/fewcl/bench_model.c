@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "data_flags.h"
 #include "model_flags.h"
 #include "train/step.h"
 
@@ -124,6 +125,7 @@ int cmd_bench_model(int argc, char **argv) {
     fcl_model_config cfg = fcl_config_default();
     const char *device = NULL;
     int repeat = 5, test_episodes = 0, json = 0, c;
+    long v = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         int r = model_flag(c, optarg, &cfg, "bench");
         if (r < 0) return EXIT_USAGE;
@@ -131,19 +133,17 @@ int cmd_bench_model(int argc, char **argv) {
         switch (c) {
         case OPT_MODEL: break;
         case OPT_DEVICE: device = optarg; break;
-        case OPT_REPEAT:
-            repeat = atoi(optarg);
-            if (repeat < 1 || repeat > 1000) {
-                fprintf(stderr, "fewcl bench: --repeat must be 1..1000\n");
+        case OPT_REPEAT: /* the timings array is sized by it: keep it modest */
+            if (parse_count("bench", "repeat", optarg, 1, &v)) return EXIT_USAGE;
+            if (v > 1000) {
+                fprintf(stderr, "fewcl bench: --repeat %ld: at most 1000\n", v);
                 return EXIT_USAGE;
             }
+            repeat = (int)v;
             break;
         case OPT_TEST_EPISODES:
-            test_episodes = atoi(optarg);
-            if (test_episodes < 0 || test_episodes > 100000) {
-                fprintf(stderr, "fewcl bench: --test-episodes must be 0..100000\n");
-                return EXIT_USAGE;
-            }
+            if (parse_count("bench", "test-episodes", optarg, 0, &v)) return EXIT_USAGE;
+            test_episodes = v > 1000000 ? 1000000 : (int)v;
             break;
         case OPT_JSON: json = 1; break;
         case OPT_HELP:

@@ -81,21 +81,6 @@ static void on_epoch(void *user, const fcl_epoch_metrics *m) {
     fflush(stdout);
 }
 
-static cJSON *metrics_json(const fcl_epoch_metrics *m) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "epoch", m->epoch);
-    cJSON_AddNumberToObject(o, "loss", m->loss);
-    cJSON_AddNumberToObject(o, "loss_ce", m->loss_ce);
-    cJSON_AddNumberToObject(o, "loss_var", m->loss_var);
-    cJSON_AddNumberToObject(o, "loss_cov", m->loss_cov);
-    cJSON_AddNumberToObject(o, "train_acc", m->train_acc);
-    if (!isnan(m->val_acc)) cJSON_AddNumberToObject(o, "val_acc", m->val_acc);
-    if (!isnan(m->val_ci95)) cJSON_AddNumberToObject(o, "val_ci95", m->val_ci95);
-    cJSON_AddNumberToObject(o, "episodes_per_s", m->episodes_per_s);
-    cJSON_AddNumberToObject(o, "device_peak_bytes", m->device_peak);
-    return o;
-}
-
 static void print_json(const train_job *j) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "run_dir", j->opt.run_dir);
@@ -104,7 +89,8 @@ static void print_json(const train_job *j) {
     if (!isnan(j->result.best_val_acc))
         cJSON_AddNumberToObject(o, "best_val_acc", j->result.best_val_acc);
     cJSON_AddNumberToObject(o, "planned_peak_bytes", (double)j->result.planned_peak);
-    if (j->result.epochs_done) cJSON_AddItemToObject(o, "final", metrics_json(&j->result.last));
+    if (j->result.epochs_done)
+        cJSON_AddItemToObject(o, "final", fcl_epoch_metrics_json(&j->result.last));
     if (j->test.episodes) {
         cJSON *t = cJSON_AddObjectToObject(o, "test");
         cJSON_AddNumberToObject(t, "accuracy", j->test.accuracy);

@@ -196,6 +196,15 @@ static double get_number(const cJSON *o, const char *key) {
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
+cJSON *fcl_epoch_metrics_json(const fcl_epoch_metrics *m) {
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "epoch", m->epoch);
+#define ADD(f) add_number(e, #f, m->f);
+    METRIC_FIELDS(ADD)
+#undef ADD
+    return e;
+}
+
 static char *state_to_json(const run_state *st) {
     cJSON *o = cJSON_CreateObject();
     char seed[32];
@@ -214,14 +223,8 @@ static char *state_to_json(const run_state *st) {
     add_number(o, "best_val", st->best_val);
     cJSON_AddNumberToObject(o, "best_epoch", st->best_epoch);
     cJSON *h = cJSON_AddArrayToObject(o, "history");
-    for (int i = 0; i < st->epoch; i++) {
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddNumberToObject(e, "epoch", st->history[i].epoch);
-#define ADD(f) add_number(e, #f, st->history[i].f);
-        METRIC_FIELDS(ADD)
-#undef ADD
-        cJSON_AddItemToArray(h, e);
-    }
+    for (int i = 0; i < st->epoch; i++)
+        cJSON_AddItemToArray(h, fcl_epoch_metrics_json(&st->history[i]));
     char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return text;

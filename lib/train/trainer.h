@@ -45,6 +45,10 @@ typedef struct fcl_epoch_metrics {
     double device_peak;                       /* bytes: the arena's high-water mark */
 } fcl_epoch_metrics;
 
+/* One epoch's metrics as a JSON object: "epoch" and the fields of metrics.csv, absent values
+ * (no validation) as null. The caller owns it (cJSON_Delete). */
+struct cJSON *fcl_epoch_metrics_json(const fcl_epoch_metrics *m);
+
 /* How the learning rate moves over a run. Constant is the reference's (and SPEC §4's) choice;
  * cosine anneals it from lr to 0 over the run's epochs·episodes training episodes. */
 typedef enum fcl_lr_schedule { FCL_LR_CONSTANT = 0, FCL_LR_COSINE } fcl_lr_schedule;
