@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Quick start, command 2: install the packages, build, and run the tests.
-# usage: tools/run-tests.sh [plain|sanitize|oclgrind|fuzz|all]   (default: plain + oclgrind)
+# usage: tools/run-tests.sh [plain|sanitize|oclgrind|portable|fuzz|all]
+#   (default: plain + oclgrind + portable)
 #   plain     the cmocka tests on the default device, also with GPU-like limits
+#   portable  the kernel and model tests on Mesa rusticl (llvmpipe: as a CPU device, and with
+#             the GPU kernels + CLBlast) and on PoCL under AMD-like and Intel-like GPU limits
 #   sanitize  the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer
 #   oclgrind  the kernel tests on small shapes under oclgrind (out-of-bounds, races, API)
 #   fuzz      each libFuzzer target (safetensors, filelist, image) for FUZZ_SECONDS (20) on the
@@ -10,10 +13,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-default}
 bash tools/setup.sh
+NOT_PLAIN='oclgrind|rusticl|profiles' # the labels of the runs that have a mode of their own
 
 plain() {
   bash tools/build.sh build -DFEWCL_WERROR=ON -DFEWCL_OCLGRIND=ON
-  ctest --test-dir build --output-on-failure -LE oclgrind
+  ctest --test-dir build --output-on-failure -LE "$NOT_PLAIN"
+}
+portable() {
+  bash tools/build.sh build -DFEWCL_WERROR=ON -DFEWCL_OCLGRIND=ON
+  ctest --test-dir build --output-on-failure -L 'rusticl|profiles'
 }
 oclgrind_tests() {
   bash tools/build.sh build -DFEWCL_WERROR=ON -DFEWCL_OCLGRIND=ON
@@ -23,7 +31,7 @@ sanitize() {
   bash tools/build.sh build-asan -DFEWCL_WERROR=ON -DFEWCL_SANITIZE=ON
   # One retry: LeakSanitizer's tracer has crashed once (signal 11) after all tests of a binary
   # had passed, with PoCL's threads still running; a real leak or error fails both tries.
-  UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build-asan --output-on-failure -LE oclgrind \
+  UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build-asan --output-on-failure -LE "$NOT_PLAIN" \
     --repeat until-pass:2
 }
 
@@ -45,8 +53,9 @@ case "$mode" in
   plain) plain ;;
   sanitize) sanitize ;;
   oclgrind) oclgrind_tests ;;
-  default) plain; oclgrind_tests ;;
+  portable) portable ;;
+  default) plain; oclgrind_tests; portable ;;
   fuzz) fuzz ;;
-  all) plain; sanitize; oclgrind_tests; fuzz ;;
-  *) echo "usage: $0 [plain|sanitize|oclgrind|fuzz|all]" >&2; exit 2 ;;
+  all) plain; sanitize; oclgrind_tests; portable; fuzz ;;
+  *) echo "usage: $0 [plain|sanitize|oclgrind|portable|fuzz|all]" >&2; exit 2 ;;
 esac

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian packages fewcl needs (SPEC §2; clang and its runtime for the libFuzzer
-# targets). Idempotent; runs apt-get directly as
-# root, else through sudo. Set FEWCL_WITH_TORCH=1 to add PyTorch for the fixture generators.
+# Installs the Debian packages fewcl needs (SPEC §2; Mesa's rusticl as a second OpenCL
+# implementation for the tests; clang and its runtime for the libFuzzer targets). Idempotent;
+# runs apt-get directly as root, else through sudo. Set FEWCL_WITH_TORCH=1 to add PyTorch for the fixture generators.
 set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
-  ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
+  ocl-icd-opencl-dev opencl-headers pocl-opencl-icd mesa-opencl-icd clinfo
   libclblast-dev libclfft-dev libopenblas-dev
   libcmocka-dev libstb-dev libcjson-dev
   fonts-dejavu-core fonts-dejavu-extra
