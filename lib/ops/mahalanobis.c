@@ -102,6 +102,58 @@ static fewcl_status factor_with_retry(fewcl_context *ctx, const fcl_tensor *a, f
     return s;
 }
 
+/* Loop iterations of tri_inverse_wg's busiest item (column 0): d − 1 steps, each striding
+ * with wg items over the rows below it, and the first and last passes over the column. */
+static size_t tri_inverse_wg_loops(size_t d, size_t wg) {
+    return d * d / (2 * wg) + 3 * d + 2 * (d / wg + 2);
+}
+
+/* A work-group per column where the column fits in local memory and its busiest item stays
+ * within the loop budget (GPUs), else tri_inverse_rows (CPU devices, and larger d). */
+static int tri_inverse_by_group(const fewcl_context *ctx, size_t d) {
+    return !ctx->limits.row_kernels && d * sizeof(float) <= ctx->limits.local_mem / 2 &&
+           tri_inverse_wg_loops(d, fcl_wg_1d(ctx)) <= FCL_ITEM_LOOP_BUDGET;
+}
+
+static fewcl_status tri_inverse_wg(fewcl_context *ctx, const fcl_tensor *l, fcl_tensor *inv) {
+    unsigned d = (unsigned)l->shape[1], count = (unsigned)l->shape[0];
+    fcl_kernel_entry *k;
+    FCL_TRY(kernel_bs(ctx, "tri_inverse_wg", &k));
+    FCL_TRY(fcl_args(k, "ttuuL", l, inv, d, count, (size_t)d * sizeof(float)));
+    size_t wg = fcl_wg_1d(ctx), gws[2] = {(size_t)d * wg, count}, lws[2] = {wg, 1};
+    return fcl_launch(ctx, k, 2, gws, lws);
+}
+
+/* Rows per tri_inverse_rows launch: a row costs an item at most d/8 float8 steps, a scalar
+ * tail of 7 and three loop exits; the last slice also moves d − 1 values into place. */
+static unsigned tri_inverse_slice_rows(unsigned d) {
+    size_t per_row = d / 8 + 11, move = (size_t)d + 1;
+    size_t rows =
+        FCL_ITEM_LOOP_BUDGET > move + per_row ? (FCL_ITEM_LOOP_BUDGET - move) / per_row : 1;
+    return rows < d ? (unsigned)rows : d;
+}
+
+static fewcl_status tri_inverse_rows(fewcl_context *ctx, const fcl_tensor *l, fcl_tensor *inv) {
+    unsigned d = (unsigned)l->shape[1], count = (unsigned)l->shape[0];
+    unsigned slice = tri_inverse_slice_rows(d);
+    fcl_kernel_entry *k;
+    FCL_TRY(kernel_bs(ctx, "tri_inverse_rows", &k));
+    size_t wg = fcl_wg_1d(ctx), side = wg >= 64 ? 64 : wg;
+    size_t gws[2] = {d, count}, lws[2] = {side, 1};
+    for (unsigned i0 = 0; i0 < d; i0 += slice) {
+        unsigned i1 = d - i0 < slice ? d : i0 + slice;
+        FCL_TRY(fcl_args(k, "ttuuuu", l, inv, d, count, i0, i1));
+        FCL_TRY(fcl_launch(ctx, k, 2, gws, lws));
+    }
+    return FEWCL_OK;
+}
+
+/* inv = L⁻¹ from the factor in the lower triangle of l, the upper triangle zero. */
+static fewcl_status tri_inverse(fewcl_context *ctx, const fcl_tensor *l, fcl_tensor *inv) {
+    if (tri_inverse_by_group(ctx, (size_t)l->shape[1])) return tri_inverse_wg(ctx, l, inv);
+    return tri_inverse_rows(ctx, l, inv);
+}
+
 fewcl_status fcl_spd_inverse(fewcl_context *ctx, const fcl_tensor *a, fcl_tensor *inv,
                              const char *what, int *jittered) {
     char sa[64], si[64];
@@ -119,20 +171,7 @@ fewcl_status fcl_spd_inverse(fewcl_context *ctx, const fcl_tensor *a, fcl_tensor
     s = factor_with_retry(ctx, a, &l, &status, what, jittered);
     fcl_tensor_free(ctx, &status);
     /* L⁻¹ into inv, then inv = (L⁻¹)ᵀL⁻¹ into l (the factor is no longer needed), copied back. */
-    fcl_kernel_entry *k;
-    /* A work-group per column where the column fits in local memory (GPUs), else a work-item
-     * per column looping over contiguous rows (CPU devices, and very large d). */
-    int group = !ctx->limits.row_kernels && (size_t)d * sizeof(float) <= ctx->limits.local_mem / 2;
-    if (s == FEWCL_OK) s = kernel_bs(ctx, group ? "tri_inverse_wg" : "tri_inverse_rows", &k);
-    if (s == FEWCL_OK && group)
-        s = fcl_args(k, "ttuuL", &l, inv, (unsigned)d, (unsigned)count, (size_t)d * sizeof(float));
-    else if (s == FEWCL_OK)
-        s = fcl_args(k, "ttuu", &l, inv, (unsigned)d, (unsigned)count);
-    if (s == FEWCL_OK) {
-        size_t wg = fcl_wg_1d(ctx), side = group ? wg : wg >= 64 ? 64 : wg;
-        size_t gws[2] = {(size_t)d * (group ? wg : 1), (size_t)count}, lws[2] = {side, 1};
-        s = fcl_launch(ctx, k, 2, gws, lws);
-    }
+    if (s == FEWCL_OK) s = tri_inverse(ctx, &l, inv);
     size_t stride = (size_t)d * d;
     if (s == FEWCL_OK)
         s = fcl_gemm_strided_batched(ctx, 1, 0, d, d, d, 1.0f, (fcl_matrix){inv, 0, d}, stride,

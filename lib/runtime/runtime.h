@@ -146,4 +146,11 @@ fewcl_status fcl_launch(fewcl_context *ctx, fcl_kernel_entry *k, int dims, const
 /* Work-group size for a 1-D launch: min(256, device limit), a power of two. */
 size_t fcl_wg_1d(const fewcl_context *ctx);
 
+/* The most loop iterations (all loops together, loop exits included) one work-item of a launch
+ * may run. Mesa's llvmpipe (rusticl's software device) silently ends every loop of an
+ * invocation once they have run 65535 iterations in all (gallivm's loop limiter,
+ * LP_MAX_TGSI_LOOP_ITERATIONS, counted per 8-lane SIMD group), so a kernel whose items loop
+ * longer than this splits its work over launches; the margin covers rough counts. */
+#define FCL_ITEM_LOOP_BUDGET 60000
+
 #endif
