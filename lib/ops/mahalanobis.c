@@ -38,10 +38,10 @@ fewcl_status fcl_cholesky_batched(fewcl_context *ctx, fcl_tensor *a, fcl_tensor 
         return fcl_fail(FEWCL_ERR_ARGUMENT, "cholesky: a %s and status %s do not fit [B,D,D], [B]",
                         fcl_shape_str(a, sa, sizeof sa), fcl_shape_str(status, ss, sizeof ss));
     int count = a->shape[0], d = a->shape[1], bs = block_size(ctx);
-    size_t ts = fcl_wg_1d(ctx) >= 64 ? 64 : fcl_wg_1d(ctx);
     fcl_kernel_entry *kd, *kp;
     FCL_TRY(kernel_bs(ctx, "potrf_diag", &kd));
     FCL_TRY(kernel_bs(ctx, "trsm_panel", &kp));
+    size_t ts = fcl_kernel_wg_1d(ctx, kp) >= 64 ? 64 : fcl_kernel_wg_1d(ctx, kp);
     FCL_TRY(fcl_fill(ctx, status, 0.0f));
     /* Right-looking blocked Cholesky: factor the diagonal block, solve the panel under it,
      * then A22 −= L21·L21ᵀ on the trailing matrix (one GEMM per matrix, CLBlast). */
@@ -69,7 +69,7 @@ static fewcl_status copy_add_diag(fewcl_context *ctx, const fcl_tensor *src, fcl
     FCL_TRY(kernel_bs(ctx, "copy_add_diag", &k));
     FCL_TRY(fcl_args(k, "ttuuf", src, dst, (unsigned)src->shape[1], (unsigned)src->shape[0],
                      (double)jitter));
-    size_t gws = src->numel, lws = fcl_wg_1d(ctx);
+    size_t gws = src->numel, lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &gws, &lws);
 }
 
@@ -108,19 +108,21 @@ static size_t tri_inverse_wg_loops(size_t d, size_t wg) {
     return d * d / (2 * wg) + 3 * d + 2 * (d / wg + 2);
 }
 
-/* A work-group per column where the column fits in local memory and its busiest item stays
- * within the loop budget (GPUs), else tri_inverse_rows (CPU devices, and larger d). */
-static int tri_inverse_by_group(const fewcl_context *ctx, size_t d) {
-    return !ctx->limits.row_kernels && d * sizeof(float) <= ctx->limits.local_mem / 2 &&
-           tri_inverse_wg_loops(d, fcl_wg_1d(ctx)) <= FCL_ITEM_LOOP_BUDGET;
-}
-
-static fewcl_status tri_inverse_wg(fewcl_context *ctx, const fcl_tensor *l, fcl_tensor *inv) {
+/* A work-group per column where the column fits in local memory (GPUs), unless its busiest
+ * item would loop beyond the budget; else tri_inverse_rows (CPU devices, and larger d). */
+static fewcl_status tri_inverse_wg(fewcl_context *ctx, const fcl_tensor *l, fcl_tensor *inv,
+                                   int *done) {
     unsigned d = (unsigned)l->shape[1], count = (unsigned)l->shape[0];
+    *done = 0;
+    if (ctx->limits.row_kernels || (size_t)d * sizeof(float) > ctx->limits.local_mem / 2)
+        return FEWCL_OK;
     fcl_kernel_entry *k;
     FCL_TRY(kernel_bs(ctx, "tri_inverse_wg", &k));
+    size_t wg = fcl_kernel_wg_1d(ctx, k);
+    if (tri_inverse_wg_loops(d, wg) > FCL_ITEM_LOOP_BUDGET) return FEWCL_OK;
     FCL_TRY(fcl_args(k, "ttuuL", l, inv, d, count, (size_t)d * sizeof(float)));
-    size_t wg = fcl_wg_1d(ctx), gws[2] = {(size_t)d * wg, count}, lws[2] = {wg, 1};
+    size_t gws[2] = {(size_t)d * wg, count}, lws[2] = {wg, 1};
+    *done = 1;
     return fcl_launch(ctx, k, 2, gws, lws);
 }
 
@@ -138,7 +140,7 @@ static fewcl_status tri_inverse_rows(fewcl_context *ctx, const fcl_tensor *l, fc
     unsigned slice = tri_inverse_slice_rows(d);
     fcl_kernel_entry *k;
     FCL_TRY(kernel_bs(ctx, "tri_inverse_rows", &k));
-    size_t wg = fcl_wg_1d(ctx), side = wg >= 64 ? 64 : wg;
+    size_t wg = fcl_kernel_wg_1d(ctx, k), side = wg >= 64 ? 64 : wg;
     size_t gws[2] = {d, count}, lws[2] = {side, 1};
     for (unsigned i0 = 0; i0 < d; i0 += slice) {
         unsigned i1 = d - i0 < slice ? d : i0 + slice;
@@ -150,8 +152,9 @@ static fewcl_status tri_inverse_rows(fewcl_context *ctx, const fcl_tensor *l, fc
 
 /* inv = L⁻¹ from the factor in the lower triangle of l, the upper triangle zero. */
 static fewcl_status tri_inverse(fewcl_context *ctx, const fcl_tensor *l, fcl_tensor *inv) {
-    if (tri_inverse_by_group(ctx, (size_t)l->shape[1])) return tri_inverse_wg(ctx, l, inv);
-    return tri_inverse_rows(ctx, l, inv);
+    int done;
+    FCL_TRY(tri_inverse_wg(ctx, l, inv, &done));
+    return done ? FEWCL_OK : tri_inverse_rows(ctx, l, inv);
 }
 
 fewcl_status fcl_spd_inverse(fewcl_context *ctx, const fcl_tensor *a, fcl_tensor *inv,
@@ -199,7 +202,7 @@ static fewcl_status center(fewcl_context *ctx, const fcl_tensor *e, fcl_tensor *
     FCL_TRY(kernel_bs(ctx, "center_rows", &k));
     int n = e->shape[0], rows = e->shape[1], cols = e->shape[2];
     FCL_TRY(fcl_args(k, "ttuuu", e, x, (unsigned)n, (unsigned)rows, (unsigned)cols));
-    size_t side = fcl_wg_1d(ctx);
+    size_t side = fcl_kernel_wg_1d(ctx, k);
     size_t gws[2] = {(size_t)cols, (size_t)n}, lws[2] = {side, 1};
     return fcl_launch(ctx, k, 2, gws, lws);
 }
@@ -251,7 +254,7 @@ static fewcl_status class_diff(fewcl_context *ctx, const fcl_tensor *h, const fc
     fcl_kernel_entry *k;
     FCL_TRY(kernel_bs(ctx, "class_diff", &k));
     FCL_TRY(fcl_args(k, "tttuuu", h, p, diff, (unsigned)m->q, (unsigned)m->n, (unsigned)m->d));
-    size_t side = fcl_wg_1d(ctx);
+    size_t side = fcl_kernel_wg_1d(ctx, k);
     size_t gws[3] = {(size_t)m->d, (size_t)m->q, (size_t)m->n}, lws[3] = {side, 1, 1};
     return fcl_launch(ctx, k, 3, gws, lws);
 }
@@ -349,7 +352,7 @@ fewcl_status fcl_mahalanobis_forward(fewcl_context *ctx, fcl_maha_path path,
         FCL_TRY(lowrank_solve(ctx, supports, x, queries, protos, y, &m));
     fcl_kernel_entry *k;
     FCL_TRY(kernel_bs(ctx, "neg_quadratic", &k));
-    size_t side = fcl_wg_1d(ctx);
+    size_t side = fcl_kernel_wg_1d(ctx, k);
     FCL_TRY(fcl_args(k, "ttttuuuL", queries, protos, y, logits, (unsigned)m.q, (unsigned)m.n,
                      (unsigned)m.d, side * sizeof(float)));
     size_t gws[2] = {side, (size_t)m.q * m.n}, lws[2] = {side, 1};
@@ -382,14 +385,15 @@ fewcl_status fcl_mahalanobis_backward(fewcl_context *ctx, const fcl_tensor *x, c
     fcl_tensor g;
     FCL_TRY(fcl_tensor_alloc(ctx, &g, FCL_MEM_WORKSPACE, 3, y->shape));
     fcl_kernel_entry *k;
-    size_t side = fcl_wg_1d(ctx);
     fewcl_status s = kernel_bs(ctx, "scale_by_dlogits", &k);
+    size_t side = s == FEWCL_OK ? fcl_kernel_wg_1d(ctx, k) : 1;
     if (s == FEWCL_OK)
         s = fcl_args(k, "tttuuu", y, dlogits, &g, (unsigned)m.q, (unsigned)m.n, (unsigned)m.d);
     size_t gws3[3] = {(size_t)m.d, (size_t)m.q, (size_t)m.n}, lws3[3] = {side, 1, 1};
     if (s == FEWCL_OK) s = fcl_launch(ctx, k, 3, gws3, lws3);
     if (s == FEWCL_OK && dqueries) {
         s = kernel_bs(ctx, "sum_over_classes", &k);
+        if (s == FEWCL_OK) side = fcl_kernel_wg_1d(ctx, k);
         if (s == FEWCL_OK)
             s = fcl_args(k, "ttuuu", &g, dqueries, (unsigned)m.q, (unsigned)m.n, (unsigned)m.d);
         size_t gws[2] = {(size_t)m.d, (size_t)m.q}, lws[2] = {side, 1};
@@ -397,6 +401,7 @@ fewcl_status fcl_mahalanobis_backward(fewcl_context *ctx, const fcl_tensor *x, c
     }
     if (s == FEWCL_OK && dprotos) {
         s = kernel_bs(ctx, "neg_sum_over_queries", &k);
+        if (s == FEWCL_OK) side = fcl_kernel_wg_1d(ctx, k);
         if (s == FEWCL_OK)
             s = fcl_args(k, "ttuuu", &g, dprotos, (unsigned)m.q, (unsigned)m.n, (unsigned)m.d);
         size_t gws[2] = {(size_t)m.d, (size_t)m.n}, lws[2] = {side, 1};
