@@ -109,9 +109,10 @@ static size_t tri_inverse_wg_loops(size_t d, size_t wg) {
 }
 
 /* A work-group per column where the column fits in local memory (GPUs), unless its busiest
- * item would loop beyond the budget; else tri_inverse_rows (CPU devices, and larger d). */
-static fewcl_status tri_inverse_wg(fewcl_context *ctx, const fcl_tensor *l, fcl_tensor *inv,
-                                   int *done) {
+ * item would loop beyond the budget; *done 0 leaves it to tri_inverse_rows (CPU devices, and
+ * larger d). */
+static fewcl_status try_tri_inverse_wg(fewcl_context *ctx, const fcl_tensor *l, fcl_tensor *inv,
+                                       int *done) {
     unsigned d = (unsigned)l->shape[1], count = (unsigned)l->shape[0];
     *done = 0;
     if (ctx->limits.row_kernels || (size_t)d * sizeof(float) > ctx->limits.local_mem / 2)
@@ -153,7 +154,7 @@ static fewcl_status tri_inverse_rows(fewcl_context *ctx, const fcl_tensor *l, fc
 /* inv = L⁻¹ from the factor in the lower triangle of l, the upper triangle zero. */
 static fewcl_status tri_inverse(fewcl_context *ctx, const fcl_tensor *l, fcl_tensor *inv) {
     int done;
-    FCL_TRY(tri_inverse_wg(ctx, l, inv, &done));
+    FCL_TRY(try_tri_inverse_wg(ctx, l, inv, &done));
     return done ? FEWCL_OK : tri_inverse_rows(ctx, l, inv);
 }
 

@@ -246,6 +246,9 @@ fewcl_status fcl_kernel(fewcl_context *ctx, const char *family, const char *opti
                                  &kernel_wg, NULL) == CL_SUCCESS &&
         kernel_wg > 0 && kernel_wg < e->max_wg)
         e->max_wg = kernel_wg;
+    cl_ulong local = 0;
+    clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE, sizeof local, &local, NULL);
+    e->local_static = (size_t)local;
     snprintf(e->name, sizeof e->name, "%s", name);
     *out = e;
     return FEWCL_OK;

@@ -8,6 +8,7 @@ fewcl_status fcl_args(fcl_kernel_entry *k, const char *fmt, ...) {
     va_start(ap, fmt);
     cl_uint index = 0;
     cl_int err = CL_SUCCESS;
+    k->local_args = 0;
     for (const char *f = fmt; *f && err == CL_SUCCESS; f++) {
         switch (*f) {
         case 't': {
@@ -35,6 +36,7 @@ fewcl_status fcl_args(fcl_kernel_entry *k, const char *fmt, ...) {
         case 'L': {
             size_t bytes = va_arg(ap, size_t);
             err = clSetKernelArg(k->kernel, index++, bytes, NULL);
+            k->local_args += bytes;
             break;
         }
         default:
@@ -90,13 +92,17 @@ static fewcl_status check_group(fewcl_context *ctx, fcl_kernel_entry *k, int dim
         return fcl_fail(FEWCL_ERR_INTERNAL,
                         "kernel %s: work-groups of %zu items, %s allows %zu for it%s%s%s", k->name,
                         items, ctx->info.name, k->max_wg, why, name, close);
-    cl_ulong local = 0;
-    if (clGetKernelWorkGroupInfo(k->kernel, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE, sizeof local,
-                                 &local, NULL) == CL_SUCCESS &&
-        local > l->local_mem)
+    /* The static arrays and the local arguments (some drivers, rusticl 22.3 for one, leave the
+     * arguments out of CL_KERNEL_LOCAL_MEM_SIZE). */
+    cl_ulong reported = 0;
+    clGetKernelWorkGroupInfo(k->kernel, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE, sizeof reported,
+                             &reported, NULL);
+    size_t local = k->local_static + k->local_args;
+    if (reported > local) local = (size_t)reported;
+    if (local > l->local_mem)
         return fcl_fail(FEWCL_ERR_INTERNAL,
-                        "kernel %s: %llu bytes of local memory, %s has %zu%s%s%s", k->name,
-                        (unsigned long long)local, ctx->info.name, l->local_mem, why, name, close);
+                        "kernel %s: %zu bytes of local memory, %s has %zu%s%s%s", k->name, local,
+                        ctx->info.name, l->local_mem, why, name, close);
     return FEWCL_OK;
 }
 

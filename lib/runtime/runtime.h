@@ -75,8 +75,10 @@ typedef struct fcl_kernel_entry {
     const fcl_program *program;
     char name[64];
     cl_kernel kernel;
-    size_t max_wg;     /* CL_KERNEL_WORK_GROUP_SIZE (register use), within the limits */
-    double profile_ms; /* accumulated device time when profiling */
+    size_t max_wg;       /* CL_KERNEL_WORK_GROUP_SIZE (register use), within the limits */
+    size_t local_static; /* CL_KERNEL_LOCAL_MEM_SIZE before any argument is set */
+    size_t local_args;   /* the local-memory arguments of the last fcl_args, bytes */
+    double profile_ms;   /* accumulated device time when profiling */
     long launches;
 } fcl_kernel_entry;
 
