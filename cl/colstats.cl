@@ -65,25 +65,26 @@ kernel void col_backward(global const float *e, uint eo, global const float *mea
     }
 }
 
-// One work-group sums a[i]·w(i) over n terms into out[oo] = scale·Σ (strided partial sums,
-// then a tree in local memory: a fixed order). The weights are the VIC terms below.
+// One work-group sums the terms i in [first, end) into out[oo] (+)= scale·Σ (strided partial
+// sums, then a tree in local memory: a fixed order); launches after the first (first > 0) add
+// to out. The terms are the VIC weights below.
 #define GROUP_SUM(TERM)                                                                        \
     uint lid = get_local_id(0), lsz = get_local_size(0);                                      \
     float s = 0.0f;                                                                            \
-    for (uint i = lid; i < n; i += lsz) s += TERM;                                             \
+    for (uint i = first + lid; i < end; i += lsz) s += TERM;                                   \
     part[lid] = s;                                                                             \
     for (uint w = lsz / 2; w > 0; w /= 2) {                                                    \
         barrier(CLK_LOCAL_MEM_FENCE);                                                          \
         if (lid < w) part[lid] += part[lid + w];                                               \
     }                                                                                          \
-    if (lid == 0) out[oo] = part[0] * scale;
+    if (lid == 0) out[oo] = (first > 0 ? out[oo] : 0.0f) + part[0] * scale;
 
 // hinge_j = max(0, 1 − √(var_j + eps) − eps)
 float vic_hinge(float v, float eps) { return fmax(0.0f, 1.0f - sqrt(v + eps) - eps); }
 
 // L_V = (1/D) Σ_j hinge_j
-kernel void vic_var_loss(global const float *var, uint vo, global float *out, uint oo, uint n,
-                         float eps, float scale, local float *part) {
+kernel void vic_var_loss(global const float *var, uint vo, global float *out, uint oo, uint first,
+                         uint end, float eps, float scale, local float *part) {
     GROUP_SUM(vic_hinge(var[vo + i], eps))
 }
 
@@ -98,8 +99,8 @@ kernel void vic_var_loss_backward(global const float *var, uint vo, global const
 }
 
 // L_C = (Σ_ij C_ij² − Σ_i C_ii²)·scale with scale = 1/(D(D−1) + eps): off-diagonal squares.
-kernel void vic_cov_loss(global const float *c, uint co, global float *out, uint oo, uint n,
-                         uint d, float scale, local float *part) {
+kernel void vic_cov_loss(global const float *c, uint co, global float *out, uint oo, uint first,
+                         uint end, uint d, float scale, local float *part) {
     GROUP_SUM((i / d == i % d) ? 0.0f : c[co + i] * c[co + i])
 }
 

@@ -120,14 +120,16 @@ kernel void tri_inverse_wg(global const float *l, uint lo, global float *inv, ui
 // contiguous (eight accumulators, vload8), then moves it into column j and zeroes row j
 // right of the diagonal. Items touch disjoint elements: row j from the diagonal on is item
 // j's alone, and column j below the diagonal lies left of the diagonal of every row.
+// Item 0 loops ~d²/16 times in all, so the host launches it on slices of rows [i0, i1)
+// (FCL_ITEM_LOOP_BUDGET); the slice that ends at d also moves the column into place.
 kernel void tri_inverse_rows(global const float *l, uint lo, global float *inv, uint io, uint d,
-                             uint count) {
+                             uint count, uint i0, uint i1) {
     uint j = get_global_id(0), b = get_global_id(1);
     if (j >= d || b >= count) return;
     global const float *L = l + lo + (size_t)b * d * d;
     global float *X = inv + io + (size_t)b * d * d;
     global float *xj = X + (size_t)j * d; // xj[i] = X[i, j] for i >= j while substituting
-    for (uint i = j; i < d; i++) {
+    for (uint i = max(i0, j); i < i1; i++) {
         global const float *li = L + (size_t)i * d;
         float s = (i == j) ? 1.0f : 0.0f;
         float8 s8 = 0.0f;
@@ -139,6 +141,7 @@ kernel void tri_inverse_rows(global const float *l, uint lo, global float *inv, 
         s -= ((s8.s0 + s8.s1) + (s8.s2 + s8.s3)) + ((s8.s4 + s8.s5) + (s8.s6 + s8.s7));
         xj[i] = s / li[i];
     }
+    if (i1 < d) return;
     for (uint i = j + 1; i < d; i++) {
         X[(size_t)i * d + j] = xj[i];
         xj[i] = 0.0f;

@@ -270,6 +270,26 @@ static fcl_tensor scalar(float v) {
     return t;
 }
 
+/* L_C of a 4500 x 4500 covariance: 20 M terms, more than one work-group's items may loop over
+ * in one launch (FCL_ITEM_LOOP_BUDGET; rusticl's llvmpipe stops loops beyond 65535), so the
+ * sum runs as several launches. Positive terms: float32 error <= γ_{n/32 + 8} relative. */
+static void test_vic_covariance_loss_in_launches(void **state) {
+    if (th_small()) skip();
+    int d = 4500, sc[2] = {d, d};
+    size_t n = (size_t)d * d;
+    float *c = malloc(n * sizeof *c);
+    th_random(c, n, 133, -1, 1);
+    fcl_tensor C, LC = vec(1);
+    th_upload(&C, 2, sc, c);
+    TH_OK(fcl_vic_covariance_loss_forward(th_ctx(), &C, &LC));
+    double *cd = th_to_double(c, n), lc = ref_vic_covariance_loss(cd, d, EPS);
+    float *got = th_download(&LC);
+    th_assert_close("L_C (20 M terms)", got, &lc, 1, 0.0, th_gamma((int)(n / 32) + 8));
+    printf("  L_C %.8f vs %.8f\n", got[0], lc);
+    free(got), free(cd), free(c);
+    th_free(&LC), th_free(&C);
+}
+
 /* The VIC losses against the reference. Each loss is a sum of D (or D²) non-negative terms:
  * float32 error <= γ_n·sum, i.e. relative ~n·u <= 1e-4 for n = D² = 1369, so the bound is
  * 1e-5 abs + γ_{D²} relative; the gradients are elementwise (1e-5 abs + 1e-5 rel). */
@@ -407,6 +427,7 @@ int main(void) {
         cmocka_unit_test(test_colstats_matches_pytorch),
         cmocka_unit_test(test_constant_column_has_finite_gradient),
         cmocka_unit_test(test_vic_losses_match_reference),
+        cmocka_unit_test(test_vic_covariance_loss_in_launches),
         cmocka_unit_test(test_vic_reference_gradients),
         cmocka_unit_test(test_vic_matches_pytorch),
         cmocka_unit_test(test_shape_errors),

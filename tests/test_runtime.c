@@ -1,5 +1,5 @@
 /* Runtime: SHA-256, size parsing, the arena's accounting, device choice, the program-binary
- * cache, build errors and the memory limit. */
+ * cache, build errors, the memory limit, the device profiles and the launch checks. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,6 +278,59 @@ static void test_gpu_profile_limits(void **state) {
     unsetenv("FEWCL_DEVICE_PROFILE");
 }
 
+/* Every FEWCL_DEVICE_PROFILE caps the limits and takes the GPU kernel variants; an unknown
+ * name is an error that lists the known ones. */
+static void test_device_profiles(void **state) {
+    static const struct {
+        const char *name;
+        size_t work_group, local_mem, simd;
+    } want[] = {{"gpu", 256, 48 * 1024, 32},
+                {"amd-like", 256, 32 * 1024, 64},
+                {"intel-like", 256, 64 * 1024, 8}};
+    fewcl_context *ctx;
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        setenv("FEWCL_DEVICE_PROFILE", want[i].name, 1);
+        TH_OK(fewcl_context_create(NULL, &ctx));
+        assert_true(ctx->limits.max_work_group <= want[i].work_group);
+        assert_true(ctx->limits.local_mem <= want[i].local_mem);
+        assert_int_equal(ctx->limits.simd, want[i].simd);
+        assert_string_equal(ctx->limits.profile, want[i].name);
+        assert_false(ctx->limits.row_kernels);
+        fewcl_context_destroy(ctx);
+    }
+    setenv("FEWCL_DEVICE_PROFILE", "nvidia", 1);
+    assert_int_equal(fewcl_context_create(NULL, &ctx), FEWCL_ERR_ARGUMENT);
+    assert_non_null(strstr(fewcl_last_error(), "'nvidia' is not a device profile"));
+    assert_non_null(strstr(fewcl_last_error(), "amd-like"));
+    unsetenv("FEWCL_DEVICE_PROFILE");
+}
+
+/* A launch beyond the limits fails with the numbers, before the driver: on PoCL under a
+ * profile (amd-like: 256 items, 32 KiB) the driver itself would have run it. */
+static void test_launch_checks_limits(void **state) {
+    setenv("FEWCL_DEVICE_PROFILE", "amd-like", 1);
+    fewcl_context *ctx;
+    TH_OK(fewcl_context_create(NULL, &ctx));
+    fcl_tensor t;
+    TH_OK(fcl_tensor_alloc1(ctx, &t, FCL_MEM_ACTIVATION, 1024));
+    fcl_kernel_entry *k;
+    TH_OK(fcl_kernel(ctx, "elementwise", NULL, "fill", &k));
+    TH_OK(fcl_args(k, "tuf", &t, 1024u, 1.0));
+    size_t gws = 1024, lws = 512;
+    assert_int_equal(fcl_launch(ctx, k, 1, &gws, &lws), FEWCL_ERR_INTERNAL);
+    assert_non_null(strstr(fewcl_last_error(), "work-groups of 512 items"));
+    assert_non_null(strstr(fewcl_last_error(), "FEWCL_DEVICE_PROFILE=amd-like"));
+    lws = fcl_kernel_wg_1d(ctx, k);
+    TH_OK(fcl_launch(ctx, k, 1, &gws, &lws));
+    TH_OK(fcl_kernel(ctx, "rowwise", NULL, "l2n_forward", &k));
+    TH_OK(fcl_args(k, "ttuufL", &t, &t, 1u, 16u, 1e-12, (size_t)40 * 1024));
+    assert_int_equal(fcl_launch(ctx, k, 1, &lws, &lws), FEWCL_ERR_INTERNAL);
+    assert_non_null(strstr(fewcl_last_error(), "bytes of local memory"));
+    fcl_tensor_free(ctx, &t);
+    fewcl_context_destroy(ctx);
+    unsetenv("FEWCL_DEVICE_PROFILE");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sha256_known_answers),
@@ -291,6 +344,8 @@ int main(void) {
         cmocka_unit_test(test_build_error_carries_the_log),
         cmocka_unit_test(test_memory_limit),
         cmocka_unit_test(test_gpu_profile_limits),
+        cmocka_unit_test(test_device_profiles),
+        cmocka_unit_test(test_launch_checks_limits),
     };
     return cmocka_run_group_tests(tests, NULL, th_teardown);
 }

@@ -79,9 +79,10 @@ typedef struct fewcl_context fewcl_context;
 /* Opens a device. `device` is "P:D" (platform:device index), or a case-insensitive substring
  * of the platform, vendor or device name ("nvidia", "pocl"), or NULL/"" for the FEWCL_DEVICE
  * environment variable, else the first GPU, else the first CPU device.
- * Environment: FEWCL_DEVICE_PROFILE=gpu limits work-groups to 256 items and local memory to
- * 48 KiB (to test GPU limits on a CPU device); FEWCL_MEM_LIMIT=bytes[K|M|G] caps device
- * memory; FEWCL_CACHE_DIR / FEWCL_CACHE=off control the program-binary cache;
+ * Environment: FEWCL_DEVICE_PROFILE=gpu|amd-like|intel-like imposes a GPU family's limits
+ * (256-item work-groups; 48, 32 or 64 KiB of local memory) and takes the GPU kernel variants,
+ * to test GPU limits on a CPU device (another name is an error); FEWCL_MEM_LIMIT=bytes[K|M|G]
+ * caps device memory; FEWCL_CACHE_DIR / FEWCL_CACHE=off control the program-binary cache;
  * FEWCL_KERNEL_DIR loads kernels from disk instead of the embedded copies. */
 fewcl_status fewcl_context_create(const char *device, fewcl_context **out);
 void fewcl_context_destroy(fewcl_context *ctx);

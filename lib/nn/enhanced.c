@@ -116,7 +116,7 @@ static fcl_tensor sub(const fcl_tensor *t, size_t off, int ndim, const int *shap
 static fcl_tensor view2(const fcl_tensor *t, int a, int b) { return sub(t, 0, 2, (int[]){a, b}); }
 
 static fewcl_status launch1(fewcl_context *ctx, fcl_kernel_entry *k, size_t n) {
-    size_t lws = fcl_wg_1d(ctx);
+    size_t lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &n, &lws);
 }
 

@@ -156,13 +156,13 @@ static fewcl_status view2(const fcl_tensor *t, int a, int b, fcl_tensor *v) {
 /* ---- kernels of cl/fsct.cl -------------------------------------------------------------- */
 
 static fewcl_status launch2(fewcl_context *ctx, fcl_kernel_entry *k, size_t x, size_t y) {
-    size_t side = fcl_wg_1d(ctx) >= 256 ? 16 : 8;
+    size_t side = fcl_kernel_wg_side(ctx, k);
     size_t gws[2] = {x, y}, lws[2] = {side, side};
     return fcl_launch(ctx, k, 2, gws, lws);
 }
 
 static fewcl_status launch1(fewcl_context *ctx, fcl_kernel_entry *k, size_t x) {
-    size_t lws = fcl_wg_1d(ctx);
+    size_t lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &x, &lws);
 }
 

@@ -25,6 +25,6 @@ fewcl_status fcl_adamw_step(fewcl_context *ctx, const fcl_adamw_config *cfg, lon
     FCL_TRY(fcl_args(k, "ttttuffffff", param, grad, m, v, (unsigned)param->numel,
                      1.0 - cfg->lr * cfg->weight_decay, cfg->beta1, cfg->beta2, cfg->lr / bc1,
                      sqrt(bc2), cfg->eps));
-    size_t gws = param->numel, lws = fcl_wg_1d(ctx);
+    size_t gws = param->numel, lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &gws, &lws);
 }

@@ -38,9 +38,9 @@ typedef struct tiling {
     int rows;
 } tiling;
 
-static tiling tiles_of(const fewcl_context *ctx, int n, int c, int hw) {
+static tiling tiles_of(const fewcl_context *ctx, const fcl_kernel_entry *k, int n, int c, int hw) {
     tiling t;
-    size_t wg = fcl_wg_1d(ctx), m = (size_t)n * (size_t)hw;
+    size_t wg = fcl_kernel_wg_1d(ctx, k), m = (size_t)n * (size_t)hw;
     t.tile = (unsigned)(16 * wg);
     t.tiles = (unsigned)((m + t.tile - 1) / t.tile);
     t.rows = ctx->limits.row_kernels;
@@ -88,13 +88,14 @@ fewcl_status fcl_batchnorm_forward_train(fewcl_context *ctx, const fcl_tensor *x
     if ((size_t)n * (size_t)hw < 2) /* as PyTorch: no unbiased variance from one value */
         return fcl_fail(FEWCL_ERR_ARGUMENT, "%s: one value per channel (N·H·W = 1) in training",
                         op);
-    tiling t = tiles_of(ctx, n, c, hw);
+    fcl_kernel_entry *k1, *k2, *k3;
+    FCL_TRY(fcl_kernel_rows(ctx, "batchnorm", "bn_tile_stats", &k1));
+    FCL_TRY(fcl_kernel(ctx, "batchnorm", NULL, "bn_combine_stats", &k2));
+    FCL_TRY(fcl_kernel_rows(ctx, "batchnorm", "bn_normalize", &k3));
+    tiling t = tiles_of(ctx, k1, n, c, hw);
     fcl_tensor part;
     FCL_TRY(fcl_tensor_alloc1(ctx, &part, FCL_MEM_WORKSPACE, (int)(2 * t.tiles * (unsigned)c)));
-    fcl_kernel_entry *k1, *k2, *k3;
-    fewcl_status s = fcl_kernel_rows(ctx, "batchnorm", "bn_tile_stats", &k1);
-    if (s == FEWCL_OK) s = fcl_kernel(ctx, "batchnorm", NULL, "bn_combine_stats", &k2);
-    if (s == FEWCL_OK) s = fcl_kernel_rows(ctx, "batchnorm", "bn_normalize", &k3);
+    fewcl_status s = FEWCL_OK;
     if (s == FEWCL_OK)
         s = fcl_args(k1, "ttuuuuuL", x, &part, (unsigned)n, (unsigned)c, (unsigned)hw, t.tile,
                      t.tiles, t.lws[0] * sizeof(float));
@@ -144,7 +145,11 @@ static fewcl_status backward(fewcl_context *ctx, const char *op, int train, cons
     FCL_TRY(per_channel(op, train ? "save_invstd" : "running_var", stat, c));
     FCL_TRY(per_channel(op, "dgamma", dgamma, c));
     FCL_TRY(per_channel(op, "dbeta", dbeta, c));
-    tiling t = tiles_of(ctx, n, c, hw);
+    fcl_kernel_entry *k1, *k2, *k3;
+    FCL_TRY(fcl_kernel_rows(ctx, "batchnorm", "bn_tile_grad", &k1));
+    FCL_TRY(fcl_kernel(ctx, "batchnorm", NULL, "bn_combine_grad", &k2));
+    FCL_TRY(fcl_kernel_rows(ctx, "batchnorm", "bn_backward_dx", &k3));
+    tiling t = tiles_of(ctx, k1, n, c, hw);
     fcl_tensor part, sums;
     FCL_TRY(fcl_tensor_alloc1(ctx, &part, FCL_MEM_WORKSPACE, (int)(2 * t.tiles * (unsigned)c)));
     fewcl_status s = fcl_tensor_alloc1(ctx, &sums, FCL_MEM_WORKSPACE, 2 * c);
@@ -152,10 +157,6 @@ static fewcl_status backward(fewcl_context *ctx, const char *op, int train, cons
         fcl_tensor_free(ctx, &part);
         return s;
     }
-    fcl_kernel_entry *k1, *k2, *k3;
-    s = fcl_kernel_rows(ctx, "batchnorm", "bn_tile_grad", &k1);
-    if (s == FEWCL_OK) s = fcl_kernel(ctx, "batchnorm", NULL, "bn_combine_grad", &k2);
-    if (s == FEWCL_OK) s = fcl_kernel_rows(ctx, "batchnorm", "bn_backward_dx", &k3);
     if (s == FEWCL_OK)
         s = fcl_args(k1, "tttttuuuuuifL", x, mean, stat, dy, &part, (unsigned)n, (unsigned)c,
                      (unsigned)hw, t.tile, t.tiles, train, (double)eps, t.lws[0] * sizeof(float));

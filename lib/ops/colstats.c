@@ -27,7 +27,7 @@ fewcl_status fcl_colstats_forward(fewcl_context *ctx, const fcl_tensor *e, fcl_t
     FCL_TRY(fcl_kernel(ctx, "colstats", NULL, "col_forward", &k));
     FCL_TRY(fcl_args(k, "tttttuuf", e, mean, var, std, z, (unsigned)e->shape[0],
                      (unsigned)e->shape[1], (double)FCL_VIC_EPS));
-    size_t gws = (size_t)e->shape[1], lws = fcl_wg_1d(ctx);
+    size_t gws = (size_t)e->shape[1], lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &gws, &lws);
 }
 
@@ -46,7 +46,7 @@ fewcl_status fcl_colstats_backward(fewcl_context *ctx, const fcl_tensor *e, cons
     FCL_TRY(fcl_args(k, "tttttttttuufu", e, mean, std, z, dmean ? dmean : mean, dvar ? dvar : mean,
                      dstd ? dstd : mean, dz ? dz : z, de, (unsigned)e->shape[0],
                      (unsigned)e->shape[1], (double)FCL_VIC_EPS, present));
-    size_t gws = (size_t)e->shape[1], lws = fcl_wg_1d(ctx);
+    size_t gws = (size_t)e->shape[1], lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &gws, &lws);
 }
 
@@ -97,14 +97,33 @@ static fewcl_status check_loss(const char *op, const fcl_tensor *x, int matrix,
     return FEWCL_OK;
 }
 
-static fewcl_status group_sum(fewcl_context *ctx, fcl_kernel_entry *k) {
-    size_t lws = fcl_wg_1d(ctx), gws = lws;
-    return fcl_launch(ctx, k, 1, &gws, &lws);
+/* One work-group sums n terms, in launches of at most FCL_ITEM_LOOP_BUDGET terms per item
+ * (a D′ x D′ covariance has D′² terms). `set_args` sets the arguments for [first, end). */
+typedef fewcl_status (*range_args)(fcl_kernel_entry *k, const void *ud, unsigned first,
+                                   unsigned end, size_t scratch);
+
+static fewcl_status group_sum(fewcl_context *ctx, fcl_kernel_entry *k, size_t n,
+                              range_args set_args, const void *ud) {
+    size_t lws = fcl_kernel_wg_1d(ctx, k), gws = lws;
+    size_t step = lws * (FCL_ITEM_LOOP_BUDGET - 2);
+    for (size_t first = 0; first < n; first += step) {
+        size_t end = n - first < step ? n : first + step;
+        FCL_TRY(set_args(k, ud, (unsigned)first, (unsigned)end, lws * sizeof(float)));
+        FCL_TRY(fcl_launch(ctx, k, 1, &gws, &lws));
+    }
+    return FEWCL_OK;
 }
 
 static fewcl_status launch_n(fewcl_context *ctx, fcl_kernel_entry *k, size_t n) {
-    size_t lws = fcl_wg_1d(ctx);
+    size_t lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &n, &lws);
+}
+
+static fewcl_status var_loss_args(fcl_kernel_entry *k, const void *ud, unsigned first, unsigned end,
+                                  size_t scratch) {
+    const fcl_tensor *const *io = ud; /* var, loss */
+    return fcl_args(k, "ttuuffL", io[0], io[1], first, end, (double)FCL_VIC_EPS,
+                    1.0 / (double)io[0]->numel, scratch);
 }
 
 fewcl_status fcl_vic_variance_loss_forward(fewcl_context *ctx, const fcl_tensor *var,
@@ -112,9 +131,8 @@ fewcl_status fcl_vic_variance_loss_forward(fewcl_context *ctx, const fcl_tensor 
     FCL_TRY(check_loss("vic variance loss", var, 0, loss, NULL));
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel(ctx, "colstats", NULL, "vic_var_loss", &k));
-    FCL_TRY(fcl_args(k, "ttuffL", var, loss, (unsigned)var->numel, (double)FCL_VIC_EPS,
-                     1.0 / (double)var->numel, fcl_wg_1d(ctx) * sizeof(float)));
-    return group_sum(ctx, k);
+    const fcl_tensor *io[2] = {var, loss};
+    return group_sum(ctx, k, var->numel, var_loss_args, io);
 }
 
 fewcl_status fcl_vic_variance_loss_backward(fewcl_context *ctx, const fcl_tensor *var,
@@ -132,14 +150,20 @@ static double cov_loss_scale(const fcl_tensor *c) {
     return 1.0 / (d * (d - 1) + (double)FCL_VIC_EPS);
 }
 
+static fewcl_status cov_loss_args(fcl_kernel_entry *k, const void *ud, unsigned first, unsigned end,
+                                  size_t scratch) {
+    const fcl_tensor *const *io = ud; /* c, loss */
+    return fcl_args(k, "ttuuufL", io[0], io[1], first, end, (unsigned)io[0]->shape[0],
+                    cov_loss_scale(io[0]), scratch);
+}
+
 fewcl_status fcl_vic_covariance_loss_forward(fewcl_context *ctx, const fcl_tensor *c,
                                              fcl_tensor *loss) {
     FCL_TRY(check_loss("vic covariance loss", c, 1, loss, NULL));
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel(ctx, "colstats", NULL, "vic_cov_loss", &k));
-    FCL_TRY(fcl_args(k, "ttuufL", c, loss, (unsigned)c->numel, (unsigned)c->shape[0],
-                     cov_loss_scale(c), fcl_wg_1d(ctx) * sizeof(float)));
-    return group_sum(ctx, k);
+    const fcl_tensor *io[2] = {c, loss};
+    return group_sum(ctx, k, c->numel, cov_loss_args, io);
 }
 
 fewcl_status fcl_vic_covariance_loss_backward(fewcl_context *ctx, const fcl_tensor *c,

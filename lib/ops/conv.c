@@ -84,7 +84,7 @@ static fewcl_status make_geom(fewcl_context *ctx, const char *op, const fcl_tens
 }
 
 static fewcl_status launch_1d(fewcl_context *ctx, fcl_kernel_entry *k, size_t n) {
-    size_t lws = fcl_wg_1d(ctx);
+    size_t lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &n, &lws);
 }
 
@@ -205,6 +205,29 @@ static fewcl_status backward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor
     return FEWCL_OK;
 }
 
+/* db += Σ_n Σ_p dy[n, c, p], a launch per run of images: an image costs each item
+ * plane/lws + 2 loop iterations, and a launch stays within FCL_ITEM_LOOP_BUDGET. */
+static fewcl_status bias_grad(fewcl_context *ctx, const geom *g, const fcl_tensor *dy,
+                              fcl_tensor *db) {
+    fcl_kernel_entry *k;
+    FCL_TRY(fcl_kernel(ctx, "conv", NULL, "channel_sum", &k));
+    size_t lws = fcl_kernel_wg_1d(ctx, k), gws = lws * (size_t)g->cout;
+    size_t per_image = (size_t)g->plane / lws + 2, image = (size_t)g->cout * g->plane;
+    int run = (int)(FCL_ITEM_LOOP_BUDGET / per_image);
+    if (run < 1) run = 1;
+    for (int n0 = 0; n0 < g->n; n0 += run) {
+        int nb = g->n - n0 < run ? g->n - n0 : run;
+        fcl_tensor images = *dy;
+        images.owner = 0;
+        images.offset += (size_t)n0 * image;
+        images.numel = (size_t)nb * image;
+        FCL_TRY(fcl_args(k, "ttuuuL", &images, db, (unsigned)nb, (unsigned)g->cout,
+                         (unsigned)g->plane, lws * sizeof(float)));
+        FCL_TRY(fcl_launch(ctx, k, 1, &gws, &lws));
+    }
+    return FEWCL_OK;
+}
+
 fewcl_status fcl_conv2d_backward(fewcl_context *ctx, const fcl_tensor *x, const fcl_tensor *w,
                                  const fcl_tensor *dy, const fcl_conv2d_params *p, fcl_tensor *dx,
                                  fcl_tensor *dw, fcl_tensor *db) {
@@ -220,14 +243,7 @@ fewcl_status fcl_conv2d_backward(fewcl_context *ctx, const fcl_tensor *x, const 
     if (g.host)
         return fcl_conv_host_run(
             ctx, &g, &(fcl_conv_host_args){.x = x, .w = w, .dy = dy, .dx = dx, .dw = dw, .db = db});
-    if (db) {
-        fcl_kernel_entry *k;
-        FCL_TRY(fcl_kernel(ctx, "conv", NULL, "channel_sum", &k));
-        size_t lws = fcl_wg_1d(ctx), gws = lws * (size_t)g.cout;
-        FCL_TRY(fcl_args(k, "ttuuuL", dy, db, (unsigned)g.n, (unsigned)g.cout, (unsigned)g.plane,
-                         lws * sizeof(float)));
-        FCL_TRY(fcl_launch(ctx, k, 1, &gws, &lws));
-    }
+    if (db) FCL_TRY(bias_grad(ctx, &g, dy, db));
     if (!dx && !dw) return FEWCL_OK;
     backward_ud u = {x, w, dy, dx, dw};
     return for_each_chunk(ctx, &g, backward_chunk, &u);

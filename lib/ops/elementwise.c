@@ -9,7 +9,7 @@ static fewcl_status check_same(const char *op, const fcl_tensor *a, const fcl_te
 }
 
 static fewcl_status launch_1d(fewcl_context *ctx, fcl_kernel_entry *k, size_t n) {
-    size_t lws = fcl_wg_1d(ctx);
+    size_t lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &n, &lws);
 }
 

@@ -104,13 +104,33 @@ fail:
 #define TILE 64              /* the kernel's tile of C */
 #define SPLITK_MIN_SLICE 512 /* k per slice: enough work to hide a tile's loads */
 #define SPLITK_MAX_BYTES ((size_t)64 << 20)
+/* k per launch: a k-step of 16 costs each item 28 loop iterations (two staging loops of 4
+ * and their exits, the 16 steps of q and its exit, the step itself; measured on llvmpipe),
+ * so 32768 stays within FCL_ITEM_LOOP_BUDGET. Longer products run as several launches. */
+#define TILED_MAX_K 32768
 
-int fcl_gemm_tiled_supported(const fewcl_context *ctx) {
-    return ctx->limits.max_work_group >= 256 && ctx->limits.local_mem >= 16384;
+static int device_fits_tiled(const fewcl_context *ctx) {
+    const fcl_limits *l = &ctx->limits;
+    return l->max_work_group >= 256 && l->max_items[0] >= 16 && l->max_items[1] >= 16 &&
+           l->local_mem >= 16384;
+}
+
+/* The compiled kernel for this transposition pair. Its register use may leave it fewer than
+ * the 256 items of its reqd_work_group_size (CL_KERNEL_WORK_GROUP_SIZE): then it cannot run. */
+static fewcl_status tiled_kernel(fewcl_context *ctx, int ta, int tb, fcl_kernel_entry **k) {
+    char opts[32];
+    snprintf(opts, sizeof opts, "-DTA=%d -DTB=%d", ta ? 1 : 0, tb ? 1 : 0);
+    return fcl_kernel(ctx, "gemm", opts, "gemm_tiled", k);
+}
+
+int fcl_gemm_tiled_runs(fewcl_context *ctx, int ta, int tb) {
+    fcl_kernel_entry *k;
+    return device_fits_tiled(ctx) && tiled_kernel(ctx, ta, tb, &k) == FEWCL_OK &&
+           k->max_wg >= 256;
 }
 
 int fcl_gemm_splitk_slices(const fewcl_context *ctx, int m, int n, int k) {
-    if (!fcl_gemm_tiled_supported(ctx)) return 1;
+    if (!device_fits_tiled(ctx)) return 1;
     long tiles = (long)((m + TILE - 1) / TILE) * ((n + TILE - 1) / TILE);
     long want = 4L * (long)(ctx->info.compute_units ? ctx->info.compute_units : 1);
     if (tiles >= want) return 1; /* enough output tiles to fill the device */
@@ -128,30 +148,14 @@ static fcl_tensor matrix_view(fcl_matrix x) {
     return v;
 }
 
-fewcl_status fcl_gemm_tiled(fewcl_context *ctx, int ta, int tb, int m, int n, int k, float alpha,
-                            fcl_matrix a, size_t stride_a, fcl_matrix b, size_t stride_b,
-                            float beta, fcl_matrix c, size_t stride_c, int batch, int slices) {
-    if (m <= 0 || n <= 0 || k <= 0 || batch <= 0 || slices < 1 || slices > k ||
-        (slices > 1 && batch > 1))
-        return fcl_fail(FEWCL_ERR_ARGUMENT,
-                        "tiled GEMM with m=%d n=%d k=%d batch=%d in %d slices (split-K: batch 1)",
-                        m, n, k, batch, slices);
-    if (!fcl_gemm_tiled_supported(ctx))
-        return fcl_fail(FEWCL_ERR_ARGUMENT,
-                        "fewcl's tiled GEMM needs 256-item work-groups and 16 KiB of local "
-                        "memory; %s has %zu and %zu bytes",
-                        ctx->info.name, ctx->limits.max_work_group, ctx->limits.local_mem);
-    size_t last = (size_t)(batch - 1);
-    FCL_TRY(check_operand("A", a, ta ? k : m, ta ? m : k, last * stride_a));
-    FCL_TRY(check_operand("B", b, tb ? n : k, tb ? k : n, last * stride_b));
-    FCL_TRY(check_operand("C", c, m, n, last * stride_c));
+/* One launch of gemm_tiled (and gemm_splitk_sum) over k <= TILED_MAX_K; operands checked. */
+static fewcl_status tiled_launch(fewcl_context *ctx, fcl_kernel_entry *k1, int m, int n, int k,
+                                 float alpha, fcl_matrix a, size_t stride_a, fcl_matrix b,
+                                 size_t stride_b, float beta, fcl_matrix c, size_t stride_c,
+                                 int batch, int slices, const char *opts) {
     unsigned slice = (unsigned)((k + slices - 1) / slices);
     slice = (slice + 15) / 16 * 16; /* whole k-steps of the kernel */
     slices = (int)((k + slice - 1) / slice);
-    char opts[32];
-    snprintf(opts, sizeof opts, "-DTA=%d -DTB=%d", ta ? 1 : 0, tb ? 1 : 0);
-    fcl_kernel_entry *k1;
-    FCL_TRY(fcl_kernel(ctx, "gemm", opts, "gemm_tiled", &k1));
     fcl_tensor part = {0}, av = matrix_view(a), bv = matrix_view(b), cv = matrix_view(c);
     if (slices > 1) FCL_TRY(fcl_tensor_alloc1(ctx, &part, FCL_MEM_WORKSPACE, slices * m * n));
     const fcl_tensor *out = slices > 1 ? &part : &cv;
@@ -182,6 +186,50 @@ fewcl_status fcl_gemm_tiled(fewcl_context *ctx, int ta, int tb, int m, int n, in
     return s;
 }
 
+/* Operand x moved on by k0 along k: a column offset where k runs along its rows. */
+static fcl_matrix advance_k(fcl_matrix x, int k_along_rows, int k0) {
+    x.offset += k_along_rows ? (size_t)k0 : (size_t)k0 * (size_t)x.ld;
+    return x;
+}
+
+fewcl_status fcl_gemm_tiled(fewcl_context *ctx, int ta, int tb, int m, int n, int k, float alpha,
+                            fcl_matrix a, size_t stride_a, fcl_matrix b, size_t stride_b,
+                            float beta, fcl_matrix c, size_t stride_c, int batch, int slices) {
+    if (m <= 0 || n <= 0 || k <= 0 || batch <= 0 || slices < 1 || slices > k ||
+        (slices > 1 && batch > 1))
+        return fcl_fail(FEWCL_ERR_ARGUMENT,
+                        "tiled GEMM with m=%d n=%d k=%d batch=%d in %d slices (split-K: batch 1)",
+                        m, n, k, batch, slices);
+    if (!device_fits_tiled(ctx))
+        return fcl_fail(FEWCL_ERR_ARGUMENT,
+                        "fewcl's tiled GEMM needs 256-item work-groups and 16 KiB of local "
+                        "memory; %s has %zu and %zu bytes",
+                        ctx->info.name, ctx->limits.max_work_group, ctx->limits.local_mem);
+    fcl_kernel_entry *k1;
+    FCL_TRY(tiled_kernel(ctx, ta, tb, &k1));
+    if (k1->max_wg < 256)
+        return fcl_fail(FEWCL_ERR_ARGUMENT,
+                        "fewcl's tiled GEMM needs 256-item work-groups; %s allows %zu for it "
+                        "(CL_KERNEL_WORK_GROUP_SIZE)",
+                        ctx->info.name, k1->max_wg);
+    size_t last = (size_t)(batch - 1);
+    FCL_TRY(check_operand("A", a, ta ? k : m, ta ? m : k, last * stride_a));
+    FCL_TRY(check_operand("B", b, tb ? n : k, tb ? k : n, last * stride_b));
+    FCL_TRY(check_operand("C", c, m, n, last * stride_c));
+    char opts[32];
+    snprintf(opts, sizeof opts, "-DTA=%d -DTB=%d", ta ? 1 : 0, tb ? 1 : 0);
+    /* k in launches of at most TILED_MAX_K, each adding onto C; the slices shared out. */
+    int launches = (k + TILED_MAX_K - 1) / TILED_MAX_K;
+    int per_launch = (slices + launches - 1) / launches;
+    for (int k0 = 0; k0 < k; k0 += TILED_MAX_K) {
+        int kc = k - k0 < TILED_MAX_K ? k - k0 : TILED_MAX_K;
+        FCL_TRY(tiled_launch(ctx, k1, m, n, kc, alpha, advance_k(a, !ta, k0), stride_a,
+                             advance_k(b, tb, k0), stride_b, k0 == 0 ? beta : 1.0f, c, stride_c,
+                             batch, per_launch < kc ? per_launch : kc, opts));
+    }
+    return FEWCL_OK;
+}
+
 fewcl_status fcl_gemm_strided_batched(fewcl_context *ctx, int trans_a, int trans_b, int m, int n,
                                       int k, float alpha, fcl_matrix a, size_t stride_a,
                                       fcl_matrix b, size_t stride_b, float beta, fcl_matrix c,
@@ -201,12 +249,12 @@ fewcl_status fcl_gemm_strided_batched(fewcl_context *ctx, int trans_a, int trans
     /* fewcl's tiled kernel: for every product where chosen (FEWCL_GEMM=tiled), else for the
      * long-K A·Bᵀ products (convolution weight gradients) that CLBlast leaves on a few
      * work-groups. */
-    if (path == FCL_GEMM_TILED && fcl_gemm_tiled_supported(ctx))
+    if (path == FCL_GEMM_TILED && fcl_gemm_tiled_runs(ctx, trans_a, trans_b))
         return fcl_gemm_tiled(ctx, trans_a, trans_b, m, n, k, alpha, a, stride_a, b, stride_b, beta,
                               c, stride_c, batch,
                               batch == 1 ? fcl_gemm_splitk_slices(ctx, m, n, k) : 1);
     int slices = !trans_a && trans_b && batch == 1 ? fcl_gemm_splitk_slices(ctx, m, n, k) : 1;
-    if (slices > 1)
+    if (slices > 1 && fcl_gemm_tiled_runs(ctx, 0, 1))
         return fcl_gemm_tiled(ctx, 0, 1, m, n, k, alpha, a, 0, b, 0, beta, c, 0, 1, slices);
     FCL_TRY(fcl_gemm_tune(ctx));
     for (int i = 0; i < batch; i++)

@@ -25,7 +25,7 @@ fewcl_status fcl_sum_rows(fewcl_context *ctx, const fcl_tensor *x, fcl_tensor *o
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel(ctx, "linear", NULL, "sum_rows", &k));
     FCL_TRY(fcl_args(k, "ttuui", x, out, (unsigned)rows, (unsigned)cols, accumulate));
-    size_t gws = (size_t)cols, lws = fcl_wg_1d(ctx);
+    size_t gws = (size_t)cols, lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &gws, &lws);
 }
 
@@ -38,7 +38,7 @@ fewcl_status fcl_linear_forward(fewcl_context *ctx, const fcl_tensor *x, const f
         fcl_kernel_entry *k;
         FCL_TRY(fcl_kernel(ctx, "linear", NULL, "broadcast_rows", &k));
         FCL_TRY(fcl_args(k, "ttuu", b, y, (unsigned)n, (unsigned)out));
-        size_t side = fcl_wg_1d(ctx) >= 256 ? 16 : 8;
+        size_t side = fcl_kernel_wg_side(ctx, k);
         size_t gws[2] = {(size_t)out, (size_t)n}, lws[2] = {side, side};
         FCL_TRY(fcl_launch(ctx, k, 2, gws, lws));
         beta = 1.0f;

@@ -16,7 +16,7 @@ static fewcl_status check(const char *op, const fcl_tensor *z, const fcl_tensor 
 
 /* The scalar reductions run as one work-group. */
 static fewcl_status launch_one_group(fewcl_context *ctx, fcl_kernel_entry *k) {
-    size_t lws = fcl_wg_1d(ctx), gws = lws;
+    size_t lws = fcl_kernel_wg_1d(ctx, k), gws = lws;
     return fcl_launch(ctx, k, 1, &gws, &lws);
 }
 
@@ -26,7 +26,7 @@ fewcl_status fcl_cross_entropy_forward(fewcl_context *ctx, const fcl_tensor *log
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel(ctx, "loss", NULL, "ce_forward", &k));
     FCL_TRY(fcl_args(k, "tttuuL", logits, labels, loss, (unsigned)logits->shape[0],
-                     (unsigned)logits->shape[1], fcl_wg_1d(ctx) * sizeof(float)));
+                     (unsigned)logits->shape[1], fcl_kernel_wg_1d(ctx, k) * sizeof(float)));
     return launch_one_group(ctx, k);
 }
 
@@ -43,7 +43,7 @@ fewcl_status fcl_cross_entropy_backward(fewcl_context *ctx, const fcl_tensor *lo
     FCL_TRY(fcl_kernel(ctx, "loss", NULL, "ce_backward", &k));
     FCL_TRY(fcl_args(k, "ttttuu", logits, labels, dloss, dlogits, (unsigned)logits->shape[0],
                      (unsigned)logits->shape[1]));
-    size_t gws = (size_t)logits->shape[0], lws = fcl_wg_1d(ctx);
+    size_t gws = (size_t)logits->shape[0], lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &gws, &lws);
 }
 
@@ -53,7 +53,7 @@ fewcl_status fcl_accuracy(fewcl_context *ctx, const fcl_tensor *logits, const fc
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel(ctx, "loss", NULL, "accuracy", &k));
     FCL_TRY(fcl_args(k, "tttuuL", logits, labels, correct, (unsigned)logits->shape[0],
-                     (unsigned)logits->shape[1], fcl_wg_1d(ctx) * sizeof(float)));
+                     (unsigned)logits->shape[1], fcl_kernel_wg_1d(ctx, k) * sizeof(float)));
     return launch_one_group(ctx, k);
 }
 
@@ -63,6 +63,6 @@ fewcl_status fcl_episode_labels(fewcl_context *ctx, fcl_tensor *labels, int per_
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel(ctx, "loss", NULL, "episode_labels", &k));
     FCL_TRY(fcl_args(k, "tuu", labels, (unsigned)labels->numel, (unsigned)per_class));
-    size_t gws = labels->numel, lws = fcl_wg_1d(ctx);
+    size_t gws = labels->numel, lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &gws, &lws);
 }

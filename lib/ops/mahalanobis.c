@@ -38,10 +38,10 @@ fewcl_status fcl_cholesky_batched(fewcl_context *ctx, fcl_tensor *a, fcl_tensor 
         return fcl_fail(FEWCL_ERR_ARGUMENT, "cholesky: a %s and status %s do not fit [B,D,D], [B]",
                         fcl_shape_str(a, sa, sizeof sa), fcl_shape_str(status, ss, sizeof ss));
     int count = a->shape[0], d = a->shape[1], bs = block_size(ctx);
-    size_t ts = fcl_wg_1d(ctx) >= 64 ? 64 : fcl_wg_1d(ctx);
     fcl_kernel_entry *kd, *kp;
     FCL_TRY(kernel_bs(ctx, "potrf_diag", &kd));
     FCL_TRY(kernel_bs(ctx, "trsm_panel", &kp));
+    size_t ts = fcl_kernel_wg_1d(ctx, kp) >= 64 ? 64 : fcl_kernel_wg_1d(ctx, kp);
     FCL_TRY(fcl_fill(ctx, status, 0.0f));
     /* Right-looking blocked Cholesky: factor the diagonal block, solve the panel under it,
      * then A22 −= L21·L21ᵀ on the trailing matrix (one GEMM per matrix, CLBlast). */
@@ -69,7 +69,7 @@ static fewcl_status copy_add_diag(fewcl_context *ctx, const fcl_tensor *src, fcl
     FCL_TRY(kernel_bs(ctx, "copy_add_diag", &k));
     FCL_TRY(fcl_args(k, "ttuuf", src, dst, (unsigned)src->shape[1], (unsigned)src->shape[0],
                      (double)jitter));
-    size_t gws = src->numel, lws = fcl_wg_1d(ctx);
+    size_t gws = src->numel, lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &gws, &lws);
 }
 
@@ -102,6 +102,62 @@ static fewcl_status factor_with_retry(fewcl_context *ctx, const fcl_tensor *a, f
     return s;
 }
 
+/* Loop iterations of tri_inverse_wg's busiest item (column 0): d − 1 steps, each striding
+ * with wg items over the rows below it, and the first and last passes over the column. */
+static size_t tri_inverse_wg_loops(size_t d, size_t wg) {
+    return d * d / (2 * wg) + 3 * d + 2 * (d / wg + 2);
+}
+
+/* A work-group per column where the column fits in local memory (GPUs), unless its busiest
+ * item would loop beyond the budget; *done 0 leaves it to tri_inverse_rows (CPU devices, and
+ * larger d). */
+static fewcl_status try_tri_inverse_wg(fewcl_context *ctx, const fcl_tensor *l, fcl_tensor *inv,
+                                       int *done) {
+    unsigned d = (unsigned)l->shape[1], count = (unsigned)l->shape[0];
+    *done = 0;
+    if (ctx->limits.row_kernels || (size_t)d * sizeof(float) > ctx->limits.local_mem / 2)
+        return FEWCL_OK;
+    fcl_kernel_entry *k;
+    FCL_TRY(kernel_bs(ctx, "tri_inverse_wg", &k));
+    size_t wg = fcl_kernel_wg_1d(ctx, k);
+    if (tri_inverse_wg_loops(d, wg) > FCL_ITEM_LOOP_BUDGET) return FEWCL_OK;
+    FCL_TRY(fcl_args(k, "ttuuL", l, inv, d, count, (size_t)d * sizeof(float)));
+    size_t gws[2] = {(size_t)d * wg, count}, lws[2] = {wg, 1};
+    *done = 1;
+    return fcl_launch(ctx, k, 2, gws, lws);
+}
+
+/* Rows per tri_inverse_rows launch: a row costs an item at most d/8 float8 steps, a scalar
+ * tail of 7 and three loop exits; the last slice also moves d − 1 values into place. */
+static unsigned tri_inverse_slice_rows(unsigned d) {
+    size_t per_row = d / 8 + 11, move = (size_t)d + 1;
+    size_t rows =
+        FCL_ITEM_LOOP_BUDGET > move + per_row ? (FCL_ITEM_LOOP_BUDGET - move) / per_row : 1;
+    return rows < d ? (unsigned)rows : d;
+}
+
+static fewcl_status tri_inverse_rows(fewcl_context *ctx, const fcl_tensor *l, fcl_tensor *inv) {
+    unsigned d = (unsigned)l->shape[1], count = (unsigned)l->shape[0];
+    unsigned slice = tri_inverse_slice_rows(d);
+    fcl_kernel_entry *k;
+    FCL_TRY(kernel_bs(ctx, "tri_inverse_rows", &k));
+    size_t wg = fcl_kernel_wg_1d(ctx, k), side = wg >= 64 ? 64 : wg;
+    size_t gws[2] = {d, count}, lws[2] = {side, 1};
+    for (unsigned i0 = 0; i0 < d; i0 += slice) {
+        unsigned i1 = d - i0 < slice ? d : i0 + slice;
+        FCL_TRY(fcl_args(k, "ttuuuu", l, inv, d, count, i0, i1));
+        FCL_TRY(fcl_launch(ctx, k, 2, gws, lws));
+    }
+    return FEWCL_OK;
+}
+
+/* inv = L⁻¹ from the factor in the lower triangle of l, the upper triangle zero. */
+static fewcl_status tri_inverse(fewcl_context *ctx, const fcl_tensor *l, fcl_tensor *inv) {
+    int done;
+    FCL_TRY(try_tri_inverse_wg(ctx, l, inv, &done));
+    return done ? FEWCL_OK : tri_inverse_rows(ctx, l, inv);
+}
+
 fewcl_status fcl_spd_inverse(fewcl_context *ctx, const fcl_tensor *a, fcl_tensor *inv,
                              const char *what, int *jittered) {
     char sa[64], si[64];
@@ -119,20 +175,7 @@ fewcl_status fcl_spd_inverse(fewcl_context *ctx, const fcl_tensor *a, fcl_tensor
     s = factor_with_retry(ctx, a, &l, &status, what, jittered);
     fcl_tensor_free(ctx, &status);
     /* L⁻¹ into inv, then inv = (L⁻¹)ᵀL⁻¹ into l (the factor is no longer needed), copied back. */
-    fcl_kernel_entry *k;
-    /* A work-group per column where the column fits in local memory (GPUs), else a work-item
-     * per column looping over contiguous rows (CPU devices, and very large d). */
-    int group = !ctx->limits.row_kernels && (size_t)d * sizeof(float) <= ctx->limits.local_mem / 2;
-    if (s == FEWCL_OK) s = kernel_bs(ctx, group ? "tri_inverse_wg" : "tri_inverse_rows", &k);
-    if (s == FEWCL_OK && group)
-        s = fcl_args(k, "ttuuL", &l, inv, (unsigned)d, (unsigned)count, (size_t)d * sizeof(float));
-    else if (s == FEWCL_OK)
-        s = fcl_args(k, "ttuu", &l, inv, (unsigned)d, (unsigned)count);
-    if (s == FEWCL_OK) {
-        size_t wg = fcl_wg_1d(ctx), side = group ? wg : wg >= 64 ? 64 : wg;
-        size_t gws[2] = {(size_t)d * (group ? wg : 1), (size_t)count}, lws[2] = {side, 1};
-        s = fcl_launch(ctx, k, 2, gws, lws);
-    }
+    if (s == FEWCL_OK) s = tri_inverse(ctx, &l, inv);
     size_t stride = (size_t)d * d;
     if (s == FEWCL_OK)
         s = fcl_gemm_strided_batched(ctx, 1, 0, d, d, d, 1.0f, (fcl_matrix){inv, 0, d}, stride,
@@ -160,7 +203,7 @@ static fewcl_status center(fewcl_context *ctx, const fcl_tensor *e, fcl_tensor *
     FCL_TRY(kernel_bs(ctx, "center_rows", &k));
     int n = e->shape[0], rows = e->shape[1], cols = e->shape[2];
     FCL_TRY(fcl_args(k, "ttuuu", e, x, (unsigned)n, (unsigned)rows, (unsigned)cols));
-    size_t side = fcl_wg_1d(ctx);
+    size_t side = fcl_kernel_wg_1d(ctx, k);
     size_t gws[2] = {(size_t)cols, (size_t)n}, lws[2] = {side, 1};
     return fcl_launch(ctx, k, 2, gws, lws);
 }
@@ -212,7 +255,7 @@ static fewcl_status class_diff(fewcl_context *ctx, const fcl_tensor *h, const fc
     fcl_kernel_entry *k;
     FCL_TRY(kernel_bs(ctx, "class_diff", &k));
     FCL_TRY(fcl_args(k, "tttuuu", h, p, diff, (unsigned)m->q, (unsigned)m->n, (unsigned)m->d));
-    size_t side = fcl_wg_1d(ctx);
+    size_t side = fcl_kernel_wg_1d(ctx, k);
     size_t gws[3] = {(size_t)m->d, (size_t)m->q, (size_t)m->n}, lws[3] = {side, 1, 1};
     return fcl_launch(ctx, k, 3, gws, lws);
 }
@@ -310,7 +353,7 @@ fewcl_status fcl_mahalanobis_forward(fewcl_context *ctx, fcl_maha_path path,
         FCL_TRY(lowrank_solve(ctx, supports, x, queries, protos, y, &m));
     fcl_kernel_entry *k;
     FCL_TRY(kernel_bs(ctx, "neg_quadratic", &k));
-    size_t side = fcl_wg_1d(ctx);
+    size_t side = fcl_kernel_wg_1d(ctx, k);
     FCL_TRY(fcl_args(k, "ttttuuuL", queries, protos, y, logits, (unsigned)m.q, (unsigned)m.n,
                      (unsigned)m.d, side * sizeof(float)));
     size_t gws[2] = {side, (size_t)m.q * m.n}, lws[2] = {side, 1};
@@ -343,14 +386,15 @@ fewcl_status fcl_mahalanobis_backward(fewcl_context *ctx, const fcl_tensor *x, c
     fcl_tensor g;
     FCL_TRY(fcl_tensor_alloc(ctx, &g, FCL_MEM_WORKSPACE, 3, y->shape));
     fcl_kernel_entry *k;
-    size_t side = fcl_wg_1d(ctx);
     fewcl_status s = kernel_bs(ctx, "scale_by_dlogits", &k);
+    size_t side = s == FEWCL_OK ? fcl_kernel_wg_1d(ctx, k) : 1;
     if (s == FEWCL_OK)
         s = fcl_args(k, "tttuuu", y, dlogits, &g, (unsigned)m.q, (unsigned)m.n, (unsigned)m.d);
     size_t gws3[3] = {(size_t)m.d, (size_t)m.q, (size_t)m.n}, lws3[3] = {side, 1, 1};
     if (s == FEWCL_OK) s = fcl_launch(ctx, k, 3, gws3, lws3);
     if (s == FEWCL_OK && dqueries) {
         s = kernel_bs(ctx, "sum_over_classes", &k);
+        if (s == FEWCL_OK) side = fcl_kernel_wg_1d(ctx, k);
         if (s == FEWCL_OK)
             s = fcl_args(k, "ttuuu", &g, dqueries, (unsigned)m.q, (unsigned)m.n, (unsigned)m.d);
         size_t gws[2] = {(size_t)m.d, (size_t)m.q}, lws[2] = {side, 1};
@@ -358,6 +402,7 @@ fewcl_status fcl_mahalanobis_backward(fewcl_context *ctx, const fcl_tensor *x, c
     }
     if (s == FEWCL_OK && dprotos) {
         s = kernel_bs(ctx, "neg_sum_over_queries", &k);
+        if (s == FEWCL_OK) side = fcl_kernel_wg_1d(ctx, k);
         if (s == FEWCL_OK)
             s = fcl_args(k, "ttuuu", &g, dprotos, (unsigned)m.q, (unsigned)m.n, (unsigned)m.d);
         size_t gws[2] = {(size_t)m.d, (size_t)m.n}, lws[2] = {side, 1};

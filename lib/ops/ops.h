@@ -30,12 +30,15 @@ fewcl_status fcl_gemm_strided_batched(fewcl_context *ctx, int trans_a, int trans
  * `slices` partial products summed in order (split-K, batch 1 only; workspace slices·m·n
  * floats). fcl_gemm takes it on the OpenCL path for long-K A·Bᵀ products with few output
  * tiles (fcl_gemm_splitk_slices), where CLBlast leaves the device idle, and for every
- * product under FEWCL_GEMM=tiled. Needs 256-item work-groups and 16 KiB of local memory. */
+ * product under FEWCL_GEMM=tiled, where it runs (else CLBlast). Products with k beyond
+ * 32768 run as several launches that add onto C. */
 fewcl_status fcl_gemm_tiled(fewcl_context *ctx, int trans_a, int trans_b, int m, int n, int k,
                             float alpha, fcl_matrix a, size_t stride_a, fcl_matrix b,
                             size_t stride_b, float beta, fcl_matrix c, size_t stride_c, int batch,
                             int slices);
-int fcl_gemm_tiled_supported(const fewcl_context *ctx);
+/* Whether the tiled kernel for op(A)·op(B) runs here: 256-item work-groups for the device and
+ * for the compiled kernel (CL_KERNEL_WORK_GROUP_SIZE), 16 KiB of local memory. */
+int fcl_gemm_tiled_runs(fewcl_context *ctx, int trans_a, int trans_b);
 /* The slices for C[m,n] over k on this device: enough work-groups for 4 per compute unit,
  * slices of at least 512; 1: not split. */
 int fcl_gemm_splitk_slices(const fewcl_context *ctx, int m, int n, int k);

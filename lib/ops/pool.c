@@ -47,7 +47,7 @@ static fewcl_status launch(fewcl_context *ctx, const char *name, const fcl_tenso
                          (size_t)rows_of->shape[0] * (size_t)rows_of->shape[1]};
         return fcl_launch(ctx, k, 2, gws, NULL);
     }
-    size_t lws = fcl_wg_1d(ctx);
+    size_t lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &items, &lws);
 }
 

@@ -25,11 +25,13 @@ static fewcl_status count(const char *op, const char *what, const fcl_tensor *t,
 
 /* One work-group per row; `scratch` bytes of local memory are the last argument. */
 static fewcl_status launch_rows(fewcl_context *ctx, fcl_kernel_entry *k, int rows) {
-    size_t lws = fcl_wg_1d(ctx), gws = (size_t)rows * lws;
+    size_t lws = fcl_kernel_wg_1d(ctx, k), gws = (size_t)rows * lws;
     return fcl_launch(ctx, k, 1, &gws, &lws);
 }
 
-static size_t scratch(const fewcl_context *ctx) { return fcl_wg_1d(ctx) * sizeof(float); }
+static size_t scratch(const fewcl_context *ctx, const fcl_kernel_entry *k) {
+    return fcl_kernel_wg_1d(ctx, k) * sizeof(float);
+}
 
 fewcl_status fcl_layernorm_forward(fewcl_context *ctx, const fcl_tensor *x, const fcl_tensor *gamma,
                                    const fcl_tensor *beta, float eps, fcl_tensor *y,
@@ -44,7 +46,7 @@ fewcl_status fcl_layernorm_forward(fewcl_context *ctx, const fcl_tensor *x, cons
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel(ctx, "rowwise", NULL, "ln_forward", &k));
     FCL_TRY(fcl_args(k, "ttttttuufL", x, gamma, beta, y, mean, rstd, (unsigned)rows, (unsigned)d,
-                     (double)eps, scratch(ctx)));
+                     (double)eps, scratch(ctx, k)));
     return launch_rows(ctx, k, rows);
 }
 
@@ -65,11 +67,11 @@ fewcl_status fcl_layernorm_backward(fewcl_context *ctx, const fcl_tensor *x,
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel(ctx, "rowwise", NULL, "ln_param_grads", &k));
     FCL_TRY(fcl_args(k, "ttttttuu", x, mean, rstd, dy, dgamma, dbeta, (unsigned)rows, (unsigned)d));
-    size_t gws = (size_t)d, lws = fcl_wg_1d(ctx);
+    size_t gws = (size_t)d, lws = fcl_kernel_wg_1d(ctx, k);
     FCL_TRY(fcl_launch(ctx, k, 1, &gws, &lws));
     FCL_TRY(fcl_kernel(ctx, "rowwise", NULL, "ln_backward_dx", &k));
     FCL_TRY(fcl_args(k, "ttttttuuL", x, gamma, mean, rstd, dy, dx, (unsigned)rows, (unsigned)d,
-                     scratch(ctx)));
+                     scratch(ctx, k)));
     return launch_rows(ctx, k, rows);
 }
 
@@ -78,7 +80,7 @@ fewcl_status fcl_gelu_forward(fewcl_context *ctx, const fcl_tensor *x, fcl_tenso
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel(ctx, "rowwise", NULL, "gelu_forward", &k));
     FCL_TRY(fcl_args(k, "ttu", x, y, (unsigned)x->numel));
-    size_t gws = x->numel, lws = fcl_wg_1d(ctx);
+    size_t gws = x->numel, lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &gws, &lws);
 }
 
@@ -89,7 +91,7 @@ fewcl_status fcl_gelu_backward(fewcl_context *ctx, const fcl_tensor *x, const fc
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel(ctx, "rowwise", NULL, "gelu_backward", &k));
     FCL_TRY(fcl_args(k, "tttu", x, dy, dx, (unsigned)x->numel));
-    size_t gws = x->numel, lws = fcl_wg_1d(ctx);
+    size_t gws = x->numel, lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &gws, &lws);
 }
 
@@ -98,7 +100,7 @@ fewcl_status fcl_l2norm_forward(fewcl_context *ctx, const fcl_tensor *x, float e
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel(ctx, "rowwise", NULL, "l2n_forward", &k));
     FCL_TRY(fcl_args(k, "ttuufL", x, y, (unsigned)row_count(x), (unsigned)last_dim(x), (double)eps,
-                     scratch(ctx)));
+                     scratch(ctx, k)));
     return launch_rows(ctx, k, row_count(x));
 }
 
@@ -109,7 +111,7 @@ fewcl_status fcl_l2norm_backward(fewcl_context *ctx, const fcl_tensor *x, const 
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel(ctx, "rowwise", NULL, "l2n_backward", &k));
     FCL_TRY(fcl_args(k, "tttuufL", x, dy, dx, (unsigned)row_count(x), (unsigned)last_dim(x),
-                     (double)eps, scratch(ctx)));
+                     (double)eps, scratch(ctx, k)));
     return launch_rows(ctx, k, row_count(x));
 }
 
@@ -119,7 +121,7 @@ fewcl_status fcl_softmax_forward(fewcl_context *ctx, const fcl_tensor *x, float 
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel(ctx, "rowwise", NULL, "sm_forward", &k));
     FCL_TRY(fcl_args(k, "ttuufL", x, y, (unsigned)row_count(x), (unsigned)last_dim(x),
-                     (double)scale, scratch(ctx)));
+                     (double)scale, scratch(ctx, k)));
     return launch_rows(ctx, k, row_count(x));
 }
 
@@ -130,6 +132,6 @@ fewcl_status fcl_softmax_backward(fewcl_context *ctx, const fcl_tensor *y, const
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel(ctx, "rowwise", NULL, "sm_backward", &k));
     FCL_TRY(fcl_args(k, "tttuufL", y, dy, dx, (unsigned)row_count(y), (unsigned)last_dim(y),
-                     (double)scale, scratch(ctx)));
+                     (double)scale, scratch(ctx, k)));
     return launch_rows(ctx, k, row_count(y));
 }

@@ -7,12 +7,67 @@
 #include "arena.h"
 #include "runtime.h"
 
-/* FEWCL_DEVICE_PROFILE=gpu: the limits of a typical discrete GPU, so that kernels written
- * and tested on PoCL (1 MiB+ local memory, 4096-item groups) also fit NVIDIA/AMD/Intel. */
-#define GPU_PROFILE_WORK_GROUP 256
-#define GPU_PROFILE_LOCAL_MEM (48 * 1024)
+/* FEWCL_DEVICE_PROFILE=<name>: a GPU family's typical limits imposed on the device, which then
+ * also takes the GPU kernel variants, so that kernels written and tested on PoCL (4096-item
+ * groups, 1 MiB+ of local memory) also fit real GPUs; fcl_launch enforces the limits. */
+typedef struct device_profile {
+    const char *name;
+    size_t work_group; /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
+    size_t local_mem;  /* CL_DEVICE_LOCAL_MEM_SIZE, bytes */
+    size_t simd;       /* CL_KERNEL_PREFERRED_WORK_GROUP_SIZE_MULTIPLE: the SIMD width */
+} device_profile;
 
-static void effective_limits(fewcl_context *ctx) {
+static const device_profile profiles[] = {
+    /* A typical discrete GPU (NVIDIA): 48 KiB of static shared memory per block, warps of 32,
+     * and 256 of the 1024 items a block may hold. */
+    {"gpu", 256, 48 * 1024, 32},
+    /* AMD GCN/CDNA under ROCm: 256-item work-groups (the OpenCL runtime's default
+     * GPU_MAX_WORKGROUP_SIZE; HIP allows 1024), wavefronts of 64 (clinfo: "Preferred work
+     * group size multiple (kernel) 64"). The LDS holds 64 KiB per work-group; 32 KiB is
+     * stricter: TeraScale's LDS, and what rusticl's llvmpipe reports. */
+    {"amd-like", 256, 32 * 1024, 64},
+    /* Intel Gen9-Gen11 iGPUs (compute-runtime): 256-item work-groups, 64 KiB of shared local
+     * memory per subslice (Intel's OpenCL optimization guide); the compiler picks SIMD8, 16 or
+     * 32 per kernel, SIMD8 for the largest register use: multiples of 8. */
+    {"intel-like", 256, 64 * 1024, 8},
+};
+
+static fewcl_status find_profile(const char *name, const device_profile **out) {
+    *out = NULL;
+    if (!name || !*name) return FEWCL_OK;
+    for (size_t i = 0; i < sizeof profiles / sizeof *profiles; i++)
+        if (strcmp(name, profiles[i].name) == 0) {
+            *out = &profiles[i];
+            return FEWCL_OK;
+        }
+    return fcl_fail(FEWCL_ERR_ARGUMENT,
+                    "FEWCL_DEVICE_PROFILE='%s' is not a device profile (gpu, amd-like, intel-like; "
+                    "unset for the device's own limits)",
+                    name);
+}
+
+/* The SIMD width kernels are scheduled in, where no profile sets it: the device's preferred
+ * multiple (OpenCL 3.0), else by vendor (AMD wavefronts of 64, NVIDIA warps of 32, Intel
+ * SIMD8-32: 8), else 1. */
+static size_t default_simd(const fewcl_context *ctx) {
+    size_t multiple = 0;
+    if (clGetDeviceInfo(ctx->device, 0x1067 /* CL_DEVICE_PREFERRED_WORK_GROUP_SIZE_MULTIPLE */,
+                        sizeof multiple, &multiple, NULL) == CL_SUCCESS &&
+        multiple > 0)
+        return multiple;
+    cl_uint vendor = 0;
+    clGetDeviceInfo(ctx->device, CL_DEVICE_VENDOR_ID, sizeof vendor, &vendor, NULL);
+    switch (vendor) {
+    case 0x1002: return 64;
+    case 0x10de: return 32;
+    case 0x8086: return ctx->info.is_gpu ? 8 : 1;
+    default: return 1;
+    }
+}
+
+static fewcl_status effective_limits(fewcl_context *ctx) {
+    const device_profile *profile;
+    FCL_TRY(find_profile(getenv("FEWCL_DEVICE_PROFILE"), &profile));
     fcl_limits *l = &ctx->limits;
     cl_uint align_bits = 1024;
     clGetDeviceInfo(ctx->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits, &align_bits,
@@ -22,13 +77,18 @@ static void effective_limits(fewcl_context *ctx) {
     l->local_mem = ctx->info.local_mem;
     l->max_alloc = ctx->info.max_alloc;
     l->global_mem = ctx->info.global_mem;
-    const char *profile = getenv("FEWCL_DEVICE_PROFILE");
-    int gpu_profile = profile && strcmp(profile, "gpu") == 0;
-    l->row_kernels = ctx->info.is_cpu && !ctx->info.is_gpu && !gpu_profile;
-    if (gpu_profile) {
-        if (l->max_work_group > GPU_PROFILE_WORK_GROUP) l->max_work_group = GPU_PROFILE_WORK_GROUP;
-        if (l->local_mem > GPU_PROFILE_LOCAL_MEM) l->local_mem = GPU_PROFILE_LOCAL_MEM;
+    for (int i = 0; i < 3; i++)
+        l->max_items[i] = l->max_work_group;
+    clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof l->max_items, l->max_items,
+                    NULL);
+    l->simd = profile ? profile->simd : default_simd(ctx);
+    l->profile = profile ? profile->name : NULL;
+    l->row_kernels = ctx->info.is_cpu && !ctx->info.is_gpu && !profile;
+    if (profile) {
+        if (l->max_work_group > profile->work_group) l->max_work_group = profile->work_group;
+        if (l->local_mem > profile->local_mem) l->local_mem = profile->local_mem;
     }
+    return FEWCL_OK;
 }
 
 static void choose_cache_dir(fewcl_context *ctx) {
@@ -70,8 +130,8 @@ fewcl_status fewcl_context_create(const char *device, fewcl_context **out) {
         s = fcl_fail(FEWCL_ERR_ARGUMENT,
                      "FEWCL_MEM_LIMIT='%s' is not a size (examples: 1073741824, 512M, 2G)",
                      limit_env);
+    if (s == FEWCL_OK) s = effective_limits(ctx);
     if (s == FEWCL_OK) {
-        effective_limits(ctx);
         choose_cache_dir(ctx);
         s = fcl_arena_create(ctx, &ctx->limits, limit, &ctx->arena);
     }
@@ -179,6 +239,16 @@ fewcl_status fcl_kernel(fewcl_context *ctx, const char *family, const char *opti
     memset(e, 0, sizeof *e);
     e->program = p;
     e->kernel = k;
+    /* A kernel that needs many registers may allow fewer items than the device. */
+    e->max_wg = ctx->limits.max_work_group;
+    size_t kernel_wg = 0;
+    if (clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kernel_wg,
+                                 &kernel_wg, NULL) == CL_SUCCESS &&
+        kernel_wg > 0 && kernel_wg < e->max_wg)
+        e->max_wg = kernel_wg;
+    cl_ulong local = 0;
+    clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE, sizeof local, &local, NULL);
+    e->local_static = (size_t)local;
     snprintf(e->name, sizeof e->name, "%s", name);
     *out = e;
     return FEWCL_OK;

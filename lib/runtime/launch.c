@@ -8,6 +8,7 @@ fewcl_status fcl_args(fcl_kernel_entry *k, const char *fmt, ...) {
     va_start(ap, fmt);
     cl_uint index = 0;
     cl_int err = CL_SUCCESS;
+    k->local_args = 0;
     for (const char *f = fmt; *f && err == CL_SUCCESS; f++) {
         switch (*f) {
         case 't': {
@@ -35,6 +36,7 @@ fewcl_status fcl_args(fcl_kernel_entry *k, const char *fmt, ...) {
         case 'L': {
             size_t bytes = va_arg(ap, size_t);
             err = clSetKernelArg(k->kernel, index++, bytes, NULL);
+            k->local_args += bytes;
             break;
         }
         default:
@@ -47,11 +49,61 @@ fewcl_status fcl_args(fcl_kernel_entry *k, const char *fmt, ...) {
     return FEWCL_OK;
 }
 
-size_t fcl_wg_1d(const fewcl_context *ctx) {
+/* 256 items: a multiple of every vendor's SIMD width (AMD 64, NVIDIA 32, Intel 8-32) that
+ * all of them run (ROCm's and Intel Gen9's maximum); powers of two below that on smaller
+ * devices, as the tree reductions need. */
+static size_t pow2_within(size_t limit) {
     size_t wg = 256;
-    while (wg > ctx->limits.max_work_group)
+    while (wg > 1 && wg > limit)
         wg /= 2;
     return wg;
+}
+
+size_t fcl_wg_1d(const fewcl_context *ctx) { return pow2_within(ctx->limits.max_work_group); }
+
+size_t fcl_kernel_wg_1d(const fewcl_context *ctx, const fcl_kernel_entry *k) {
+    size_t wg = fcl_wg_1d(ctx);
+    return wg <= k->max_wg ? wg : pow2_within(k->max_wg);
+}
+
+size_t fcl_kernel_wg_side(const fewcl_context *ctx, const fcl_kernel_entry *k) {
+    size_t side = 16, wg = fcl_kernel_wg_1d(ctx, k);
+    while (side > 1 && side * side > wg)
+        side /= 2;
+    return side;
+}
+
+/* A launch that exceeds the limits fails here with the numbers, rather than with the driver's
+ * bare CL_INVALID_WORK_GROUP_SIZE or, under FEWCL_DEVICE_PROFILE, not at all on PoCL. */
+static fewcl_status check_group(fewcl_context *ctx, fcl_kernel_entry *k, int dims,
+                                const size_t *lws) {
+    const fcl_limits *l = &ctx->limits;
+    const char *why = l->profile ? " (FEWCL_DEVICE_PROFILE=" : "";
+    const char *name = l->profile ? l->profile : "", *close = l->profile ? ")" : "";
+    size_t items = 1;
+    for (int i = 0; i < dims; i++) {
+        if (lws[i] > l->max_items[i])
+            return fcl_fail(FEWCL_ERR_INTERNAL,
+                            "kernel %s: %zu work-items in dimension %d, %s allows %zu%s%s%s",
+                            k->name, lws[i], i, ctx->info.name, l->max_items[i], why, name, close);
+        items *= lws[i];
+    }
+    if (items > k->max_wg)
+        return fcl_fail(FEWCL_ERR_INTERNAL,
+                        "kernel %s: work-groups of %zu items, %s allows %zu for it%s%s%s", k->name,
+                        items, ctx->info.name, k->max_wg, why, name, close);
+    /* The static arrays and the local arguments (some drivers, rusticl 22.3 for one, leave the
+     * arguments out of CL_KERNEL_LOCAL_MEM_SIZE). */
+    cl_ulong reported = 0;
+    clGetKernelWorkGroupInfo(k->kernel, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE, sizeof reported,
+                             &reported, NULL);
+    size_t local = k->local_static + k->local_args;
+    if (reported > local) local = (size_t)reported;
+    if (local > l->local_mem)
+        return fcl_fail(FEWCL_ERR_INTERNAL,
+                        "kernel %s: %zu bytes of local memory, %s has %zu%s%s%s", k->name, local,
+                        ctx->info.name, l->local_mem, why, name, close);
+    return FEWCL_OK;
 }
 
 fewcl_status fcl_launch(fewcl_context *ctx, fcl_kernel_entry *k, int dims, const size_t *gws,
@@ -63,6 +115,7 @@ fewcl_status fcl_launch(fewcl_context *ctx, fcl_kernel_entry *k, int dims, const
         if (lws && lws[i]) global[i] = (gws[i] + lws[i] - 1) / lws[i] * lws[i];
         if (global[i] == 0) return FEWCL_OK; /* nothing to do */
     }
+    if (lws) FCL_TRY(check_group(ctx, k, dims, lws));
     cl_event ev = NULL;
     cl_int err = clEnqueueNDRangeKernel(ctx->queue, k->kernel, (cl_uint)dims, NULL, global, lws, 0,
                                         NULL, ctx->profiling ? &ev : NULL);

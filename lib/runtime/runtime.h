@@ -47,15 +47,18 @@ fewcl_status fcl_device_select(const char *spec, cl_platform_id *platform, cl_de
 
 /* ---- context (context.c) ---------------------------------------------------------------- */
 
-/* The limits kernels must respect: the device's, or tighter under FEWCL_DEVICE_PROFILE=gpu. */
+/* The limits kernels must respect: the device's, or tighter under FEWCL_DEVICE_PROFILE. */
 typedef struct fcl_limits {
     size_t max_work_group;
+    size_t max_items[3]; /* CL_DEVICE_MAX_WORK_ITEM_SIZES */
     size_t local_mem;
     size_t max_alloc;
     size_t global_mem;
-    size_t base_align; /* bytes: CL_DEVICE_MEM_BASE_ADDR_ALIGN / 8 */
+    size_t base_align;   /* bytes: CL_DEVICE_MEM_BASE_ADDR_ALIGN / 8 */
+    size_t simd;         /* the SIMD width (warp, wavefront) work-groups are scheduled in */
+    const char *profile; /* FEWCL_DEVICE_PROFILE's name, or NULL */
     /* Kernels where one work-item loops over a row (CPU devices: PoCL pays ~10 ns per
-     * work-item) rather than one work-item per element (GPUs; FEWCL_DEVICE_PROFILE=gpu). */
+     * work-item) rather than one work-item per element (GPUs; any FEWCL_DEVICE_PROFILE). */
     int row_kernels;
 } fcl_limits;
 
@@ -72,7 +75,10 @@ typedef struct fcl_kernel_entry {
     const fcl_program *program;
     char name[64];
     cl_kernel kernel;
-    double profile_ms; /* accumulated device time when profiling */
+    size_t max_wg;       /* CL_KERNEL_WORK_GROUP_SIZE (register use), within the limits */
+    size_t local_static; /* CL_KERNEL_LOCAL_MEM_SIZE before any argument is set */
+    size_t local_args;   /* the local-memory arguments of the last fcl_args, bytes */
+    double profile_ms;   /* accumulated device time when profiling */
     long launches;
 } fcl_kernel_entry;
 
@@ -145,5 +151,17 @@ fewcl_status fcl_launch(fewcl_context *ctx, fcl_kernel_entry *k, int dims, const
                         const size_t *lws);
 /* Work-group size for a 1-D launch: min(256, device limit), a power of two. */
 size_t fcl_wg_1d(const fewcl_context *ctx);
+/* fcl_wg_1d for kernel k: also within what k's register use allows. */
+size_t fcl_kernel_wg_1d(const fewcl_context *ctx, const fcl_kernel_entry *k);
+/* The side of a square 2-D work-group for kernel k: 16 (256 items), or less where k allows
+ * fewer items. */
+size_t fcl_kernel_wg_side(const fewcl_context *ctx, const fcl_kernel_entry *k);
+
+/* The most loop iterations (all loops together, loop exits included) one work-item of a launch
+ * may run. Mesa's llvmpipe (rusticl's software device) silently ends every loop of an
+ * invocation once they have run 65535 iterations in all (gallivm's loop limiter,
+ * LP_MAX_TGSI_LOOP_ITERATIONS, counted per 8-lane SIMD group), so a kernel whose items loop
+ * longer than this splits its work over launches; the margin covers rough counts. */
+#define FCL_ITEM_LOOP_BUDGET 60000
 
 #endif
