@@ -22,9 +22,9 @@ fewcl_status fcl_adamw_step(fewcl_context *ctx, const fcl_adamw_config *cfg, lon
     double bc1 = 1.0 - pow(cfg->beta1, (double)step), bc2 = 1.0 - pow(cfg->beta2, (double)step);
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel(ctx, "adamw", NULL, "adamw_step", &k));
-    FCL_TRY(fcl_args(k, "ttttuffffff", param, grad, m, v, (unsigned)param->numel,
-                     1.0 - cfg->lr * cfg->weight_decay, cfg->beta1, cfg->beta2, cfg->lr / bc1,
-                     sqrt(bc2), cfg->eps));
+    FCL_TRY(fcl_args(k, "ttttuffffffff", param, grad, m, v, (unsigned)param->numel,
+                     1.0 - cfg->lr * cfg->weight_decay, cfg->beta1, cfg->beta2, 1.0 - cfg->beta1,
+                     1.0 - cfg->beta2, cfg->lr / bc1, sqrt(bc2), cfg->eps));
     size_t gws = param->numel, lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &gws, &lws);
 }

@@ -71,8 +71,9 @@ def head(c, variant, vic, training=True):
     return res, prm, x
 
 
-def head_forward(c, prm, x, variant, vic, training=True):
-    """Forward (and, when training, backward of the total loss) of the head on features x."""
+def head_forward(c, prm, x, variant, vic, training=True, backward=True):
+    """Forward (and, when training and `backward`, backward of the total loss) of the head on
+    features x."""
     _, proj, d = names(c)
     n, k, q = c["n"], c["k"], c["q"]
     if proj:
@@ -127,7 +128,8 @@ def head_forward(c, prm, x, variant, vic, training=True):
     else:
         total = ce
     res["loss"] = total
-    total.backward()
+    if backward:
+        total.backward()
     return res
 
 
