@@ -26,13 +26,22 @@
  * (triangle and Cauchy–Schwarz inequalities), so the gradient tolerance 1e-3 applies to them,
  * and to the subsample as to a full tensor.
  *
- * The pattern configurations' expected values are the float64 truth, and where float32 itself
- * cannot reach 1e-3 (max-pool near-ties and ReLU near-kinks that a float32 computation resolves
- * the other way: see episode.py) the gradient tolerance is max(1e-3, 3·e32.K), e32.K the largest
- * error of seven PyTorch float32 runs (as given and perturbed at rounding level) under the same
- * measure. Seven runs only sample that spread: with 2·e32 an NVIDIA H200 (another summation
- * order) landed at 1.01x of the tolerance on conv6_softmax's trunk.1.C.weight, so the factor is
- * 3, as in test_train_parity.
+ * The pattern configurations' expected values are the float64 truth. Where float32 itself
+ * cannot reach 1e-3 — ReLU inputs and max-pool near-ties within float32's forward error of the
+ * tie, which a float32 computation may resolve the other way, each moving its channel's
+ * gradients by up to percents — the generator bounds from the float64 truth what that can add
+ * to each gradient's error (tools/reference/decisions.py): eflip.K, every such decision flipped
+ * the worst way at once (the candidates: within 4·u·sqrt(ΣK) of a tie, relative to the layer's
+ * mean input, ΣK over the forward's convolutions — four times the probabilistic forward error;
+ * every ReLU a PyTorch float32 run flips lies within 0.3 of that window); and, for the conv
+ * biases in front of training-mode BatchNorm, whose true gradient is 0, enoise.K, a bound on
+ * float32's rounding noise (4·sqrt(K)·u on the channel's terms). The gradient tolerance is
+ * 1e-3 + FLIP_MARGIN·eflip.K + enoise.K: eflip is first order in the decisions (each flip's
+ * effect taken with the others' undone, the flipped value moved by nothing) and is attained —
+ * conv4_84's trunk.2.C.weight sits at 0.94 of eflip on 13 of the 14 device, BLAS and OpenCL
+ * variants tried, as does PyTorch float32 — so twice it leaves room for what the first order
+ * leaves out. This replaced 3x the error of seven PyTorch float32 runs on one machine (an
+ * NVIDIA H200 had landed at 2x).
  *
  * Also: a torchvision resnet34 state_dict (tools/reference/torchvision_resnet.py) loaded with
  * fcl_model_load_backbone and with `fewcl episode --backbone-weights`, features 1e-4.
@@ -61,9 +70,8 @@ typedef struct golden {
 
 #define ENH_GRADS(backbone_params, depth) ((backbone_params) + 4 + 1 + 13 * (depth) + 1)
 #define CONV_GRADS(blocks) (4 * (blocks))
-/* The gradient tolerance where float32 itself is ill-conditioned: this many times the
- * spread of the PyTorch float32 runs (see the top). */
-#define F32_SPREAD_FACTOR 3.0
+/* The multiple of the generator's first-order decision bound allowed (see the top). */
+#define FLIP_MARGIN 2.0
 /* ResNet-18: conv1 + bn1 (3), 8 blocks of 2 convs + 2 BNs (6 each), 3 downsamples (3 each). */
 #define R18_GRADS (3 + 8 * 6 + 3 * 3)
 #define R18_BUFFERS (2 * (1 + 8 * 2 + 3))
@@ -285,6 +293,15 @@ static struct fcl_safetensors *expected(const golden *g) {
     return th_fixture(fixture);
 }
 
+/* The generator's bound `kind`.<name> (eflip, enoise: see top), 0 where it has none. */
+static double float32_bound(const struct fcl_safetensors *fx, const char *kind, const char *name) {
+    char key[200];
+    snprintf(key, sizeof key, "%s.%s", kind, name);
+    if (!fcl_st_find(fx, key)) return 0;
+    size_t one;
+    return th_fixture_data(fx, key, &one)[0];
+}
+
 static void check_training(const golden *gd) {
     print_message("  %s %s\n", gd->name, gd->extra);
     struct fcl_safetensors *fx = expected(gd);
@@ -319,12 +336,10 @@ static void check_training(const golden *gd) {
             e = summary_error(got, fx, key, 1e-3 * G);
         else
             continue;
-        char e32[200];
-        snprintf(e32, sizeof e32, "e32.%s", key + 5);
-        if ((is_grad || is_sum) && fcl_st_find(fx, e32)) { /* the float32 yardstick: see top */
-            size_t one;
-            double pytorch = th_fixture_data(fx, e32, &one)[0];
-            if (F32_SPREAD_FACTOR * pytorch > tol) tol = F32_SPREAD_FACTOR * pytorch, relaxed++;
+        if (is_grad || is_sum) { /* what float32's branch decisions may add: see top */
+            double extra = FLIP_MARGIN * float32_bound(fx, "eflip", key + 5) +
+                           float32_bound(fx, "enoise", key + 5);
+            tol += extra, relaxed += extra > 1e-4;
         }
         if (!(e <= tol)) {
             print_message("  FAILED %s: error %.3e, tolerance %.1e\n", key, e, tol);
@@ -335,7 +350,7 @@ static void check_training(const golden *gd) {
         above += !is_running && e > 1e-3;
         grads += is_grad || is_sum, summarised += is_sum, running += is_running;
     }
-    print_message("  %d gradients (%d summarised, %d with tolerance 3 x PyTorch float32's error) "
+    print_message("  %d gradients (%d summarised, %d with float32's decision or noise bound) "
                   "and %d running statistics; worst (error / tolerance) %s %.2e (%.2f); largest "
                   "error %s %.2e (tolerance %.1e); %d gradients above 1e-3\n",
                   grads, summarised, relaxed, running, worst_name, worst_e, worst, largest_name,
