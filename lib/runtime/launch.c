@@ -92,13 +92,10 @@ static fewcl_status check_group(fewcl_context *ctx, fcl_kernel_entry *k, int dim
         return fcl_fail(FEWCL_ERR_INTERNAL,
                         "kernel %s: work-groups of %zu items, %s allows %zu for it%s%s%s", k->name,
                         items, ctx->info.name, k->max_wg, why, name, close);
-    /* The static arrays and the local arguments (some drivers, rusticl 22.3 for one, leave the
-     * arguments out of CL_KERNEL_LOCAL_MEM_SIZE). */
-    cl_ulong reported = 0;
-    clGetKernelWorkGroupInfo(k->kernel, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE, sizeof reported,
-                             &reported, NULL);
+    /* The static arrays (queried once, when the kernel was created) and the local arguments
+     * counted by fcl_args: no driver query per launch, and right also where a driver (rusticl
+     * 22.3 for one) leaves the arguments out of CL_KERNEL_LOCAL_MEM_SIZE. */
     size_t local = k->local_static + k->local_args;
-    if (reported > local) local = (size_t)reported;
     if (local > l->local_mem)
         return fcl_fail(FEWCL_ERR_INTERNAL,
                         "kernel %s: %zu bytes of local memory, %s has %zu%s%s%s", k->name, local,
