@@ -4,11 +4,17 @@
  * upstream gradient pattern(8). Also: parameter names, eval mode, batch statistics at test,
  * --freeze-backbone, and that every saved activation is released.
  *
- * Tolerances (SPEC §10). Features and running statistics: normalised error
- * ‖got−want‖/‖want‖ <= 1e-4 (the "whole-model output" bar; a forward through up to 36 conv+BN
- * layers in float32 lands around 1e-6). Gradients: 1e-3 relative, normalised: full tensors as
- * ‖g−want‖/‖want‖; summaries (Σg², Σg·r with r = pattern(9)) as |√Σg² − √Σwant²| / √Σwant² and
- * |Σg·r − Σwant·r| / (√Σwant²·√Σr²) (Cauchy–Schwarz: the size of the largest possible Σg·r).
+ * Tolerances (SPEC §10), against the float64 truth (the generator computes in float64).
+ * Features and running statistics: normalised error ‖got−want‖/‖want‖ <= 1e-4 (the
+ * "whole-model output" bar; a forward through up to 36 conv+BN layers in float32 lands around
+ * 1e-6; ReLU and max-pool are continuous, so near-tie decisions do not move the forward).
+ * Gradients: 1e-3 relative, normalised: full tensors as ‖g−want‖/‖want‖; summaries (Σg²,
+ * Σg·r with r = pattern(9)) as |√Σg² − √Σwant²| / √Σwant² and |Σg·r − Σwant·r| /
+ * (√Σwant²·√(n/3)) (√(n/3) ≈ ‖r‖: Cauchy–Schwarz, the size of the largest possible Σg·r).
+ * The gradient is discontinuous where a ReLU input or a max-pool gap sits within float32's
+ * forward error of a tie, and which way such a decision goes depends on the summation order
+ * (device, BLAS kernel, CPU): each gradient's bar is widened by FLIP_MARGIN times the
+ * generator's bound of every candidate flipped the worst way (C.e.<key>, decisions.py).
  * A conv bias feeding batch-statistics BatchNorm has an exactly zero gradient (BN removes the
  * mean), so both sides hold rounding noise; for those alone the denominator is floored at
  * rms·√n, rms the root-mean-square gradient element of the case's largest-RMS parameter (the
@@ -25,6 +31,7 @@
 
 #define TOL_FWD 1e-4
 #define TOL_GRAD 1e-3
+#define FLIP_MARGIN 2 /* as in test_episode: the flip bound is first order in the decisions */
 
 static uint32_t fnv1a32(const char *s) {
     uint32_t h = 2166136261u;
@@ -76,8 +83,8 @@ static double norm_rel(const float *got, const float *want, size_t n, double flo
 }
 
 static void check(const char *what, double err, double tol) {
-    print_message("    %-48s %.2e (tolerance %.0e)\n", what, err, tol);
-    if (!(err <= tol)) fail_msg("%s: error %.3e above %.0e", what, err, tol);
+    print_message("    %-48s %.2e (tolerance %.2e)\n", what, err, tol);
+    if (!(err <= tol)) fail_msg("%s: error %.3e above %.2e", what, err, tol);
 }
 
 static void summarise(const float *g, size_t n, double out[2]) {
@@ -226,7 +233,10 @@ static void run_case(const tcase *c) {
                 rms = fmax(rms, sqrt(want[0] / (double)p->value.numel));
             }
         }
-        double worst = 0, worst_zero = -1;
+        /* Each gradient's bar: TOL_GRAD plus FLIP_MARGIN times what float32's branch
+         * decisions near a tie may add (the fixture's C.e.<key>: ||b|| and sum b*|r|, b the
+         * elementwise bound with every candidate decision flipped the worst way). */
+        double worst = 0, worst_zero = -1, worst_tol = TOL_GRAD, worst_zero_tol = TOL_GRAD;
         const char *worst_name = "";
         for (int i = 0; i < s.P.n; i++) {
             const fcl_param *p = &s.P.items[i];
@@ -235,12 +245,19 @@ static void run_case(const tcase *c) {
             const size_t pn = p->value.numel;
             const int zero_grad = (c->training || c->bn_test) && strstr(p->name, ".C.bias");
             const double floor = zero_grad ? rms * sqrt((double)pn) : 0;
-            double err;
+            snprintf(key, sizeof key, "%s.e.%s", c->name, p->name + 8);
+            const float *flip = th_fixture_data(fx, key, &n);
+            assert_int_equal(n, 2);
+            double err, allow;
             if (c->full) {
                 snprintf(key, sizeof key, "%s.g.%s", c->name, p->name + 8);
                 const float *want = th_fixture_data(fx, key, &n);
                 assert_int_equal(n, pn);
                 err = norm_rel(g, want, n, floor);
+                double want_sq = 0;
+                for (size_t j = 0; j < n; j++)
+                    want_sq += (double)want[j] * want[j];
+                allow = flip[0] / fmax(sqrt(want_sq), floor);
             } else {
                 snprintf(key, sizeof key, "%s.s.%s", c->name, p->name + 8);
                 const float *want = th_fixture_data(fx, key, &n);
@@ -251,20 +268,23 @@ static void run_case(const tcase *c) {
                 double e1 = fabs(sqrt(got[0]) - sqrt(want[0])) / den;
                 double e2 = fabs(got[1] - want[1]) / (den * sqrt(pn / 3.0));
                 err = fmax(e1, e2);
+                allow = fmax(flip[0] / den, flip[1] / (den * sqrt(pn / 3.0)));
             }
-            if (zero_grad)
-                worst_zero = fmax(worst_zero, err);
-            else if (err > worst)
-                worst = err, worst_name = p->name;
-            if (!(err <= TOL_GRAD))
-                fail_msg("%s: gradient of %s: error %.3e above %.0e", c->name, p->name, err,
-                         TOL_GRAD);
+            const double tol = TOL_GRAD + FLIP_MARGIN * allow;
+            if (zero_grad) {
+                if (err / tol > worst_zero / worst_zero_tol) worst_zero = err, worst_zero_tol = tol;
+            } else if (err / tol > worst / worst_tol) {
+                worst = err, worst_tol = tol, worst_name = p->name;
+            }
+            if (!(err <= tol))
+                fail_msg("%s: gradient of %s: error %.3e above %.3e", c->name, p->name, err, tol);
             free(g);
         }
-        snprintf(what, sizeof what, "gradients (%s), worst %s", c->full ? "full" : "summaries",
-                 worst_name);
-        check(what, worst, TOL_GRAD);
-        if (worst_zero >= 0) check("zero gradients (conv biases before BN)", worst_zero, TOL_GRAD);
+        snprintf(what, sizeof what, "gradients (%s), nearest its bar %s",
+                 c->full ? "full" : "summaries", worst_name);
+        check(what, worst, worst_tol);
+        if (worst_zero >= 0)
+            check("zero gradients (conv biases before BN)", worst_zero, worst_zero_tol);
     } else {
         fcl_backbone_release(ctx, s.net);
         assert_int_equal(in_use(), before);

@@ -10,13 +10,23 @@ the "feature." prefix the model uses) is filled from pattern.py with seed fnv1a3
     running_mean  pattern(s, shape, 0.1)                running_var   1 + pattern(s, shape, 0.5)
 
 The image is pattern(7, [B,3,S,S], 1) and the upstream gradient pattern(8, [B,D], 1). One
-forward + backward of sum(features * dfeatures) per case. Keys, for case C:
+forward + backward of sum(features * dfeatures) per case, computed in float64: the expected
+values are the truth, not one float32 run (whose ReLU and max-pool decisions near a tie depend
+on its summation order). Keys, for case C:
 
     C.features          [B, D] (r34: every 8th column, "C.features_sub", plus "C.fsum")
     C.g.<key>           full parameter gradients (c4 only)
     C.s.<key>           [2]: sum(g^2), sum(g * pattern(9, shape, 1)) in float64, per parameter
     C.rs.<key>          running_mean / running_var after the step (training cases)
     C.fsum              [2]: sum(f^2), sum(f * pattern(9, [B,D], 1))
+    C.e.<key>           [2]: what float32's branch decisions may add to the gradient (below)
+
+Branch decisions (decisions.py): a ReLU input or a max-pool gap within float32's forward error
+of a tie may go either way in any float32 implementation, and the gradient jumps there. With b
+the elementwise bound of every candidate flipped the worst way at once (flip_bounds), a float32
+gradient g may differ from the truth w by b on top of its smooth rounding error, so its
+summaries by at most ||b|| (|‖g‖ − ‖w‖| <= ‖g − w‖) and sum(b * |r|), r = pattern(9): C.e.<key>
+holds those two, and tests/test_backbone.c widens its bar by them.
 
 Cases: c4 (conv4, 84, B=4, train), c4e (conv4, 84, B=4, eval: running statistics, backward
 too), c4t (conv4, 16, B=2, train: the small case for oclgrind), c6 (conv6, 84, B=4, train), r18
@@ -30,6 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+from decisions import Recorder, flip_bounds
 from fixture import save
 from pattern import pattern
 
@@ -106,21 +117,32 @@ def summary(t):
 def run(out, case, model, size, batch, training, full=False, summaries=True, backward=True,
         subsample=False, stats=True):
     fill(model)
-    model.train(training)
-    x = pattern(7, (batch, 3, size, size), 1.0)
-    f = model(x)
+    model.double().train(training)
+    x = pattern(7, (batch, 3, size, size), 1.0).double()
+    rec = Recorder()
+    with rec:
+        f = model(x)
     if subsample:
         out[f"{case}.features_sub"] = f[:, ::8]
     else:
         out[f"{case}.features"] = f
     out[f"{case}.fsum"] = summary(f)
     if backward:
-        f.backward(pattern(8, tuple(f.shape), 1.0))
-        for key, p in model.named_parameters():
+        f.backward(pattern(8, tuple(f.shape), 1.0).double(), retain_graph=True)
+        params = dict(model.named_parameters())
+        bound, count = flip_bounds(rec, params)
+        for key, p in params.items():
             if full:
                 out[f"{case}.g.{key}"] = p.grad
             if summaries:
                 out[f"{case}.s.{key}"] = summary(p.grad)
+            r = pattern(9, tuple(p.shape), 1.0).double()
+            b = bound[key].double()
+            out[f"{case}.e.{key}"] = torch.tensor([float(b.norm()), float((b * r.abs()).sum())])
+        widest = max((float(out[f"{case}.e.{k}"][0]) / max(float(p.grad.norm()), 1e-30), k)
+                     for k, p in params.items() if ".C.bias" not in k)
+        print(f"  {case}: {count} decisions within {rec.delta():.1e} of a tie; widest "
+              f"||b||/||g|| {widest[0]:.2e} ({widest[1]})")
     if training and stats:
         for key, t in model.state_dict().items():
             if "running_" in key:
