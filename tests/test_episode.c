@@ -26,7 +26,8 @@
  * (triangle and Cauchy–Schwarz inequalities), so the gradient tolerance 1e-3 applies to them,
  * and to the subsample as to a full tensor.
  *
- * The pattern configurations' expected values are the float64 truth. Where float32 itself
+ * Every configuration's expected values are the float64 truth (computed from the same
+ * float32-representable weights and input that fewcl reads). Where float32 itself
  * cannot reach 1e-3 — ReLU inputs and max-pool near-ties within float32's forward error of the
  * tie, which a float32 computation may resolve the other way, each moving its channel's
  * gradients by up to percents — the generator bounds from the float64 truth what that can add

@@ -9,8 +9,11 @@ then in training mode with one backward. Writes, for a configuration NAME:
     tests/fixtures/episode_NAME_expected.safetensors  eval.logits, features, logits, loss,
         loss_ce, loss_var, loss_cov, grad.<parameter>, running.<buffer> (after the step)
 
-The backbone runs in float32 as PyTorch would; the head in float64 (fam_enhanced's reference),
-so the expected values carry PyTorch's float32 backbone error and nothing else.
+Every configuration is computed in float64 from float32-representable weights and input: the
+expected values are the truth, and with them the generator bounds what float32's branch
+decisions may add (see "float64 truth" below). The committed configurations' head weights come
+from pattern(1000 + i) (enhanced, fam_enhanced.head_parameters) or pattern(700 + i) (fsct),
+in registration order.
 
 "Pattern" configurations (pattern=True: the larger ones, whose weights would be megabytes) write
 only episode_NAME_expected.safetensors; tests/test_episode.c rebuilds their weights and input:
@@ -128,65 +131,9 @@ def fsct_head(cfg, dim):
     return head
 
 
-def generate_fsct(name, cfg, outdir):
-    """The fsct variant of generate(): float32 throughout, as PyTorch runs it."""
-    n, k, q, S = cfg["n"], cfg["k"], cfg["q"], cfg["S"]
-    net = make_backbone(cfg["backbone"])
-    fill(net)
-    head = fsct_head(cfg, feature_dim(net, S))
-    weights = backbone_weights(net)
-    weights.update({key: t.detach().clone() for key, t in head.state_dict().items()})
-    x = pattern(7, (n, k + q, 3, S, S), 1.0)
-    batch = x.reshape(n * (k + q), 3, S, S)
-    net.eval()
-    with torch.no_grad():
-        out = {"eval.logits": head(net(batch)).detach()}
-    net.train()
-    features = net(batch)
-    logits = head(features)
-    loss = torch.nn.functional.cross_entropy(logits, torch.arange(n).repeat_interleave(q))
-    loss.backward()
-    out.update(features=features.detach(), logits=logits.detach(), loss=loss.detach().reshape(1),
-               loss_ce=loss.detach().reshape(1))
-    for key, p in net.named_parameters():
-        put_grad(out, cfg, "feature." + key, p.grad)
-    for key, p in head.named_parameters():
-        put_grad(out, cfg, key, p.grad)
-    write(name, cfg, outdir, net, weights, x, out)
-
-
-def generate(name, cfg, outdir):
-    n, k, q, S = cfg["n"], cfg["k"], cfg["q"], cfg["S"]
-    net = make_backbone(cfg["backbone"])
-    fill(net)
-    head_cfg = dict(n=n, k=k, q=q, D=feature_dim(net, S), r=cfg["r"], heads=cfg["heads"],
-                    dh=cfg["dh"], mlp=cfg["mlp"], depth=cfg["depth"])
-    prm = head_parameters(head_cfg)
-    weights = backbone_weights(net)
-    weights.update({key: t.detach().float() for key, t in prm.items()})
-    x = pattern(7, (n, k + q, 3, S, S), 1.0)
-    batch = x.reshape(n * (k + q), 3, S, S)
-
-    net.eval()  # evaluation: running statistics, no losses
-    with torch.no_grad():
-        ev = head_forward(head_cfg, prm, net(batch).double(), cfg["variant"], cfg["vic"], False)
-    out = {"eval.logits": ev["logits"].detach()}
-
-    net.train()  # training: batch statistics, running statistics updated, one backward
-    res = head_forward(head_cfg, prm, net(batch).double(), cfg["variant"], cfg["vic"], True)
-    out.update(features=res["features"].detach(), logits=res["logits"].detach())
-    for key in ("loss", "loss_ce", "loss_var", "loss_cov"):
-        out[key] = res[key].detach().reshape(1)
-    for key, p in net.named_parameters():
-        put_grad(out, cfg, "feature." + key, p.grad)
-    for key, t in prm.items():
-        put_grad(out, cfg, key, t.grad)
-    write(name, cfg, outdir, net, weights, x, out)
-
-
-# ---- pattern configurations: float64 truth and what float32 may do otherwise ---------------
+# ---- float64 truth and what float32 may do otherwise ---------------------------------------
 #
-# The larger configurations are ill-conditioned for gradients in float32: PyTorch in float32
+# The configurations are ill-conditioned for gradients in float32: PyTorch in float32
 # is up to a few 1e-2 (max-relative) away from the same computation in float64 on some
 # BatchNorm and conv gradients. The cause is discrete: max-pool windows whose two largest
 # values differ by ~1e-8 relative, and ReLU inputs within float32 rounding of zero (with
@@ -220,8 +167,11 @@ def run_enhanced(cfg, dtype, retain=False):
         dim = net(batch[:1]).shape[1]
     hc = dict(n=n, k=k, q=q, D=dim, r=cfg["r"], heads=cfg["heads"], dh=cfg["dh"],
               mlp=cfg["mlp"], depth=cfg["depth"])
-    prm = {nm: pattern(fnv1a32(nm), sh, scale(nm, sh)).to(dtype).requires_grad_()
-           for nm, sh in names(hc)[0]}
+    if cfg.get("pattern"):
+        prm = {nm: pattern(fnv1a32(nm), sh, scale(nm, sh)).to(dtype).requires_grad_()
+               for nm, sh in names(hc)[0]}
+    else:  # the committed weights
+        prm = {nm: t.detach().to(dtype).requires_grad_() for nm, t in head_parameters(hc).items()}
     params = {"feature." + key: p for key, p in net.named_parameters()}
     params.update(prm)
     with torch.no_grad():
@@ -290,7 +240,7 @@ def bound_error(b, out, key, G):
     return max(e, float(bsub.max() / max(float(sub.abs().max()), 1e-3 * G)))
 
 
-def generate_pattern(name, cfg, outdir):
+def generate(name, cfg, outdir):
     run = run_enhanced if cfg["method"] == "enhanced" else run_fsct
     rec = Recorder()
     with rec:
@@ -308,7 +258,29 @@ def generate_pattern(name, cfg, outdir):
                 b = noise[key].reshape(-1, *([1] * (grads[key].dim() - 1))).expand_as(grads[key])
                 out["enoise." + key] = torch.tensor([bound_error(b, out, key, G)])
         report(name, cfg, run, rec, out, grads, G, count)
-    write(name, cfg, outdir, net, None, None, out)
+    if cfg.get("pattern"):
+        write(name, cfg, outdir, net, None, None, out)
+    else:
+        n, k, q, S = cfg["n"], cfg["k"], cfg["q"], cfg["S"]
+        write(name, cfg, outdir, net, committed_weights(cfg),
+              pattern(7, (n, k + q, 3, S, S), 1.0), out)
+
+
+def committed_weights(cfg):
+    """The float32 weights (and BN buffers before the step) of a committed configuration: the
+    ones run_enhanced / run_fsct compute with."""
+    net = make_backbone(cfg["backbone"])
+    fill(net)
+    weights = backbone_weights(net)
+    dim = feature_dim(net, cfg["S"])
+    if cfg["method"] == "fsct":
+        head = fsct_head(cfg, dim).state_dict()
+    else:
+        head = head_parameters(dict(n=cfg["n"], k=cfg["k"], q=cfg["q"], D=dim, r=cfg["r"],
+                                    heads=cfg["heads"], dh=cfg["dh"], mlp=cfg["mlp"],
+                                    depth=cfg["depth"]))
+    weights.update({key: t.detach().float().clone() for key, t in head.items()})
+    return weights
 
 
 def report(name, cfg, run, rec, out, grads, G, count):
@@ -336,7 +308,4 @@ if __name__ == "__main__":
         if len(sys.argv) > 1 and name not in sys.argv[1:]:
             continue
         torch.manual_seed(0)
-        if cfg.get("pattern"):
-            generate_pattern(name, cfg, outdir)
-        else:
-            (generate if cfg["method"] == "enhanced" else generate_fsct)(name, cfg, outdir)
+        generate(name, cfg, outdir)
