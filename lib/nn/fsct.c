@@ -573,8 +573,9 @@ static void fsct_destroy(fewcl_context *ctx, fcl_head *base) {
     free(h);
 }
 
-static const fcl_head_ops fsct_ops = {"fsct", fsct_forward, fsct_backward, fsct_release,
-                                      fsct_destroy};
+/* No embed/enroll/classify (see fcl_head_enroll): NULL. */
+static const fcl_head_ops fsct_ops = {
+    "fsct", fsct_forward, fsct_backward, fsct_release, fsct_destroy, NULL, NULL, NULL, NULL};
 
 /* ---- creation --------------------------------------------------------------------------- */
 
