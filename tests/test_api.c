@@ -342,6 +342,43 @@ static void test_bad_input(void **state) {
     fewcl_model_destroy(m);
 }
 
+/* Device memory back at its baseline after every enroll + classify + destroy; host memory
+ * flat. FEWCL_API_SOAK=N (opt-in, e.g. 10000) runs N rounds instead of 20 and prints the
+ * resident set size at the start and the end. */
+static long rss_kib(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, resident = 0;
+    if (f && fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    if (f) fclose(f);
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static void test_memory_baseline(void **state) {
+    (void)state;
+    fewcl_context *ctx = th_ctx();
+    fewcl_model *m = small_model(ctx);
+    static episode e;
+    make_episode(&e, 48);
+    const char *soak = getenv("FEWCL_API_SOAK");
+    long rounds = soak ? atol(soak) : 20, rss0 = 0;
+    size_t baseline = fcl_arena_stats_get(ctx->arena)->in_use;
+    fewcl_images sup = images(e.sup, N * K), one = images(e.qry, 1);
+    for (long i = 0; i < rounds; i++) {
+        fewcl_enrollment *en;
+        float probs[N];
+        TH_OK(fewcl_enroll(m, &sup, (int[]){K, K, K}, N, &en));
+        TH_OK(fewcl_classify(en, &one, NULL, probs, NULL));
+        fewcl_enrollment_destroy(en);
+        assert_int_equal(fcl_arena_stats_get(ctx->arena)->in_use, baseline);
+        if (i == 0) rss0 = rss_kib();
+    }
+    if (soak)
+        print_message("%ld enroll + classify rounds: RSS %ld KiB after the first, %ld KiB at "
+                      "the end\n",
+                      rounds, rss0, rss_kib());
+    fewcl_model_destroy(m);
+}
+
 /* ---- two contexts on two threads ------------------------------------------------------ */
 
 typedef struct thread_job {
@@ -537,6 +574,7 @@ int main(void) {
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_save_load),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_memory_baseline),
         cmocka_unit_test(test_two_threads),
         cmocka_unit_test(test_train_cancel_resume),
         cmocka_unit_test(test_test_job),
