@@ -84,7 +84,12 @@ static void test_install_and_build(void **state) {
              "$(pkg-config --cflags --libs fewcl) -o classify && "
              "awk '/^```c$/{f=1;next} /^```$/{if(f){exit}} f' '%s/docs/api.md' > hello.c && "
              "cc -Wall -Wextra -Werror hello.c $(pkg-config --cflags --libs fewcl) "
-             "-o hello && ldd classify | grep -q \"$LD_LIBRARY_PATH/libfewcl.so\"",
+             "-o hello && ldd classify | grep -q \"$LD_LIBRARY_PATH/libfewcl.so\" && "
+             /* each header stands alone, in C and in C++ */
+             "for h in fewcl model jobs; do printf '#include <fewcl/%%s.h>\\n' $h > h.c && "
+             "cc -Wall -Werror -fsyntax-only $(pkg-config --cflags fewcl) h.c && "
+             "c++ -x c++ -Wall -Werror -fsyntax-only $(pkg-config --cflags fewcl) h.c || exit 1; "
+             "done",
              pre, FEWCL_SOURCE_DIR, FEWCL_SOURCE_DIR);
     sh(cmd);
     /* the example and the installed tool on the same images: the same lines */

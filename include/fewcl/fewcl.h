@@ -77,9 +77,10 @@ typedef enum fewcl_status {
     FEWCL_ERR_INTERRUPTED    /* stopped on request (Ctrl-C) after saving what was done */
 } fewcl_status;
 
-/* Short name of a status code, e.g. "out of memory". */
+/* Short name of a status code, e.g. "out of memory" (a static string). Any thread. */
 FEWCL_API const char *fewcl_status_name(fewcl_status s);
-/* Message of the last failure on this thread (empty when none). */
+/* Message of the last failure on this thread (empty when none); valid until this thread's next
+ * fewcl call. */
 FEWCL_API const char *fewcl_last_error(void);
 
 /* ---- devices --------------------------------------------------------------------------- */
@@ -102,7 +103,8 @@ typedef struct fewcl_device_info {
     int fp16, fp64;
 } fewcl_device_info;
 
-/* All devices of all platforms. Free the list with fewcl_free_device_list. */
+/* All devices of all platforms: *out (count entries) is the caller's, freed with
+ * fewcl_free_device_list. Any thread. */
 FEWCL_API fewcl_status fewcl_list_devices(fewcl_device_info **out, int *count);
 FEWCL_API void fewcl_free_device_list(fewcl_device_info *list);
 
@@ -119,8 +121,9 @@ typedef struct fewcl_context fewcl_context;
  * caps device memory; FEWCL_CACHE_DIR / FEWCL_CACHE=off control the program-binary cache;
  * FEWCL_KERNEL_DIR loads kernels from disk instead of the embedded copies. */
 FEWCL_API fewcl_status fewcl_context_create(const char *device, fewcl_context **out);
+/* Frees the context and its device memory; destroy its models (and their enrolments) first. */
 FEWCL_API void fewcl_context_destroy(fewcl_context *ctx);
-/* The device the context runs on. */
+/* The device the context runs on (owned by the context, valid until it is destroyed). */
 FEWCL_API const fewcl_device_info *fewcl_context_device(const fewcl_context *ctx);
 /* Turn per-kernel profiling on or off (off by default: it synchronises every launch). */
 FEWCL_API void fewcl_context_set_profiling(fewcl_context *ctx, int on);

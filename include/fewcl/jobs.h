@@ -4,10 +4,12 @@
  * Datasets are named by path: an FS-CT JSON filelist ({"image_names", "image_labels",
  * "label_names"}, relative paths resolved against data_root or the file's folder) or a folder
  * of class folders (root/<class>/<image>). */
+/* fewcl.h first, outside the guard: it includes this header back, after its own part. */
+#include "fewcl/fewcl.h"
+
 #ifndef FEWCL_JOBS_H
 #define FEWCL_JOBS_H
 
-#include "fewcl/fewcl.h"
 #include "fewcl/model.h"
 
 #ifdef __cplusplus

@@ -14,10 +14,11 @@
  *     fewcl_classify(e, &queries, NULL, probabilities, labels);
  *     fewcl_enrollment_destroy(e); fewcl_model_destroy(m);
  */
+/* fewcl.h first, outside the guard: it includes this header back, after its own part. */
+#include "fewcl/fewcl.h"
+
 #ifndef FEWCL_MODEL_H
 #define FEWCL_MODEL_H
-
-#include "fewcl/fewcl.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -70,9 +71,10 @@ typedef struct fewcl_model fewcl_model;
 FEWCL_API fewcl_status fewcl_model_create(fewcl_context *ctx, const fewcl_model_config *cfg,
                                           uint64_t seed, fewcl_model **out);
 /* Loads weights: a fewcl checkpoint gives its architecture and training episode shape from its
- * metadata (cfg may be NULL; when given, only its episode shape, mahalanobis, checkpointing
- * and bn_batch_stats_at_test are used); weights without metadata (exported from PyTorch) need
- * cfg. Missing or mis-shaped tensors are FEWCL_ERR_FORMAT naming them and the file. */
+ * metadata (cfg may be NULL; when given, only its mahalanobis, checkpointing and
+ * bn_batch_stats_at_test are used); weights without metadata (exported from PyTorch) need
+ * cfg, which then describes them whole. Missing or mis-shaped tensors are FEWCL_ERR_FORMAT
+ * naming them and the file. */
 FEWCL_API fewcl_status fewcl_model_load(fewcl_context *ctx, const char *path,
                                         const fewcl_model_config *cfg, fewcl_model **out);
 /* Replaces the backbone's weights with those of a safetensors file in the backbone's own

@@ -42,8 +42,10 @@ fewcl_status fewcl_model_load(fewcl_context *ctx, const char *path, const fewcl_
                         "fewcl_model_load: %s stores no fewcl config (weights exported from "
                         "PyTorch?): pass the model config that describes them",
                         path);
-    /* Without a config of the caller's, the training shape stored in the file. */
+    /* The training episode shape stored in the file: the learned prototype weights are shaped
+     * by it, and enrolment handles any other shape. */
     if (found && !cfg) c = saved;
+    if (found) c.n_way = saved.n_way, c.k_shot = saved.k_shot, c.n_query = saved.n_query;
     fcl_model *m;
     FCL_TRY(fcl_checkpoint_open_model(ctx, path, &c, &m, NULL));
     return wrap(ctx, m, out);
