@@ -159,6 +159,33 @@ static void test_enroll_equals_episode(void **state) {
     fewcl_model_destroy(m);
 }
 
+/* The original FS-CT head: enroll + classify = its episode forward, bit for bit, too. */
+static void test_fsct_enroll_equals_episode(void **state) {
+    (void)state;
+    fewcl_context *ctx = th_ctx();
+    fewcl_model_config c = small_config();
+    TH_OK(fewcl_model_config_set_method(&c, FEWCL_METHOD_FSCT));
+    c.heads = 2, c.dim_head = 8, c.depth = 2;
+    fewcl_model *m;
+    TH_OK(fewcl_model_create(ctx, &c, 5, &m));
+    TH_OK(fcl_pattern_fill(ctx, &fcl_params_find(&m->m->params, "proto_weight")->value, 12, 2.0f));
+    static episode e;
+    make_episode(&e, 49);
+    float want[N * Q * N], got[N * Q * N];
+    episode_logits(m, &e, want, NULL);
+    fewcl_images sup = images(e.sup, N * K), qry = images(e.qry, N * Q);
+    int uniform = -1;
+    TH_OK(fewcl_classify_episode(m, &sup, N, K, &qry, got, NULL, NULL, &uniform));
+    assert_int_equal(uniform, 0);
+    assert_memory_equal(got, want, sizeof want);
+    TH_OK(fewcl_classify_episode(m, &sup, N * K, 1, &qry, NULL, NULL, NULL, &uniform));
+    assert_int_equal(uniform, 1); /* 6-way 1-shot: uniform */
+    float emb[N * K * 64];
+    TH_OK(fewcl_embed(m, &sup, emb)); /* no projection: the backbone's 64 features */
+    assert_int_equal(fewcl_model_embedding_dim(m), 64);
+    fewcl_model_destroy(m);
+}
+
 /* Another support shape (1-shot on a 2-shot model): the shots are averaged uniformly, which
  * is the episode forward of the model reshaped to 1-shot (proto_weight zeros), bit for bit. */
 static void test_other_shape_uniform(void **state) {
@@ -291,6 +318,12 @@ static void test_bad_input(void **state) {
     /* a struct not filled by its default function */
     fewcl_model_config zero = {0};
     expect_fail(fewcl_model_create(ctx, &zero, 1, &none), FEWCL_ERR_ARGUMENT, "struct_size");
+    fewcl_model_config bad = small_config();
+    bad.backbone = (fewcl_backbone)7;
+    expect_fail(fewcl_model_create(ctx, &bad, 1, &none), FEWCL_ERR_ARGUMENT, "backbone 7");
+    bad = small_config();
+    bad.image_size = 4;
+    expect_fail(fewcl_model_create(ctx, &bad, 1, &none), FEWCL_ERR_ARGUMENT, "image-size 4");
     /* wrong sizes, an empty class, unequal classes */
     static episode e;
     make_episode(&e, 45);
@@ -331,19 +364,11 @@ static void test_bad_input(void **state) {
                 FEWCL_ERR_ARGUMENT, "0x1");
     expect_fail(fewcl_image_prepare_rgb8((uint8_t[12]){0}, 2, 2, 4, S, (float[IMG]){0}),
                 FEWCL_ERR_ARGUMENT, "stride 4");
-    /* an fsct model has no enrolment */
-    fewcl_model_config fc = small_config();
-    TH_OK(fewcl_model_config_set_method(&fc, FEWCL_METHOD_FSCT));
-    fc.heads = 2, fc.dim_head = 8;
-    fewcl_model *fm;
-    TH_OK(fewcl_model_create(ctx, &fc, 1, &fm));
-    expect_fail(fewcl_enroll(fm, &sup, (int[]){K, K, K}, N, &en), FEWCL_ERR_ARGUMENT, "fsct");
-    fewcl_model_destroy(fm);
     fewcl_model_destroy(m);
 }
 
 /* Device memory back at its baseline after every enroll + classify + destroy; host memory
- * flat. FEWCL_API_SOAK=N (opt-in, e.g. 10000) runs N rounds instead of 20 and prints the
+ * flat. FEWCL_API_SOAK=N (opt-in, e.g. 10000) runs N rounds instead of 5 and prints the
  * resident set size at the start and the end. */
 static long rss_kib(void) {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -360,7 +385,7 @@ static void test_memory_baseline(void **state) {
     static episode e;
     make_episode(&e, 48);
     const char *soak = getenv("FEWCL_API_SOAK");
-    long rounds = soak ? atol(soak) : 20, rss0 = 0;
+    long rounds = soak ? atol(soak) : 5, rss0 = 0;
     size_t baseline = fcl_arena_stats_get(ctx->arena)->in_use;
     fewcl_images sup = images(e.sup, N * K), one = images(e.qry, 1);
     for (long i = 0; i < rounds; i++) {
@@ -571,6 +596,7 @@ int main(void) {
         cmocka_unit_test(test_versions),
         cmocka_unit_test(test_enroll_equals_episode),
         cmocka_unit_test(test_other_shape_uniform),
+        cmocka_unit_test(test_fsct_enroll_equals_episode),
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_save_load),
         cmocka_unit_test(test_bad_input),

@@ -89,7 +89,7 @@ static int list_dir(const char *dir, int dirs, strings *out) {
     }
     closedir(d);
     if (rc) fprintf(stderr, "fewcl predict: out of memory listing %s\n", dir);
-    qsort(out->items, (size_t)out->n, sizeof *out->items, cmp_str);
+    if (out->n > 1) qsort(out->items, (size_t)out->n, sizeof *out->items, cmp_str);
     return rc;
 }
 

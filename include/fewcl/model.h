@@ -112,7 +112,8 @@ typedef struct fewcl_images {
     int count, channels, height, width;
 } fewcl_images;
 
-/* Embeddings [images->count, D′] (after the projection; D′ = fewcl_model_embedding_dim). An
+/* Embeddings [images->count, D′] (after the projection; D′ = fewcl_model_embedding_dim; fsct,
+ * which has none: the backbone's features). An
  * image's embedding does not depend on the others in the batch, up to the last bits (GEMM
  * rows may round differently with the number of rows). */
 FEWCL_API fewcl_status fewcl_embed(fewcl_model *m, const fewcl_images *images, float *embeddings);
@@ -125,8 +126,8 @@ typedef struct fewcl_enrollment fewcl_enrollment;
  * image and, the classifier working on [classes, shots] blocks, the same number of images.
  * The learned prototype weights are shaped by the training n_way × k_shot: enrolling exactly
  * that shape uses them; any other shape weights the shots uniformly (softmax of zeros: the
- * plain mean) and fewcl_enrollment_get_info reports uniform_weights = 1. Enhanced models only
- * (fsct models: FEWCL_ERR_ARGUMENT). The enrolment borrows m. */
+ * plain mean) and fewcl_enrollment_get_info reports uniform_weights = 1. Both methods
+ * (enhanced: prototypes and Mahalanobis factors; fsct: prototypes). The enrolment borrows m. */
 FEWCL_API fewcl_status fewcl_enroll(fewcl_model *m, const fewcl_images *supports, const int *counts,
                                     int n_classes, fewcl_enrollment **out);
 

@@ -72,12 +72,31 @@ fewcl_model_config api_config_out(const fcl_model_config *c) {
                                 .bn_batch_stats_at_test = c->bn_batch_stats_at_test};
 }
 
+/* The enum fields hold one of their values (the library's own checks start from there). */
+static fewcl_status check_enums(const char *fn, const fewcl_model_config *c) {
+    struct {
+        const char *name;
+        int value, last;
+    } e[] = {{"backbone", (int)c->backbone, FEWCL_RESNET34},
+             {"method", (int)c->method, FEWCL_METHOD_FSCT},
+             {"variant", (int)c->variant, FEWCL_VARIANT_SOFTMAX},
+             {"mahalanobis", (int)c->mahalanobis, FEWCL_MAHA_LOWRANK},
+             {"checkpointing", (int)c->checkpointing, FEWCL_CKPT_ALL}};
+    for (size_t i = 0; i < sizeof e / sizeof *e; i++)
+        if (e[i].value < 0 || e[i].value > e[i].last)
+            return fcl_fail(FEWCL_ERR_ARGUMENT,
+                            "%s: model config %s %d is not one of its values (0 to %d)", fn,
+                            e[i].name, e[i].value, e[i].last);
+    return FEWCL_OK;
+}
+
 fewcl_status api_read_config(const char *fn, const fewcl_model_config *c, fcl_model_config *out) {
     API_REQUIRE(c, fn, "the model config");
     FCL_TRY(api_check_size(fn, "the model config", c->struct_size));
     fcl_model_config d = fcl_config_default();
     fewcl_model_config full = api_config_out(&d);
     api_copy_in(&full, sizeof full, c, c->struct_size);
+    FCL_TRY(check_enums(fn, &full));
     *out = api_config_in(&full);
     return FEWCL_OK;
 }

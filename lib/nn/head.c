@@ -18,8 +18,7 @@ void fcl_head_destroy(fewcl_context *ctx, fcl_head *h) {
 
 static fewcl_status unsupported(const fcl_head *h, const char *what) {
     return fcl_fail(FEWCL_ERR_ARGUMENT,
-                    "%s: not available for the %s head (enrolment and embeddings are implemented "
-                    "for --method enhanced)",
+                    "%s: not available for the %s head",
                     what, h->ops->name);
 }
 

@@ -101,7 +101,8 @@ void fcl_head_destroy(fewcl_context *ctx, fcl_head *h);
  *   classify: query features [Q, D] → logits [Q, n] (caller-allocated), any Q ≥ 1. The same
  *             kernels as the episode forward, so at the trained n × k the logits of an
  *             episode's queries are those of fcl_head_forward.
- * A head without them (fsct) returns FEWCL_ERR_ARGUMENT naming the method. */
+ * Both heads enroll and classify (fsct keeps its prototypes); embed is the enhanced head's
+ * (fsct has no projection). A head without an operation returns FEWCL_ERR_ARGUMENT. */
 fewcl_status fcl_head_embed(fewcl_context *ctx, fcl_head *h, const fcl_tensor *features,
                             fcl_tensor *out);
 fewcl_status fcl_head_enroll(fewcl_context *ctx, fcl_head *h, const fcl_tensor *features, int n,
