@@ -13,6 +13,7 @@
 
 #include "api/api.h"
 #include "data/demo.h"
+#include "data/loader.h"
 #include "fewcl/fewcl.h"
 #include "harness.h"
 #include "train/trainer.h"
@@ -531,8 +532,8 @@ static void test_train_cancel_resume(void **state) {
     expect_fail(fewcl_train(ctx, &p, NULL), FEWCL_ERR_IO, "/nonexistent/base.json");
 }
 
-/* fewcl_test at the trained shape equals the trainer's evaluation; at another shot count it
- * reports uniform weights. */
+/* fewcl_test at the trained shape equals the trainer's evaluation (what `fewcl test` runs) and
+ * enroll + classify over the same episodes; at another shot count it reports uniform weights. */
 static void test_test_job(void **state) {
     (void)state;
     fewcl_context *ctx = th_ctx();
@@ -554,6 +555,39 @@ static void test_test_job(void **state) {
     TH_OK(fcl_evaluate(ctx, m->m, &o, &want));
     assert_true(r.accuracy == want.accuracy);
     assert_true(r.ci95 == want.ci95);
+    /* The same episodes through enroll + classify: the same accuracy to the last bit. */
+    fcl_loader_options lo = {.data = d,
+                             .n_way = N,
+                             .k_shot = K,
+                             .n_query = Q,
+                             .image_size = S,
+                             .seed = 1,
+                             .workers = 1,
+                             .prefetch = 1};
+    fcl_loader *l;
+    TH_OK(fcl_loader_create(&lo, &l));
+    double acc[3];
+    for (int ep = 0; ep < 3; ep++) {
+        static episode e;
+        TH_OK(fcl_loader_next(l, e.x, NULL));
+        for (int c = 0; c < N; c++) { /* make_episode's split, on the loader's episode */
+            memcpy(e.sup + (size_t)c * K * IMG, e.x + (size_t)c * (K + Q) * IMG,
+                   (size_t)K * IMG * sizeof(float));
+            memcpy(e.qry + (size_t)c * Q * IMG, e.x + ((size_t)c * (K + Q) + K) * IMG,
+                   (size_t)Q * IMG * sizeof(float));
+        }
+        fewcl_images sup = images(e.sup, N * K), qry = images(e.qry, N * Q);
+        int labels[N * Q], correct = 0;
+        TH_OK(fewcl_classify_episode(m, &sup, N, K, &qry, NULL, NULL, labels, NULL));
+        for (int i = 0; i < N * Q; i++)
+            correct += labels[i] == i / Q;
+        acc[ep] = 100.0 * correct / (N * Q);
+    }
+    fcl_loader_destroy(l);
+    double mean, ci;
+    fcl_mean_ci95(acc, 3, &mean, &ci);
+    assert_true(mean == r.accuracy);
+    assert_true(ci == r.ci95);
     fcl_dataset_free(d);
     p.k_shot = 1;
     TH_OK(fewcl_test(m, &p, &r));

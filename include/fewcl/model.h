@@ -144,7 +144,8 @@ FEWCL_API fewcl_status fewcl_enrollment_get_info(const fewcl_enrollment *e,
 /* Classifies queries->count ≥ 1 images against the enrolment, one at a time or many (a query's
  * result does not depend on the others; how they are grouped can change the last bits). At
  * the trained support shape, an episode's queries in one call give the logits of the episode
- * forward (`fewcl test`) bit for bit. Outputs, each NULL to skip: logits and probabilities
+ * forward (`fewcl test`) bit for bit. (Not with bn_batch_stats_at_test: BatchNorm then uses
+ * each call's batch statistics, so results depend on the batch.) Outputs, each NULL to skip: logits and probabilities
  * (softmax over the classes) [count, n_classes], labels [count] (the most probable class). */
 FEWCL_API fewcl_status fewcl_classify(fewcl_enrollment *e, const fewcl_images *queries,
                                       float *logits, float *probabilities, int *labels);
