@@ -592,12 +592,15 @@ static void fsct_support_free(fewcl_context *ctx, fcl_head *base, fcl_head_suppo
 static fewcl_status enroll_inner(fewcl_context *ctx, fsct_head *h, const fcl_tensor *features,
                                  fsct_support *e) {
     const int n = e->base.n, k = e->base.k, D = h->D;
-    fcl_tensor *w = &h->wsm, zeros;
+    fcl_tensor *w = &h->wsm;
     FCL_TRY(act2(ctx, h, w, n, k));
-    if (e->base.uniform) {
-        FCL_TRY(ws2(ctx, h, &zeros, n, k));
-        FCL_TRY(fcl_fill(ctx, &zeros, 0.0f));
-        FCL_TRY(fcl_softmax_forward(ctx, &zeros, 1.0f, w));
+    if (e->base.uniform) { /* a local temporary: not on the head's stack, which outlives it */
+        fcl_tensor zeros;
+        FCL_TRY(fcl_tensor_alloc2(ctx, &zeros, FCL_MEM_WORKSPACE, n, k));
+        fewcl_status st = fcl_fill(ctx, &zeros, 0.0f);
+        if (st == FEWCL_OK) st = fcl_softmax_forward(ctx, &zeros, 1.0f, w);
+        fcl_tensor_free(ctx, &zeros);
+        FCL_TRY(st);
     } else {
         fcl_tensor pw;
         FCL_TRY(view2(val(h, P_PROTO), n, k, &pw));
