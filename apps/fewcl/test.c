@@ -134,11 +134,16 @@ int cmd_test(int argc, char **argv) {
     if (rc_open) return rc_open;
     s = data_open_split(&data, split, &ds);
     if (s == FEWCL_OK) s = fcl_checkpoint_open_model(ctx, weights, &cfg, &m, &uniform);
-    if (s == FEWCL_OK && uniform)
+    if (s == FEWCL_OK && uniform && found)
         fprintf(stderr,
                 "fewcl test: note: %s's learned prototype weights are for %d-way %d-shot; for "
                 "%d-way %d-shot the shots are averaged uniformly\n",
                 weights, saved.n_way, saved.k_shot, cfg.n_way, cfg.k_shot);
+    else if (s == FEWCL_OK && uniform)
+        fprintf(stderr,
+                "fewcl test: note: %s's learned prototype weights have another shape than "
+                "%d-way %d-shot; the shots are averaged uniformly\n",
+                weights, cfg.n_way, cfg.k_shot);
     if (s == FEWCL_OK) {
         fcl_eval_options eo = {.data = ds,
                                .episodes = (int)episodes,
