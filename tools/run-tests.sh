@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Quick start, command 2: install the packages, build, and run the tests.
-# usage: tools/run-tests.sh [plain|sanitize|oclgrind|portable|fuzz|all]
+# usage: tools/run-tests.sh [plain|sanitize|tsan|oclgrind|portable|fuzz|all]
 #   (default: plain + oclgrind + portable)
 #   plain     the cmocka tests on the default device, also with GPU-like limits
 #   portable  the kernel and model tests on Mesa rusticl (llvmpipe: as a CPU device, and with
 #             the GPU kernels + CLBlast) and on PoCL under AMD-like and Intel-like GPU limits
 #   sanitize  the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer
+#   tsan      test_api (two contexts on two threads, a job cancelled from another thread)
+#             built with ThreadSanitizer
 #   oclgrind  the kernel tests on small shapes under oclgrind (out-of-bounds, races, API)
 #   fuzz      each libFuzzer target (safetensors, filelist, image) for FUZZ_SECONDS (20) on the
 #             committed seed corpus, with ASan+UBSan
@@ -40,6 +42,12 @@ sanitize() {
     -LE "$NOT_PLAIN" -E '\.tiled$' --repeat until-pass:2
 }
 
+tsan() {
+  FEWCL_BUILD_TARGET=test_api bash tools/build.sh build-tsan -DFEWCL_WERROR=ON -DFEWCL_TSAN=ON
+  # halt_on_error: a report fails the run (TSan's exit code 66), not only a log line.
+  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" build-tsan/tests/test_api
+}
+
 fuzz() {
   bash tools/build.sh build-fuzz -DCMAKE_C_COMPILER=clang -DFEWCL_FUZZ=ON -DFEWCL_TESTS=OFF
   for target in safetensors filelist image; do
@@ -61,6 +69,7 @@ case "$mode" in
   portable) portable ;;
   default) plain; oclgrind_tests; portable ;;
   fuzz) fuzz ;;
-  all) plain; sanitize; oclgrind_tests; portable; fuzz ;;
-  *) echo "usage: $0 [plain|sanitize|oclgrind|portable|fuzz|all]" >&2; exit 2 ;;
+  tsan) tsan ;;
+  all) plain; sanitize; tsan; oclgrind_tests; portable; fuzz ;;
+  *) echo "usage: $0 [plain|sanitize|tsan|oclgrind|portable|fuzz|all]" >&2; exit 2 ;;
 esac

@@ -12,7 +12,7 @@ packages=(
   fonts-dejavu-core fonts-dejavu-extra
   oclgrind
   clang libclang-rt-14-dev
-  python3
+  python3 python3-numpy python3-pip python3-setuptools
 )
 if [ "${FEWCL_WITH_TORCH:-0}" = 1 ]; then
   packages+=(python3-torch python3-torchvision)

@@ -15,6 +15,7 @@ int cmd_episode(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_test(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 
 /* Prints "fewcl <cmd>: <status>: <message>" to stderr and returns EXIT_RUNTIME. */

@@ -16,6 +16,7 @@ static const struct {
     {"plan", cmd_plan, "device memory one episode needs, per category, and whether it fits"},
     {"train", cmd_train, "train a few-shot classifier episodically (AdamW, validation, resume)"},
     {"test", cmd_test, "accuracy of trained weights over test episodes, with its 95% CI"},
+    {"predict", cmd_predict, "classify images from a few examples per class (trained weights)"},
     {"demo", cmd_demo, "render a glyph dataset from the system fonts, train and test on it"},
     {"episode", cmd_episode, "run one episode from tensors in a file (parity with PyTorch)"},
 };

@@ -10,6 +10,7 @@
 #include "data_flags.h"
 #include "model_flags.h"
 #include "progress.h"
+#include "train/checkpoint.h"
 #include "train_report.h"
 
 static void usage(FILE *f) {
@@ -125,13 +126,24 @@ int cmd_test(int argc, char **argv) {
     fewcl_context *ctx = NULL;
     fcl_model *m = NULL;
     fcl_eval_result r = {0};
+    int uniform = 0; /* another support shape than the trained one: uniform shot weights */
     progress_state ps;
     progress_init(&ps, quiet || json);
     install_stop_handler();
     int rc_open = cli_open_device("test", device, &ctx);
     if (rc_open) return rc_open;
     s = data_open_split(&data, split, &ds);
-    if (s == FEWCL_OK) s = open_trained_model(ctx, weights, &cfg, &m);
+    if (s == FEWCL_OK) s = fcl_checkpoint_open_model(ctx, weights, &cfg, &m, &uniform);
+    if (s == FEWCL_OK && uniform && found)
+        fprintf(stderr,
+                "fewcl test: note: %s's learned prototype weights are for %d-way %d-shot; for "
+                "%d-way %d-shot the shots are averaged uniformly\n",
+                weights, saved.n_way, saved.k_shot, cfg.n_way, cfg.k_shot);
+    else if (s == FEWCL_OK && uniform)
+        fprintf(stderr,
+                "fewcl test: note: %s's learned prototype weights have another shape than "
+                "%d-way %d-shot; the shots are averaged uniformly\n",
+                weights, cfg.n_way, cfg.k_shot);
     if (s == FEWCL_OK) {
         fcl_eval_options eo = {.data = ds,
                                .episodes = (int)episodes,
@@ -145,6 +157,7 @@ int cmd_test(int argc, char **argv) {
     }
     if (s == FEWCL_OK) {
         cJSON *o = test_result_json(&r, split_names[split], weights, &cfg);
+        cJSON_AddBoolToObject(o, "uniform_prototype_weights", uniform);
         save_test_result("test", weights, split_names[split], o);
         if (json) {
             char *text = cJSON_PrintUnformatted(o);

@@ -1,8 +1,29 @@
 /* fewcl — few-shot image classification on any OpenCL device.
  *
- * Public C API. Every call returns a fewcl_status; on failure fewcl_last_error()
- * holds a message naming the operation, the shapes or file involved and a hint.
- * The library never exits the process.
+ * Public C API: this header (status codes, versions, devices, contexts) and, included below,
+ * fewcl/model.h (models, images, embeddings, enrolment and classification) and fewcl/jobs.h
+ * (training, testing, memory plans). docs/api.md walks through them with tested examples.
+ *
+ * Conventions, for every function of the API:
+ * - It returns a fewcl_status (or a plain value that cannot fail); on failure
+ *   fewcl_last_error() holds a message naming the operation, the argument, shape or file
+ *   involved and a hint. Outputs are untouched or zeroed on failure. The library never exits
+ *   or aborts the process; a NULL where an object is required is FEWCL_ERR_ARGUMENT.
+ * - Ownership: what a *_create / *_load / *_enroll / *_list function returns belongs to the
+ *   caller, who frees it with the matching *_destroy / *_free (NULL is accepted there). Input
+ *   arrays and strings are only read during the call (copied if kept). Output arrays are the
+ *   caller's, of the size the function states.
+ * - Lifetimes: a model borrows its context, an enrolment borrows its model: destroy them in
+ *   reverse order of creation.
+ * - Threads: a context and everything made from it (models, enrolments) may be used by one
+ *   thread at a time; distinct contexts may be used from distinct threads at once, on the same
+ *   device or not. fewcl_last_error() is per thread. Functions that take no context (versions,
+ *   defaults, status names, image preparation, device listing) may be called from any thread.
+ * - Parameter structs start with `struct_size`: fill them with the matching *_default
+ *   function, passing sizeof the struct, then change fields. A library built later with more
+ *   fields reads only the struct_size bytes the caller knows (the rest keep their defaults), so
+ *   programs keep working across versions. FEWCL_API_VERSION only grows: a program may check
+ *   fewcl_api_version() >= the version it was written for.
  *
  * Example: list the devices, then open the default one.
  *
@@ -27,7 +48,20 @@
 extern "C" {
 #endif
 
+/* Exported from libfewcl.so; everything else in the library is hidden. */
+#if defined(FEWCL_BUILDING_LIBRARY) && defined(__GNUC__)
+#define FEWCL_API __attribute__((visibility("default")))
+#else
+#define FEWCL_API
+#endif
+
 #define FEWCL_VERSION "0.1.0"
+/* The API's version: raised whenever a function, field or value is added, never lowered. */
+#define FEWCL_API_VERSION 1
+
+/* The library's version ("0.1.0") and API version, as built (may be newer than the header). */
+FEWCL_API const char *fewcl_version(void);
+FEWCL_API int fewcl_api_version(void);
 
 typedef enum fewcl_status {
     FEWCL_OK = 0,
@@ -43,10 +77,11 @@ typedef enum fewcl_status {
     FEWCL_ERR_INTERRUPTED    /* stopped on request (Ctrl-C) after saving what was done */
 } fewcl_status;
 
-/* Short name of a status code, e.g. "out of memory". */
-const char *fewcl_status_name(fewcl_status s);
-/* Message of the last failure on this thread (empty when none). */
-const char *fewcl_last_error(void);
+/* Short name of a status code, e.g. "out of memory" (a static string). Any thread. */
+FEWCL_API const char *fewcl_status_name(fewcl_status s);
+/* Message of the last failure on this thread (empty when none); valid until this thread's next
+ * fewcl call. */
+FEWCL_API const char *fewcl_last_error(void);
 
 /* ---- devices --------------------------------------------------------------------------- */
 
@@ -68,9 +103,10 @@ typedef struct fewcl_device_info {
     int fp16, fp64;
 } fewcl_device_info;
 
-/* All devices of all platforms. Free the list with fewcl_free_device_list. */
-fewcl_status fewcl_list_devices(fewcl_device_info **out, int *count);
-void fewcl_free_device_list(fewcl_device_info *list);
+/* All devices of all platforms: *out (count entries) is the caller's, freed with
+ * fewcl_free_device_list. Any thread. */
+FEWCL_API fewcl_status fewcl_list_devices(fewcl_device_info **out, int *count);
+FEWCL_API void fewcl_free_device_list(fewcl_device_info *list);
 
 /* ---- context --------------------------------------------------------------------------- */
 
@@ -84,16 +120,21 @@ typedef struct fewcl_context fewcl_context;
  * to test GPU limits on a CPU device (another name is an error); FEWCL_MEM_LIMIT=bytes[K|M|G]
  * caps device memory; FEWCL_CACHE_DIR / FEWCL_CACHE=off control the program-binary cache;
  * FEWCL_KERNEL_DIR loads kernels from disk instead of the embedded copies. */
-fewcl_status fewcl_context_create(const char *device, fewcl_context **out);
-void fewcl_context_destroy(fewcl_context *ctx);
-/* The device the context runs on. */
-const fewcl_device_info *fewcl_context_device(const fewcl_context *ctx);
+FEWCL_API fewcl_status fewcl_context_create(const char *device, fewcl_context **out);
+/* Frees the context and its device memory; destroy its models (and their enrolments) first. */
+FEWCL_API void fewcl_context_destroy(fewcl_context *ctx);
+/* The device the context runs on (owned by the context, valid until it is destroyed). */
+FEWCL_API const fewcl_device_info *fewcl_context_device(const fewcl_context *ctx);
 /* Turn per-kernel profiling on or off (off by default: it synchronises every launch). */
-void fewcl_context_set_profiling(fewcl_context *ctx, int on);
+FEWCL_API void fewcl_context_set_profiling(fewcl_context *ctx, int on);
 /* Wait for all queued device work. */
-fewcl_status fewcl_finish(fewcl_context *ctx);
+FEWCL_API fewcl_status fewcl_finish(fewcl_context *ctx);
 
 #ifdef __cplusplus
 }
 #endif
+
+#include "fewcl/jobs.h"
+#include "fewcl/model.h"
+
 #endif

@@ -307,3 +307,15 @@ fewcl_status fcl_dataset_check_episode(const fcl_dataset *d, int n_way, int k_sh
                             d->source, d->class_names[c], d->class_count[c], need);
     return FEWCL_OK;
 }
+
+fewcl_status fcl_dataset_open(const char *path, const char *data_root, fcl_dataset **out) {
+    *out = NULL;
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return fcl_fail(FEWCL_ERR_IO,
+                        "%s: %s (expected a filelist .json or a folder of class "
+                        "folders)",
+                        path, strerror(errno));
+    if (S_ISDIR(sb.st_mode)) return fcl_dataset_load_folder(path, out);
+    return fcl_dataset_load_json(path, data_root, out);
+}

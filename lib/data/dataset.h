@@ -26,6 +26,8 @@ fewcl_status fcl_dataset_parse_json(const char *label, const char *text, size_t 
                                     const char *data_root, fcl_dataset **out);
 /* Reads root/<class>/<image> (hidden entries skipped; .jpg .jpeg .png .bmp, any case). */
 fewcl_status fcl_dataset_load_folder(const char *root, fcl_dataset **out);
+/* A folder (fcl_dataset_load_folder) or a filelist (fcl_dataset_load_json), by what path is. */
+fewcl_status fcl_dataset_open(const char *path, const char *data_root, fcl_dataset **out);
 void fcl_dataset_free(fcl_dataset *d);
 /* Checks that episodes of n_way classes with k_shot + n_query distinct images each can be
  * drawn; the error names the first class that is too small and the counts. */

@@ -246,7 +246,12 @@ static void *worker(void *arg) {
 
 size_t fcl_loader_episode_floats(const fcl_loader *l) { return l->floats; }
 
-const fcl_loader_stats *fcl_loader_stats_get(fcl_loader *l) { return &l->stats; }
+fcl_loader_stats fcl_loader_stats_get(fcl_loader *l) {
+    pthread_mutex_lock(&l->cache_lock); /* the workers update them under this lock */
+    fcl_loader_stats st = l->stats;
+    pthread_mutex_unlock(&l->cache_lock);
+    return st;
+}
 
 void fcl_loader_destroy(fcl_loader *l) {
     if (!l) return;

@@ -44,7 +44,8 @@ size_t fcl_loader_episode_floats(const fcl_loader *l);
  * of its n_way rows into classes (may be NULL). Blocks until it is ready. An image that fails
  * to load is an error naming the file (or, with skip_bad, a warning). */
 fewcl_status fcl_loader_next(fcl_loader *l, float *x, int *classes);
-const fcl_loader_stats *fcl_loader_stats_get(fcl_loader *l);
+/* A snapshot of the statistics (the workers keep updating them). */
+fcl_loader_stats fcl_loader_stats_get(fcl_loader *l);
 void fcl_loader_destroy(fcl_loader *l);
 
 /* The pieces, exposed for tests: the episode's draw, and one image's transform. */

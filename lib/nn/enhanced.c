@@ -41,43 +41,7 @@
 #include "../ops/colstats.h"
 #include "../ops/loss.h"
 #include "../ops/rowwise.h"
-#include "model.h"
-
-#define MAX_SAVED 512
-
-enum { BW_Q, BW_K, BW_V, BW_O, BB_O, BN1_G, BN1_B, BN2_G, BN2_B, BW_1, BB_1, BW_2, BB_2, BP_N };
-
-typedef struct {
-    /* saved by forward (indices into the head's saved list are not needed: pointers into it) */
-    fcl_tensor *h_in;                                       /* the block's input H [Q,D′] */
-    fcl_tensor *mean_u, *rstd_u, *u, *mean_p, *rstd_p, *pn; /* LN1 of H and of the prototypes */
-    fcl_tensor *q, *k, *v, *qh, *kh;                        /* qh/kh: normalised (cosine) or q/k */
-    fcl_tensor *a;                                          /* [heads,Q,n] attention weights */
-    fcl_tensor *o, *h1, *mean2, *rstd2, *x2, *f1, *g, *h2;
-} block_saved;
-
-typedef struct enhanced {
-    fcl_head base;
-    fcl_model_config cfg;
-    fcl_params *P;
-    int D, Dp, proj, n, k, q, Q, B, inner;
-    int ip_proj, ip_proto, ip_blocks, ip_logvars; /* parameter indices in P */
-    fcl_maha_path path;
-    int checkpoint; /* --checkpoint blocks|all: blocks keep only their output (file comment) */
-    /* forward state */
-    int training, have;
-    const fcl_tensor *x;
-    fcl_tensor saved[MAX_SAVED];
-    int n_saved;
-    fcl_tensor *y0, *mean0, *rstd0, *z; /* projection */
-    fcl_tensor zview;                   /* z when there is no projection (a view of x) */
-    fcl_tensor *s, *zq, *w, *p, *logits, *mx, *my, *labels;
-    fcl_tensor *e, *cmean, *cvar, *cstd, *cz, *cc;
-    fcl_tensor *lce, *lv, *lc, *total;
-    block_saved *blk;
-    fcl_tensor dfeat; /* owned; valid until release */
-    int have_dfeat;
-} enhanced;
+#include "enhanced_impl.h"
 
 static fcl_tensor *value(enhanced *h, int i) { return &h->P->items[i].value; }
 static fcl_tensor *grad(enhanced *h, int i) { return &h->P->items[i].grad; }
@@ -85,8 +49,8 @@ static int bparam(enhanced *h, int b, int which) { return h->ip_blocks + b * BP_
 
 /* ---- small helpers -------------------------------------------------------------------- */
 
-static fewcl_status save(fewcl_context *ctx, enhanced *h, int ndim, const int *shape,
-                         fcl_tensor **out) {
+fewcl_status fcl_enh_save(fewcl_context *ctx, enhanced *h, int ndim, const int *shape,
+                          fcl_tensor **out) {
     if (h->n_saved >= MAX_SAVED)
         return fcl_fail(FEWCL_ERR_INTERNAL, "enhanced head: more than %d saved tensors", MAX_SAVED);
     fcl_tensor *t = &h->saved[h->n_saved];
@@ -96,10 +60,10 @@ static fewcl_status save(fewcl_context *ctx, enhanced *h, int ndim, const int *s
     return FEWCL_OK;
 }
 static fewcl_status save2(fewcl_context *ctx, enhanced *h, int a, int b, fcl_tensor **out) {
-    return save(ctx, h, 2, (int[]){a, b}, out);
+    return fcl_enh_save(ctx, h, 2, (int[]){a, b}, out);
 }
 static fewcl_status save1(fewcl_context *ctx, enhanced *h, int a, fcl_tensor **out) {
-    return save(ctx, h, 1, (int[]){a}, out);
+    return fcl_enh_save(ctx, h, 1, (int[]){a}, out);
 }
 
 /* A view of `t` starting `off` elements in, with another shape. */
@@ -120,7 +84,7 @@ static fewcl_status launch1(fewcl_context *ctx, fcl_kernel_entry *k, size_t n) {
     return fcl_launch(ctx, k, 1, &n, &lws);
 }
 
-static fewcl_status copy(fewcl_context *ctx, const fcl_tensor *x, fcl_tensor *y) {
+fewcl_status fcl_enh_copy(fewcl_context *ctx, const fcl_tensor *x, fcl_tensor *y) {
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel(ctx, "enhanced", NULL, "copy", &k));
     FCL_TRY(fcl_args(k, "ttu", x, y, (unsigned)x->numel));
@@ -246,8 +210,8 @@ fewcl_status fcl_enhanced_create(fewcl_context *ctx, const fcl_model_config *cfg
 /* Block b on its input hin; every intermediate is saved for backward. recompute: the
  * checkpointed block's second run, in backward, which stops once everything backward reads
  * exists (the output H2 is not among it and stays the first run's). */
-static fewcl_status block_forward(fewcl_context *ctx, enhanced *h, int b, fcl_tensor *hin,
-                                  block_saved *bs, int recompute) {
+fewcl_status fcl_enh_block_forward(fewcl_context *ctx, enhanced *h, int b, fcl_tensor *hin,
+                                   block_saved *bs, int recompute) {
     const int Q = h->Q, n = h->n, d = h->Dp, I = h->inner, H = h->cfg.heads;
     const int dh = h->cfg.dim_head, Mh = h->cfg.mlp_dim;
     const int cosine = h->cfg.variant == FCL_VARIANT_COSINE;
@@ -282,7 +246,7 @@ static fewcl_status block_forward(fewcl_context *ctx, enhanced *h, int b, fcl_te
         bs->qh = bs->q, bs->kh = bs->k;
     }
     /* A_h = q̂_h·k̂_hᵀ [Q,n] for each head h, stored [H,Q,n] */
-    FCL_TRY(save(ctx, h, 3, (int[]){H, Q, n}, &bs->a));
+    FCL_TRY(fcl_enh_save(ctx, h, 3, (int[]){H, Q, n}, &bs->a));
     if (cosine) {
         FCL_TRY(fcl_gemm_strided_batched(ctx, 0, 1, Q, n, dh, 1.0f, M(bs->qh, I), (size_t)dh,
                                          M(bs->kh, I), (size_t)dh, 0.0f, M(bs->a, n), (size_t)Q * n,
@@ -328,7 +292,7 @@ static fewcl_status block_forward(fewcl_context *ctx, enhanced *h, int b, fcl_te
 /* Checkpointing, after block b's forward: frees its intermediates (latest first) and keeps its
  * output, the next block's input. Their slots in the saved list stay, empty (freeing an empty
  * tensor does nothing). */
-static void block_keep_output(fewcl_context *ctx, block_saved *bs) {
+void fcl_enh_block_keep_output(fewcl_context *ctx, block_saved *bs) {
     fcl_tensor *t[] = {bs->g,      bs->f1, bs->rstd2,  bs->mean2,  bs->x2, bs->h1, bs->o,
                        bs->a,      bs->kh, bs->qh,     bs->v,      bs->k,  bs->q,  bs->rstd_p,
                        bs->mean_p, bs->pn, bs->rstd_u, bs->mean_u, bs->u};
@@ -336,12 +300,77 @@ static void block_keep_output(fewcl_context *ctx, block_saved *bs) {
         fcl_tensor_free(ctx, t[i]); /* softmax: qh, kh are q, k (freed once, then empty) */
 }
 
-static void enhanced_release(fewcl_context *ctx, fcl_head *base) {
+void fcl_enh_release(fewcl_context *ctx, fcl_head *base) {
     enhanced *h = (enhanced *)base;
     if (h->have_dfeat) fcl_tensor_free(ctx, &h->dfeat), h->have_dfeat = 0;
     while (h->n_saved > 0)
         fcl_tensor_free(ctx, &h->saved[--h->n_saved]);
     h->have = 0;
+}
+
+/* Z = ReLU(LN(x·Wrᵀ + br)) for the rows of x [rows,D] (saved), or a view of x without the
+ * projection; h->z points at it. */
+fewcl_status fcl_enh_project(fewcl_context *ctx, enhanced *h, const fcl_tensor *x) {
+    const int rows = x->shape[0], d = h->Dp;
+    if (!h->proj) {
+        h->zview = *x;
+        h->zview.owner = 0;
+        h->z = &h->zview;
+        return FEWCL_OK;
+    }
+    int ip = h->ip_proj;
+    FCL_TRY(save2(ctx, h, rows, d, &h->y0));
+    FCL_TRY(save1(ctx, h, rows, &h->mean0));
+    FCL_TRY(save1(ctx, h, rows, &h->rstd0));
+    FCL_TRY(save2(ctx, h, rows, d, &h->z));
+    FCL_TRY(fcl_linear_forward(ctx, x, value(h, ip), value(h, ip + 1), h->y0));
+    FCL_TRY(fcl_layernorm_forward(ctx, h->y0, value(h, ip + 2), value(h, ip + 3), FCL_LN_EPS, h->z,
+                                  h->mean0, h->rstd0));
+    return fcl_relu_forward(ctx, h->z, h->z);
+}
+
+/* The projection of an episode. Its linear part runs on the supports [n·k, D] and on the
+ * queries [Q, D] separately, as enrolment and classification run it (enhanced_enroll.c): a
+ * GEMM's rows may round differently with the number of rows, and so the enrolled path gives
+ * this forward's logits bit for bit. LN and ReLU (row by row) then run over all B rows in the
+ * episode's order, which is what the backward differentiates. */
+static fewcl_status project_episode(fewcl_context *ctx, enhanced *h, const fcl_tensor *x) {
+    if (!h->proj) return fcl_enh_project(ctx, h, x);
+    const int n = h->n, k = h->k, q = h->q, Q = h->Q, B = h->B, d = h->Dp, D = h->D;
+    const int ip = h->ip_proj;
+    FCL_TRY(save2(ctx, h, B, d, &h->y0));
+    FCL_TRY(save1(ctx, h, B, &h->mean0));
+    FCL_TRY(save1(ctx, h, B, &h->rstd0));
+    FCL_TRY(save2(ctx, h, B, d, &h->z));
+    enum { XS, XQ, YS, YQ, T_N };
+    const int rows[T_N] = {n * k, Q, n * k, Q}, cols[T_N] = {D, D, d, d};
+    fcl_tensor t[T_N];
+    int have = 0;
+    fewcl_status st = FEWCL_OK;
+    for (; have < T_N && st == FEWCL_OK; have++)
+        st = ws2(ctx, &t[have], rows[have], cols[have]);
+    if (st != FEWCL_OK) have--;
+    fcl_kernel_entry *kk;
+    if (st == FEWCL_OK) st = fcl_kernel(ctx, "enhanced", NULL, "split_episode", &kk);
+    if (st == FEWCL_OK)
+        st = fcl_args(kk, "tttuuuu", x, &t[XS], &t[XQ], (unsigned)n, (unsigned)k, (unsigned)q,
+                      (unsigned)D);
+    if (st == FEWCL_OK) st = launch1(ctx, kk, (size_t)B * D);
+    if (st == FEWCL_OK)
+        st = fcl_linear_forward(ctx, &t[XS], value(h, ip), value(h, ip + 1), &t[YS]);
+    if (st == FEWCL_OK)
+        st = fcl_linear_forward(ctx, &t[XQ], value(h, ip), value(h, ip + 1), &t[YQ]);
+    if (st == FEWCL_OK) st = fcl_kernel(ctx, "enhanced", NULL, "merge_episode", &kk);
+    if (st == FEWCL_OK)
+        st = fcl_args(kk, "tttuuuu", &t[YS], &t[YQ], h->y0, (unsigned)n, (unsigned)k, (unsigned)q,
+                      (unsigned)d);
+    if (st == FEWCL_OK) st = launch1(ctx, kk, (size_t)B * d);
+    while (have > 0)
+        fcl_tensor_free(ctx, &t[--have]);
+    FCL_TRY(st);
+    FCL_TRY(fcl_layernorm_forward(ctx, h->y0, value(h, ip + 2), value(h, ip + 3), FCL_LN_EPS, h->z,
+                                  h->mean0, h->rstd0));
+    return fcl_relu_forward(ctx, h->z, h->z);
 }
 
 static fewcl_status forward_impl(fewcl_context *ctx, enhanced *h, const fcl_tensor *x, int training,
@@ -358,24 +387,10 @@ static fewcl_status forward_impl(fewcl_context *ctx, enhanced *h, const fcl_tens
     h->training = training;
     h->have = 1;
     /* 1. projection */
-    if (h->proj) {
-        int ip = h->ip_proj;
-        FCL_TRY(save2(ctx, h, B, d, &h->y0));
-        FCL_TRY(save1(ctx, h, B, &h->mean0));
-        FCL_TRY(save1(ctx, h, B, &h->rstd0));
-        FCL_TRY(save2(ctx, h, B, d, &h->z));
-        FCL_TRY(fcl_linear_forward(ctx, x, value(h, ip), value(h, ip + 1), h->y0));
-        FCL_TRY(fcl_layernorm_forward(ctx, h->y0, value(h, ip + 2), value(h, ip + 3), FCL_LN_EPS,
-                                      h->z, h->mean0, h->rstd0));
-        FCL_TRY(fcl_relu_forward(ctx, h->z, h->z));
-    } else {
-        h->zview = *x;
-        h->zview.owner = 0;
-        h->z = &h->zview;
-    }
+    FCL_TRY(project_episode(ctx, h, x));
     out->features = h->z;
     /* 2. supports and queries */
-    FCL_TRY(save(ctx, h, 3, (int[]){n, k, d}, &h->s));
+    FCL_TRY(fcl_enh_save(ctx, h, 3, (int[]){n, k, d}, &h->s));
     FCL_TRY(save2(ctx, h, Q, d, &h->zq));
     {
         fcl_kernel_entry *kk;
@@ -396,14 +411,14 @@ static fewcl_status forward_impl(fewcl_context *ctx, enhanced *h, const fcl_tens
     /* 4. attention blocks */
     fcl_tensor *hcur = h->zq;
     for (int b = 0; b < h->cfg.depth; b++) {
-        FCL_TRY(block_forward(ctx, h, b, hcur, &h->blk[b], 0));
-        if (h->checkpoint) block_keep_output(ctx, &h->blk[b]);
+        FCL_TRY(fcl_enh_block_forward(ctx, h, b, hcur, &h->blk[b], 0));
+        if (h->checkpoint) fcl_enh_block_keep_output(ctx, &h->blk[b]);
         hcur = h->blk[b].h2;
     }
     /* 5. Mahalanobis logits */
     FCL_TRY(save2(ctx, h, Q, n, &h->logits));
-    FCL_TRY(save(ctx, h, 3, (int[]){n, k, d}, &h->mx));
-    FCL_TRY(save(ctx, h, 3, (int[]){n, Q, d}, &h->my));
+    FCL_TRY(fcl_enh_save(ctx, h, 3, (int[]){n, k, d}, &h->mx));
+    FCL_TRY(fcl_enh_save(ctx, h, 3, (int[]){n, Q, d}, &h->my));
     FCL_TRY(fcl_mahalanobis_forward(ctx, h->path, h->s, h->p, hcur, h->logits, h->mx, h->my));
     out->logits = h->logits;
     out->loss = out->loss_ce = out->loss_var = out->loss_cov = NULL;
@@ -424,8 +439,8 @@ static fewcl_status forward_impl(fewcl_context *ctx, enhanced *h, const fcl_tens
         fcl_tensor es = sub(h->e, 0, 2, (int[]){n * k, d});
         fcl_tensor ep = sub(h->e, (size_t)n * k * d, 2, (int[]){n, d});
         fcl_tensor s2 = view2(h->s, n * k, d);
-        FCL_TRY(copy(ctx, &s2, &es));
-        FCL_TRY(copy(ctx, h->p, &ep));
+        FCL_TRY(fcl_enh_copy(ctx, &s2, &es));
+        FCL_TRY(fcl_enh_copy(ctx, h->p, &ep));
     }
     FCL_TRY(save1(ctx, h, d, &h->cmean));
     FCL_TRY(save1(ctx, h, d, &h->cvar));
@@ -452,10 +467,10 @@ static fewcl_status forward_impl(fewcl_context *ctx, enhanced *h, const fcl_tens
 static fewcl_status enhanced_forward(fewcl_context *ctx, fcl_head *base, const fcl_tensor *x,
                                      int training, fcl_head_out *out) {
     enhanced *h = (enhanced *)base;
-    enhanced_release(ctx, base); /* a forward replaces whatever the previous one kept */
+    fcl_enh_release(ctx, base); /* a forward replaces whatever the previous one kept */
     memset(out, 0, sizeof *out);
     fewcl_status st = forward_impl(ctx, h, x, training, out);
-    if (st != FEWCL_OK) enhanced_release(ctx, base), memset(out, 0, sizeof *out);
+    if (st != FEWCL_OK) fcl_enh_release(ctx, base), memset(out, 0, sizeof *out);
     return st;
 }
 
@@ -590,7 +605,7 @@ static fewcl_status backward_impl(fewcl_context *ctx, enhanced *h, fcl_tensor *g
          * values as in forward: bit-identical), differentiate, and free them again. */
         int mark = h->n_saved;
         fcl_tensor *hin = b ? h->blk[b - 1].h2 : h->zq;
-        fewcl_status st = block_forward(ctx, h, b, hin, &h->blk[b], 1);
+        fewcl_status st = fcl_enh_block_forward(ctx, h, b, hin, &h->blk[b], 1);
         if (st == FEWCL_OK) st = block_backward(ctx, h, b, &h->blk[b], &g[G_DH], &g[G_DP]);
         while (h->n_saved > mark)
             fcl_tensor_free(ctx, &h->saved[--h->n_saved]);
@@ -687,10 +702,11 @@ static fewcl_status enhanced_backward(fewcl_context *ctx, fcl_head *base,
 
 static void enhanced_destroy(fewcl_context *ctx, fcl_head *base) {
     enhanced *h = (enhanced *)base;
-    enhanced_release(ctx, base);
+    fcl_enh_release(ctx, base);
     free(h->blk);
     free(h);
 }
 
-static const fcl_head_ops enhanced_ops = {"enhanced", enhanced_forward, enhanced_backward,
-                                          enhanced_release, enhanced_destroy};
+static const fcl_head_ops enhanced_ops = {"enhanced",      enhanced_forward, enhanced_backward,
+                                          fcl_enh_release, enhanced_destroy, fcl_enh_embed,
+                                          fcl_enh_enroll,  fcl_enh_classify, fcl_enh_support_free};

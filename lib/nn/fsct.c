@@ -573,8 +573,109 @@ static void fsct_destroy(fewcl_context *ctx, fcl_head *base) {
     free(h);
 }
 
-static const fcl_head_ops fsct_ops = {"fsct", fsct_forward, fsct_backward, fsct_release,
-                                      fsct_destroy};
+/* ---- enrolment (fcl_head_enroll): the evaluation forward cut at the prototypes ----------- */
+
+typedef struct fsct_support {
+    fcl_head_support base;
+    fcl_tensor x0; /* prototypes [n, D] */
+} fsct_support;
+
+static void fsct_support_free(fewcl_context *ctx, fcl_head *base, fcl_head_support *sup) {
+    fsct_support *e = (fsct_support *)sup;
+    if (!e) return;
+    fcl_tensor_free(ctx, &e->x0);
+    free(e);
+}
+
+/* Prototypes as the forward makes them: softmax of proto_weight (zeros for another shape)
+ * over the shots of support features [n·k, D]. */
+static fewcl_status enroll_inner(fewcl_context *ctx, fsct_head *h, const fcl_tensor *features,
+                                 fsct_support *e) {
+    const int n = e->base.n, k = e->base.k, D = h->D;
+    fcl_tensor *w = &h->wsm;
+    FCL_TRY(act2(ctx, h, w, n, k));
+    if (e->base.uniform) { /* a local temporary: not on the head's stack, which outlives it */
+        fcl_tensor zeros;
+        FCL_TRY(fcl_tensor_alloc2(ctx, &zeros, FCL_MEM_WORKSPACE, n, k));
+        fewcl_status st = fcl_fill(ctx, &zeros, 0.0f);
+        if (st == FEWCL_OK) st = fcl_softmax_forward(ctx, &zeros, 1.0f, w);
+        fcl_tensor_free(ctx, &zeros);
+        FCL_TRY(st);
+    } else {
+        fcl_tensor pw;
+        FCL_TRY(view2(val(h, P_PROTO), n, k, &pw));
+        FCL_TRY(fcl_softmax_forward(ctx, &pw, 1.0f, w));
+    }
+    FCL_TRY(fcl_tensor_alloc2(ctx, &e->x0, FCL_MEM_ACTIVATION, n, D));
+    return fcl_gemm_strided_batched(ctx, 0, 0, 1, D, k, 1.0f, mat(w, 0, k), (size_t)k,
+                                    mat(features, 0, D), (size_t)k * D, 0.0f, mat(&e->x0, 0, D),
+                                    (size_t)D, n);
+}
+
+static fewcl_status fsct_enroll(fewcl_context *ctx, fcl_head *base, const fcl_tensor *features,
+                                int n, int k, fcl_head_support **out) {
+    fsct_head *h = (fsct_head *)base;
+    *out = NULL;
+    char s[64];
+    if (n < 1 || k < 1 || features->ndim != 2 || features->shape[0] != n * k ||
+        features->shape[1] != h->D)
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "fsct head enroll: features %s for %d x %d, D %d",
+                        fcl_shape_str(features, s, sizeof s), n, k, h->D);
+    fsct_support *e = calloc(1, sizeof *e);
+    if (!e) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "enroll: out of host memory");
+    e->base = (fcl_head_support){n, k, n != h->n || k != h->k};
+    fsct_release(ctx, base);
+    fewcl_status st = enroll_inner(ctx, h, features, e);
+    fsct_release(ctx, base);
+    if (st != FEWCL_OK) {
+        fsct_support_free(ctx, base, &e->base);
+        return st;
+    }
+    *out = &e->base;
+    return FEWCL_OK;
+}
+
+/* The forward's query path for query features [Q, D] against the enrolled prototypes. */
+static fewcl_status classify_inner(fewcl_context *ctx, fsct_head *h, const fsct_support *e,
+                                   const fcl_tensor *features) {
+    FCL_TRY(project(ctx, h, features, &h->lnz, &h->lnz_mean, &h->lnz_rstd, &h->fk));
+    const fcl_tensor *x = &e->x0;
+    for (int t = 0; t < h->depth; t++) {
+        FCL_TRY(block_forward(ctx, h, &h->blocks[t], x, t == 0, 0));
+        free_block(ctx, &h->blocks[t], 1);
+        if (t) fcl_tensor_free(ctx, &h->blocks[t - 1].x2);
+        x = &h->blocks[t].x2;
+    }
+    return output_forward(ctx, h, x);
+}
+
+static fewcl_status fsct_classify(fewcl_context *ctx, fcl_head *base, const fcl_head_support *sup,
+                                  const fcl_tensor *features, fcl_tensor *logits) {
+    fsct_head *h = (fsct_head *)base;
+    const fsct_support *e = (const fsct_support *)sup;
+    char s[64], l[64];
+    if (features->ndim != 2 || features->shape[1] != h->D || features->shape[0] < 1 ||
+        logits->ndim != 2 || logits->shape[0] != features->shape[0] ||
+        logits->shape[1] != e->base.n)
+        return fcl_fail(FEWCL_ERR_ARGUMENT,
+                        "fsct head classify: features %s and logits %s, expected [Q,%d], [Q,%d]",
+                        fcl_shape_str(features, s, sizeof s), fcl_shape_str(logits, l, sizeof l),
+                        h->D, e->base.n);
+    fsct_release(ctx, base);
+    const int n = h->n, Q = h->Q;
+    h->n = e->base.n, h->Q = features->shape[0];
+    h->logits = *logits; /* written in place: a view, not on the stack */
+    h->logits.owner = 0;
+    fewcl_status st = classify_inner(ctx, h, e, features);
+    h->n = n, h->Q = Q;
+    memset(&h->logits, 0, sizeof h->logits);
+    fsct_release(ctx, base);
+    return st;
+}
+
+static const fcl_head_ops fsct_ops = {"fsct",       fsct_forward,  fsct_backward,
+                                      fsct_release, fsct_destroy,  NULL,
+                                      fsct_enroll,  fsct_classify, fsct_support_free};
 
 /* ---- creation --------------------------------------------------------------------------- */
 

@@ -1,6 +1,8 @@
 /* The whole model: backbone then head (see model.h). */
 #include "model.h"
 
+#include "../ops/ops.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +74,50 @@ fewcl_status fcl_model_backward(fewcl_context *ctx, fcl_model *m) {
 void fcl_model_release(fewcl_context *ctx, fcl_model *m) {
     fcl_head_release(ctx, m->head);
     fcl_backbone_release(ctx, m->backbone);
+}
+
+fewcl_status fcl_model_reshape(fewcl_context *ctx, fcl_model *src, const fcl_model_config *cfg,
+                               fcl_model **out, int *uniform_protos) {
+    *out = NULL;
+    if (uniform_protos) *uniform_protos = 0;
+    char diff[512];
+    if (fcl_config_architecture_diff(&src->cfg, cfg, diff, sizeof diff))
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "reshape: another architecture (%s)", diff);
+    fcl_model *m;
+    FCL_TRY(fcl_model_create(ctx, cfg, 1, &m));
+    fewcl_status s = FEWCL_OK;
+    float *host = NULL;
+    for (int i = 0; i < m->params.n && s == FEWCL_OK; i++) {
+        fcl_param *p = &m->params.items[i];
+        fcl_param *q = fcl_params_find(&src->params, p->name);
+        if (!q) {
+            s = fcl_fail(FEWCL_ERR_INTERNAL, "reshape: %s missing from the source model", p->name);
+        } else if (!fcl_same_shape(&p->value, &q->value)) {
+            /* only the prototype weights depend on the episode shape: zeros, i.e. uniform */
+            if (strcmp(p->name, "proto_weight") != 0) {
+                char a[64], b[64];
+                s = fcl_fail(FEWCL_ERR_INTERNAL, "reshape: %s is %s here and %s in the source",
+                             p->name, fcl_shape_str(&p->value, a, sizeof a),
+                             fcl_shape_str(&q->value, b, sizeof b));
+            } else {
+                s = fcl_fill(ctx, &p->value, 0.0f);
+                if (uniform_protos) *uniform_protos = 1;
+            }
+        } else {
+            float *grown = realloc(host, p->value.numel * sizeof *host);
+            if (!grown) s = fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "reshape: out of host memory");
+            host = grown ? grown : host;
+            if (s == FEWCL_OK) s = fcl_tensor_download(ctx, &q->value, host);
+            if (s == FEWCL_OK) s = fcl_tensor_upload(ctx, &p->value, host);
+        }
+    }
+    free(host);
+    if (s != FEWCL_OK) {
+        fcl_model_destroy(ctx, m);
+        return s;
+    }
+    *out = m;
+    return FEWCL_OK;
 }
 
 /* The model's backbone keys all start with this (fcl_model_create registers them so). */

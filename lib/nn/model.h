@@ -38,6 +38,12 @@ void fcl_backbone_destroy(fewcl_context *ctx, fcl_backbone_net *net);
 
 typedef struct fcl_head fcl_head;
 typedef struct fcl_head_out fcl_head_out;
+/* A support set enrolled by a head (its prototypes and classifier factors on the device):
+ * this common part is the first member of each head's own record. */
+typedef struct fcl_head_support {
+    int n, k;    /* classes and shots per class */
+    int uniform; /* the shots are weighted uniformly (n × k is not the trained shape) */
+} fcl_head_support;
 
 /* A head is an implementation struct whose first member is `fcl_head` (its table of
  * operations); the fcl_head_* functions below dispatch through it (lib/nn/head.c). */
@@ -47,6 +53,13 @@ typedef struct fcl_head_ops {
     fewcl_status (*backward)(fewcl_context *, fcl_head *, const fcl_tensor **);
     void (*release)(fewcl_context *, fcl_head *);
     void (*destroy)(fewcl_context *, fcl_head *);
+    /* Optional (NULL: the head does not offer it); see fcl_head_embed and below. */
+    fewcl_status (*embed)(fewcl_context *, fcl_head *, const fcl_tensor *, fcl_tensor *);
+    fewcl_status (*enroll)(fewcl_context *, fcl_head *, const fcl_tensor *, int, int,
+                           fcl_head_support **);
+    fewcl_status (*classify)(fewcl_context *, fcl_head *, const fcl_head_support *,
+                             const fcl_tensor *, fcl_tensor *);
+    void (*support_free)(fewcl_context *, fcl_head *, fcl_head_support *);
 } fcl_head_ops;
 
 struct fcl_head {
@@ -77,6 +90,29 @@ fewcl_status fcl_head_backward(fewcl_context *ctx, fcl_head *h, const fcl_tensor
 void fcl_head_release(fewcl_context *ctx, fcl_head *h);
 void fcl_head_destroy(fewcl_context *ctx, fcl_head *h);
 
+/* Evaluation-mode pieces of the forward, for classifying queries one batch at a time against a
+ * support set processed once (the public fewcl_enroll / fewcl_classify). The head's forward
+ * state is released first; nothing is kept but what is returned.
+ *   embed:    features [B, D] → out [B, D′] (after the projection; a copy without one).
+ *   enroll:   support features [n·k, D] (class-major) → prototypes and Mahalanobis factors.
+ *             The learned prototype weights are shaped by the training n_way × k_shot; for any
+ *             other n × k the shots are weighted uniformly (softmax of zeros, the plain mean)
+ *             and fcl_head_support_uniform says so.
+ *   classify: query features [Q, D] → logits [Q, n] (caller-allocated), any Q ≥ 1. The same
+ *             kernels as the episode forward, so at the trained n × k the logits of an
+ *             episode's queries are those of fcl_head_forward.
+ * Both heads enroll and classify (fsct keeps its prototypes); embed is the enhanced head's
+ * (fsct has no projection). A head without an operation returns FEWCL_ERR_ARGUMENT. */
+fewcl_status fcl_head_embed(fewcl_context *ctx, fcl_head *h, const fcl_tensor *features,
+                            fcl_tensor *out);
+fewcl_status fcl_head_enroll(fewcl_context *ctx, fcl_head *h, const fcl_tensor *features, int n,
+                             int k, fcl_head_support **out);
+fewcl_status fcl_head_classify(fewcl_context *ctx, fcl_head *h, const fcl_head_support *sup,
+                               const fcl_tensor *features, fcl_tensor *logits);
+void fcl_head_support_free(fewcl_context *ctx, fcl_head *h, fcl_head_support *sup);
+/* 1 when the enrolment weighted the shots uniformly (its n × k is not the trained one). */
+int fcl_head_support_uniform(const fcl_head_support *sup);
+
 /* ---- the whole model (lib/nn/model.c) --------------------------------------------------- */
 
 typedef struct fcl_model {
@@ -99,6 +135,12 @@ fewcl_status fcl_model_forward(fewcl_context *ctx, fcl_model *m, const fcl_tenso
 fewcl_status fcl_model_backward(fewcl_context *ctx, fcl_model *m);
 /* After an evaluation forward (or to drop a training one): frees the saved activations. */
 void fcl_model_release(fewcl_context *ctx, fcl_model *m);
+/* A model of another episode shape (cfg's n_way, k_shot, n_query; same architecture) with the
+ * values of src's parameters and buffers. The prototype weights are shaped by n_way × k_shot:
+ * when that differs they stay uniform (zeros: softmax gives the plain mean of the shots) and
+ * *uniform_protos is set (may be NULL). */
+fewcl_status fcl_model_reshape(fewcl_context *ctx, fcl_model *src, const fcl_model_config *cfg,
+                               fcl_model **out, int *uniform_protos);
 /* Loads the backbone's parameters and BN buffers from a safetensors file holding a state_dict
  * in the backbone's own layout (for the ResNets: torchvision's resnet18/34 keys): the model's
  * `feature.K` is read from key `<prefix>K` (prefix "" for a plain torchvision state_dict).

@@ -78,11 +78,17 @@ static void note(char *buf, size_t cap, int *count, const char *text) {
 
 fewcl_status fcl_params_load(fewcl_context *ctx, fcl_params *P, const fcl_safetensors *st,
                              const char *prefix, fcl_load_mode mode) {
+    return fcl_params_load_except(ctx, P, st, prefix, mode, NULL);
+}
+
+fewcl_status fcl_params_load_except(fewcl_context *ctx, fcl_params *P, const fcl_safetensors *st,
+                                    const char *prefix, fcl_load_mode mode, const char *skip) {
     char problems[3000] = "", item[512];
     int n_problems = 0;
     size_t plen = strlen(prefix);
     for (int i = 0; i < P->n; i++) {
         fcl_param *p = &P->items[i];
+        if (skip && !strcmp(p->name, skip)) continue;
         char key[300];
         snprintf(key, sizeof key, "%s%s", prefix, p->name);
         const fcl_st_tensor *t = fcl_st_find(st, key);

@@ -53,6 +53,10 @@ fcl_param *fcl_params_find(fcl_params *P, const char *name);
  * dozen) with the file name. */
 fewcl_status fcl_params_load(fewcl_context *ctx, fcl_params *P, const fcl_safetensors *st,
                              const char *prefix, fcl_load_mode mode);
+/* The same, leaving parameter `skip` (NULL: none) out: it keeps its value, and its key in the
+ * file is not checked. */
+fewcl_status fcl_params_load_except(fewcl_context *ctx, fcl_params *P, const fcl_safetensors *st,
+                                    const char *prefix, fcl_load_mode mode, const char *skip);
 /* Adds every value (and buffer) to a writer under its name (downloads: blocking). */
 fewcl_status fcl_params_store(fewcl_context *ctx, const fcl_params *P, fcl_st_writer *w);
 /* Adds one device tensor to a writer under `name` (a blocking download). */

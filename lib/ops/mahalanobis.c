@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Cholesky block size: 32 (4 KiB of local memory per block), smaller on devices whose
  * work-groups cannot hold 32 items; the build option makes it a compile-time constant. */
@@ -260,85 +261,129 @@ static fewcl_status class_diff(fewcl_context *ctx, const fcl_tensor *h, const fc
     return fcl_launch(ctx, k, 3, gws, lws);
 }
 
-/* y[c] = diff[c]·Σ_c⁻¹ with Σ_c formed and inverted (Σ⁻¹ symmetric, so row vectors work). */
-static fewcl_status dense_solve(fewcl_context *ctx, const fcl_tensor *e, fcl_tensor *x,
-                                const fcl_tensor *h, const fcl_tensor *p, fcl_tensor *y,
-                                const dims *m) {
-    int shape[3] = {m->n, m->d, m->d};
-    fcl_tensor sigma, inv, diff;
-    FCL_TRY(fcl_tensor_alloc(ctx, &sigma, FCL_MEM_COVARIANCE, 3, shape));
-    fewcl_status s = fcl_tensor_alloc(ctx, &inv, FCL_MEM_COVARIANCE, 3, shape);
-    if (s != FEWCL_OK) {
+/* The query-independent half (see mahalanobis.h). Dense: Σ_c formed and inverted (Σ⁻¹
+ * symmetric, so row vectors work); low-rank: K = (α/β)·I_k + X·Xᵀ inverted. */
+fewcl_status fcl_mahalanobis_factor(fewcl_context *ctx, fcl_maha_path path, const fcl_tensor *e,
+                                    fcl_tensor *x, fcl_maha_factor *f) {
+    char se[64], sx[64];
+    memset(f, 0, sizeof *f);
+    if (e->ndim != 3 || !fcl_same_shape(e, x))
+        return fcl_fail(FEWCL_ERR_ARGUMENT,
+                        "mahalanobis factor: supports %s and centred supports %s must both be "
+                        "[n,k,D]",
+                        fcl_shape_str(e, se, sizeof se), fcl_shape_str(x, sx, sizeof sx));
+    f->path = path;
+    f->x = x;
+    f->n = e->shape[0], f->k = e->shape[1], f->d = e->shape[2];
+    dims m = {f->n, f->k, f->d, 0, 0, 0};
+    shrinkage(&m);
+    f->alpha = m.alpha, f->beta = m.beta;
+    if (path == FCL_MAHA_PATH_DENSE) {
+        int shape[3] = {m.n, m.d, m.d};
+        fcl_tensor sigma;
+        FCL_TRY(fcl_tensor_alloc(ctx, &sigma, FCL_MEM_COVARIANCE, 3, shape));
+        fewcl_status s = fcl_tensor_alloc(ctx, &f->inv, FCL_MEM_COVARIANCE, 3, shape);
+        if (s != FEWCL_OK) {
+            fcl_tensor_free(ctx, &sigma);
+            return s;
+        }
+        s = fcl_mahalanobis_covariance(ctx, e, x, &sigma);
+        if (s == FEWCL_OK) s = fcl_spd_inverse(ctx, &sigma, &f->inv, "mahalanobis: class", NULL);
         fcl_tensor_free(ctx, &sigma);
+        if (s != FEWCL_OK) fcl_mahalanobis_factor_free(ctx, f);
         return s;
     }
-    s = fcl_mahalanobis_covariance(ctx, e, x, &sigma);
-    if (s == FEWCL_OK) s = fcl_spd_inverse(ctx, &sigma, &inv, "mahalanobis: class", NULL);
-    fcl_tensor_free(ctx, &sigma);
-    if (s == FEWCL_OK) s = fcl_tensor_alloc(ctx, &diff, FCL_MEM_WORKSPACE, 3, y->shape);
-    if (s == FEWCL_OK) {
-        s = class_diff(ctx, h, p, &diff, m);
-        size_t qd = (size_t)m->q * m->d, dd = (size_t)m->d * m->d;
-        if (s == FEWCL_OK)
-            s = fcl_gemm_strided_batched(
-                ctx, 0, 0, m->q, m->d, m->d, 1.0f, (fcl_matrix){&diff, 0, m->d}, qd,
-                (fcl_matrix){&inv, 0, m->d}, dd, 0.0f, (fcl_matrix){y, 0, m->d}, qd, m->n);
-        fcl_tensor_free(ctx, &diff);
+    FCL_TRY(center(ctx, e, x));
+    int kk[3] = {m.n, m.k, m.k};
+    fcl_tensor kmat;
+    FCL_TRY(fcl_tensor_alloc(ctx, &kmat, FCL_MEM_WORKSPACE, 3, kk));
+    fewcl_status s = fcl_tensor_alloc(ctx, &f->kinv, FCL_MEM_WORKSPACE, 3, kk);
+    if (s != FEWCL_OK) {
+        fcl_tensor_free(ctx, &kmat);
+        return s;
     }
-    fcl_tensor_free(ctx, &inv);
+    size_t kd = (size_t)m.k * m.d, k2 = (size_t)m.k * m.k;
+    s = fcl_gemm_strided_batched(ctx, 0, 1, m.k, m.k, m.d, 1.0f, (fcl_matrix){x, 0, m.d}, kd,
+                                 (fcl_matrix){x, 0, m.d}, kd, 0.0f, (fcl_matrix){&kmat, 0, m.k}, k2,
+                                 m.n);
+    if (s == FEWCL_OK) s = copy_add_diag(ctx, &kmat, &kmat, m.alpha / m.beta);
+    if (s == FEWCL_OK)
+        s = fcl_spd_inverse(ctx, &kmat, &f->kinv, "mahalanobis (low-rank): class", NULL);
+    fcl_tensor_free(ctx, &kmat);
+    if (s != FEWCL_OK) fcl_mahalanobis_factor_free(ctx, f);
+    return s;
+}
+
+void fcl_mahalanobis_factor_free(fewcl_context *ctx, fcl_maha_factor *f) {
+    fcl_tensor_free(ctx, &f->kinv);
+    fcl_tensor_free(ctx, &f->inv);
+}
+
+/* y[c] = diff[c]·Σ_c⁻¹. */
+static fewcl_status dense_apply(fewcl_context *ctx, const fcl_maha_factor *f, const fcl_tensor *h,
+                                const fcl_tensor *p, fcl_tensor *y, const dims *m) {
+    fcl_tensor diff;
+    FCL_TRY(fcl_tensor_alloc(ctx, &diff, FCL_MEM_WORKSPACE, 3, y->shape));
+    fewcl_status s = class_diff(ctx, h, p, &diff, m);
+    size_t qd = (size_t)m->q * m->d, dd = (size_t)m->d * m->d;
+    if (s == FEWCL_OK)
+        s = fcl_gemm_strided_batched(
+            ctx, 0, 0, m->q, m->d, m->d, 1.0f, (fcl_matrix){&diff, 0, m->d}, qd,
+            (fcl_matrix){&f->inv, 0, m->d}, dd, 0.0f, (fcl_matrix){y, 0, m->d}, qd, m->n);
+    fcl_tensor_free(ctx, &diff);
     return s;
 }
 
 /* Woodbury, with Σ = αI + β·XᵀX and K = (α/β)·I_k + X·Xᵀ:
  *   Σ⁻¹ = (1/α)·[I − Xᵀ·K⁻¹·X],
  * applied to the rows of diff: y = (1/α)·[diff − (diff·Xᵀ)·K⁻¹·X]. */
-static fewcl_status lowrank_solve(fewcl_context *ctx, const fcl_tensor *e, fcl_tensor *x,
-                                  const fcl_tensor *h, const fcl_tensor *p, fcl_tensor *y,
-                                  const dims *m) {
-    FCL_TRY(center(ctx, e, x));
-    int kk[3] = {m->n, m->k, m->k}, qk[3] = {m->n, m->q, m->k};
-    fcl_tensor kmat, kinv, t, u;
-    FCL_TRY(fcl_tensor_alloc(ctx, &kmat, FCL_MEM_WORKSPACE, 3, kk));
-    fewcl_status s = fcl_tensor_alloc(ctx, &kinv, FCL_MEM_WORKSPACE, 3, kk);
-    if (s != FEWCL_OK) {
-        fcl_tensor_free(ctx, &kmat);
-        return s;
-    }
+static fewcl_status lowrank_apply(fewcl_context *ctx, const fcl_maha_factor *f, const fcl_tensor *h,
+                                  const fcl_tensor *p, fcl_tensor *y, const dims *m) {
+    const fcl_tensor *x = f->x;
+    int qk[3] = {m->n, m->q, m->k};
+    fcl_tensor t, u;
     size_t kd = (size_t)m->k * m->d, k2 = (size_t)m->k * m->k, qd = (size_t)m->q * m->d,
            qk2 = (size_t)m->q * m->k;
-    s = fcl_gemm_strided_batched(ctx, 0, 1, m->k, m->k, m->d, 1.0f, (fcl_matrix){x, 0, m->d}, kd,
-                                 (fcl_matrix){x, 0, m->d}, kd, 0.0f, (fcl_matrix){&kmat, 0, m->k},
-                                 k2, m->n);
-    if (s == FEWCL_OK) s = copy_add_diag(ctx, &kmat, &kmat, m->alpha / m->beta);
-    if (s == FEWCL_OK)
-        s = fcl_spd_inverse(ctx, &kmat, &kinv, "mahalanobis (low-rank): class", NULL);
-    fcl_tensor_free(ctx, &kmat);
-    if (s == FEWCL_OK) s = class_diff(ctx, h, p, y, m); /* y holds diff until the last GEMM */
-    int tu = 0;
-    if (s == FEWCL_OK) s = fcl_tensor_alloc(ctx, &t, FCL_MEM_WORKSPACE, 3, qk);
-    if (s == FEWCL_OK) {
-        tu = 1;
-        s = fcl_tensor_alloc(ctx, &u, FCL_MEM_WORKSPACE, 3, qk);
-        if (s != FEWCL_OK) fcl_tensor_free(ctx, &t), tu = 0;
-    }
-    if (tu) {
-        /* t = diff·Xᵀ [Q,k]; u = t·K⁻¹; y = (1/α)(diff − u·X). */
-        s = fcl_gemm_strided_batched(ctx, 0, 1, m->q, m->k, m->d, 1.0f, (fcl_matrix){y, 0, m->d},
-                                     qd, (fcl_matrix){x, 0, m->d}, kd, 0.0f,
-                                     (fcl_matrix){&t, 0, m->k}, qk2, m->n);
-        if (s == FEWCL_OK)
-            s = fcl_gemm_strided_batched(
-                ctx, 0, 0, m->q, m->k, m->k, 1.0f, (fcl_matrix){&t, 0, m->k}, qk2,
-                (fcl_matrix){&kinv, 0, m->k}, k2, 0.0f, (fcl_matrix){&u, 0, m->k}, qk2, m->n);
-        if (s == FEWCL_OK)
-            s = fcl_gemm_strided_batched(ctx, 0, 0, m->q, m->d, m->k, -1.0f / m->alpha,
-                                         (fcl_matrix){&u, 0, m->k}, qk2, (fcl_matrix){x, 0, m->d},
-                                         kd, 1.0f / m->alpha, (fcl_matrix){y, 0, m->d}, qd, m->n);
-        fcl_tensor_free(ctx, &u);
+    FCL_TRY(class_diff(ctx, h, p, y, m)); /* y holds diff until the last GEMM */
+    FCL_TRY(fcl_tensor_alloc(ctx, &t, FCL_MEM_WORKSPACE, 3, qk));
+    fewcl_status s = fcl_tensor_alloc(ctx, &u, FCL_MEM_WORKSPACE, 3, qk);
+    if (s != FEWCL_OK) {
         fcl_tensor_free(ctx, &t);
+        return s;
     }
-    fcl_tensor_free(ctx, &kinv);
+    /* t = diff·Xᵀ [Q,k]; u = t·K⁻¹; y = (1/α)(diff − u·X). */
+    s = fcl_gemm_strided_batched(ctx, 0, 1, m->q, m->k, m->d, 1.0f, (fcl_matrix){y, 0, m->d}, qd,
+                                 (fcl_matrix){x, 0, m->d}, kd, 0.0f, (fcl_matrix){&t, 0, m->k}, qk2,
+                                 m->n);
+    if (s == FEWCL_OK)
+        s = fcl_gemm_strided_batched(ctx, 0, 0, m->q, m->k, m->k, 1.0f, (fcl_matrix){&t, 0, m->k},
+                                     qk2, (fcl_matrix){&f->kinv, 0, m->k}, k2, 0.0f,
+                                     (fcl_matrix){&u, 0, m->k}, qk2, m->n);
+    if (s == FEWCL_OK)
+        s = fcl_gemm_strided_batched(ctx, 0, 0, m->q, m->d, m->k, -1.0f / m->alpha,
+                                     (fcl_matrix){&u, 0, m->k}, qk2, (fcl_matrix){x, 0, m->d}, kd,
+                                     1.0f / m->alpha, (fcl_matrix){y, 0, m->d}, qd, m->n);
+    fcl_tensor_free(ctx, &u);
+    fcl_tensor_free(ctx, &t);
     return s;
+}
+
+fewcl_status fcl_mahalanobis_apply(fewcl_context *ctx, const fcl_maha_factor *f,
+                                   const fcl_tensor *protos, const fcl_tensor *queries,
+                                   fcl_tensor *logits, fcl_tensor *y) {
+    dims m;
+    FCL_TRY(check_forward(f->x, protos, queries, logits, f->x, y, &m));
+    if (f->path == FCL_MAHA_PATH_DENSE)
+        FCL_TRY(dense_apply(ctx, f, queries, protos, y, &m));
+    else
+        FCL_TRY(lowrank_apply(ctx, f, queries, protos, y, &m));
+    fcl_kernel_entry *k;
+    FCL_TRY(kernel_bs(ctx, "neg_quadratic", &k));
+    size_t side = fcl_kernel_wg_1d(ctx, k);
+    FCL_TRY(fcl_args(k, "ttttuuuL", queries, protos, y, logits, (unsigned)m.q, (unsigned)m.n,
+                     (unsigned)m.d, side * sizeof(float)));
+    size_t gws[2] = {side, (size_t)m.q * m.n}, lws[2] = {side, 1};
+    return fcl_launch(ctx, k, 2, gws, lws);
 }
 
 fewcl_status fcl_mahalanobis_forward(fewcl_context *ctx, fcl_maha_path path,
@@ -347,17 +392,11 @@ fewcl_status fcl_mahalanobis_forward(fewcl_context *ctx, fcl_maha_path path,
                                      fcl_tensor *y) {
     dims m;
     FCL_TRY(check_forward(supports, protos, queries, logits, x, y, &m));
-    if (path == FCL_MAHA_PATH_DENSE)
-        FCL_TRY(dense_solve(ctx, supports, x, queries, protos, y, &m));
-    else
-        FCL_TRY(lowrank_solve(ctx, supports, x, queries, protos, y, &m));
-    fcl_kernel_entry *k;
-    FCL_TRY(kernel_bs(ctx, "neg_quadratic", &k));
-    size_t side = fcl_kernel_wg_1d(ctx, k);
-    FCL_TRY(fcl_args(k, "ttttuuuL", queries, protos, y, logits, (unsigned)m.q, (unsigned)m.n,
-                     (unsigned)m.d, side * sizeof(float)));
-    size_t gws[2] = {side, (size_t)m.q * m.n}, lws[2] = {side, 1};
-    return fcl_launch(ctx, k, 2, gws, lws);
+    fcl_maha_factor f;
+    FCL_TRY(fcl_mahalanobis_factor(ctx, path, supports, x, &f));
+    fewcl_status s = fcl_mahalanobis_apply(ctx, &f, protos, queries, logits, y);
+    fcl_mahalanobis_factor_free(ctx, &f);
+    return s;
 }
 
 fewcl_status fcl_mahalanobis_backward(fewcl_context *ctx, const fcl_tensor *x, const fcl_tensor *y,

@@ -39,6 +39,28 @@ fewcl_status fcl_spd_inverse(fewcl_context *ctx, const fcl_tensor *a, fcl_tensor
 fewcl_status fcl_mahalanobis_covariance(fewcl_context *ctx, const fcl_tensor *e, fcl_tensor *x,
                                         fcl_tensor *sigma);
 
+/* The query-independent half of the classifier, kept to classify many query batches against
+ * one support set (fewcl_enroll): dense: Σ_c⁻¹ [n,D,D] (FCL_MEM_COVARIANCE); low-rank: the
+ * centred supports and K_c⁻¹ = ((α/β)·I_k + X_cX_cᵀ)⁻¹ [n,k,k]. x [n,k,D] (the centred
+ * supports, caller-owned) must outlive the factor. fcl_mahalanobis_forward is factor + apply +
+ * free, so both ways run the same kernels on the same values. */
+typedef struct fcl_maha_factor {
+    fcl_maha_path path;
+    int n, k, d;
+    float alpha, beta;
+    const fcl_tensor *x;
+    fcl_tensor inv;  /* dense */
+    fcl_tensor kinv; /* low-rank */
+} fcl_maha_factor;
+
+fewcl_status fcl_mahalanobis_factor(fewcl_context *ctx, fcl_maha_path path,
+                                    const fcl_tensor *supports, fcl_tensor *x, fcl_maha_factor *f);
+/* protos [n,D], queries [Q,D] → logits [Q,n]; y [n,Q,D] receives Σ_c⁻¹(h_r − p_c). */
+fewcl_status fcl_mahalanobis_apply(fewcl_context *ctx, const fcl_maha_factor *f,
+                                   const fcl_tensor *protos, const fcl_tensor *queries,
+                                   fcl_tensor *logits, fcl_tensor *y);
+void fcl_mahalanobis_factor_free(fewcl_context *ctx, fcl_maha_factor *f);
+
 /* supports [n,k,D], protos [n,D], queries [Q,D] → logits [Q,n]; saves x [n,k,D] and
  * y [n,Q,D] for the backward (callers allocate them as activations). */
 fewcl_status fcl_mahalanobis_forward(fewcl_context *ctx, fcl_maha_path path,

@@ -1,6 +1,8 @@
 /* Checkpoint files (see checkpoint.h). */
 #include "checkpoint.h"
 
+#include "../ops/ops.h"
+
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,4 +100,60 @@ fewcl_status fcl_checkpoint_load(fewcl_context *ctx, fcl_model *m, const fcl_saf
         FCL_TRY(load_moment(ctx, st, "v", p, &p->v));
     }
     return FEWCL_OK;
+}
+
+fewcl_status fcl_checkpoint_read_config(const char *path, fcl_model_config *cfg, int *found) {
+    fcl_safetensors *st;
+    FCL_TRY(fcl_st_load(path, &st));
+    fewcl_status s = fcl_checkpoint_config(st, cfg, found);
+    fcl_st_free(st);
+    return s;
+}
+
+/* The saved architecture with the episode and run settings of `run`. */
+static fcl_model_config merge(const fcl_model_config *saved, const fcl_model_config *run) {
+    fcl_model_config c = *saved;
+    c.n_way = run->n_way, c.k_shot = run->k_shot, c.n_query = run->n_query;
+    c.mahalanobis = run->mahalanobis;
+    c.checkpoint = run->checkpoint;
+    c.bn_batch_stats_at_test = run->bn_batch_stats_at_test;
+    return c;
+}
+
+/* 1 when the file's proto_weight exists with another shape than the model's. */
+static int protos_reshaped(const fcl_safetensors *st, fcl_model *m) {
+    const fcl_st_tensor *t = fcl_st_find(st, "proto_weight");
+    fcl_param *p = fcl_params_find(&m->params, "proto_weight");
+    if (!t || !p || t->ndim != p->value.ndim) return 0;
+    for (int d = 0; d < t->ndim; d++)
+        if (t->shape[d] != p->value.shape[d]) return 1;
+    return 0;
+}
+
+fewcl_status fcl_checkpoint_open_model(fewcl_context *ctx, const char *path, fcl_model_config *cfg,
+                                       fcl_model **out, int *uniform_protos) {
+    *out = NULL;
+    if (uniform_protos) *uniform_protos = 0;
+    fcl_safetensors *st;
+    FCL_TRY(fcl_st_load(path, &st));
+    fcl_model_config saved;
+    int found = 0, reshaped = 0;
+    fewcl_status s = fcl_checkpoint_config(st, &saved, &found);
+    if (s == FEWCL_OK && found) *cfg = merge(&saved, cfg);
+    if (s == FEWCL_OK) s = fcl_model_create(ctx, cfg, 1, out);
+    if (s == FEWCL_OK) {
+        reshaped = protos_reshaped(st, *out);
+        s = fcl_params_load_except(ctx, &(*out)->params, st, "", FCL_LOAD_COMPLETE,
+                                   reshaped ? "proto_weight" : NULL);
+    }
+    if (s == FEWCL_OK && reshaped) {
+        s = fcl_fill(ctx, &fcl_params_find(&(*out)->params, "proto_weight")->value, 0.0f);
+        if (uniform_protos) *uniform_protos = 1;
+    }
+    if (s != FEWCL_OK && *out) {
+        fcl_model_destroy(ctx, *out);
+        *out = NULL;
+    }
+    fcl_st_free(st);
+    return s;
 }

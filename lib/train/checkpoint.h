@@ -20,6 +20,16 @@ fewcl_status fcl_checkpoint_config(const fcl_safetensors *st, fcl_model_config *
  * not the model's are ignored) and, with_optimizer, the AdamW moments and step count. */
 fewcl_status fcl_checkpoint_load(fewcl_context *ctx, fcl_model *m, const fcl_safetensors *st,
                                  int with_optimizer);
+/* fcl_checkpoint_config of the file at path. */
+fewcl_status fcl_checkpoint_read_config(const char *path, fcl_model_config *cfg, int *found);
+/* Opens trained weights as a model for evaluation: the architecture stored in the file (when it
+ * has one; else *cfg's) with the episode sizes and run settings of *cfg (n_way, k_shot,
+ * n_query, mahalanobis, checkpoint, bn_batch_stats_at_test); *cfg becomes the config built.
+ * The learned prototype weights are shaped by the training n_way × k_shot: for another shape
+ * they cannot apply, so they stay uniform (zeros: softmax gives the plain mean of the shots)
+ * and *uniform_protos is set (may be NULL). */
+fewcl_status fcl_checkpoint_open_model(fewcl_context *ctx, const char *path, fcl_model_config *cfg,
+                                       fcl_model **out, int *uniform_protos);
 /* A malloc'd copy of the "training" metadata (NULL when absent). */
 char *fcl_checkpoint_training(const fcl_safetensors *st);
 

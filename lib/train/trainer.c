@@ -56,9 +56,9 @@ double fcl_lr_at(fcl_lr_schedule s, double lr, long index, long total) {
 }
 
 static double loader_images_per_s(fcl_loader *l) {
-    const fcl_loader_stats *st = fcl_loader_stats_get(l);
-    double busy = st->decode_seconds + st->transform_seconds;
-    return busy > 0 ? st->images_decoded / busy : 0;
+    fcl_loader_stats st = fcl_loader_stats_get(l);
+    double busy = st.decode_seconds + st.transform_seconds;
+    return busy > 0 ? st.images_decoded / busy : 0;
 }
 
 static fewcl_status make_loader(const fcl_dataset *d, const fcl_model_config *c, int augment,

@@ -1,0 +1,216 @@
+/* Public API: training and test jobs over the trainer (lib/train), with cancellation. */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "../data/dataset.h"
+#include "../train/trainer.h"
+#include "api.h"
+#include "fewcl/jobs.h"
+
+struct fewcl_cancel {
+    atomic_int requested;
+};
+
+fewcl_status fewcl_cancel_create(fewcl_cancel **out) {
+    API_REQUIRE(out, "fewcl_cancel_create", "out");
+    *out = calloc(1, sizeof **out);
+    if (!*out) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "fewcl_cancel_create: out of memory");
+    atomic_init(&(*out)->requested, 0);
+    return FEWCL_OK;
+}
+void fewcl_cancel_request(fewcl_cancel *c) {
+    if (c) atomic_store(&c->requested, 1);
+}
+int fewcl_cancel_requested(const fewcl_cancel *c) {
+    return c ? atomic_load(&((fewcl_cancel *)c)->requested) : 0;
+}
+void fewcl_cancel_destroy(fewcl_cancel *c) { free(c); }
+
+/* A job's bridge between the caller's callbacks and cancel token and the trainer's progress
+ * function and stop flag. Everything runs on the job's thread: the token is read there (an
+ * atomic) and the trainer's flag is only ever written there. */
+typedef struct job {
+    fewcl_progress_fn progress;
+    fewcl_epoch_fn epoch_done;
+    void *user;
+    fewcl_cancel *cancel;
+    volatile sig_atomic_t stop;
+} job;
+
+static void on_progress(void *user, const fcl_progress *p) {
+    job *j = user;
+    if (j->progress) {
+        fewcl_progress pub = {sizeof pub, p->phase, p->epoch,    p->epochs, p->done,
+                              p->total,   p->loss,  p->accuracy, p->seconds};
+        if (j->progress(j->user, &pub)) j->stop = 1;
+    }
+    if (fewcl_cancel_requested(j->cancel)) j->stop = 1;
+}
+
+static fewcl_epoch_metrics metrics_out(const fcl_epoch_metrics *m) {
+    return (fewcl_epoch_metrics){sizeof(fewcl_epoch_metrics),
+                                 m->epoch,
+                                 m->loss,
+                                 m->loss_ce,
+                                 m->loss_var,
+                                 m->loss_cov,
+                                 m->train_acc,
+                                 m->val_acc,
+                                 m->val_ci95,
+                                 m->seconds};
+}
+
+static void on_epoch(void *user, const fcl_epoch_metrics *m) {
+    job *j = user;
+    if (!j->epoch_done) return;
+    fewcl_epoch_metrics pub = metrics_out(m);
+    j->epoch_done(j->user, &pub);
+}
+
+static fcl_data_options data_defaults(void) {
+    return (fcl_data_options){.workers = 2, .cache_bytes = (size_t)1024 << 20};
+}
+
+fewcl_status fewcl_train_params_default(fewcl_train_params *p, size_t struct_size) {
+    API_REQUIRE(p, "fewcl_train_params_default", "p");
+    FCL_TRY(api_check_size("fewcl_train_params_default", "p", struct_size));
+    fcl_adamw_config adam = fcl_adamw_defaults();
+    fcl_data_options io = data_defaults();
+    fewcl_train_params full = {.struct_size = sizeof full,
+                               .epochs = 50,
+                               .episodes = 200,
+                               .val_episodes = 200,
+                               .lr = adam.lr,
+                               .weight_decay = adam.weight_decay,
+                               .seed = 1,
+                               .augment = 1,
+                               .workers = io.workers,
+                               .cache_bytes = io.cache_bytes};
+    api_copy_out(p, struct_size, &full, sizeof full);
+    return FEWCL_OK;
+}
+
+static fewcl_status open_data(const char *fn, const char *what, const char *path, const char *root,
+                              fcl_dataset **out) {
+    fewcl_status s = fcl_dataset_open(path, root, out);
+    return s == FEWCL_OK ? s : fcl_wrap(s, "%s: %s: ", fn, what);
+}
+
+fewcl_status fewcl_train(fewcl_context *ctx, const fewcl_train_params *params,
+                         fewcl_train_result *r) {
+    const char *fn = "fewcl_train";
+    API_REQUIRE(ctx, fn, "ctx");
+    API_REQUIRE(params, fn, "the parameters");
+    FCL_TRY(api_check_size(fn, "the parameters", params->struct_size));
+    if (r) FCL_TRY(api_check_size(fn, "the result", r->struct_size));
+    fewcl_train_params p;
+    fewcl_train_params_default(&p, sizeof p);
+    api_copy_in(&p, sizeof p, params, params->struct_size);
+    API_REQUIRE(p.train_data, fn, "train_data");
+    API_REQUIRE(p.run_dir, fn, "run_dir");
+    fcl_model_config cfg = fcl_config_default();
+    if (p.model) FCL_TRY(api_read_config(fn, p.model, &cfg));
+    job j = {p.progress, p.epoch_done, p.user, p.cancel, 0};
+    fcl_train_options o = {
+        .cfg = cfg,
+        .run_dir = p.run_dir,
+        .epochs = p.epochs,
+        .episodes = p.episodes,
+        .val_episodes = p.val_episodes,
+        .adam = fcl_adamw_defaults(),
+        .lr_schedule = p.cosine_lr ? FCL_LR_COSINE : FCL_LR_CONSTANT,
+        .seed = p.seed,
+        .augment = p.augment,
+        .resume = p.resume,
+        .init_weights = p.init_weights,
+        .init_prefix = "",
+        .backbone_weights = p.backbone_weights,
+        .backbone_prefix = p.backbone_prefix ? p.backbone_prefix : "",
+        .data = {.workers = p.workers, .cache_bytes = p.cache_bytes, .skip_bad = p.skip_bad_images},
+        .progress = on_progress,
+        .epoch_done = on_epoch,
+        .user = &j,
+        .stop = &j.stop};
+    o.adam.lr = p.lr, o.adam.weight_decay = p.weight_decay;
+    fcl_dataset *train = NULL, *val = NULL;
+    fewcl_status s = open_data(fn, "train_data", p.train_data, p.data_root, &train);
+    if (s == FEWCL_OK && p.val_data) s = open_data(fn, "val_data", p.val_data, p.data_root, &val);
+    fcl_train_result tr;
+    o.train = train, o.val = val;
+    if (s == FEWCL_OK) s = fcl_train(ctx, &o, &tr);
+    fcl_dataset_free(val);
+    fcl_dataset_free(train);
+    if (s == FEWCL_OK && r) {
+        fewcl_train_result full = {sizeof full,   tr.epochs_done,  tr.best_val_acc,
+                                   tr.best_epoch, tr.planned_peak, metrics_out(&tr.last)};
+        api_copy_out(r, r->struct_size, &full, sizeof full);
+    }
+    return s;
+}
+
+fewcl_status fewcl_test_params_default(fewcl_test_params *p, size_t struct_size) {
+    API_REQUIRE(p, "fewcl_test_params_default", "p");
+    FCL_TRY(api_check_size("fewcl_test_params_default", "p", struct_size));
+    fcl_data_options io = data_defaults();
+    fewcl_test_params full = {.struct_size = sizeof full,
+                              .episodes = 600,
+                              .seed = 1,
+                              .workers = io.workers,
+                              .cache_bytes = io.cache_bytes};
+    api_copy_out(p, struct_size, &full, sizeof full);
+    return FEWCL_OK;
+}
+
+fewcl_status fewcl_test(fewcl_model *m, const fewcl_test_params *params, fewcl_test_result *r) {
+    const char *fn = "fewcl_test";
+    API_REQUIRE(m, fn, "the model");
+    API_REQUIRE(params, fn, "the parameters");
+    API_REQUIRE(r, fn, "the result");
+    FCL_TRY(api_check_size(fn, "the parameters", params->struct_size));
+    FCL_TRY(api_check_size(fn, "the result", r->struct_size));
+    fewcl_test_params p;
+    fewcl_test_params_default(&p, sizeof p);
+    api_copy_in(&p, sizeof p, params, params->struct_size);
+    API_REQUIRE(p.data, fn, "data");
+    if (p.episodes < 1 || p.n_way < 0 || p.k_shot < 0 || p.n_query < 0)
+        return fcl_fail(FEWCL_ERR_ARGUMENT,
+                        "%s: %d episodes of %d-way %d-shot %d-query (episodes >= 1, sizes >= 0; "
+                        "0 keeps the trained size)",
+                        fn, p.episodes, p.n_way, p.k_shot, p.n_query);
+    /* The episode shape asked for; another one than the model's runs on a reshaped copy. */
+    fcl_model_config cfg = m->m->cfg;
+    if (p.n_way) cfg.n_way = p.n_way;
+    if (p.k_shot) cfg.k_shot = p.k_shot;
+    if (p.n_query) cfg.n_query = p.n_query;
+    FCL_TRY(fcl_config_validate(&cfg));
+    fcl_dataset *data;
+    FCL_TRY(open_data(fn, "data", p.data, p.data_root, &data));
+    fcl_model *model = m->m;
+    int uniform = 0;
+    fewcl_status s = FEWCL_OK;
+    if (cfg.n_way != model->cfg.n_way || cfg.k_shot != model->cfg.k_shot ||
+        cfg.n_query != model->cfg.n_query)
+        s = fcl_model_reshape(m->ctx, m->m, &cfg, &model, &uniform);
+    job j = {p.progress, NULL, p.user, p.cancel, 0};
+    fcl_eval_options o = {.data = data,
+                          .episodes = p.episodes,
+                          .seed = p.seed,
+                          .io = {.workers = p.workers,
+                                 .cache_bytes = p.cache_bytes,
+                                 .skip_bad = p.skip_bad_images,
+                                 .scale_115 = p.scale_115},
+                          .progress = on_progress,
+                          .user = &j,
+                          .stop = &j.stop};
+    fcl_eval_result er;
+    if (s == FEWCL_OK) s = fcl_evaluate(m->ctx, model, &o, &er);
+    if (model != m->m) fcl_model_destroy(m->ctx, model);
+    fcl_dataset_free(data);
+    if (s == FEWCL_OK) {
+        fewcl_test_result full = {sizeof full, er.accuracy, er.ci95,
+                                  er.episodes, uniform,     er.seconds};
+        api_copy_out(r, r->struct_size, &full, sizeof full);
+    }
+    return s;
+}
