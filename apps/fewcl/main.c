@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "progress.h"
 
 static const struct {
     const char *name;
@@ -33,6 +34,8 @@ static void usage(FILE *f) {
 
 int cli_fail(const char *cmd, fewcl_status s) {
     fprintf(stderr, "fewcl %s: %s: %s\n", cmd, fewcl_status_name(s), fewcl_last_error());
+    /* Stopped on request (Ctrl-C) after saving: not a failure, and scripts can tell. */
+    if (s == FEWCL_ERR_INTERRUPTED && g_stop_requested) return EXIT_STOPPED(g_stop_requested);
     return EXIT_RUNTIME;
 }
 
@@ -81,7 +84,12 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "fewcl: unknown command '%s'\n\n", argv[1]);
-    usage(stderr);
+    const char *names[sizeof commands / sizeof *commands];
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        names[i] = commands[i].name;
+    fprintf(stderr, "fewcl: unknown command '%s'\n", argv[1]);
+    const char *guess = cli_closest(argv[1], names, (int)(sizeof names / sizeof *names));
+    if (guess) fprintf(stderr, "did you mean `fewcl %s`?\n", guess);
+    fprintf(stderr, "see `fewcl --help`\n");
     return EXIT_USAGE;
 }
