@@ -29,7 +29,9 @@ static void usage(FILE *f) {
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\nThe device is chosen by --device or FEWCL_DEVICE: an index P:D or part of a\n"
-               "name (nvidia, amd, intel, pocl); default the first GPU, else the first CPU.\n");
+               "name (nvidia, amd, intel, pocl); default the first GPU, else the first CPU.\n"
+               "Exit status: 0 success, 1 failure, 2 usage error, 130 stopped by Ctrl-C\n"
+               "(after saving what a resume needs).\n");
 }
 
 int cli_fail(const char *cmd, fewcl_status s) {
@@ -83,7 +85,10 @@ int main(int argc, char **argv) {
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            progress_set_command(commands[i].name);
+            return commands[i].run(argc - 1, argv + 1);
+        }
     const char *names[sizeof commands / sizeof *commands];
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         names[i] = commands[i].name;

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 volatile sig_atomic_t g_stop_requested;
+/* Written by the handler, so made before any signal can come. */
+static char stop_message[128] = "\nfewcl: stopping after this episode (again to kill)...\n";
 
 static void on_signal(int sig) {
     if (g_stop_requested) {
@@ -15,9 +17,13 @@ static void on_signal(int sig) {
         return;
     }
     g_stop_requested = sig;
-    static const char msg[] = "\nfewcl: stopping after this episode (again to kill)...\n";
-    ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+    ssize_t ignored = write(STDERR_FILENO, stop_message, strlen(stop_message));
     (void)ignored;
+}
+
+void progress_set_command(const char *cmd) {
+    snprintf(stop_message, sizeof stop_message,
+             "\nfewcl %.40s: stopping after this episode (again to kill)...\n", cmd);
 }
 
 void install_stop_handler(void) {

@@ -25,5 +25,7 @@ void progress_break(progress_state *p);
  * after the episode; the tool then exits 128 + it); a second one kills the process as usual. */
 extern volatile sig_atomic_t g_stop_requested;
 void install_stop_handler(void);
+/* Names the command in the handler's message ("fewcl train: stopping ..."). */
+void progress_set_command(const char *cmd);
 
 #endif

@@ -178,7 +178,7 @@ static void ci_band(text *t, const panel *p, const fcl_epoch_metrics *h, int n,
                 put(t, "%.1f,%.1f ", px(p, h[i].epoch), py(p, h[i].val_acc - h[i].val_ci95));
         put(t, "\"/>\n");
     }
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && k <= 12; i++) { /* bars too, while there is room for them */
         if (isnan(h[i].val_acc) || isnan(h[i].val_ci95)) continue;
         double x = px(p, h[i].epoch), y0 = py(p, h[i].val_acc - h[i].val_ci95);
         double y1 = py(p, h[i].val_acc + h[i].val_ci95);
@@ -237,8 +237,9 @@ fewcl_status fcl_runlog_write_svg(const char *path, const fcl_epoch_metrics *h, 
         "fill=\"white\"/>\n<text x=\"%d\" y=\"%d\" fill=\"#555\">%s</text>\n",
         width, height, MARGIN_L, height - 6, title);
     int epochs = n ? h[n - 1].epoch : 1;
-    /* One epoch sits in the middle of its panel; more span it edge to edge. */
-    double e_lo = epochs > 1 ? 1 : 0.5, e_hi = epochs > 1 ? epochs : 1.5;
+    /* One epoch sits in the middle of its panel; more span it, clear of the frame. */
+    double pad = epochs > 1 ? 0.03 * (epochs - 1) : 0.5;
+    double e_lo = 1 - pad, e_hi = epochs + pad;
     size_t loss_off[] = {offsetof(fcl_epoch_metrics, loss), offsetof(fcl_epoch_metrics, loss_ce)};
     size_t acc_off[] = {offsetof(fcl_epoch_metrics, train_acc),
                         offsetof(fcl_epoch_metrics, val_acc)};
