@@ -339,6 +339,8 @@ static void test_usage_errors_and_help(void **state) {
     expect_run(NULL, "train --data demo --epochs", 2, "fewcl train: --epochs needs a value");
     expect_run(NULL, "train --data demo --quiet=yes", 2, "fewcl train: --quiet takes no value");
     expect_run(NULL, "demo -x", 2, "fewcl demo: unknown option '-x'");
+    expect_run(NULL, "train --data demo -epochs 3", 2,
+               "fewcl train: unknown option '-epochs'|did you mean --epochs?");
     expect_run(NULL, "tarin", 2, "unknown command 'tarin'|did you mean `fewcl train`?");
     const char *commands[] = {"devices", "bench", "plan", "train", "test", "demo", "episode"};
     for (int i = 0; i < 7; i++)
@@ -433,11 +435,11 @@ static void test_resume_and_results(void **state) {
     expect_output("stderr.txt", "", "--n-way"); /* agrees with the stored value */
     /* Tests of other lengths are kept side by side, and the tool says where. */
     expect_run(NULL, "test --weights r-res/best.safetensors --data demo --episodes 2 --quiet", 0,
-               "saved in r-res/test_novel_best_2.json");
+               "saved in r-res/test_novel_best_3w2s_2.json");
     expect_run(NULL, "test --weights r-res/best.safetensors --data demo --episodes 3 --quiet", 0,
-               "saved in r-res/test_novel_best_3.json");
-    expect_output("r-res/test_novel_best_2.json", "\"episodes\":\t2", NULL);
-    expect_output("r-res/test_novel_best_3.json", "\"episodes\":\t3", NULL);
+               "saved in r-res/test_novel_best_3w2s_3.json");
+    expect_output("r-res/test_novel_best_3w2s_2.json", "\"episodes\":\t2", NULL);
+    expect_output("r-res/test_novel_best_3w2s_3.json", "\"episodes\":\t3", NULL);
 }
 
 /* `fewcl plan`: reasons in human units with the shortfall, advice that fits a plan, size

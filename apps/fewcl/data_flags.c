@@ -89,13 +89,19 @@ static fewcl_status check_first_image(const data_flags *f, const char *list, fcl
     return s;
 }
 
+int data_split_path(const data_flags *f, int split, char *buf, size_t cap) {
+    if (f->list[split])
+        snprintf(buf, cap, "%s", f->list[split]);
+    else if (f->data)
+        snprintf(buf, cap, "%s/%s", f->data, split_files[split]);
+    else
+        return 0;
+    return 1;
+}
+
 fewcl_status data_open_split(const data_flags *f, int split, fcl_dataset **out) {
     char path[4096];
-    if (f->list[split])
-        snprintf(path, sizeof path, "%s", f->list[split]);
-    else if (f->data)
-        snprintf(path, sizeof path, "%s/%s", f->data, split_files[split]);
-    else
+    if (!data_split_path(f, split, path, sizeof path))
         return fcl_fail(FEWCL_ERR_ARGUMENT,
                         "no data for the %s split: give --data DIR (with %s) "
                         "or %s",

@@ -42,6 +42,9 @@ int data_flag(int code, const char *arg, data_flags *f, const char *cmd);
 int data_has_split(const data_flags *f, int split);
 /* The list flag of a split: --train-list, --val-list or --test-list. */
 const char *split_list_flag(int split);
+/* The file or folder a split is read from (its list flag, else <data>/<split>.json); 0 when
+ * neither is given. */
+int data_split_path(const data_flags *f, int split, char *buf, size_t cap);
 /* Opens a split: its list flag, else <data>/<base|val|novel>.json. */
 fewcl_status data_open_split(const data_flags *f, int split, fcl_dataset **out);
 

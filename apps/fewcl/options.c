@@ -64,7 +64,19 @@ int cli_bad_option(const char *cmd, int c, char **argv, const struct option *opt
     if (c == ':') {
         fprintf(stderr, "fewcl %s: %s needs a value\n", cmd, arg);
     } else if (c == '?' && optopt > 0 && optopt < 128 && strncmp(arg, "--", 2) != 0) {
-        fprintf(stderr, "fewcl %s: unknown option '-%c'\n", cmd, optopt);
+        /* "-epochs" is read as -e -p ...: getopt stops at the first letter, inside the word
+         * (argv[optind]) or at its end (argv[optind - 1]). Name the word and its long twin. */
+        const char *word = NULL, *cur = argv[optind];
+        if (cur && cur[0] == '-' && cur[1] && cur[1] != '-' && cur[2])
+            word = cur;
+        else if (arg[0] == '-' && arg[1] && arg[1] != '-' && arg[2])
+            word = arg;
+        const char *guess = word ? closest_option(word + 1, opts) : NULL;
+        if (guess)
+            fprintf(stderr, "fewcl %s: unknown option '%s'\ndid you mean --%s?\n", cmd, word,
+                    guess);
+        else
+            fprintf(stderr, "fewcl %s: unknown option '-%c'\n", cmd, optopt);
     } else if (c == '?' && strncmp(arg, "--", 2) == 0) {
         snprintf(name, sizeof name, "%s", arg + 2);
         char *eq = strchr(name, '=');

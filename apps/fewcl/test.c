@@ -23,8 +23,9 @@ static void usage(FILE *f) {
                "episodes (default 600) of the split (default novel) in evaluation mode;\n"
                "episode sizes are the training's unless --n-way/--k-shot/--n-query say\n"
                "otherwise; --seed (default 1) picks the episodes. Prints accuracy %% = mean\n"
-               "± 1.96·σ/√N; inside a run folder also writes test_<split>_<weights>_<N>.json\n"
-               "next to the weights. Exit status 130 when stopped by Ctrl-C.\n");
+               "± 1.96·σ/√N; inside a run folder also writes it next to the weights as\n"
+               "test_<split>_<weights>_<way>w<shot>s_<N>.json. Exit status 130 when stopped\n"
+               "by Ctrl-C.\n");
     data_flags_help(f, &d);
     model_flags_help(f, NULL, "the checkpoint's");
 }

@@ -1,5 +1,6 @@
 /* `fewcl train`: episodic training with validation, checkpoints and resume. */
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,7 +96,7 @@ static int apply(int c, const char *arg, train_job *job, data_flags *data, long 
 }
 
 /* The stored settings of the run as the starting point of a resumed job. */
-static void take_stored(const run_folder *rf, train_job *job, data_flags *data, long *val_eps) {
+static void take_stored(const run_folder *rf, train_job *job, long *val_eps) {
     job->opt.cfg = rf->cfg;
     job->opt.epochs = rf->epochs;
     job->opt.episodes = rf->episodes;
@@ -105,7 +106,6 @@ static void take_stored(const run_folder *rf, train_job *job, data_flags *data, 
     job->opt.adam.weight_decay = rf->weight_decay;
     job->opt.lr_schedule = rf->lr_schedule;
     job->opt.seed = rf->seed;
-    (void)data;
 }
 
 /* Settings given with --resume that contradict the stored ones, as "--flag stored vs given". */
@@ -159,7 +159,7 @@ static int prepare_resume(train_job *job, data_flags *data, long *val_eps, run_f
         fprintf(stderr, "fewcl train: --resume: %s\n", fewcl_last_error());
         return EXIT_RUNTIME;
     }
-    take_stored(rf, job, data, val_eps);
+    take_stored(rf, job, val_eps);
     for (int i = 0; i < n_given; i++)
         apply(codes[i], args[i], job, data, val_eps);
     model_config_effective(&job->opt.cfg);
@@ -171,10 +171,17 @@ static int prepare_resume(train_job *job, data_flags *data, long *val_eps, run_f
                 dir, diff, dir);
         return EXIT_USAGE;
     }
-    /* The data, unless given again: the lists the run was trained on. */
+    /* The data, unless given again: the lists the run was trained on. Other training data is
+     * allowed (a run may move) but said, as it changes what the run learns from here on. */
+    char given[4096], a[PATH_MAX], b[PATH_MAX];
     if (!data->data && !data->list[SPLIT_BASE] && rf->train_data[0]) {
         data->list[SPLIT_BASE] = rf->train_data;
         if (!data->list[SPLIT_VAL] && rf->val_data[0]) data->list[SPLIT_VAL] = rf->val_data;
+    } else if (rf->train_data[0] && data_split_path(data, SPLIT_BASE, given, sizeof given) &&
+               !(realpath(given, a) && realpath(rf->train_data, b) && !strcmp(a, b))) {
+        fprintf(stderr,
+                "fewcl train: warning: the run in %s was trained on %s; it goes on with %s\n", dir,
+                rf->train_data, given);
     }
     char best[64] = "";
     if (rf->best_epoch > 0 && !isnan(rf->best_val) && rf->best_val >= 0)
@@ -275,6 +282,12 @@ int cmd_train(int argc, char **argv) {
         return EXIT_USAGE;
     }
     job.opt.val_episodes = val_episodes >= 0 ? (int)val_episodes : job.opt.episodes;
+    /* config.json records the data; absolute paths let --resume find it from any folder. */
+    static char absolute[SPLITS + 2][PATH_MAX];
+    const char **paths[SPLITS + 2] = {&data.list[SPLIT_BASE], &data.list[SPLIT_VAL],
+                                      &data.list[SPLIT_NOVEL], &data.data, &data.data_root};
+    for (int i = 0; i < SPLITS + 2; i++)
+        if (*paths[i] && realpath(*paths[i], absolute[i])) *paths[i] = absolute[i];
     char default_dir[256];
     if (!job.opt.run_dir) {
         time_t now = time(NULL);

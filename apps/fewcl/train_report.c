@@ -53,7 +53,10 @@ void save_test_result(const char *cmd, const char *weights, const char *split,
     snprintf(path, sizeof path, "%s/config.json", d);
     if (stat(path, &sb) != 0) return;
     const cJSON *episodes = cJSON_GetObjectItemCaseSensitive(result, "episodes");
-    snprintf(path, sizeof path, "%s/test_%s_%s_%d.json", d, split, stem,
+    const cJSON *way = cJSON_GetObjectItemCaseSensitive(result, "n_way");
+    const cJSON *shot = cJSON_GetObjectItemCaseSensitive(result, "k_shot");
+    snprintf(path, sizeof path, "%s/test_%s_%s_%dw%ds_%d.json", d, split, stem,
+             cJSON_IsNumber(way) ? way->valueint : 0, cJSON_IsNumber(shot) ? shot->valueint : 0,
              cJSON_IsNumber(episodes) ? episodes->valueint : 0);
     char *text = cJSON_Print(result);
     if (text && fcl_atomic_write_text(path, text) != FEWCL_OK)

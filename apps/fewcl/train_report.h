@@ -46,9 +46,9 @@ int train_job_run(train_job *j, const data_flags *data);
 struct cJSON *test_result_json(const fcl_eval_result *r, const char *split, const char *weights,
                                const fcl_model_config *c);
 /* Keeps a test result beside `weights` when they are in a run folder (config.json beside
- * them), as test_<split>_<weights>_<episodes>.json (test_novel_best_600.json), so that tests
- * of other weights or lengths do not replace it; says where on stderr. A failure to write is
- * a warning. */
+ * them), as test_<split>_<weights>_<way>w<shot>s_<episodes>.json (test_novel_best_5w5s_600.json),
+ * so that tests of other weights, episode shapes or lengths do not replace it; says where on
+ * stderr. A failure to write is a warning. */
 void save_test_result(const char *cmd, const char *weights, const char *split,
                       const struct cJSON *result);
 
