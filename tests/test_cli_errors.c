@@ -433,6 +433,13 @@ static void test_resume_and_results(void **state) {
     expect_run(NULL, "train --run-dir r-res --resume --image-size 32 --seed 5 --n-way 3", 2,
                "fewcl train: --resume:|stored vs given|--image-size 16 vs 32|--seed 1 vs 5");
     expect_output("stderr.txt", "", "--n-way"); /* agrees with the stored value */
+    /* The data is recorded with absolute paths; the same data given again is no news, other
+     * data is said. */
+    expect_output("r-res/config.json", "\"train_data\":\t\"/", NULL);
+    expect_run(NULL, "train --run-dir r-res --resume --data demo", 0, "");
+    expect_output("stderr.txt", "", "warning");
+    expect_run(NULL, "train --run-dir r-res --resume --train-list demo/val.json", 0,
+               "warning: the run in r-res was trained on|goes on with demo/val.json");
     /* Tests of other lengths are kept side by side, and the tool says where. */
     expect_run(NULL, "test --weights r-res/best.safetensors --data demo --episodes 2 --quiet", 0,
                "saved in r-res/test_novel_best_3w2s_2.json");
