@@ -395,7 +395,7 @@ static void test_help_shows_defaults(void **state) {
     }
     free(text);
     expect_run(NULL, "test --help", 0, "");
-    expect_stdout("(default 600)|(default the checkpoint's)|--workers N", NULL);
+    expect_stdout("(default 600)|a fewcl checkpoint's own values|--workers N", NULL);
     expect_run(NULL, "plan --help", 0, "");
     snprintf(want, sizeof want, "--image-size N|(default %d)|8gb", d.image_size);
     expect_stdout(want, NULL);

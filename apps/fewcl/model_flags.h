@@ -32,8 +32,8 @@
     }
 
 /* The model flags with their defaults, taken from `d` (the config the command starts from);
- * d NULL: the values come from the checkpoint (`fewcl test`), `fallback` says so. */
-void model_flags_help(FILE *f, const fcl_model_config *d, const char *fallback);
+ * `note` (or NULL) goes in the heading, e.g. where the values come from otherwise. */
+void model_flags_help(FILE *f, const fcl_model_config *d, const char *note);
 
 /* Applies option `code` (from getopt_long) to cfg. Returns 1 when it was a model flag, 0 when
  * it is not one, and -1 after printing a usage error (exit 2). The method flag resets depth and

@@ -27,7 +27,8 @@ static void usage(FILE *f) {
                "test_<split>_<weights>_<way>w<shot>s_<N>.json. Exit status 130 when stopped\n"
                "by Ctrl-C.\n");
     data_flags_help(f, &d);
-    model_flags_help(f, NULL, "the checkpoint's");
+    fcl_model_config m = fcl_config_default();
+    model_flags_help(f, &m, "a fewcl checkpoint's own values; these defaults for other weights");
 }
 
 enum {
