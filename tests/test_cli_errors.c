@@ -3,6 +3,7 @@
  * code (1 runtime failure, 2 usage error, before any device work) and a message naming the
  * thing at fault; the training faults also assert that the last checkpoint is byte for byte
  * what it was (nothing lost) and that no temporary file is left behind. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,11 +74,12 @@ static int teardown(void **state) {
 }
 
 /* Runs `fewcl <args>` (with `env` before it, in g_dir) and checks the exit code and that
- * stderr holds every |-separated part of `expect`. */
+ * stderr holds every |-separated part of `expect`. stdout is kept in stdout.txt (see
+ * expect_stdout). */
 static void expect_run(const char *env, const char *args, int code, const char *expect) {
     char cmd[4096], err[128];
     snprintf(err, sizeof err, "%s/stderr.txt", g_dir);
-    snprintf(cmd, sizeof cmd, "cd %s && %s '%s' %s > /dev/null 2> %s", g_dir, env ? env : "",
+    snprintf(cmd, sizeof cmd, "cd %s && %s '%s' %s > stdout.txt 2> %s", g_dir, env ? env : "",
              FEWCL_BIN, args, err);
     int status = system(cmd);
     size_t n;
@@ -91,6 +93,40 @@ static void expect_run(const char *env, const char *args, int code, const char *
     for (char *p = strtok(parts, "|"); p; p = strtok(NULL, "|"))
         if (!strstr(text, p)) fail_msg("fewcl %s: stderr lacks \"%s\":\n%s", args, p, text);
     free(text);
+}
+
+/* The last run's stdout (or stderr) holds every |-separated part of `expect` and none of the
+ * |-separated parts of `absent` (NULL: no check). */
+static void expect_output(const char *file, const char *expect, const char *absent) {
+    char path[128], parts[1024];
+    snprintf(path, sizeof path, "%s/%s", g_dir, file);
+    size_t n;
+    char *text = read_all(path, &n);
+    assert_non_null(text);
+    snprintf(parts, sizeof parts, "%s", expect);
+    for (char *p = strtok(parts, "|"); p; p = strtok(NULL, "|"))
+        if (!strstr(text, p)) fail_msg("%s lacks \"%s\":\n%s", file, p, text);
+    snprintf(parts, sizeof parts, "%s", absent ? absent : "");
+    for (char *p = strtok(parts, "|"); p; p = strtok(NULL, "|"))
+        if (strstr(text, p)) fail_msg("%s holds \"%s\":\n%s", file, p, text);
+    free(text);
+}
+
+static void expect_stdout(const char *expect, const char *absent) {
+    expect_output("stdout.txt", expect, absent);
+}
+
+static int count_lines(const char *file) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", g_dir, file);
+    size_t n;
+    char *text = read_all(path, &n);
+    assert_non_null(text);
+    int lines = 0;
+    for (size_t i = 0; i < n; i++)
+        lines += text[i] == '\n';
+    free(text);
+    return lines;
 }
 
 static void test_bad_data(void **state) {
@@ -286,6 +322,203 @@ static void test_training_faults_keep_the_checkpoint(void **state) {
     fault_in_epoch_two("r-disk", "FEWCL_FAULT_DISK_FULL=1000", "No space left on device|intact");
 }
 
+/* Typos and help: a mistyped flag gets one line naming it, a suggestion and a pointer to
+ * --help (not the whole usage); -h and --help print the usage on stdout and exit 0 on every
+ * command; every usage error exits 2 and starts "fewcl CMD:". */
+static void test_usage_errors_and_help(void **state) {
+    (void)state;
+    expect_run(NULL, "train --data demo --epsiodes 3", 2,
+               "fewcl train: unknown option '--epsiodes'|did you mean --episodes?|"
+               "see `fewcl train --help`");
+    assert_true(count_lines("stderr.txt") <= 3);
+    expect_run(NULL, "test --weights w --data demo --epizodes 3", 2,
+               "fewcl test: unknown option '--epizodes'|did you mean --episodes?");
+    assert_true(count_lines("stderr.txt") <= 3);
+    expect_run(NULL, "plan --reduced-dimm 64", 2, "fewcl plan:|did you mean --reduced-dim?");
+    expect_run(NULL, "train --data demo --ep 3", 2, "'--ep' is ambiguous|--epochs|--episodes");
+    expect_run(NULL, "train --data demo --epochs", 2, "fewcl train: --epochs needs a value");
+    expect_run(NULL, "train --data demo --quiet=yes", 2, "fewcl train: --quiet takes no value");
+    expect_run(NULL, "demo -x", 2, "fewcl demo: unknown option '-x'");
+    expect_run(NULL, "train --data demo -epochs 3", 2,
+               "fewcl train: unknown option '-epochs'|did you mean --epochs?");
+    expect_run(NULL, "tarin", 2, "unknown command 'tarin'|did you mean `fewcl train`?");
+    const char *commands[] = {"devices", "bench", "plan", "train", "test", "demo", "episode"};
+    for (int i = 0; i < 7; i++)
+        for (int dash = 0; dash < 2; dash++) {
+            char args[64], want[64];
+            snprintf(args, sizeof args, "%s %s", commands[i], dash ? "--help" : "-h");
+            expect_run(NULL, args, 0, "");
+            assert_int_equal(count_lines("stderr.txt"), 0);
+            snprintf(want, sizeof want, "usage: fewcl %s", commands[i]);
+            expect_stdout(want, NULL);
+        }
+    expect_run(NULL, "bench --model -h", 0, "");
+    expect_stdout("usage: fewcl bench --model|model flags:", NULL);
+    /* A resume of nothing is a usage error (a folder that holds a run: see below). */
+    expect_run(NULL, "train --run-dir r-nothing --resume", 2,
+               "fewcl train: --resume: nothing to resume in r-nothing");
+    expect_run(NULL, "train --data demo --resume", 2, "fewcl train: --resume needs the --run-dir");
+}
+
+/* One "(default X)" per flag that has one, in the usage of train, with the model defaults of
+ * the library (the parser's starting point), so help and behaviour cannot drift apart. */
+static void test_help_shows_defaults(void **state) {
+    (void)state;
+    expect_run(NULL, "train --help", 0, "");
+    fcl_model_config d = fcl_config_default();
+    char want[1024];
+    snprintf(want, sizeof want,
+             "--image-size N|(default %d)|--n-query N|(default %d)|--reduced-dim N|(default %d)|"
+             "(default %s)|--epochs N|(default 50)|--episodes N|(default 200)|--lr X|"
+             "(default 0.001)|--workers N|(default 2)|--cache-mb N|(default 1024)|--heads N|"
+             "(default %d; fsct: 8)|--depth N|(default %d; fsct: 1)|--dim-head N|--mlp-dim N|"
+             "--checkpoint WHAT",
+             d.image_size, d.n_query, d.reduced_dim, fcl_backbone_name(d.backbone), d.heads,
+             d.depth);
+    expect_stdout(want, NULL);
+    /* Every flag line says its default, but for the few that have none. */
+    char path[128];
+    snprintf(path, sizeof path, "%s/stdout.txt", g_dir);
+    size_t n;
+    char *text = read_all(path, &n);
+    const char *no_default[] = {
+        "--weights ", "--backbone-weights", "--resume",   "--quiet",    "--json",
+        "--data ",    "--train-list",       "--val-list", "--test-list"};
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "  --", 4) != 0) continue;
+        int exempt = 0;
+        for (int i = 0; i < 9; i++)
+            exempt |= strncmp(line + 2, no_default[i], strlen(no_default[i])) == 0;
+        char *next = line + strlen(line) + 1; /* a long default goes on the next line */
+        if (!exempt && !strstr(line, "(default") && !(next < text + n && strstr(next, "(default")))
+            fail_msg("train --help: no default on \"%s\"", line);
+    }
+    free(text);
+    expect_run(NULL, "test --help", 0, "");
+    expect_stdout("(default 600)|a fewcl checkpoint's own values|--workers N", NULL);
+    expect_run(NULL, "plan --help", 0, "");
+    snprintf(want, sizeof want, "--image-size N|(default %d)|8gb", d.image_size);
+    expect_stdout(want, NULL);
+    expect_run(NULL, "demo --help", 0, "");
+    expect_stdout("(default 56)|(default 8)|(default 600)|(default cosine)", NULL);
+}
+
+/* Images smaller than --image-size: a warning naming their size and the flag; config.json
+ * records the projection as it acts (reduced_dim above D: none, recorded as D). */
+static void test_upscaling_and_effective_config(void **state) {
+    (void)state;
+    /* conv4 at 32 px: D = 64 x 2 x 2 = 256 < 512. */
+    expect_run(NULL, "train --data demo --run-dir r-up " SHORT " --image-size 32 --reduced-dim 512",
+               0, "warning: the images are 16x16 px|--image-size is 32|give --image-size 16");
+    expect_output("r-up/config.json", "\"reduced_dim\":\t256", NULL);
+}
+
+/* Resume takes the settings from the run folder and refuses only contradictions; a finished
+ * run says so; `fewcl test` keeps one result file per weights and length. */
+static void test_resume_and_results(void **state) {
+    (void)state;
+    expect_run(NULL, "train --data demo --run-dir r-res " SHORT, 0, "");
+    expect_output("stderr.txt", "", "upscaled"); /* 16 px images, --image-size 16 */
+    /* One epoch: the point in the middle of the plot area (x0 + half its width). */
+    expect_output("r-res/curves.svg",
+                  "best: epoch 1|<path d=\"M|x=\"233.0\" y=\"246.0\" text-anchor=\"middle\">1<",
+                  "<polygon");
+    expect_run(NULL, "train --data demo --run-dir r-res " SHORT, 2,
+               "fewcl train: r-res already holds a run|--resume");
+    expect_run(NULL, "train --run-dir r-res --resume --epochs 2 --quiet", 0, "");
+    expect_stdout("resuming r-res at epoch 2, episode 1 (1 of 2 epochs done", NULL);
+    expect_output("r-res/metrics.csv", "\n2,", NULL);
+    expect_run(NULL, "train --run-dir r-res --resume", 0, "");
+    expect_stdout("the run in r-res is already finished: 2 of 2 epochs", "resuming");
+    expect_run(NULL, "train --run-dir r-res --resume --image-size 32 --seed 5 --n-way 3", 2,
+               "fewcl train: --resume:|stored vs given|--image-size 16 vs 32|--seed 1 vs 5");
+    expect_output("stderr.txt", "", "--n-way"); /* agrees with the stored value */
+    /* The data is recorded with absolute paths; the same data given again is no news, other
+     * data is said. */
+    expect_output("r-res/config.json", "\"train_data\":\t\"/", NULL);
+    expect_run(NULL, "train --run-dir r-res --resume --data demo", 0, "");
+    expect_output("stderr.txt", "", "warning");
+    expect_run(NULL, "train --run-dir r-res --resume --train-list demo/val.json", 0,
+               "warning: the run in r-res was trained on|goes on with demo/val.json");
+    /* Tests of other lengths are kept side by side, and the tool says where. */
+    expect_run(NULL, "test --weights r-res/best.safetensors --data demo --episodes 2 --quiet", 0,
+               "saved in r-res/test_novel_best_3w2s_2.json");
+    expect_run(NULL, "test --weights r-res/best.safetensors --data demo --episodes 3 --quiet", 0,
+               "saved in r-res/test_novel_best_3w2s_3.json");
+    expect_output("r-res/test_novel_best_3w2s_2.json", "\"episodes\":\t2", NULL);
+    expect_output("r-res/test_novel_best_3w2s_3.json", "\"episodes\":\t3", NULL);
+}
+
+/* `fewcl plan`: reasons in human units with the shortfall, advice that fits a plan, size
+ * suffixes in any case. */
+static void test_plan_messages(void **state) {
+    (void)state;
+    expect_run("FEWCL_MEM_LIMIT=2M", "plan " MODEL " --n-query 16", 1, "");
+    expect_stdout("fits: no|MiB|at its peak|over the budget|budget 2.00 MiB (FEWCL_MEM_LIMIT)",
+                  "bytes|run `fewcl plan`");
+    expect_run(NULL, "plan --fit 64K " MODEL, 1, "");
+    expect_stdout("nothing fits|over the budget|--image-size", "bytes|run `fewcl plan`");
+    expect_run(NULL, "plan --fit 64K --reduced-dim 0 " MODEL, 1, "");
+    expect_stdout("nothing fits", "lower --reduced-dim|run `fewcl plan`");
+    const char *sizes[] = {"8gb", "8GiB", "8G", "8gib"};
+    for (int i = 0; i < 4; i++) {
+        char args[256];
+        snprintf(args, sizeof args, "plan --fit %s " MODEL, sizes[i]);
+        expect_run(NULL, args, 0, "");
+        expect_stdout("budget 8.00 GiB (--fit)|fits: yes", NULL);
+    }
+    expect_run(NULL, "plan --fit 8qb", 2, "fewcl plan: --fit '8qb' is not a size");
+}
+
+/* Data errors that point to the fix. */
+static void test_data_errors_point_to_the_fix(void **state) {
+    (void)state;
+    expect_run(NULL, "train --data nowhere " SHORT, 1,
+               "nowhere/base.json does not exist|fsct_filelists.py|--train-list");
+    /* A filelist whose relative paths resolve elsewhere: --data-root is the fix. */
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "cd %s && mkdir -p lists && cp demo/base.json lists/base.json",
+             g_dir);
+    sh(cmd);
+    expect_run(NULL, "train --train-list lists/base.json --run-dir r-rel " SHORT, 1,
+               "lists/base.json: its first image|does not exist|--data-root");
+    expect_run(NULL, "train --train-list lists/base.json --data-root demo --run-dir r-rel " SHORT,
+               0, "");
+    expect_run(NULL, "test --weights w.safetensors --test-list demo/novel.json --split val", 2,
+               "no data for the val split|--val-list");
+}
+
+/* curves.svg: round tick values, the validation interval as a band, the best epoch marked,
+ * and a one-epoch run drawn in the middle of its panel. Progress on a redirected stderr:
+ * plain lines, no carriage returns. */
+static void test_curves_and_progress(void **state) {
+    (void)state;
+    expect_run(NULL,
+               "train --data demo --run-dir r-svg --epochs 3 --episodes 2 --val-episodes 2 "
+               "--workers 1 " MODEL,
+               0, "epoch 1/3 train: 2/2 episodes|took");
+    expect_output("stderr.txt", "", "\r|[#");
+    expect_output("r-svg/curves.svg", "<polygon|its 95% CI|best: epoch|stroke-dasharray", NULL);
+    /* Every y tick label is a multiple of a step of 1, 2 or 5 times a power of ten. */
+    char path[128];
+    snprintf(path, sizeof path, "%s/r-svg/curves.svg", g_dir);
+    size_t n;
+    char *svg = read_all(path, &n);
+    double ticks[32];
+    int k = 0;
+    for (char *p = svg; (p = strstr(p, "text-anchor=\"end\">")) && k < 32; p++)
+        ticks[k++] = strtod(p + strlen("text-anchor=\"end\">"), NULL);
+    assert_true(k >= 6); /* two panels, three or more ticks each */
+    for (int i = 1; i < k; i++) {
+        double step = ticks[i] - ticks[i - 1];
+        if (step <= 0) continue; /* the next panel starts */
+        double mag = pow(10, floor(log10(step) + 1e-9)), f = step / mag;
+        assert_true(fabs(f - 1) < 1e-6 || fabs(f - 2) < 1e-6 || fabs(f - 5) < 1e-6);
+        assert_true(fabs(ticks[i] / step - floor(ticks[i] / step + 0.5)) < 1e-6);
+    }
+    free(svg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_data),
@@ -293,6 +526,13 @@ int main(void) {
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_device_limits_and_cache),
         cmocka_unit_test(test_training_faults_keep_the_checkpoint),
+        cmocka_unit_test(test_usage_errors_and_help),
+        cmocka_unit_test(test_help_shows_defaults),
+        cmocka_unit_test(test_upscaling_and_effective_config),
+        cmocka_unit_test(test_resume_and_results),
+        cmocka_unit_test(test_plan_messages),
+        cmocka_unit_test(test_data_errors_point_to_the_fix),
+        cmocka_unit_test(test_curves_and_progress),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

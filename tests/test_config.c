@@ -59,6 +59,27 @@ static void test_validation(void **state) {
     assert_non_null(strstr(fewcl_last_error(), "--image-size 7 is out of range"));
 }
 
+/* Architecture differences compare the projection as it acts: at conv4 16 px (D = 64) a
+ * reduced_dim of 0, 64 or 512 all mean none; 32 is a real projection. */
+static void test_architecture_diff_projection(void **state) {
+    (void)state;
+    fcl_model_config a = fcl_config_default(), b;
+    a.image_size = 16;
+    char buf[256];
+    int none[] = {0, 64, 512, 4096};
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) {
+            a.reduced_dim = none[i], b = a, b.reduced_dim = none[j];
+            assert_int_equal(fcl_config_architecture_diff(&a, &b, buf, sizeof buf), 0);
+        }
+    b = a, b.reduced_dim = 32;
+    assert_int_equal(fcl_config_architecture_diff(&a, &b, buf, sizeof buf), 1);
+    assert_non_null(strstr(buf, "--reduced-dim 4096 vs 32"));
+    /* At 84 px (D = 1600) 512 and 1600 differ. */
+    a.image_size = 84, a.reduced_dim = 512, b = a, b.reduced_dim = 1600;
+    assert_int_equal(fcl_config_architecture_diff(&a, &b, buf, sizeof buf), 1);
+}
+
 static void test_names(void **state) {
     assert_int_equal(fcl_backbone_parse("resnet34"), FCL_RESNET34);
     assert_int_equal(fcl_backbone_parse("resnet50"), -1);
@@ -74,6 +95,7 @@ int main(void) {
         cmocka_unit_test(test_working_dim),
         cmocka_unit_test(test_validation),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_architecture_diff_projection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

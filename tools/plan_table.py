@@ -38,9 +38,9 @@ def main():
             cov = size(p["category_peak_bytes"]["covariance"])
             print(f"| {name} | {cov} | {size(p['peak_bytes'])} | yes |")
         else:
-            m = re.search(r"one buffer of (\d+) bytes.*?\((\d+) bytes", p["reason"])
-            reason = (f"one {size(int(m.group(1)))} buffer (Σ of the 5 classes) > the "
-                      f"{size(int(m.group(2)))} largest allocation" if m else p["reason"])
+            m = re.search(r"one buffer of ([\d.]+ \w+) exceeds .*?, ([\d.]+ \w+) \(", p["reason"])
+            reason = (f"one {m.group(1)} buffer (Σ of the 5 classes) > the "
+                      f"{m.group(2)} largest allocation" if m else p["reason"])
             print(f"| {name} | — | — | no: {reason} |")
 
 

@@ -124,7 +124,7 @@ int cmd_bench(int argc, char **argv) {
         if (!strcmp(argv[i], "--model")) return cmd_bench_model(argc, argv);
     const char *device = NULL;
     int repeat = 5, quick = 0, json = 0, c;
-    while ((c = getopt_long(argc, argv, "d:r:qh", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "d:r:qh", opts)) != -1) {
         switch (c) {
         case 'd': device = optarg; break;
         case 'r': repeat = atoi(optarg); break;
@@ -133,11 +133,12 @@ int cmd_bench(int argc, char **argv) {
         case 'h':
             printf("usage: fewcl bench [--device D] [--repeat N] [--quick] [--json]\n"
                    "       fewcl bench --model [model flags] (fewcl bench --model --help)\n\n"
-                   "Times each kernel case (median of N runs after one warm-up, default 5),\n"
+                   "Times each kernel case (median of --repeat N runs after one warm-up,\n"
+                   "default 5),\n"
                    "prints seconds, GFLOP/s or GB/s, and the normalised error against a\n"
                    "double-precision host computation. --quick skips the large cases.\n");
             return 0;
-        default: return EXIT_USAGE;
+        default: return cli_bad_option("bench", c, argv, opts);
         }
     }
     if (repeat < 1 || repeat > 1000) {

@@ -126,7 +126,7 @@ int cmd_bench_model(int argc, char **argv) {
     const char *device = NULL;
     int repeat = 5, test_episodes = 0, json = 0, c;
     long v = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
         int r = model_flag(c, optarg, &cfg, "bench");
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
@@ -146,16 +146,20 @@ int cmd_bench_model(int argc, char **argv) {
             test_episodes = v > 1000000 ? 1000000 : (int)v;
             break;
         case OPT_JSON: json = 1; break;
-        case OPT_HELP:
+        case 'h':
+        case OPT_HELP: {
             printf("usage: fewcl bench --model [--repeat N] [--test-episodes N] [--device D] "
                    "[--json]\n                   [model flags]\n\nTimes one episode of the "
                    "model (pattern input): the evaluation forward and the\ntraining step "
                    "(forward, backward, AdamW), median of N (5) after a warm-up; with\n"
                    "--test-episodes, that many evaluation episodes back to back (as fewcl test, "
                    "without\nloading); then profiles one training step per "
-                   "kernel.\n\n" MODEL_FLAG_HELP);
+                   "kernel.\n");
+            fcl_model_config d = fcl_config_default();
+            model_flags_help(stdout, &d, NULL);
             return 0;
-        default: return EXIT_USAGE;
+        }
+        default: return cli_bad_option("bench", c, argv, opts);
         }
     }
     if (optind < argc || fcl_config_validate(&cfg) != FEWCL_OK) {

@@ -1,12 +1,17 @@
 /* Shared pieces of the `fewcl` subcommands. Exit codes: 0 success, 1 runtime failure,
- * 2 usage error. */
+ * 2 usage error, 130 stopped by Ctrl-C (SIGINT) after saving, 143 by SIGTERM. */
 #ifndef FEWCL_CLI_H
 #define FEWCL_CLI_H
+
+#include <getopt.h>
+#include <stdio.h>
 
 #include "fewcl/fewcl.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
+/* 128 + the signal, as a shell reports a process killed by it. */
+#define EXIT_STOPPED(sig) (128 + (sig))
 
 int cmd_devices(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
@@ -18,7 +23,8 @@ int cmd_test(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 
-/* Prints "fewcl <cmd>: <status>: <message>" to stderr and returns EXIT_RUNTIME. */
+/* Prints "fewcl <cmd>: <status>: <message>" to stderr and returns EXIT_RUNTIME, or
+ * EXIT_STOPPED(signal) when the command was stopped by Ctrl-C/SIGTERM. */
 int cli_fail(const char *cmd, fewcl_status s);
 /* Creates the context on the chosen device; returns 0, or the exit code after printing the
  * error (2 when --device/FEWCL_DEVICE names no device, 1 otherwise). */
@@ -28,5 +34,22 @@ double cli_now(void);
 int cli_cmp_double(const void *a, const void *b);
 /* Formats a byte count as "3.72 GiB". */
 const char *cli_bytes(double bytes, char *buf, int cap);
+
+/* getopt_long without getopt's own messages; `shorts` without the leading ':' (missing
+ * values come back as ':'). */
+int cli_getopt(int argc, char **argv, const char *shorts, const struct option *opts);
+/* The usage error for what cli_getopt returned ('?' or ':'): one line naming the option, "did
+ * you mean --x?" when one is close, and "see `fewcl CMD --help`". Returns EXIT_USAGE. */
+int cli_bad_option(const char *cmd, int c, char **argv, const struct option *opts);
+/* The name among `names` closest to `word` by edit distance, or NULL when none is close. */
+const char *cli_closest(const char *word, const char *const *names, int n);
+
+/* One line of a flag table in --help: "--epochs N", what it does, its default ("" or NULL:
+ * none shown). Defaults are formatted from the values the parser starts from. */
+typedef struct cli_flag_help {
+    const char *flag, *what;
+    const char *dflt;
+} cli_flag_help;
+void cli_help_flags(FILE *f, const char *heading, const cli_flag_help *items, int n);
 
 #endif

@@ -1,6 +1,8 @@
 /* Data flags (see data_flags.h). */
 #include "data_flags.h"
 
+#include "cli.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -63,21 +65,79 @@ int data_flag(int code, const char *arg, data_flags *f, const char *cmd) {
 
 int data_has_split(const data_flags *f, int split) { return f->list[split] || f->data; }
 
+const char *split_list_flag(int split) {
+    static const char *flags[SPLITS] = {"--train-list", "--val-list", "--test-list"};
+    return flags[split];
+}
+
+/* A filelist whose first image is missing was most likely written on another machine or
+ * for another root: say where its paths resolve and how to change that. */
+static fewcl_status check_first_image(const data_flags *f, const char *list, fcl_dataset *ds) {
+    struct stat sb;
+    if (f->io.skip_bad || !ds->n_images || stat(ds->paths[0], &sb) == 0) return FEWCL_OK;
+    char where[4200];
+    if (f->data_root)
+        snprintf(where, sizeof where, "--data-root %s", f->data_root);
+    else
+        snprintf(where, sizeof where, "the filelist's own folder (no --data-root given)");
+    fewcl_status s = fcl_fail(FEWCL_ERR_IO,
+                              "%s: its first image, %s, does not exist; relative image paths "
+                              "resolve against %s: give --data-root DIR (the folder they are "
+                              "relative to), or rewrite the lists for this machine",
+                              list, ds->paths[0], where);
+    fcl_dataset_free(ds);
+    return s;
+}
+
+int data_split_path(const data_flags *f, int split, char *buf, size_t cap) {
+    if (f->list[split])
+        snprintf(buf, cap, "%s", f->list[split]);
+    else if (f->data)
+        snprintf(buf, cap, "%s/%s", f->data, split_files[split]);
+    else
+        return 0;
+    return 1;
+}
+
 fewcl_status data_open_split(const data_flags *f, int split, fcl_dataset **out) {
     char path[4096];
-    if (f->list[split])
-        snprintf(path, sizeof path, "%s", f->list[split]);
-    else if (f->data)
-        snprintf(path, sizeof path, "%s/%s", f->data, split_files[split]);
-    else
-        return fcl_fail(FEWCL_ERR_ARGUMENT, "no data: give --data DIR (with %s) or a list flag",
-                        split_files[split]);
+    if (!data_split_path(f, split, path, sizeof path))
+        return fcl_fail(FEWCL_ERR_ARGUMENT,
+                        "no data for the %s split: give --data DIR (with %s) "
+                        "or %s",
+                        split_files[split], split_files[split], split_list_flag(split));
     struct stat sb;
     if (stat(path, &sb) != 0)
         return fcl_fail(FEWCL_ERR_IO, "%s does not exist (%s split)%s", path, split_files[split],
                         f->list[split] ? ""
-                                       : "; --data must be a folder with base.json, val.json "
-                                         "and novel.json (see tools/ for converters)");
+                                       : "; --data must be a folder with the FS-CT filelists "
+                                         "base.json, val.json and novel.json (write them with "
+                                         "`python3 tools/convert/fsct_filelists.py cub|"
+                                         "miniimagenet|folder SRC OUT` from the fewcl sources), "
+                                         "or give folders of class folders with --train-list, "
+                                         "--val-list and --test-list");
     if (S_ISDIR(sb.st_mode)) return fcl_dataset_load_folder(path, out);
-    return fcl_dataset_load_json(path, f->data_root, out);
+    FCL_TRY(fcl_dataset_load_json(path, f->data_root, out));
+    fewcl_status s = check_first_image(f, path, *out);
+    if (s != FEWCL_OK) *out = NULL;
+    return s;
+}
+
+void data_flags_help(FILE *f, const data_flags *d) {
+    char workers[16], cache[32];
+    snprintf(workers, sizeof workers, "%d", d->io.workers);
+    snprintf(cache, sizeof cache, "%zu", d->io.cache_bytes >> 20);
+    const cli_flag_help items[] = {
+        {"--data DIR", "folder of base.json, val.json, novel.json", NULL},
+        {"--data-root DIR", "folder relative image paths start from", "the filelist's"},
+        {"--train-list F", "base split: a filelist or a class-folder tree", NULL},
+        {"--val-list F", "validation split, as --train-list", NULL},
+        {"--test-list F", "test split (novel), as --train-list", NULL},
+        {"--workers N", "image decoding threads", workers},
+        {"--cache-mb N", "MiB of decoded images kept", cache},
+        {"--skip-bad-images", "skip unreadable images (warning)", "stop"},
+        {"--scale-115", "test-time resize by 1.15, crop", "off"},
+    };
+    cli_help_flags(f, "data flags (a list flag overrides --data):", items,
+                   (int)(sizeof items / sizeof *items));
 }

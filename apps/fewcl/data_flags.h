@@ -4,6 +4,7 @@
 #define FEWCL_APP_DATA_FLAGS_H
 
 #include <getopt.h>
+#include <stdio.h>
 
 #include "data/dataset.h"
 #include "train/trainer.h"
@@ -31,17 +32,19 @@ typedef struct data_flags {
         "scale-115", no_argument, 0, DATA_FLAG_BASE + 8                                            \
     }
 
-#define DATA_FLAG_HELP                                                                             \
-    "data:  --data DIR (base.json, val.json, novel.json: FS-CT filelists)  --data-root DIR\n"      \
-    "       --train-list F --val-list F --test-list F (a filelist .json or a folder of class\n"    \
-    "       folders; overrides --data)  --workers N (2)  --cache-mb N (1024)\n"                    \
-    "       --skip-bad-images  --scale-115 (the published 1.15 test-time resize)\n"
+/* The data flags with the defaults of `d` (as data_flags_init leaves them). */
+void data_flags_help(FILE *f, const data_flags *d);
 
 void data_flags_init(data_flags *f);
 /* As model_flag: 1 handled, 0 not a data flag, -1 usage error printed. */
 int data_flag(int code, const char *arg, data_flags *f, const char *cmd);
 /* Whether a split was given at all (by --data or its list flag). */
 int data_has_split(const data_flags *f, int split);
+/* The list flag of a split: --train-list, --val-list or --test-list. */
+const char *split_list_flag(int split);
+/* The file or folder a split is read from (its list flag, else <data>/<split>.json); 0 when
+ * neither is given. */
+int data_split_path(const data_flags *f, int split, char *buf, size_t cap);
 /* Opens a split: its list flag, else <data>/<base|val|novel>.json. */
 fewcl_status data_open_split(const data_flags *f, int split, fcl_dataset **out);
 

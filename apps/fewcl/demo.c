@@ -24,17 +24,56 @@
 #define DEMO_REDUCED 128
 #define DEMO_IMAGES_PER_CLASS 20
 
+/* The demo's settings, before its flags. */
+static void demo_defaults(train_job *job) {
+    train_job_init(job);
+    job->cmd = "demo";
+    fcl_model_config *cfg = &job->opt.cfg;
+    cfg->image_size = DEMO_IMAGE;
+    cfg->reduced_dim = DEMO_REDUCED;
+    cfg->n_query = 5;
+    job->opt.epochs = 8;
+    job->opt.episodes = 100;
+    job->opt.val_episodes = 50;
+    job->opt.augment = 0; /* the glyphs are already randomly distorted */
+    job->opt.lr_schedule = FCL_LR_COSINE;
+    job->test_episodes = 600;
+}
+
 static void usage(FILE *f) {
+    train_job d;
+    demo_defaults(&d);
+    const fcl_model_config *c = &d.opt.cfg;
     fprintf(f,
-            "usage: fewcl demo [--out DIR] [--image-size N] [--epochs N] [--episodes N]\n"
-            "                  [--test-episodes N] [--seed N] [--lr X] [--lr-schedule S]\n"
-            "                  [--device D] [--quiet] [--json]\n\n"
+            "usage: fewcl demo [options]\n\n"
             "Renders an Omniglot-style glyph dataset from the DejaVu fonts into DIR/data-<N>\n"
-            "(default fewcl-demo; reused when present), trains the enhanced FS-CT (conv4,\n"
-            "%dx%d, projection to %d, 5-way 5-shot, lr 1e-3 with a cosine schedule) on base\n"
+            "(reused when present), trains the enhanced FS-CT (%s, %dx%d, projection\n"
+            "to %d, %d-way %d-shot %d-query, %d validation episodes per epoch) on base\n"
             "alphabets, validates on others and tests on novel alphabets. The run folder is\n"
-            "DIR/run-<time>.\n",
-            DEMO_IMAGE, DEMO_IMAGE, DEMO_REDUCED);
+            "DIR/run-<time>. Exit status 130 when stopped by Ctrl-C.\n",
+            fcl_backbone_name(c->backbone), c->image_size, c->image_size, c->reduced_dim, c->n_way,
+            c->k_shot, c->n_query, d.opt.val_episodes);
+    char v[6][32];
+    snprintf(v[0], 32, "%d", c->image_size);
+    snprintf(v[1], 32, "%d", d.opt.epochs);
+    snprintf(v[2], 32, "%d", d.opt.episodes);
+    snprintf(v[3], 32, "%d", d.test_episodes);
+    snprintf(v[4], 32, "%llu", (unsigned long long)d.opt.seed);
+    snprintf(v[5], 32, "%g", d.opt.adam.lr);
+    const cli_flag_help items[] = {
+        {"--out DIR", "where the data and the run go", "fewcl-demo"},
+        {"--image-size N", "glyph images and model input side", v[0]},
+        {"--epochs N", "epochs", v[1]},
+        {"--episodes N", "training episodes per epoch", v[2]},
+        {"--test-episodes N", "test episodes on the novel alphabets", v[3]},
+        {"--seed N", "for weights and episodes", v[4]},
+        {"--lr X", "AdamW learning rate", v[5]},
+        {"--lr-schedule S", "constant or cosine", fcl_lr_schedule_name(d.opt.lr_schedule)},
+        {"--device D", "P:D or part of a name", "the first GPU"},
+        {"--quiet", "no progress bars", NULL},
+        {"--json", "one JSON object on stdout", NULL},
+    };
+    cli_help_flags(f, "options:", items, (int)(sizeof items / sizeof *items));
 }
 
 enum { OPT_OUT = 1, OPT_IMAGE_SIZE, OPT_HELP };
@@ -75,22 +114,12 @@ int cmd_demo(int argc, char **argv) {
                                          {"help", no_argument, 0, OPT_HELP},
                                          {0, 0, 0, 0}};
     train_job job;
-    train_job_init(&job);
-    job.cmd = "demo";
+    demo_defaults(&job);
     fcl_model_config *cfg = &job.opt.cfg;
-    cfg->image_size = DEMO_IMAGE;
-    cfg->reduced_dim = DEMO_REDUCED;
-    cfg->n_query = 5;
-    job.opt.epochs = 8;
-    job.opt.episodes = 100;
-    job.opt.val_episodes = 50;
-    job.opt.augment = 0; /* the glyphs are already randomly distorted */
-    job.opt.lr_schedule = FCL_LR_COSINE;
-    job.test_episodes = 600;
     const char *out = "fewcl-demo";
     long v;
     int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
         int r = job_flag(c, optarg, &job);
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
@@ -100,8 +129,9 @@ int cmd_demo(int argc, char **argv) {
             if (parse_count("demo", "image-size", optarg, 16, &v)) return EXIT_USAGE;
             cfg->image_size = (int)v;
             break;
+        case 'h':
         case OPT_HELP: usage(stdout); return 0;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return cli_bad_option("demo", c, argv, opts);
         }
     }
     if (optind < argc) {

@@ -40,7 +40,7 @@ int cmd_devices(int argc, char **argv) {
     static const struct option opts[] = {
         {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int json = 0, c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
         if (c == 'j')
             json = 1;
         else if (c == 'h') {
@@ -49,7 +49,7 @@ int cmd_devices(int argc, char **argv) {
                    "work-group size, fp16/fp64.\n");
             return 0;
         } else
-            return EXIT_USAGE;
+            return cli_bad_option("devices", c, argv, opts);
     }
     if (optind < argc) {
         fprintf(stderr, "fewcl devices: unexpected argument '%s'\n", argv[optind]);

@@ -22,7 +22,9 @@ static void usage(FILE *f) {
         "and other keys ignored); applied after W; without W the head keeps its seeded\n"
         "initial values. Writes to O: features (after the projection), logits, and with\n"
         "--train (training mode, one backward) loss, loss_ce, loss_var, loss_cov,\n"
-        "grad.<parameter> for every trainable parameter and running.<buffer>.\n\n" MODEL_FLAG_HELP);
+        "grad.<parameter> for every trainable parameter and running.<buffer>.\n");
+    fcl_model_config d = fcl_config_default();
+    model_flags_help(f, &d, NULL);
 }
 
 /* Where the weights come from: a whole-model file and/or a backbone state_dict. */
@@ -102,7 +104,7 @@ int cmd_episode(int argc, char **argv) {
     const char *input = NULL, *out = NULL, *device = NULL;
     int train = 0, json = 0, c;
     fcl_model_config cfg = fcl_config_default();
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
         int r = model_flag(c, optarg, &cfg, "episode");
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
@@ -116,13 +118,12 @@ int cmd_episode(int argc, char **argv) {
         case 'd': device = optarg; break;
         case 'j': json = 1; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return cli_bad_option("episode", c, argv, opts);
         }
     }
     if (!(weights.model || weights.backbone) || !input || !out || optind < argc) {
         fprintf(stderr, "fewcl episode: --weights (or --backbone-weights), --input and --out are "
-                        "required\n\n");
-        usage(stderr);
+                        "required\nsee `fewcl episode --help`\n");
         return EXIT_USAGE;
     }
     fcl_safetensors *in;

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "progress.h"
 
 static const struct {
     const char *name;
@@ -29,11 +30,15 @@ static void usage(FILE *f) {
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\nThe device is chosen by --device or FEWCL_DEVICE: an index P:D or part of a\n"
-               "name (nvidia, amd, intel, pocl); default the first GPU, else the first CPU.\n");
+               "name (nvidia, amd, intel, pocl); default the first GPU, else the first CPU.\n"
+               "Exit status: 0 success, 1 failure, 2 usage error, 130 stopped by Ctrl-C\n"
+               "(after saving what a resume needs).\n");
 }
 
 int cli_fail(const char *cmd, fewcl_status s) {
     fprintf(stderr, "fewcl %s: %s: %s\n", cmd, fewcl_status_name(s), fewcl_last_error());
+    /* Stopped on request (Ctrl-C) after saving: not a failure, and scripts can tell. */
+    if (s == FEWCL_ERR_INTERRUPTED && g_stop_requested) return EXIT_STOPPED(g_stop_requested);
     return EXIT_RUNTIME;
 }
 
@@ -81,8 +86,16 @@ int main(int argc, char **argv) {
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "fewcl: unknown command '%s'\n\n", argv[1]);
-    usage(stderr);
+        if (!strcmp(argv[1], commands[i].name)) {
+            progress_set_command(commands[i].name);
+            return commands[i].run(argc - 1, argv + 1);
+        }
+    const char *names[sizeof commands / sizeof *commands];
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        names[i] = commands[i].name;
+    fprintf(stderr, "fewcl: unknown command '%s'\n", argv[1]);
+    const char *guess = cli_closest(argv[1], names, (int)(sizeof names / sizeof *names));
+    if (guess) fprintf(stderr, "did you mean `fewcl %s`?\n", guess);
+    fprintf(stderr, "see `fewcl --help`\n");
     return EXIT_USAGE;
 }

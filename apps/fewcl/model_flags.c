@@ -1,6 +1,8 @@
 /* Model flags (see model_flags.h). */
 #include "model_flags.h"
 
+#include "cli.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -64,4 +66,57 @@ int model_flag(int code, const char *arg, fcl_model_config *c, const char *cmd) 
     case 16: c->bn_batch_stats_at_test = 1; return 1;
     }
     return 0;
+}
+
+void model_flags_help(FILE *f, const fcl_model_config *d, const char *note) {
+    char v[16][48];
+    fcl_model_config fsct = *d;
+    fcl_config_set_method(&fsct, FCL_METHOD_FSCT);
+    snprintf(v[0], 48, "%s", fcl_backbone_name(d->backbone));
+    snprintf(v[1], 48, "%d", d->image_size);
+    snprintf(v[2], 48, "%s", fcl_method_name(d->method));
+    snprintf(v[3], 48, "%s", fcl_variant_name(d->variant));
+    snprintf(v[4], 48, "%d", d->n_way);
+    snprintf(v[5], 48, "%d", d->k_shot);
+    snprintf(v[6], 48, "%d", d->n_query);
+    snprintf(v[7], 48, "%d", d->reduced_dim);
+    snprintf(v[8], 48, "%d; fsct: %d", d->depth, fsct.depth);
+    snprintf(v[9], 48, "%d; fsct: %d", d->heads, fsct.heads);
+    snprintf(v[10], 48, "%d", d->dim_head);
+    snprintf(v[11], 48, "%d", d->mlp_dim);
+    snprintf(v[12], 48, "%s", fcl_mahalanobis_name(d->mahalanobis));
+    snprintf(v[13], 48, "%s", d->vic ? "with VIC" : "without");
+    snprintf(v[14], 48, "%s", fcl_checkpointing_name(d->checkpoint));
+    snprintf(v[15], 48, "%s", d->freeze_backbone ? "on" : "off");
+    const cli_flag_help items[] = {
+        {"--backbone NAME", "conv4, conv6, resnet18 or resnet34", v[0]},
+        {"--image-size N", "side of the (square) model input", v[1]},
+        {"--method NAME", "enhanced or fsct (the original head)", v[2]},
+        {"--variant NAME", "attention: cosine or softmax", v[3]},
+        {"--n-way N", "classes per episode", v[4]},
+        {"--k-shot N", "labelled images per class", v[5]},
+        {"--n-query N", "query images per class", v[6]},
+        {"--reduced-dim N", "feature projection (0, >= D: none)", v[7]},
+        {"--depth N", "attention blocks", v[8]},
+        {"--heads N", "heads (after --method)", v[9]},
+        {"--dim-head N", "size of each head", v[10]},
+        {"--mlp-dim N", "hidden size of the MLPs", v[11]},
+        {"--mahalanobis PATH", "dense, lowrank or auto", v[12]},
+        {"--no-vic", "no VIC losses", v[13]},
+        {"--checkpoint WHAT", "recompute none|blocks|backbone|all", v[14]},
+        {"--freeze-backbone", "train the head only", v[15]},
+        {"--bn-batch-stats", "episode BatchNorm stats at test",
+         d->bn_batch_stats_at_test ? "on" : "off"},
+    };
+    char heading[160];
+    snprintf(heading, sizeof heading, "model flags%s%s%s:", note ? " (" : "", note ? note : "",
+             note ? ")" : "");
+    cli_help_flags(f, heading, items, (int)(sizeof items / sizeof *items));
+}
+
+void model_config_effective(fcl_model_config *c) {
+    int ch, h, w;
+    if (c->method != FCL_METHOD_ENHANCED || fcl_config_feature_shape(c, &ch, &h, &w) != FEWCL_OK)
+        return;
+    if (c->reduced_dim > ch * h * w) c->reduced_dim = ch * h * w;
 }

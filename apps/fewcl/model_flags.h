@@ -3,6 +3,7 @@
 #define FEWCL_APP_MODEL_FLAGS_H
 
 #include <getopt.h>
+#include <stdio.h>
 
 #include "nn/config.h"
 
@@ -30,17 +31,17 @@
         "bn-batch-stats", no_argument, 0, MODEL_FLAG_BASE + 16                                     \
     }
 
-#define MODEL_FLAG_HELP                                                                            \
-    "model: --backbone conv4|conv6|resnet18|resnet34  --image-size N  --method enhanced|fsct\n"    \
-    "       --variant cosine|softmax  --n-way N --k-shot N --n-query N  --reduced-dim N (0: "      \
-    "none)\n"                                                                                      \
-    "       --depth N --heads N --dim-head N --mlp-dim N  --mahalanobis dense|lowrank|auto\n"      \
-    "       --no-vic  --checkpoint none|blocks|backbone|all  --freeze-backbone  "                  \
-    "--bn-batch-stats\n"
+/* The model flags with their defaults, taken from `d` (the config the command starts from);
+ * `note` (or NULL) goes in the heading, e.g. where the values come from otherwise. */
+void model_flags_help(FILE *f, const fcl_model_config *d, const char *note);
 
 /* Applies option `code` (from getopt_long) to cfg. Returns 1 when it was a model flag, 0 when
  * it is not one, and -1 after printing a usage error (exit 2). The method flag resets depth and
  * heads to that method's defaults, so give --depth/--heads after --method. */
 int model_flag(int code, const char *arg, fcl_model_config *cfg, const char *cmd);
+
+/* The projection size as it acts: a reduced_dim above the feature size D means no projection,
+ * recorded as D (so config.json and checkpoints say what the model is). */
+void model_config_effective(fcl_model_config *c);
 
 #endif

@@ -22,15 +22,19 @@ static void usage(FILE *f) {
                "--device-mem plans for another device of that size, whose largest allocation\n"
                "is --max-alloc (default a quarter, NVIDIA's rule). --fit picks the cheapest\n"
                "settings that fit BYTES (or the device): the low-rank Mahalanobis path, then\n"
-               "gradient checkpointing, then a smaller projection. Sizes: 512M, 16G, ...\n"
-               "Exit 0 when it fits (or a fit was found), 1 when not.\n\n" MODEL_FLAG_HELP);
+               "gradient checkpointing, then a smaller projection. Sizes: 512M, 16G, 8gb,\n"
+               "1.5GiB, ... (K, M, G, T: powers of 1024). Exit 0 when it fits (or a fit was\n"
+               "found), 1 when not.\n");
+    fcl_model_config d = fcl_config_default();
+    model_flags_help(f, &d, NULL);
 }
 
 enum { OPT_EVAL = 1, OPT_FIT, OPT_DEVICE_MEM, OPT_MAX_ALLOC, OPT_DEVICE, OPT_JSON, OPT_HELP };
 
 static int parse_size(const char *flag, const char *arg, size_t *out) {
     if (fcl_parse_bytes(arg, out) == 0 && *out > 0) return 0;
-    fprintf(stderr, "fewcl plan: --%s '%s' is not a size (examples: 1073741824, 512M, 16G)\n", flag,
+    fprintf(stderr,
+            "fewcl plan: --%s '%s' is not a size (examples: 1073741824, 512M, 8gb, 1.5GiB)\n", flag,
             arg);
     return -1;
 }
@@ -61,6 +65,24 @@ static cJSON *plan_json(const fcl_arena_stats *st) {
     return o;
 }
 
+/* By how much a configuration misses the budget: the peak of its plan without a budget (the
+ * largest allocation still applies), as ": it needs 2.34 GiB at its peak, 0.88 GiB (60%) over
+ * the budget". */
+static const char *shortfall(fewcl_context *ctx, const fcl_model_config *cfg, int training,
+                             const fcl_limits *target, size_t budget, char *buf, size_t cap) {
+    fcl_arena_stats st;
+    buf[0] = 0;
+    if (fcl_episode_plan_as(ctx, cfg, training, target, (size_t)1 << 62, &st) != FEWCL_OK ||
+        st.peak <= budget)
+        return buf;
+    char need[32], over[32];
+    snprintf(buf, cap, ": it needs %s at its peak, %s (%.0f%%) over the budget",
+             cli_bytes((double)st.peak, need, sizeof need),
+             cli_bytes((double)(st.peak - budget), over, sizeof over),
+             100.0 * (double)(st.peak - budget) / (double)budget);
+    return buf;
+}
+
 int cmd_plan(int argc, char **argv) {
     static const struct option opts[] = {{"eval", no_argument, 0, OPT_EVAL},
                                          {"fit", required_argument, 0, OPT_FIT},
@@ -75,7 +97,7 @@ int cmd_plan(int argc, char **argv) {
     const char *device = NULL, *fit = NULL;
     size_t device_mem = 0, max_alloc = 0, fit_bytes = 0;
     int training = 1, json = 0, c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
         int r = model_flag(c, optarg, &cfg, "plan");
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
@@ -94,8 +116,9 @@ int cmd_plan(int argc, char **argv) {
             break;
         case OPT_DEVICE: device = optarg; break;
         case OPT_JSON: json = 1; break;
+        case 'h':
         case OPT_HELP: usage(stdout); return 0;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return cli_bad_option("plan", c, argv, opts);
         }
     }
     if (optind < argc || fcl_config_validate(&cfg) != FEWCL_OK) {
@@ -121,6 +144,7 @@ int cmd_plan(int argc, char **argv) {
     size_t limit = 0;
     if (limit_env && *limit_env && !device_mem) fcl_parse_bytes(limit_env, &limit);
     if (fit_bytes) limit = fit_bytes;
+    const char *budget_from = fit_bytes ? "--fit" : limit ? "FEWCL_MEM_LIMIT" : "device memory";
     fcl_fit_result fr;
     fewcl_status s;
     if (fit) {
@@ -165,19 +189,21 @@ int cmd_plan(int argc, char **argv) {
         free(text);
         cJSON_Delete(o);
     } else {
-        char a[32], b[32], d[32];
+        char a[32], b[32], d[32], why[192];
         printf("plan: one %s episode, %s %dx%d, %s head, %d-way %d-shot %d-query, D %d -> D' %d, "
                "Mahalanobis %s, checkpointing %s\n",
                training ? "training" : "evaluation", fcl_backbone_name(cfg.backbone),
                cfg.image_size, cfg.image_size, fcl_method_name(cfg.method), cfg.n_way, cfg.k_shot,
                cfg.n_query, D, Dp, fcl_mahalanobis_name(fr.cfg.mahalanobis),
                fcl_checkpointing_name(fr.cfg.checkpoint));
-        printf("device: %s%s, %s global, %s largest allocation; budget %s\n",
+        printf("device: %s%s, %s global, %s largest allocation; budget %s (%s)\n",
                device_mem ? "planned as a device like " : "", ctx->info.name,
                cli_bytes((double)target.global_mem, a, sizeof a),
                cli_bytes((double)target.max_alloc, b, sizeof b),
-               cli_bytes((double)budget, d, sizeof d));
-        if (fit && fr.first_failure[0]) printf("as given: does not fit — %s\n", fr.first_failure);
+               cli_bytes((double)budget, d, sizeof d), budget_from);
+        if (fit && fr.first_failure[0])
+            printf("as given: does not fit — %s%s\n", fr.first_failure,
+                   shortfall(ctx, &cfg, training, &target, budget, why, sizeof why));
         if (fr.fits) {
             print_plan(&fr.stats);
             if (fit && fr.changes[0])
@@ -185,13 +211,17 @@ int cmd_plan(int argc, char **argv) {
             else
                 printf("fits: yes%s\n", fit ? ", as given" : "");
         } else if (fit) {
-            printf("fits: no — nothing fits: even %s with checkpointing 'all', the low-rank "
-                   "path and reduced_dim %d needs more; use a smaller backbone, image or "
-                   "episode\n",
-                   fcl_backbone_name(cfg.backbone), fr.cfg.reduced_dim);
+            printf("fits: no — nothing fits: the cheapest candidate (--mahalanobis %s "
+                   "--checkpoint %s, D' %d) does not%s; make the episode smaller: another "
+                   "backbone, --image-size, --n-way, --k-shot or --n-query\n",
+                   fcl_mahalanobis_name(fr.cfg.mahalanobis),
+                   fcl_checkpointing_name(fr.cfg.checkpoint), fcl_config_working_dim(&fr.cfg, D),
+                   shortfall(ctx, &fr.cfg, training, &target, budget, why, sizeof why));
         } else {
-            printf("fits: no — %s\n(try `fewcl plan --fit device` with the same flags)\n",
-                   fr.first_failure);
+            printf("fits: no — %s%s\n(add --fit %s to find the cheapest settings that do)\n",
+                   fr.first_failure,
+                   shortfall(ctx, &cfg, training, &target, budget, why, sizeof why),
+                   fit_bytes || !limit ? "device" : limit_env);
         }
     }
     fewcl_context_destroy(ctx);

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 volatile sig_atomic_t g_stop_requested;
+/* Written by the handler, so made before any signal can come. */
+static char stop_message[128] = "\nfewcl: stopping after this episode (again to kill)...\n";
 
 static void on_signal(int sig) {
     if (g_stop_requested) {
@@ -14,10 +16,14 @@ static void on_signal(int sig) {
         raise(sig);
         return;
     }
-    g_stop_requested = 1;
-    static const char msg[] = "\nfewcl: stopping after this episode (again to kill)...\n";
-    ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+    g_stop_requested = sig;
+    ssize_t ignored = write(STDERR_FILENO, stop_message, strlen(stop_message));
     (void)ignored;
+}
+
+void progress_set_command(const char *cmd) {
+    snprintf(stop_message, sizeof stop_message,
+             "\nfewcl %.40s: stopping after this episode (again to kill)...\n", cmd);
 }
 
 void install_stop_handler(void) {
@@ -60,8 +66,12 @@ void progress_update(void *user, const fcl_progress *p) {
     double t = wall();
     int finished = p->done == p->total;
     int new_phase = ps->last_phase != p->phase || ps->last_epoch != p->epoch;
-    /* A terminal gets at most ~10 redraws a second; a log a line every 30 s and at the end. */
+    /* A terminal gets a bar redrawn in place at most ~10 times a second; a log or a pipe gets
+     * plain lines: one every 30 s of a long phase and one when it ends. */
+    if (!ps->tty && new_phase)
+        ps->last_print = t, ps->last_phase = p->phase, ps->last_epoch = p->epoch;
     if (!finished && !new_phase && t - ps->last_print < (ps->tty ? 0.1 : 30)) return;
+    if (!ps->tty && !finished && new_phase) return;
     if (new_phase) progress_break(ps);
     ps->last_print = t, ps->last_phase = p->phase, ps->last_epoch = p->epoch;
     char head[48] = "", eta[32], spent[32], bar[32], loss[32] = "";
@@ -69,13 +79,20 @@ void progress_update(void *user, const fcl_progress *p) {
     double rate = p->seconds > 0 ? p->done / p->seconds : 0;
     clock_text(rate > 0 ? (p->total - p->done) / rate : 0, eta, sizeof eta);
     clock_text(p->seconds, spent, sizeof spent);
+    if (p->loss) snprintf(loss, sizeof loss, " loss %.4f", p->loss);
+    if (!ps->tty) {
+        fprintf(stderr, "%s%s: %ld/%ld episodes%s acc %.2f%% %.2f ep/s, %s %s\n", head, p->phase,
+                p->done, p->total, loss, p->accuracy, rate, finished ? "took" : "ETA",
+                finished ? spent : eta);
+        fflush(stderr);
+        return;
+    }
     int width = 24, fill = (int)(width * (double)p->done / (p->total ? p->total : 1));
     for (int i = 0; i < width; i++)
         bar[i] = i < fill ? '#' : '.';
     bar[width] = 0;
-    if (p->loss) snprintf(loss, sizeof loss, " loss %.4f", p->loss);
-    fprintf(stderr, "%s%s%-5s [%s] %ld/%ld%s acc %.2f%% %.2f ep/s %s %s%s", ps->tty ? "\r" : "",
-            head, p->phase, bar, p->done, p->total, loss, p->accuracy, rate,
-            finished ? "took" : "ETA", finished ? spent : eta, ps->tty ? "\033[K" : "\n");
+    fprintf(stderr, "\r%s%-5s [%s] %ld/%ld%s acc %.2f%% %.2f ep/s %s %s\033[K", head, p->phase, bar,
+            p->done, p->total, loss, p->accuracy, rate, finished ? "took" : "ETA",
+            finished ? spent : eta);
     fflush(stderr);
 }

@@ -21,9 +21,11 @@ void progress_update(void *user, const fcl_progress *p);
 /* Ends a bar line (before other output). */
 void progress_break(progress_state *p);
 
-/* The first SIGINT/SIGTERM sets the flag (the trainer saves and stops after the episode); a
- * second one kills the process as usual. */
+/* The first SIGINT/SIGTERM sets the flag to the signal's number (the trainer saves and stops
+ * after the episode; the tool then exits 128 + it); a second one kills the process as usual. */
 extern volatile sig_atomic_t g_stop_requested;
 void install_stop_handler(void);
+/* Names the command in the handler's message ("fewcl train: stopping ..."). */
+void progress_set_command(const char *cmd);
 
 #endif

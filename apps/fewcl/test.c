@@ -14,16 +14,22 @@
 #include "train_report.h"
 
 static void usage(FILE *f) {
+    data_flags d;
+    data_flags_init(&d);
     fprintf(f, "usage: fewcl test --weights FILE --data DIR [--split novel|val|base]\n"
                "                  [--episodes N] [--seed N] [--device D] [--quiet] [--json]\n"
                "                  [data flags] [model flags]\n\n"
                "Evaluates the weights (a fewcl checkpoint, whose stored config gives the\n"
                "architecture, or PyTorch-exported weights described by the model flags) on N\n"
-               "episodes (600) of the split (novel) in evaluation mode; episode sizes are the\n"
-               "training's unless --n-way/--k-shot/--n-query say otherwise. Prints accuracy %% = "
-               "mean ± 1.96·σ/√N; inside a run\n"
-               "folder also writes test_<split>.json next to the weights.\n\n" DATA_FLAG_HELP
-                   MODEL_FLAG_HELP);
+               "episodes (default 600) of the split (default novel) in evaluation mode;\n"
+               "episode sizes are the training's unless --n-way/--k-shot/--n-query say\n"
+               "otherwise; --seed (default 1) picks the episodes. Prints accuracy %% = mean\n"
+               "± 1.96·σ/√N; inside a run folder also writes it next to the weights as\n"
+               "test_<split>_<weights>_<way>w<shot>s_<N>.json. Exit status 130 when stopped\n"
+               "by Ctrl-C.\n");
+    data_flags_help(f, &d);
+    fcl_model_config m = fcl_config_default();
+    model_flags_help(f, &m, "a fewcl checkpoint's own values; these defaults for other weights");
 }
 
 enum {
@@ -62,7 +68,7 @@ int cmd_test(int argc, char **argv) {
     int n_given = 0, split = SPLIT_NOVEL, quiet = 0, json = 0, c;
     const char *weights = NULL, *device = NULL, *split_names[] = {"base", "val", "novel"};
     long episodes = 600, seed = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
         int r = model_flag(c, optarg, &flags_cfg, "test");
         if (r > 0 && n_given < 64) given[n_given++] = (given_flag){c, optarg};
         if (r == 0) r = data_flag(c, optarg, &data, "test");
@@ -88,15 +94,17 @@ int cmd_test(int argc, char **argv) {
         case OPT_DEVICE: device = optarg; break;
         case OPT_QUIET: quiet = 1; break;
         case OPT_JSON: json = 1; break;
+        case 'h':
         case OPT_HELP: usage(stdout); return 0;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return cli_bad_option("test", c, argv, opts);
         }
     }
     if (optind < argc || !weights || !data_has_split(&data, split)) {
         if (optind < argc) fprintf(stderr, "fewcl test: unexpected argument '%s'\n", argv[optind]);
         if (!weights) fprintf(stderr, "fewcl test: give the trained weights with --weights FILE\n");
         if (!data_has_split(&data, split))
-            fprintf(stderr, "fewcl test: no data: give --data DIR or --test-list\n");
+            fprintf(stderr, "fewcl test: no data for the %s split: give --data DIR or %s F\n",
+                    split_names[split], split_list_flag(split));
         return EXIT_USAGE;
     }
     /* The checkpoint's config, with the given flags replayed over it: architecture flags that

@@ -6,10 +6,12 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #include "checkpoint_open.h"
 #include "cli.h"
+#include "data/image.h"
 #include "io/atomic_file.h"
 #include "plan/episode_plan.h"
 
@@ -42,16 +44,25 @@ cJSON *test_result_json(const fcl_eval_result *r, const char *split, const char 
 
 void save_test_result(const char *cmd, const char *weights, const char *split,
                       const cJSON *result) {
-    char dir[4096], path[4200];
+    char dir[4096], base[4096], path[8400];
     snprintf(dir, sizeof dir, "%s", weights);
-    char *d = dirname(dir);
+    snprintf(base, sizeof base, "%s", weights);
+    char *d = dirname(dir), *stem = basename(base), *dot = strrchr(stem, '.');
+    if (dot && dot != stem) *dot = 0;
     struct stat sb;
     snprintf(path, sizeof path, "%s/config.json", d);
     if (stat(path, &sb) != 0) return;
-    snprintf(path, sizeof path, "%s/test_%s.json", d, split);
+    const cJSON *episodes = cJSON_GetObjectItemCaseSensitive(result, "episodes");
+    const cJSON *way = cJSON_GetObjectItemCaseSensitive(result, "n_way");
+    const cJSON *shot = cJSON_GetObjectItemCaseSensitive(result, "k_shot");
+    snprintf(path, sizeof path, "%s/test_%s_%s_%dw%ds_%d.json", d, split, stem,
+             cJSON_IsNumber(way) ? way->valueint : 0, cJSON_IsNumber(shot) ? shot->valueint : 0,
+             cJSON_IsNumber(episodes) ? episodes->valueint : 0);
     char *text = cJSON_Print(result);
     if (text && fcl_atomic_write_text(path, text) != FEWCL_OK)
         fprintf(stderr, "fewcl %s: warning: %s\n", cmd, fewcl_last_error());
+    else if (text)
+        fprintf(stderr, "fewcl %s: result saved in %s\n", cmd, path);
     free(text);
 }
 
@@ -172,6 +183,22 @@ int job_flag(int code, const char *arg, train_job *j) {
     }
 }
 
+/* Images smaller than --image-size are upscaled: more memory and time for no new detail,
+ * usually a forgotten flag. The first image of the split stands for the others. */
+static void warn_upscaling(const train_job *j, const fcl_dataset *ds) {
+    fcl_image im = {0};
+    if (!ds->n_images || fcl_image_load(ds->paths[0], &im) != FEWCL_OK) return;
+    int w = im.w, h = im.h, side = w < h ? w : h, want = j->opt.cfg.image_size;
+    fcl_image_free(&im);
+    if (side >= want) return;
+    fprintf(stderr,
+            "fewcl %s: warning: the images are %dx%d px (%s) and --image-size is %d: every "
+            "image is upscaled %.1fx, which costs memory and time (%.0fx the pixels) for no "
+            "new detail; give --image-size %d to train at their size\n",
+            j->cmd, w, h, ds->paths[0], want, (double)want / side,
+            (double)want * want / ((double)side * side), side < 16 ? 16 : side);
+}
+
 int train_job_run(train_job *j, const data_flags *data) {
     fcl_dataset *sets[SPLITS] = {0};
     fewcl_context *ctx = NULL;
@@ -184,6 +211,7 @@ int train_job_run(train_job *j, const data_flags *data) {
     if (s == FEWCL_OK && j->test_episodes)
         s = data_open_split(data, SPLIT_NOVEL, &sets[SPLIT_NOVEL]);
     int code = 0;
+    if (s == FEWCL_OK && j->check_image_size) warn_upscaling(j, sets[SPLIT_BASE]);
     if (s == FEWCL_OK) {
         progress_init(&j->progress, j->quiet || j->json);
         j->opt.train = sets[SPLIT_BASE];

@@ -11,8 +11,9 @@ typedef struct train_job {
     fcl_train_options opt;
     int test_episodes; /* 0: no test */
     int quiet, json;
-    const char *cmd;    /* for messages: "train" or "demo" */
-    const char *device; /* --device (NULL: FEWCL_DEVICE or the default) */
+    const char *cmd;      /* for messages: "train" or "demo" */
+    const char *device;   /* --device (NULL: FEWCL_DEVICE or the default) */
+    int check_image_size; /* warn when the images are smaller than --image-size */
     progress_state progress;
     /* Filled by train_job_run. */
     fcl_train_result result;
@@ -44,8 +45,10 @@ int train_job_run(train_job *j, const data_flags *data);
 /* A test result as JSON (accuracy, ci95, episodes, split, weights, episode sizes, seconds). */
 struct cJSON *test_result_json(const fcl_eval_result *r, const char *split, const char *weights,
                                const fcl_model_config *c);
-/* Keeps a test result as test_<split>.json beside `weights` when they are in a run folder
- * (config.json beside them); a failure to write is a warning on stderr. */
+/* Keeps a test result beside `weights` when they are in a run folder (config.json beside
+ * them), as test_<split>_<weights>_<way>w<shot>s_<episodes>.json (test_novel_best_5w5s_600.json),
+ * so that tests of other weights, episode shapes or lengths do not replace it; says where on
+ * stderr. A failure to write is a warning. */
 void save_test_result(const char *cmd, const char *weights, const char *split,
                       const struct cJSON *result);
 

@@ -104,7 +104,12 @@ int fcl_config_architecture_diff(const fcl_model_config *a, const fcl_model_conf
     DIFF(a->variant != b->variant, "variant", "%s", fcl_variant_name(a->variant),
          fcl_variant_name(b->variant))
     DIFF(a->image_size != b->image_size, "image-size", "%d", a->image_size, b->image_size)
-    DIFF(a->reduced_dim != b->reduced_dim, "reduced-dim", "%d", a->reduced_dim, b->reduced_dim)
+    /* The projection as it acts: reduced_dim >= D (or 0) all mean none. */
+    int ch, h, w, same_proj = a->reduced_dim == b->reduced_dim;
+    if (!same_proj && a->method == b->method && a->backbone == b->backbone &&
+        a->image_size == b->image_size && fcl_config_feature_shape(a, &ch, &h, &w) == FEWCL_OK)
+        same_proj = fcl_config_working_dim(a, ch * h * w) == fcl_config_working_dim(b, ch * h * w);
+    DIFF(!same_proj, "reduced-dim", "%d", a->reduced_dim, b->reduced_dim)
     DIFF(a->depth != b->depth, "depth", "%d", a->depth, b->depth)
     DIFF(a->heads != b->heads, "heads", "%d", a->heads, b->heads)
     DIFF(a->dim_head != b->dim_head, "dim-head", "%d", a->dim_head, b->dim_head)

@@ -1,6 +1,7 @@
 /* Device memory arena (see arena.h). */
 #include "arena.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,19 +39,30 @@ const char *fcl_mem_category_name(fcl_mem_category c) {
 int fcl_parse_bytes(const char *s, size_t *out) {
     char *end;
     double v = strtod(s, &end);
-    if (end == s || v < 0) return -1;
+    if (end == s || !(v >= 0)) return -1;
+    /* A unit in any case, with or without "i" and "B": 512M, 8gb, 1.5GiB, 64KiB, 2T. */
+    static const char units[] = "kmgt";
     double mult = 1;
-    if (*end == 'K' || *end == 'k')
-        mult = 1024.0, end++;
-    else if (*end == 'M' || *end == 'm')
-        mult = 1024.0 * 1024, end++;
-    else if (*end == 'G' || *end == 'g')
-        mult = 1024.0 * 1024 * 1024, end++;
-    if (*end == 'i') end++;
-    if (*end == 'B') end++;
-    if (*end) return -1;
+    const char *u = *end ? strchr(units, tolower((unsigned char)*end)) : NULL;
+    if (u) {
+        for (const char *p = units; p <= u; p++)
+            mult *= 1024;
+        end++;
+        if (*end == 'i' || *end == 'I') end++;
+    }
+    if (*end == 'b' || *end == 'B') end++;
+    if (*end || v * mult >= 18446744073709549568.0) return -1;
     *out = (size_t)(v * mult);
     return 0;
+}
+
+const char *fcl_format_bytes(double bytes, char *buf, size_t cap) {
+    static const char *names[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (bytes >= 1024 && u < 4)
+        bytes /= 1024, u++;
+    snprintf(buf, cap, u ? "%.2f %s" : "%.0f %s", bytes, names[u]);
+    return buf;
 }
 
 static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
@@ -122,12 +134,21 @@ static fewcl_status add_chunk(fcl_arena *a, size_t need, size_t exact) {
     if (size > a->chunk_max) size = a->chunk_max;
     size_t room = a->limit > a->stats.reserved ? a->limit - a->stats.reserved : 0;
     if (size > room) size = room - room % a->align;
-    if (size < need)
+    if (size < need) {
+        char b[4][32];
+        /* A plan (no context) reports to its caller, which knows the configuration and says
+         * what to change; a real run points at the planner. */
         return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY,
-                        "device memory: %zu bytes requested with %zu of %zu bytes reserved and "
-                        "%zu in use (limit from the device or FEWCL_MEM_LIMIT); run `fewcl plan` "
-                        "to see what fits, or lower --reduced-dim / the episode size",
-                        need, a->stats.reserved, a->limit, a->stats.in_use);
+                        "device memory: a request for %s more did not fit: %s of the %s "
+                        "budget already reserved (%s in use)%s",
+                        fcl_format_bytes((double)need, b[0], 32),
+                        fcl_format_bytes((double)a->stats.reserved, b[1], 32),
+                        fcl_format_bytes((double)a->limit, b[2], 32),
+                        fcl_format_bytes((double)a->stats.in_use, b[3], 32),
+                        a->ctx ? "; `fewcl plan --fit device` with the same flags finds "
+                                 "settings that fit"
+                               : "");
+    }
     size_t buffer_bytes = size == need ? exact : size;
     chunk *c = &a->chunks[a->n_chunks];
     memset(c, 0, sizeof *c);
@@ -173,13 +194,18 @@ size_t fcl_arena_largest_buffer(const fcl_limits *limits) {
 
 fewcl_status fcl_arena_alloc(fcl_arena *a, size_t bytes, fcl_mem_category cat, fcl_block *out) {
     size_t size = round_up(bytes ? bytes : 1, a->align);
-    if (size > a->chunk_max)
-        return fcl_fail(
-            FEWCL_ERR_OUT_OF_MEMORY,
-            "device memory: one buffer of %zu bytes exceeds the largest buffer fewcl can use "
-            "on this device (%zu bytes: CL_DEVICE_MAX_MEM_ALLOC_SIZE, at most 4 GiB for "
-            "32-bit offsets); lower --reduced-dim or use --mahalanobis lowrank",
-            bytes, a->chunk_max);
+    if (size > a->chunk_max) {
+        char b[2][32];
+        return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY,
+                        "device memory: one buffer of %s exceeds the largest buffer fewcl can "
+                        "use on this device, %s (CL_DEVICE_MAX_MEM_ALLOC_SIZE, at most 4 GiB "
+                        "for 32-bit offsets)%s",
+                        fcl_format_bytes((double)bytes, b[0], 32),
+                        fcl_format_bytes((double)a->chunk_max, b[1], 32),
+                        a->ctx ? "; `fewcl plan --fit device` with the same flags finds "
+                                 "settings that fit"
+                               : "");
+    }
     size_t exact = bytes ? bytes : 1;
     if (!place(a, size, exact, out)) {
         FCL_TRY(add_chunk(a, size, exact));

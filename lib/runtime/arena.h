@@ -64,7 +64,10 @@ size_t fcl_arena_limit(const fcl_arena *a);
 size_t fcl_arena_largest_buffer(const fcl_limits *limits);
 /* Restarts the high-water mark from the current use. */
 void fcl_arena_reset_peak(fcl_arena *a);
-/* Parses "123", "64K", "512M", "8G" (powers of 1024). Returns 0 on success. */
+/* Parses "123", "64K", "512M", "8G", "2T" (powers of 1024; the unit in any case, optionally
+ * followed by "i" and "B": 8gb, 1.5GiB). Returns 0 on success. */
 int fcl_parse_bytes(const char *s, size_t *out);
+/* "2.34 GiB", "512 B": a byte count for messages. */
+const char *fcl_format_bytes(double bytes, char *buf, size_t cap);
 
 #endif
