@@ -341,9 +341,12 @@ static void test_usage_errors_and_help(void **state) {
     expect_run(NULL, "demo -x", 2, "fewcl demo: unknown option '-x'");
     expect_run(NULL, "train --data demo -epochs 3", 2,
                "fewcl train: unknown option '-epochs'|did you mean --epochs?");
+    expect_run(NULL, "predict --weigths w", 2,
+               "fewcl predict: unknown option '--weigths'|did you mean --weights?");
     expect_run(NULL, "tarin", 2, "unknown command 'tarin'|did you mean `fewcl train`?");
-    const char *commands[] = {"devices", "bench", "plan", "train", "test", "demo", "episode"};
-    for (int i = 0; i < 7; i++)
+    const char *commands[] = {"devices", "bench", "plan",    "train",
+                              "test",    "demo",  "episode", "predict"};
+    for (int i = 0; i < 8; i++)
         for (int dash = 0; dash < 2; dash++) {
             char args[64], want[64];
             snprintf(args, sizeof args, "%s %s", commands[i], dash ? "--help" : "-h");

@@ -25,6 +25,15 @@ static void usage(FILE *f) {
             "uniformly (a note says so). Prints one line per query: path, class, probability;\n"
             "--json prints every class's probability. --unknown-below P (0..1) labels a query\n"
             "whose best probability is below P as 'unknown'.\n");
+    static const cli_flag_help flags[] = {
+        {"--weights FILE", "trained weights (fewcl train's best.safetensors)", ""},
+        {"--support DIR", "one folder of example images per class", ""},
+        {"--query FILE|DIR", "an image, or every image of a folder; may repeat", ""},
+        {"--json", "every class's probability, as JSON on stdout", "off"},
+        {"--unknown-below P", "below this probability a query is 'unknown' (0: never)", "0"},
+        {"--device D", "P:D index or a name substring", "FEWCL_DEVICE, else the first GPU"},
+    };
+    cli_help_flags(f, "options", flags, (int)(sizeof flags / sizeof flags[0]));
 }
 
 enum { OPT_WEIGHTS = 1, OPT_SUPPORT, OPT_QUERY, OPT_JSON, OPT_UNKNOWN, OPT_DEVICE, OPT_HELP };
@@ -244,7 +253,7 @@ int cmd_predict(int argc, char **argv) {
     strings queries = {0};
     int json = 0, c, rc = 0;
     double unknown = 0;
-    while (!rc && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while (!rc && (c = cli_getopt(argc, argv, "h", opts)) != -1) {
         switch (c) {
         case OPT_WEIGHTS: weights = optarg; break;
         case OPT_SUPPORT: support = optarg; break;
@@ -269,11 +278,12 @@ int cmd_predict(int argc, char **argv) {
             break;
         }
         case OPT_DEVICE: device = optarg; break;
+        case 'h':
         case OPT_HELP:
             usage(stdout);
             strings_free(&queries);
             return 0;
-        default: usage(stderr); rc = EXIT_USAGE;
+        default: rc = cli_bad_option("predict", c, argv, opts);
         }
     }
     if (!rc && (optind < argc || !weights || !support || !queries.n)) {
