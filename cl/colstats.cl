@@ -1,4 +1,4 @@
-// Column statistics of a matrix E [N,D] (the VIC losses, fsct-reference §3.5).
+// Column statistics of a matrix E [N,D] (the VIC losses, docs/maths.md §4.8).
 // One work-item per column walks the N rows in order: adjacent work-items read adjacent
 // addresses, and every sum has a fixed order, so results are deterministic.
 

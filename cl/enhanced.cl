@@ -1,6 +1,6 @@
 // Kernels of the enhanced head (lib/nn/enhanced.c): splitting the class-major episode
 // features into supports and queries (and merging their gradients back), a plain copy, and the
-// uncertainty weighting of the three losses (fsct-reference §3.6), which is a handful of
+// uncertainty weighting of the three losses (docs/maths.md §4.9), which is a handful of
 // scalars and runs as one work-item so that nothing is read back to the host.
 
 // x [n, k+q, d] → s [n, k, d] (the first k rows of each class), z [n, q, d] (the rest).

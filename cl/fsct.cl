@@ -1,4 +1,4 @@
-// Kernels of the original FS-CT head (lib/nn/fsct.c, fsct-reference §2.2): the query rows of a
+// Kernels of the original FS-CT head (lib/nn/fsct.c, docs/maths.md §5.2, §5.3): the query rows of a
 // class-major episode, the cross-attention between prototypes (q) and query images (k = v)
 // with its backward, and CosineDistLinear (normalisation over the class axis, WeightNorm).
 //

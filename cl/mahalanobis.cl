@@ -1,4 +1,4 @@
-// The Mahalanobis classifier (fsct-reference §3.4): class covariances, a batched blocked
+// The Mahalanobis classifier (docs/maths.md §4.4–§4.7): class covariances, a batched blocked
 // Cholesky, the inverse from the factor, distances and the backward helpers. Every matrix is
 // row-major; batch b of a [B,D,D] tensor starts at ao + b·D·D. BS (the Cholesky block size)
 // comes from the build options and is at most the work-group size the host chose.

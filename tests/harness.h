@@ -65,7 +65,7 @@ double th_fd_error(th_forward_fn forward, void *ud, double *x, size_t nx, const 
 
 #ifndef FEWCL_TEST_HARNESS_BOUND
 #define FEWCL_TEST_HARNESS_BOUND
-/* Tolerances of SPEC §10. Elementwise: 1e-5 abs + 1e-5 rel. GEMM-like: normalised error
+/* Tolerances of docs/spec.md §10. Elementwise: 1e-5 abs + 1e-5 rel. GEMM-like: normalised error
  * 1e-6, and per element the worst-case float32 summation bound (Higham, Accuracy and
  * Stability §3.1): |error| <= γ_K·Σ|a·b| with γ_K = K·u/(1−K·u), u = 2^-24; the bound
  * is derived per element from the reference run on absolute values (see th_gamma). */

@@ -1,5 +1,5 @@
 /* AdamW: device against the double reference over several steps, and against
- * torch.optim.AdamW. Elementwise tolerance (SPEC §10): 1e-5 abs + 1e-5 rel. */
+ * torch.optim.AdamW. Elementwise tolerance (docs/spec.md §10): 1e-5 abs + 1e-5 rel. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,10 +1,10 @@
 /* The backbones (lib/nn/backbone.c) against PyTorch (tools/reference/fam_backbone.py: a ConvNet
- * built from reference §1.2, torchvision resnet18/34), with every weight and buffer filled by the
- * shared pattern (seed fnv1a32(name), scales as in the generator), the image pattern(7) and the
+ * built from docs/maths.md §2.4, torchvision resnet18/34), with every weight and buffer filled by
+ * the shared pattern (seed fnv1a32(name), scales as in the generator), the image pattern(7) and the
  * upstream gradient pattern(8). Also: parameter names, eval mode, batch statistics at test,
  * --freeze-backbone, and that every saved activation is released.
  *
- * Tolerances (SPEC §10), against the float64 truth (the generator computes in float64).
+ * Tolerances (docs/spec.md §10), against the float64 truth (the generator computes in float64).
  * Features and running statistics: normalised error ‖got−want‖/‖want‖ <= 1e-4 (the
  * "whole-model output" bar; a forward through up to 36 conv+BN layers in float32 lands around
  * 1e-6; ReLU and max-pool are continuous, so near-tie decisions do not move the forward).
@@ -436,7 +436,7 @@ static void test_frozen(void **state) {
     }
 }
 
-/* Parameter names and counts of reference §1.2 / torchvision, and initialisation. */
+/* Parameter names and counts of docs/maths.md §2.4, §2.5 (torchvision's), and initialisation. */
 static void test_names_and_init(void **state) {
     (void)state;
     fewcl_context *ctx = th_ctx();

@@ -1,5 +1,5 @@
-/* Gradient checkpointing (SPEC §3, --checkpoint none|blocks|backbone|all): one training step
- * (forward, backward) of the whole model from the same weights and the same episode, once per
+/* Gradient checkpointing (docs/spec.md §3, --checkpoint none|blocks|backbone|all): one training
+ * step (forward, backward) of the whole model from the same weights and the same episode, once per
  * mode. Checkpointing only frees activations in forward and recomputes them in backward with
  * the same kernels on the same values, so everything must be bit-identical to the run without
  * it: logits, features, every loss, every parameter gradient, every BatchNorm running

@@ -31,7 +31,7 @@ static fcl_tensor mat(int r, int c) {
 }
 
 /* Tolerances. Each statistic is a sum of N <= 30 terms of size <= 1 followed by at most a
- * division and a square root: float32 error <= ~N·u·max|term| ≈ 2e-6, so SPEC §10's
+ * division and a square root: float32 error <= ~N·u·max|term| ≈ 2e-6, so docs/spec.md §10's
  * elementwise bound (1e-5 abs + 1e-5 rel) holds with margin; sums of products (covariance,
  * gradients) also meet the normalised error 1e-6 of GEMM-like ops. */
 static void expect_cond(const char *what, const fcl_tensor *t, const double *want,
@@ -134,7 +134,7 @@ static void test_covariance_matches_reference(void **state) {
     ref_colcov_forward(zd, n, d, EPS, c);
     ref_colcov_backward(zd, n, d, EPS, dcd, dzd);
     float *got = th_download(&C);
-    /* SPEC §10 for GEMMs: normalised error <= 1e-6. */
+    /* docs/spec.md §10 for GEMMs: normalised error <= 1e-6. */
     printf("  covariance normalised error %.2e\n", th_assert_normerr("c", got, c, nc, TH_NORMERR));
     free(got);
     got = th_download(&DZ);
@@ -214,7 +214,7 @@ static void test_colstats_matches_pytorch(void **state) {
         assert_int_equal(cnt, outs[i]->numel);
         double *want = th_to_double(ref, cnt);
         float *got = th_download(outs[i]);
-        /* Both sides are float32 with different summation orders: SPEC §10's normalised
+        /* Both sides are float32 with different summation orders: docs/spec.md §10's normalised
          * error 1e-6 for reductions. */
         double err = th_assert_normerr(keys[i], got, want, cnt, TH_NORMERR);
         printf("  pytorch %-5s normalised error %.2e\n", keys[i], err);

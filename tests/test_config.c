@@ -1,4 +1,5 @@
-/* Model configuration: the feature sizes of reference §1.1 and §3.7, and validation messages. */
+/* Model configuration: the feature sizes of docs/maths.md §2.6 and §4.1, and validation
+ * messages. */
 #include <string.h>
 
 #include "harness.h"

@@ -2,7 +2,7 @@
  * double and PyTorch's F.conv2d; the reference's gradients against finite differences; the
  * chunked workspace path against the unchunked one.
  *
- * Tolerances (SPEC §10, GEMM-like): normalised error Σ(got−want)²/Σwant² <= 1e-6, and per
+ * Tolerances (docs/spec.md §10, GEMM-like): normalised error Σ(got−want)²/Σwant² <= 1e-6, and per
  * element the float32 summation bound γ_T·Σ|terms| (th_gamma) with T the number of terms
  * each output sums: y: Cin·KH·KW products + bias; dx: Cout·KH·KW products (a GEMM over Cout,
  * then the col2im gather over at most KH·KW taps); dW: N·OH·OW products + the old dW; db:
@@ -440,7 +440,7 @@ static void test_conv_reference_gradients(void **state) {
         .n = 2, .cin = 3, .h = 5, .w = 5, .cout = 2, .kh = 1, .kw = 1, .stride = 2, .pad = 0});
 }
 
-/* PyTorch (tools/reference/fam_conv.py): F.conv2d and its autograd gradients, SPEC §10
+/* PyTorch (tools/reference/fam_conv.py): F.conv2d and its autograd gradients, docs/spec.md §10
  * normalised error 1e-6. */
 static void test_conv_matches_pytorch(void **state) {
     if (skipped_when_small()) return; /* the same kernels as the reference tests above */

@@ -2,8 +2,8 @@
  * tools/reference/fam_enhanced.py (tests/fixtures/ops_enhanced.safetensors).
  *
  * Weights: parameter i in registration order is fcl_pattern_fill(1000 + i, scale) with the
- * scales of fam_enhanced.py; features pattern 7. Tolerances (SPEC §10): logits and losses 1e-4
- * relative (normalised error ‖got − want‖/‖want‖ over the logits, relative for each scalar);
+ * scales of fam_enhanced.py; features pattern 7. Tolerances (docs/spec.md §10): logits and losses
+ * 1e-4 relative (normalised error ‖got − want‖/‖want‖ over the logits, relative for each scalar);
  * gradients and features 1e-3 normalised per tensor. For the default shapes the fixture keeps
  * per-tensor summaries (Σg², Σg·r with r = pattern 4242): Σg² to 2e-3 relative (the square
  * doubles a relative error) and Σg·r to 1e-3 of ‖g‖·‖r‖ (Cauchy–Schwarz normalisation). */
@@ -260,7 +260,7 @@ static void test_eval_mode(void **state) {
     th_fixture_free(fx);
 }
 
-/* Parameter gradients accumulate over two training passes; the names are the §3.9 keys. */
+/* Parameter gradients accumulate over two training passes; the names: docs/maths.md §4.10. */
 static void test_gradients_accumulate_and_names(void **state) {
     (void)state;
     const tcase *c = &small_cases[0];

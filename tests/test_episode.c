@@ -16,7 +16,7 @@
  * Pattern configurations commit only the expected values; the test writes their weights (rule
  * in pattern_rule, the generator's) and input x = pattern(7) into temporary files first.
  *
- * Tolerances, SPEC §10: logits, losses and features 1e-4 relative; gradients 1e-3 relative;
+ * Tolerances, docs/spec.md §10: logits, losses and features 1e-4 relative; gradients 1e-3 relative;
  * relative means max|Δ|/max|want| per tensor. A gradient whose true value is zero (the conv
  * biases in front of training-mode BatchNorm) holds only rounding noise on both sides, so
  * gradients are measured against max(max|want|, 1e-3·G), G the largest gradient of the model.

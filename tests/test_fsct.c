@@ -1,5 +1,5 @@
 /* The original FS-CT head (lib/nn/fsct.c) against PyTorch (tools/reference/fam_fsct.py, which
- * builds the head from fsct-reference §2 with torch.nn.utils.weight_norm for the cosine output).
+ * builds the head from docs/maths.md §5 with torch.nn.utils.weight_norm for the cosine output).
  * Both sides fill parameter i (registration = state_dict order) with pattern(700 + i) by the
  * same rule (fill_rule) and the features with pattern(99); training forward, mean cross-entropy,
  * backward from the loss.
@@ -11,10 +11,10 @@
  * q=8, D=1600, 8 x 64, mlp 512, depth 1), both variants: logits, loss, and per-gradient
  * summaries Σg² and Σg·r (r = pattern(900 + i), dfeatures 899). Evaluation mode: logits only.
  *
- * Tolerances (SPEC §10): logits and loss 1e-4 relative, measured as max|got − want| / max|want|
- * over the tensor (the logits of an episode share one scale); gradients 1e-3 relative, the same
- * measure per parameter. Summaries: Σg² within 2e-3 relative (a 1e-3 error on g moves Σg² by
- * at most about twice that); Σg·r within 1e-3 of √(Σg²·Σr²), its Cauchy–Schwarz scale. */
+ * Tolerances (docs/spec.md §10): logits and loss 1e-4 relative, measured as max|got − want| /
+ * max|want| over the tensor (the logits of an episode share one scale); gradients 1e-3 relative,
+ * the same measure per parameter. Summaries: Σg² within 2e-3 relative (a 1e-3 error on g moves Σg²
+ * by at most about twice that); Σg·r within 1e-3 of √(Σg²·Σr²), its Cauchy–Schwarz scale. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -358,7 +358,7 @@ static void test_evaluation_mode(void **state) {
     th_fixture_free(fx);
 }
 
-/* Initial values (fsct-reference §2.1): proto_weight and LayerNorm weights 1, LayerNorm biases
+/* Initial values (docs/maths.md §5.1): proto_weight and LayerNorm weights 1, LayerNorm biases
  * 0, Linear weights and biases in ±1/√fan_in and not constant, WeightNorm g = ‖v‖, v in ±1/8. */
 static void test_initialisation(void **state) {
     (void)state;

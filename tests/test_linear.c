@@ -396,7 +396,7 @@ static void test_linear_reference_gradients(void **state) {
     assert_true(th_fd_error(linear_fwd, &u, b, OUT, db, dy, N * OUT) < 1e-8);
 }
 
-/* PyTorch (tools/reference/ops.py): F.linear and its autograd gradients; SPEC §10 bound. */
+/* PyTorch (tools/reference/ops.py): F.linear and its autograd gradients; docs/spec.md §10 bound. */
 static void test_linear_matches_pytorch(void **state) {
     struct fcl_safetensors *fx = th_fixture("ops_linear");
     fcl_tensor x, w, b, dy, y, dx, dw, db;

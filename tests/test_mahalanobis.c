@@ -4,7 +4,7 @@
  * MahalanobisClassifier: cholesky + cholesky_inverse, autograd), and the reference's gradients
  * against finite differences.
  *
- * Tolerances (SPEC §3/§10, fsct-reference §9): distances, the inverse and the gradients that
+ * Tolerances (docs/spec.md §3, §10): distances, the inverse and the gradients that
  * pass through it within 1e-4 relative, measured as max|got − want| / max|want| (the logits of
  * one batch share a scale, and a per-element relative bound would be meaningless for gradient
  * entries that cancel to ~0); the covariance, a GEMM, within normalised error 1e-6. */
@@ -271,7 +271,7 @@ static void test_lowrank_matches_reference(void **state) {
     check_against_reference(FCL_MAHA_PATH_LOWRANK);
 }
 
-/* SPEC §3: the two paths agree to 1e-4 relative, forward and backward. */
+/* docs/spec.md §3: the two paths agree to 1e-4 relative, forward and backward. */
 static void test_dense_and_lowrank_agree(void **state) {
     int d = th_small() ? 12 : 96, q = th_small() ? 3 : 16;
     problem pr = make_problem(classes(), 5, d, q, 600);

@@ -176,7 +176,7 @@ static void test_plan_matrix(void **state) {
     }
 }
 
-/* The seed's failure (reference §8): ResNet-34 at 224, 5-way, with raw 25,088-d features the
+/* The seed's failure (docs/spec.md §8): ResNet-34 at 224, 5-way, with raw 25,088-d features the
  * covariances alone take 5 x 2.35 GiB = 11.7 GiB; on a device with less memory (PoCL here) the
  * plan must fail before anything is allocated, naming the limit it hit (on any device: fewcl's
  * buffers stop at 4 GiB). */

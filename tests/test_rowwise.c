@@ -12,7 +12,7 @@
 /* Outputs of these ops are O(1) (or scaled by a known factor), and their row statistics carry
  * float relative errors of order γ_K with K ≈ cols/wg + log2(wg) ≪ 100, i.e. ≲ 1e-5 of the
  * output scale: the elementwise tolerance 1e-5 abs + 1e-5 rel per element, plus the
- * normalised error ≤ 1e-6 of SPEC §10 for the whole tensor. */
+ * normalised error ≤ 1e-6 of docs/spec.md §10 for the whole tensor. */
 static void check(const char *what, const fcl_tensor *t, const double *want) {
     float *got = th_download(t);
     th_measure(what, got, want, t->numel);

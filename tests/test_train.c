@@ -203,7 +203,7 @@ static void test_resume_after_stop(void **state) {
     TH_OK(fcl_train(ctx, &a, &whole));
     assert_int_equal(whole.epochs_done, 2);
     assert_true(whole.last.train_acc >= 0 && !isnan(whole.last.val_acc));
-    /* The plan made before training is the device peak training reaches (SPEC §8). */
+    /* The plan made before training is the device peak training reaches (docs/spec.md §8). */
     assert_int_equal((size_t)whole.last.device_peak, whole.planned_peak);
     char a_dir[256], a_csv[300], b_csv[300], a_last[300], b_last[300], ma[4096], mb[4096];
     snprintf(a_dir, sizeof a_dir, "%s", a.run_dir);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian packages fewcl needs (SPEC §2; Mesa's rusticl as a second OpenCL
+# Installs the Debian packages fewcl needs (docs/spec.md §2; Mesa's rusticl as a second OpenCL
 # implementation for the tests; clang and its runtime for the libFuzzer targets). Idempotent;
 # runs apt-get directly as root, else through sudo. Set FEWCL_WITH_TORCH=1 to add PyTorch for the fixture generators.
 set -euo pipefail

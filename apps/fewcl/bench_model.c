@@ -1,6 +1,7 @@
 /* `fewcl bench --model`: the whole model on one episode — evaluation forward, training step
  * (forward, backward, AdamW) — median of N after a warm-up, then one profiled training step
- * broken down per kernel from OpenCL events (SPEC §11), so the gap to PyTorch is visible. */
+ * broken down per kernel from OpenCL events (docs/spec.md §11), so the gap to PyTorch is
+ * visible. */
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <stdio.h>

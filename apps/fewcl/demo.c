@@ -1,4 +1,4 @@
-/* `fewcl demo`: the whole product with no download (SPEC §5): render the glyph dataset from
+/* `fewcl demo`: the whole product with no download (docs/spec.md §5): render the glyph dataset from
  * the installed DejaVu fonts, show the memory plan, train the enhanced model on conv4 with the
  * projection active, test on novel alphabets and print accuracy ± CI. */
 #include <getopt.h>

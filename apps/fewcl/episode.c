@@ -1,5 +1,5 @@
 /* `fewcl episode`: one episode from tensors in a safetensors file through the model with given
- * weights — the interface for checking fewcl against PyTorch (SPEC §7). */
+ * weights — the interface for checking fewcl against PyTorch (docs/spec.md §7). */
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* The model flags shared by every subcommand (SPEC §7) and their parsing into a config. */
+/* The model flags shared by every subcommand (docs/spec.md §7) and their parsing into a config. */
 #ifndef FEWCL_APP_MODEL_FLAGS_H
 #define FEWCL_APP_MODEL_FLAGS_H
 

@@ -1,5 +1,5 @@
 /* `fewcl plan`: the device memory one episode needs, per category, found by running the real
- * schedule on a counting allocator (SPEC §8), before anything is allocated; with --fit, the
+ * schedule on a counting allocator (docs/spec.md §8), before anything is allocated; with --fit, the
  * cheapest settings that fit. */
 #include <cjson/cJSON.h>
 #include <getopt.h>

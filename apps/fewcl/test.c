@@ -1,4 +1,5 @@
-/* `fewcl test`: accuracy of trained weights over test episodes, mean ± 1.96·σ/√N (SPEC §4). */
+/* `fewcl test`: accuracy of trained weights over test episodes, mean ± 1.96·σ/√N
+ * (docs/maths.md §6.2). */
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <stdio.h>

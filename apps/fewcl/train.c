@@ -1,4 +1,5 @@
-/* `fewcl train`: episodic training with validation, checkpoints and resume. */
+/* `fewcl train`: episodic training with validation, checkpoints and resume
+ * (docs/spec.md §4, §7). */
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>

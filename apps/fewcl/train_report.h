@@ -20,7 +20,7 @@ typedef struct train_job {
     fcl_eval_result test;
 } train_job;
 
-/* SPEC §4 defaults: the default model, 50 epochs x 200 episodes, AdamW defaults, seed 1,
+/* docs/spec.md §4 defaults: the default model, 50 epochs x 200 episodes, AdamW defaults, seed 1,
  * augmentation on. */
 void train_job_init(train_job *j);
 /* The flags `fewcl train` and `fewcl demo` share, as getopt_long entries (codes from

@@ -1,4 +1,4 @@
-/* Datasets: the FS-CT JSON filelists (reference §6.1) and plain image folders
+/* Datasets: the FS-CT JSON filelists (docs/spec.md §5.1) and plain image folders
  * (root/<class>/<image>). Images are grouped by class; classes are the sorted unique labels
  * (JSON) or the sorted folder names, which is the order the episode sampler indexes. */
 #ifndef FEWCL_DATA_DATASET_H

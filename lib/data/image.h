@@ -1,6 +1,7 @@
 /* Images: decoding (stb_image: JPEG, PNG, BMP; grey or RGB, always returned as RGB) and the
- * torchvision transforms of the reference (§6.3) on 8-bit images: Resize of the shorter side
- * with PIL's antialiased bilinear filter, CenterCrop, ToTensor and ImageNet Normalize. */
+ * torchvision transforms of the reference (docs/maths.md §8) on 8-bit images: Resize of the
+ * shorter side with PIL's antialiased bilinear filter, CenterCrop, ToTensor and ImageNet
+ * Normalize. */
 #ifndef FEWCL_DATA_IMAGE_H
 #define FEWCL_DATA_IMAGE_H
 

@@ -2,7 +2,7 @@
  * on worker threads, ahead of the device.
  *
  * Episode e draws its n_way classes (a random permutation's first n_way) and, per class, the
- * first k_shot + n_query images of a fresh shuffle (reference §4), from an RNG seeded by
+ * first k_shot + n_query images of a fresh shuffle (docs/maths.md §1.2), from an RNG seeded by
  * (seed, e) alone: the episodes are the same whatever the number of workers. The tensor is
  * x[n_way][k_shot + n_query][3][S][S], class-major; support first, then queries.
  * Eval transform: Resize(S) + CenterCrop(S) (+ the published 1.15 scale step as an option);

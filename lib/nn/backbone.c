@@ -1,7 +1,8 @@
-/* The backbones (see model.h): the FS-CT ConvNet (conv4, conv6; reference §1.2) and torchvision's
- * ResNet-18/34 up to layer4 (§1.5), forward and backward over the whole episode batch (§4).
+/* The backbones (see model.h): the FS-CT ConvNet (conv4, conv6; docs/maths.md §2.4) and
+ * torchvision's ResNet-18/34 up to layer4 (docs/maths.md §2.5), forward and backward over the
+ * whole episode batch (docs/maths.md §1.2).
  *
- * Both are chains of "units" (conv → BatchNorm, reference §1.7 BN semantics) joined by ReLU,
+ * Both are chains of "units" (conv → BatchNorm, docs/maths.md §2.2) joined by ReLU,
  * max-pool and, in the ResNets, residual adds:
  *
  *   plain block (ConvBlock, ResNet stem):  x → conv → BN → ReLU → [max-pool] → out
@@ -16,9 +17,9 @@
  *
  * BatchNorm modes: training → batch statistics, running statistics updated (momentum 0.1, as
  * PyTorch). Evaluation → running statistics, unless cfg->bn_batch_stats_at_test, which uses batch
- * statistics *without* updating the running ones: evaluation must not change the model's state
- * (a checkpoint written after validation would otherwise depend on the validation episodes).
- * PyTorch's train-mode module would update them; the original never reads them (§1.5), so the
+ * statistics *without* updating the running ones: evaluation must not change the model's state (a
+ * checkpoint written after validation would otherwise depend on the validation episodes). PyTorch's
+ * train-mode module would update them; the original never reads them (docs/maths.md §2.8), so the
  * difference is unobservable there. Backward follows the forward's mode (batch-statistics BN
  * backward, or the eval backward with constant running statistics).
  *
@@ -26,15 +27,15 @@
  * statistics and updates the running ones (as PyTorch does for a module in train mode whose
  * parameters have requires_grad=False).
  *
- * Checkpointing (--checkpoint backbone|all; SPEC §3): the stages are the blocks (ConvNet blocks;
- * the ResNet stem and each BasicBlock). Forward keeps of each block only its output, which is the
- * next block's input (plain blocks also keep their pool indices and BN statistics, and drop the
- * conv output); backward recomputes a block's internals from its input right before
- * differentiating it, so at most one block's internals exist at a time. The recompute runs the
- * same kernels on the same values as the first forward, so every value, and thus every
- * gradient, is bit-identical to the run without checkpointing; BatchNorm's running statistics
- * are updated only by the first forward (once per training step, as without). See
- * block_keep_output and block_recompute.
+ * Checkpointing (--checkpoint backbone|all; docs/spec.md §3): the stages are the blocks (ConvNet
+ * blocks; the ResNet stem and each BasicBlock). Forward keeps of each block only its output, which
+ * is the next block's input (plain blocks also keep their pool indices and BN statistics, and drop
+ * the conv output); backward recomputes a block's internals from its input right before
+ * differentiating it, so at most one block's internals exist at a time. The recompute runs the same
+ * kernels on the same values as the first forward, so every value, and thus every gradient, is
+ * bit-identical to the run without checkpointing; BatchNorm's running statistics are updated only
+ * by the first forward (once per training step, as without). See block_keep_output and
+ * block_recompute.
  *
  * The image passed to forward is not copied: it must stay valid until backward or release
  * (the first conv's weight gradient reads it). */
@@ -124,7 +125,7 @@ typedef struct builder {
     const char *prefix;
     uint64_t seed;
     int trainable;
-    int convnet; /* init scheme: ConvNet (§1.7) or ResNet Kaiming fan_out */
+    int convnet; /* init scheme: ConvNet (docs/maths.md §2.7) or ResNet Kaiming fan_out */
 } builder;
 
 static fewcl_status add_param(builder *bd, const char *name, int ndim, const int *shape, int buffer,
@@ -146,8 +147,9 @@ static fewcl_status add_unit(builder *bd, unit *u, const char *cname, const char
                              int cout, int k, int stride, int pad, int bias) {
     char n[160];
     u->cin = cin, u->cout = cout, u->k = k, u->stride = stride, u->pad = pad;
-    /* ConvNet: N(0, 2/(3·3·64)) whatever the layer (the reference's formula, §1.7); bias
-     * U(±1/√(in·9)). ResNet: Kaiming normal, fan_out: N(0, 2/(out·k·k)). */
+    /* ConvNet: N(0, 2/(3·3·64)) whatever the layer (the original's formula,
+     * docs/maths.md §2.7); bias U(±1/√(in·9)). ResNet: Kaiming normal, fan_out:
+     * N(0, 2/(out·k·k)). */
     double sd = bd->convnet ? sqrt(2.0 / (9.0 * 64.0)) : sqrt(2.0 / ((double)cout * k * k));
     snprintf(n, sizeof n, "%s.weight", cname);
     FCL_TRY(add_param(bd, n, 4, (int[]){cout, cin, k, k}, 0, 0, sd, &u->w));

@@ -1,4 +1,4 @@
-/* Model configuration: what SPEC §3/§7 lets a user choose, with the defaults of the reference
+/* Model configuration: what docs/spec.md §3, §7 lets a user choose, with the reference's defaults
  * (enhanced V-D: depth 2, 4 heads of 64, mlp 512, reduced_dim 512, VIC on), its validation, and
  * the shapes that follow from it (backbone feature size D, working size D′). */
 #ifndef FEWCL_NN_CONFIG_H
@@ -26,12 +26,12 @@ typedef struct fcl_model_config {
     int vic;
     fcl_checkpointing checkpoint;
     int freeze_backbone;
-    int bn_batch_stats_at_test; /* the published ResNet runs' behaviour (reference §1.5) */
+    int bn_batch_stats_at_test; /* the published ResNet runs' behaviour (docs/maths.md §2.8) */
 } fcl_model_config;
 
 /* The defaults: conv4 at 84, enhanced cosine, 5-way 5-shot 16-query, reduced_dim 512, depth 2,
  * 4 heads x 64, mlp 512, Mahalanobis auto, VIC on, no checkpointing. For fsct, depth 1 and
- * 8 heads (reference §2.1) apply when the method is set with fcl_config_set_method. */
+ * 8 heads (docs/maths.md §5.1) apply when the method is set with fcl_config_set_method. */
 fcl_model_config fcl_config_default(void);
 void fcl_config_set_method(fcl_model_config *c, fcl_method m);
 /* Every value in range and consistent; the message names the flag (--image-size ...). */

@@ -1,4 +1,4 @@
-/* The model configuration as JSON, for checkpoints' __metadata__ (SPEC §6) and run folders:
+/* The model configuration as JSON, for checkpoints' __metadata__ (docs/spec.md §6) and run folders:
  * names as on the command line, so a file reads like the flags that made it. */
 #include <cjson/cJSON.h>
 #include <stdio.h>

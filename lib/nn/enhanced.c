@@ -1,28 +1,32 @@
-/* The enhanced FS-CT head, fork version V-D (fsct-reference §3, SPEC §3), forward and backward.
+/* The enhanced FS-CT head, fork version V-D (docs/maths.md §4, docs/spec.md §3), forward and
+ * backward.
  *
- * features [B,D], B = n·(k+q) class-major (§4)
- *   → projection Z = ReLU(LN(x·Wrᵀ + br)) when D > reduced_dim > 0 (§3.7), else Z = x
+ * features [B,D], B = n·(k+q) class-major (docs/maths.md §1.2)
+ *   → projection Z = ReLU(LN(x·Wrᵀ + br)) when D > reduced_dim > 0, else Z = x
+ *     (docs/maths.md §4.1)
  *   → supports S [n,k,D′], queries Zq [Q,D′] (row r = c·q + j)
  *   → prototypes p_c = Σ_i softmax_i(proto_weight[c,:])·S[c,i]
- *   → depth blocks (§3.3): U = LN1(H), P̃ = LN1(p) (one LN), q = U·Wqᵀ, k = P̃·Wkᵀ, v = P̃·Wvᵀ,
+ *   → depth blocks (docs/maths.md §4.3): U = LN1(H), P̃ = LN1(p) (one LN),
+ *     q = U·Wqᵀ, k = P̃·Wkᵀ, v = P̃·Wvᵀ,
  *     heads split head-major; cosine: A = q̂·k̂ᵀ per head (x̂ = x/max(‖x‖,1e-12)), no softmax;
  *     softmax: A = softmax_c(q·kᵀ/√dim_head); H += merge(A·v)·Woᵀ + bo;
  *     H += W2·GELU(W1·LN2(H) + b1) + b2. H starts at Zq; the keys stay p in every block.
- *   → logits = Mahalanobis(S, p, H) [Q,n] (§3.4; supports and prototypes before attention)
- *   → training: L_I = CE(logits, ⌊r/q⌋); VIC on E = [S as (n·k)×D′; p] (§3.5);
- *     total = Σ_k L_k·e^{−s_k} + s_k, s = weight_controller.log_vars (§3.6).
+ *   → logits = Mahalanobis(S, p, H) [Q,n] (docs/maths.md §4.4; supports and prototypes before
+ *     attention)
+ *   → training: L_I = CE(logits, ⌊r/q⌋); VIC on E = [S as (n·k)×D′; p] (docs/maths.md §4.8);
+ *     total = Σ_k L_k·e^{−s_k} + s_k, s = weight_controller.log_vars (docs/maths.md §4.9).
  *
  * Mahalanobis path: cfg->mahalanobis dense or lowrank as asked; auto takes dense for
  * D′ ≤ 1024 (one D′×D′ matrix per class is at most 4 MiB and the Cholesky is cheap) and the
- * Woodbury low-rank path above (no D′×D′ buffer; both are exact, SPEC §3).
+ * Woodbury low-rank path above (no D′×D′ buffer; both are exact, docs/spec.md §3).
  *
  * VIC off (cfg->vic = 0): total = L_I alone, unweighted; loss_var and loss_cov are NULL (not
  * computed: their D′×D′ covariance is pure cost then). weight_controller.log_vars is still
  * registered, so checkpoints keep the same keys, but it takes no part in the loss: its gradient
  * stays 0 (AdamW's decoupled weight decay alone moves it, harmlessly).
  *
- * Checkpointing (cfg->checkpoint blocks or all, SPEC §3): each attention block (attention and
- * FFN) keeps only its output H2, the next block's input, in forward; backward recomputes the
+ * Checkpointing (cfg->checkpoint blocks or all, docs/spec.md §3): each attention block (attention
+ * and FFN) keeps only its output H2, the next block's input, in forward; backward recomputes the
  * block's intermediates from its input (the previous H2, or Zq) with the same kernels on the same
  * values, so bit-identically, differentiates it and frees them, so that at most one block's
  * intermediates exist at a time.
@@ -191,7 +195,7 @@ fewcl_status fcl_enhanced_create(fewcl_context *ctx, const fcl_model_config *cfg
     h->ip_logvars = P->n;
     ADD(add_param(ctx, h, "weight_controller.log_vars", 1, (int[]){3}, s32, 0, 0.0f));
     if (st == FEWCL_OK) {
-        /* s_k = −ln λ_k with λ = (9, 0.5, 0.5) (§3.6) */
+        /* s_k = −ln λ_k with λ = (9, 0.5, 0.5) (docs/maths.md §4.9) */
         float lv[3] = {-logf(9.0f), -logf(0.5f), -logf(0.5f)};
         st = fcl_tensor_upload(ctx, value(h, h->ip_logvars), lv);
     }

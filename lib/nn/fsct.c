@@ -1,4 +1,4 @@
-/* The original FS-CT head (fsct-reference §2), with the published code's quirks kept: one shared
+/* The original FS-CT head (docs/maths.md §5), with the published code's quirks kept: one shared
  * LayerNorm + projection for q, k and v; prototypes as the attention queries; the cosine
  * attention without ε; the softmax variant's softmax over a singleton axis (identically 1);
  * CosineDistLinear normalising over the class axis with +1e-5 outside the square root and a
@@ -15,8 +15,8 @@
  *   cosine: logit = 2·⟨g·v/‖v‖, Y/(‖Y‖_classes + 1e-5)⟩;  softmax: logit = ⟨u, Y⟩ + b
  *   loss = mean cross-entropy with labels ⌊r/q⌋.
  *
- * Checkpointing (cfg->checkpoint blocks or all, SPEC §3): in a training forward each block keeps
- * only its output X² (the next block's q input); its backward first recomputes the block's
+ * Checkpointing (cfg->checkpoint blocks or all, docs/spec.md §3): in a training forward each block
+ * keeps only its output X² (the next block's q input); its backward first recomputes the block's
  * intermediates from its input with the same kernels on the same values (bit-identical).
  *
  * Memory: every tensor forward allocates goes on a stack (the outputs first); backward frees
@@ -34,7 +34,7 @@
 #define FSCT_OUT_DIM 64 /* linear.1: D → 64, then CosineDistLinear / Linear 64 → 1 */
 #define FSCT_NORM_EPS 1e-5f
 
-/* Parameters in registration order (fsct-reference §2.1). The last two are weight_g and
+/* Parameters in registration order (docs/maths.md §5.1). The last two are weight_g and
  * weight_v of linear.2.L (cosine) or weight and bias of linear.2 (softmax). */
 enum {
     P_PROTO,
@@ -679,7 +679,7 @@ static const fcl_head_ops fsct_ops = {"fsct",       fsct_forward,  fsct_backward
 
 /* ---- creation --------------------------------------------------------------------------- */
 
-/* Values of parameter i at initialisation (fsct-reference §2.1): proto_weight and LN weights
+/* Values of parameter i at initialisation (docs/maths.md §5.1): proto_weight and LN weights
  * 1, LN biases 0, Linear weights and biases uniform in ±1/√fan_in (PyTorch's default),
  * WeightNorm v uniform in ±1/8 and g = ‖v‖. The uniform draws are fcl_pattern_value with
  * pattern seed (uint32)(seed) + 1 + i, i the parameter's position in the enum above. */

@@ -1,5 +1,5 @@
 /* The model's two stages and how they meet. Data flows: episode tensor → backbone → features
- * [B, D] (B = n·(k+q), class-major, support then query per class, reference §4) → head →
+ * [B, D] (B = n·(k+q), class-major, support then query per class, docs/maths.md §1.2) → head →
  * logits [Q, n] and the losses. Each stage registers its parameters under the PyTorch
  * state_dict names in an fcl_params, saves in forward what its backward needs (freed by
  * backward or by release), and accumulates parameter gradients in backward.
@@ -17,7 +17,7 @@
 typedef struct fcl_backbone_net fcl_backbone_net;
 
 /* Registers the backbone's parameters and BatchNorm buffers in P under `prefix` (the model uses
- * "feature."), initialised as the reference §1.7 says (ResNet convs Kaiming-normal fan_out,
+ * "feature."), initialised as docs/maths.md §2.7 says (ResNet convs Kaiming-normal fan_out,
  * BN γ=1 β=0, ConvNet convs N(0, 2/(9·64)), conv bias U(±1/√(in·9))) from `seed`. With
  * cfg->freeze_backbone the parameters are registered as not trainable. */
 fewcl_status fcl_backbone_create(fewcl_context *ctx, const fcl_model_config *cfg, fcl_params *P,
@@ -74,11 +74,11 @@ struct fcl_head_out {
     const fcl_tensor *loss, *loss_ce, *loss_var, *loss_cov;
 };
 
-/* Enhanced FS-CT V-D (reference §3): projection, weighted prototypes, depth attention blocks,
- * Mahalanobis classifier, VIC and uncertainty weighting. Parameters under their §3.9 names. */
+/* Enhanced FS-CT V-D (docs/maths.md §4): projection, weighted prototypes, depth attention blocks,
+ * Mahalanobis classifier, VIC and uncertainty weighting. Parameter names: docs/maths.md §4.10. */
 fewcl_status fcl_enhanced_create(fewcl_context *ctx, const fcl_model_config *cfg, int feature_dim,
                                  fcl_params *P, uint64_t seed, fcl_head **out);
-/* The original FS-CT head (reference §2), parameters under their §2.1 names. */
+/* The original FS-CT head (docs/maths.md §5), parameter names as docs/maths.md §5.1. */
 fewcl_status fcl_fsct_create(fewcl_context *ctx, const fcl_model_config *cfg, int feature_dim,
                              fcl_params *P, uint64_t seed, fcl_head **out);
 /* features [B, D] → out. training selects the loss computation (and what backward needs). */

@@ -9,7 +9,7 @@ typedef struct fcl_adamw_config {
     double lr, beta1, beta2, eps, weight_decay;
 } fcl_adamw_config;
 
-/* SPEC §4 defaults: lr 1e-3, betas 0.9/0.999, eps 1e-8, weight decay 1e-5. */
+/* docs/spec.md §4 defaults: lr 1e-3, betas 0.9/0.999, eps 1e-8, weight decay 1e-5. */
 fcl_adamw_config fcl_adamw_defaults(void);
 /* One update of `param` from `grad`; `m`, `v` are the moment buffers (zero before step 1);
  * `step` counts from 1. All four tensors have the same shape. */

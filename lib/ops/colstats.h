@@ -1,4 +1,4 @@
-/* Column statistics of E [N,D] for the VIC losses (fsct-reference §3.5): column mean, unbiased
+/* Column statistics of E [N,D] for the VIC losses (docs/maths.md §4.8): column mean, unbiased
  * variance and std, the standardised Ẽ = (E − mean)/(std + 1e-4) and its covariance
  * C = ẼᵀẼ/(N − 1 + 1e-4); forward and backward. */
 #ifndef FEWCL_OPS_COLSTATS_H
@@ -25,7 +25,7 @@ fewcl_status fcl_colcov_forward(fewcl_context *ctx, const fcl_tensor *z, fcl_ten
 fewcl_status fcl_colcov_backward(fewcl_context *ctx, const fcl_tensor *z, const fcl_tensor *dc,
                                  fcl_tensor *dz);
 
-/* VIC losses of V-B…V-D (fsct-reference §3.5), each a one-element tensor:
+/* VIC losses of V-B…V-D (docs/maths.md §4.8), each a one-element tensor:
  * L_V = (1/D)·Σ_j max(0, 1 − √(var_j + 1e-4) − 1e-4) from the unbiased variances var [D];
  * L_C = (Σ_ij C_ij² − Σ_i C_ii²)/(D(D−1) + 1e-4) from the covariance c [D,D].
  * The backwards take dloss [1] on the device (no host round trip) and overwrite dvar / dc. */

@@ -1,5 +1,5 @@
-/* The Mahalanobis classifier of V-B…V-D (fsct-reference §3.4, SPEC §3): per class c with
- * supports E_c [k,D] (k >= 2 rows... or 1: then S = 0), the centred X_c = E_c − mean,
+/* The Mahalanobis classifier of V-B…V-D (docs/maths.md §4.4–§4.7, docs/spec.md §3): per class c
+ * with supports E_c [k,D] (k >= 2 rows... or 1: then S = 0), the centred X_c = E_c − mean,
  * Σ_c = αI + β·X_cᵀX_c with α = D/(k+D), β = (1−α)/(k−1+1e-4), and
  * logits[r,c] = −(h_r − p_c)ᵀ Σ_c⁻¹ (h_r − p_c).
  *

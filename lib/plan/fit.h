@@ -1,4 +1,4 @@
-/* Choosing settings that fit (SPEC §8, `fewcl plan --fit`): the cheapest change to a
+/* Choosing settings that fit (docs/spec.md §8, `fewcl plan --fit`): the cheapest change to a
  * configuration whose training (or evaluation) episode fits a memory budget, found by planning
  * candidates in order of cost:
  *   1. as given;

@@ -1,4 +1,4 @@
-/* Checkpoints (SPEC §6): the model's parameters and BatchNorm buffers under their PyTorch
+/* Checkpoints (docs/spec.md §6): the model's parameters and BatchNorm buffers under their PyTorch
  * names, optionally the AdamW moments (`adamw.m.<name>`, `adamw.v.<name>`), and in
  * __metadata__ the model config ("config", JSON), the optimiser step ("adamw_step") and the
  * trainer's state ("training", JSON owned by the trainer). Written to a temporary file,

@@ -1,4 +1,4 @@
-/* The run folder's human-readable logs (SPEC §6): metrics.csv, one row per epoch, and
+/* The run folder's human-readable logs (docs/spec.md §6): metrics.csv, one row per epoch, and
  * curves.svg, the training curves (loss; train and validation accuracy) as a standalone SVG.
  * Both are rewritten whole (atomically) from the full history after every epoch. */
 #ifndef FEWCL_TRAIN_RUNLOG_H

@@ -4,7 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-/* Queries are ordered class by class (reference §4): row r of the logits has label r / q.
+/* Queries are ordered class by class (docs/maths.md §1.2): row r of the logits has label r / q.
  * Argmax takes the first maximum on ties, as torch.argmax does on CPU. */
 static fewcl_status count_correct(fewcl_context *ctx, const fcl_tensor *logits, int n_query,
                                   fcl_step_result *r) {

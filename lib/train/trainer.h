@@ -1,4 +1,4 @@
-/* Episodic training and evaluation (SPEC §4): AdamW over epochs × episodes, validation each
+/* Episodic training and evaluation (docs/spec.md §4): AdamW over epochs × episodes, validation each
  * epoch, best and last checkpoints, exact resume, and test accuracy with its 95% interval.
  *
  * A run folder holds: config.json (model and training settings), last.safetensors (weights,
@@ -49,8 +49,9 @@ typedef struct fcl_epoch_metrics {
  * (no validation) as null. The caller owns it (cJSON_Delete). */
 struct cJSON *fcl_epoch_metrics_json(const fcl_epoch_metrics *m);
 
-/* How the learning rate moves over a run. Constant is the reference's (and SPEC §4's) choice;
- * cosine anneals it from lr to 0 over the run's epochs·episodes training episodes. */
+/* How the learning rate moves over a run. Constant is the reference's choice
+ * (docs/spec.md §4); cosine anneals it from lr to 0 over the run's epochs·episodes training
+ * episodes. */
 typedef enum fcl_lr_schedule { FCL_LR_CONSTANT = 0, FCL_LR_COSINE } fcl_lr_schedule;
 
 const char *fcl_lr_schedule_name(fcl_lr_schedule s);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# fewcl against PyTorch on the same episodes, in one run (issue 7, SPEC §11): for each case,
+# fewcl against PyTorch on the same episodes, in one run (issue 7, docs/spec.md §11): for each case,
 # `fewcl bench --model --json` and tools/bench/model_torch.py (same model, sizes and pattern
 # input, fp32), alternating, ROUNDS times; prints each side's median and the ratio
 # PyTorch time / fewcl time (above 1: fewcl is faster).

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Writes FS-CT JSON filelists (base.json, val.json, novel.json) for the usual dataset layouts,
-with the splits and label numbering of the reference's writer scripts (fsct-reference §6.1–6.2),
+with the splits and label numbering of the reference's writer scripts (docs/spec.md §5.1, §5.2),
 so `fewcl train --data OUT` and the PyTorch code see the same episodes' classes.
 
   cub DIR [OUT]           CUB-200-2011: DIR/images/<class>/* (or DIR = the images folder).

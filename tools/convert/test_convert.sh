@@ -1,6 +1,6 @@
 #!/bin/bash
 # The converters on tiny fake layouts give the splits and labels of the reference's writers
-# (fsct-reference §6.2). Loading such files is test_dataset's job. usage: test_convert.sh
+# (docs/spec.md §5.2). Loading such files is test_dataset's job. usage: test_convert.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)

@@ -1,8 +1,8 @@
 """Fixture of the backbones (lib/nn/backbone.c): ops_backbone.safetensors.
 
-The ConvNet (conv4/conv6) is built here from reference §1.2 (ConvBlock = Conv3x3(pad 1, bias) ->
+The ConvNet (conv4/conv6) is built here from docs/maths.md §2.4 (ConvBlock = Conv3x3(pad 1, bias) ->
 BatchNorm2d -> ReLU -> MaxPool 2x2 in blocks 0-3); the ResNets are torchvision's resnet18/34 up
-to layer4 (reference §1.5). Every parameter and BatchNorm buffer named K (state_dict key, with
+to layer4 (docs/maths.md §2.5). Every parameter and BatchNorm buffer named K (state_dict key, with
 the "feature." prefix the model uses) is filled from pattern.py with seed fnv1a32("feature."+K):
 
     conv weight   pattern(s, shape, 1/sqrt(fan_in))     conv bias     pattern(s, shape, 0.1)

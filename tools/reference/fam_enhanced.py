@@ -1,4 +1,4 @@
-"""Fixture of the enhanced FS-CT head, fork version V-D (fsct-reference §3.3-3.7, §2.3, §4), built
+"""Fixture of the enhanced FS-CT head, fork version V-D (docs/maths.md §4, §6.1, §1.2), built
 here from the reference document: projection Linear -> LayerNorm -> ReLU, softmax-weighted
 prototypes, cross-attention blocks (one LN1 for q, k and v; F.normalize cosine or scaled softmax),
 the Mahalanobis classifier (torch.linalg.cholesky + cholesky_inverse), VIC variance/covariance and
@@ -163,7 +163,7 @@ def enhanced(outdir):
         out[f"{tag}/dfeatures_sum"] = summary(x.grad)
     save(f"{outdir}/ops_enhanced.safetensors", out,
          {"torch": torch.__version__,
-          "op": "enhanced FS-CT head V-D (float64 reference of fsct-reference §3)",
+          "op": "enhanced FS-CT head V-D (float64 reference of docs/maths.md §4)",
           "small": str(SMALL), "default": str(DEFAULT)})
 
 

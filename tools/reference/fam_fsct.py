@@ -1,4 +1,4 @@
-"""Fixtures of the original FS-CT head (fsct-reference §2), built in PyTorch from the reference
+"""Fixtures of the original FS-CT head (docs/maths.md §5), built in PyTorch from the reference
 document: tests/fixtures/ops_fsct.safetensors, compared by tests/test_fsct.c.
 
 Weights and input features come from pattern.py, so nothing but the results is committed:
@@ -36,7 +36,7 @@ TINY = 1e-5  # "tiny Y": linear.1's pattern scaled so that the 1e-5 of CosineDis
 
 
 class CosineDistLinear(nn.Module):
-    """backbone.py::CosineDistLinear as §2.2 step 7 states it: L2 norm over dim 1 (the class
+    """backbone.py::CosineDistLinear as docs/maths.md §5.2 states it: L2 norm over dim 1 (the class
     axis of the (Q, n, 64) input), +1e-5 outside the root, WeightNorm'd bias-free Linear,
     scale 2 for outdim <= 200."""
 
@@ -51,7 +51,7 @@ class CosineDistLinear(nn.Module):
 
 
 class Attention(nn.Module):
-    """§2.2 step 3: one LN + bias-free projection shared by q, k and v; heads head-major."""
+    """docs/maths.md §5.2: one LN + bias-free projection shared by q, k and v; heads head-major."""
 
     def __init__(self, dim, heads, dim_head, variant):
         super().__init__()

@@ -1,4 +1,5 @@
-"""Fixtures of the VIC column statistics and the Mahalanobis classifier (fsct-reference §3.4-3.5)."""
+"""Fixtures of the VIC column statistics and the Mahalanobis classifier
+(docs/maths.md §4.4–§4.8)."""
 import torch
 
 from fixture import generator, grads, save, uniform
@@ -45,7 +46,7 @@ FAMILIES = {"colstats": colstats, "vic": vic}
 
 
 def mahalanobis_logits(supports, prototypes, queries, eps=1e-4):
-    """V-D's MahalanobisClassifier(shrinkage_alpha=None, eps=1e-4) as fsct-reference §3.4 states
+    """V-D's MahalanobisClassifier(shrinkage_alpha=None, eps=1e-4) as docs/maths.md §4.4 states
     it: per class the plain-mean covariance with divisor k-1+eps, adaptive shrinkage
     alpha = D/(k+D) added on the diagonal, Cholesky + cholesky_inverse, logits = -dist."""
     n, k, d = supports.shape
