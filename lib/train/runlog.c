@@ -203,13 +203,20 @@ static void best_marker(text *t, const panel *p, const fcl_epoch_metrics *h, int
             "stroke-dasharray=\"4 3\"/>\n",
             x, MARGIN_T, x, PANEL_H - MARGIN_B);
     put(t, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"6\" fill=\"none\" stroke=\"#555\"/>\n", x, y);
-    double right = p->x0 + PANEL_W - MARGIN_L - 10;
+    /* The label beside the line, on the side with more room, away from the point (at the
+     * bottom when the best accuracy sits high, as it usually does), on a white ground. */
+    double right = p->x0 + PANEL_W - MARGIN_L - 10, mid = (MARGIN_T + PANEL_H - MARGIN_B) / 2.0;
     int left_side = x > (p->x0 + right) / 2;
+    double ty = y < mid ? PANEL_H - MARGIN_B - 8 : MARGIN_T + 14;
+    char label[64];
+    snprintf(label, sizeof label, "best: epoch %d, %.2f%%", h[best].epoch, h[best].val_acc);
+    double w = 6.2 * (double)strlen(label) + 4;
     put(t,
-        "<text x=\"%.1f\" y=\"%d\" text-anchor=\"%s\" fill=\"#333\">best: epoch %d, "
-        "%.2f%%</text>\n",
-        left_side ? x - 4 : x + 4, MARGIN_T + 12, left_side ? "end" : "start", h[best].epoch,
-        h[best].val_acc);
+        "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"14\" fill=\"white\" "
+        "fill-opacity=\"0.85\"/>\n",
+        left_side ? x - 4 - w : x + 2, ty - 11, w);
+    put(t, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" fill=\"#333\">%s</text>\n",
+        left_side ? x - 6 : x + 4, ty, left_side ? "end" : "start", label);
 }
 
 /* The range of the series at `offsets`, with the validation interval when `ci` is set. */
