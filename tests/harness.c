@@ -1,5 +1,6 @@
 /* Test harness (see harness.h). */
 #include "harness.h"
+#include "data/demo.h"
 #include "io/safetensors.h"
 
 #include <math.h>
@@ -28,6 +29,31 @@ int th_teardown(void **state) {
 int th_small(void) {
     const char *s = getenv("FEWCL_TEST_SMALL");
     return s && *s && *s != '0';
+}
+
+int th_glyph_folder(char *dir, size_t cap, const char *tag, uint64_t seed, int bare) {
+    snprintf(dir, cap, "/tmp/fewcl-%s-XXXXXX", tag);
+    if (!mkdtemp(dir)) return -1;
+    char out[1024], cmd[2048];
+    snprintf(out, sizeof out, "%s/demo", dir);
+    fcl_demo_options o = {
+        .out_dir = out, .images_per_class = 6, .size = 16, .min_faces = 8, .seed = seed};
+    fcl_demo_summary s;
+    if (fcl_demo_render(&o, &s) != FEWCL_OK) return -1;
+    if (bare) return 0;
+    snprintf(cmd, sizeof cmd,
+             "cd %s && mkdir -p support queries && for c in $(ls demo/images/latin_upper | head "
+             "-3); do mkdir support/$c && cp demo/images/latin_upper/$c/00.png "
+             "demo/images/latin_upper/$c/01.png support/$c/ && for i in 02 03; do cp "
+             "demo/images/latin_upper/$c/$i.png queries/$c-$i.png; done; done",
+             dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int th_glyph_teardown(const char *dir, void **state) {
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? th_teardown(state) : -1;
 }
 
 static uint64_t splitmix64(uint64_t z) {

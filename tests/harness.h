@@ -19,6 +19,14 @@ int th_teardown(void **state);
 /* 1 under oclgrind (FEWCL_TEST_SMALL=1): tests shrink their shapes. */
 int th_small(void);
 
+/* Makes a temporary folder (/tmp/fewcl-<tag>-XXXXXX, its path in dir) holding demo/, the demo
+ * glyphs rendered at 16 px (6 images per class, `seed`), and, unless `bare`, support/<class>/
+ * with 2 images of 3 classes and queries/ with 2 more images of each (<class>-02.png, -03).
+ * Returns 0, or -1 (a cmocka setup failure). */
+int th_glyph_folder(char *dir, size_t cap, const char *tag, uint64_t seed, int bare);
+/* cmocka group teardown for th_glyph_folder: removes the folder, then th_teardown. */
+int th_glyph_teardown(const char *dir, void **state);
+
 /* Uniform floats in [lo, hi) from a counter-based generator (splitmix64 of seed+i). */
 void th_random(float *x, size_t n, uint64_t seed, float lo, float hi);
 /* Like th_random but with |x| >= gap, to keep inputs away from kinks such as ReLU's. */

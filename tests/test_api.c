@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "api/api.h"
-#include "data/demo.h"
 #include "data/loader.h"
 #include "fewcl/fewcl.h"
 #include "harness.h"
@@ -45,12 +44,7 @@ static fewcl_model *small_model(fewcl_context *ctx) {
 
 static int setup(void **state) {
     (void)state;
-    snprintf(g_dir, sizeof g_dir, "/tmp/fewcl-api-XXXXXX");
-    if (!mkdtemp(g_dir)) return -1;
-    fcl_demo_options o = {
-        .out_dir = g_dir, .images_per_class = 6, .size = S, .min_faces = 8, .seed = 5};
-    fcl_demo_summary s;
-    if (fcl_demo_render(&o, &s) != FEWCL_OK) return -1;
+    if (th_glyph_folder(g_dir, sizeof g_dir, "api", 5, 1)) return -1;
     fewcl_model *m = small_model(th_ctx());
     snprintf(g_weights, sizeof g_weights, "%s/weights.safetensors", g_dir);
     fewcl_status st = fewcl_model_save(m, g_weights);
@@ -58,11 +52,7 @@ static int setup(void **state) {
     return st == FEWCL_OK ? 0 : -1;
 }
 
-static int teardown(void **state) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? th_teardown(state) : -1;
-}
+static int teardown(void **state) { return th_glyph_teardown(g_dir, state); }
 
 /* An episode x [N·(K+Q), 3, S, S] (class-major, supports then queries) and its supports and
  * queries as separate arrays in the API's order. */
@@ -475,8 +465,8 @@ static void on_epoch(void *user, const fewcl_epoch_metrics *m) {
 static fewcl_train_params train_params(const char *run, counts *c, fewcl_model_config *cfg) {
     static char dir[160], base[160], val[160];
     snprintf(dir, sizeof dir, "%s/%s", g_dir, run);
-    snprintf(base, sizeof base, "%s/base.json", g_dir);
-    snprintf(val, sizeof val, "%s/val.json", g_dir);
+    snprintf(base, sizeof base, "%s/demo/base.json", g_dir);
+    snprintf(val, sizeof val, "%s/demo/val.json", g_dir);
     fewcl_train_params p;
     TH_OK(fewcl_train_params_default(&p, sizeof p));
     p.model = cfg;
@@ -540,7 +530,7 @@ static void test_test_job(void **state) {
     fewcl_model *m;
     TH_OK(fewcl_model_load(ctx, g_weights, NULL, &m));
     char novel[160];
-    snprintf(novel, sizeof novel, "%s/novel.json", g_dir);
+    snprintf(novel, sizeof novel, "%s/demo/novel.json", g_dir);
     fewcl_test_params p;
     TH_OK(fewcl_test_params_default(&p, sizeof p));
     p.data = novel, p.episodes = 3, p.workers = 1;

@@ -8,7 +8,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "data/demo.h"
 #include "fewcl/fewcl.h"
 #include "harness.h"
 
@@ -34,39 +33,21 @@ static char *capture(const char *cmd) {
 
 static int setup(void **state) {
     (void)state;
-    snprintf(g_dir, sizeof g_dir, "/tmp/fewcl-install-XXXXXX");
-    if (!mkdtemp(g_dir)) return -1;
-    char out[128], cmd[1024], weights[160];
-    snprintf(out, sizeof out, "%s/demo", g_dir);
-    fcl_demo_options o = {
-        .out_dir = out, .images_per_class = 6, .size = 16, .min_faces = 8, .seed = 3};
-    fcl_demo_summary s;
-    if (fcl_demo_render(&o, &s) != FEWCL_OK) return -1;
-    /* support/<class>: 2 examples of 3 classes; queries/: 2 more images of each */
-    snprintf(cmd, sizeof cmd,
-             "cd %s && mkdir -p support queries && for c in $(ls demo/images/latin_upper | head "
-             "-3); do mkdir support/$c && cp demo/images/latin_upper/$c/00.png "
-             "demo/images/latin_upper/$c/01.png support/$c/ && for i in 02 03; do cp "
-             "demo/images/latin_upper/$c/$i.png queries/$c-$i.png; done; done",
-             g_dir);
-    if (system(cmd) != 0) return -1;
+    if (th_glyph_folder(g_dir, sizeof g_dir, "install", 3, 0)) return -1;
     fewcl_model_config c;
     fewcl_model_config_default(&c, sizeof c);
     c.image_size = 16, c.n_way = 3, c.k_shot = 2, c.n_query = 2;
     c.reduced_dim = 32, c.heads = 2, c.dim_head = 8, c.mlp_dim = 16;
     fewcl_model *m;
     if (fewcl_model_create(th_ctx(), &c, 1, &m) != FEWCL_OK) return -1;
+    char weights[160];
     snprintf(weights, sizeof weights, "%s/w.safetensors", g_dir);
     fewcl_status st = fewcl_model_save(m, weights);
     fewcl_model_destroy(m);
     return st == FEWCL_OK ? 0 : -1;
 }
 
-static int teardown(void **state) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? th_teardown(state) : -1;
-}
+static int teardown(void **state) { return th_glyph_teardown(g_dir, state); }
 
 static void test_install_and_build(void **state) {
     (void)state;
