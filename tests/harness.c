@@ -56,6 +56,20 @@ int th_glyph_teardown(const char *dir, void **state) {
     return system(cmd) == 0 ? th_teardown(state) : -1;
 }
 
+char *th_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)size + 1);
+    size_t n = buf ? fread(buf, 1, (size_t)size, f) : 0;
+    if (buf) buf[n] = 0;
+    if (len) *len = n;
+    fclose(f);
+    return buf;
+}
+
 static uint64_t splitmix64(uint64_t z) {
     z += 0x9e3779b97f4a7c15ull;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;

@@ -26,6 +26,9 @@ int th_small(void);
 int th_glyph_folder(char *dir, size_t cap, const char *tag, uint64_t seed, int bare);
 /* cmocka group teardown for th_glyph_folder: removes the folder, then th_teardown. */
 int th_glyph_teardown(const char *dir, void **state);
+/* The whole file, NUL-terminated (malloc'd), its length in *len when len is not NULL; NULL
+ * when it cannot be opened. */
+char *th_read_file(const char *path, size_t *len);
 
 /* Uniform floats in [lo, hi) from a counter-based generator (splitmix64 of seed+i). */
 void th_random(float *x, size_t n, uint64_t seed, float lo, float hi);

@@ -30,19 +30,6 @@ static void write_bytes(const char *path, const void *data, size_t n) {
     fclose(f);
 }
 
-static char *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    *n = fread(buf, 1, (size_t)len, f);
-    buf[*n] = 0;
-    fclose(f);
-    return buf;
-}
-
 static void sh(const char *cmd) { assert_int_equal(system(cmd), 0); }
 
 /* A class folder f/<class>/ with 6 glyph images per class, copied from a rendered demo set. */
@@ -83,7 +70,7 @@ static void expect_run(const char *env, const char *args, int code, const char *
              FEWCL_BIN, args, err);
     int status = system(cmd);
     size_t n;
-    char *text = read_all(err, &n);
+    char *text = th_read_file(err, &n);
     assert_non_null(text);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != code)
         fail_msg("fewcl %s: exit %d, expected %d; stderr:\n%s", args,
@@ -101,7 +88,7 @@ static void expect_output(const char *file, const char *expect, const char *abse
     char path[128], parts[1024];
     snprintf(path, sizeof path, "%s/%s", g_dir, file);
     size_t n;
-    char *text = read_all(path, &n);
+    char *text = th_read_file(path, &n);
     assert_non_null(text);
     snprintf(parts, sizeof parts, "%s", expect);
     for (char *p = strtok(parts, "|"); p; p = strtok(NULL, "|"))
@@ -120,7 +107,7 @@ static int count_lines(const char *file) {
     char path[128];
     snprintf(path, sizeof path, "%s/%s", g_dir, file);
     size_t n;
-    char *text = read_all(path, &n);
+    char *text = th_read_file(path, &n);
     assert_non_null(text);
     int lines = 0;
     for (size_t i = 0; i < n; i++)
@@ -279,12 +266,12 @@ static void fault_in_epoch_two(const char *name, const char *env, const char *ex
     expect_run(NULL, args, 0, "");
     snprintf(last, sizeof last, "%s/%s/last.safetensors", g_dir, name);
     size_t n0, n1;
-    char *before = read_all(last, &n0);
+    char *before = th_read_file(last, &n0);
     assert_non_null(before);
     snprintf(args, sizeof args, "train --data demo --run-dir %s --resume " SHORT " --epochs 2",
              name);
     expect_run(env, args, 1, expect);
-    char *after = read_all(last, &n1);
+    char *after = th_read_file(last, &n1);
     assert_non_null(after);
     assert_true(n0 == n1 && memcmp(before, after, n0) == 0);
     snprintf(cmd, sizeof cmd, "test -z \"$(ls %s/%s | grep tmp)\"", g_dir, name);
@@ -383,7 +370,7 @@ static void test_help_shows_defaults(void **state) {
     char path[128];
     snprintf(path, sizeof path, "%s/stdout.txt", g_dir);
     size_t n;
-    char *text = read_all(path, &n);
+    char *text = th_read_file(path, &n);
     const char *no_default[] = {
         "--weights ", "--backbone-weights", "--resume",   "--quiet",    "--json",
         "--data ",    "--train-list",       "--val-list", "--test-list"};
@@ -506,7 +493,7 @@ static void test_curves_and_progress(void **state) {
     char path[128];
     snprintf(path, sizeof path, "%s/r-svg/curves.svg", g_dir);
     size_t n;
-    char *svg = read_all(path, &n);
+    char *svg = th_read_file(path, &n);
     double ticks[32];
     int k = 0;
     for (char *p = svg; (p = strstr(p, "text-anchor=\"end\">")) && k < 32; p++)

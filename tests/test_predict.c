@@ -38,19 +38,6 @@ static int setup(void **state) {
 
 static int teardown(void **state) { return th_glyph_teardown(g_dir, state); }
 
-static char *read_all(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    size_t n = fread(buf, 1, (size_t)len, f);
-    buf[n] = 0;
-    fclose(f);
-    return buf;
-}
-
 /* Runs `fewcl <args>` in g_dir, checks the exit code and that stderr holds `expect` (may be
  * NULL); returns stdout (malloc'd). */
 static char *run(const char *args, int code, const char *expect) {
@@ -59,7 +46,7 @@ static char *run(const char *args, int code, const char *expect) {
     snprintf(err, sizeof err, "%s/stderr.txt", g_dir);
     snprintf(cmd, sizeof cmd, "cd %s && '%s' %s > %s 2> %s", g_dir, FEWCL_BIN, args, out, err);
     int status = system(cmd);
-    char *text = read_all(err), *stdout_text = read_all(out);
+    char *text = th_read_file(err, NULL), *stdout_text = th_read_file(out, NULL);
     assert_non_null(text);
     assert_non_null(stdout_text);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != code)
