@@ -168,7 +168,7 @@ static fewcl_status forward_cl(fewcl_context *ctx, const geom *g, const fcl_conv
     return for_each_chunk(ctx, g, forward_chunk, &u);
 }
 
-/* Runs `algo` for the call, recording it as the direction's last. */
+/* Runs `algo` for the call; a failure names the algorithm and the shapes. */
 static fewcl_status run_algo(fewcl_context *ctx, const geom *g, const fcl_conv_algo *algo,
                              const fcl_conv_args *a) {
     fewcl_status s = algo->run(ctx, g, a);
