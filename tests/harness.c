@@ -11,6 +11,9 @@ static fewcl_context *g_ctx;
 
 fewcl_context *th_ctx(void) {
     if (!g_ctx) {
+        /* Tests are deterministic: the convolution heuristic, never timing (unless a test,
+         * or its caller, chose a find mode). */
+        setenv("FEWCL_FIND", "off", 0);
         fewcl_status s = fewcl_context_create(NULL, &g_ctx);
         if (s != FEWCL_OK) {
             fprintf(stderr, "cannot open the test device: %s\n", fewcl_last_error());

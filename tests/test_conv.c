@@ -1,4 +1,6 @@
-/* 2-D convolution (im2col + CLBlast GEMM), forward and backward, against the C reference in
+/* 2-D convolution by the GEMM algorithms (im2col + CLBlast or host GEMMs, and the host path's
+ * shifted views; forced with fcl_conv_algo_force, as FEWCL_CONV_ALGO does: Winograd and the
+ * choice itself are tested in test_conv_algo.c), forward and backward, against the C reference in
  * double and PyTorch's F.conv2d; the reference's gradients against finite differences; the
  * chunked workspace path against the unchunked one.
  *
@@ -15,9 +17,18 @@
 #include "harness.h"
 #include "io/safetensors.h"
 #include "ops/conv.h"
+#include "ops/conv_algo.h"
 #include "ops/gemm_host.h"
 #include "ref/ref_conv.h"
 #include "runtime/arena.h"
+
+/* The algorithms this file tests: the GEMM ones, as chosen before the table had others. */
+#define GEMM_ALGOS "shifted,im2col"
+
+static int force_gemm_algos(void **state) {
+    (void)state;
+    return fcl_conv_algo_force(th_ctx(), GEMM_ALGOS) == FEWCL_OK ? 0 : -1;
+}
 
 static double *abs_copy(const float *x, size_t n) {
     double *d = th_to_double(x, n);
@@ -212,8 +223,8 @@ static void test_conv_3x3_s1_p0_bias(void **state) {
 
 /* The host path's shifted-view algorithm for 'same' convolutions (lib/ops/conv_host.c): a
  * ConvNet middle layer and a 5x5 kernel against the reference, and against the im2col
- * algorithm (FEWCL_CONV_HOST=im2col) on the same inputs; on the host path the GEMM count
- * shows which algorithm ran (k² per image against one). */
+ * algorithm (forced, as FEWCL_CONV_ALGO=im2col does) on the same inputs; on the host path the
+ * algorithm table records which one ran, and the GEMM count agrees (k² per image against one). */
 static void check_same(const char *name, ref_conv_shape s) {
     ref_conv_shape_init(&s);
     fewcl_context *ctx = th_ctx();
@@ -222,15 +233,18 @@ static void check_same(const char *name, ref_conv_shape s) {
     fewcl_context_set_profiling(ctx, 1);
     ctx->gemm_calls = 0;
     conv_out views, columns;
+    TH_OK(fcl_conv_algo_force(ctx, "shifted,im2col"));
     check_conv(name, s, 1, 0, &views);
     long calls_views = ctx->gemm_calls;
-    setenv("FEWCL_CONV_HOST", "im2col", 1);
+    const char *views_algo = fcl_conv_algo_last(ctx, FCL_CONV_FORWARD)->name;
+    TH_OK(fcl_conv_algo_force(ctx, "im2col"));
     ctx->gemm_calls = 0;
     check_conv(name, s, 1, 0, &columns);
     long calls_columns = ctx->gemm_calls;
-    unsetenv("FEWCL_CONV_HOST");
+    TH_OK(fcl_conv_algo_force(ctx, GEMM_ALGOS));
     fewcl_context_set_profiling(ctx, 0);
     if (path == FCL_GEMM_HOST) { /* forward + dW + dx */
+        assert_string_equal(views_algo, "shifted");
         assert_int_equal(calls_views, 3L * s.n * s.kh * s.kw);
         assert_int_equal(calls_columns, 3L * s.n);
     }
@@ -538,5 +552,5 @@ int main(void) {
         cmocka_unit_test(test_conv_matches_pytorch),
         cmocka_unit_test(test_conv_shape_errors),
     };
-    return cmocka_run_group_tests(tests, NULL, th_teardown);
+    return cmocka_run_group_tests(tests, force_gemm_algos, th_teardown);
 }

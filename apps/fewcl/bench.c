@@ -1,6 +1,7 @@
 /* `fewcl bench`: times kernels on one device (median of repeats, after a warm-up) and checks
  * each result once against a double-precision computation on the host; `--model` times the
- * whole model instead (bench_model.c). */
+ * whole model instead (bench_model.c), `--conv` each of its convolutions by algorithm
+ * (bench_conv.c). */
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <math.h>
@@ -122,6 +123,7 @@ int cmd_bench(int argc, char **argv) {
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--model")) return cmd_bench_model(argc, argv);
+        else if (!strcmp(argv[i], "--conv")) return cmd_bench_conv(argc, argv);
     const char *device = NULL;
     int repeat = 5, quick = 0, json = 0, c;
     while ((c = cli_getopt(argc, argv, "d:r:qh", opts)) != -1) {
@@ -132,7 +134,8 @@ int cmd_bench(int argc, char **argv) {
         case 'j': json = 1; break;
         case 'h':
             printf("usage: fewcl bench [--device D] [--repeat N] [--quick] [--json]\n"
-                   "       fewcl bench --model [model flags] (fewcl bench --model --help)\n\n"
+                   "       fewcl bench --model [model flags] (fewcl bench --model --help)\n"
+                   "       fewcl bench --conv [model flags] (fewcl bench --conv --help)\n\n"
                    "Times each kernel case (median of --repeat N runs after one warm-up,\n"
                    "default 5),\n"
                    "prints seconds, GFLOP/s or GB/s, and the normalised error against a\n"

@@ -16,6 +16,7 @@
 int cmd_devices(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_model(int argc, char **argv);
+int cmd_bench_conv(int argc, char **argv);
 int cmd_episode(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_train(int argc, char **argv);

@@ -8,8 +8,11 @@
  * GEMM's output [Cout, images·pixels] in the workspace too, moved to/from NCHW by a kernel.
  * The host path (CPU devices) writes NCHW directly with one BLAS call per image, which is as
  * fast there and needs no second buffer. The workspace comes from the arena
- * (FCL_MEM_WORKSPACE) and is freed before returning. */
+ * (FCL_MEM_WORKSPACE) and is freed before returning.
+ *
+ * Which algorithm runs a call, per direction, is decided in one place: conv_algo.h. */
 #include "conv.h"
+#include "conv_algo.h"
 #include "conv_impl.h"
 
 #include <stdlib.h>
@@ -67,6 +70,7 @@ static fewcl_status make_geom(fewcl_context *ctx, const char *op, const fcl_tens
     size_t limit = p->workspace_bytes ? p->workspace_bytes : FCL_CONV_WORKSPACE_DEFAULT;
     if (limit > ctx->limits.max_alloc) limit = ctx->limits.max_alloc;
     if (limit > ((size_t)1 << 31)) limit = (size_t)1 << 31; /* element counts stay in int/uint */
+    g->limit = limit;
     /* One output pixel's workspace: its im2col column, and on the OpenCL path its column of
      * the chunk's GEMM output (or of the output gradient) in the same layout. */
     size_t col_bytes = fcl_conv2d_column_bytes(g->host, g->taps, g->cout);
@@ -159,14 +163,29 @@ static fewcl_status forward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor 
     return reshuffle(ctx, g, "chunk_to_nchw", t, u->y, u->b, n0, nb, p0, pc);
 }
 
+static fewcl_status forward_cl(fewcl_context *ctx, const geom *g, const fcl_conv_args *a) {
+    forward_ud u = {a->x, a->w, a->b, a->y};
+    return for_each_chunk(ctx, g, forward_chunk, &u);
+}
+
+/* Runs `algo` for the call; a failure names the algorithm and the shapes. */
+static fewcl_status run_algo(fewcl_context *ctx, const geom *g, const fcl_conv_algo *algo,
+                             const fcl_conv_args *a) {
+    fewcl_status s = algo->run(ctx, g, a);
+    if (s != FEWCL_OK)
+        return fcl_wrap(s, "conv2d (%s, x [%d,%d,%d,%d], W [%d,%d,%d,%d])", algo->name, g->n,
+                        g->cin, g->h, g->w, g->cout, g->cin, g->kh, g->kw);
+    return FEWCL_OK;
+}
+
 fewcl_status fcl_conv2d_forward(fewcl_context *ctx, const fcl_tensor *x, const fcl_tensor *w,
                                 const fcl_tensor *b, const fcl_conv2d_params *p, fcl_tensor *y) {
     geom g;
     FCL_TRY(make_geom(ctx, "conv2d forward", x, w, b, y, p, &g));
-    if (g.host)
-        return fcl_conv_host_run(ctx, &g, &(fcl_conv_host_args){.x = x, .w = w, .b = b, .y = y});
-    forward_ud u = {x, w, b, y};
-    return for_each_chunk(ctx, &g, forward_chunk, &u);
+    fcl_conv_args a = {.x = x, .w = w, .b = b, .y = y};
+    const fcl_conv_algo *algo;
+    FCL_TRY(fcl_conv_algo_choose(ctx, &g, FCL_CONV_FORWARD, &a, &algo));
+    return run_algo(ctx, &g, algo, &a);
 }
 
 typedef struct backward_ud {
@@ -228,6 +247,22 @@ static fewcl_status bias_grad(fewcl_context *ctx, const geom *g, const fcl_tenso
     return FEWCL_OK;
 }
 
+static fewcl_status backward_cl(fewcl_context *ctx, const geom *g, const fcl_conv_args *a) {
+    if (a->db) FCL_TRY(bias_grad(ctx, g, a->dy, a->db));
+    if (!a->dx && !a->dw) return FEWCL_OK;
+    backward_ud u = {a->x, a->w, a->dy, a->dx, a->dw};
+    return for_each_chunk(ctx, g, backward_chunk, &u);
+}
+
+size_t fcl_conv_cl_im2col_workspace(const geom *g) {
+    size_t chunk = (size_t)g->images * g->columns;
+    return chunk * (size_t)(g->taps + g->cout) * sizeof(float);
+}
+
+fewcl_status fcl_conv_cl_im2col(fewcl_context *ctx, const geom *g, const fcl_conv_args *a) {
+    return (a->y ? forward_cl : backward_cl)(ctx, g, a);
+}
+
 fewcl_status fcl_conv2d_backward(fewcl_context *ctx, const fcl_tensor *x, const fcl_tensor *w,
                                  const fcl_tensor *dy, const fcl_conv2d_params *p, fcl_tensor *dx,
                                  fcl_tensor *dw, fcl_tensor *db) {
@@ -240,11 +275,19 @@ fewcl_status fcl_conv2d_backward(fewcl_context *ctx, const fcl_tensor *x, const 
                         dx ? fcl_shape_str(dx, s1, sizeof s1) : "-",
                         dw ? fcl_shape_str(dw, s2, sizeof s2) : "-");
     }
-    if (g.host)
-        return fcl_conv_host_run(
-            ctx, &g, &(fcl_conv_host_args){.x = x, .w = w, .dy = dy, .dx = dx, .dw = dw, .db = db});
-    if (db) FCL_TRY(bias_grad(ctx, &g, dy, db));
-    if (!dx && !dw) return FEWCL_OK;
-    backward_ud u = {x, w, dy, dx, dw};
-    return for_each_chunk(ctx, &g, backward_chunk, &u);
+    fcl_conv_args a = {.x = x, .w = w, .dy = dy, .dx = dx, .dw = dw, .db = db};
+    const fcl_conv_algo *for_data = NULL, *for_weights = NULL;
+    if (dx) FCL_TRY(fcl_conv_algo_choose(ctx, &g, FCL_CONV_DATA, &a, &for_data));
+    if (dw) FCL_TRY(fcl_conv_algo_choose(ctx, &g, FCL_CONV_WEIGHTS, &a, &for_weights));
+    if (for_data == for_weights || !for_data || !for_weights) {
+        /* One pass for both gradients (and db): the algorithm shares what they have in
+         * common (im2col's columns, the padded dy). Only db: the heuristic's algorithm. */
+        const fcl_conv_algo *algo = for_data ? for_data : for_weights;
+        if (!algo) algo = fcl_conv_algo_find("im2col", g.host);
+        return run_algo(ctx, &g, algo, &a);
+    }
+    fcl_conv_args weights = a, data = a;
+    weights.dx = NULL, data.dw = NULL, data.db = NULL;
+    FCL_TRY(run_algo(ctx, &g, for_weights, &weights));
+    return run_algo(ctx, &g, for_data, &data);
 }

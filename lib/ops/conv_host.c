@@ -1,10 +1,11 @@
 /* The convolution's host path (CPU devices with host BLAS, see gemm_host.h): the tensors are
  * mapped once per call and the work runs on the CPU, the images of each chunk split over
- * threads. Two algorithms:
+ * threads. Two of the table's algorithms (conv_algo.h) live here:
  *   - im2col + one GEMM per image, as the OpenCL path (any shape);
  *   - 'same' convolutions (stride 1, odd square kernel, padding k/2, the ConvNets' and most
  *     of the ResNets' 3x3 layers) as k² GEMMs over shifted views of the zero-padded image,
- *     with no column matrix: see forward_same. */
+ *     with no column matrix: see forward_same.
+ * and the driver every host algorithm runs in, fcl_conv_host_run. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,9 +103,8 @@ static void col2im_host(const geom *g, const float *dcols, float *dx, int n0, in
  * y and dx are written by one thread each; dW is summed per share (share 0 into dW itself,
  * the others into private partials added afterwards in share order), so results are
  * deterministic for a given thread count. The BLAS calls inside run single-threaded. */
-#define MAX_HOST_THREADS 16
+#define MAX_HOST_THREADS FCL_CONV_MAX_THREADS
 
-typedef fcl_conv_host_args host_args;
 
 typedef struct host_share host_share;
 typedef void (*image_fn)(host_share *s, int n0, int nb, int i, int p0, int pc);
@@ -120,7 +120,7 @@ struct host_share {
     double t, gemm_ms, host_ms; /* profiling: this share's wall time in GEMMs and other work */
 };
 
-static int host_threads(void) {
+int fcl_conv_host_threads(void) {
     static int n;
     if (!n) {
         const char *env = getenv("FEWCL_HOST_THREADS");
@@ -206,12 +206,10 @@ static size_t same_scratch(const geom *g) {
     return fwd > bwd ? fwd : bwd;
 }
 
-/* Whether this call takes the shifted-view algorithm: a 'same' convolution, whole images per
- * chunk, and each image's scratch inside its share of the columns' workspace (the first
+/* Whether the shifted-view algorithm can take this call: a 'same' convolution, whole images
+ * per chunk, and each image's scratch inside its share of the columns' workspace (the first
  * ConvNet layer, 3 → 64 channels, is not: its result grid outgrows 27 columns per pixel). */
-static int is_same_conv(const geom *g) {
-    const char *force = getenv("FEWCL_CONV_HOST"); /* im2col: always the column algorithm */
-    if (force && strcmp(force, "im2col") == 0) return 0;
+int fcl_conv_host_shifted_eligible(const geom *g) {
     return g->stride == 1 && g->kh == g->kw && g->kh > 1 && g->kh % 2 == 1 && g->pad == g->kh / 2 &&
            g->columns == g->plane && same_scratch(g) <= (size_t)g->taps * g->plane;
 }
@@ -300,7 +298,7 @@ static void backward_same(host_share *s, int n0, int nb, int i, int p0, int pc) 
  * having done nothing, when the shifted-view path finds no memory for share 0's partial. */
 static int for_each_image(fewcl_context *ctx, const geom *g, const host_share *proto,
                           image_fn image) {
-    int threads = host_threads() < g->images ? host_threads() : g->images;
+    int threads = fcl_conv_host_threads() < g->images ? fcl_conv_host_threads() : g->images;
     host_share sh[MAX_HOST_THREADS];
     float *partial[MAX_HOST_THREADS] = {0};
     size_t dw_len = (size_t)g->cout * g->taps;
@@ -374,10 +372,12 @@ static float *taps_major(const geom *g, const float *w) {
     return wk;
 }
 
-/* One pass over the images: the shifted-view algorithm where it applies, else im2col. */
-static void run_images(fewcl_context *ctx, const geom *g, host_share *proto, image_fn same,
-                       image_fn columns) {
-    float *wk = is_same_conv(g) ? taps_major(g, proto->w) : NULL;
+/* One pass over the images with the shifted-view algorithm: falls back to im2col's image
+ * functions (same workspace) when there is no host memory for the tap-major weights or the
+ * partial sums. */
+static void run_shifted(fewcl_context *ctx, const geom *g, host_share *proto, image_fn same,
+                        image_fn columns) {
+    float *wk = taps_major(g, proto->w);
     proto->wk = wk;
     if (!wk || for_each_image(ctx, g, proto, same) != 0) {
         proto->wk = NULL;
@@ -386,66 +386,85 @@ static void run_images(fewcl_context *ctx, const geom *g, host_share *proto, ima
     free(wk);
 }
 
-static host_share share_of(const fcl_host_map *map, const geom *g, const host_args *a,
-                           float *cols) {
-    return (host_share){.g = g,
-                        .x = a->x ? fcl_host_ptr(map, a->x) : NULL,
-                        .w = fcl_host_ptr(map, a->w),
-                        .b = a->b ? fcl_host_ptr(map, a->b) : NULL,
-                        .dy = a->dy ? fcl_host_ptr(map, a->dy) : NULL,
-                        .y = a->y ? fcl_host_ptr(map, a->y) : NULL,
-                        .dx = a->dx ? fcl_host_ptr(map, a->dx) : NULL,
-                        .dw = a->dw ? fcl_host_ptr(map, a->dw) : NULL,
-                        .cols = cols};
+static host_share share_of(const geom *g, const fcl_conv_ptrs *p, float *cols) {
+    return (host_share){.g = g, .x = p->x, .w = p->w, .b = p->b, .dy = p->dy, .y = p->y,
+                        .dx = p->dx, .dw = p->dw, .cols = cols};
 }
 
-static void forward_host(fewcl_context *ctx, const geom *g, const fcl_host_map *map,
-                         const host_args *a, float *cols) {
-    host_share proto = share_of(map, g, a, cols);
-    run_images(ctx, g, &proto, forward_same, forward_image);
+static fewcl_status im2col_body(fewcl_context *ctx, const geom *g, const fcl_conv_ptrs *p,
+                                float *ws) {
+    host_share proto = share_of(g, p, ws);
+    for_each_image(ctx, g, &proto, p->y ? forward_image : backward_image);
+    return FEWCL_OK;
 }
 
-/* Backward: db += Σ dy (per channel: images, then pixels, in order), then dW and dx. */
-static void backward_host(fewcl_context *ctx, const geom *g, const fcl_host_map *map,
-                          const host_args *a, float *cols) {
-    host_share proto = share_of(map, g, a, cols);
+static fewcl_status shifted_body(fewcl_context *ctx, const geom *g, const fcl_conv_ptrs *p,
+                                 float *ws) {
+    host_share proto = share_of(g, p, ws);
+    if (p->y)
+        run_shifted(ctx, g, &proto, forward_same, forward_image);
+    else
+        run_shifted(ctx, g, &proto, backward_same, backward_image);
+    return FEWCL_OK;
+}
+
+size_t fcl_conv_host_im2col_workspace(const geom *g) {
+    return (size_t)g->images * g->taps * g->columns * sizeof(float);
+}
+
+/* Workspace only when there is more than the bias gradient to do (as on the OpenCL path). */
+static size_t body_workspace(const geom *g, const fcl_conv_args *a) {
+    return a->y || a->dx || a->dw ? fcl_conv_host_im2col_workspace(g) : 0;
+}
+
+fewcl_status fcl_conv_host_im2col(fewcl_context *ctx, const geom *g, const fcl_conv_args *a) {
+    return fcl_conv_host_run(ctx, g, a, body_workspace(g, a), im2col_body);
+}
+
+fewcl_status fcl_conv_host_shifted(fewcl_context *ctx, const geom *g, const fcl_conv_args *a) {
+    return fcl_conv_host_run(ctx, g, a, body_workspace(g, a), shifted_body);
+}
+
+/* db += Σ dy (per channel: images, then pixels, in order). */
+static void bias_grad_host(fewcl_context *ctx, const geom *g, const float *dy, float *db) {
     double t = ctx->profiling ? fcl_host_seconds() : 0;
-    if (a->db) {
-        float *db = fcl_host_ptr(map, a->db);
-        size_t y_image = (size_t)g->cout * g->plane;
-        for (int c = 0; c < g->cout; c++) {
-            float s = 0.0f;
-            for (int n = 0; n < g->n; n++) {
-                const float *row = proto.dy + (size_t)n * y_image + (size_t)c * g->plane;
-                for (int p = 0; p < g->plane; p++)
-                    s += row[p];
-            }
-            db[c] += s;
+    size_t y_image = (size_t)g->cout * g->plane;
+    for (int c = 0; c < g->cout; c++) {
+        float s = 0.0f;
+        for (int n = 0; n < g->n; n++) {
+            const float *row = dy + (size_t)n * y_image + (size_t)c * g->plane;
+            for (int q = 0; q < g->plane; q++)
+                s += row[q];
         }
-        if (ctx->profiling) ctx->host_profile_ms += (fcl_host_seconds() - t) * 1e3;
+        db[c] += s;
     }
-    if (proto.dx || proto.dw) run_images(ctx, g, &proto, backward_same, backward_image);
+    if (ctx->profiling) ctx->host_profile_ms += (fcl_host_seconds() - t) * 1e3;
 }
 
-fewcl_status fcl_conv_host_run(fewcl_context *ctx, const geom *g, const host_args *a) {
-    fcl_tensor cols = {0};
-    int need_cols = !a->dy || a->dx || a->dw; /* db alone needs no columns (as with kernels) */
-    if (need_cols)
-        FCL_TRY(fcl_tensor_alloc1(ctx, &cols, FCL_MEM_WORKSPACE, g->images * g->taps * g->columns));
+fewcl_status fcl_conv_host_run(fewcl_context *ctx, const geom *g, const fcl_conv_args *a,
+                               size_t ws_bytes, fcl_conv_host_body body) {
+    fcl_tensor ws = {0};
+    if (ws_bytes)
+        FCL_TRY(fcl_tensor_alloc1(ctx, &ws, FCL_MEM_WORKSPACE, (int)(ws_bytes / sizeof(float))));
     fewcl_status s = FEWCL_OK;
     if (!ctx->dry_run) {
         fcl_host_map map = {0};
         const fcl_tensor *all[] = {
-            a->x, a->w, a->b, a->dy, a->y, a->dx, a->dw, a->db, need_cols ? &cols : NULL};
+            a->x, a->w, a->b, a->dy, a->y, a->dx, a->dw, a->db, ws_bytes ? &ws : NULL};
         for (size_t i = 0; i < sizeof all / sizeof *all && s == FEWCL_OK; i++)
             s = fcl_host_map_add(&map, all[i]);
         if (s == FEWCL_OK) s = fcl_host_map_begin(ctx, &map);
         if (s == FEWCL_OK) {
-            float *c = need_cols ? fcl_host_ptr(&map, &cols) : NULL;
-            (a->y ? forward_host : backward_host)(ctx, g, &map, a, c);
-            s = fcl_host_map_end(ctx, &map);
+#define PTR(t) ((t) ? fcl_host_ptr(&map, (t)) : NULL)
+            fcl_conv_ptrs p = {PTR(a->x), PTR(a->w), PTR(a->b),  PTR(a->dy),
+                               PTR(a->y), PTR(a->dx), PTR(a->dw)};
+#undef PTR
+            if (a->db) bias_grad_host(ctx, g, p.dy, fcl_host_ptr(&map, a->db));
+            if (a->y || a->dx || a->dw) s = body(ctx, g, &p, ws_bytes ? fcl_host_ptr(&map, &ws) : NULL);
+            fewcl_status e = fcl_host_map_end(ctx, &map);
+            if (s == FEWCL_OK) s = e;
         }
     }
-    if (need_cols) fcl_tensor_free(ctx, &cols);
+    if (ws_bytes) fcl_tensor_free(ctx, &ws);
     return s;
 }

@@ -1,4 +1,5 @@
-/* Inside the convolution (conv.c: geometry, OpenCL path; conv_host.c: host path). */
+/* Inside the convolution (conv.c: geometry, the OpenCL path, the dispatch; conv_algo.c: the
+ * algorithm table and the choice; conv_host.c, conv_winograd_host.c: the host path). */
 #ifndef FEWCL_OPS_CONV_IMPL_H
 #define FEWCL_OPS_CONV_IMPL_H
 
@@ -10,19 +11,61 @@ typedef struct fcl_conv_geom {
     int taps, plane;     /* K = Cin·KH·KW, P = OH·OW */
     int host;            /* the host path (gemm_host.h): no GEMM-output workspace */
     int images, columns; /* per chunk: `images` whole images, or 1 image and `columns` pixels */
+    size_t limit;        /* the workspace bound of the call, bytes */
 } fcl_conv_geom;
 
 /* The tensors of one call: forward (x, w, b → y) or backward (x, w, dy → dx, dw, db; any of
  * the three outputs may be NULL). */
-typedef struct fcl_conv_host_args {
+typedef struct fcl_conv_args {
     const fcl_tensor *x, *w, *b, *dy;
     fcl_tensor *y, *dx, *dw, *db;
-} fcl_conv_host_args;
+} fcl_conv_args;
 
-/* The host path of one call (forward when a->y is set, else backward): the OpenCL path's
- * workspace is taken from the arena (so that plans and peaks do not depend on the path),
- * every tensor mapped once, the work done on the CPU, then unmapped. */
-fewcl_status fcl_conv_host_run(fewcl_context *ctx, const fcl_conv_geom *g,
-                               const fcl_conv_host_args *a);
+/* ---- the OpenCL path (conv.c) ---- */
+size_t fcl_conv_cl_im2col_workspace(const fcl_conv_geom *g);
+fewcl_status fcl_conv_cl_im2col(fewcl_context *ctx, const fcl_conv_geom *g,
+                                const fcl_conv_args *a);
+
+/* ---- the host path (conv_host.c) ----
+ * Every host algorithm maps the call's tensors once and runs on the CPU; the workspace is
+ * one arena tensor (so that plans and peaks are those of the device's memory). */
+
+/* The mapped tensors of one host call (NULL where the call has none). */
+typedef struct fcl_conv_ptrs {
+    const float *x, *w, *b, *dy;
+    float *y, *dx, *dw;
+} fcl_conv_ptrs;
+
+/* The body of a host algorithm: runs with the tensors mapped and `ws` the workspace. Returns
+ * FEWCL_OK or a status it has recorded with fcl_fail. */
+typedef fewcl_status (*fcl_conv_host_body)(fewcl_context *ctx, const fcl_conv_geom *g,
+                                           const fcl_conv_ptrs *p, float *ws);
+
+/* Allocates `ws_bytes` of workspace (none when 0), maps the tensors, adds the bias gradient
+ * when a->db is set, runs `body` unless the call is only that, unmaps and frees. Nothing but
+ * the allocation happens in a dry run (planning). */
+fewcl_status fcl_conv_host_run(fewcl_context *ctx, const fcl_conv_geom *g, const fcl_conv_args *a,
+                               size_t ws_bytes, fcl_conv_host_body body);
+
+/* im2col + one GEMM per image (any shape). */
+size_t fcl_conv_host_im2col_workspace(const fcl_conv_geom *g);
+fewcl_status fcl_conv_host_im2col(fewcl_context *ctx, const fcl_conv_geom *g,
+                                  const fcl_conv_args *a);
+/* 'same' convolutions by k² GEMMs over shifted views (stride 1, odd square kernel, padding
+ * k/2, whole images per chunk, the scratch within im2col's workspace, which it takes). */
+int fcl_conv_host_shifted_eligible(const fcl_conv_geom *g);
+fewcl_status fcl_conv_host_shifted(fewcl_context *ctx, const fcl_conv_geom *g,
+                                   const fcl_conv_args *a);
+
+/* Winograd F(2x2,3x3) (conv_winograd_host.c): 3x3 stride 1, any padding, whole images. */
+int fcl_conv_host_winograd_eligible(const fcl_conv_geom *g);
+size_t fcl_conv_host_winograd_workspace(const fcl_conv_geom *g);
+fewcl_status fcl_conv_host_winograd(fewcl_context *ctx, const fcl_conv_geom *g,
+                                    const fcl_conv_args *a);
+
+/* The host path's threads over a chunk's images (FEWCL_HOST_THREADS, default the online
+ * cores, at most FCL_CONV_MAX_THREADS). */
+#define FCL_CONV_MAX_THREADS 16
+int fcl_conv_host_threads(void);
 
 #endif

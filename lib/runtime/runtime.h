@@ -112,6 +112,10 @@ struct fewcl_context {
     int n_kernels;
     struct fcl_arena *arena;
     struct fcl_arena *real_arena; /* set while planning: the arena set aside (lib/plan) */
+    /* The convolution's algorithm choice (lib/ops/conv_algo.c): its state, and how the
+     * context frees it (the runtime knows nothing more of it). */
+    void *conv_state;
+    void (*conv_state_free)(void *state);
 };
 
 /* The kernel `name` of cl/<family>.cl, compiled (once) with `options` added to the defaults. */

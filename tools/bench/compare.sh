@@ -12,7 +12,9 @@
 #
 # usage: tools/bench/compare.sh [--gpu] [--rounds R] [--repeat N] [--test-episodes N]
 #                               [--threads T] [--cases conv4,resnet34] [--out FILE.md]
-# env: FEWCL (the binary, default build/fewcl), TORCH_PYTHON (an interpreter with torch)
+# env: FEWCL (the binary, default build/fewcl), TORCH_PYTHON (an interpreter with torch),
+#      OPENBLAS_OPENMP_DIR (the OpenMP OpenBLAS folder, e.g. unpacked with dpkg -x where the
+#      package cannot be installed)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 gpu=0 rounds=1 repeat=5 test_episodes=600 threads=$(nproc) cases=conv4,resnet34 out=
@@ -45,7 +47,7 @@ runenv=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
 if [ $gpu = 1 ]; then
   fewcl_dev=(--device "${FEWCL_DEVICE:-nvidia}") torch_dev=(--device cuda)
 else
-  blas=/usr/lib/x86_64-linux-gnu/openblas-openmp
+  blas=${OPENBLAS_OPENMP_DIR:-/usr/lib/x86_64-linux-gnu/openblas-openmp}
   [ -e $blas/libopenblas.so.0 ] || { echo "compare.sh: $blas missing (apt-get install libopenblas0-openmp)" >&2; exit 1; }
   runenv+=(LD_LIBRARY_PATH=$blas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} OMP_NUM_THREADS=$threads)
   fewcl_dev=(--device "${FEWCL_DEVICE:-pocl}") torch_dev=(--device cpu --threads "$threads")
@@ -56,6 +58,7 @@ declare -A flags=(
   [conv4]="--backbone conv4 --image-size 84 --n-way 5 --k-shot 5 --n-query 16"
   [resnet34]="--backbone resnet34 --image-size 224 --n-way 5 --k-shot 5 --n-query 8"
   [resnet34_84]="--backbone resnet34 --image-size 84 --n-way 5 --k-shot 5 --n-query 16"
+  [resnet18_84]="--backbone resnet18 --image-size 84 --n-way 5 --k-shot 5 --n-query 16"
   [conv4_demo]="--backbone conv4 --image-size 56 --n-way 5 --k-shot 5 --n-query 5 --reduced-dim 128"
 )
 tmp=$(mktemp -d)

@@ -1,0 +1,417 @@
+/* Winograd F(2x2,3x3) on the host path (Lavin & Gray, "Fast Algorithms for Convolutional
+ * Neural Networks", 2016): each 2x2 block of output pixels is
+ *     Y = Aᵀ [ Σ_c (G w G ᵀ) ⊙ (Bᵀ d B) ] A
+ * with d the 4x4 input patch the block reads (zero outside the image) and
+ *     Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1],
+ *     Aᵀ = [1 1 1 0; 0 1 -1 -1]:
+ * 16 products per block where the direct form takes 36. Over a chunk's images the sum over
+ * channels is 16 GEMMs, one per position k of the 4x4 transformed tile:
+ *     forward   M_k[Cout, L] = U_k[Cout, Cin] · V_k[Cin, L]          (L = tiles of the images)
+ *     data      dV_k[Cin, L] = U_kᵀ · dM_k,   dM = A dY Aᵀ per block, dx += B dV Bᵀ per block
+ *     weights   dU_k[Cout, Cin] += dM_k · V_kᵀ, then dW += Gᵀ dU G
+ * (the gradients are those of the algorithm itself, hence exact in exact arithmetic).
+ * Rounding: every step is a short sum (depth ≤ 2 per 1-D pass, the ½ are exact), so the
+ * error is that of the GEMMs' long sums plus a few roundings: the bounds are stated and
+ * checked in tests/test_conv_algo.c.
+ *
+ * Memory: the chunk's V [16, Cin, L] and M [16, Cout, L] (the workspace, from the arena),
+ * then U [16, Cout, Cin] after them. A chunk is as many whole images as the workspace bound
+ * holds. The images of a chunk are split over the host threads as on the other host
+ * algorithms (conv_host.c): each share transforms and multiplies its own images' columns;
+ * the weight gradient is summed per share into private partials (host memory), added in
+ * share order: deterministic for a given thread count. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conv_impl.h"
+#include "gemm_host.h"
+
+typedef fcl_conv_geom geom;
+
+static int tiles_h(const geom *g) { return (g->oh + 1) / 2; }
+static int tiles_w(const geom *g) { return (g->ow + 1) / 2; }
+static size_t tiles(const geom *g) { return (size_t)tiles_h(g) * tiles_w(g); }
+static size_t image_floats(const geom *g) { return 16 * (size_t)(g->cin + g->cout) * tiles(g); }
+static size_t u_floats(const geom *g) { return 16 * (size_t)g->cout * g->cin; }
+
+/* Whole images per chunk within the workspace bound (U's share taken off first). */
+static int chunk_images(const geom *g) {
+    size_t per = image_floats(g) * sizeof(float), u = u_floats(g) * sizeof(float);
+    if (g->limit <= u) return 0;
+    size_t fit = (g->limit - u) / per;
+    return fit < (size_t)g->n ? (int)fit : g->n;
+}
+
+int fcl_conv_host_winograd_eligible(const geom *g) {
+    return g->kh == 3 && g->kw == 3 && g->stride == 1 && chunk_images(g) >= 1;
+}
+
+size_t fcl_conv_host_winograd_workspace(const geom *g) {
+    return ((size_t)chunk_images(g) * image_floats(g) + u_floats(g)) * sizeof(float);
+}
+
+/* ---- the 1-D transforms (applied to the columns, then the rows, of a tile) ---- */
+
+/* Bᵀ d */
+static inline void in_1d(const float *d, int s, float *o, int t) {
+    o[0] = d[0] - d[2 * s], o[t] = d[s] + d[2 * s], o[2 * t] = d[2 * s] - d[s],
+    o[3 * t] = d[s] - d[3 * s];
+}
+/* B v */
+static inline void in_1d_t(const float *v, int s, float *o, int t) {
+    o[0] = v[0], o[t] = v[s] - v[2 * s] + v[3 * s], o[2 * t] = v[s] + v[2 * s] - v[0],
+    o[3 * t] = -v[3 * s];
+}
+/* G w */
+static inline void w_1d(const float *w, int s, float *o, int t) {
+    float even = w[0] + w[2 * s];
+    o[0] = w[0], o[t] = 0.5f * (even + w[s]), o[2 * t] = 0.5f * (even - w[s]), o[3 * t] = w[2 * s];
+}
+/* Gᵀ u */
+static inline void w_1d_t(const float *u, int s, float *o, int t) {
+    float sum = 0.5f * (u[s] + u[2 * s]);
+    o[0] = u[0] + sum, o[t] = 0.5f * (u[s] - u[2 * s]), o[2 * t] = sum + u[3 * s];
+}
+/* Aᵀ m */
+static inline void out_1d(const float *m, int s, float *o, int t) {
+    o[0] = m[0] + m[s] + m[2 * s], o[t] = m[s] - m[2 * s] - m[3 * s];
+}
+/* A v */
+static inline void out_1d_t(const float *v, int s, float *o, int t) {
+    o[0] = v[0], o[t] = v[0] + v[s], o[2 * t] = v[0] - v[s], o[3 * t] = -v[s];
+}
+
+/* U[k][co][ci] = (G w[co][ci] Gᵀ)[k]. */
+static void transform_weights(const geom *g, const float *w, float *u) {
+    size_t stride = (size_t)g->cout * g->cin;
+    for (int co = 0; co < g->cout; co++)
+        for (int ci = 0; ci < g->cin; ci++) {
+            const float *f = w + ((size_t)co * g->cin + ci) * 9;
+            float gw[12], t[16];
+            for (int c = 0; c < 3; c++)
+                w_1d(f + c, 3, gw + c, 3); /* columns: gw [4][3] */
+            for (int r = 0; r < 4; r++)
+                w_1d(gw + 3 * r, 1, t + 4 * r, 1); /* rows: t [4][4] */
+            for (int k = 0; k < 16; k++)
+                u[k * stride + (size_t)co * g->cin + ci] = t[k];
+        }
+}
+
+/* dW[co][ci] += Gᵀ dU[co][ci] G. */
+static void add_weight_grad(const geom *g, const float *du, float *dw) {
+    size_t stride = (size_t)g->cout * g->cin;
+    for (int co = 0; co < g->cout; co++)
+        for (int ci = 0; ci < g->cin; ci++) {
+            float t[16], half[12], r3[9];
+            for (int k = 0; k < 16; k++)
+                t[k] = du[k * stride + (size_t)co * g->cin + ci];
+            for (int c = 0; c < 4; c++)
+                w_1d_t(t + c, 4, half + c, 4); /* columns: half [3][4] */
+            for (int r = 0; r < 3; r++)
+                w_1d_t(half + 4 * r, 1, r3 + 3 * r, 1);
+            float *f = dw + ((size_t)co * g->cin + ci) * 9;
+            for (int k = 0; k < 9; k++)
+                f[k] += r3[k];
+        }
+}
+
+/* ---- a share: images [i0, i1) of the chunk starting at image n0 ---- */
+
+typedef struct share {
+    const geom *g;
+    const fcl_conv_ptrs *p;
+    const float *u;
+    float *du;       /* this share's dU sum (weights), or NULL */
+    float *v, *m;    /* this share's V [16][Cin][L] and M [16][Cout][L] */
+    float *scratch;  /* row_scratch(g) floats for the transforms */
+    int n0, i0, i1;
+    int profiling;
+    double t, gemm_ms, host_ms;
+} share;
+
+static void mark(share *s, int gemm) {
+    if (!s->profiling) return;
+    double t = fcl_host_seconds();
+    *(gemm ? &s->gemm_ms : &s->host_ms) += (t - s->t) * 1e3;
+    s->t = t;
+}
+
+/* The transforms below work on a row of tiles at a time, over rows of the zero-padded plane
+ * (`pw` = 2·tiles_w + 2 columns, so that no element needs a bounds test) and in 1-D passes
+ * over whole rows, which the compiler vectorises across tiles. They compute exactly the
+ * tile formulas of the top of the file, in the same order of operations within a tile. */
+
+static int pad_w(const geom *g) { return 2 * tiles_w(g) + 2; }
+
+/* Scratch floats per share for the transforms (the most, grad_input_transform's: 16·tiles_w
+ * + 6 padded rows + 4·tiles_w, within 16 padded rows). */
+static size_t row_scratch(const geom *g) { return 16 * (size_t)pad_w(g); }
+
+/* row[0, pw) = x's row ih seen from column −pad (zeros outside the image). */
+static void padded_row(const geom *g, const float *x, int ih, float *row) {
+    int pw = pad_w(g);
+    memset(row, 0, (size_t)pw * sizeof *row);
+    if (ih < 0 || ih >= g->h) return;
+    int n = g->w < pw - g->pad ? g->w : pw - g->pad;
+    memcpy(row + g->pad, x + (size_t)ih * g->w, (size_t)n * sizeof *row);
+}
+
+/* V[k][c][j·T + t] = (Bᵀ d B)[k] for the 4x4 patch d of tile t of channel c of image j. */
+static void input_transform(share *s, float *scratch) {
+    const geom *g = s->g;
+    int th = tiles_h(g), tw = tiles_w(g), pw = pad_w(g);
+    size_t len = (size_t)(s->i1 - s->i0) * tiles(g), plane = (size_t)g->h * g->w;
+    size_t ks = (size_t)g->cin * len;
+    float *r[4], *c[4];
+    for (int i = 0; i < 4; i++)
+        r[i] = scratch + (size_t)i * pw, c[i] = scratch + (size_t)(4 + i) * pw;
+    for (int j = 0; j < s->i1 - s->i0; j++)
+        for (int ch = 0; ch < g->cin; ch++) {
+            const float *x = s->p->x + ((size_t)(s->n0 + s->i0 + j) * g->cin + ch) * plane;
+            float *out = s->v + (size_t)ch * len + (size_t)j * tiles(g);
+            for (int ty = 0; ty < th; ty++) {
+                for (int i = 0; i < 4; i++)
+                    padded_row(g, x, 2 * ty - g->pad + i, r[i]);
+                for (int q = 0; q < pw; q++) /* Bᵀ over the patch rows */
+                    c[0][q] = r[0][q] - r[2][q], c[1][q] = r[1][q] + r[2][q],
+                    c[2][q] = r[2][q] - r[1][q], c[3][q] = r[1][q] - r[3][q];
+                float *o = out + (size_t)ty * tw;
+                for (int i = 0; i < 4; i++) { /* · B along the patch columns */
+                    const float *a = c[i];
+                    float *o0 = o + (4 * i) * ks, *o1 = o0 + ks, *o2 = o1 + ks, *o3 = o2 + ks;
+                    for (int tx = 0; tx < tw; tx++) {
+                        const float *d = a + 2 * tx;
+                        o0[tx] = d[0] - d[2], o1[tx] = d[1] + d[2], o2[tx] = d[2] - d[1],
+                        o3[tx] = d[1] - d[3];
+                    }
+                }
+            }
+        }
+}
+
+/* y = Aᵀ M A (+ b) for every tile, the parts inside the output. */
+static void output_transform(share *s, float *scratch) {
+    const geom *g = s->g;
+    int th = tiles_h(g), tw = tiles_w(g), pw = pad_w(g);
+    size_t len = (size_t)(s->i1 - s->i0) * tiles(g), ks = (size_t)g->cout * len;
+    float *a[4], *row = scratch + 4 * (size_t)pw;
+    for (int i = 0; i < 4; i++)
+        a[i] = scratch + (size_t)i * pw;
+    for (int j = 0; j < s->i1 - s->i0; j++)
+        for (int co = 0; co < g->cout; co++) {
+            float *y = s->p->y + ((size_t)(s->n0 + s->i0 + j) * g->cout + co) * g->plane;
+            const float *in = s->m + (size_t)co * len + (size_t)j * tiles(g);
+            float b = s->p->b ? s->p->b[co] : 0.0f;
+            for (int ty = 0; ty < th; ty++) {
+                const float *m = in + (size_t)ty * tw;
+                for (int r = 0; r < 2 && 2 * ty + r < g->oh; r++) {
+                    for (int q = 0; q < 4; q++) { /* Aᵀ over the tile rows: row r of Aᵀ M */
+                        const float *m0 = m + (size_t)q * ks, *m1 = m0 + 4 * ks;
+                        const float *m2 = m1 + 4 * ks, *m3 = m2 + 4 * ks;
+                        float *aq = a[q];
+                        if (r == 0)
+                            for (int tx = 0; tx < tw; tx++)
+                                aq[tx] = m0[tx] + m1[tx] + m2[tx];
+                        else
+                            for (int tx = 0; tx < tw; tx++)
+                                aq[tx] = m1[tx] - m2[tx] - m3[tx];
+                    }
+                    for (int tx = 0; tx < tw; tx++) /* · A along the tile columns */
+                        row[2 * tx] = a[0][tx] + a[1][tx] + a[2][tx] + b,
+                                 row[2 * tx + 1] = a[1][tx] - a[2][tx] - a[3][tx] + b;
+                    memcpy(y + (size_t)(2 * ty + r) * g->ow, row, (size_t)g->ow * sizeof *y);
+                }
+            }
+        }
+}
+
+/* M[k][co][j·T + t] = (A dY Aᵀ)[k], dY the tile's 2x2 block of dy (zero past the output). */
+static void grad_output_transform(share *s, float *scratch) {
+    const geom *g = s->g;
+    int th = tiles_h(g), tw = tiles_w(g), pw = pad_w(g);
+    size_t len = (size_t)(s->i1 - s->i0) * tiles(g), ks = (size_t)g->cout * len;
+    float *d0 = scratch, *d1 = scratch + pw, *a[4];
+    for (int i = 0; i < 4; i++)
+        a[i] = scratch + (size_t)(2 + i) * pw;
+    for (int j = 0; j < s->i1 - s->i0; j++)
+        for (int co = 0; co < g->cout; co++) {
+            const float *dy = s->p->dy + ((size_t)(s->n0 + s->i0 + j) * g->cout + co) * g->plane;
+            float *out = s->m + (size_t)co * len + (size_t)j * tiles(g);
+            for (int ty = 0; ty < th; ty++) {
+                memset(d0, 0, 2 * (size_t)pw * sizeof *d0);
+                memcpy(d0, dy + (size_t)(2 * ty) * g->ow, (size_t)g->ow * sizeof *d0);
+                if (2 * ty + 1 < g->oh)
+                    memcpy(d1, dy + (size_t)(2 * ty + 1) * g->ow, (size_t)g->ow * sizeof *d1);
+                for (int q = 0; q < 2 * tw; q++) /* A over the block rows */
+                    a[0][q] = d0[q], a[1][q] = d0[q] + d1[q], a[2][q] = d0[q] - d1[q],
+                    a[3][q] = -d1[q];
+                float *o = out + (size_t)ty * tw;
+                for (int i = 0; i < 4; i++) { /* · Aᵀ along the block columns */
+                    float *o0 = o + (4 * i) * ks, *o1 = o0 + ks, *o2 = o1 + ks, *o3 = o2 + ks;
+                    for (int tx = 0; tx < tw; tx++) {
+                        const float *v = a[i] + 2 * tx;
+                        o0[tx] = v[0], o1[tx] = v[0] + v[1], o2[tx] = v[0] - v[1], o3[tx] = -v[1];
+                    }
+                }
+            }
+        }
+}
+
+/* dx = Σ_tiles B dV Bᵀ placed at the tile's patch, inside the image. A row of tiles is summed
+ * into four padded rows (a column gets the left tile's term, then the right one's); a plane
+ * row gets the upper tile row's term, then the lower one's (carried in `carry`). */
+static void grad_input_transform(share *s, float *scratch) {
+    const geom *g = s->g;
+    int th = tiles_h(g), tw = tiles_w(g), pw = pad_w(g);
+    size_t len = (size_t)(s->i1 - s->i0) * tiles(g), ks = (size_t)g->cin * len;
+    size_t plane = (size_t)g->h * g->w;
+    float *b[4], *rows[4], *carry[2], *d[4];
+    float *after_b = scratch + 16 * (size_t)tw, *after_rows = after_b + 4 * (size_t)pw;
+    for (int i = 0; i < 4; i++) {
+        b[i] = scratch + 4 * (size_t)i * tw;         /* [4 columns][tiles] */
+        rows[i] = after_b + (size_t)i * pw;
+        d[i] = after_rows + 2 * (size_t)pw + (size_t)i * tw;
+    }
+    carry[0] = after_rows, carry[1] = after_rows + pw;
+    for (int j = 0; j < s->i1 - s->i0; j++)
+        for (int c = 0; c < g->cin; c++) {
+            float *dx = s->p->dx + ((size_t)(s->n0 + s->i0 + j) * g->cin + c) * plane;
+            const float *in = s->v + (size_t)c * len + (size_t)j * tiles(g);
+            memset(carry[0], 0, 2 * (size_t)pw * sizeof *carry[0]);
+            for (int ty = 0; ty <= th; ty++) {
+                if (ty < th) {
+                    const float *v = in + (size_t)ty * tw;
+                    for (int q = 0; q < 4; q++) { /* B over the tile rows, column q */
+                        const float *v0 = v + (size_t)q * ks, *v1 = v0 + 4 * ks;
+                        const float *v2 = v1 + 4 * ks, *v3 = v2 + 4 * ks;
+                        for (int tx = 0; tx < tw; tx++)
+                            b[0][q * tw + tx] = v0[tx], b[1][q * tw + tx] = v1[tx] - v2[tx] + v3[tx],
+                                            b[2][q * tw + tx] = v1[tx] + v2[tx] - v0[tx],
+                                            b[3][q * tw + tx] = -v3[tx];
+                    }
+                    for (int r = 0; r < 4; r++) { /* · Bᵀ along the columns, then placed */
+                        const float *e0 = b[r], *e1 = e0 + tw, *e2 = e1 + tw, *e3 = e2 + tw;
+                        for (int tx = 0; tx < tw; tx++)
+                            d[0][tx] = e0[tx], d[1][tx] = e1[tx] - e2[tx] + e3[tx],
+                            d[2][tx] = e1[tx] + e2[tx] - e0[tx], d[3][tx] = -e3[tx];
+                        float *o = rows[r];
+                        o[0] = d[0][0], o[1] = d[1][0];
+                        for (int tx = 1; tx < tw; tx++)
+                            o[2 * tx] = d[2][tx - 1] + d[0][tx], o[2 * tx + 1] = d[3][tx - 1] + d[1][tx];
+                        o[2 * tw] = d[2][tw - 1], o[2 * tw + 1] = d[3][tw - 1];
+                    }
+                }
+                for (int r = 0; r < 2; r++) { /* plane rows 2·ty − pad + r are complete */
+                    int ih = 2 * ty - g->pad + r;
+                    float *o = carry[r];
+                    if (ty < th)
+                        for (int q = 0; q < pw; q++)
+                            o[q] += rows[r][q];
+                    if (ih >= 0 && ih < g->h)
+                        memcpy(dx + (size_t)ih * g->w, o + g->pad, (size_t)g->w * sizeof *dx);
+                    if (ty < th) memcpy(o, rows[2 + r], (size_t)pw * sizeof *o);
+                }
+            }
+        }
+}
+
+static void *run_share(void *arg) {
+    share *s = arg;
+    const geom *g = s->g;
+    if (s->i1 <= s->i0) return NULL;
+    fcl_host_blas_single_thread();
+    if (s->profiling) s->t = fcl_host_seconds();
+    float *scratch = s->scratch;
+    int len = (s->i1 - s->i0) * (int)tiles(g);
+    size_t vk = (size_t)g->cin * len, mk = (size_t)g->cout * len, uk = (size_t)g->cout * g->cin;
+    if (s->p->y) {
+        input_transform(s, scratch);
+        mark(s, 0);
+        for (int k = 0; k < 16; k++)
+            fcl_host_sgemm(0, 0, g->cout, len, g->cin, 1.0f, s->u + k * uk, g->cin, s->v + k * vk,
+                           len, 0.0f, s->m + k * mk, len);
+        mark(s, 1);
+        output_transform(s, scratch);
+        mark(s, 0);
+        return NULL;
+    }
+    grad_output_transform(s, scratch);
+    mark(s, 0);
+    if (s->p->dw) {
+        input_transform(s, scratch);
+        mark(s, 0);
+        for (int k = 0; k < 16; k++)
+            fcl_host_sgemm(0, 1, g->cout, g->cin, len, 1.0f, s->m + k * mk, len, s->v + k * vk,
+                           len, 1.0f, s->du + k * uk, g->cin);
+        mark(s, 1);
+    }
+    if (s->p->dx) { /* dV into V's place: the weight GEMMs above have read it */
+        for (int k = 0; k < 16; k++)
+            fcl_host_sgemm(1, 0, g->cin, len, g->cout, 1.0f, s->u + k * uk, g->cin, s->m + k * mk,
+                           len, 0.0f, s->v + k * vk, len);
+        mark(s, 1);
+        grad_input_transform(s, scratch);
+        mark(s, 0);
+    }
+    return NULL;
+}
+
+static fewcl_status winograd_body(fewcl_context *ctx, const geom *g, const fcl_conv_ptrs *p,
+                                  float *ws) {
+    int images = chunk_images(g);
+    int threads = fcl_conv_host_threads() < images ? fcl_conv_host_threads() : images;
+    float *u = ws + (size_t)images * image_floats(g), *du = NULL;
+    size_t uk = u_floats(g);
+    double t0 = ctx->profiling ? fcl_host_seconds() : 0;
+    if (p->w && (p->y || p->dx)) transform_weights(g, p->w, u);
+    size_t rs = row_scratch(g);
+    float *scratch = malloc((size_t)threads * rs * sizeof *scratch);
+    if (p->dw && scratch) du = calloc((size_t)threads * uk, sizeof *du);
+    if (!scratch || (p->dw && !du)) {
+        free(scratch);
+        return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY,
+                        "Winograd convolution: host memory for %d threads' rows and sums", threads);
+    }
+    if (ctx->profiling) ctx->host_profile_ms += (fcl_host_seconds() - t0) * 1e3;
+    share sh[FCL_CONV_MAX_THREADS];
+    for (int n0 = 0; n0 < g->n; n0 += images) {
+        int nb = g->n - n0 < images ? g->n - n0 : images;
+        pthread_t tid[FCL_CONV_MAX_THREADS];
+        int started[FCL_CONV_MAX_THREADS] = {0};
+        for (int t = 0; t < threads; t++) {
+            int i0 = nb * t / threads, i1 = nb * (t + 1) / threads;
+            float *v = ws + (size_t)i0 * image_floats(g);
+            sh[t] = (share){.g = g, .p = p, .u = u, .du = du ? du + (size_t)t * uk : NULL, .v = v,
+                            .m = v + 16 * (size_t)g->cin * (i1 - i0) * tiles(g),
+                            .scratch = scratch + (size_t)t * rs, .n0 = n0,
+                            .i0 = i0, .i1 = i1, .profiling = ctx->profiling};
+            if (t > 0) started[t] = pthread_create(&tid[t], NULL, run_share, &sh[t]) == 0;
+        }
+        run_share(&sh[0]);
+        for (int t = 1; t < threads; t++)
+            if (started[t])
+                pthread_join(tid[t], NULL);
+            else
+                run_share(&sh[t]);
+        if (ctx->profiling) {
+            ctx->gemm_profile_ms += sh[0].gemm_ms, ctx->host_profile_ms += sh[0].host_ms;
+            ctx->gemm_calls += 16L * ((p->y != NULL) + (p->dx != NULL) + (p->dw != NULL));
+        }
+    }
+    fcl_host_blas_restore_threads();
+    if (du) {
+        for (int t = 1; t < threads; t++)
+            for (size_t i = 0; i < uk; i++)
+                du[i] += du[(size_t)t * uk + i];
+        add_weight_grad(g, du, p->dw);
+        free(du);
+    }
+    free(scratch);
+    return FEWCL_OK;
+}
+
+fewcl_status fcl_conv_host_winograd(fewcl_context *ctx, const geom *g, const fcl_conv_args *a) {
+    size_t ws = a->y || a->dx || a->dw ? fcl_conv_host_winograd_workspace(g) : 0;
+    return fcl_conv_host_run(ctx, g, a, ws, winograd_body);
+}

@@ -1,0 +1,394 @@
+/* The convolution's algorithm table (lib/ops/conv_algo.h): Winograd F(2x2,3x3) in each
+ * direction against the C references, the overrides' errors, the find database's file
+ * handling, and plans that stay exact while the find step runs.
+ *
+ * Winograd's rounding error. Every step of the algorithm is a sum or a product (the ½ of G
+ * are exact), so by the componentwise analysis of such programs (Higham, "Accuracy and
+ * Stability of Numerical Algorithms", §3.1: each computed term carries at most one factor
+ * (1 + δ), |δ| ≤ u, per operation on its path) the float32 result obeys
+ *     |ŷ − y| ≤ γ_T · ȳ,   γ_T = T·u / (1 − T·u),  u = 2⁻²⁴,
+ * where y is the exact result, ȳ the same program run on absolute values (inputs and
+ * transform entries: ref_winograd with abs = 1) and T the longest chain of operations:
+ *   forward   G w Gᵀ 4 (two passes of a 3-term sum), product 1, Σ over Cin (Cin − 1),
+ *             Aᵀ M A 4, + bias 1:                                           T = Cin + 9
+ *   data      G w Gᵀ 4, product 1, Σ over Cout (Cout − 1), B dV Bᵀ 4 (3-term sums), the
+ *             ≤ 4 overlapping tiles summed into a pixel 3:                  T = Cout + 11
+ *   weights   Bᵀ d B and A dY Aᵀ 2, product 1, Σ over the N·T tiles (N·T − 1, in any order,
+ *             threads' partial sums included), Gᵀ dU G 4, + old dW 1:       T = N·tiles + 7
+ * (th_gamma adds one more rounding for the final store). ȳ is larger than the direct
+ * convolution's Σ|w||x| (the transforms mix neighbours with weights up to 1 and ½), which is
+ * Winograd's known price: the test prints both so the growth is visible. Against the direct
+ * reference the exact results agree to double rounding (checked first, 1e-12 relative).
+ * F(4x4,3x3)'s transforms have entries up to 8 and would widen ȳ much more: not built yet. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "ops/conv.h"
+#include "ops/conv_algo.h"
+#include "ops/conv_find.h"
+#include "ops/gemm_host.h"
+#include "plan/plan.h"
+#include "ref/ref_conv.h"
+#include "ref/ref_winograd.h"
+#include "runtime/arena.h"
+
+static ref_conv_shape shape(int n, int cin, int h, int w, int cout, int pad) {
+    ref_conv_shape s = {.n = n, .cin = cin, .h = h, .w = w, .cout = cout, .kh = 3, .kw = 3,
+                        .stride = 1, .pad = pad};
+    ref_conv_shape_init(&s);
+    return s;
+}
+
+static float *random_floats(size_t n, uint64_t seed, float lo, float hi) {
+    float *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    th_random(x, n, seed, lo, hi);
+    return x;
+}
+
+static double *abs_of(const double *x, size_t n) {
+    double *a = malloc(n * sizeof *a);
+    for (size_t i = 0; i < n; i++)
+        a[i] = fabs(x[i]);
+    return a;
+}
+
+/* max |got − want| / bound, and max |got − want| / direct (Σ|w||x|): how close to the
+ * bound, and how large the error is in the direct algorithm's own terms. */
+static void report(const char *what, const float *got, const double *want, const double *bound,
+                   const double *direct, size_t n) {
+    double to_bound = 0, to_direct = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - want[i]);
+        if (bound[i] > 0) to_bound = fmax(to_bound, e / bound[i]);
+        if (direct[i] > 0) to_direct = fmax(to_direct, e / direct[i]);
+    }
+    th_assert_bound(what, got, want, bound, n);
+    print_message("    %-9s error/bound %.2e, error/(Σ|w||x|·u) %.2f\n", what, to_bound,
+                  to_direct / 0x1.0p-24);
+}
+
+/* One shape through the device's convolution with `algo` forced, all three directions, each
+ * against the direct reference with Winograd's bound. */
+static void check_winograd(const char *name, ref_conv_shape s, int bias) {
+    size_t nx = (size_t)s.n * s.cin * s.h * s.w, nw = (size_t)s.cout * s.cin * 9;
+    size_t ny = (size_t)s.n * s.cout * s.oh * s.ow, nt = (size_t)((s.oh + 1) / 2) * ((s.ow + 1) / 2);
+    float *x = random_floats(nx, 700, -1, 1), *w = random_floats(nw, 701, -0.5f, 0.5f);
+    float *b = random_floats(s.cout, 702, -0.5f, 0.5f), *dy = random_floats(ny, 703, -1, 1);
+    float *dw0 = random_floats(nw, 704, -1, 1);
+    int sx[4] = {s.n, s.cin, s.h, s.w}, sw[4] = {s.cout, s.cin, 3, 3};
+    int sy[4] = {s.n, s.cout, s.oh, s.ow};
+    fcl_tensor X, W, B, Y, DY, DX, DW;
+    th_upload(&X, 4, sx, x), th_upload(&W, 4, sw, w), th_upload(&B, 1, &s.cout, b);
+    th_upload(&DY, 4, sy, dy), th_upload(&DW, 4, sw, dw0);
+    TH_OK(fcl_tensor_alloc(th_ctx(), &Y, FCL_MEM_ACTIVATION, 4, sy));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &DX, FCL_MEM_ACTIVATION, 4, sx));
+    fcl_conv2d_params p = {1, s.pad, 0};
+    TH_OK(fcl_conv2d_forward(th_ctx(), &X, &W, bias ? &B : NULL, &p, &Y));
+    TH_OK(fcl_conv2d_backward(th_ctx(), &X, &W, &DY, &p, &DX, &DW, NULL));
+    for (int d = 0; d < FCL_CONV_DIRS; d++)
+        assert_string_equal(fcl_conv_algo_last(th_ctx(), d)->name, "winograd2");
+    float *y = th_download(&Y), *dx = th_download(&DX), *dw = th_download(&DW);
+
+    double *xd = th_to_double(x, nx), *wd = th_to_double(w, nw), *bd = th_to_double(b, s.cout);
+    double *dyd = th_to_double(dy, ny), *dw0d = th_to_double(dw0, nw);
+    double *ax = abs_of(xd, nx), *aw = abs_of(wd, nw), *ab = abs_of(bd, s.cout);
+    double *ady = abs_of(dyd, ny), *adw0 = abs_of(dw0d, nw);
+    double *ry = malloc(ny * sizeof *ry), *rdx = malloc(nx * sizeof *rdx);
+    double *rdw = malloc(nw * sizeof *rdw), *wy = malloc(ny * sizeof *wy);
+    double *wdx = malloc(nx * sizeof *wdx), *wdw = malloc(nw * sizeof *wdw);
+    double *by = malloc(ny * sizeof *by), *bdx = malloc(nx * sizeof *bdx);
+    double *bdw = malloc(nw * sizeof *bdw), *cy = malloc(ny * sizeof *cy);
+    double *cdx = malloc(nx * sizeof *cdx), *cdw = malloc(nw * sizeof *cdw);
+    ref_conv2d_forward(&s, xd, wd, bias ? bd : NULL, ry);
+    ref_conv2d_backward(&s, xd, wd, dyd, rdx, rdw, NULL);
+    /* The exact Winograd results are the convolution's (up to double rounding). */
+    ref_winograd_forward(&s, xd, wd, bias ? bd : NULL, wy, 0);
+    ref_winograd_data(&s, wd, dyd, wdx, 0);
+    ref_winograd_weights(&s, xd, dyd, wdw, 0);
+    ref_conv2d_forward(&s, ax, aw, bias ? ab : NULL, cy); /* the direct sums' magnitudes */
+    ref_conv2d_backward(&s, ax, aw, ady, cdx, cdw, NULL);
+    for (size_t i = 0; i < ny; i++)
+        assert_true(fabs(wy[i] - ry[i]) <= 1e-12 * cy[i]);
+    for (size_t i = 0; i < nx; i++)
+        assert_true(fabs(wdx[i] - rdx[i]) <= 1e-12 * cdx[i]);
+    for (size_t i = 0; i < nw; i++)
+        assert_true(fabs(wdw[i] - rdw[i]) <= 1e-12 * cdw[i]);
+    /* The bounds: γ_T times the program on absolute values. */
+    ref_winograd_forward(&s, ax, aw, bias ? ab : NULL, by, 1);
+    ref_winograd_data(&s, aw, ady, bdx, 1);
+    ref_winograd_weights(&s, ax, ady, bdw, 1);
+    double gf = th_gamma(s.cin + 9), gd = th_gamma(s.cout + 11);
+    double gw = th_gamma((int)((size_t)s.n * nt) + 7);
+    for (size_t i = 0; i < ny; i++)
+        by[i] *= gf;
+    for (size_t i = 0; i < nx; i++)
+        bdx[i] *= gd;
+    for (size_t i = 0; i < nw; i++) {
+        rdw[i] += dw0d[i], bdw[i] = gw * (bdw[i] + adw0[i]), cdw[i] += adw0[i];
+    }
+    print_message("  %s: x [%d,%d,%d,%d], W [%d,%d,3,3], padding %d%s\n", name, s.n, s.cin, s.h,
+                  s.w, s.cout, s.cin, s.pad, bias ? ", bias" : "");
+    report("y", y, ry, by, cy, ny);
+    report("dx", dx, rdx, bdx, cdx, nx);
+    report("dW", dw, rdw, bdw, cdw, nw);
+    free(y), free(dx), free(dw), free(x), free(w), free(b), free(dy), free(dw0);
+    double *all[] = {xd, wd, bd, dyd, dw0d, ax, aw, ab, ady, adw0, ry, rdx, rdw, wy, wdx,
+                     wdw, by, bdx, bdw, cy, cdx, cdw};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        free(all[i]);
+    th_free(&DX), th_free(&Y), th_free(&DW), th_free(&DY), th_free(&B), th_free(&W), th_free(&X);
+}
+
+static int on_host_path(void) {
+    int path;
+    TH_OK(fcl_gemm_path(th_ctx(), &path));
+    if (path != FCL_GEMM_HOST) print_message("  skipped: Winograd runs on the host path only\n");
+    return path == FCL_GEMM_HOST;
+}
+
+/* The ResNets' and ConvNets' 3x3 stride-1 layers (batch reduced, planes as in the models:
+ * ResNet-34 at 224 has 56, 28, 14 and 7 pixel planes at 64..512 channels, Conv4 at 84 has 84,
+ * 42, 21, 10 at 64; the widest two of ResNet's, and Conv4's at 21 and 10, keep the test's
+ * double-precision references within CI's time). */
+static void test_winograd_model_shapes(void **state) {
+    (void)state;
+    if (!on_host_path()) return;
+    TH_OK(fcl_conv_algo_force(th_ctx(), "winograd2"));
+    check_winograd("Conv4 block 0", shape(2, 3, 21, 21, 64, 1), 1);
+    check_winograd("Conv4 block 3", shape(2, 64, 10, 10, 64, 1), 1);
+    if (!th_small()) {
+        check_winograd("ResNet layer3", shape(1, 256, 14, 14, 256, 1), 0);
+        check_winograd("ResNet layer4", shape(1, 512, 7, 7, 512, 1), 0);
+    }
+    TH_OK(fcl_conv_algo_force(th_ctx(), NULL));
+}
+
+/* 1x1 planes, odd planes (a partial tile on each side), channel counts that fit no block,
+ * batch 1, padding 0 (Conv4NP) and 2. */
+static void test_winograd_odd_shapes(void **state) {
+    (void)state;
+    if (!on_host_path()) return;
+    TH_OK(fcl_conv_algo_force(th_ctx(), "winograd2"));
+    check_winograd("1x1 plane", shape(2, 5, 1, 1, 3, 1), 1);
+    check_winograd("odd plane", shape(1, 7, 7, 5, 9, 1), 1);
+    check_winograd("no padding", shape(3, 3, 8, 9, 5, 0), 1);
+    check_winograd("padding 2", shape(2, 4, 5, 6, 3, 2), 0);
+    check_winograd("3x3 plane, no padding", shape(1, 2, 3, 3, 2, 0), 0);
+    TH_OK(fcl_conv_algo_force(th_ctx(), NULL));
+}
+
+/* Chunks: a workspace bound holding one image's Winograd buffers runs the batch image by image
+ * within the bound, with the results of one chunk (the same sums per output; the GEMMs' blocking
+ * may differ with their width, so to the normalised-error tolerance, not bit for bit). */
+static void test_winograd_chunks(void **state) {
+    (void)state;
+    if (!on_host_path()) return;
+    TH_OK(fcl_conv_algo_force(th_ctx(), "winograd2"));
+    ref_conv_shape s = shape(3, 4, 6, 6, 5, 1);
+    size_t one = (16 * (size_t)(4 + 5) * 9 + 16 * 5 * 4) * sizeof(float);
+    int sx[4] = {3, 4, 6, 6}, sw[4] = {5, 4, 3, 3}, sy[4] = {3, 5, 6, 6};
+    size_t nx = 3 * 4 * 36, nw = 5 * 4 * 9, ny = 3 * 5 * 36;
+    float *x = random_floats(nx, 800, -1, 1), *w = random_floats(nw, 801, -1, 1);
+    fcl_tensor X, W, Y1, Y2;
+    th_upload(&X, 4, sx, x), th_upload(&W, 4, sw, w);
+    TH_OK(fcl_tensor_alloc(th_ctx(), &Y1, FCL_MEM_ACTIVATION, 4, sy));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &Y2, FCL_MEM_ACTIVATION, 4, sy));
+    fcl_arena *arena = th_ctx()->arena;
+    size_t base = fcl_arena_stats_get(arena)->in_use;
+    fcl_arena_reset_peak(arena);
+    TH_OK(fcl_conv2d_forward(th_ctx(), &X, &W, NULL, &(fcl_conv2d_params){1, 1, one}, &Y1));
+    size_t peak = fcl_arena_stats_get(arena)->peak - base;
+    TH_OK(fcl_conv2d_forward(th_ctx(), &X, &W, NULL, &(fcl_conv2d_params){1, 1, 0}, &Y2));
+    print_message("  one-image chunks: workspace peak %zu bytes, bound %zu\n", peak, one);
+    assert_true(peak <= one + 2 * th_ctx()->limits.base_align);
+    float *y1 = th_download(&Y1), *y2 = th_download(&Y2);
+    double *want = th_to_double(y2, ny);
+    th_assert_normerr("one-image chunks vs one chunk", y1, want, ny, TH_NORMERR);
+    free(want);
+    (void)s;
+    free(y1), free(y2), free(x), free(w);
+    th_free(&Y2), th_free(&Y1), th_free(&W), th_free(&X);
+    TH_OK(fcl_conv_algo_force(th_ctx(), NULL));
+}
+
+/* A small convolution whose algorithm choice is under test: runs forward once. */
+static fewcl_status one_conv(fewcl_context *ctx, int k, int stride) {
+    fcl_tensor x, w, y;
+    int side = 6, out = fcl_conv2d_out_size(side, k, stride, k / 2);
+    FCL_TRY(fcl_tensor_alloc(ctx, &x, FCL_MEM_ACTIVATION, 4, (int[]){2, 3, side, side}));
+    FCL_TRY(fcl_tensor_alloc(ctx, &w, FCL_MEM_PARAM, 4, (int[]){4, 3, k, k}));
+    FCL_TRY(fcl_tensor_alloc(ctx, &y, FCL_MEM_ACTIVATION, 4, (int[]){2, 4, out, out}));
+    FCL_TRY(fcl_fill(ctx, &x, 0.5f));
+    FCL_TRY(fcl_fill(ctx, &w, 0.25f));
+    fewcl_status s = fcl_conv2d_forward(ctx, &x, &w, NULL, &(fcl_conv2d_params){stride, k / 2, 0}, &y);
+    fcl_tensor_free(ctx, &y), fcl_tensor_free(ctx, &w), fcl_tensor_free(ctx, &x);
+    return s;
+}
+
+/* FEWCL_CONV_ALGO: an unknown name is a usage error listing the algorithms; a forced one that
+ * cannot run a call says so and names the eligible ones; a list falls back in order. */
+static void test_forced_algorithm_errors(void **state) {
+    (void)state;
+    fewcl_context *ctx;
+    setenv("FEWCL_CONV_ALGO", "fastest", 1);
+    TH_OK(fewcl_context_create(NULL, &ctx));
+    assert_int_equal(one_conv(ctx, 3, 1), FEWCL_ERR_ARGUMENT);
+    print_message("  %s\n", fewcl_last_error());
+    assert_non_null(strstr(fewcl_last_error(), "FEWCL_CONV_ALGO='fastest'"));
+    assert_non_null(strstr(fewcl_last_error(), "im2col, shifted, winograd2"));
+    fewcl_context_destroy(ctx);
+    setenv("FEWCL_CONV_ALGO", "im2col,,shifted", 1); /* an empty name is not one */
+    TH_OK(fewcl_context_create(NULL, &ctx));
+    assert_int_equal(one_conv(ctx, 3, 1), FEWCL_ERR_ARGUMENT);
+    fewcl_context_destroy(ctx);
+    setenv("FEWCL_CONV_ALGO", "winograd2", 1);
+    TH_OK(fewcl_context_create(NULL, &ctx));
+    assert_int_equal(one_conv(ctx, 1, 2), FEWCL_ERR_ARGUMENT); /* 1x1 stride 2: not Winograd */
+    print_message("  %s\n", fewcl_last_error());
+    assert_non_null(strstr(fewcl_last_error(), "cannot run the forward convolution"));
+    assert_non_null(strstr(fewcl_last_error(), "eligible there: im2col"));
+    fewcl_context_destroy(ctx);
+    setenv("FEWCL_CONV_ALGO", "winograd2,im2col", 1);
+    TH_OK(fewcl_context_create(NULL, &ctx));
+    TH_OK(one_conv(ctx, 1, 2));
+    assert_string_equal(fcl_conv_algo_last(ctx, FCL_CONV_FORWARD)->name, "im2col");
+    int path;
+    TH_OK(fcl_gemm_path(ctx, &path));
+    TH_OK(one_conv(ctx, 3, 1));
+    assert_string_equal(fcl_conv_algo_last(ctx, FCL_CONV_FORWARD)->name,
+                        path == FCL_GEMM_HOST ? "winograd2" : "im2col");
+    fewcl_context_destroy(ctx);
+    unsetenv("FEWCL_CONV_ALGO");
+    setenv("FEWCL_FIND", "sometimes", 1);
+    TH_OK(fewcl_context_create(NULL, &ctx));
+    assert_int_equal(one_conv(ctx, 3, 1), FEWCL_ERR_ARGUMENT);
+    assert_non_null(strstr(fewcl_last_error(), "FEWCL_FIND='sometimes'"));
+    fewcl_context_destroy(ctx);
+    setenv("FEWCL_FIND", "off", 1);
+}
+
+/* A fresh cache folder for the find database; 0 where the caller turned the cache off (the
+ * oclgrind runs: oclgrind's program binaries are not to be cached), then the file handling,
+ * which runs no kernels, is left to the other runs. */
+static int fresh_cache(char *dir, size_t size) {
+    const char *cache = getenv("FEWCL_CACHE");
+    if (cache && strcmp(cache, "off") == 0) {
+        print_message("  skipped: FEWCL_CACHE=off\n");
+        return 0;
+    }
+    snprintf(dir, size, "/tmp/fewcl-test-find-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    setenv("FEWCL_CACHE_DIR", dir, 1);
+    setenv("FEWCL_FIND", "on", 1);
+    return 1;
+}
+
+static void remove_cache(const char *dir) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    unsetenv("FEWCL_CACHE_DIR");
+    setenv("FEWCL_FIND", "off", 1);
+}
+
+/* The find database on disk: written after the first choice, read back by the next context,
+ * and, damaged, ignored and rewritten. No timing is asserted: which algorithm wins is the
+ * machine's business; the file's handling is not. */
+static void test_find_database_file(void **state) {
+    (void)state;
+    char dir[64], path[800];
+    if (!fresh_cache(dir, sizeof dir)) return;
+    fewcl_context *ctx;
+    fcl_conv_find_db *db;
+    TH_OK(fewcl_context_create(NULL, &ctx));
+    TH_OK(one_conv(ctx, 3, 1));
+    TH_OK(fcl_conv_find_db_open(ctx, &db));
+    snprintf(path, sizeof path, "%s", fcl_conv_find_db_path(db));
+    int path_kind;
+    TH_OK(fcl_gemm_path(ctx, &path_kind));
+    int choices = path_kind == FCL_GEMM_HOST; /* the OpenCL path has one algorithm: no choice */
+    print_message("  %s: %d choice(s)\n", path, fcl_conv_find_db_count(db));
+    assert_int_equal(fcl_conv_find_db_count(db), choices);
+    assert_false(fcl_conv_find_db_was_damaged(db));
+    fcl_conv_find_db_free(db);
+    if (!choices) { /* the file handling without a choice to make: written directly */
+        TH_OK(fcl_conv_find_db_open(ctx, &db));
+        TH_OK(fcl_conv_find_db_put(db, "cl forward test", "im2col", 1.0));
+        fcl_conv_find_db_free(db);
+    }
+    fewcl_context_destroy(ctx);
+    /* Damage one byte of a choice: the checksum no longer matches. */
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, -3, SEEK_END);
+    fputc('#', f);
+    fclose(f);
+    TH_OK(fewcl_context_create(NULL, &ctx));
+    TH_OK(fcl_conv_find_db_open(ctx, &db));
+    assert_true(fcl_conv_find_db_was_damaged(db));
+    assert_int_equal(fcl_conv_find_db_count(db), 0);
+    fcl_conv_find_db_free(db);
+    TH_OK(one_conv(ctx, 3, 1)); /* finds again (host), rewriting the file */
+    if (!choices) {
+        TH_OK(fcl_conv_find_db_open(ctx, &db));
+        TH_OK(fcl_conv_find_db_put(db, "cl forward test", "im2col", 1.0));
+        fcl_conv_find_db_free(db);
+    }
+    TH_OK(fcl_conv_find_db_open(ctx, &db));
+    assert_false(fcl_conv_find_db_was_damaged(db));
+    assert_int_equal(fcl_conv_find_db_count(db), 1);
+    fcl_conv_find_db_free(db);
+    fewcl_context_destroy(ctx);
+    /* Not a database at all (truncated to its header's start): ignored, then rewritten. */
+    f = fopen(path, "wb");
+    fputs("FEWCL-CONV-FI", f);
+    fclose(f);
+    TH_OK(fewcl_context_create(NULL, &ctx));
+    TH_OK(fcl_conv_find_db_open(ctx, &db));
+    assert_true(fcl_conv_find_db_was_damaged(db));
+    fcl_conv_find_db_free(db);
+    fewcl_context_destroy(ctx);
+    remove_cache(dir);
+}
+
+/* A plan made while the find step is on and the shapes are new makes the find's allocations
+ * and then the heuristic's: its peak is the real run's, whichever algorithm the timing picks. */
+static void test_plan_exact_with_find(void **state) {
+    (void)state;
+    char dir[64];
+    if (!fresh_cache(dir, sizeof dir)) return;
+    fewcl_context *ctx;
+    TH_OK(fewcl_context_create(NULL, &ctx));
+    fcl_arena_stats plan;
+    TH_OK(fcl_plan_begin(ctx, 0));
+    TH_OK(one_conv(ctx, 3, 1));
+    fcl_plan_end(ctx, &plan);
+    fcl_arena_reset_peak(ctx->arena);
+    size_t base = fcl_arena_stats_get(ctx->arena)->in_use;
+    TH_OK(one_conv(ctx, 3, 1));
+    TH_OK(fewcl_finish(ctx));
+    const fcl_arena_stats *real = fcl_arena_stats_get(ctx->arena);
+    print_message("  planned peak %zu bytes, measured %zu\n", plan.peak, real->peak - base);
+    assert_int_equal(plan.peak, real->peak - base);
+    assert_int_equal(plan.by_category_at_peak[FCL_MEM_WORKSPACE],
+                     real->by_category_at_peak[FCL_MEM_WORKSPACE]);
+    fewcl_context_destroy(ctx);
+    remove_cache(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_winograd_model_shapes),
+        cmocka_unit_test(test_winograd_odd_shapes),
+        cmocka_unit_test(test_winograd_chunks),
+        cmocka_unit_test(test_forced_algorithm_errors),
+        cmocka_unit_test(test_find_database_file),
+        cmocka_unit_test(test_plan_exact_with_find),
+    };
+    return cmocka_run_group_tests(tests, NULL, th_teardown);
+}
