@@ -19,8 +19,10 @@ static void usage(FILE *f) {
                "evaluation episode) on the chosen device without allocating: device memory per\n"
                "category at the peak and each category's own peak, and whether it fits the\n"
                "global memory (or FEWCL_MEM_LIMIT) with no buffer over the largest allocation.\n"
-               "--device-mem plans for another device of that size, whose largest allocation\n"
-               "is --max-alloc (default a quarter, NVIDIA's rule). --fit picks the cheapest\n"
+               "--device-mem plans for another device of that size, a GPU (its kernels,\n"
+               "CLBlast's GEMMs and their workspaces; FEWCL_DEVICE_PROFILE names the family),\n"
+               "whose largest allocation is --max-alloc (default a quarter, NVIDIA's rule).\n"
+               "The footprint is what a run reserves. --fit picks the cheapest\n"
                "settings that fit BYTES (or the device): the low-rank Mahalanobis path, then\n"
                "gradient checkpointing, then a smaller projection. Sizes: 512M, 16G, 8gb,\n"
                "1.5GiB, ... (K, M, G, T: powers of 1024). Exit 0 when it fits (or a fit was\n"
@@ -46,10 +48,12 @@ static void print_plan(const fcl_arena_stats *st) {
         printf("  %-12s %12s %14s\n", fcl_mem_category_name((fcl_mem_category)k),
                cli_bytes((double)st->by_category_at_peak[k], a, sizeof a),
                cli_bytes((double)st->category_peak[k], b, sizeof b));
-    printf("  %-12s %12s  (planned with the real schedule; a run peaks at exactly this)\n", "peak",
-           cli_bytes((double)st->peak, a, sizeof a));
-    printf("  %-12s %12s  (whole arena chunks; this is what the budget bounds)\n", "reserved",
-           cli_bytes((double)st->peak_reserved, b, sizeof b));
+    printf("  %-12s %12s  (live bytes, planned with the real schedule: the lower bound)\n",
+           "live peak", cli_bytes((double)st->peak, a, sizeof a));
+    printf("  %-12s %12s  (%.3f x the live peak: the device buffers a run reserves; this is "
+           "what the budget bounds)\n",
+           "footprint", cli_bytes((double)st->peak_reserved, b, sizeof b),
+           st->peak ? (double)st->peak_reserved / (double)st->peak : 0.0);
 }
 
 static cJSON *plan_json(const fcl_arena_stats *st) {
@@ -62,24 +66,25 @@ static cJSON *plan_json(const fcl_arena_stats *st) {
         cJSON_AddNumberToObject(own, name, (double)st->category_peak[k]);
     }
     cJSON_AddNumberToObject(o, "peak_bytes", (double)st->peak);
+    cJSON_AddNumberToObject(o, "footprint_bytes", (double)st->peak_reserved);
     return o;
 }
 
-/* By how much a configuration misses the budget: the peak of its plan without a budget (the
- * largest allocation still applies), as ": it needs 2.34 GiB at its peak, 0.88 GiB (60%) over
- * the budget". */
+/* By how much a configuration misses the budget: the footprint of its plan without a budget
+ * (the largest allocation still applies), as ": its planned buffers take 2.34 GiB, 0.88 GiB
+ * (60%) over the budget". */
 static const char *shortfall(fewcl_context *ctx, const fcl_model_config *cfg, int training,
                              const fcl_limits *target, size_t budget, char *buf, size_t cap) {
     fcl_arena_stats st;
     buf[0] = 0;
     if (fcl_episode_plan_as(ctx, cfg, training, target, (size_t)1 << 62, &st) != FEWCL_OK ||
-        st.peak <= budget)
+        st.peak_reserved <= budget)
         return buf;
     char need[32], over[32];
-    snprintf(buf, cap, ": it needs %s at its peak, %s (%.0f%%) over the budget",
-             cli_bytes((double)st.peak, need, sizeof need),
-             cli_bytes((double)(st.peak - budget), over, sizeof over),
-             100.0 * (double)(st.peak - budget) / (double)budget);
+    snprintf(buf, cap, ": its planned buffers take %s, %s (%.0f%%) over the budget",
+             cli_bytes((double)st.peak_reserved, need, sizeof need),
+             cli_bytes((double)(st.peak_reserved - budget), over, sizeof over),
+             100.0 * (double)(st.peak_reserved - budget) / (double)budget);
     return buf;
 }
 
@@ -137,6 +142,7 @@ int cmd_plan(int argc, char **argv) {
     if (device_mem) {
         target.global_mem = device_mem;
         target.max_alloc = max_alloc ? max_alloc : device_mem / 4;
+        if (!target.profile) fcl_limits_apply_profile(&target, "gpu"); /* issue 18 */
     } else if (max_alloc) {
         target.max_alloc = max_alloc;
     }

@@ -150,6 +150,8 @@ typedef struct fewcl_plan_params {
 typedef struct fewcl_plan_result {
     size_t struct_size;
     int fits;
+    /* live bytes at the peak (a lower bound), and the footprint: the device buffers a run
+     * following the plan's layout reserves */
     uint64_t peak_bytes, reserved_bytes;
     uint64_t at_peak[FEWCL_MEM_CATEGORIES];       /* per category at the peak */
     uint64_t category_peak[FEWCL_MEM_CATEGORIES]; /* each category's own peak */

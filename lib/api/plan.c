@@ -43,6 +43,7 @@ fewcl_status fewcl_plan(fewcl_context *ctx, const fewcl_model_config *config,
     if (p.device_memory) {
         target.global_mem = p.device_memory;
         target.max_alloc = p.max_alloc ? p.max_alloc : p.device_memory / 4;
+        if (!target.profile) fcl_limits_apply_profile(&target, "gpu"); /* its GPU paths */
     } else {
         const char *env = getenv("FEWCL_MEM_LIMIT");
         if (env && *env) fcl_parse_bytes(env, &limit);

@@ -91,6 +91,18 @@ static fewcl_status effective_limits(fewcl_context *ctx) {
     return FEWCL_OK;
 }
 
+fewcl_status fcl_limits_apply_profile(fcl_limits *l, const char *name) {
+    const device_profile *profile;
+    FCL_TRY(find_profile(name, &profile));
+    if (!profile) return FEWCL_OK;
+    l->profile = profile->name;
+    l->simd = profile->simd;
+    l->row_kernels = 0;
+    if (l->max_work_group > profile->work_group) l->max_work_group = profile->work_group;
+    if (l->local_mem > profile->local_mem) l->local_mem = profile->local_mem;
+    return FEWCL_OK;
+}
+
 static void choose_cache_dir(fewcl_context *ctx) {
     const char *off = getenv("FEWCL_CACHE");
     const char *dir = getenv("FEWCL_CACHE_DIR");

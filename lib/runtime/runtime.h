@@ -62,6 +62,10 @@ typedef struct fcl_limits {
     int row_kernels;
 } fcl_limits;
 
+/* Imposes a FEWCL_DEVICE_PROFILE family's limits (and its GPU kernel variants) on `l`:
+ * a plan for another device (lib/plan). NULL or "": nothing changes. */
+fewcl_status fcl_limits_apply_profile(fcl_limits *l, const char *name);
+
 #define FCL_MAX_PROGRAMS 32
 #define FCL_MAX_KERNELS 256
 
@@ -112,6 +116,10 @@ struct fewcl_context {
     int n_kernels;
     struct fcl_arena *arena;
     struct fcl_arena *real_arena; /* set while planning: the arena set aside (lib/plan) */
+    /* While planning for another device: the context's own limits and GEMM path, set aside
+     * while the plan runs that device's kernels and workspaces. */
+    fcl_limits own_limits;
+    int own_gemm_path;
     /* The convolution's algorithm choice (lib/ops/conv_algo.c): its state, and how the
      * context frees it (the runtime knows nothing more of it). */
     void *conv_state;
