@@ -8,7 +8,7 @@
 /* The sort key of one allocation (qsort has no context argument, so the key is copied). */
 typedef struct sort_key {
     size_t size;
-    long birth, index;
+    long birth, life, index;
 } sort_key;
 
 /* Largest first; equal sizes in order of birth, so the layout is a pure function of the trace. */
@@ -17,6 +17,19 @@ static int by_size_desc(const void *pa, const void *pb) {
     if (a->size != b->size) return a->size < b->size ? 1 : -1;
     return a->birth < b->birth ? -1 : a->birth > b->birth;
 }
+
+/* Longest-lived first, then by size: nested lifetimes (activations saved in forward, freed in
+ * reverse in backward) then stack up like a call stack, the short-lived workspaces filling
+ * gaps. */
+static int by_life_desc(const void *pa, const void *pb) {
+    const sort_key *a = pa, *b = pb;
+    if (a->life != b->life) return a->life < b->life ? 1 : -1;
+    return by_size_desc(pa, pb);
+}
+
+/* Orders tried; the layout with the smaller footprint is kept (the first on a tie). */
+static int (*const orders[])(const void *, const void *) = {by_size_desc, by_life_desc};
+#define N_ORDERS ((int)(sizeof orders / sizeof *orders))
 
 static int overlap_in_time(const fcl_alloc_record *a, const fcl_alloc_record *b) {
     return a->birth < b->death && b->birth < a->death;
@@ -56,20 +69,14 @@ static void insert_sorted(placed_list *pl, long i, const size_t *off) {
     pl->n++;
 }
 
-fewcl_status fcl_layout_build(const fcl_alloc_record *rec, long n, const fcl_phase_marks *marks,
-                              size_t buffer_cap, fcl_layout **out) {
-    *out = NULL;
-    fcl_layout *l = calloc(1, sizeof *l);
-    sort_key *order = malloc((size_t)(n ? n : 1) * sizeof *order);
-    size_t *off = malloc((size_t)(n ? n : 1) * sizeof *off);
-    int *buf = malloc((size_t)(n ? n : 1) * sizeof *buf);
+/* Places every allocation in the given order: offsets, buffers and the buffers' bytes. */
+static fewcl_status place_all(const fcl_alloc_record *rec, long n, sort_key *order,
+                              int (*cmp)(const void *, const void *), size_t buffer_cap,
+                              size_t *off, int *buf, size_t **extents, int *n_buffers) {
     placed_list *lists = NULL;
     int n_lists = 0;
     fewcl_status s = FEWCL_OK;
-    if (!l || !order || !off || !buf) s = fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "memory layout");
-    for (long i = 0; s == FEWCL_OK && i < n; i++)
-        order[i] = (sort_key){rec[i].size, rec[i].birth, i};
-    if (s == FEWCL_OK) qsort(order, (size_t)n, sizeof *order, by_size_desc);
+    qsort(order, (size_t)n, sizeof *order, cmp);
     for (long k = 0; s == FEWCL_OK && k < n; k++) {
         long i = order[k].index;
         int b = 0;
@@ -98,25 +105,57 @@ fewcl_status fcl_layout_build(const fcl_alloc_record *rec, long n, const fcl_pha
         insert_sorted(&lists[b], i, off);
         if (at + rec[i].size > lists[b].extent) lists[b].extent = at + rec[i].size;
     }
-    if (s == FEWCL_OK) {
-        l->n = n;
-        l->at = malloc((size_t)(n ? n : 1) * sizeof *l->at);
-        l->buffer_bytes = malloc((size_t)(n_lists ? n_lists : 1) * sizeof *l->buffer_bytes);
-        if (!l->at || !l->buffer_bytes) s = fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "memory layout");
+    *extents = s == FEWCL_OK ? malloc((size_t)(n_lists ? n_lists : 1) * sizeof **extents) : NULL;
+    if (s == FEWCL_OK && !*extents) s = fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "memory layout");
+    for (int b = 0; b < n_lists; b++) {
+        if (s == FEWCL_OK) (*extents)[b] = lists[b].extent;
+        free(lists[b].idx);
     }
-    if (s == FEWCL_OK) {
+    free(lists);
+    *n_buffers = n_lists;
+    return s;
+}
+
+static size_t sum(const size_t *v, int n) {
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += v[i];
+    return total;
+}
+
+fewcl_status fcl_layout_build(const fcl_alloc_record *rec, long n, const fcl_phase_marks *marks,
+                              size_t buffer_cap, fcl_layout **out) {
+    *out = NULL;
+    size_t m = (size_t)(n ? n : 1);
+    fcl_layout *l = calloc(1, sizeof *l);
+    sort_key *order = malloc(m * sizeof *order);
+    size_t *off = malloc(m * sizeof *off);
+    int *buf = malloc(m * sizeof *buf);
+    fewcl_status s = FEWCL_OK;
+    if (!l || !order || !off || !buf) s = fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "memory layout");
+    if (s == FEWCL_OK) l->at = malloc(m * sizeof *l->at);
+    if (s == FEWCL_OK && !l->at) s = fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "memory layout");
+    for (int o = 0; s == FEWCL_OK && o < N_ORDERS; o++) {
+        for (long i = 0; i < n; i++)
+            order[i] = (sort_key){rec[i].size, rec[i].birth, rec[i].death - rec[i].birth, i};
+        size_t *extents;
+        int n_buffers;
+        s = place_all(rec, n, order, orders[o], buffer_cap, off, buf, &extents, &n_buffers);
+        if (s != FEWCL_OK) break;
+        size_t footprint = sum(extents, n_buffers);
+        if (o > 0 && footprint >= l->footprint) {
+            free(extents);
+            continue;
+        }
+        free(l->buffer_bytes);
+        l->buffer_bytes = extents;
+        l->n_buffers = n_buffers;
+        l->footprint = footprint;
+        l->n = n;
         for (long i = 0; i < n; i++)
             l->at[i] = (fcl_placement){rec[i].size, rec[i].category, buf[i], off[i]};
-        l->n_buffers = n_lists;
-        for (int b = 0; b < n_lists; b++) {
-            l->buffer_bytes[b] = lists[b].extent;
-            l->footprint += lists[b].extent;
-        }
-        if (marks) l->marks = *marks;
     }
-    for (int b = 0; b < n_lists; b++)
-        free(lists[b].idx);
-    free(lists);
+    if (s == FEWCL_OK && marks) l->marks = *marks;
     free(order);
     free(off);
     free(buf);

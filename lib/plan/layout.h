@@ -5,8 +5,10 @@
  * few buffers as the largest allowed buffer permits. Placement is greedy by size (the largest
  * first, each into the tightest gap left by the already placed allocations it overlaps in
  * time, else above them), the offline dynamic-storage-allocation heuristic TensorFlow Lite's
- * arena planner uses; on DNN schedules it lands within a few percent of the lower bound, the
- * peak of live bytes. */
+ * arena planner uses, and the same placement in order of lifetime (longest first); the
+ * smaller footprint is kept. On fewcl's schedules this lands within 3.4% of the lower bound,
+ * the peak of live bytes, on test_plan's matrix (7.3% on the 84x84 defaults, whose short
+ * 180 MB batch-norm output overlaps the birth of long-lived pooled activations). */
 #ifndef FEWCL_PLAN_LAYOUT_H
 #define FEWCL_PLAN_LAYOUT_H
 
