@@ -11,25 +11,36 @@ typedef struct sort_key {
     long birth, life, index;
 } sort_key;
 
-/* Largest first; equal sizes in order of birth, so the layout is a pure function of the trace. */
-static int by_size_desc(const void *pa, const void *pb) {
+/* Same size and lifetime together (a group: the same tensor in each repeated step), in order of
+ * birth. */
+static int by_group(const void *pa, const void *pb) {
     const sort_key *a = pa, *b = pb;
+    if (a->size != b->size) return a->size < b->size ? 1 : -1;
+    if (a->life != b->life) return a->life < b->life ? -1 : 1;
+    return a->birth < b->birth ? -1 : a->birth > b->birth;
+}
+
+/* Longest-lived first, then largest: nested lifetimes (activations saved in forward, freed in
+ * reverse in backward) then stack up like a call stack. */
+static int by_life_desc(const void *pa, const void *pb) {
+    const sort_key *a = pa, *b = pb;
+    if (a->life != b->life) return a->life < b->life ? 1 : -1;
     if (a->size != b->size) return a->size < b->size ? 1 : -1;
     return a->birth < b->birth ? -1 : a->birth > b->birth;
 }
 
-/* Longest-lived first, then by size: nested lifetimes (activations saved in forward, freed in
- * reverse in backward) then stack up like a call stack, the short-lived workspaces filling
- * gaps. */
-static int by_life_desc(const void *pa, const void *pb) {
-    const sort_key *a = pa, *b = pb;
-    if (a->life != b->life) return a->life < b->life ? 1 : -1;
-    return by_size_desc(pa, pb);
-}
+/* A group of allocations with the same size and lifetime: keys[start, start + count). */
+typedef struct group {
+    size_t size;
+    long first_birth, start, count;
+} group;
 
-/* Orders tried; the layout with the smaller footprint is kept (the first on a tie). */
-static int (*const orders[])(const void *, const void *) = {by_size_desc, by_life_desc};
-#define N_ORDERS ((int)(sizeof orders / sizeof *orders))
+/* Largest first, then the earliest born: greedy by size over groups. */
+static int group_by_size(const void *pa, const void *pb) {
+    const group *a = pa, *b = pb;
+    if (a->size != b->size) return a->size < b->size ? 1 : -1;
+    return a->first_birth < b->first_birth ? -1 : a->first_birth > b->first_birth;
+}
 
 static int overlap_in_time(const fcl_alloc_record *a, const fcl_alloc_record *b) {
     return a->birth < b->death && b->birth < a->death;
@@ -70,15 +81,14 @@ static void insert_sorted(placed_list *pl, long i, const size_t *off) {
 }
 
 /* Places every allocation in the given order: offsets, buffers and the buffers' bytes. */
-static fewcl_status place_all(const fcl_alloc_record *rec, long n, sort_key *order,
-                              int (*cmp)(const void *, const void *), size_t buffer_cap,
-                              size_t *off, int *buf, size_t **extents, int *n_buffers) {
+static fewcl_status place_all(const fcl_alloc_record *rec, long n, const long *order,
+                              size_t buffer_cap, size_t *off, int *buf, size_t **extents,
+                              int *n_buffers) {
     placed_list *lists = NULL;
     int n_lists = 0;
     fewcl_status s = FEWCL_OK;
-    qsort(order, (size_t)n, sizeof *order, cmp);
     for (long k = 0; s == FEWCL_OK && k < n; k++) {
-        long i = order[k].index;
+        long i = order[k];
         int b = 0;
         size_t at = SIZE_MAX;
         for (; b < n_lists; b++)
@@ -123,42 +133,156 @@ static size_t sum(const size_t *v, int n) {
     return total;
 }
 
+/* The layout being built: the best placement found so far, and the scratch to try others. */
+typedef struct builder {
+    const fcl_alloc_record *rec;
+    long n;
+    size_t cap;
+    size_t *off;
+    int *buf;
+    fcl_layout *best;
+} builder;
+
+/* Places in `order` and keeps the result when its footprint is the smallest so far. Sets
+ * *better to 1 when kept. */
+static fewcl_status try_order(builder *bd, const long *order, int *better) {
+    size_t *extents;
+    int n_buffers;
+    *better = 0;
+    FCL_TRY(place_all(bd->rec, bd->n, order, bd->cap, bd->off, bd->buf, &extents, &n_buffers));
+    size_t footprint = sum(extents, n_buffers);
+    fcl_layout *l = bd->best;
+    if (l->n_buffers > 0 && footprint >= l->footprint) { /* no buffer yet: nothing kept */
+        free(extents);
+        return FEWCL_OK;
+    }
+    free(l->buffer_bytes);
+    l->buffer_bytes = extents;
+    l->n_buffers = n_buffers;
+    l->footprint = footprint;
+    for (long i = 0; i < bd->n; i++)
+        l->at[i] = (fcl_placement){bd->rec[i].size, bd->rec[i].category, bd->buf[i], bd->off[i]};
+    *better = 1;
+    return FEWCL_OK;
+}
+
+typedef struct event {
+    long time;
+    int alloc; /* 0: a free (first at equal times: a block dead at t is not live at t) */
+    size_t size;
+} event;
+
+static int by_time(const void *pa, const void *pb) {
+    const event *a = pa, *b = pb;
+    if (a->time != b->time) return a->time < b->time ? -1 : 1;
+    return a->alloc - b->alloc;
+}
+
+/* The peak of live bytes: no layout has a smaller footprint. 0 when out of memory. */
+static size_t live_peak(const fcl_alloc_record *rec, long n) {
+    event *ev = malloc((size_t)(2 * n + 1) * sizeof *ev);
+    if (!ev) return 0;
+    long k = 0;
+    for (long i = 0; i < n; i++) {
+        ev[k++] = (event){rec[i].birth, 1, rec[i].size};
+        if (rec[i].death != FCL_NEVER_FREED) ev[k++] = (event){rec[i].death, 0, rec[i].size};
+    }
+    qsort(ev, (size_t)k, sizeof *ev, by_time);
+    size_t live = 0, peak = 0;
+    for (long i = 0; i < k; i++) {
+        live = ev[i].alloc ? live + ev[i].size : live - ev[i].size;
+        if (live > peak) peak = live;
+    }
+    free(ev);
+    return peak;
+}
+
+/* The allocation order of a group order. */
+static void expand(const sort_key *keys, const group *g, long n_groups, long *order) {
+    long k = 0;
+    for (long j = 0; j < n_groups; j++)
+        for (long m = 0; m < g[j].count; m++)
+            order[k++] = keys[g[j].start + m].index;
+}
+
+/* How many of the largest groups the improvement moves (their order decides the footprint;
+ * the small ones fill gaps), and how many passes it makes: about 2 x 120 placements. */
+#define MOVED_GROUPS 16
+#define MOVE_PASSES 2
+
+/* Greedy by size over groups, then improved by moving one group ahead of another while that
+ * lowers the footprint (a repeated step's same tensors move together, so the fix found for one
+ * step holds for all). */
+static fewcl_status by_size_improved(builder *bd, sort_key *keys, long *order) {
+    long n = bd->n;
+    qsort(keys, (size_t)n, sizeof *keys, by_group);
+    group *g = malloc((size_t)n * sizeof *g), *moved = malloc((size_t)n * sizeof *moved);
+    if (!g || !moved) {
+        free(g);
+        free(moved);
+        return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "memory layout");
+    }
+    long n_groups = 0;
+    for (long i = 0; i < n; i++) {
+        if (i == 0 || keys[i - 1].size != keys[i].size || keys[i - 1].life != keys[i].life)
+            g[n_groups++] = (group){keys[i].size, keys[i].birth, i, 0};
+        g[n_groups - 1].count++;
+    }
+    qsort(g, (size_t)n_groups, sizeof *g, group_by_size);
+    expand(keys, g, n_groups, order);
+    int better;
+    fewcl_status s = try_order(bd, order, &better);
+    long k = n_groups < MOVED_GROUPS ? n_groups : MOVED_GROUPS;
+    size_t bound = live_peak(bd->rec, n); /* reached: nothing to improve */
+    for (int pass = 0, improved = 1; s == FEWCL_OK && improved && pass < MOVE_PASSES; pass++) {
+        improved = 0;
+        for (long a = 1; s == FEWCL_OK && a < k && bd->best->footprint > bound; a++)
+            for (long b = 0; s == FEWCL_OK && b < a && bd->best->footprint > bound; b++) {
+                memcpy(moved, g, (size_t)n_groups * sizeof *g); /* group a moved before b */
+                memmove(moved + b + 1, g + b, (size_t)(a - b) * sizeof *g);
+                moved[b] = g[a];
+                expand(keys, moved, n_groups, order);
+                s = try_order(bd, order, &better);
+                if (s == FEWCL_OK && better) {
+                    memcpy(g, moved, (size_t)n_groups * sizeof *g);
+                    improved = 1;
+                }
+            }
+    }
+    free(g);
+    free(moved);
+    return s;
+}
+
 fewcl_status fcl_layout_build(const fcl_alloc_record *rec, long n, const fcl_phase_marks *marks,
                               size_t buffer_cap, fcl_layout **out) {
     *out = NULL;
     size_t m = (size_t)(n ? n : 1);
     fcl_layout *l = calloc(1, sizeof *l);
-    sort_key *order = malloc(m * sizeof *order);
-    size_t *off = malloc(m * sizeof *off);
-    int *buf = malloc(m * sizeof *buf);
+    sort_key *keys = malloc(m * sizeof *keys);
+    long *order = malloc(m * sizeof *order);
+    builder bd = {rec, n, buffer_cap, malloc(m * sizeof(size_t)), malloc(m * sizeof(int)), l};
     fewcl_status s = FEWCL_OK;
-    if (!l || !order || !off || !buf) s = fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "memory layout");
-    if (s == FEWCL_OK) l->at = malloc(m * sizeof *l->at);
-    if (s == FEWCL_OK && !l->at) s = fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "memory layout");
-    for (int o = 0; s == FEWCL_OK && o < N_ORDERS; o++) {
-        for (long i = 0; i < n; i++)
-            order[i] = (sort_key){rec[i].size, rec[i].birth, rec[i].death - rec[i].birth, i};
-        size_t *extents;
-        int n_buffers;
-        s = place_all(rec, n, order, orders[o], buffer_cap, off, buf, &extents, &n_buffers);
-        if (s != FEWCL_OK) break;
-        size_t footprint = sum(extents, n_buffers);
-        if (o > 0 && footprint >= l->footprint) {
-            free(extents);
-            continue;
-        }
-        free(l->buffer_bytes);
-        l->buffer_bytes = extents;
-        l->n_buffers = n_buffers;
-        l->footprint = footprint;
+    if (!l || !keys || !order || !bd.off || !bd.buf || !(l->at = calloc(m, sizeof *l->at)))
+        s = fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "memory layout");
+    if (s == FEWCL_OK) {
         l->n = n;
+        if (marks) l->marks = *marks;
         for (long i = 0; i < n; i++)
-            l->at[i] = (fcl_placement){rec[i].size, rec[i].category, buf[i], off[i]};
+            keys[i] = (sort_key){rec[i].size, rec[i].birth, rec[i].death - rec[i].birth, i};
     }
-    if (s == FEWCL_OK && marks) l->marks = *marks;
+    if (s == FEWCL_OK && n > 0) { /* in order of lifetime, then by size */
+        qsort(keys, (size_t)n, sizeof *keys, by_life_desc);
+        for (long i = 0; i < n; i++)
+            order[i] = keys[i].index;
+        int better;
+        s = try_order(&bd, order, &better);
+    }
+    if (s == FEWCL_OK && n > 0) s = by_size_improved(&bd, keys, order);
+    free(keys);
     free(order);
-    free(off);
-    free(buf);
+    free(bd.off);
+    free(bd.buf);
     if (s != FEWCL_OK) {
         fcl_layout_free(l);
         return s;
