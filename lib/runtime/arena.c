@@ -244,12 +244,14 @@ static int carve(chunk *c, size_t offset, size_t size) {
 }
 
 /* The layout's place for this request: the first of the next planned allocations with the
- * same size and category whose range is free. */
-static int place_planned(fcl_arena *a, size_t size, fcl_mem_category cat, fcl_block *out) {
+ * same size and category whose range is free; else (`slack`) the first with room for it (a
+ * workspace planned for the largest algorithm a choice made at run time may pick). */
+static int place_planned_at(fcl_arena *a, size_t size, fcl_mem_category cat, int slack,
+                            fcl_block *out) {
     follow_state *f = &a->follow;
     for (long j = f->cursor; j < f->n && j < f->cursor + FOLLOW_LOOKAHEAD; j++) {
         const fcl_placement *p = &f->at[j];
-        if (p->size != size || p->category != cat) continue;
+        if (p->category != cat || (slack ? p->size < size : p->size != size)) continue;
         int ci = f->first_chunk + p->buffer;
         if (!carve(&a->chunks[ci], p->offset, size)) continue;
         f->cursor = j + 1;
@@ -260,6 +262,10 @@ static int place_planned(fcl_arena *a, size_t size, fcl_mem_category cat, fcl_bl
         return 1;
     }
     return 0;
+}
+
+static int place_planned(fcl_arena *a, size_t size, fcl_mem_category cat, fcl_block *out) {
+    return place_planned_at(a, size, cat, 0, out) || place_planned_at(a, size, cat, 1, out);
 }
 
 fewcl_status fcl_arena_follow(fcl_arena *a, const fcl_layout *l) {
