@@ -47,6 +47,14 @@
 #include "../ops/rowwise.h"
 #include "enhanced_impl.h"
 
+static fcl_kernel_handle k_copy = FCL_KERNEL_HANDLE("enhanced", "copy");
+static fcl_kernel_handle k_split_episode = FCL_KERNEL_HANDLE("enhanced", "split_episode");
+static fcl_kernel_handle k_merge_episode = FCL_KERNEL_HANDLE("enhanced", "merge_episode");
+static fcl_kernel_handle k_uncertainty_forward =
+    FCL_KERNEL_HANDLE("enhanced", "uncertainty_forward");
+static fcl_kernel_handle k_uncertainty_backward =
+    FCL_KERNEL_HANDLE("enhanced", "uncertainty_backward");
+
 static fcl_tensor *value(enhanced *h, int i) { return &h->P->items[i].value; }
 static fcl_tensor *grad(enhanced *h, int i) { return &h->P->items[i].grad; }
 static int bparam(enhanced *h, int b, int which) { return h->ip_blocks + b * BP_N + which; }
@@ -90,7 +98,7 @@ static fewcl_status launch1(fewcl_context *ctx, fcl_kernel_entry *k, size_t n) {
 
 fewcl_status fcl_enh_copy(fewcl_context *ctx, const fcl_tensor *x, fcl_tensor *y) {
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "enhanced", NULL, "copy", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_copy, &k));
     FCL_TRY(fcl_args(k, "ttu", x, y, (unsigned)x->numel));
     return launch1(ctx, k, x->numel);
 }
@@ -298,7 +306,7 @@ fewcl_status fcl_enh_block_forward(fewcl_context *ctx, enhanced *h, int b, fcl_t
  * tensor does nothing). */
 void fcl_enh_block_keep_output(fewcl_context *ctx, block_saved *bs) {
     fcl_tensor *t[] = {bs->g,      bs->f1, bs->rstd2,  bs->mean2,  bs->x2, bs->h1, bs->o,
-                       bs->a,      bs->kh, bs->qh,     bs->v,      bs->k,  bs->q,  bs->rstd_p,
+                       bs->a,      bs->kh, bs->qh,     bs->v,      bs->k,   bs->q,  bs->rstd_p,
                        bs->mean_p, bs->pn, bs->rstd_u, bs->mean_u, bs->u};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         fcl_tensor_free(ctx, t[i]); /* softmax: qh, kh are q, k (freed once, then empty) */
@@ -355,7 +363,7 @@ static fewcl_status project_episode(fewcl_context *ctx, enhanced *h, const fcl_t
         st = ws2(ctx, &t[have], rows[have], cols[have]);
     if (st != FEWCL_OK) have--;
     fcl_kernel_entry *kk;
-    if (st == FEWCL_OK) st = fcl_kernel(ctx, "enhanced", NULL, "split_episode", &kk);
+    if (st == FEWCL_OK) st = fcl_kernel_get(ctx, &k_split_episode, &kk);
     if (st == FEWCL_OK)
         st = fcl_args(kk, "tttuuuu", x, &t[XS], &t[XQ], (unsigned)n, (unsigned)k, (unsigned)q,
                       (unsigned)D);
@@ -364,7 +372,7 @@ static fewcl_status project_episode(fewcl_context *ctx, enhanced *h, const fcl_t
         st = fcl_linear_forward(ctx, &t[XS], value(h, ip), value(h, ip + 1), &t[YS]);
     if (st == FEWCL_OK)
         st = fcl_linear_forward(ctx, &t[XQ], value(h, ip), value(h, ip + 1), &t[YQ]);
-    if (st == FEWCL_OK) st = fcl_kernel(ctx, "enhanced", NULL, "merge_episode", &kk);
+    if (st == FEWCL_OK) st = fcl_kernel_get(ctx, &k_merge_episode, &kk);
     if (st == FEWCL_OK)
         st = fcl_args(kk, "tttuuuu", &t[YS], &t[YQ], h->y0, (unsigned)n, (unsigned)k, (unsigned)q,
                       (unsigned)d);
@@ -398,7 +406,7 @@ static fewcl_status forward_impl(fewcl_context *ctx, enhanced *h, const fcl_tens
     FCL_TRY(save2(ctx, h, Q, d, &h->zq));
     {
         fcl_kernel_entry *kk;
-        FCL_TRY(fcl_kernel(ctx, "enhanced", NULL, "split_episode", &kk));
+        FCL_TRY(fcl_kernel_get(ctx, &k_split_episode, &kk));
         FCL_TRY(fcl_args(kk, "tttuuuu", h->z, h->s, h->zq, (unsigned)n, (unsigned)k, (unsigned)q,
                          (unsigned)d));
         FCL_TRY(launch1(ctx, kk, (size_t)B * d));
@@ -460,7 +468,7 @@ static fewcl_status forward_impl(fewcl_context *ctx, enhanced *h, const fcl_tens
     FCL_TRY(save1(ctx, h, 1, &h->total));
     {
         fcl_kernel_entry *kk;
-        FCL_TRY(fcl_kernel(ctx, "enhanced", NULL, "uncertainty_forward", &kk));
+        FCL_TRY(fcl_kernel_get(ctx, &k_uncertainty_forward, &kk));
         FCL_TRY(fcl_args(kk, "ttttt", h->lce, h->lv, h->lc, value(h, h->ip_logvars), h->total));
         FCL_TRY(launch1(ctx, kk, 1));
     }
@@ -583,7 +591,7 @@ static fewcl_status backward_impl(fewcl_context *ctx, enhanced *h, fcl_tensor *g
                dlc = sub(&g[G_SC], 2, 1, (int[]){1});
     if (h->cfg.vic) {
         fcl_kernel_entry *kk;
-        FCL_TRY(fcl_kernel(ctx, "enhanced", NULL, "uncertainty_backward", &kk));
+        FCL_TRY(fcl_kernel_get(ctx, &k_uncertainty_backward, &kk));
         FCL_TRY(fcl_args(kk, "tttttttt", h->lce, h->lv, h->lc, value(h, h->ip_logvars), &dce, &dlv,
                          &dlc, grad(h, h->ip_logvars)));
         FCL_TRY(launch1(ctx, kk, 1));
@@ -659,7 +667,7 @@ static fewcl_status backward_impl(fewcl_context *ctx, enhanced *h, fcl_tensor *g
     }
     {
         fcl_kernel_entry *kk;
-        FCL_TRY(fcl_kernel(ctx, "enhanced", NULL, "merge_episode", &kk));
+        FCL_TRY(fcl_kernel_get(ctx, &k_merge_episode, &kk));
         FCL_TRY(fcl_args(kk, "tttuuuu", &g[G_DS], &g[G_DH], dz, (unsigned)n, (unsigned)k,
                          (unsigned)q, (unsigned)d));
         FCL_TRY(launch1(ctx, kk, (size_t)B * d));
