@@ -283,15 +283,15 @@ fewcl_status fcl_enh_block_forward(fewcl_context *ctx, enhanced *h, int b, fcl_t
                                value(h, bparam(h, b, BB_O)), bs->h1));
     FCL_TRY(fcl_add(ctx, bs->h1, hin, bs->h1));
     /* H2 = H1 + W2·GELU(W1·LN2(H1) + b1) + b2 */
-    FCL_TRY(save2(ctx, h, Q, d, &bs->x2));
+    FCL_TRY(save2(ctx, h, Q, d, &bs->ln2));
     FCL_TRY(save1(ctx, h, Q, &bs->mean2));
     FCL_TRY(save1(ctx, h, Q, &bs->rstd2));
     FCL_TRY(fcl_layernorm_forward(ctx, bs->h1, value(h, bparam(h, b, BN2_G)),
-                                  value(h, bparam(h, b, BN2_B)), FCL_LN_EPS, bs->x2, bs->mean2,
+                                  value(h, bparam(h, b, BN2_B)), FCL_LN_EPS, bs->ln2, bs->mean2,
                                   bs->rstd2));
     FCL_TRY(save2(ctx, h, Q, Mh, &bs->f1));
     FCL_TRY(save2(ctx, h, Q, Mh, &bs->g));
-    FCL_TRY(fcl_linear_forward(ctx, bs->x2, value(h, bparam(h, b, BW_1)),
+    FCL_TRY(fcl_linear_forward(ctx, bs->ln2, value(h, bparam(h, b, BW_1)),
                                value(h, bparam(h, b, BB_1)), bs->f1));
     FCL_TRY(fcl_gelu_forward(ctx, bs->f1, bs->g));
     if (recompute) return FEWCL_OK;
@@ -305,7 +305,7 @@ fewcl_status fcl_enh_block_forward(fewcl_context *ctx, enhanced *h, int b, fcl_t
  * output, the next block's input. Their slots in the saved list stay, empty (freeing an empty
  * tensor does nothing). */
 void fcl_enh_block_keep_output(fewcl_context *ctx, block_saved *bs) {
-    fcl_tensor *t[] = {bs->g,      bs->f1, bs->rstd2,  bs->mean2,  bs->x2, bs->h1, bs->o,
+    fcl_tensor *t[] = {bs->g,      bs->f1, bs->rstd2,  bs->mean2,  bs->ln2, bs->h1, bs->o,
                        bs->a,      bs->kh, bs->qh,     bs->v,      bs->k,   bs->q,  bs->rstd_p,
                        bs->mean_p, bs->pn, bs->rstd_u, bs->mean_u, bs->u};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
@@ -495,7 +495,7 @@ static fewcl_status block_backward(fewcl_context *ctx, enhanced *h, int b, block
     const int Q = h->Q, n = h->n, d = h->Dp, I = h->inner, H = h->cfg.heads;
     const int dh = h->cfg.dim_head, Mh = h->cfg.mlp_dim;
     const int cosine = h->cfg.variant == FCL_VARIANT_COSINE;
-    enum { T_G, T_X2, T_O, T_A, T_V, T_QH, T_KH, T_U, T_PN, T_PN2, T_N };
+    enum { T_G, T_LN2, T_O, T_A, T_V, T_QH, T_KH, T_U, T_PN, T_PN2, T_N };
     fcl_tensor t[T_N];
     int have[T_N] = {0};
     fewcl_status st = FEWCL_OK;
@@ -513,13 +513,13 @@ static fewcl_status block_backward(fewcl_context *ctx, enhanced *h, int b, block
     DO(fcl_linear_backward(ctx, bs->g, value(h, bparam(h, b, BW_2)), dH, &t[T_G],
                            grad(h, bparam(h, b, BW_2)), grad(h, bparam(h, b, BB_2))));
     DO(fcl_gelu_backward(ctx, bs->f1, &t[T_G], &t[T_G]));
-    W(T_X2, Q, d);
-    DO(fcl_linear_backward(ctx, bs->x2, value(h, bparam(h, b, BW_1)), &t[T_G], &t[T_X2],
+    W(T_LN2, Q, d);
+    DO(fcl_linear_backward(ctx, bs->ln2, value(h, bparam(h, b, BW_1)), &t[T_G], &t[T_LN2],
                            grad(h, bparam(h, b, BW_1)), grad(h, bparam(h, b, BB_1))));
     DO(fcl_layernorm_backward(ctx, bs->h1, value(h, bparam(h, b, BN2_G)), bs->mean2, bs->rstd2,
-                              &t[T_X2], &t[T_X2], grad(h, bparam(h, b, BN2_G)),
+                              &t[T_LN2], &t[T_LN2], grad(h, bparam(h, b, BN2_G)),
                               grad(h, bparam(h, b, BN2_B))));
-    DO(fcl_add(ctx, dH, &t[T_X2], dH)); /* dH1 */
+    DO(fcl_add(ctx, dH, &t[T_LN2], dH)); /* dH1 */
     /* H1 = H + o·Woᵀ + bo */
     W(T_O, Q, I);
     DO(fcl_linear_backward(ctx, bs->o, value(h, bparam(h, b, BW_O)), dH, &t[T_O],

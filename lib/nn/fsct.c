@@ -23,7 +23,6 @@
  * each stage's saved tensors once it is done with them, in reverse order; release frees what is
  * left. fcl_tensor_free zeroes a freed tensor, so freeing early and popping later is safe. */
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
