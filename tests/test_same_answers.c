@@ -16,8 +16,9 @@
  * every path the demo's do, and these do: conv4 with the enhanced head, the projection active
  * (features 64 -> 32 at 16 px; the demo: 576 -> 128 at 56 px), Mahalanobis, and learned
  * prototype weights used at the trained 3-way 2-shot shape; and that they are trained (a few
- * AdamW episodes, so not the initial weights) so that the classes vary and the accuracy is
- * neither chance nor 100%. They take seconds, where the demo's take minutes. */
+ * AdamW episodes, so not the initial weights), so that the classes vary from query to query
+ * and the episodes' accuracies differ (a wrong episode or a wrong class then shows). They take
+ * seconds, where the demo's take minutes. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
