@@ -402,6 +402,7 @@ static void test_plan_info(void **state) {
     assert_true(info.max_alloc == 4096);
     assert_false(r.fits);
     assert_true(r.reason[0] != 0);
+    assert_int_equal(strncmp(info.reason, r.reason, 500), 0); /* the whole of it */
     p.max_alloc = 0, p.fit = 1, p.budget = 1ull << 30;
     TH_OK(fewcl_plan(ctx, &c, &p, &r));
     assert_true(info.candidates >= 1);

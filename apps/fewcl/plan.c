@@ -177,7 +177,7 @@ int cmd_plan(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "budget_bytes", (double)budget);
         cJSON_AddNumberToObject(o, "reserved_bytes", (double)fr.reserved_bytes);
         cJSON_AddBoolToObject(o, "fits", fr.fits);
-        if (fr.reason[0]) cJSON_AddStringToObject(o, "reason", fr.reason);
+        if (info.reason[0]) cJSON_AddStringToObject(o, "reason", info.reason);
         if (fit) {
             cJSON_AddStringToObject(o, "fit_changes", fr.changes);
             cJSON_AddNumberToObject(o, "fit_candidates", info.candidates);
@@ -200,8 +200,8 @@ int cmd_plan(int argc, char **argv) {
                cli_bytes((double)info.device_memory, a, sizeof a),
                cli_bytes((double)info.max_alloc, b, sizeof b),
                cli_bytes((double)budget, d, sizeof d), budget_from);
-        if (fit && fr.reason[0])
-            printf("as given: does not fit — %s%s\n", fr.reason,
+        if (fit && info.reason[0])
+            printf("as given: does not fit — %s%s\n", info.reason,
                    shortfall(ctx, &cfg, &params, budget, why, sizeof why));
         if (fr.fits) {
             print_plan(&fr);
@@ -218,7 +218,7 @@ int cmd_plan(int argc, char **argv) {
                    shortfall(ctx, &fr.config, &params, budget, why, sizeof why));
         } else {
             printf("fits: no — %s%s\n(add --fit %s to find the cheapest settings that do)\n",
-                   fr.reason, shortfall(ctx, &cfg, &params, budget, why, sizeof why),
+                   info.reason, shortfall(ctx, &cfg, &params, budget, why, sizeof why),
                    fit_bytes || !env_limit ? "device" : limit_env);
         }
     }

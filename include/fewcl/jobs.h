@@ -210,6 +210,7 @@ typedef struct fewcl_plan_info {
     uint64_t max_alloc;     /* its largest buffer */
     uint64_t budget;        /* the bytes the episode had to fit */
     int candidates;         /* configurations planned (with fit: every candidate tried) */
+    char reason[1024];      /* fewcl_plan_result.reason whole (that one keeps 511 bytes) */
 } fewcl_plan_info;
 
 typedef struct fewcl_plan_params {

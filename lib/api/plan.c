@@ -78,8 +78,10 @@ fewcl_status fewcl_plan(fewcl_context *ctx, const fewcl_model_config *config,
     api_copy_out(r, r->struct_size, &full, sizeof full);
     api_fix_nested_size(r, r->struct_size, offsetof(fewcl_plan_result, config), sizeof full.config);
     if (p.info) {
-        fewcl_plan_info info = {sizeof info, target.global_mem, target.max_alloc,
-                                limit ? limit : target.global_mem, p.fit ? fr.tried : 1};
+        fewcl_plan_info info = {sizeof info,          target.global_mem,
+                                target.max_alloc,     limit ? limit : target.global_mem,
+                                p.fit ? fr.tried : 1, ""};
+        snprintf(info.reason, sizeof info.reason, "%s", fr.first_failure);
         api_copy_out(p.info, p.info->struct_size, &info, sizeof info);
     }
     return FEWCL_OK;
