@@ -164,12 +164,13 @@ static void print_plan(fewcl_context *ctx, const fewcl_model_config *cfg) {
     fewcl_plan_params_default(&pp, sizeof pp);
     pp.training = 1, pp.info = &info;
     if (fewcl_plan(ctx, cfg, &pp, &r) != FEWCL_OK || !r.fits) return;
-    char b[FEWCL_MEM_CATEGORIES + 2][32];
-    printf("memory plan of a training episode: peak %s of %s",
-           cli_bytes((double)r.peak_bytes, b[0], 32), cli_bytes((double)info.budget, b[1], 32));
+    char b[FEWCL_MEM_CATEGORIES + 3][32];
+    printf("memory plan of a training episode: peak %s, footprint %s of %s",
+           cli_bytes((double)r.peak_bytes, b[0], 32), cli_bytes((double)r.reserved_bytes, b[1], 32),
+           cli_bytes((double)info.budget, b[2], 32));
     for (int k = 0; k < FEWCL_MEM_CATEGORIES; k++)
         printf("%s%s %s", k ? ", " : " (", fewcl_mem_category_name(k),
-               cli_bytes((double)r.at_peak[k], b[k + 2], 32));
+               cli_bytes((double)r.at_peak[k], b[k + 3], 32));
     printf(" at the peak)\n");
 }
 
