@@ -78,6 +78,11 @@ int fcl_conv_host_winograd_eligible(const fcl_conv_geom *g);
 size_t fcl_conv_host_winograd_workspace(const fcl_conv_geom *g);
 fewcl_status fcl_conv_host_winograd(fewcl_context *ctx, const fcl_conv_geom *g,
                                     const fcl_conv_args *a);
+/* Winograd F(4x4,3x3) (conv_winograd4_host.c): the same calls. */
+int fcl_conv_host_winograd4_eligible(const fcl_conv_geom *g);
+size_t fcl_conv_host_winograd4_workspace(const fcl_conv_geom *g);
+fewcl_status fcl_conv_host_winograd4(fewcl_context *ctx, const fcl_conv_geom *g,
+                                     const fcl_conv_args *a);
 
 /* The host path's threads over a chunk's images (FEWCL_HOST_THREADS, default the online
  * cores, at most FCL_CONV_MAX_THREADS). */
