@@ -9,8 +9,9 @@
  * Tolerance: 0. Every float is compared bit for bit (a -0/+0 difference would count too); a
  * mismatch reports how many elements differ and the largest absolute difference.
  *
- * Under oclgrind (th_small) whole steps take many minutes: there the backbone (conv4 at 16, two
- * images) and the heads run alone, from given inputs and upstream gradients.
+ * Small (th_small: the slow portable variants) whole steps take minutes: there the backbone
+ * (conv4 at 16, two images) and the heads run alone, from given inputs and upstream gradients.
+ * (Not run under oclgrind: tests/CMakeLists.txt says why.)
  *
  * Memory: with checkpointing the training step's peak must drop where the activations that it
  * frees are what sets the peak, measured on the device's arena and planned (fcl_episode_plan;
@@ -141,7 +142,7 @@ static void check_modes(const char *name, fcl_model_config c) {
     step_free(&none);
 }
 
-/* A small episode and head (3-way 2-shot 3-query; 2-way 2-shot 1-query under oclgrind), depth 2
+/* A small episode and head (3-way 2-shot 3-query; 2-way 2-shot 1-query when small), depth 2
  * so that a block's recompute starts from the previous block's kept output. */
 static fcl_model_config small_config(fcl_backbone bb, int size, fcl_method method,
                                      fcl_variant variant) {
@@ -155,7 +156,7 @@ static fcl_model_config small_config(fcl_backbone bb, int size, fcl_method metho
 }
 
 static void test_conv4(void **state) {
-    if (th_small()) skip(); /* oclgrind: the stages alone, below (whole steps take minutes) */
+    if (th_small()) skip(); /* small: the stages alone, below (whole steps take minutes) */
     int size = 32;
     check_modes("conv4 enhanced cosine",
                 small_config(FCL_CONV4, size, FCL_METHOD_ENHANCED, FCL_VARIANT_COSINE));
@@ -164,7 +165,7 @@ static void test_conv4(void **state) {
 }
 
 static void test_conv6(void **state) {
-    if (th_small()) skip(); /* oclgrind: conv4 alone keeps it short */
+    if (th_small()) skip(); /* small: conv4 alone keeps it short */
     check_modes("conv6 enhanced softmax",
                 small_config(FCL_CONV6, 32, FCL_METHOD_ENHANCED, FCL_VARIANT_SOFTMAX));
     check_modes("conv6 fsct softmax",
@@ -183,14 +184,14 @@ static void test_resnet18(void **state) {
     }
 }
 
-/* Where the backbone's saved activations set the peak (conv4 at 32, or 16 under oclgrind: the
+/* Where the backbone's saved activations set the peak (conv4 at 32, or 16 when small: the
  * first block's backward is not yet the largest moment), backbone checkpointing lowers it,
  * measured and planned alike. */
 static void test_peak_drops(void **state) {
     fcl_model_config c =
         small_config(FCL_CONV4, th_small() ? 16 : 32, FCL_METHOD_ENHANCED, FCL_VARIANT_COSINE);
     step none = {0}, all = {0};
-    if (!th_small()) { /* oclgrind: the plans alone (they run no kernels) */
+    if (!th_small()) { /* small: the plans alone (they run no kernels) */
         train_step(c, FCL_CKPT_NONE, &none);
         train_step(c, FCL_CKPT_ALL, &all);
         assert_true(all.peak < none.peak);
@@ -209,8 +210,8 @@ static void test_peak_drops(void **state) {
     step_free(&none);
 }
 
-/* The stages alone, from given inputs and upstream gradients: what oclgrind runs (a whole
- * step takes it many minutes), and the head's own peak, which blocks checkpointing lowers once
+/* The stages alone, from given inputs and upstream gradients: what the small variants run (a
+ * whole step takes them minutes), and the head's own peak, which blocks checkpointing lowers once
  * the blocks' intermediates are what the head holds (depth 3, rows x mlp). */
 static void stage_step(fcl_model_config c, int head, fcl_checkpointing mode, step *s) {
     fewcl_context *ctx = th_ctx();
@@ -274,7 +275,7 @@ static void stage_step(fcl_model_config c, int head, fcl_checkpointing mode, ste
 }
 
 static void test_backbone_alone(void **state) {
-    /* conv4 at 16 with 2 images (as test_backbone under oclgrind), resnet18 in the full test */
+    /* conv4 at 16 with 2 images (as test_backbone when small), resnet18 in the full test */
     fcl_model_config c = fcl_config_default();
     c.image_size = 16, c.n_way = 2, c.k_shot = 1, c.n_query = 0;
     const fcl_backbone bbs[] = {FCL_CONV4, FCL_RESNET18};
