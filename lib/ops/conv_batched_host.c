@@ -28,8 +28,7 @@ static int chunk_images(const geom *g) {
 }
 
 int fcl_conv_host_batched_eligible(const geom *g) {
-    return g->plane <= FCL_CONV_BATCHED_MAX_PLANE && g->columns == g->plane &&
-           chunk_images(g) >= 2;
+    return g->plane <= FCL_CONV_BATCHED_MAX_PLANE && g->columns == g->plane && chunk_images(g) >= 2;
 }
 
 size_t fcl_conv_host_batched_workspace(const geom *g) {
@@ -135,8 +134,8 @@ static fewcl_status batched_body(fewcl_context *ctx, const geom *g, const fcl_co
         }
     }
     if (ctx->profiling)
-        ctx->gemm_calls += (long)((g->n + images - 1) / images) *
-                           (p->y ? 1 : (p->dx != NULL) + (p->dw != NULL));
+        ctx->gemm_calls +=
+            (long)((g->n + images - 1) / images) * (p->y ? 1 : (p->dx != NULL) + (p->dw != NULL));
     return FEWCL_OK;
 }
 

@@ -188,8 +188,7 @@ static void grad_output_transform(share *s, float *scratch) {
                 float *o = out + (size_t)ty * tw;
                 for (int i = 0; i < 6; i++) /* · Aᵀ along the block columns */
                     for (int tx = 0; tx < tw; tx++)
-                        out_1d_t(a + (size_t)i * pw + 4 * tx, 1, o + (size_t)(6 * i) * ks + tx,
-                                 ks);
+                        out_1d_t(a + (size_t)i * pw + 4 * tx, 1, o + (size_t)(6 * i) * ks + tx, ks);
             }
         }
 }

@@ -308,13 +308,13 @@ static void grad_input_transform(share *s, float *scratch) {
 }
 
 const wino_kind fcl_wino_f2 = {2,
-                                transform_weights,
-                                add_weight_grad,
-                                input_transform,
-                                output_transform,
-                                grad_output_transform,
-                                grad_input_transform,
-                                row_scratch};
+                               transform_weights,
+                               add_weight_grad,
+                               input_transform,
+                               output_transform,
+                               grad_output_transform,
+                               grad_input_transform,
+                               row_scratch};
 
 static void mark(share *s, int gemm) {
     if (!s->profiling) return;
