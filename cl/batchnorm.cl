@@ -153,7 +153,7 @@ kernel void bn_backward_dx(global const float *x, uint xo, global const float *g
     }
 }
 
-// ---- Row variants for CPU devices (fcl_kernel_rows): the same arguments and results, one
+// ---- Row variants for CPU devices (FCL_KERNEL_ROWS_HANDLE): the same arguments and results, one
 // work-item per tile (step 1) or per (channel, image) row (step 3), looping over contiguous
 // values — PoCL pays ~10 ns per work-item, and a loop vectorises.
 

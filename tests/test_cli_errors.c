@@ -444,7 +444,7 @@ static void test_resume_and_results(void **state) {
 static void test_plan_messages(void **state) {
     (void)state;
     expect_run("FEWCL_MEM_LIMIT=2M", "plan " MODEL " --n-query 16", 1, "");
-    expect_stdout("fits: no|MiB|at its peak|over the budget|budget 2.00 MiB (FEWCL_MEM_LIMIT)",
+    expect_stdout("fits: no|MiB|planned buffers take|over the budget|budget 2.00 MiB (FEWCL_MEM_LIMIT)",
                   "bytes|run `fewcl plan`");
     expect_run(NULL, "plan --fit 64K " MODEL, 1, "");
     expect_stdout("nothing fits|over the budget|--image-size", "bytes|run `fewcl plan`");

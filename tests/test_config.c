@@ -1,9 +1,10 @@
 /* Model configuration: the feature sizes of docs/maths.md §2.6 and §4.1, and validation
  * messages. */
+#include <stdio.h>
 #include <string.h>
 
 #include "harness.h"
-#include "nn/config.h"
+#include "nn/backbone.h"
 
 static int feature_dim(fcl_backbone b, int size) {
     fcl_model_config c = fcl_config_default();
@@ -90,12 +91,48 @@ static void test_names(void **state) {
     assert_int_equal(fcl_variant_parse("softmax"), FCL_VARIANT_SOFTMAX);
 }
 
+/* Every entry of the backbone table: its name and id map to each other, its smallest image
+ * size (found from its feature shape) validates and one less does not; an id outside the table
+ * is an error listing the names. */
+static void test_backbone_table(void **state) {
+    char names[256];
+    fcl_backbone_list(names, sizeof names);
+    assert_true(fcl_backbone_count() >= FCL_N_BACKBONES);
+    for (int id = 0; id < fcl_backbone_count(); id++) {
+        const fcl_backbone_ops *e = fcl_backbone_entry(id);
+        assert_int_equal(fcl_backbone_parse(e->name), id);
+        assert_string_equal(fcl_backbone_name((fcl_backbone)id), e->name);
+        assert_non_null(strstr(names, e->name));
+        fcl_model_config c = fcl_config_default();
+        c.backbone = (fcl_backbone)id;
+        const int least = fcl_backbone_min_image_size(e);
+        c.image_size = least > 8 ? least : 8; /* --image-size's own minimum */
+        TH_OK(fcl_config_validate(&c));
+        if (least > 8) {
+            c.image_size = least - 1;
+            assert_int_equal(fcl_config_validate(&c), FEWCL_ERR_ARGUMENT);
+            char want[64];
+            snprintf(want, sizeof want, "use at least %d", least);
+            assert_non_null(strstr(fewcl_last_error(), want));
+        }
+    }
+    /* Four 2x2 pools: 16 px is the least that leaves one pixel. */
+    assert_int_equal(fcl_backbone_min_image_size(fcl_backbone_entry(FCL_CONV6)), 16);
+    fcl_model_config c = fcl_config_default();
+    c.backbone = (fcl_backbone)fcl_backbone_count();
+    assert_int_equal(fcl_config_validate(&c), FEWCL_ERR_ARGUMENT);
+    assert_non_null(strstr(fewcl_last_error(), names));
+    assert_string_equal(fcl_backbone_name(c.backbone), "unknown");
+    assert_int_equal(fcl_backbone_parse(NULL), -1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_feature_dims_of_the_reference),
         cmocka_unit_test(test_working_dim),
         cmocka_unit_test(test_validation),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_backbone_table),
         cmocka_unit_test(test_architecture_diff_projection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

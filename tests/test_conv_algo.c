@@ -379,7 +379,8 @@ static void test_find_database_file(void **state) {
 }
 
 /* A plan made while the find step is on and the shapes are new makes the find's allocations
- * and then the heuristic's: its peak is the real run's, whichever algorithm the timing picks. */
+ * and then the largest eligible workspace: its peak is the real run's, whichever algorithm the
+ * timing picks. */
 static void test_plan_exact_with_find(void **state) {
     (void)state;
     char dir[64];

@@ -205,6 +205,11 @@ static void test_resume_after_stop(void **state) {
     assert_true(whole.last.train_acc >= 0 && !isnan(whole.last.val_acc));
     /* The plan made before training is the device peak training reaches (docs/spec.md §8). */
     assert_int_equal((size_t)whole.last.device_peak, whole.planned_peak);
+    /* ... and the run reserved exactly the footprint of the plan's layout (issue 18). */
+    const char *exact_buffers = getenv("FEWCL_ARENA_CHUNK"); /* oclgrind: no layouts */
+    if (!exact_buffers || !*exact_buffers)
+        assert_int_equal(fcl_arena_stats_get(ctx->arena)->peak_reserved, whole.planned_footprint);
+    assert_true(whole.planned_footprint >= whole.planned_peak);
     char a_dir[256], a_csv[300], b_csv[300], a_last[300], b_last[300], ma[4096], mb[4096];
     snprintf(a_dir, sizeof a_dir, "%s", a.run_dir);
 
@@ -445,6 +450,54 @@ static int run(const char *cmd) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* The last number of the last line of a metrics.csv: the epoch's device peak, bytes. */
+static double csv_last_device_peak(const char *path) {
+    char text[8192];
+    read_file(path, text, sizeof text);
+    char *end = text + strlen(text);
+    while (end > text && (end[-1] == '\n' || end[-1] == '\r'))
+        *--end = 0;
+    char *comma = strrchr(text, ',');
+    return comma ? atof(comma + 1) : -1;
+}
+
+/* A number from the JSON `fewcl plan --json` printed: "key":<value>. */
+static double json_number(const char *path, const char *key) {
+    char text[16384], pattern[64];
+    read_file(path, text, sizeof text);
+    snprintf(pattern, sizeof pattern, "\"%s\":", key);
+    char *p = strstr(text, pattern);
+    return p ? atof(p + strlen(pattern)) : -1;
+}
+
+/* Through the tool on the defaults (conv4 84x84, 5-way 5-shot 16-query; issue 18): the device
+ * peak of a training epoch with validation equals `fewcl plan`'s, to the byte. */
+static void test_defaults_train_peak_is_the_plan(void **state) {
+    (void)state;
+    if (th_small()) skip(); /* a whole 84x84 episode: minutes under oclgrind */
+    char cmd[2048], csv[300], json[300];
+    /* 5 classes of 24 images (each rendered glyph four times): enough for 5 + 16 per class. */
+    snprintf(cmd, sizeof cmd,
+             "cd %s && mkdir -p d84 && for c in $(ls images/latin_upper | head -5); do "
+             "mkdir -p d84/$c && for f in images/latin_upper/$c/*.png; do for k in 1 2 3 4; do "
+             "cp $f d84/$c/${k}_$(basename $f); done; done; done",
+             g_dir);
+    assert_int_equal(run(cmd), 0);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && '%s' train --train-list d84 --val-list d84 --run-dir defaults --epochs 1 "
+             "--episodes 2 --val-episodes 1 --workers 1 --quiet > /dev/null && '%s' plan --json "
+             "> defaults/plan.json",
+             g_dir, FEWCL_BIN, FEWCL_BIN);
+    assert_int_equal(run(cmd), 0);
+    snprintf(csv, sizeof csv, "%s/defaults/metrics.csv", g_dir);
+    snprintf(json, sizeof json, "%s/defaults/plan.json", g_dir);
+    double measured = csv_last_device_peak(csv), planned = json_number(json, "peak_bytes");
+    print_message("  defaults: planned peak %.0f bytes, footprint %.0f; trained peak %.0f\n",
+                  planned, json_number(json, "footprint_bytes"), measured);
+    assert_true(planned > 0);
+    assert_true(measured == planned);
+}
+
 /* The tool killed with SIGKILL right after its first checkpoint (during epoch 2), then
  * resumed, ends with the metrics of an uninterrupted run. */
 static void test_sigkill_and_resume(void **state) {
@@ -548,6 +601,7 @@ int main(void) {
         cmocka_unit_test(test_non_finite_loss_stops),
         cmocka_unit_test(test_backbone_weights_initialise),
         cmocka_unit_test(test_refused_by_plan),
+        cmocka_unit_test(test_defaults_train_peak_is_the_plan),
         cmocka_unit_test(test_sigkill_and_resume),
         cmocka_unit_test(test_sigint_saves_and_resumes), /* after: uses cli-whole */
     };

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api.h"
 #include "cli.h"
 #include "model_flags.h"
 #include "ops/conv_find.h"
@@ -77,11 +78,11 @@ int cmd_bench_conv(int argc, char **argv) {
                                          {"help", no_argument, 0, OPT_HELP},
                                          MODEL_FLAG_OPTIONS,
                                          {0, 0, 0, 0}};
-    fcl_model_config cfg = fcl_config_default();
+    fewcl_model_config flags = model_config_default();
     const char *device = NULL;
     int c;
     while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
-        int r = model_flag(c, optarg, &cfg, "bench");
+        int r = model_flag(c, optarg, &flags, "bench");
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
         switch (c) {
@@ -93,13 +94,14 @@ int cmd_bench_conv(int argc, char **argv) {
                    "eligible convolution algorithm on every convolution of one training\nstep "
                    "of the model (pattern input) and shows the one kept; the choices go to\nthe "
                    "find database as with FEWCL_FIND=search.\n");
-            fcl_model_config d = fcl_config_default();
+            fewcl_model_config d = model_config_default();
             model_flags_help(stdout, &d, NULL);
             return 0;
         }
         default: return cli_bad_option("bench", c, argv, opts);
         }
     }
+    fcl_model_config cfg = api_config_in(&flags); /* the library's own type */
     if (optind < argc || fcl_config_validate(&cfg) != FEWCL_OK) {
         fprintf(stderr, "fewcl bench: %s\n",
                 optind < argc ? "unexpected argument" : fewcl_last_error());

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/api.h"
 #include "cli.h"
 #include "data_flags.h"
 #include "model_flags.h"
@@ -125,12 +126,12 @@ int cmd_bench_model(int argc, char **argv) {
                                          {"help", no_argument, 0, OPT_HELP},
                                          MODEL_FLAG_OPTIONS,
                                          {0, 0, 0, 0}};
-    fcl_model_config cfg = fcl_config_default();
+    fewcl_model_config flags = model_config_default();
     const char *device = NULL;
     int repeat = 5, test_episodes = 0, json = 0, c;
     long v = 0;
     while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
-        int r = model_flag(c, optarg, &cfg, "bench");
+        int r = model_flag(c, optarg, &flags, "bench");
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
         switch (c) {
@@ -158,13 +159,14 @@ int cmd_bench_model(int argc, char **argv) {
                    "--test-episodes, that many evaluation episodes back to back (as fewcl test, "
                    "without\nloading); then profiles one evaluation forward and one "
                    "training step per kernel.\n");
-            fcl_model_config d = fcl_config_default();
+            fewcl_model_config d = model_config_default();
             model_flags_help(stdout, &d, NULL);
             return 0;
         }
         default: return cli_bad_option("bench", c, argv, opts);
         }
     }
+    fcl_model_config cfg = api_config_in(&flags); /* the library's own type */
     if (optind < argc || fcl_config_validate(&cfg) != FEWCL_OK) {
         fprintf(stderr, "fewcl bench: %s\n",
                 optind < argc ? "unexpected argument" : fewcl_last_error());

@@ -24,6 +24,13 @@ int cmd_test(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 
+/* A failure found by the tool itself (not by the library): keeps the message for cli_fail
+ * and cli_last_error, and returns s. */
+fewcl_status cli_error(fewcl_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The message of the last failure: the tool's own (cli_error) when one is pending, else
+ * fewcl_last_error(). */
+const char *cli_last_error(void);
+
 /* Prints "fewcl <cmd>: <status>: <message>" to stderr and returns EXIT_RUNTIME, or
  * EXIT_STOPPED(signal) when the command was stopped by Ctrl-C/SIGTERM. */
 int cli_fail(const char *cmd, fewcl_status s);

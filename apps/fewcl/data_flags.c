@@ -72,20 +72,21 @@ const char *split_list_flag(int split) {
 
 /* A filelist whose first image is missing was most likely written on another machine or
  * for another root: say where its paths resolve and how to change that. */
-static fewcl_status check_first_image(const data_flags *f, const char *list, fcl_dataset *ds) {
+static fewcl_status check_first_image(const data_flags *f, const char *list, fewcl_dataset *ds) {
     struct stat sb;
-    if (f->io.skip_bad || !ds->n_images || stat(ds->paths[0], &sb) == 0) return FEWCL_OK;
+    const char *first = fewcl_dataset_image_path(ds, 0);
+    if (f->io.skip_bad || !first || stat(first, &sb) == 0) return FEWCL_OK;
     char where[4200];
     if (f->data_root)
         snprintf(where, sizeof where, "--data-root %s", f->data_root);
     else
         snprintf(where, sizeof where, "the filelist's own folder (no --data-root given)");
-    fewcl_status s = fcl_fail(FEWCL_ERR_IO,
-                              "%s: its first image, %s, does not exist; relative image paths "
-                              "resolve against %s: give --data-root DIR (the folder they are "
-                              "relative to), or rewrite the lists for this machine",
-                              list, ds->paths[0], where);
-    fcl_dataset_free(ds);
+    fewcl_status s = cli_error(FEWCL_ERR_IO,
+                               "%s: its first image, %s, does not exist; relative image paths "
+                               "resolve against %s: give --data-root DIR (the folder they are "
+                               "relative to), or rewrite the lists for this machine",
+                               list, first, where);
+    fewcl_dataset_destroy(ds);
     return s;
 }
 
@@ -99,26 +100,27 @@ int data_split_path(const data_flags *f, int split, char *buf, size_t cap) {
     return 1;
 }
 
-fewcl_status data_open_split(const data_flags *f, int split, fcl_dataset **out) {
+fewcl_status data_open_split(const data_flags *f, int split, fewcl_dataset **out) {
     char path[4096];
     if (!data_split_path(f, split, path, sizeof path))
-        return fcl_fail(FEWCL_ERR_ARGUMENT,
-                        "no data for the %s split: give --data DIR (with %s) "
-                        "or %s",
-                        split_files[split], split_files[split], split_list_flag(split));
+        return cli_error(FEWCL_ERR_ARGUMENT,
+                         "no data for the %s split: give --data DIR (with %s) "
+                         "or %s",
+                         split_files[split], split_files[split], split_list_flag(split));
     struct stat sb;
     if (stat(path, &sb) != 0)
-        return fcl_fail(FEWCL_ERR_IO, "%s does not exist (%s split)%s", path, split_files[split],
-                        f->list[split] ? ""
-                                       : "; --data must be a folder with the FS-CT filelists "
-                                         "base.json, val.json and novel.json (write them with "
-                                         "`python3 tools/convert/fsct_filelists.py cub|"
-                                         "miniimagenet|folder SRC OUT` from the fewcl sources), "
-                                         "or give folders of class folders with --train-list, "
-                                         "--val-list and --test-list");
-    if (S_ISDIR(sb.st_mode)) return fcl_dataset_load_folder(path, out);
-    FCL_TRY(fcl_dataset_load_json(path, f->data_root, out));
-    fewcl_status s = check_first_image(f, path, *out);
+        return cli_error(FEWCL_ERR_IO, "%s does not exist (%s split)%s", path, split_files[split],
+                         f->list[split] ? ""
+                                        : "; --data must be a folder with the FS-CT filelists "
+                                          "base.json, val.json and novel.json (write them with "
+                                          "`python3 tools/convert/fsct_filelists.py cub|"
+                                          "miniimagenet|folder SRC OUT` from the fewcl sources), "
+                                          "or give folders of class folders with --train-list, "
+                                          "--val-list and --test-list");
+    /* A folder of class folders, or a filelist (whose paths resolve against --data-root). */
+    fewcl_status s = fewcl_dataset_open(path, f->data_root, out);
+    if (s != FEWCL_OK || S_ISDIR(sb.st_mode)) return s;
+    s = check_first_image(f, path, *out);
     if (s != FEWCL_OK) *out = NULL;
     return s;
 }

@@ -6,16 +6,23 @@
 #include <getopt.h>
 #include <stdio.h>
 
-#include "data/dataset.h"
-#include "train/trainer.h"
+#include "fewcl/fewcl.h"
 
 enum { SPLIT_BASE, SPLIT_VAL, SPLIT_NOVEL, SPLITS };
+
+/* How the loader reads episodes (the fields of fewcl_train_params / fewcl_test_params). */
+typedef struct data_io {
+    int workers;        /* decoding threads */
+    size_t cache_bytes; /* decoded-image cache per loader */
+    int skip_bad;       /* --skip-bad-images */
+    int scale_115;      /* evaluation transform with the published 1.15 scale */
+} data_io;
 
 typedef struct data_flags {
     const char *data;         /* --data DIR holding base.json, val.json, novel.json */
     const char *data_root;    /* --data-root: relative image paths resolve here */
     const char *list[SPLITS]; /* --train-list / --val-list / --test-list: JSON file or folder */
-    fcl_data_options io;
+    data_io io;
 } data_flags;
 
 #define DATA_FLAG_BASE 1100
@@ -46,7 +53,7 @@ const char *split_list_flag(int split);
  * neither is given. */
 int data_split_path(const data_flags *f, int split, char *buf, size_t cap);
 /* Opens a split: its list flag, else <data>/<base|val|novel>.json. */
-fewcl_status data_open_split(const data_flags *f, int split, fcl_dataset **out);
+fewcl_status data_open_split(const data_flags *f, int split, fewcl_dataset **out);
 
 /* Parses a whole positive number for flag `name`; prints a usage error and returns -1. */
 int parse_count(const char *cmd, const char *name, const char *arg, long min, long *out);

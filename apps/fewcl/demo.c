@@ -8,8 +8,8 @@
 #include <time.h>
 
 #include "cli.h"
-#include "data/demo.h"
 #include "data_flags.h"
+#include "model_flags.h"
 #include "train_report.h"
 
 /* Sized for a 2-core CPU: 56x56 glyphs give conv4 features of 64x3x3 = 576, above
@@ -28,7 +28,7 @@
 static void demo_defaults(train_job *job) {
     train_job_init(job);
     job->cmd = "demo";
-    fcl_model_config *cfg = &job->opt.cfg;
+    fewcl_model_config *cfg = &job->cfg;
     cfg->image_size = DEMO_IMAGE;
     cfg->reduced_dim = DEMO_REDUCED;
     cfg->n_query = 5;
@@ -36,14 +36,14 @@ static void demo_defaults(train_job *job) {
     job->opt.episodes = 100;
     job->opt.val_episodes = 50;
     job->opt.augment = 0; /* the glyphs are already randomly distorted */
-    job->opt.lr_schedule = FCL_LR_COSINE;
+    job->opt.cosine_lr = 1;
     job->test_episodes = 600;
 }
 
 static void usage(FILE *f) {
     train_job d;
     demo_defaults(&d);
-    const fcl_model_config *c = &d.opt.cfg;
+    const fewcl_model_config *c = &d.cfg;
     fprintf(f,
             "usage: fewcl demo [options]\n\n"
             "Renders an Omniglot-style glyph dataset from the DejaVu fonts into DIR/data-<N>\n"
@@ -51,15 +51,15 @@ static void usage(FILE *f) {
             "to %d, %d-way %d-shot %d-query, %d validation episodes per epoch) on base\n"
             "alphabets, validates on others and tests on novel alphabets. The run folder is\n"
             "DIR/run-<time>. Exit status 130 when stopped by Ctrl-C.\n",
-            fcl_backbone_name(c->backbone), c->image_size, c->image_size, c->reduced_dim, c->n_way,
-            c->k_shot, c->n_query, d.opt.val_episodes);
+            setting_name(FEWCL_SETTING_BACKBONE, c->backbone), c->image_size, c->image_size,
+            c->reduced_dim, c->n_way, c->k_shot, c->n_query, d.opt.val_episodes);
     char v[6][32];
     snprintf(v[0], 32, "%d", c->image_size);
     snprintf(v[1], 32, "%d", d.opt.epochs);
     snprintf(v[2], 32, "%d", d.opt.episodes);
     snprintf(v[3], 32, "%d", d.test_episodes);
     snprintf(v[4], 32, "%llu", (unsigned long long)d.opt.seed);
-    snprintf(v[5], 32, "%g", d.opt.adam.lr);
+    snprintf(v[5], 32, "%g", d.opt.lr);
     const cli_flag_help items[] = {
         {"--out DIR", "where the data and the run go", "fewcl-demo"},
         {"--image-size N", "glyph images and model input side", v[0]},
@@ -68,7 +68,8 @@ static void usage(FILE *f) {
         {"--test-episodes N", "test episodes on the novel alphabets", v[3]},
         {"--seed N", "for weights and episodes", v[4]},
         {"--lr X", "AdamW learning rate", v[5]},
-        {"--lr-schedule S", "constant or cosine", fcl_lr_schedule_name(d.opt.lr_schedule)},
+        {"--lr-schedule S", "constant or cosine",
+         setting_name(FEWCL_SETTING_LR_SCHEDULE, d.opt.cosine_lr)},
         {"--device D", "P:D or part of a name", "the first GPU"},
         {"--quiet", "no progress bars", NULL},
         {"--json", "one JSON object on stdout", NULL},
@@ -89,17 +90,20 @@ static fewcl_status ensure_data(const char *dir, int size, int quiet) {
         if (fscanf(f, "%d", &version) != 1) version = 0;
         fclose(f);
     }
-    if (version == FCL_DEMO_DATA_VERSION) {
+    if (version == fewcl_glyph_data_version()) {
         if (!quiet) printf("demo data: %s (already rendered)\n", dir);
         return FEWCL_OK;
     }
-    fcl_demo_options o = {.out_dir = dir,
-                          .images_per_class = DEMO_IMAGES_PER_CLASS,
-                          .size = size,
-                          .min_faces = 12,
-                          .seed = 1};
-    fcl_demo_summary s;
-    FCL_TRY(fcl_demo_render(&o, &s));
+    fewcl_glyph_params o;
+    fewcl_glyph_params_default(&o, sizeof o);
+    o.out_dir = dir;
+    o.images_per_class = DEMO_IMAGES_PER_CLASS;
+    o.size = size;
+    o.min_faces = 12;
+    o.seed = 1;
+    fewcl_glyph_summary s = {.struct_size = sizeof s};
+    fewcl_status st = fewcl_glyph_render(&o, &s);
+    if (st != FEWCL_OK) return st;
     if (!quiet)
         printf("demo data: %s: %d glyph classes base / %d val / %d novel from %d DejaVu faces, "
                "%d images\n",
@@ -115,7 +119,7 @@ int cmd_demo(int argc, char **argv) {
                                          {0, 0, 0, 0}};
     train_job job;
     demo_defaults(&job);
-    fcl_model_config *cfg = &job.opt.cfg;
+    fewcl_model_config *cfg = &job.cfg;
     const char *out = "fewcl-demo";
     long v;
     int c;
@@ -144,7 +148,7 @@ int cmd_demo(int argc, char **argv) {
     strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
     snprintf(run_dir, sizeof run_dir, "%.4000s/run-%s", out, stamp);
     job.opt.run_dir = run_dir;
-    if (fcl_config_validate(cfg) != FEWCL_OK) {
+    if (fewcl_model_config_validate(cfg) != FEWCL_OK) {
         fprintf(stderr, "fewcl demo: %s\n", fewcl_last_error());
         return EXIT_USAGE;
     }
@@ -158,8 +162,8 @@ int cmd_demo(int argc, char **argv) {
             "model: conv4 %dx%d (features %d) -> projection %d, enhanced FS-CT %s, "
             "Mahalanobis; %d-way %d-shot %d-query; %d epochs x %d episodes, lr %g (%s schedule)\n",
             cfg->image_size, cfg->image_size, 64 * (cfg->image_size / 16) * (cfg->image_size / 16),
-            cfg->reduced_dim, fcl_variant_name(cfg->variant), cfg->n_way, cfg->k_shot, cfg->n_query,
-            job.opt.epochs, job.opt.episodes, job.opt.adam.lr,
-            fcl_lr_schedule_name(job.opt.lr_schedule));
+            cfg->reduced_dim, setting_name(FEWCL_SETTING_VARIANT, cfg->variant), cfg->n_way,
+            cfg->k_shot, cfg->n_query, job.opt.epochs, job.opt.episodes, job.opt.lr,
+            setting_name(FEWCL_SETTING_LR_SCHEDULE, job.opt.cosine_lr));
     return train_job_run(&job, &data);
 }

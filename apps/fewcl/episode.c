@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api.h"
 #include "cli.h"
 #include "model_flags.h"
 #include "nn/model.h"
@@ -23,7 +24,7 @@ static void usage(FILE *f) {
         "initial values. Writes to O: features (after the projection), logits, and with\n"
         "--train (training mode, one backward) loss, loss_ce, loss_var, loss_cov,\n"
         "grad.<parameter> for every trainable parameter and running.<buffer>.\n");
-    fcl_model_config d = fcl_config_default();
+    fewcl_model_config d = model_config_default();
     model_flags_help(f, &d, NULL);
 }
 
@@ -103,9 +104,9 @@ int cmd_episode(int argc, char **argv) {
     weight_files weights = {NULL, NULL, ""};
     const char *input = NULL, *out = NULL, *device = NULL;
     int train = 0, json = 0, c;
-    fcl_model_config cfg = fcl_config_default();
+    fewcl_model_config flags = model_config_default();
     while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
-        int r = model_flag(c, optarg, &cfg, "episode");
+        int r = model_flag(c, optarg, &flags, "episode");
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
         switch (c) {
@@ -121,6 +122,7 @@ int cmd_episode(int argc, char **argv) {
         default: return cli_bad_option("episode", c, argv, opts);
         }
     }
+    fcl_model_config cfg = api_config_in(&flags); /* the library's own type */
     if (!(weights.model || weights.backbone) || !input || !out || optind < argc) {
         fprintf(stderr, "fewcl episode: --weights (or --backbone-weights), --input and --out are "
                         "required\nsee `fewcl episode --help`\n");

@@ -1,4 +1,5 @@
 /* `fewcl`: dispatch to one file per subcommand. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +36,22 @@ static void usage(FILE *f) {
                "(after saving what a resume needs).\n");
 }
 
+/* The tool's own pending failure message ("" when none). */
+static char own_error[8192];
+
+fewcl_status cli_error(fewcl_status s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(own_error, sizeof own_error, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+const char *cli_last_error(void) { return own_error[0] ? own_error : fewcl_last_error(); }
+
 int cli_fail(const char *cmd, fewcl_status s) {
-    fprintf(stderr, "fewcl %s: %s: %s\n", cmd, fewcl_status_name(s), fewcl_last_error());
+    fprintf(stderr, "fewcl %s: %s: %s\n", cmd, fewcl_status_name(s), cli_last_error());
+    own_error[0] = 0;
     /* Stopped on request (Ctrl-C) after saving: not a failure, and scripts can tell. */
     if (s == FEWCL_ERR_INTERRUPTED && g_stop_requested) return EXIT_STOPPED(g_stop_requested);
     return EXIT_RUNTIME;

@@ -17,32 +17,42 @@ static int number(const char *cmd, const char *flag, const char *arg, int *out) 
     return 1;
 }
 
-static int choice(const char *cmd, const char *flag, const char *arg, int parsed, int *out,
-                  const char *allowed) {
-    if (parsed < 0) {
+static int choice(const char *cmd, const char *flag, const char *arg, fewcl_setting setting,
+                  int *out, const char *allowed) {
+    if (fewcl_setting_parse(setting, arg, out) != FEWCL_OK) {
         fprintf(stderr, "fewcl %s: --%s must be one of %s, not '%s'\n", cmd, flag, allowed, arg);
         return -1;
     }
-    *out = parsed;
     return 1;
 }
 
-int model_flag(int code, const char *arg, fcl_model_config *c, const char *cmd) {
+fewcl_model_config model_config_default(void) {
+    fewcl_model_config c;
+    fewcl_model_config_default(&c, sizeof c);
+    return c;
+}
+
+const char *setting_name(fewcl_setting s, int value) {
+    const char *name = fewcl_setting_name(s, value);
+    return name ? name : "?";
+}
+
+int model_flag(int code, const char *arg, fewcl_model_config *c, const char *cmd) {
     int v, r;
     switch (code - MODEL_FLAG_BASE) {
     case 0:
-        r = choice(cmd, "backbone", arg, fcl_backbone_parse(arg), &v,
+        r = choice(cmd, "backbone", arg, FEWCL_SETTING_BACKBONE, &v,
                    "conv4, conv6, resnet18, resnet34");
-        if (r > 0) c->backbone = (fcl_backbone)v;
+        if (r > 0) c->backbone = (fewcl_backbone)v;
         return r;
     case 1: return number(cmd, "image-size", arg, &c->image_size);
     case 2:
-        r = choice(cmd, "method", arg, fcl_method_parse(arg), &v, "enhanced, fsct");
-        if (r > 0) fcl_config_set_method(c, (fcl_method)v);
+        r = choice(cmd, "method", arg, FEWCL_SETTING_METHOD, &v, "enhanced, fsct");
+        if (r > 0) fewcl_model_config_set_method(c, (fewcl_method)v);
         return r;
     case 3:
-        r = choice(cmd, "variant", arg, fcl_variant_parse(arg), &v, "cosine, softmax");
-        if (r > 0) c->variant = (fcl_variant)v;
+        r = choice(cmd, "variant", arg, FEWCL_SETTING_VARIANT, &v, "cosine, softmax");
+        if (r > 0) c->variant = (fewcl_variant)v;
         return r;
     case 4: return number(cmd, "n-way", arg, &c->n_way);
     case 5: return number(cmd, "k-shot", arg, &c->k_shot);
@@ -53,14 +63,14 @@ int model_flag(int code, const char *arg, fcl_model_config *c, const char *cmd) 
     case 10: return number(cmd, "dim-head", arg, &c->dim_head);
     case 11: return number(cmd, "mlp-dim", arg, &c->mlp_dim);
     case 12:
-        r = choice(cmd, "mahalanobis", arg, fcl_mahalanobis_parse(arg), &v, "dense, lowrank, auto");
-        if (r > 0) c->mahalanobis = (fcl_mahalanobis)v;
+        r = choice(cmd, "mahalanobis", arg, FEWCL_SETTING_MAHALANOBIS, &v, "dense, lowrank, auto");
+        if (r > 0) c->mahalanobis = (fewcl_mahalanobis)v;
         return r;
     case 13: c->vic = 0; return 1;
     case 14:
-        r = choice(cmd, "checkpoint", arg, fcl_checkpointing_parse(arg), &v,
+        r = choice(cmd, "checkpoint", arg, FEWCL_SETTING_CHECKPOINTING, &v,
                    "none, blocks, backbone, all");
-        if (r > 0) c->checkpoint = (fcl_checkpointing)v;
+        if (r > 0) c->checkpointing = (fewcl_checkpointing)v;
         return r;
     case 15: c->freeze_backbone = 1; return 1;
     case 16: c->bn_batch_stats_at_test = 1; return 1;
@@ -68,14 +78,14 @@ int model_flag(int code, const char *arg, fcl_model_config *c, const char *cmd) 
     return 0;
 }
 
-void model_flags_help(FILE *f, const fcl_model_config *d, const char *note) {
+void model_flags_help(FILE *f, const fewcl_model_config *d, const char *note) {
     char v[16][48];
-    fcl_model_config fsct = *d;
-    fcl_config_set_method(&fsct, FCL_METHOD_FSCT);
-    snprintf(v[0], 48, "%s", fcl_backbone_name(d->backbone));
+    fewcl_model_config fsct = *d;
+    fewcl_model_config_set_method(&fsct, FEWCL_METHOD_FSCT);
+    snprintf(v[0], 48, "%s", setting_name(FEWCL_SETTING_BACKBONE, d->backbone));
     snprintf(v[1], 48, "%d", d->image_size);
-    snprintf(v[2], 48, "%s", fcl_method_name(d->method));
-    snprintf(v[3], 48, "%s", fcl_variant_name(d->variant));
+    snprintf(v[2], 48, "%s", setting_name(FEWCL_SETTING_METHOD, d->method));
+    snprintf(v[3], 48, "%s", setting_name(FEWCL_SETTING_VARIANT, d->variant));
     snprintf(v[4], 48, "%d", d->n_way);
     snprintf(v[5], 48, "%d", d->k_shot);
     snprintf(v[6], 48, "%d", d->n_query);
@@ -84,9 +94,9 @@ void model_flags_help(FILE *f, const fcl_model_config *d, const char *note) {
     snprintf(v[9], 48, "%d; fsct: %d", d->heads, fsct.heads);
     snprintf(v[10], 48, "%d", d->dim_head);
     snprintf(v[11], 48, "%d", d->mlp_dim);
-    snprintf(v[12], 48, "%s", fcl_mahalanobis_name(d->mahalanobis));
+    snprintf(v[12], 48, "%s", setting_name(FEWCL_SETTING_MAHALANOBIS, d->mahalanobis));
     snprintf(v[13], 48, "%s", d->vic ? "with VIC" : "without");
-    snprintf(v[14], 48, "%s", fcl_checkpointing_name(d->checkpoint));
+    snprintf(v[14], 48, "%s", setting_name(FEWCL_SETTING_CHECKPOINTING, d->checkpointing));
     snprintf(v[15], 48, "%s", d->freeze_backbone ? "on" : "off");
     const cli_flag_help items[] = {
         {"--backbone NAME", "conv4, conv6, resnet18 or resnet34", v[0]},
@@ -114,9 +124,9 @@ void model_flags_help(FILE *f, const fcl_model_config *d, const char *note) {
     cli_help_flags(f, heading, items, (int)(sizeof items / sizeof *items));
 }
 
-void model_config_effective(fcl_model_config *c) {
-    int ch, h, w;
-    if (c->method != FCL_METHOD_ENHANCED || fcl_config_feature_shape(c, &ch, &h, &w) != FEWCL_OK)
+void model_config_effective(fewcl_model_config *c) {
+    int D;
+    if (c->method != FEWCL_METHOD_ENHANCED || fewcl_model_config_dims(c, &D, NULL) != FEWCL_OK)
         return;
-    if (c->reduced_dim > ch * h * w) c->reduced_dim = ch * h * w;
+    if (c->reduced_dim > D) c->reduced_dim = D;
 }

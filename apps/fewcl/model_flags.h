@@ -5,7 +5,7 @@
 #include <getopt.h>
 #include <stdio.h>
 
-#include "nn/config.h"
+#include "fewcl/fewcl.h"
 
 /* Option codes start here, above any short option letter. */
 #define MODEL_FLAG_BASE 1000
@@ -33,15 +33,19 @@
 
 /* The model flags with their defaults, taken from `d` (the config the command starts from);
  * `note` (or NULL) goes in the heading, e.g. where the values come from otherwise. */
-void model_flags_help(FILE *f, const fcl_model_config *d, const char *note);
+void model_flags_help(FILE *f, const fewcl_model_config *d, const char *note);
 
 /* Applies option `code` (from getopt_long) to cfg. Returns 1 when it was a model flag, 0 when
  * it is not one, and -1 after printing a usage error (exit 2). The method flag resets depth and
  * heads to that method's defaults, so give --depth/--heads after --method. */
-int model_flag(int code, const char *arg, fcl_model_config *cfg, const char *cmd);
+int model_flag(int code, const char *arg, fewcl_model_config *cfg, const char *cmd);
 
 /* The projection size as it acts: a reduced_dim above the feature size D means no projection,
  * recorded as D (so config.json and checkpoints say what the model is). */
-void model_config_effective(fcl_model_config *c);
+void model_config_effective(fewcl_model_config *c);
+/* The default model config (fewcl_model_config_default). */
+fewcl_model_config model_config_default(void);
+/* The name of a setting's value (fewcl_setting_name; "?" out of range). */
+const char *setting_name(fewcl_setting s, int value);
 
 #endif

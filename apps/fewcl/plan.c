@@ -9,77 +9,92 @@
 
 #include "cli.h"
 #include "model_flags.h"
-#include "plan/episode_plan.h"
-#include "plan/fit.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: fewcl plan [--eval] [--fit BYTES|device] [--device-mem BYTES]\n"
                "                  [--max-alloc BYTES] [--device D] [--json] [model flags]\n\n"
-               "Plans one training episode (model, forward, backward, AdamW step; --eval: one\n"
-               "evaluation episode) on the chosen device without allocating: device memory per\n"
-               "category at the peak and each category's own peak, and whether it fits the\n"
-               "global memory (or FEWCL_MEM_LIMIT) with no buffer over the largest allocation.\n"
-               "--device-mem plans for another device of that size, whose largest allocation\n"
-               "is --max-alloc (default a quarter, NVIDIA's rule). --fit picks the cheapest\n"
+               "Plans the trainer's schedule (model, two training steps, a validation episode;\n"
+               "--eval: one evaluation episode) on the chosen device without allocating: device\n"
+               "memory per category at the peak and each category's own peak, the live peak and\n"
+               "the footprint (the device buffers a run reserves), and whether the footprint\n"
+               "fits the global memory (or FEWCL_MEM_LIMIT) with no buffer over the largest\n"
+               "allocation. --device-mem plans for another device of that size, a GPU (its\n"
+               "kernels, CLBlast's GEMMs and workspaces), whose largest allocation is\n"
+               "--max-alloc (default a quarter, NVIDIA's rule). --fit picks the cheapest\n"
                "settings that fit BYTES (or the device): the low-rank Mahalanobis path, then\n"
                "gradient checkpointing, then a smaller projection. Sizes: 512M, 16G, 8gb,\n"
                "1.5GiB, ... (K, M, G, T: powers of 1024). Exit 0 when it fits (or a fit was\n"
                "found), 1 when not.\n");
-    fcl_model_config d = fcl_config_default();
+    fewcl_model_config d = model_config_default();
     model_flags_help(f, &d, NULL);
 }
 
 enum { OPT_EVAL = 1, OPT_FIT, OPT_DEVICE_MEM, OPT_MAX_ALLOC, OPT_DEVICE, OPT_JSON, OPT_HELP };
 
-static int parse_size(const char *flag, const char *arg, size_t *out) {
-    if (fcl_parse_bytes(arg, out) == 0 && *out > 0) return 0;
+static int parse_size(const char *flag, const char *arg, uint64_t *out) {
+    if (fewcl_parse_size(arg, out) == FEWCL_OK && *out > 0) return 0;
     fprintf(stderr,
             "fewcl plan: --%s '%s' is not a size (examples: 1073741824, 512M, 8gb, 1.5GiB)\n", flag,
             arg);
     return -1;
 }
 
-static void print_plan(const fcl_arena_stats *st) {
+static void print_plan(const fewcl_plan_result *st) {
     char a[32], b[32];
     printf("  %-12s %12s %14s\n", "category", "at peak", "own peak");
-    for (int k = 0; k < FCL_MEM_CATEGORIES; k++)
-        printf("  %-12s %12s %14s\n", fcl_mem_category_name((fcl_mem_category)k),
-               cli_bytes((double)st->by_category_at_peak[k], a, sizeof a),
+    for (int k = 0; k < FEWCL_MEM_CATEGORIES; k++)
+        printf("  %-12s %12s %14s\n", fewcl_mem_category_name(k),
+               cli_bytes((double)st->at_peak[k], a, sizeof a),
                cli_bytes((double)st->category_peak[k], b, sizeof b));
-    printf("  %-12s %12s  (planned with the real schedule; a run peaks at exactly this)\n", "peak",
-           cli_bytes((double)st->peak, a, sizeof a));
-    printf("  %-12s %12s  (whole arena chunks; this is what the budget bounds)\n", "reserved",
-           cli_bytes((double)st->peak_reserved, b, sizeof b));
+    printf("  %-12s %12s  (live bytes, planned with the real schedule: the lower bound)\n",
+           "live peak", cli_bytes((double)st->peak_bytes, a, sizeof a));
+    printf("  %-12s %12s  (%.3f x the live peak: the device buffers a run reserves; this is "
+           "what the budget bounds)\n",
+           "footprint", cli_bytes((double)st->reserved_bytes, b, sizeof b),
+           st->peak_bytes ? (double)st->reserved_bytes / (double)st->peak_bytes : 0.0);
 }
 
-static cJSON *plan_json(const fcl_arena_stats *st) {
+static cJSON *plan_json(const fewcl_plan_result *st) {
     cJSON *o = cJSON_CreateObject();
     cJSON *at = cJSON_AddObjectToObject(o, "bytes_at_peak");
     cJSON *own = cJSON_AddObjectToObject(o, "category_peak_bytes");
-    for (int k = 0; k < FCL_MEM_CATEGORIES; k++) {
-        const char *name = fcl_mem_category_name((fcl_mem_category)k);
-        cJSON_AddNumberToObject(at, name, (double)st->by_category_at_peak[k]);
+    for (int k = 0; k < FEWCL_MEM_CATEGORIES; k++) {
+        const char *name = fewcl_mem_category_name(k);
+        cJSON_AddNumberToObject(at, name, (double)st->at_peak[k]);
         cJSON_AddNumberToObject(own, name, (double)st->category_peak[k]);
     }
-    cJSON_AddNumberToObject(o, "peak_bytes", (double)st->peak);
+    cJSON_AddNumberToObject(o, "peak_bytes", (double)st->peak_bytes);
+    cJSON_AddNumberToObject(o, "footprint_bytes", (double)st->reserved_bytes);
     return o;
 }
 
-/* By how much a configuration misses the budget: the peak of its plan without a budget (the
- * largest allocation still applies), as ": it needs 2.34 GiB at its peak, 0.88 GiB (60%) over
- * the budget". */
-static const char *shortfall(fewcl_context *ctx, const fcl_model_config *cfg, int training,
-                             const fcl_limits *target, size_t budget, char *buf, size_t cap) {
-    fcl_arena_stats st;
+/* The plan of cfg for the device and budget of `base` (fit or not as base says). */
+static fewcl_status plan(fewcl_context *ctx, const fewcl_model_config *cfg,
+                         const fewcl_plan_params *base, fewcl_plan_result *r,
+                         fewcl_plan_info *info) {
+    fewcl_plan_params p = *base;
+    p.info = info;
+    r->struct_size = sizeof *r;
+    return fewcl_plan(ctx, cfg, &p, r);
+}
+
+/* By how much a configuration misses the budget: the footprint of its plan without a budget
+ * (the largest allocation still applies), as ": its planned buffers take 2.34 GiB, 0.88 GiB
+ * (60%) over the budget". */
+static const char *shortfall(fewcl_context *ctx, const fewcl_model_config *cfg,
+                             const fewcl_plan_params *base, uint64_t budget, char *buf,
+                             size_t cap) {
+    fewcl_plan_params p = *base;
+    p.fit = 0, p.budget = (uint64_t)1 << 62;
+    fewcl_plan_result st;
     buf[0] = 0;
-    if (fcl_episode_plan_as(ctx, cfg, training, target, (size_t)1 << 62, &st) != FEWCL_OK ||
-        st.peak <= budget)
+    if (plan(ctx, cfg, &p, &st, NULL) != FEWCL_OK || !st.fits || st.reserved_bytes <= budget)
         return buf;
     char need[32], over[32];
-    snprintf(buf, cap, ": it needs %s at its peak, %s (%.0f%%) over the budget",
-             cli_bytes((double)st.peak, need, sizeof need),
-             cli_bytes((double)(st.peak - budget), over, sizeof over),
-             100.0 * (double)(st.peak - budget) / (double)budget);
+    snprintf(buf, cap, ": its planned buffers take %s, %s (%.0f%%) over the budget",
+             cli_bytes((double)st.reserved_bytes, need, sizeof need),
+             cli_bytes((double)(st.reserved_bytes - budget), over, sizeof over),
+             100.0 * (double)(st.reserved_bytes - budget) / (double)budget);
     return buf;
 }
 
@@ -93,9 +108,9 @@ int cmd_plan(int argc, char **argv) {
                                          {"help", no_argument, 0, OPT_HELP},
                                          MODEL_FLAG_OPTIONS,
                                          {0, 0, 0, 0}};
-    fcl_model_config cfg = fcl_config_default();
+    fewcl_model_config cfg = model_config_default();
     const char *device = NULL, *fit = NULL;
-    size_t device_mem = 0, max_alloc = 0, fit_bytes = 0;
+    uint64_t device_mem = 0, max_alloc = 0, fit_bytes = 0;
     int training = 1, json = 0, c;
     while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
         int r = model_flag(c, optarg, &cfg, "plan");
@@ -121,7 +136,7 @@ int cmd_plan(int argc, char **argv) {
         default: return cli_bad_option("plan", c, argv, opts);
         }
     }
-    if (optind < argc || fcl_config_validate(&cfg) != FEWCL_OK) {
+    if (optind < argc || fewcl_model_config_validate(&cfg) != FEWCL_OK) {
         if (optind < argc)
             fprintf(stderr, "fewcl plan: unexpected argument '%s'\n", argv[optind]);
         else
@@ -131,58 +146,46 @@ int cmd_plan(int argc, char **argv) {
     fewcl_context *ctx;
     int rc_open = cli_open_device("plan", device, &ctx);
     if (rc_open) return rc_open;
-    /* The device planned for: this one, or one of --device-mem bytes. The budget: its memory,
-     * FEWCL_MEM_LIMIT, or --fit BYTES. */
-    fcl_limits target = ctx->limits;
-    if (device_mem) {
-        target.global_mem = device_mem;
-        target.max_alloc = max_alloc ? max_alloc : device_mem / 4;
-    } else if (max_alloc) {
-        target.max_alloc = max_alloc;
-    }
+    /* The device planned for: this one, or one of --device-mem bytes (--max-alloc: its largest
+     * buffer). The budget: its memory, FEWCL_MEM_LIMIT (for this device), or --fit BYTES. */
+    fewcl_plan_params params;
+    fewcl_plan_params_default(&params, sizeof params);
+    params.training = training;
+    params.device_memory = device_mem, params.max_alloc = max_alloc;
+    params.budget = fit_bytes;
+    params.fit = fit != NULL;
     const char *limit_env = getenv("FEWCL_MEM_LIMIT");
-    size_t limit = 0;
-    if (limit_env && *limit_env && !device_mem) fcl_parse_bytes(limit_env, &limit);
-    if (fit_bytes) limit = fit_bytes;
-    const char *budget_from = fit_bytes ? "--fit" : limit ? "FEWCL_MEM_LIMIT" : "device memory";
-    fcl_fit_result fr;
-    fewcl_status s;
-    if (fit) {
-        s = fcl_plan_fit(ctx, &cfg, training, &target, limit, &fr);
-    } else {
-        memset(&fr, 0, sizeof fr);
-        fr.cfg = cfg;
-        s = fcl_episode_plan_as(ctx, &cfg, training, &target, limit, &fr.stats);
-        fr.fits = s == FEWCL_OK;
-        if (s == FEWCL_ERR_OUT_OF_MEMORY) {
-            snprintf(fr.first_failure, sizeof fr.first_failure, "%s", fewcl_last_error());
-            s = FEWCL_OK;
-        }
-    }
+    uint64_t env_limit = 0;
+    if (limit_env && *limit_env && !device_mem && fewcl_parse_size(limit_env, &env_limit))
+        env_limit = 0;
+    const char *budget_from = fit_bytes ? "--fit" : env_limit ? "FEWCL_MEM_LIMIT" : "device memory";
+    fewcl_plan_result fr;
+    fewcl_plan_info info = {.struct_size = sizeof info};
+    fewcl_status s = plan(ctx, &cfg, &params, &fr, &info);
     if (s != FEWCL_OK) {
         int rc = cli_fail("plan", s);
         fewcl_context_destroy(ctx);
         return rc;
     }
-    int ch, h, w;
-    fcl_config_feature_shape(&fr.cfg, &ch, &h, &w);
-    int D = ch * h * w, Dp = fcl_config_working_dim(&fr.cfg, D);
-    size_t budget = limit ? limit : target.global_mem;
+    int D = 0, Dp = 0;
+    fewcl_model_config_dims(&fr.config, &D, &Dp);
+    uint64_t budget = info.budget;
+    const char *device_name = fewcl_context_device(ctx)->name;
     if (json) {
-        cJSON *o = plan_json(&fr.stats);
-        cJSON_AddStringToObject(o, "device", ctx->info.name);
+        cJSON *o = plan_json(&fr);
+        cJSON_AddStringToObject(o, "device", device_name);
         cJSON_AddStringToObject(o, "mode", training ? "training" : "evaluation");
         cJSON_AddNumberToObject(o, "feature_dim", D);
         cJSON_AddNumberToObject(o, "working_dim", Dp);
-        cJSON_AddNumberToObject(o, "device_bytes", (double)target.global_mem);
-        cJSON_AddNumberToObject(o, "max_alloc_bytes", (double)target.max_alloc);
+        cJSON_AddNumberToObject(o, "device_bytes", (double)info.device_memory);
+        cJSON_AddNumberToObject(o, "max_alloc_bytes", (double)info.max_alloc);
         cJSON_AddNumberToObject(o, "budget_bytes", (double)budget);
-        cJSON_AddNumberToObject(o, "reserved_bytes", (double)fr.stats.peak_reserved);
+        cJSON_AddNumberToObject(o, "reserved_bytes", (double)fr.reserved_bytes);
         cJSON_AddBoolToObject(o, "fits", fr.fits);
-        if (fr.first_failure[0]) cJSON_AddStringToObject(o, "reason", fr.first_failure);
+        if (info.reason[0]) cJSON_AddStringToObject(o, "reason", info.reason);
         if (fit) {
             cJSON_AddStringToObject(o, "fit_changes", fr.changes);
-            cJSON_AddNumberToObject(o, "fit_candidates", fr.tried);
+            cJSON_AddNumberToObject(o, "fit_candidates", info.candidates);
         }
         char *text = cJSON_Print(o);
         if (text) puts(text);
@@ -192,36 +195,36 @@ int cmd_plan(int argc, char **argv) {
         char a[32], b[32], d[32], why[192];
         printf("plan: one %s episode, %s %dx%d, %s head, %d-way %d-shot %d-query, D %d -> D' %d, "
                "Mahalanobis %s, checkpointing %s\n",
-               training ? "training" : "evaluation", fcl_backbone_name(cfg.backbone),
-               cfg.image_size, cfg.image_size, fcl_method_name(cfg.method), cfg.n_way, cfg.k_shot,
-               cfg.n_query, D, Dp, fcl_mahalanobis_name(fr.cfg.mahalanobis),
-               fcl_checkpointing_name(fr.cfg.checkpoint));
+               training ? "training" : "evaluation",
+               setting_name(FEWCL_SETTING_BACKBONE, cfg.backbone), cfg.image_size, cfg.image_size,
+               setting_name(FEWCL_SETTING_METHOD, cfg.method), cfg.n_way, cfg.k_shot, cfg.n_query,
+               D, Dp, setting_name(FEWCL_SETTING_MAHALANOBIS, fr.config.mahalanobis),
+               setting_name(FEWCL_SETTING_CHECKPOINTING, fr.config.checkpointing));
         printf("device: %s%s, %s global, %s largest allocation; budget %s (%s)\n",
-               device_mem ? "planned as a device like " : "", ctx->info.name,
-               cli_bytes((double)target.global_mem, a, sizeof a),
-               cli_bytes((double)target.max_alloc, b, sizeof b),
+               device_mem ? "planned as a device like " : "", device_name,
+               cli_bytes((double)info.device_memory, a, sizeof a),
+               cli_bytes((double)info.max_alloc, b, sizeof b),
                cli_bytes((double)budget, d, sizeof d), budget_from);
-        if (fit && fr.first_failure[0])
-            printf("as given: does not fit — %s%s\n", fr.first_failure,
-                   shortfall(ctx, &cfg, training, &target, budget, why, sizeof why));
+        if (fit && info.reason[0])
+            printf("as given: does not fit — %s%s\n", info.reason,
+                   shortfall(ctx, &cfg, &params, budget, why, sizeof why));
         if (fr.fits) {
-            print_plan(&fr.stats);
+            print_plan(&fr);
             if (fit && fr.changes[0])
-                printf("fits: yes, with %s (%d candidates planned)\n", fr.changes, fr.tried);
+                printf("fits: yes, with %s (%d candidates planned)\n", fr.changes, info.candidates);
             else
                 printf("fits: yes%s\n", fit ? ", as given" : "");
         } else if (fit) {
             printf("fits: no — nothing fits: the cheapest candidate (--mahalanobis %s "
                    "--checkpoint %s, D' %d) does not%s; make the episode smaller: another "
                    "backbone, --image-size, --n-way, --k-shot or --n-query\n",
-                   fcl_mahalanobis_name(fr.cfg.mahalanobis),
-                   fcl_checkpointing_name(fr.cfg.checkpoint), fcl_config_working_dim(&fr.cfg, D),
-                   shortfall(ctx, &fr.cfg, training, &target, budget, why, sizeof why));
+                   setting_name(FEWCL_SETTING_MAHALANOBIS, fr.config.mahalanobis),
+                   setting_name(FEWCL_SETTING_CHECKPOINTING, fr.config.checkpointing), Dp,
+                   shortfall(ctx, &fr.config, &params, budget, why, sizeof why));
         } else {
             printf("fits: no — %s%s\n(add --fit %s to find the cheapest settings that do)\n",
-                   fr.first_failure,
-                   shortfall(ctx, &cfg, training, &target, budget, why, sizeof why),
-                   fit_bytes || !limit ? "device" : limit_env);
+                   info.reason, shortfall(ctx, &cfg, &params, budget, why, sizeof why),
+                   fit_bytes || !env_limit ? "device" : limit_env);
         }
     }
     fewcl_context_destroy(ctx);

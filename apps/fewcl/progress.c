@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 volatile sig_atomic_t g_stop_requested;
+fewcl_cancel *g_stop_token;
 /* Written by the handler, so made before any signal can come. */
 static char stop_message[128] = "\nfewcl: stopping after this episode (again to kill)...\n";
 
@@ -17,6 +18,7 @@ static void on_signal(int sig) {
         return;
     }
     g_stop_requested = sig;
+    fewcl_cancel_request(g_stop_token); /* async-signal-safe (fewcl/jobs.h) */
     ssize_t ignored = write(STDERR_FILENO, stop_message, strlen(stop_message));
     (void)ignored;
 }
@@ -27,6 +29,7 @@ void progress_set_command(const char *cmd) {
 }
 
 void install_stop_handler(void) {
+    if (!g_stop_token && fewcl_cancel_create(&g_stop_token) != FEWCL_OK) g_stop_token = NULL;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -60,9 +63,9 @@ static void clock_text(double s, char *buf, size_t cap) {
         snprintf(buf, cap, "%d:%02d", t / 60, t % 60);
 }
 
-void progress_update(void *user, const fcl_progress *p) {
+int progress_update(void *user, const fewcl_progress *p) {
     progress_state *ps = user;
-    if (ps->quiet) return;
+    if (ps->quiet) return 0;
     double t = wall();
     int finished = p->done == p->total;
     int new_phase = ps->last_phase != p->phase || ps->last_epoch != p->epoch;
@@ -70,8 +73,8 @@ void progress_update(void *user, const fcl_progress *p) {
      * plain lines: one every 30 s of a long phase and one when it ends. */
     if (!ps->tty && new_phase)
         ps->last_print = t, ps->last_phase = p->phase, ps->last_epoch = p->epoch;
-    if (!finished && !new_phase && t - ps->last_print < (ps->tty ? 0.1 : 30)) return;
-    if (!ps->tty && !finished && new_phase) return;
+    if (!finished && !new_phase && t - ps->last_print < (ps->tty ? 0.1 : 30)) return 0;
+    if (!ps->tty && !finished && new_phase) return 0;
     if (new_phase) progress_break(ps);
     ps->last_print = t, ps->last_phase = p->phase, ps->last_epoch = p->epoch;
     char head[48] = "", eta[32], spent[32], bar[32], loss[32] = "";
@@ -85,7 +88,7 @@ void progress_update(void *user, const fcl_progress *p) {
                 p->done, p->total, loss, p->accuracy, rate, finished ? "took" : "ETA",
                 finished ? spent : eta);
         fflush(stderr);
-        return;
+        return 0;
     }
     int width = 24, fill = (int)(width * (double)p->done / (p->total ? p->total : 1));
     for (int i = 0; i < width; i++)
@@ -95,4 +98,5 @@ void progress_update(void *user, const fcl_progress *p) {
             p->done, p->total, loss, p->accuracy, rate, finished ? "took" : "ETA",
             finished ? spent : eta);
     fflush(stderr);
+    return 0;
 }

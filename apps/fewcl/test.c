@@ -6,12 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checkpoint_open.h"
 #include "cli.h"
 #include "data_flags.h"
 #include "model_flags.h"
 #include "progress.h"
-#include "train/checkpoint.h"
 #include "train_report.h"
 
 static void usage(FILE *f) {
@@ -29,7 +27,7 @@ static void usage(FILE *f) {
                "test_<split>_<weights>_<way>w<shot>s_<N>.json. Exit status 130 when stopped\n"
                "by Ctrl-C.\n");
     data_flags_help(f, &d);
-    fcl_model_config m = fcl_config_default();
+    fewcl_model_config m = model_config_default();
     model_flags_help(f, &m, "a fewcl checkpoint's own values; these defaults for other weights");
 }
 
@@ -62,7 +60,7 @@ int cmd_test(int argc, char **argv) {
                                          MODEL_FLAG_OPTIONS,
                                          DATA_FLAG_OPTIONS,
                                          {0, 0, 0, 0}};
-    fcl_model_config flags_cfg = fcl_config_default();
+    fewcl_model_config flags_cfg = model_config_default();
     data_flags data;
     data_flags_init(&data);
     given_flag given[64];
@@ -110,16 +108,18 @@ int cmd_test(int argc, char **argv) {
     }
     /* The checkpoint's config, with the given flags replayed over it: architecture flags that
      * contradict the checkpoint are a usage error, episode sizes may differ. */
-    fcl_model_config saved, cfg = flags_cfg;
+    fewcl_model_config saved = model_config_default(), cfg = flags_cfg;
     int found = 0;
-    fewcl_status s = read_weights_config(weights, &saved, &found);
+    fewcl_status s = fewcl_model_read_config(weights, &saved, &found);
     if (s != FEWCL_OK) return cli_fail("test", s);
     if (found) {
         cfg = saved;
         for (int i = 0; i < n_given; i++)
             model_flag(given[i].code, given[i].arg, &cfg, "test");
         char diff[512];
-        if (fcl_config_architecture_diff(&saved, &cfg, diff, sizeof diff)) {
+        int n_diff = 0;
+        fewcl_model_config_diff(&saved, &cfg, diff, sizeof diff, &n_diff);
+        if (n_diff) {
             fprintf(stderr,
                     "fewcl test: %s was trained with a different model (saved vs given: %s); "
                     "drop those flags\n",
@@ -127,14 +127,14 @@ int cmd_test(int argc, char **argv) {
             return EXIT_USAGE;
         }
     }
-    if (fcl_config_validate(&cfg) != FEWCL_OK) {
+    if (fewcl_model_config_validate(&cfg) != FEWCL_OK) {
         fprintf(stderr, "fewcl test: %s\n", fewcl_last_error());
         return EXIT_USAGE;
     }
-    fcl_dataset *ds = NULL;
+    fewcl_dataset *ds = NULL;
     fewcl_context *ctx = NULL;
-    fcl_model *m = NULL;
-    fcl_eval_result r = {0};
+    fewcl_model *m = NULL;
+    fewcl_test_result r = {.struct_size = sizeof r};
     int uniform = 0; /* another support shape than the trained one: uniform shot weights */
     progress_state ps;
     progress_init(&ps, quiet || json);
@@ -142,7 +142,10 @@ int cmd_test(int argc, char **argv) {
     int rc_open = cli_open_device("test", device, &ctx);
     if (rc_open) return rc_open;
     s = data_open_split(&data, split, &ds);
-    if (s == FEWCL_OK) s = fcl_checkpoint_open_model(ctx, weights, &cfg, &m, &uniform);
+    /* The checkpoint's architecture run at the episode shape asked for (the learned prototype
+     * weights only fit the trained one). */
+    if (s == FEWCL_OK) s = fewcl_model_load_as(ctx, weights, &cfg, &m, &uniform);
+    if (s == FEWCL_OK) fewcl_model_get_config(m, &cfg);
     if (s == FEWCL_OK && uniform && found)
         fprintf(stderr,
                 "fewcl test: note: %s's learned prototype weights are for %d-way %d-shot; for "
@@ -154,14 +157,15 @@ int cmd_test(int argc, char **argv) {
                 "%d-way %d-shot; the shots are averaged uniformly\n",
                 weights, cfg.n_way, cfg.k_shot);
     if (s == FEWCL_OK) {
-        fcl_eval_options eo = {.data = ds,
-                               .episodes = (int)episodes,
-                               .seed = (uint64_t)seed,
-                               .io = data.io,
-                               .progress = progress_update,
-                               .user = &ps,
-                               .stop = &g_stop_requested};
-        s = fcl_evaluate(ctx, m, &eo, &r);
+        fewcl_test_params tp;
+        fewcl_test_params_default(&tp, sizeof tp);
+        tp.dataset = ds;
+        tp.episodes = (int)episodes;
+        tp.seed = (uint64_t)seed;
+        tp.workers = data.io.workers, tp.cache_bytes = data.io.cache_bytes;
+        tp.skip_bad_images = data.io.skip_bad, tp.scale_115 = data.io.scale_115;
+        tp.progress = progress_update, tp.user = &ps, tp.cancel = g_stop_token;
+        s = fewcl_test(m, &tp, &r);
         progress_break(&ps);
     }
     if (s == FEWCL_OK) {
@@ -180,8 +184,8 @@ int cmd_test(int argc, char **argv) {
         }
         cJSON_Delete(o);
     }
-    fcl_model_destroy(ctx, m);
-    fcl_dataset_free(ds);
+    fewcl_model_destroy(m);
+    fewcl_dataset_destroy(ds);
     if (ctx) fewcl_context_destroy(ctx);
     return s == FEWCL_OK ? 0 : cli_fail("test", s);
 }

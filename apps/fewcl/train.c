@@ -35,8 +35,8 @@ static void usage(FILE *f) {
     char epochs[16], episodes[16], lr[32], wd[32], seed[32];
     snprintf(epochs, sizeof epochs, "%d", d.opt.epochs);
     snprintf(episodes, sizeof episodes, "%d", d.opt.episodes);
-    snprintf(lr, sizeof lr, "%g", d.opt.adam.lr);
-    snprintf(wd, sizeof wd, "%g", d.opt.adam.weight_decay);
+    snprintf(lr, sizeof lr, "%g", d.opt.lr);
+    snprintf(wd, sizeof wd, "%g", d.opt.weight_decay);
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)d.opt.seed);
     fprintf(f, "usage: fewcl train --data DIR [--run-dir DIR] [options] [data/model flags]\n"
                "       fewcl train --run-dir DIR --resume [options]\n\n"
@@ -52,7 +52,7 @@ static void usage(FILE *f) {
         {"--val-episodes N", "validation episodes (0: none)", "--episodes"},
         {"--lr X", "AdamW learning rate", lr},
         {"--lr-schedule S", "constant, or cosine (lr to 0)",
-         fcl_lr_schedule_name(d.opt.lr_schedule)},
+         setting_name(FEWCL_SETTING_LR_SCHEDULE, d.opt.cosine_lr)},
         {"--weight-decay X", "AdamW weight decay", wd},
         {"--seed N", "for weights, episodes, crops", seed},
         {"--no-augment", "no random crops and flips", d.opt.augment ? "augmented" : "none"},
@@ -67,7 +67,7 @@ static void usage(FILE *f) {
     };
     cli_help_flags(f, "options:", items, (int)(sizeof items / sizeof *items));
     data_flags_help(f, &dd);
-    model_flags_help(f, &d.opt.cfg, NULL);
+    model_flags_help(f, &d.cfg, NULL);
     fprintf(f, "\n--resume takes every setting and the data from the run folder's config.json;\n"
                "flags given with it must agree with them (--epochs may grow with a constant\n"
                "learning rate). Exit status: 0 done, 1 failure, 2 usage error, 130 stopped by\n"
@@ -77,7 +77,7 @@ static void usage(FILE *f) {
 /* Applies one option to the job; as model_flag: 1 handled, -1 usage error printed, 0 not one
  * of ours. */
 static int apply(int c, const char *arg, train_job *job, data_flags *data, long *val_episodes) {
-    int r = model_flag(c, arg, &job->opt.cfg, "train");
+    int r = model_flag(c, arg, &job->cfg, "train");
     if (r == 0) r = data_flag(c, arg, data, "train");
     if (r == 0) r = job_flag(c, arg, job);
     if (r != 0) return r;
@@ -85,8 +85,7 @@ static int apply(int c, const char *arg, train_job *job, data_flags *data, long 
     case OPT_RUN_DIR: job->opt.run_dir = arg; return 1;
     case OPT_VAL_EPISODES:
         return parse_count("train", "val-episodes", arg, 0, val_episodes) ? -1 : 1;
-    case OPT_WD:
-        return parse_real("train", "weight-decay", arg, &job->opt.adam.weight_decay) ? -1 : 1;
+    case OPT_WD: return parse_real("train", "weight-decay", arg, &job->opt.weight_decay) ? -1 : 1;
     case OPT_NO_AUG: job->opt.augment = 0; return 1;
     case OPT_WEIGHTS: job->opt.init_weights = arg; return 1;
     case OPT_BACKBONE_WEIGHTS: job->opt.backbone_weights = arg; return 1;
@@ -97,56 +96,57 @@ static int apply(int c, const char *arg, train_job *job, data_flags *data, long 
 }
 
 /* The stored settings of the run as the starting point of a resumed job. */
-static void take_stored(const run_folder *rf, train_job *job, long *val_eps) {
-    job->opt.cfg = rf->cfg;
+static void take_stored(const fewcl_run_info *rf, train_job *job, long *val_eps) {
+    job->cfg = rf->model;
     job->opt.epochs = rf->epochs;
     job->opt.episodes = rf->episodes;
     *val_eps = rf->val_episodes;
     job->opt.augment = rf->augment;
-    job->opt.adam.lr = rf->lr;
-    job->opt.adam.weight_decay = rf->weight_decay;
-    job->opt.lr_schedule = rf->lr_schedule;
+    job->opt.lr = rf->lr;
+    job->opt.weight_decay = rf->weight_decay;
+    job->opt.cosine_lr = rf->cosine_lr;
     job->opt.seed = rf->seed;
 }
 
 /* Settings given with --resume that contradict the stored ones, as "--flag stored vs given". */
-static int contradictions(const run_folder *rf, const train_job *j, long val_eps, char *buf,
+static int contradictions(const fewcl_run_info *rf, const train_job *j, long val_eps, char *buf,
                           size_t cap) {
-    int n = fcl_config_architecture_diff(&rf->cfg, &j->opt.cfg, buf, cap);
+    int n = 0;
+    if (fewcl_model_config_diff(&rf->model, &j->cfg, buf, cap, &n) != FEWCL_OK) buf[0] = 0;
     size_t used = strlen(buf);
 #define ADD(cond, flag, fmt, a, b)                                                                 \
     if ((cond) && used < cap) {                                                                    \
         used += (size_t)snprintf(buf + used, cap - used, "%s--" flag " " fmt " vs " fmt,           \
                                  n++ ? ", " : "", a, b);                                           \
     }
-    const fcl_model_config *s = &rf->cfg, *g = &j->opt.cfg;
+    const fewcl_model_config *s = &rf->model, *g = &j->cfg;
     ADD(s->n_way != g->n_way, "n-way", "%d", s->n_way, g->n_way)
     ADD(s->k_shot != g->k_shot, "k-shot", "%d", s->k_shot, g->k_shot)
     ADD(s->n_query != g->n_query, "n-query", "%d", s->n_query, g->n_query)
     ADD(s->vic != g->vic, "no-vic", "%s", s->vic ? "off" : "on", g->vic ? "off" : "on")
     ADD(s->freeze_backbone != g->freeze_backbone, "freeze-backbone", "%s",
         s->freeze_backbone ? "on" : "off", g->freeze_backbone ? "on" : "off")
-    ADD(rf->seed != (unsigned long long)j->opt.seed, "seed", "%llu", rf->seed,
+    ADD(rf->seed != j->opt.seed, "seed", "%llu", (unsigned long long)rf->seed,
         (unsigned long long)j->opt.seed)
     ADD(rf->episodes != j->opt.episodes, "episodes", "%d", rf->episodes, j->opt.episodes)
     ADD(rf->val_episodes != val_eps, "val-episodes", "%ld", (long)rf->val_episodes, val_eps)
-    ADD(rf->lr != j->opt.adam.lr, "lr", "%g", rf->lr, j->opt.adam.lr)
-    ADD(rf->weight_decay != j->opt.adam.weight_decay, "weight-decay", "%g", rf->weight_decay,
-        j->opt.adam.weight_decay)
-    ADD(rf->lr_schedule != j->opt.lr_schedule, "lr-schedule", "%s",
-        fcl_lr_schedule_name(rf->lr_schedule), fcl_lr_schedule_name(j->opt.lr_schedule))
+    ADD(rf->lr != j->opt.lr, "lr", "%g", rf->lr, j->opt.lr)
+    ADD(rf->weight_decay != j->opt.weight_decay, "weight-decay", "%g", rf->weight_decay,
+        j->opt.weight_decay)
+    ADD(rf->cosine_lr != j->opt.cosine_lr, "lr-schedule", "%s",
+        setting_name(FEWCL_SETTING_LR_SCHEDULE, rf->cosine_lr),
+        setting_name(FEWCL_SETTING_LR_SCHEDULE, j->opt.cosine_lr))
     ADD(rf->augment != j->opt.augment, "no-augment", "%s", rf->augment ? "augment" : "none",
         j->opt.augment ? "augment" : "none")
     /* A cosine rate spans the run as first given: other epochs would change episodes done. */
-    ADD(rf->lr_schedule == FCL_LR_COSINE && rf->epochs != j->opt.epochs, "epochs", "%d", rf->epochs,
-        j->opt.epochs)
+    ADD(rf->cosine_lr && rf->epochs != j->opt.epochs, "epochs", "%d", rf->epochs, j->opt.epochs)
 #undef ADD
     return n;
 }
 
 /* --resume: the run folder's settings, the given flags over them, and the checks a user can
  * act on before any device work. Returns -1 to go on, else the exit code. */
-static int prepare_resume(train_job *job, data_flags *data, long *val_eps, run_folder *rf,
+static int prepare_resume(train_job *job, data_flags *data, long *val_eps, fewcl_run_info *rf,
                           const int *codes, char **args, int n_given) {
     const char *dir = job->opt.run_dir;
     if (!run_folder_has_run(dir)) {
@@ -156,14 +156,15 @@ static int prepare_resume(train_job *job, data_flags *data, long *val_eps, run_f
                 dir);
         return EXIT_USAGE;
     }
-    if (run_folder_read(dir, rf) != FEWCL_OK) {
+    rf->struct_size = sizeof *rf;
+    if (fewcl_run_read(dir, rf) != FEWCL_OK) {
         fprintf(stderr, "fewcl train: --resume: %s\n", fewcl_last_error());
         return EXIT_RUNTIME;
     }
     take_stored(rf, job, val_eps);
     for (int i = 0; i < n_given; i++)
         apply(codes[i], args[i], job, data, val_eps);
-    model_config_effective(&job->opt.cfg);
+    model_config_effective(&job->cfg);
     char diff[1024];
     if (contradictions(rf, job, *val_eps, diff, sizeof diff)) {
         fprintf(stderr,
@@ -185,22 +186,22 @@ static int prepare_resume(train_job *job, data_flags *data, long *val_eps, run_f
                 rf->train_data, given);
     }
     char best[64] = "";
-    if (rf->best_epoch > 0 && !isnan(rf->best_val) && rf->best_val >= 0)
-        snprintf(best, sizeof best, "; best validation %.2f%% at epoch %d", rf->best_val,
+    if (rf->best_epoch > 0 && !isnan(rf->best_val_accuracy) && rf->best_val_accuracy >= 0)
+        snprintf(best, sizeof best, "; best validation %.2f%% at epoch %d", rf->best_val_accuracy,
                  rf->best_epoch);
-    if (rf->epoch >= job->opt.epochs && rf->in_epoch == 0) {
+    if (rf->epochs_done >= job->opt.epochs && rf->episodes_done == 0) {
         if (!job->json)
             printf("the run in %s is already finished: %d of %d epochs%s. Nothing to train; give "
                    "--epochs N (above %d) to train longer%s, or test it with `fewcl test "
                    "--weights %s/best.safetensors --data DIR`\n",
-                   dir, rf->epoch, job->opt.epochs, best, rf->epoch,
-                   job->opt.lr_schedule == FCL_LR_COSINE ? " (not with a cosine schedule)" : "",
-                   dir);
+                   dir, rf->epochs_done, job->opt.epochs, best, rf->epochs_done,
+                   job->opt.cosine_lr ? " (not with a cosine schedule)" : "", dir);
         if (!job->test_episodes && !job->json) return 0;
     } else if (!job->json) {
         printf("resuming %s at epoch %d, episode %ld (%d of %d epochs done%s; settings from "
                "config.json)\n",
-               dir, rf->epoch + 1, rf->in_epoch + 1, rf->epoch, job->opt.epochs, best);
+               dir, rf->epochs_done + 1, rf->episodes_done + 1, rf->epochs_done, job->opt.epochs,
+               best);
     }
     return -1;
 }
@@ -257,7 +258,7 @@ int cmd_train(int argc, char **argv) {
                         "--weights/--backbone-weights\n");
         return EXIT_USAGE;
     }
-    run_folder rf;
+    fewcl_run_info rf;
     if (job.opt.resume) {
         int rc = prepare_resume(&job, &data, &val_episodes, &rf, codes, args, n_given);
         if (rc >= 0) return rc;
@@ -268,11 +269,11 @@ int cmd_train(int argc, char **argv) {
                 job.opt.run_dir, job.opt.run_dir);
         return EXIT_USAGE;
     }
-    if (fcl_config_validate(&job.opt.cfg) != FEWCL_OK) {
+    if (fewcl_model_config_validate(&job.cfg) != FEWCL_OK) {
         fprintf(stderr, "fewcl train: %s\n", fewcl_last_error());
         return EXIT_USAGE;
     }
-    model_config_effective(&job.opt.cfg);
+    model_config_effective(&job.cfg);
     if (!data_has_split(&data, SPLIT_BASE)) {
         fprintf(stderr, "fewcl train: no training data: give --data DIR (FS-CT filelists "
                         "base.json/val.json/novel.json) or --train-list\n");
@@ -295,8 +296,9 @@ int cmd_train(int argc, char **argv) {
         char stamp[32];
         strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
         snprintf(default_dir, sizeof default_dir, "runs/%s-%s-%dw%ds-%s",
-                 fcl_backbone_name(job.opt.cfg.backbone), fcl_method_name(job.opt.cfg.method),
-                 job.opt.cfg.n_way, job.opt.cfg.k_shot, stamp);
+                 setting_name(FEWCL_SETTING_BACKBONE, job.cfg.backbone),
+                 setting_name(FEWCL_SETTING_METHOD, job.cfg.method), job.cfg.n_way, job.cfg.k_shot,
+                 stamp);
         job.opt.run_dir = default_dir;
     }
     job.check_image_size = !job.opt.resume;

@@ -2,33 +2,27 @@
 #include "train_report.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-#include "checkpoint_open.h"
 #include "cli.h"
-#include "data/image.h"
-#include "io/atomic_file.h"
-#include "plan/episode_plan.h"
+#include "model_flags.h"
 
 void train_job_init(train_job *j) {
     *j = (train_job){0};
-    j->opt.cfg = fcl_config_default();
-    j->opt.epochs = 50;
-    j->opt.episodes = 200;
-    j->opt.val_episodes = 200;
-    j->opt.adam = fcl_adamw_defaults();
-    j->opt.seed = 1;
-    j->opt.augment = 1;
+    fewcl_train_params_default(&j->opt, sizeof j->opt); /* 50 x 200 episodes, AdamW, seed 1 */
+    j->cfg = model_config_default();
     j->cmd = "train";
 }
 
-cJSON *test_result_json(const fcl_eval_result *r, const char *split, const char *weights,
-                        const fcl_model_config *c) {
+cJSON *test_result_json(const fewcl_test_result *r, const char *split, const char *weights,
+                        const fewcl_model_config *c) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "accuracy", r->accuracy);
     cJSON_AddNumberToObject(o, "ci95", r->ci95);
@@ -40,6 +34,28 @@ cJSON *test_result_json(const fcl_eval_result *r, const char *split, const char 
     cJSON_AddNumberToObject(o, "n_query", c->n_query);
     cJSON_AddNumberToObject(o, "seconds", r->seconds);
     return o;
+}
+
+/* Writes text to path through a temporary file and a rename, so that a reader never sees half
+ * a file; returns 0, or -1 after a message in `why`. */
+static int write_atomically(const char *path, const char *text, char *why, size_t cap) {
+    char tmp[8500];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        snprintf(why, cap, "cannot create %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    size_t n = strlen(text);
+    int ok = fwrite(text, 1, n, f) == n && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int e = errno;
+    ok = fclose(f) == 0 && ok;
+    if (ok && rename(tmp, path) == 0) return 0;
+    if (errno) e = errno;
+    unlink(tmp);
+    snprintf(why, cap, "writing %s failed: %s (the previous file, if any, is intact)", path,
+             strerror(e));
+    return -1;
 }
 
 void save_test_result(const char *cmd, const char *weights, const char *split,
@@ -58,38 +74,64 @@ void save_test_result(const char *cmd, const char *weights, const char *split,
     snprintf(path, sizeof path, "%s/test_%s_%s_%dw%ds_%d.json", d, split, stem,
              cJSON_IsNumber(way) ? way->valueint : 0, cJSON_IsNumber(shot) ? shot->valueint : 0,
              cJSON_IsNumber(episodes) ? episodes->valueint : 0);
-    char *text = cJSON_Print(result);
-    if (text && fcl_atomic_write_text(path, text) != FEWCL_OK)
-        fprintf(stderr, "fewcl %s: warning: %s\n", cmd, fewcl_last_error());
+    char *text = cJSON_Print(result), why[8800];
+    if (text && write_atomically(path, text, why, sizeof why) != 0)
+        fprintf(stderr, "fewcl %s: warning: %s\n", cmd, why);
     else if (text)
         fprintf(stderr, "fewcl %s: result saved in %s\n", cmd, path);
     free(text);
 }
 
-void print_test_result(const char *what, const fcl_eval_result *r) {
+void print_test_result(const char *what, const fewcl_test_result *r) {
     printf("%s: %d episodes: %.2f%% ± %.2f%% (95%% CI) in %.1f s\n", what, r->episodes, r->accuracy,
            r->ci95, r->seconds);
 }
 
 /* The trainer has one user pointer, the job; progress lives inside it. */
-static void on_progress(void *user, const fcl_progress *p) {
+static int on_progress(void *user, const fewcl_progress *p) {
     train_job *j = user;
-    progress_update(&j->progress, p);
+    return progress_update(&j->progress, p);
 }
 
-static void on_epoch(void *user, const fcl_epoch_metrics *m) {
+static void on_epoch(void *user, const fewcl_epoch_metrics *m) {
     train_job *j = user;
     progress_break(&j->progress);
     if (j->json) return;
     char val[64] = "", mem[32];
-    if (!isnan(m->val_acc))
-        snprintf(val, sizeof val, " val %.2f%% ± %.2f%%", m->val_acc, m->val_ci95);
+    if (!isnan(m->val_accuracy))
+        snprintf(val, sizeof val, " val %.2f%% ± %.2f%%", m->val_accuracy, m->val_ci95);
     printf("epoch %3d/%d  loss %.4f (ce %.4f var %.4f cov %.4f)  train %.2f%%%s  %.2f ep/s  "
            "(loader %.0f img/s)  %.0f s  device peak %s\n",
-           m->epoch, j->opt.epochs, m->loss, m->loss_ce, m->loss_var, m->loss_cov, m->train_acc,
-           val, m->episodes_per_s, m->images_per_s, m->seconds,
-           cli_bytes(m->device_peak, mem, sizeof mem));
+           m->epoch, j->opt.epochs, m->loss, m->loss_ce, m->loss_var, m->loss_cov,
+           m->train_accuracy, val, m->episodes_per_s, m->images_per_s, m->seconds,
+           cli_bytes(m->device_peak_bytes, mem, sizeof mem));
     fflush(stdout);
+}
+
+/* JSON has no NaN: absent values (no validation) are written as null. */
+static void add_number(cJSON *o, const char *key, double v) {
+    if (isnan(v))
+        cJSON_AddNullToObject(o, key);
+    else
+        cJSON_AddNumberToObject(o, key, v);
+}
+
+/* An epoch's metrics with the keys of metrics.csv (as the trainer's history has them). */
+static cJSON *metrics_json(const fewcl_epoch_metrics *m) {
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "epoch", m->epoch);
+    add_number(e, "loss", m->loss);
+    add_number(e, "loss_ce", m->loss_ce);
+    add_number(e, "loss_var", m->loss_var);
+    add_number(e, "loss_cov", m->loss_cov);
+    add_number(e, "train_acc", m->train_accuracy);
+    add_number(e, "val_acc", m->val_accuracy);
+    add_number(e, "val_ci95", m->val_ci95);
+    add_number(e, "episodes_per_s", m->episodes_per_s);
+    add_number(e, "images_per_s", m->images_per_s);
+    add_number(e, "seconds", m->seconds);
+    add_number(e, "device_peak", m->device_peak_bytes);
+    return e;
 }
 
 static void print_json(const train_job *j) {
@@ -97,11 +139,10 @@ static void print_json(const train_job *j) {
     cJSON_AddStringToObject(o, "run_dir", j->opt.run_dir);
     cJSON_AddNumberToObject(o, "epochs", j->result.epochs_done);
     cJSON_AddNumberToObject(o, "best_epoch", j->result.best_epoch);
-    if (!isnan(j->result.best_val_acc))
-        cJSON_AddNumberToObject(o, "best_val_acc", j->result.best_val_acc);
-    cJSON_AddNumberToObject(o, "planned_peak_bytes", (double)j->result.planned_peak);
-    if (j->result.epochs_done)
-        cJSON_AddItemToObject(o, "final", fcl_epoch_metrics_json(&j->result.last));
+    if (!isnan(j->result.best_val_accuracy))
+        cJSON_AddNumberToObject(o, "best_val_acc", j->result.best_val_accuracy);
+    cJSON_AddNumberToObject(o, "planned_peak_bytes", (double)j->result.planned_peak_bytes);
+    if (j->result.epochs_done) cJSON_AddItemToObject(o, "final", metrics_json(&j->result.last));
     if (j->test.episodes) {
         cJSON *t = cJSON_AddObjectToObject(o, "test");
         cJSON_AddNumberToObject(t, "accuracy", j->test.accuracy);
@@ -115,40 +156,49 @@ static void print_json(const train_job *j) {
 }
 
 /* The memory plan of one training episode, before anything is allocated (a configuration
- * that does not fit is refused by fcl_train with the planner's message). */
-static void print_plan(fewcl_context *ctx, const fcl_model_config *cfg) {
-    fcl_arena_stats st;
-    if (fcl_episode_plan(ctx, cfg, 1, fcl_arena_limit(ctx->arena), &st) != FEWCL_OK) return;
-    char b[FCL_MEM_CATEGORIES + 2][32];
-    printf("memory plan of a training episode: peak %s of %s", cli_bytes((double)st.peak, b[0], 32),
-           cli_bytes((double)fcl_arena_limit(ctx->arena), b[1], 32));
-    for (int k = 0; k < FCL_MEM_CATEGORIES; k++)
-        printf("%s%s %s", k ? ", " : " (", fcl_mem_category_name((fcl_mem_category)k),
-               cli_bytes((double)st.by_category_at_peak[k], b[k + 2], 32));
+ * that does not fit is refused by fewcl_train with the planner's message). */
+static void print_plan(fewcl_context *ctx, const fewcl_model_config *cfg) {
+    fewcl_plan_info info = {.struct_size = sizeof info};
+    fewcl_plan_params pp;
+    fewcl_plan_result r = {.struct_size = sizeof r};
+    fewcl_plan_params_default(&pp, sizeof pp);
+    pp.training = 1, pp.info = &info;
+    if (fewcl_plan(ctx, cfg, &pp, &r) != FEWCL_OK || !r.fits) return;
+    char b[FEWCL_MEM_CATEGORIES + 3][32];
+    printf("memory plan of a training episode: peak %s, footprint %s of %s",
+           cli_bytes((double)r.peak_bytes, b[0], 32), cli_bytes((double)r.reserved_bytes, b[1], 32),
+           cli_bytes((double)info.budget, b[2], 32));
+    for (int k = 0; k < FEWCL_MEM_CATEGORIES; k++)
+        printf("%s%s %s", k ? ", " : " (", fewcl_mem_category_name(k),
+               cli_bytes((double)r.at_peak[k], b[k + 3], 32));
     printf(" at the peak)\n");
 }
 
 /* Tests run_dir/best.safetensors on the novel split. */
-static fewcl_status run_test(fewcl_context *ctx, train_job *j, const fcl_dataset *novel) {
+static fewcl_status run_test(fewcl_context *ctx, train_job *j, const fewcl_dataset *novel) {
     char path[4200];
     snprintf(path, sizeof path, "%s/best.safetensors", j->opt.run_dir);
-    fcl_model *m;
-    FCL_TRY(open_trained_model(ctx, path, &j->opt.cfg, &m));
-    fcl_eval_options eo = {.data = novel,
-                           .episodes = j->test_episodes,
-                           .seed = j->opt.seed,
-                           .io = j->opt.data,
-                           .progress = progress_update,
-                           .user = &j->progress,
-                           .stop = &g_stop_requested};
-    fewcl_status s = fcl_evaluate(ctx, m, &eo, &j->test);
+    fewcl_model *m;
+    fewcl_status s = fewcl_model_load_as(ctx, path, &j->cfg, &m, NULL);
+    if (s != FEWCL_OK) return s;
+    fewcl_model_get_config(m, &j->cfg);
+    fewcl_test_params tp;
+    fewcl_test_params_default(&tp, sizeof tp);
+    tp.dataset = novel;
+    tp.episodes = j->test_episodes;
+    tp.seed = j->opt.seed;
+    tp.workers = j->opt.workers, tp.cache_bytes = j->opt.cache_bytes;
+    tp.skip_bad_images = j->opt.skip_bad_images, tp.scale_115 = j->opt.scale_115;
+    tp.progress = progress_update, tp.user = &j->progress, tp.cancel = g_stop_token;
+    j->test.struct_size = sizeof j->test;
+    s = fewcl_test(m, &tp, &j->test);
     progress_break(&j->progress);
     if (s == FEWCL_OK) {
-        cJSON *o = test_result_json(&j->test, "novel", path, &j->opt.cfg);
+        cJSON *o = test_result_json(&j->test, "novel", path, &j->cfg);
         save_test_result(j->cmd, path, "novel", o);
         cJSON_Delete(o);
     }
-    fcl_model_destroy(ctx, m);
+    fewcl_model_destroy(m);
     return s;
 }
 
@@ -174,9 +224,10 @@ int job_flag(int code, const char *arg, train_job *j) {
     case 4: j->device = arg; return 1;
     case 5: j->quiet = 1; return 1;
     case 6: j->json = 1; return 1;
-    case 7: return parse_real(j->cmd, "lr", arg, &j->opt.adam.lr) ? -1 : 1;
+    case 7: return parse_real(j->cmd, "lr", arg, &j->opt.lr) ? -1 : 1;
     case 8:
-        if (fcl_lr_schedule_parse(arg, &j->opt.lr_schedule) == 0) return 1;
+        if (fewcl_setting_parse(FEWCL_SETTING_LR_SCHEDULE, arg, &j->opt.cosine_lr) == FEWCL_OK)
+            return 1;
         fprintf(stderr, "fewcl %s: --lr-schedule '%s': expected constant or cosine\n", j->cmd, arg);
         return -1;
     default: return 0;
@@ -185,22 +236,22 @@ int job_flag(int code, const char *arg, train_job *j) {
 
 /* Images smaller than --image-size are upscaled: more memory and time for no new detail,
  * usually a forgotten flag. The first image of the split stands for the others. */
-static void warn_upscaling(const train_job *j, const fcl_dataset *ds) {
-    fcl_image im = {0};
-    if (!ds->n_images || fcl_image_load(ds->paths[0], &im) != FEWCL_OK) return;
-    int w = im.w, h = im.h, side = w < h ? w : h, want = j->opt.cfg.image_size;
-    fcl_image_free(&im);
+static void warn_upscaling(const train_job *j, const fewcl_dataset *ds) {
+    const char *first = fewcl_dataset_image_path(ds, 0);
+    int w, h;
+    if (!first || fewcl_image_dimensions(first, &w, &h) != FEWCL_OK) return;
+    int side = w < h ? w : h, want = j->cfg.image_size;
     if (side >= want) return;
     fprintf(stderr,
             "fewcl %s: warning: the images are %dx%d px (%s) and --image-size is %d: every "
             "image is upscaled %.1fx, which costs memory and time (%.0fx the pixels) for no "
             "new detail; give --image-size %d to train at their size\n",
-            j->cmd, w, h, ds->paths[0], want, (double)want / side,
+            j->cmd, w, h, first, want, (double)want / side,
             (double)want * want / ((double)side * side), side < 16 ? 16 : side);
 }
 
 int train_job_run(train_job *j, const data_flags *data) {
-    fcl_dataset *sets[SPLITS] = {0};
+    fewcl_dataset *sets[SPLITS] = {0};
     fewcl_context *ctx = NULL;
     install_stop_handler();
     int rc_open = cli_open_device(j->cmd, j->device, &ctx);
@@ -214,27 +265,34 @@ int train_job_run(train_job *j, const data_flags *data) {
     if (s == FEWCL_OK && j->check_image_size) warn_upscaling(j, sets[SPLIT_BASE]);
     if (s == FEWCL_OK) {
         progress_init(&j->progress, j->quiet || j->json);
-        j->opt.train = sets[SPLIT_BASE];
-        j->opt.val = j->opt.val_episodes ? sets[SPLIT_VAL] : NULL;
+        j->opt.model = &j->cfg;
+        j->opt.train_data = j->opt.val_data = NULL;
+        j->opt.train_dataset = sets[SPLIT_BASE];
+        j->opt.val_dataset = j->opt.val_episodes ? sets[SPLIT_VAL] : NULL;
         j->opt.progress = on_progress;
-        j->opt.data = data->io;
+        j->opt.workers = data->io.workers, j->opt.cache_bytes = data->io.cache_bytes;
+        j->opt.skip_bad_images = data->io.skip_bad, j->opt.scale_115 = data->io.scale_115;
         j->opt.epoch_done = on_epoch;
         j->opt.user = j;
-        j->opt.stop = &g_stop_requested;
+        j->opt.cancel = g_stop_token;
+        const fewcl_device_info *dev = fewcl_context_device(ctx);
+        fewcl_dataset_info train = {.struct_size = sizeof train}, val = {.struct_size = sizeof val};
+        fewcl_dataset_get_info(j->opt.train_dataset, &train);
+        if (j->opt.val_dataset) fewcl_dataset_get_info(j->opt.val_dataset, &val);
         if (!j->json)
             printf("device: %s (%s)\ntraining: %d classes, %d images (%s); validation: %s\nrun "
                    "folder: %s\n",
-                   ctx->info.name, ctx->info.platform, j->opt.train->n_classes,
-                   j->opt.train->n_images, j->opt.train->source,
-                   j->opt.val ? j->opt.val->source : "none", j->opt.run_dir);
-        if (!j->json) print_plan(ctx, &j->opt.cfg);
-        s = fcl_train(ctx, &j->opt, &j->result);
+                   dev->name, dev->platform, train.n_classes, train.n_images, train.source,
+                   j->opt.val_dataset ? val.source : "none", j->opt.run_dir);
+        if (!j->json) print_plan(ctx, &j->cfg);
+        j->result.struct_size = sizeof j->result;
+        s = fewcl_train(ctx, &j->opt, &j->result);
         progress_break(&j->progress);
     }
     if (s == FEWCL_OK && !j->json) {
-        if (!isnan(j->result.best_val_acc))
+        if (!isnan(j->result.best_val_accuracy))
             printf("best validation accuracy %.2f%% at epoch %d (best.safetensors)\n",
-                   j->result.best_val_acc, j->result.best_epoch);
+                   j->result.best_val_accuracy, j->result.best_epoch);
     }
     if (s == FEWCL_OK && j->test_episodes) {
         s = run_test(ctx, j, sets[SPLIT_NOVEL]);
@@ -246,7 +304,7 @@ int train_job_run(train_job *j, const data_flags *data) {
                j->opt.run_dir);
     if (s != FEWCL_OK) code = cli_fail(j->cmd, s);
     for (int i = 0; i < SPLITS; i++)
-        fcl_dataset_free(sets[i]);
+        fewcl_dataset_destroy(sets[i]);
     if (ctx) fewcl_context_destroy(ctx);
     return code;
 }

@@ -8,7 +8,8 @@
 #include "progress.h"
 
 typedef struct train_job {
-    fcl_train_options opt;
+    fewcl_train_params opt; /* opt.model is set to &cfg when the job runs */
+    fewcl_model_config cfg;
     int test_episodes; /* 0: no test */
     int quiet, json;
     const char *cmd;      /* for messages: "train" or "demo" */
@@ -16,8 +17,8 @@ typedef struct train_job {
     int check_image_size; /* warn when the images are smaller than --image-size */
     progress_state progress;
     /* Filled by train_job_run. */
-    fcl_train_result result;
-    fcl_eval_result test;
+    fewcl_train_result result;
+    fewcl_test_result test;
 } train_job;
 
 /* docs/spec.md §4 defaults: the default model, 50 epochs x 200 episodes, AdamW defaults, seed 1,
@@ -43,8 +44,8 @@ int job_flag(int code, const char *arg, train_job *j);
 int train_job_run(train_job *j, const data_flags *data);
 
 /* A test result as JSON (accuracy, ci95, episodes, split, weights, episode sizes, seconds). */
-struct cJSON *test_result_json(const fcl_eval_result *r, const char *split, const char *weights,
-                               const fcl_model_config *c);
+struct cJSON *test_result_json(const fewcl_test_result *r, const char *split, const char *weights,
+                               const fewcl_model_config *c);
 /* Keeps a test result beside `weights` when they are in a run folder (config.json beside
  * them), as test_<split>_<weights>_<way>w<shot>s_<episodes>.json (test_novel_best_5w5s_600.json),
  * so that tests of other weights, episode shapes or lengths do not replace it; says where on
@@ -53,6 +54,6 @@ void save_test_result(const char *cmd, const char *weights, const char *split,
                       const struct cJSON *result);
 
 /* Prints the test result as the reference does: "600 test episodes: 78.12% ± 0.64%". */
-void print_test_result(const char *what, const fcl_eval_result *r);
+void print_test_result(const char *what, const fewcl_test_result *r);
 
 #endif

@@ -56,8 +56,11 @@ extern "C" {
 #endif
 
 #define FEWCL_VERSION "0.1.0"
-/* The API's version: raised whenever a function, field or value is added, never lowered. */
-#define FEWCL_API_VERSION 1
+/* The API's version: raised whenever a function, field or value is added, never lowered.
+ * 2: names of settings, config sizes and differences, reading a weights file's config,
+ * loading for another episode shape, datasets, run folders, plan targets, sizes, glyph data,
+ * image dimensions; the epoch metrics' speeds and device peak; train/test on open datasets. */
+#define FEWCL_API_VERSION 2
 
 /* The library's version ("0.1.0") and API version, as built (may be newer than the header). */
 FEWCL_API const char *fewcl_version(void);

@@ -63,6 +63,42 @@ FEWCL_API fewcl_status fewcl_model_config_set_method(fewcl_model_config *cfg, fe
 /* Checks every field; the message names the one at fault. Any thread. */
 FEWCL_API fewcl_status fewcl_model_config_validate(const fewcl_model_config *cfg);
 
+/* The settings' names, as the command line spells them (API 2). */
+typedef enum fewcl_setting {
+    FEWCL_SETTING_BACKBONE,      /* fewcl_backbone: conv4, conv6, resnet18, resnet34 */
+    FEWCL_SETTING_METHOD,        /* fewcl_method: enhanced, fsct */
+    FEWCL_SETTING_VARIANT,       /* fewcl_variant: cosine, softmax */
+    FEWCL_SETTING_MAHALANOBIS,   /* fewcl_mahalanobis: auto, dense, lowrank */
+    FEWCL_SETTING_CHECKPOINTING, /* fewcl_checkpointing: none, blocks, backbone, all */
+    FEWCL_SETTING_LR_SCHEDULE    /* fewcl_train_params.cosine_lr: constant (0), cosine (1) */
+} fewcl_setting;
+
+/* The name of `value` of setting `s` ("resnet18"), a static string; NULL when either is out of
+ * range. Any thread. */
+FEWCL_API const char *fewcl_setting_name(fewcl_setting s, int value);
+/* The value whose name is `name` (exactly as fewcl_setting_name spells it) into *value;
+ * FEWCL_ERR_ARGUMENT listing the names otherwise (*value untouched). Any thread. */
+FEWCL_API fewcl_status fewcl_setting_parse(fewcl_setting s, const char *name, int *value);
+/* The sizes a config gives (API 2): D, the backbone's feature size (channels·height·width),
+ * and D′, the embedding size (the enhanced head's projection when active, else D); either
+ * pointer may be NULL. An image too small for the backbone is FEWCL_ERR_ARGUMENT. Any
+ * thread. */
+FEWCL_API fewcl_status fewcl_model_config_dims(const fewcl_model_config *cfg, int *feature_dim,
+                                               int *embedding_dim);
+/* The differences between two configs that change the parameters' shapes or meaning (not
+ * the episode shape, Mahalanobis path, checkpointing or BatchNorm-at-test), as "--flag a vs b"
+ * items, comma-separated, into buf (cap bytes, truncated to fit); *count (may be NULL) gets
+ * how many. Any thread. (API 2) */
+FEWCL_API fewcl_status fewcl_model_config_diff(const fewcl_model_config *a,
+                                               const fewcl_model_config *b, char *buf, size_t cap,
+                                               int *count);
+/* The config a weights file stores (a fewcl checkpoint's metadata) into the first
+ * cfg->struct_size bytes of *cfg (set struct_size first); *found = 0, cfg untouched, for
+ * weights without one (exported from PyTorch). Reads the file's header and metadata only.
+ * Any thread. (API 2) */
+FEWCL_API fewcl_status fewcl_model_read_config(const char *path, fewcl_model_config *cfg,
+                                               int *found);
+
 /* ---- models ---------------------------------------------------------------------------- */
 
 typedef struct fewcl_model fewcl_model;
@@ -77,6 +113,16 @@ FEWCL_API fewcl_status fewcl_model_create(fewcl_context *ctx, const fewcl_model_
  * naming them and the file. */
 FEWCL_API fewcl_status fewcl_model_load(fewcl_context *ctx, const char *path,
                                         const fewcl_model_config *cfg, fewcl_model **out);
+/* Loads weights for episodes of another shape (API 2): as fewcl_model_load, but the model
+ * runs cfg's n_way × k_shot × n_query (required), as `fewcl test --k-shot` does. A fewcl
+ * checkpoint's architecture still comes from its metadata (cfg's mahalanobis, checkpointing
+ * and bn_batch_stats_at_test are used); weights without metadata are described by cfg whole.
+ * When the file's learned prototype weights have another shape, the shots are weighted
+ * uniformly and *uniform_weights (may be NULL) is 1, else 0. fewcl_model_get_config then
+ * gives the config the model runs. Ownership and lifetime as fewcl_model_load. */
+FEWCL_API fewcl_status fewcl_model_load_as(fewcl_context *ctx, const char *path,
+                                           const fewcl_model_config *cfg, fewcl_model **out,
+                                           int *uniform_weights);
 /* Replaces the backbone's weights with those of a safetensors file in the backbone's own
  * layout (a torchvision resnet18/34 state_dict: prefix ""); other keys are ignored. On error
  * nothing is changed. */
@@ -97,8 +143,10 @@ FEWCL_API void fewcl_model_destroy(fewcl_model *m);
 /* Decodes a JPEG, PNG or BMP file (grey or RGB) and applies the evaluation transform:
  * chw receives 3·size·size floats. Any thread. */
 FEWCL_API fewcl_status fewcl_image_load(const char *path, int size, float *chw);
-/* The same for 8-bit RGB pixels: height rows of `width` RGB triples, `stride` bytes apart
- * (0: 3·width). Any thread. */
+/* The width and height in pixels of a JPEG, PNG or BMP file (API 2). Any thread. */
+FEWCL_API fewcl_status fewcl_image_dimensions(const char *path, int *width, int *height);
+/* fewcl_image_load for 8-bit RGB pixels: height rows of `width` RGB triples, `stride` bytes
+ * apart (0: 3·width). Any thread. */
 FEWCL_API fewcl_status fewcl_image_prepare_rgb8(const uint8_t *rgb, int width, int height,
                                                 size_t stride, int size, float *chw);
 
@@ -145,8 +193,9 @@ FEWCL_API fewcl_status fewcl_enrollment_get_info(const fewcl_enrollment *e,
  * result does not depend on the others; how they are grouped can change the last bits). At
  * the trained support shape, an episode's queries in one call give the logits of the episode
  * forward (`fewcl test`) bit for bit. (Not with bn_batch_stats_at_test: BatchNorm then uses
- * each call's batch statistics, so results depend on the batch.) Outputs, each NULL to skip: logits and probabilities
- * (softmax over the classes) [count, n_classes], labels [count] (the most probable class). */
+ * each call's batch statistics, so results depend on the batch.) Outputs, each NULL to skip: logits
+ * and probabilities (softmax over the classes) [count, n_classes], labels [count] (the most
+ * probable class). */
 FEWCL_API fewcl_status fewcl_classify(fewcl_enrollment *e, const fewcl_images *queries,
                                       float *logits, float *probabilities, int *labels);
 FEWCL_API void fewcl_enrollment_destroy(fewcl_enrollment *e);

@@ -5,12 +5,17 @@
 
 #include <string.h>
 
+#include "../data/dataset.h"
 #include "../nn/model.h"
 #include "fewcl/fewcl.h"
 
 struct fewcl_model {
     fewcl_context *ctx; /* borrowed */
     fcl_model *m;
+};
+
+struct fewcl_dataset {
+    fcl_dataset *d;
 };
 
 struct fewcl_enrollment {
@@ -32,6 +37,11 @@ void api_copy_in(void *dst, size_t full, const void *src, size_t struct_size);
 /* Copies the library's struct out into the caller's first struct_size bytes, keeping
  * struct_size as the caller's. */
 void api_copy_out(void *dst, size_t struct_size, const void *src, size_t full);
+
+/* After api_copy_out of a struct whose last member is itself a versioned struct (at offset
+ * `at`, nested_full bytes in this library): that member's struct_size says how much of it the
+ * caller's struct holds. */
+void api_fix_nested_size(void *dst, size_t struct_size, size_t at, size_t nested_full);
 
 /* Config conversions (the enums match one to one) and the public default. */
 fcl_model_config api_config_in(const fewcl_model_config *c);

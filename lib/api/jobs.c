@@ -1,6 +1,7 @@
 /* Public API: training and test jobs over the trainer (lib/train), with cancellation. */
 #include <math.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "../data/dataset.h"
@@ -11,6 +12,8 @@
 struct fewcl_cancel {
     atomic_int requested;
 };
+/* fewcl_cancel_request is documented as safe in a signal handler: a lock-free store is. */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic_int is lock-free");
 
 fewcl_status fewcl_cancel_create(fewcl_cancel **out) {
     API_REQUIRE(out, "fewcl_cancel_create", "out");
@@ -58,14 +61,21 @@ static fewcl_epoch_metrics metrics_out(const fcl_epoch_metrics *m) {
                                  m->train_acc,
                                  m->val_acc,
                                  m->val_ci95,
-                                 m->seconds};
+                                 m->seconds,
+                                 m->episodes_per_s,
+                                 m->images_per_s,
+                                 m->device_peak};
 }
 
+/* After the epoch's checkpoints: the trainer checks its stop flag next, so a request made
+ * during validation or the saving stops the run here, not one episode later. */
 static void on_epoch(void *user, const fcl_epoch_metrics *m) {
     job *j = user;
-    if (!j->epoch_done) return;
-    fewcl_epoch_metrics pub = metrics_out(m);
-    j->epoch_done(j->user, &pub);
+    if (j->epoch_done) {
+        fewcl_epoch_metrics pub = metrics_out(m);
+        j->epoch_done(j->user, &pub);
+    }
+    if (fewcl_cancel_requested(j->cancel)) j->stop = 1;
 }
 
 static fcl_data_options data_defaults(void) {
@@ -107,37 +117,43 @@ fewcl_status fewcl_train(fewcl_context *ctx, const fewcl_train_params *params,
     fewcl_train_params p;
     fewcl_train_params_default(&p, sizeof p);
     api_copy_in(&p, sizeof p, params, params->struct_size);
-    API_REQUIRE(p.train_data, fn, "train_data");
+    if (!p.train_dataset) API_REQUIRE(p.train_data, fn, "train_data");
     API_REQUIRE(p.run_dir, fn, "run_dir");
     fcl_model_config cfg = fcl_config_default();
     if (p.model) FCL_TRY(api_read_config(fn, p.model, &cfg));
-    job j = {p.progress, p.epoch_done, p.user, p.cancel, 0};
-    fcl_train_options o = {
-        .cfg = cfg,
-        .run_dir = p.run_dir,
-        .epochs = p.epochs,
-        .episodes = p.episodes,
-        .val_episodes = p.val_episodes,
-        .adam = fcl_adamw_defaults(),
-        .lr_schedule = p.cosine_lr ? FCL_LR_COSINE : FCL_LR_CONSTANT,
-        .seed = p.seed,
-        .augment = p.augment,
-        .resume = p.resume,
-        .init_weights = p.init_weights,
-        .init_prefix = "",
-        .backbone_weights = p.backbone_weights,
-        .backbone_prefix = p.backbone_prefix ? p.backbone_prefix : "",
-        .data = {.workers = p.workers, .cache_bytes = p.cache_bytes, .skip_bad = p.skip_bad_images},
-        .progress = on_progress,
-        .epoch_done = on_epoch,
-        .user = &j,
-        .stop = &j.stop};
+    /* A request made before the job starts counts from its first check. */
+    job j = {p.progress, p.epoch_done, p.user, p.cancel, fewcl_cancel_requested(p.cancel)};
+    fcl_train_options o = {.cfg = cfg,
+                           .run_dir = p.run_dir,
+                           .epochs = p.epochs,
+                           .episodes = p.episodes,
+                           .val_episodes = p.val_episodes,
+                           .adam = fcl_adamw_defaults(),
+                           .lr_schedule = p.cosine_lr ? FCL_LR_COSINE : FCL_LR_CONSTANT,
+                           .seed = p.seed,
+                           .augment = p.augment,
+                           .resume = p.resume,
+                           .init_weights = p.init_weights,
+                           .init_prefix = "",
+                           .backbone_weights = p.backbone_weights,
+                           .backbone_prefix = p.backbone_prefix ? p.backbone_prefix : "",
+                           .data = {.workers = p.workers,
+                                    .cache_bytes = p.cache_bytes,
+                                    .skip_bad = p.skip_bad_images,
+                                    .scale_115 = p.scale_115},
+                           .progress = on_progress,
+                           .epoch_done = on_epoch,
+                           .user = &j,
+                           .stop = &j.stop};
     o.adam.lr = p.lr, o.adam.weight_decay = p.weight_decay;
     fcl_dataset *train = NULL, *val = NULL;
-    fewcl_status s = open_data(fn, "train_data", p.train_data, p.data_root, &train);
-    if (s == FEWCL_OK && p.val_data) s = open_data(fn, "val_data", p.val_data, p.data_root, &val);
+    fewcl_status s = FEWCL_OK;
+    if (!p.train_dataset) s = open_data(fn, "train_data", p.train_data, p.data_root, &train);
+    if (s == FEWCL_OK && p.val_data && !p.val_dataset)
+        s = open_data(fn, "val_data", p.val_data, p.data_root, &val);
     fcl_train_result tr;
-    o.train = train, o.val = val;
+    o.train = p.train_dataset ? p.train_dataset->d : train;
+    o.val = p.val_dataset ? p.val_dataset->d : val;
     if (s == FEWCL_OK) s = fcl_train(ctx, &o, &tr);
     fcl_dataset_free(val);
     fcl_dataset_free(train);
@@ -145,6 +161,8 @@ fewcl_status fewcl_train(fewcl_context *ctx, const fewcl_train_params *params,
         fewcl_train_result full = {sizeof full,   tr.epochs_done,  tr.best_val_acc,
                                    tr.best_epoch, tr.planned_peak, metrics_out(&tr.last)};
         api_copy_out(r, r->struct_size, &full, sizeof full);
+        api_fix_nested_size(r, r->struct_size, offsetof(fewcl_train_result, last),
+                            sizeof full.last);
     }
     return s;
 }
@@ -172,7 +190,7 @@ fewcl_status fewcl_test(fewcl_model *m, const fewcl_test_params *params, fewcl_t
     fewcl_test_params p;
     fewcl_test_params_default(&p, sizeof p);
     api_copy_in(&p, sizeof p, params, params->struct_size);
-    API_REQUIRE(p.data, fn, "data");
+    if (!p.dataset) API_REQUIRE(p.data, fn, "data");
     if (p.episodes < 1 || p.n_way < 0 || p.k_shot < 0 || p.n_query < 0)
         return fcl_fail(FEWCL_ERR_ARGUMENT,
                         "%s: %d episodes of %d-way %d-shot %d-query (episodes >= 1, sizes >= 0; "
@@ -184,16 +202,16 @@ fewcl_status fewcl_test(fewcl_model *m, const fewcl_test_params *params, fewcl_t
     if (p.k_shot) cfg.k_shot = p.k_shot;
     if (p.n_query) cfg.n_query = p.n_query;
     FCL_TRY(fcl_config_validate(&cfg));
-    fcl_dataset *data;
-    FCL_TRY(open_data(fn, "data", p.data, p.data_root, &data));
+    fcl_dataset *data = NULL;
+    if (!p.dataset) FCL_TRY(open_data(fn, "data", p.data, p.data_root, &data));
     fcl_model *model = m->m;
     int uniform = 0;
     fewcl_status s = FEWCL_OK;
     if (cfg.n_way != model->cfg.n_way || cfg.k_shot != model->cfg.k_shot ||
         cfg.n_query != model->cfg.n_query)
         s = fcl_model_reshape(m->ctx, m->m, &cfg, &model, &uniform);
-    job j = {p.progress, NULL, p.user, p.cancel, 0};
-    fcl_eval_options o = {.data = data,
+    job j = {p.progress, NULL, p.user, p.cancel, fewcl_cancel_requested(p.cancel)};
+    fcl_eval_options o = {.data = p.dataset ? p.dataset->d : data,
                           .episodes = p.episodes,
                           .seed = p.seed,
                           .io = {.workers = p.workers,

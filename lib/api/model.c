@@ -51,6 +51,42 @@ fewcl_status fewcl_model_load(fewcl_context *ctx, const char *path, const fewcl_
     return wrap(ctx, m, out);
 }
 
+fewcl_status fewcl_model_load_as(fewcl_context *ctx, const char *path,
+                                 const fewcl_model_config *cfg, fewcl_model **out,
+                                 int *uniform_weights) {
+    const char *fn = "fewcl_model_load_as";
+    API_REQUIRE(out, fn, "out");
+    *out = NULL;
+    if (uniform_weights) *uniform_weights = 0;
+    API_REQUIRE(ctx, fn, "ctx");
+    API_REQUIRE(path, fn, "path");
+    fcl_model_config c;
+    FCL_TRY(api_read_config(fn, cfg, &c));
+    /* The checkpoint's architecture with cfg's episode shape and run settings: the path
+     * `fewcl test` has always taken, so its results are unchanged. */
+    int uniform = 0;
+    fcl_model *m;
+    FCL_TRY(fcl_checkpoint_open_model(ctx, path, &c, &m, &uniform));
+    if (uniform_weights) *uniform_weights = uniform;
+    return wrap(ctx, m, out);
+}
+
+fewcl_status fewcl_model_read_config(const char *path, fewcl_model_config *cfg, int *found) {
+    const char *fn = "fewcl_model_read_config";
+    API_REQUIRE(path, fn, "path");
+    API_REQUIRE(cfg, fn, "cfg");
+    API_REQUIRE(found, fn, "found");
+    FCL_TRY(api_check_size(fn, "cfg", cfg->struct_size));
+    fcl_model_config c;
+    *found = 0;
+    FCL_TRY(fcl_checkpoint_read_config(path, &c, found));
+    if (*found) {
+        fewcl_model_config full = api_config_out(&c);
+        api_copy_out(cfg, cfg->struct_size, &full, sizeof full);
+    }
+    return FEWCL_OK;
+}
+
 fewcl_status fewcl_model_load_backbone(fewcl_model *m, const char *path, const char *prefix) {
     API_REQUIRE(m, "fewcl_model_load_backbone", "the model");
     API_REQUIRE(path, "fewcl_model_load_backbone", "path");

@@ -38,12 +38,15 @@ fewcl_status fewcl_plan(fewcl_context *ctx, const fewcl_model_config *config,
     api_copy_in(&p, sizeof p, params, params->struct_size);
     /* The device planned for: this one, or one of device_memory bytes; the budget: its memory,
      * FEWCL_MEM_LIMIT (for this device), or p.budget. */
+    if (p.info) FCL_TRY(api_check_size(fn, "the plan info", p.info->struct_size));
     fcl_limits target = ctx->limits;
     size_t limit = 0;
     if (p.device_memory) {
         target.global_mem = p.device_memory;
         target.max_alloc = p.max_alloc ? p.max_alloc : p.device_memory / 4;
+        if (!target.profile) fcl_limits_apply_profile(&target, "gpu"); /* its GPU paths */
     } else {
+        if (p.max_alloc) target.max_alloc = p.max_alloc;
         const char *env = getenv("FEWCL_MEM_LIMIT");
         if (env && *env) fcl_parse_bytes(env, &limit);
     }
@@ -74,11 +77,13 @@ fewcl_status fewcl_plan(fewcl_context *ctx, const fewcl_model_config *config,
     snprintf(full.reason, sizeof full.reason, "%.500s", fr.first_failure);
     snprintf(full.changes, sizeof full.changes, "%s", fr.changes);
     api_copy_out(r, r->struct_size, &full, sizeof full);
-    /* the nested config: as much of it as the caller's struct holds */
-    size_t cfg_at = offsetof(fewcl_plan_result, config);
-    if (r->struct_size > cfg_at + sizeof(size_t)) {
-        size_t room = r->struct_size - cfg_at;
-        r->config.struct_size = room < sizeof full.config ? room : sizeof full.config;
+    api_fix_nested_size(r, r->struct_size, offsetof(fewcl_plan_result, config), sizeof full.config);
+    if (p.info) {
+        fewcl_plan_info info = {sizeof info,          target.global_mem,
+                                target.max_alloc,     limit ? limit : target.global_mem,
+                                p.fit ? fr.tried : 1, ""};
+        snprintf(info.reason, sizeof info.reason, "%s", fr.first_failure);
+        api_copy_out(p.info, p.info->struct_size, &info, sizeof info);
     }
     return FEWCL_OK;
 }

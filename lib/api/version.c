@@ -31,6 +31,12 @@ void api_copy_out(void *dst, size_t struct_size, const void *src, size_t full) {
     *(size_t *)dst = struct_size;
 }
 
+void api_fix_nested_size(void *dst, size_t struct_size, size_t at, size_t nested_full) {
+    if (struct_size < at + sizeof(size_t)) return;
+    size_t room = struct_size - at;
+    *(size_t *)((char *)dst + at) = room < nested_full ? room : nested_full;
+}
+
 fcl_model_config api_config_in(const fewcl_model_config *c) {
     return (fcl_model_config){.backbone = (fcl_backbone)c->backbone,
                               .image_size = c->image_size,

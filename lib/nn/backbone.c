@@ -1,6 +1,6 @@
-/* The backbones (see model.h): the FS-CT ConvNet (conv4, conv6; docs/maths.md §2.4) and
- * torchvision's ResNet-18/34 up to layer4 (docs/maths.md §2.5), forward and backward over the
- * whole episode batch (docs/maths.md §1.2).
+/* The built-in backbones (entries of the backbone table, backbone.h): the FS-CT ConvNet (conv4,
+ * conv6; docs/maths.md §2.4) and torchvision's ResNet-18/34 up to layer4 (docs/maths.md §2.5),
+ * forward and backward over the whole episode batch (docs/maths.md §1.2).
  *
  * Both are chains of "units" (conv → BatchNorm, docs/maths.md §2.2) joined by ReLU,
  * max-pool and, in the ResNets, residual adds:
@@ -69,19 +69,19 @@ typedef struct block {
                                then out is a view of r) */
 } block;
 
-struct fcl_backbone_net {
+typedef struct blocks_net {
+    fcl_backbone_net base;
     fcl_params *P; /* indices stay valid when later stages grow the table */
     fcl_model_config cfg;
     int frozen;
     int checkpoint; /* --checkpoint backbone|all: forward keeps only each block's output */
     int nblocks;
     block *blocks;
-    int C, H, W;         /* feature shape */
     fcl_tensor x_keep;   /* the image's descriptor (not owned) */
     int have_forward;    /* saved state exists */
     int batch_stats;     /* the forward's BN mode */
     fcl_tensor features; /* view of the last block's output */
-};
+} blocks_net;
 
 /* ---- initialisation ------------------------------------------------------------------------ */
 
@@ -169,91 +169,128 @@ static fewcl_status add_unit(builder *bd, unit *u, const char *cname, const char
     return FEWCL_OK;
 }
 
-fewcl_status fcl_backbone_create(fewcl_context *ctx, const fcl_model_config *cfg, fcl_params *P,
-                                 const char *prefix, uint64_t seed, fcl_backbone_net **out) {
-    *out = NULL;
-    int C, H, W;
-    FCL_TRY(fcl_config_feature_shape(cfg, &C, &H, &W));
-    fcl_backbone_net *net = calloc(1, sizeof *net);
-    if (!net) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "backbone");
+/* A net without blocks yet: the settings common to both families. */
+static fewcl_status net_new(const fcl_model_config *cfg, fcl_params *P, int nblocks,
+                            blocks_net **out) {
+    blocks_net *net = calloc(1, sizeof *net);
+    block *blocks = calloc((size_t)nblocks, sizeof *blocks);
+    if (!net || !blocks) {
+        free(blocks);
+        free(net);
+        return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "backbone");
+    }
     net->P = P;
     net->cfg = *cfg;
     net->frozen = cfg->freeze_backbone;
     /* Frozen, nothing is kept anyway (and there is no backward to recompute for). */
     net->checkpoint =
         !net->frozen && (cfg->checkpoint == FCL_CKPT_BACKBONE || cfg->checkpoint == FCL_CKPT_ALL);
-    net->C = C, net->H = H, net->W = W;
-    builder bd = {ctx, P, prefix, seed, !cfg->freeze_backbone, cfg->backbone <= FCL_CONV6};
-    fewcl_status st = FEWCL_OK;
-    char cn[96], bn[96];
-    if (cfg->backbone <= FCL_CONV6) {
-        int depth = cfg->backbone == FCL_CONV4 ? 4 : 6;
-        net->blocks = calloc((size_t)depth, sizeof *net->blocks);
-        if (!net->blocks) st = fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "backbone");
-        for (int i = 0; i < depth && st == FEWCL_OK; i++) {
-            block *b = &net->blocks[net->nblocks++];
-            b->nu = 1;
-            if (i < 4) b->pool = (fcl_pool2d_params){2, 2, 0};
-            snprintf(cn, sizeof cn, "trunk.%d.C", i);
-            snprintf(bn, sizeof bn, "trunk.%d.BN", i);
-            st = add_unit(&bd, &b->u[0], cn, bn, i ? 64 : 3, 64, 3, 1, 1, 1);
-        }
-    } else {
-        static const int counts18[4] = {2, 2, 2, 2}, counts34[4] = {3, 4, 6, 3};
-        const int *counts = cfg->backbone == FCL_RESNET18 ? counts18 : counts34;
-        int total = 1 + counts[0] + counts[1] + counts[2] + counts[3];
-        net->blocks = calloc((size_t)total, sizeof *net->blocks);
-        if (!net->blocks) st = fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "backbone");
-        if (st == FEWCL_OK) {
-            block *b = &net->blocks[net->nblocks++];
-            b->nu = 1;
-            b->pool = (fcl_pool2d_params){3, 2, 1};
-            st = add_unit(&bd, &b->u[0], "conv1", "bn1", 3, 64, 7, 2, 3, 0);
-        }
-        int cin = 64;
-        for (int L = 0; L < 4 && st == FEWCL_OK; L++) {
-            int cout = 64 << L;
-            for (int j = 0; j < counts[L] && st == FEWCL_OK; j++) {
-                block *b = &net->blocks[net->nblocks++];
-                int stride = (L > 0 && j == 0) ? 2 : 1;
-                b->residual = 1;
-                b->nu = (stride != 1 || cin != cout) ? 3 : 2;
-                char base[64];
-                snprintf(base, sizeof base, "layer%d.%d", L + 1, j);
-                snprintf(cn, sizeof cn, "%s.conv1", base);
-                snprintf(bn, sizeof bn, "%s.bn1", base);
-                st = add_unit(&bd, &b->u[0], cn, bn, cin, cout, 3, stride, 1, 0);
-                if (st != FEWCL_OK) break;
-                snprintf(cn, sizeof cn, "%s.conv2", base);
-                snprintf(bn, sizeof bn, "%s.bn2", base);
-                st = add_unit(&bd, &b->u[1], cn, bn, cout, cout, 3, 1, 1, 0);
-                if (st != FEWCL_OK || b->nu < 3) {
-                    cin = cout;
-                    continue;
-                }
-                snprintf(cn, sizeof cn, "%s.downsample.0", base);
-                snprintf(bn, sizeof bn, "%s.downsample.1", base);
-                st = add_unit(&bd, &b->u[2], cn, bn, cin, cout, 1, stride, 0, 0);
-                cin = cout;
-            }
-        }
-    }
-    if (st != FEWCL_OK) {
-        /* The parameters stay in P (the caller frees P); only the net goes. */
-        free(net->blocks);
-        free(net);
-        return st;
-    }
+    net->blocks = blocks;
     *out = net;
     return FEWCL_OK;
 }
 
+/* *out = net, or on failure the net freed: its parameters stay in P (the caller frees P). */
+static fewcl_status net_done(blocks_net *net, fewcl_status st, fcl_backbone_net **out) {
+    if (st != FEWCL_OK) {
+        free(net->blocks);
+        free(net);
+        return st;
+    }
+    *out = &net->base;
+    return FEWCL_OK;
+}
+
+/* Output side of a k x k convolution or pooling with stride s and padding p. */
+static int out_side(int in, int k, int s, int p) {
+    return in + 2 * p < k ? 0 : (in + 2 * p - k) / s + 1;
+}
+
+/* ConvNet (layers[0] blocks; the first four pool 2x2, the 3x3 pad-1 convolutions keep the side). */
+static void convnet_feature_shape(const fcl_backbone_ops *self, int s, int *channels, int *side) {
+    for (int i = 0; i < self->layers[0] && i < 4; i++)
+        s = out_side(s, 2, 2, 0);
+    *channels = 64;
+    *side = s;
+}
+
+static fewcl_status convnet_create(const fcl_backbone_ops *self, fewcl_context *ctx,
+                                   const fcl_model_config *cfg, fcl_params *P, const char *prefix,
+                                   uint64_t seed, fcl_backbone_net **out) {
+    const int depth = self->layers[0];
+    blocks_net *net;
+    FCL_TRY(net_new(cfg, P, depth, &net));
+    builder bd = {ctx, P, prefix, seed, !cfg->freeze_backbone, 1};
+    fewcl_status st = FEWCL_OK;
+    char cn[96], bn[96];
+    for (int i = 0; i < depth && st == FEWCL_OK; i++) {
+        block *b = &net->blocks[net->nblocks++];
+        b->nu = 1;
+        if (i < 4) b->pool = (fcl_pool2d_params){2, 2, 0};
+        snprintf(cn, sizeof cn, "trunk.%d.C", i);
+        snprintf(bn, sizeof bn, "trunk.%d.BN", i);
+        st = add_unit(&bd, &b->u[0], cn, bn, i ? 64 : 3, 64, 3, 1, 1, 1);
+    }
+    return net_done(net, st, out);
+}
+
+/* ResNet: the stem (7x7/2 conv, 3x3/2 max-pool), then stages 2..4 halve the side (3x3/2 pad 1). */
+static void resnet_feature_shape(const fcl_backbone_ops *self, int s, int *channels, int *side) {
+    (void)self;
+    s = out_side(s, 7, 2, 3); /* stem */
+    s = out_side(s, 3, 2, 1); /* max-pool */
+    for (int i = 0; i < 3; i++)
+        s = out_side(s, 3, 2, 1); /* layer2..4 */
+    *channels = 512;
+    *side = s;
+}
+
+static fewcl_status resnet_create(const fcl_backbone_ops *self, fewcl_context *ctx,
+                                  const fcl_model_config *cfg, fcl_params *P, const char *prefix,
+                                  uint64_t seed, fcl_backbone_net **out) {
+    const int *counts = self->layers;
+    blocks_net *net;
+    FCL_TRY(net_new(cfg, P, 1 + counts[0] + counts[1] + counts[2] + counts[3], &net));
+    builder bd = {ctx, P, prefix, seed, !cfg->freeze_backbone, 0};
+    char cn[96], bn[96];
+    block *b = &net->blocks[net->nblocks++];
+    b->nu = 1;
+    b->pool = (fcl_pool2d_params){3, 2, 1};
+    fewcl_status st = add_unit(&bd, &b->u[0], "conv1", "bn1", 3, 64, 7, 2, 3, 0);
+    int cin = 64;
+    for (int L = 0; L < 4 && st == FEWCL_OK; L++) {
+        int cout = 64 << L;
+        for (int j = 0; j < counts[L] && st == FEWCL_OK; j++) {
+            b = &net->blocks[net->nblocks++];
+            int stride = (L > 0 && j == 0) ? 2 : 1;
+            b->residual = 1;
+            b->nu = (stride != 1 || cin != cout) ? 3 : 2;
+            char base[64];
+            snprintf(base, sizeof base, "layer%d.%d", L + 1, j);
+            snprintf(cn, sizeof cn, "%s.conv1", base);
+            snprintf(bn, sizeof bn, "%s.bn1", base);
+            st = add_unit(&bd, &b->u[0], cn, bn, cin, cout, 3, stride, 1, 0);
+            if (st != FEWCL_OK) break;
+            snprintf(cn, sizeof cn, "%s.conv2", base);
+            snprintf(bn, sizeof bn, "%s.bn2", base);
+            st = add_unit(&bd, &b->u[1], cn, bn, cout, cout, 3, 1, 1, 0);
+            if (st != FEWCL_OK || b->nu < 3) {
+                cin = cout;
+                continue;
+            }
+            snprintf(cn, sizeof cn, "%s.downsample.0", base);
+            snprintf(bn, sizeof bn, "%s.downsample.1", base);
+            st = add_unit(&bd, &b->u[2], cn, bn, cin, cout, 1, stride, 0, 0);
+            cin = cout;
+        }
+    }
+    return net_done(net, st, out);
+}
+
 /* ---- forward -------------------------------------------------------------------------------- */
 
-static fcl_tensor *pv(fcl_backbone_net *net, int i) { return &net->P->items[i].value; }
-static fcl_tensor *pg(fcl_backbone_net *net, int i) {
-    return i < 0 ? NULL : &net->P->items[i].grad;
-}
+static fcl_tensor *pv(blocks_net *net, int i) { return &net->P->items[i].value; }
+static fcl_tensor *pg(blocks_net *net, int i) { return i < 0 ? NULL : &net->P->items[i].grad; }
 
 static fewcl_status alloc4(fewcl_context *ctx, fcl_tensor *t, int n, int c, int h, int w) {
     return fcl_tensor_alloc(ctx, t, FCL_MEM_ACTIVATION, 4, (int[]){n, c, h, w});
@@ -261,8 +298,7 @@ static fewcl_status alloc4(fewcl_context *ctx, fcl_tensor *t, int n, int c, int 
 
 /* u->c (allocated here) = conv(x): forward's first step, and all that a plain block's
  * checkpoint recomputes. */
-static fewcl_status unit_conv(fewcl_context *ctx, fcl_backbone_net *net, unit *u,
-                              const fcl_tensor *x) {
+static fewcl_status unit_conv(fewcl_context *ctx, blocks_net *net, unit *u, const fcl_tensor *x) {
     const int n = x->shape[0];
     const int oh = fcl_conv2d_out_size(x->shape[2], u->k, u->stride, u->pad);
     const int ow = fcl_conv2d_out_size(x->shape[3], u->k, u->stride, u->pad);
@@ -272,8 +308,8 @@ static fewcl_status unit_conv(fewcl_context *ctx, fcl_backbone_net *net, unit *u
 }
 
 /* y (allocated here) = BN(conv(x)). Keeps u->c and the batch statistics unless frozen. */
-static fewcl_status unit_forward(fewcl_context *ctx, fcl_backbone_net *net, unit *u,
-                                 const fcl_tensor *x, int update_running, fcl_tensor *y) {
+static fewcl_status unit_forward(fewcl_context *ctx, blocks_net *net, unit *u, const fcl_tensor *x,
+                                 int update_running, fcl_tensor *y) {
     FCL_TRY(unit_conv(ctx, net, u, x));
     FCL_TRY(fcl_tensor_alloc(ctx, y, FCL_MEM_ACTIVATION, 4, u->c.shape));
     if (net->batch_stats) {
@@ -308,7 +344,7 @@ static fewcl_status unit_forward(fewcl_context *ctx, fcl_backbone_net *net, unit
     return FEWCL_OK;
 }
 
-static fewcl_status block_forward(fewcl_context *ctx, fcl_backbone_net *net, block *b,
+static fewcl_status block_forward(fewcl_context *ctx, blocks_net *net, block *b,
                                   const fcl_tensor *x, int update_running) {
     if (!b->residual) {
         FCL_TRY(unit_forward(ctx, net, &b->u[0], x, update_running, &b->r));
@@ -374,33 +410,24 @@ static void block_keep_output(fewcl_context *ctx, block *b) {
  * not updated twice (the op gets throwaway ones); the batch statistics it recomputes are the
  * first forward's. Its recomputed output replaces the kept one, equal to it and no longer read
  * by anything else (the next block's backward is done). */
-static fewcl_status block_recompute(fewcl_context *ctx, fcl_backbone_net *net, block *b,
+static fewcl_status block_recompute(fewcl_context *ctx, blocks_net *net, block *b,
                                     const fcl_tensor *x) {
     if (!b->residual) return unit_conv(ctx, net, &b->u[0], x);
     fcl_tensor_free(ctx, &b->out);
     return block_forward(ctx, net, b, x, 0);
 }
 
-void fcl_backbone_release(fewcl_context *ctx, fcl_backbone_net *net) {
-    if (!net) return;
+static void net_release(fewcl_context *ctx, blocks_net *net) {
     for (int i = net->nblocks - 1; i >= 0; i--)
         block_release(ctx, &net->blocks[i], 0);
     memset(&net->features, 0, sizeof net->features);
     net->have_forward = 0;
 }
 
-fewcl_status fcl_backbone_forward(fewcl_context *ctx, fcl_backbone_net *net, const fcl_tensor *x,
-                                  int training, const fcl_tensor **features) {
-    *features = NULL;
-    const int S = net->cfg.image_size;
-    if (x->ndim != 4 || x->shape[1] != 3 || x->shape[2] != S || x->shape[3] != S ||
-        x->shape[0] < 1) {
-        char a[64];
-        return fcl_fail(FEWCL_ERR_ARGUMENT,
-                        "backbone: input %s does not fit [B,3,%d,%d] (--image-size %d)",
-                        fcl_shape_str(x, a, sizeof a), S, S, S);
-    }
-    fcl_backbone_release(ctx, net); /* a forward without backward/release before */
+static fewcl_status blocks_forward(fewcl_context *ctx, fcl_backbone_net *base, const fcl_tensor *x,
+                                   int training, const fcl_tensor **features) {
+    blocks_net *net = (blocks_net *)base;
+    net_release(ctx, net); /* a forward without backward/release before */
     net->batch_stats = training || net->cfg.bn_batch_stats_at_test;
     net->x_keep = *x;
     net->x_keep.owner = 0;
@@ -417,10 +444,10 @@ fewcl_status fcl_backbone_forward(fewcl_context *ctx, fcl_backbone_net *net, con
     net->have_forward = 1;
     if (st == FEWCL_OK) {
         const int B = x->shape[0];
-        st = fcl_tensor_view(in, 2, (int[]){B, net->C * net->H * net->W}, &net->features);
+        st = fcl_tensor_view(in, 2, (int[]){B, (int)(in->numel / (size_t)B)}, &net->features);
     }
     if (st != FEWCL_OK) {
-        fcl_backbone_release(ctx, net);
+        net_release(ctx, net);
         return st;
     }
     *features = &net->features;
@@ -432,9 +459,8 @@ fewcl_status fcl_backbone_forward(fewcl_context *ctx, fcl_backbone_net *net, con
 /* dy (the gradient of this unit's BN output; overwritten when in_place) → conv input gradient
  * into *dx (allocated here when dx is not NULL), parameter gradients accumulated. Frees the
  * unit's saved tensors. */
-static fewcl_status unit_backward(fewcl_context *ctx, fcl_backbone_net *net, unit *u,
-                                  const fcl_tensor *x, fcl_tensor *dy, int in_place,
-                                  fcl_tensor *dx) {
+static fewcl_status unit_backward(fewcl_context *ctx, blocks_net *net, unit *u, const fcl_tensor *x,
+                                  fcl_tensor *dy, int in_place, fcl_tensor *dx) {
     fcl_tensor dc = {0}, *dcp = dy;
     fewcl_status st = FEWCL_OK;
     if (!in_place) {
@@ -464,7 +490,7 @@ static fewcl_status unit_backward(fewcl_context *ctx, fcl_backbone_net *net, uni
 
 /* dout (owned, the gradient of b->out; consumed) → *dx (allocated, the gradient of the block's
  * input x) unless dx is NULL. Frees the block's saved tensors and its output. */
-static fewcl_status block_backward(fewcl_context *ctx, fcl_backbone_net *net, block *b,
+static fewcl_status block_backward(fewcl_context *ctx, blocks_net *net, block *b,
                                    const fcl_tensor *x, fcl_tensor *dout, fcl_tensor *dx) {
     fewcl_status st = FEWCL_OK;
     if (!b->residual) {
@@ -521,20 +547,21 @@ static fewcl_status block_backward(fewcl_context *ctx, fcl_backbone_net *net, bl
     return st;
 }
 
-fewcl_status fcl_backbone_backward(fewcl_context *ctx, fcl_backbone_net *net,
-                                   const fcl_tensor *dfeatures) {
+static fewcl_status blocks_backward(fewcl_context *ctx, fcl_backbone_net *base,
+                                    const fcl_tensor *dfeatures) {
+    blocks_net *net = (blocks_net *)base;
     if (!net->have_forward)
         return fcl_fail(FEWCL_ERR_ARGUMENT, "backbone: backward without a forward");
     if (dfeatures->numel != net->features.numel || dfeatures->ndim != 2 ||
         dfeatures->shape[0] != net->features.shape[0]) {
         char a[64], b[64];
-        fcl_backbone_release(ctx, net);
+        net_release(ctx, net);
         return fcl_fail(FEWCL_ERR_ARGUMENT, "backbone: dfeatures %s do not fit features %s",
                         fcl_shape_str(dfeatures, a, sizeof a),
                         fcl_shape_str(&net->features, b, sizeof b));
     }
     if (net->frozen) {
-        fcl_backbone_release(ctx, net);
+        net_release(ctx, net);
         return FEWCL_OK;
     }
     /* The caller's dfeatures must not be overwritten: the last block's gradient starts as a
@@ -554,13 +581,58 @@ fewcl_status fcl_backbone_backward(fewcl_context *ctx, fcl_backbone_net *net,
         dcur = dx;
     }
     fcl_tensor_free(ctx, &dcur);
-    fcl_backbone_release(ctx, net);
+    net_release(ctx, net);
     return st;
 }
 
-void fcl_backbone_destroy(fewcl_context *ctx, fcl_backbone_net *net) {
-    if (!net) return;
-    fcl_backbone_release(ctx, net);
+static void blocks_release(fewcl_context *ctx, fcl_backbone_net *base) {
+    net_release(ctx, (blocks_net *)base);
+}
+
+static void blocks_destroy(fewcl_context *ctx, fcl_backbone_net *base) {
+    blocks_net *net = (blocks_net *)base;
+    net_release(ctx, net);
     free(net->blocks);
     free(net);
 }
+
+/* ---- the table entries ---------------------------------------------------------------------- */
+
+#define CONVNET_OPS                                                                                \
+    .feature_shape = convnet_feature_shape, .create = convnet_create, .forward = blocks_forward,   \
+    .backward = blocks_backward, .release = blocks_release, .destroy = blocks_destroy
+#define RESNET_OPS                                                                                 \
+    .feature_shape = resnet_feature_shape, .create = resnet_create, .forward = blocks_forward,     \
+    .backward = blocks_backward, .release = blocks_release, .destroy = blocks_destroy
+
+/* torch_numel, PyTorch's parameter count: 4 or 6 ConvBlocks of 64·cin·9 + 64 (conv) + 2·64
+ * (BatchNorm); torchvision's resnet18/34 counts less fc (513,000). torch_tensors, the
+ * state_dict's tensors: 6 per ConvBlock; 5 for the ResNet stem, 10 per BasicBlock and 5 per
+ * downsample. */
+static const fcl_backbone_ops conv4 = {.name = "conv4",
+                                       CONVNET_OPS,
+                                       .layers = (const int[]){4},
+                                       .torch_numel = 113088,
+                                       .torch_tensors = 4 * 6};
+static const fcl_backbone_ops conv6 = {.name = "conv6",
+                                       CONVNET_OPS,
+                                       .layers = (const int[]){6},
+                                       .torch_numel = 187200,
+                                       .torch_tensors = 6 * 6};
+static const fcl_backbone_ops resnet18 = {.name = "resnet18",
+                                          RESNET_OPS,
+                                          .layers = (const int[]){2, 2, 2, 2},
+                                          .torch_numel = 11689512 - 513000,
+                                          .torch_tensors = 5 + 8 * 10 + 3 * 5};
+static const fcl_backbone_ops resnet34 = {.name = "resnet34",
+                                          RESNET_OPS,
+                                          .layers = (const int[]){3, 4, 6, 3},
+                                          .torch_numel = 21797672 - 513000,
+                                          .torch_tensors = 5 + 16 * 10 + 3 * 5};
+
+const fcl_backbone_ops *const fcl_builtin_backbones[FCL_N_BACKBONES] = {
+    [FCL_CONV4] = &conv4,
+    [FCL_CONV6] = &conv6,
+    [FCL_RESNET18] = &resnet18,
+    [FCL_RESNET34] = &resnet34,
+};

@@ -1,14 +1,17 @@
-/* Model configuration (see config.h). */
+/* Model configuration (see config.h). Backbones come from the backbone table (backbone.h);
+ * the other choices from the name tables below, whose order is their enum's. */
 #include "config.h"
 
-#include <stdio.h>
 #include <string.h>
 
-static const char *backbones[] = {"conv4", "conv6", "resnet18", "resnet34"};
-static const char *methods[] = {"enhanced", "fsct"};
-static const char *variants[] = {"cosine", "softmax"};
-static const char *mahas[] = {"auto", "dense", "lowrank"};
-static const char *ckpts[] = {"none", "blocks", "backbone", "all"};
+#include "backbone.h"
+
+#define COUNT(names) ((int)(sizeof names / sizeof *names))
+
+static const char *const methods[] = {"enhanced", "fsct"};
+static const char *const variants[] = {"cosine", "softmax"};
+static const char *const mahas[] = {"auto", "dense", "lowrank"};
+static const char *const ckpts[] = {"none", "blocks", "backbone", "all"};
 
 static int parse(const char *s, const char *const *names, int n) {
     for (int i = 0; s && i < n; i++)
@@ -16,16 +19,19 @@ static int parse(const char *s, const char *const *names, int n) {
     return -1;
 }
 
-const char *fcl_backbone_name(fcl_backbone b) { return backbones[b]; }
-int fcl_backbone_parse(const char *s) { return parse(s, backbones, 4); }
+const char *fcl_backbone_name(fcl_backbone b) {
+    const fcl_backbone_ops *e = fcl_backbone_entry((int)b);
+    return e ? e->name : "unknown";
+}
+int fcl_backbone_parse(const char *s) { return fcl_backbone_find(s); }
 const char *fcl_method_name(fcl_method m) { return methods[m]; }
-int fcl_method_parse(const char *s) { return parse(s, methods, 2); }
+int fcl_method_parse(const char *s) { return parse(s, methods, COUNT(methods)); }
 const char *fcl_variant_name(fcl_variant v) { return variants[v]; }
-int fcl_variant_parse(const char *s) { return parse(s, variants, 2); }
+int fcl_variant_parse(const char *s) { return parse(s, variants, COUNT(variants)); }
 const char *fcl_mahalanobis_name(fcl_mahalanobis m) { return mahas[m]; }
-int fcl_mahalanobis_parse(const char *s) { return parse(s, mahas, 3); }
+int fcl_mahalanobis_parse(const char *s) { return parse(s, mahas, COUNT(mahas)); }
 const char *fcl_checkpointing_name(fcl_checkpointing c) { return ckpts[c]; }
-int fcl_checkpointing_parse(const char *s) { return parse(s, ckpts, 4); }
+int fcl_checkpointing_parse(const char *s) { return parse(s, ckpts, COUNT(ckpts)); }
 
 fcl_model_config fcl_config_default(void) {
     return (fcl_model_config){.backbone = FCL_CONV4,
@@ -50,31 +56,22 @@ void fcl_config_set_method(fcl_model_config *c, fcl_method m) {
     c->heads = m == FCL_METHOD_FSCT ? 8 : 4;
 }
 
-/* Output side of a k x k convolution or pooling with stride s and padding p. */
-static int out_side(int in, int k, int s, int p) {
-    return in + 2 * p < k ? 0 : (in + 2 * p - k) / s + 1;
-}
-
 fewcl_status fcl_config_feature_shape(const fcl_model_config *c, int *ch, int *h, int *w) {
-    int s = c->image_size;
-    if (c->backbone == FCL_CONV4 || c->backbone == FCL_CONV6) {
-        for (int i = 0; i < 4; i++)
-            s = out_side(s, 2, 2, 0); /* 3x3 pad 1 keeps the side */
-        *ch = 64;
-    } else {
-        s = out_side(s, 7, 2, 3); /* stem */
-        s = out_side(s, 3, 2, 1); /* max-pool */
-        for (int i = 0; i < 3; i++)
-            s = out_side(s, 3, 2, 1); /* layer2..4 */
-        *ch = 512;
+    const fcl_backbone_ops *e = fcl_backbone_entry((int)c->backbone);
+    if (!e) {
+        char names[256];
+        fcl_backbone_list(names, sizeof names);
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "backbone %d is not one of %s", (int)c->backbone,
+                        names);
     }
-    if (s < 1)
+    int side;
+    e->feature_shape(e, c->image_size, ch, &side);
+    if (side < 1)
         return fcl_fail(FEWCL_ERR_ARGUMENT,
                         "--image-size %d is too small for %s (the feature map "
                         "would be empty; use at least %d)",
-                        c->image_size, fcl_backbone_name(c->backbone),
-                        c->backbone <= FCL_CONV6 ? 16 : 33);
-    *h = *w = s;
+                        c->image_size, e->name, fcl_backbone_min_image_size(e));
+    *h = *w = side;
     return FEWCL_OK;
 }
 

@@ -8,7 +8,9 @@
 
 #include "../runtime/runtime.h"
 
-typedef enum { FCL_CONV4, FCL_CONV6, FCL_RESNET18, FCL_RESNET34 } fcl_backbone;
+/* The built-in backbones' ids in the backbone table (lib/nn/backbone.h); registered ones follow
+ * FCL_N_BACKBONES. */
+typedef enum { FCL_CONV4, FCL_CONV6, FCL_RESNET18, FCL_RESNET34, FCL_N_BACKBONES } fcl_backbone;
 typedef enum { FCL_METHOD_ENHANCED, FCL_METHOD_FSCT } fcl_method;
 typedef enum { FCL_VARIANT_COSINE, FCL_VARIANT_SOFTMAX } fcl_variant;
 typedef enum { FCL_MAHA_AUTO, FCL_MAHA_DENSE, FCL_MAHA_LOWRANK } fcl_mahalanobis;
@@ -50,7 +52,8 @@ fewcl_status fcl_config_from_json(const char *label, const char *json, fcl_model
 int fcl_config_architecture_diff(const fcl_model_config *a, const fcl_model_config *b, char *buf,
                                  size_t cap);
 
-/* Names as on the command line; parsing returns -1 for an unknown name. */
+/* Names as on the command line; parsing returns -1 for an unknown name. Backbone names come
+ * from the backbone table (an unknown id is named "unknown"). */
 const char *fcl_backbone_name(fcl_backbone b);
 int fcl_backbone_parse(const char *s);
 const char *fcl_method_name(fcl_method m);

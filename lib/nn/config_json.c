@@ -2,8 +2,6 @@
  * names as on the command line, so a file reads like the flags that made it. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "config.h"
 

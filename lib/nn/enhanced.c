@@ -47,6 +47,14 @@
 #include "../ops/rowwise.h"
 #include "enhanced_impl.h"
 
+static fcl_kernel_handle k_copy = FCL_KERNEL_HANDLE("enhanced", "copy");
+static fcl_kernel_handle k_split_episode = FCL_KERNEL_HANDLE("enhanced", "split_episode");
+static fcl_kernel_handle k_merge_episode = FCL_KERNEL_HANDLE("enhanced", "merge_episode");
+static fcl_kernel_handle k_uncertainty_forward =
+    FCL_KERNEL_HANDLE("enhanced", "uncertainty_forward");
+static fcl_kernel_handle k_uncertainty_backward =
+    FCL_KERNEL_HANDLE("enhanced", "uncertainty_backward");
+
 static fcl_tensor *value(enhanced *h, int i) { return &h->P->items[i].value; }
 static fcl_tensor *grad(enhanced *h, int i) { return &h->P->items[i].grad; }
 static int bparam(enhanced *h, int b, int which) { return h->ip_blocks + b * BP_N + which; }
@@ -90,7 +98,7 @@ static fewcl_status launch1(fewcl_context *ctx, fcl_kernel_entry *k, size_t n) {
 
 fewcl_status fcl_enh_copy(fewcl_context *ctx, const fcl_tensor *x, fcl_tensor *y) {
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "enhanced", NULL, "copy", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_copy, &k));
     FCL_TRY(fcl_args(k, "ttu", x, y, (unsigned)x->numel));
     return launch1(ctx, k, x->numel);
 }
@@ -275,15 +283,15 @@ fewcl_status fcl_enh_block_forward(fewcl_context *ctx, enhanced *h, int b, fcl_t
                                value(h, bparam(h, b, BB_O)), bs->h1));
     FCL_TRY(fcl_add(ctx, bs->h1, hin, bs->h1));
     /* H2 = H1 + W2·GELU(W1·LN2(H1) + b1) + b2 */
-    FCL_TRY(save2(ctx, h, Q, d, &bs->x2));
+    FCL_TRY(save2(ctx, h, Q, d, &bs->ln2));
     FCL_TRY(save1(ctx, h, Q, &bs->mean2));
     FCL_TRY(save1(ctx, h, Q, &bs->rstd2));
     FCL_TRY(fcl_layernorm_forward(ctx, bs->h1, value(h, bparam(h, b, BN2_G)),
-                                  value(h, bparam(h, b, BN2_B)), FCL_LN_EPS, bs->x2, bs->mean2,
+                                  value(h, bparam(h, b, BN2_B)), FCL_LN_EPS, bs->ln2, bs->mean2,
                                   bs->rstd2));
     FCL_TRY(save2(ctx, h, Q, Mh, &bs->f1));
     FCL_TRY(save2(ctx, h, Q, Mh, &bs->g));
-    FCL_TRY(fcl_linear_forward(ctx, bs->x2, value(h, bparam(h, b, BW_1)),
+    FCL_TRY(fcl_linear_forward(ctx, bs->ln2, value(h, bparam(h, b, BW_1)),
                                value(h, bparam(h, b, BB_1)), bs->f1));
     FCL_TRY(fcl_gelu_forward(ctx, bs->f1, bs->g));
     if (recompute) return FEWCL_OK;
@@ -297,8 +305,8 @@ fewcl_status fcl_enh_block_forward(fewcl_context *ctx, enhanced *h, int b, fcl_t
  * output, the next block's input. Their slots in the saved list stay, empty (freeing an empty
  * tensor does nothing). */
 void fcl_enh_block_keep_output(fewcl_context *ctx, block_saved *bs) {
-    fcl_tensor *t[] = {bs->g,      bs->f1, bs->rstd2,  bs->mean2,  bs->x2, bs->h1, bs->o,
-                       bs->a,      bs->kh, bs->qh,     bs->v,      bs->k,  bs->q,  bs->rstd_p,
+    fcl_tensor *t[] = {bs->g,      bs->f1, bs->rstd2,  bs->mean2,  bs->ln2, bs->h1, bs->o,
+                       bs->a,      bs->kh, bs->qh,     bs->v,      bs->k,   bs->q,  bs->rstd_p,
                        bs->mean_p, bs->pn, bs->rstd_u, bs->mean_u, bs->u};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         fcl_tensor_free(ctx, t[i]); /* softmax: qh, kh are q, k (freed once, then empty) */
@@ -355,7 +363,7 @@ static fewcl_status project_episode(fewcl_context *ctx, enhanced *h, const fcl_t
         st = ws2(ctx, &t[have], rows[have], cols[have]);
     if (st != FEWCL_OK) have--;
     fcl_kernel_entry *kk;
-    if (st == FEWCL_OK) st = fcl_kernel(ctx, "enhanced", NULL, "split_episode", &kk);
+    if (st == FEWCL_OK) st = fcl_kernel_get(ctx, &k_split_episode, &kk);
     if (st == FEWCL_OK)
         st = fcl_args(kk, "tttuuuu", x, &t[XS], &t[XQ], (unsigned)n, (unsigned)k, (unsigned)q,
                       (unsigned)D);
@@ -364,7 +372,7 @@ static fewcl_status project_episode(fewcl_context *ctx, enhanced *h, const fcl_t
         st = fcl_linear_forward(ctx, &t[XS], value(h, ip), value(h, ip + 1), &t[YS]);
     if (st == FEWCL_OK)
         st = fcl_linear_forward(ctx, &t[XQ], value(h, ip), value(h, ip + 1), &t[YQ]);
-    if (st == FEWCL_OK) st = fcl_kernel(ctx, "enhanced", NULL, "merge_episode", &kk);
+    if (st == FEWCL_OK) st = fcl_kernel_get(ctx, &k_merge_episode, &kk);
     if (st == FEWCL_OK)
         st = fcl_args(kk, "tttuuuu", &t[YS], &t[YQ], h->y0, (unsigned)n, (unsigned)k, (unsigned)q,
                       (unsigned)d);
@@ -398,7 +406,7 @@ static fewcl_status forward_impl(fewcl_context *ctx, enhanced *h, const fcl_tens
     FCL_TRY(save2(ctx, h, Q, d, &h->zq));
     {
         fcl_kernel_entry *kk;
-        FCL_TRY(fcl_kernel(ctx, "enhanced", NULL, "split_episode", &kk));
+        FCL_TRY(fcl_kernel_get(ctx, &k_split_episode, &kk));
         FCL_TRY(fcl_args(kk, "tttuuuu", h->z, h->s, h->zq, (unsigned)n, (unsigned)k, (unsigned)q,
                          (unsigned)d));
         FCL_TRY(launch1(ctx, kk, (size_t)B * d));
@@ -460,7 +468,7 @@ static fewcl_status forward_impl(fewcl_context *ctx, enhanced *h, const fcl_tens
     FCL_TRY(save1(ctx, h, 1, &h->total));
     {
         fcl_kernel_entry *kk;
-        FCL_TRY(fcl_kernel(ctx, "enhanced", NULL, "uncertainty_forward", &kk));
+        FCL_TRY(fcl_kernel_get(ctx, &k_uncertainty_forward, &kk));
         FCL_TRY(fcl_args(kk, "ttttt", h->lce, h->lv, h->lc, value(h, h->ip_logvars), h->total));
         FCL_TRY(launch1(ctx, kk, 1));
     }
@@ -487,7 +495,7 @@ static fewcl_status block_backward(fewcl_context *ctx, enhanced *h, int b, block
     const int Q = h->Q, n = h->n, d = h->Dp, I = h->inner, H = h->cfg.heads;
     const int dh = h->cfg.dim_head, Mh = h->cfg.mlp_dim;
     const int cosine = h->cfg.variant == FCL_VARIANT_COSINE;
-    enum { T_G, T_X2, T_O, T_A, T_V, T_QH, T_KH, T_U, T_PN, T_PN2, T_N };
+    enum { T_G, T_LN2, T_O, T_A, T_V, T_QH, T_KH, T_U, T_PN, T_PN2, T_N };
     fcl_tensor t[T_N];
     int have[T_N] = {0};
     fewcl_status st = FEWCL_OK;
@@ -505,13 +513,13 @@ static fewcl_status block_backward(fewcl_context *ctx, enhanced *h, int b, block
     DO(fcl_linear_backward(ctx, bs->g, value(h, bparam(h, b, BW_2)), dH, &t[T_G],
                            grad(h, bparam(h, b, BW_2)), grad(h, bparam(h, b, BB_2))));
     DO(fcl_gelu_backward(ctx, bs->f1, &t[T_G], &t[T_G]));
-    W(T_X2, Q, d);
-    DO(fcl_linear_backward(ctx, bs->x2, value(h, bparam(h, b, BW_1)), &t[T_G], &t[T_X2],
+    W(T_LN2, Q, d);
+    DO(fcl_linear_backward(ctx, bs->ln2, value(h, bparam(h, b, BW_1)), &t[T_G], &t[T_LN2],
                            grad(h, bparam(h, b, BW_1)), grad(h, bparam(h, b, BB_1))));
     DO(fcl_layernorm_backward(ctx, bs->h1, value(h, bparam(h, b, BN2_G)), bs->mean2, bs->rstd2,
-                              &t[T_X2], &t[T_X2], grad(h, bparam(h, b, BN2_G)),
+                              &t[T_LN2], &t[T_LN2], grad(h, bparam(h, b, BN2_G)),
                               grad(h, bparam(h, b, BN2_B))));
-    DO(fcl_add(ctx, dH, &t[T_X2], dH)); /* dH1 */
+    DO(fcl_add(ctx, dH, &t[T_LN2], dH)); /* dH1 */
     /* H1 = H + o·Woᵀ + bo */
     W(T_O, Q, I);
     DO(fcl_linear_backward(ctx, bs->o, value(h, bparam(h, b, BW_O)), dH, &t[T_O],
@@ -583,7 +591,7 @@ static fewcl_status backward_impl(fewcl_context *ctx, enhanced *h, fcl_tensor *g
                dlc = sub(&g[G_SC], 2, 1, (int[]){1});
     if (h->cfg.vic) {
         fcl_kernel_entry *kk;
-        FCL_TRY(fcl_kernel(ctx, "enhanced", NULL, "uncertainty_backward", &kk));
+        FCL_TRY(fcl_kernel_get(ctx, &k_uncertainty_backward, &kk));
         FCL_TRY(fcl_args(kk, "tttttttt", h->lce, h->lv, h->lc, value(h, h->ip_logvars), &dce, &dlv,
                          &dlc, grad(h, h->ip_logvars)));
         FCL_TRY(launch1(ctx, kk, 1));
@@ -659,7 +667,7 @@ static fewcl_status backward_impl(fewcl_context *ctx, enhanced *h, fcl_tensor *g
     }
     {
         fcl_kernel_entry *kk;
-        FCL_TRY(fcl_kernel(ctx, "enhanced", NULL, "merge_episode", &kk));
+        FCL_TRY(fcl_kernel_get(ctx, &k_merge_episode, &kk));
         FCL_TRY(fcl_args(kk, "tttuuuu", &g[G_DS], &g[G_DH], dz, (unsigned)n, (unsigned)k,
                          (unsigned)q, (unsigned)d));
         FCL_TRY(launch1(ctx, kk, (size_t)B * d));

@@ -16,7 +16,7 @@ typedef struct {
     fcl_tensor *mean_u, *rstd_u, *u, *mean_p, *rstd_p, *pn; /* LN1 of H and of the prototypes */
     fcl_tensor *q, *k, *v, *qh, *kh;                        /* qh/kh: normalised (cosine) or q/k */
     fcl_tensor *a;                                          /* [heads,Q,n] attention weights */
-    fcl_tensor *o, *h1, *mean2, *rstd2, *x2, *f1, *g, *h2;
+    fcl_tensor *o, *h1, *mean2, *rstd2, *ln2, *f1, *g, *h2;
 } block_saved;
 
 typedef struct enhanced {

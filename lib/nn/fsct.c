@@ -23,13 +23,25 @@
  * each stage's saved tensors once it is done with them, in reverse order; release frees what is
  * left. fcl_tensor_free zeroes a freed tensor, so freeing early and popping later is safe. */
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../ops/loss.h"
 #include "../ops/rowwise.h"
 #include "model.h"
+
+static fcl_kernel_handle k_gather_queries = FCL_KERNEL_HANDLE("fsct", "gather_queries");
+static fcl_kernel_handle k_scatter_queries = FCL_KERNEL_HANDLE("fsct", "scatter_queries");
+static fcl_kernel_handle k_attn_cos_scores = FCL_KERNEL_HANDLE("fsct", "attn_cos_scores");
+static fcl_kernel_handle k_attn_mix = FCL_KERNEL_HANDLE("fsct", "attn_mix");
+static fcl_kernel_handle k_add_broadcast_rows = FCL_KERNEL_HANDLE("fsct", "add_broadcast_rows");
+static fcl_kernel_handle k_weightnorm_forward = FCL_KERNEL_HANDLE("fsct", "weightnorm_forward");
+static fcl_kernel_handle k_classnorm_forward = FCL_KERNEL_HANDLE("fsct", "classnorm_forward");
+static fcl_kernel_handle k_weightnorm_backward = FCL_KERNEL_HANDLE("fsct", "weightnorm_backward");
+static fcl_kernel_handle k_classnorm_backward = FCL_KERNEL_HANDLE("fsct", "classnorm_backward");
+static fcl_kernel_handle k_attn_cos_coeffs = FCL_KERNEL_HANDLE("fsct", "attn_cos_coeffs");
+static fcl_kernel_handle k_attn_dk = FCL_KERNEL_HANDLE("fsct", "attn_dk");
+static fcl_kernel_handle k_attn_cos_dq = FCL_KERNEL_HANDLE("fsct", "attn_cos_dq");
 
 #define FSCT_OUT_DIM 64 /* linear.1: D → 64, then CosineDistLinear / Linear 64 → 1 */
 #define FSCT_NORM_EPS 1e-5f
@@ -166,16 +178,12 @@ static fewcl_status launch1(fewcl_context *ctx, fcl_kernel_entry *k, size_t x) {
     return fcl_launch(ctx, k, 1, &x, &lws);
 }
 
-static fewcl_status kernel(fewcl_context *ctx, const char *name, fcl_kernel_entry **k) {
-    return fcl_kernel(ctx, "fsct", NULL, name, k);
-}
-
 /* Copies the query rows of the episode into a [Q, D] tensor (to_episode 0), or back into the
  * query rows of an episode-shaped tensor (to_episode 1). */
 static fewcl_status move_queries(fewcl_context *ctx, fsct_head *h, const fcl_tensor *src,
                                  fcl_tensor *dst, int to_episode) {
     fcl_kernel_entry *k;
-    FCL_TRY(kernel(ctx, to_episode ? "scatter_queries" : "gather_queries", &k));
+    FCL_TRY(fcl_kernel_get(ctx, to_episode ? &k_scatter_queries : &k_gather_queries, &k));
     FCL_TRY(fcl_args(k, "ttuuuu", src, dst, (unsigned)h->Q, (unsigned)h->D, (unsigned)h->k,
                      (unsigned)h->q));
     return launch2(ctx, k, (size_t)h->D, (size_t)h->Q);
@@ -214,13 +222,13 @@ static fewcl_status block_forward(fewcl_context *ctx, fsct_head *h, fsct_block *
     if (h->cosine) {
         FCL_TRY(project(ctx, h, xq, &b->lnq, &b->lnq_mean, &b->lnq_rstd, &b->fq));
         FCL_TRY(act1(ctx, h, &b->a, rows * h->H));
-        FCL_TRY(kernel(ctx, "attn_cos_scores", &k));
+        FCL_TRY(fcl_kernel_get(ctx, &k_attn_cos_scores, &k));
         FCL_TRY(fcl_args(k, "tttuuuui", &b->fq, &h->fk, &b->a, (unsigned)h->Q, (unsigned)h->n,
                          (unsigned)h->H, (unsigned)h->dh, first));
         FCL_TRY(launch1(ctx, k, (size_t)rows * h->H));
     }
     FCL_TRY(act2(ctx, h, &b->o, rows, h->I));
-    FCL_TRY(kernel(ctx, "attn_mix", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_attn_mix, &k));
     FCL_TRY(fcl_args(k, "tttuuuui", h->cosine ? &b->a : &h->fk, &h->fk, &b->o, (unsigned)h->Q,
                      (unsigned)h->n, (unsigned)h->H, (unsigned)h->dh, h->cosine));
     FCL_TRY(launch2(ctx, k, (size_t)h->I, (size_t)rows));
@@ -229,7 +237,7 @@ static fewcl_status block_forward(fewcl_context *ctx, fsct_head *h, fsct_block *
     FCL_TRY(act2(ctx, h, &b->x1, rows, h->D));
     FCL_TRY(fcl_linear_forward(ctx, &b->o, val(h, P_WO), val(h, P_BO), &b->x1));
     if (first) {
-        FCL_TRY(kernel(ctx, "add_broadcast_rows", &k));
+        FCL_TRY(fcl_kernel_get(ctx, &k_add_broadcast_rows, &k));
         unsigned cols = (unsigned)(h->n * h->D);
         FCL_TRY(fcl_args(k, "ttuu", xq, &b->x1, (unsigned)h->Q, cols));
         FCL_TRY(launch2(ctx, k, cols, (size_t)h->Q));
@@ -270,11 +278,11 @@ static fewcl_status output_forward(fewcl_context *ctx, fsct_head *h, const fcl_t
     fcl_kernel_entry *k;
     FCL_TRY(act2(ctx, h, &h->weff, 1, FSCT_OUT_DIM));
     FCL_TRY(act2(ctx, h, &h->yhat, rows, FSCT_OUT_DIM));
-    FCL_TRY(kernel(ctx, "weightnorm_forward", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_weightnorm_forward, &k));
     FCL_TRY(
         fcl_args(k, "tttu", val(h, P_OUT_A), val(h, P_OUT_B), &h->weff, (unsigned)FSCT_OUT_DIM));
     FCL_TRY(launch1(ctx, k, FSCT_OUT_DIM));
-    FCL_TRY(kernel(ctx, "classnorm_forward", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_classnorm_forward, &k));
     FCL_TRY(fcl_args(k, "ttuuu", &h->y, &h->yhat, (unsigned)h->Q, (unsigned)h->n,
                      (unsigned)FSCT_OUT_DIM));
     FCL_TRY(launch2(ctx, k, FSCT_OUT_DIM, (size_t)h->Q));
@@ -396,11 +404,11 @@ static fewcl_status output_backward(fewcl_context *ctx, fsct_head *h, const fcl_
         FCL_TRY(ws2(ctx, h, &h->dweff, 1, FSCT_OUT_DIM));
         FCL_TRY(fcl_gemm(ctx, 1, 0, 1, FSCT_OUT_DIM, rows, 2.0f, mat(&dcol, 0, 1),
                          mat(&h->yhat, 0, FSCT_OUT_DIM), 0.0f, mat(&h->dweff, 0, FSCT_OUT_DIM)));
-        FCL_TRY(kernel(ctx, "weightnorm_backward", &k));
+        FCL_TRY(fcl_kernel_get(ctx, &k_weightnorm_backward, &k));
         FCL_TRY(fcl_args(k, "tttttu", val(h, P_OUT_A), val(h, P_OUT_B), &h->dweff, grad(h, P_OUT_A),
                          grad(h, P_OUT_B), (unsigned)FSCT_OUT_DIM));
         FCL_TRY(launch1(ctx, k, FSCT_OUT_DIM));
-        FCL_TRY(kernel(ctx, "classnorm_backward", &k));
+        FCL_TRY(fcl_kernel_get(ctx, &k_classnorm_backward, &k));
         FCL_TRY(fcl_args(k, "ttttuuuf", &h->y, &h->dlogits, &h->weff, &h->dy, (unsigned)h->Q,
                          (unsigned)h->n, (unsigned)FSCT_OUT_DIM, 2.0));
         FCL_TRY(launch2(ctx, k, FSCT_OUT_DIM, (size_t)h->Q));
@@ -460,12 +468,12 @@ static fewcl_status block_backward(fewcl_context *ctx, fsct_head *h, int t) {
     int accumulate = t != h->depth - 1; /* the last block runs first and writes dFk */
     if (h->cosine) {
         FCL_TRY(alloc(ctx, h, &h->coef, FCL_MEM_WORKSPACE, 1, (int[]){rows * h->H * 3}));
-        FCL_TRY(kernel(ctx, "attn_cos_coeffs", &k));
+        FCL_TRY(fcl_kernel_get(ctx, &k_attn_cos_coeffs, &k));
         FCL_TRY(fcl_args(k, "ttttuuuui", &b->fq, &h->fk, &h->dout, &h->coef, (unsigned)h->Q,
                          (unsigned)h->n, (unsigned)h->H, (unsigned)h->dh, first));
         FCL_TRY(launch1(ctx, k, (size_t)rows * h->H));
     }
-    FCL_TRY(kernel(ctx, "attn_dk", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_attn_dk, &k));
     const fcl_tensor *a = h->cosine ? &b->a : &h->fk, *fq = h->cosine ? &b->fq : &h->fk;
     const fcl_tensor *coef = h->cosine ? &h->coef : &h->fk;
     FCL_TRY(fcl_args(k, "ttttttuuuuiii", a, fq, &h->fk, &h->dout, coef, &h->dfk, (unsigned)h->Q,
@@ -486,7 +494,7 @@ static fewcl_status block_backward(fewcl_context *ctx, fsct_head *h, int t) {
     if (h->cosine) {
         int qrows = first ? h->n : rows;
         FCL_TRY(ws2(ctx, h, &h->dfqf, rows, h->I));
-        FCL_TRY(kernel(ctx, "attn_cos_dq", &k));
+        FCL_TRY(fcl_kernel_get(ctx, &k_attn_cos_dq, &k));
         FCL_TRY(fcl_args(k, "ttttuuuui", &h->coef, &b->fq, &h->fk, &h->dfqf, (unsigned)h->Q,
                          (unsigned)h->n, (unsigned)h->H, (unsigned)h->dh, first));
         FCL_TRY(launch2(ctx, k, (size_t)h->I, (size_t)rows));

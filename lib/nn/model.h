@@ -9,17 +9,18 @@
 #ifndef FEWCL_NN_MODEL_H
 #define FEWCL_NN_MODEL_H
 
+#include "backbone.h"
 #include "config.h"
 #include "params.h"
 
-/* ---- backbone (lib/nn/backbone.c): conv4, conv6, resnet18, resnet34 ---------------------- */
+/* ---- backbone: an entry of the backbone table (backbone.h), dispatched by backbone_table.c;
+ * the built-in conv4, conv6, resnet18 and resnet34 are lib/nn/backbone.c ------------------ */
 
-typedef struct fcl_backbone_net fcl_backbone_net;
-
-/* Registers the backbone's parameters and BatchNorm buffers in P under `prefix` (the model uses
- * "feature."), initialised as docs/maths.md §2.7 says (ResNet convs Kaiming-normal fan_out,
- * BN γ=1 β=0, ConvNet convs N(0, 2/(9·64)), conv bias U(±1/√(in·9))) from `seed`. With
- * cfg->freeze_backbone the parameters are registered as not trainable. */
+/* The backbone of cfg->backbone (an unknown one or a too small image is an argument error):
+ * registers its parameters and BatchNorm buffers in P under `prefix` (the model uses
+ * "feature."), initialised from `seed` (the built-in ones as docs/maths.md §2.7 says: ResNet
+ * convs Kaiming-normal fan_out, BN γ=1 β=0, ConvNet convs N(0, 2/(9·64)), conv bias
+ * U(±1/√(in·9))). With cfg->freeze_backbone the parameters are registered as not trainable. */
 fewcl_status fcl_backbone_create(fewcl_context *ctx, const fcl_model_config *cfg, fcl_params *P,
                                  const char *prefix, uint64_t seed, fcl_backbone_net **out);
 /* x [B, 3, S, S] → *features [B, D] (a view of the last activation, flattened channel-major).

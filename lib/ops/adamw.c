@@ -3,6 +3,8 @@
 
 #include <math.h>
 
+static fcl_kernel_handle k_adamw_step = FCL_KERNEL_HANDLE("adamw", "adamw_step");
+
 fcl_adamw_config fcl_adamw_defaults(void) {
     return (fcl_adamw_config){
         .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 1e-5};
@@ -21,7 +23,7 @@ fewcl_status fcl_adamw_step(fewcl_context *ctx, const fcl_adamw_config *cfg, lon
     }
     double bc1 = 1.0 - pow(cfg->beta1, (double)step), bc2 = 1.0 - pow(cfg->beta2, (double)step);
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "adamw", NULL, "adamw_step", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_adamw_step, &k));
     FCL_TRY(fcl_args(k, "ttttuffffffff", param, grad, m, v, (unsigned)param->numel,
                      1.0 - cfg->lr * cfg->weight_decay, cfg->beta1, cfg->beta2, 1.0 - cfg->beta1,
                      1.0 - cfg->beta2, cfg->lr / bc1, sqrt(bc2), cfg->eps));

@@ -2,6 +2,14 @@
  * elementwise pass). */
 #include "batchnorm.h"
 
+static fcl_kernel_handle k_bn_combine_stats = FCL_KERNEL_HANDLE("batchnorm", "bn_combine_stats");
+static fcl_kernel_handle k_bn_combine_grad = FCL_KERNEL_HANDLE("batchnorm", "bn_combine_grad");
+static fcl_kernel_handle k_bn_tile_stats = FCL_KERNEL_ROWS_HANDLE("batchnorm", "bn_tile_stats");
+static fcl_kernel_handle k_bn_normalize = FCL_KERNEL_ROWS_HANDLE("batchnorm", "bn_normalize");
+static fcl_kernel_handle k_bn_forward_eval = FCL_KERNEL_ROWS_HANDLE("batchnorm", "bn_forward_eval");
+static fcl_kernel_handle k_bn_tile_grad = FCL_KERNEL_ROWS_HANDLE("batchnorm", "bn_tile_grad");
+static fcl_kernel_handle k_bn_backward_dx = FCL_KERNEL_ROWS_HANDLE("batchnorm", "bn_backward_dx");
+
 /* x [N,C,H,W] or [N,C]: sets n, c, hw. */
 static fewcl_status dims(const char *op, const fcl_tensor *x, int *n, int *c, int *hw) {
     char sx[64];
@@ -89,9 +97,9 @@ fewcl_status fcl_batchnorm_forward_train(fewcl_context *ctx, const fcl_tensor *x
         return fcl_fail(FEWCL_ERR_ARGUMENT, "%s: one value per channel (N·H·W = 1) in training",
                         op);
     fcl_kernel_entry *k1, *k2, *k3;
-    FCL_TRY(fcl_kernel_rows(ctx, "batchnorm", "bn_tile_stats", &k1));
-    FCL_TRY(fcl_kernel(ctx, "batchnorm", NULL, "bn_combine_stats", &k2));
-    FCL_TRY(fcl_kernel_rows(ctx, "batchnorm", "bn_normalize", &k3));
+    FCL_TRY(fcl_kernel_get(ctx, &k_bn_tile_stats, &k1));
+    FCL_TRY(fcl_kernel_get(ctx, &k_bn_combine_stats, &k2));
+    FCL_TRY(fcl_kernel_get(ctx, &k_bn_normalize, &k3));
     tiling t = tiles_of(ctx, k1, n, c, hw);
     fcl_tensor part;
     FCL_TRY(fcl_tensor_alloc1(ctx, &part, FCL_MEM_WORKSPACE, (int)(2 * t.tiles * (unsigned)c)));
@@ -126,7 +134,7 @@ fewcl_status fcl_batchnorm_forward_eval(fewcl_context *ctx, const fcl_tensor *x,
     FCL_TRY(per_channel(op, "running_mean", running_mean, c));
     FCL_TRY(per_channel(op, "running_var", running_var, c));
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel_rows(ctx, "batchnorm", "bn_forward_eval", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_bn_forward_eval, &k));
     FCL_TRY(fcl_args(k, "ttttttuuuf", x, gamma, beta, running_mean, running_var, y, (unsigned)n,
                      (unsigned)c, (unsigned)hw, (double)eps));
     return launch_elementwise(ctx, k, n, c, hw);
@@ -146,9 +154,9 @@ static fewcl_status backward(fewcl_context *ctx, const char *op, int train, cons
     FCL_TRY(per_channel(op, "dgamma", dgamma, c));
     FCL_TRY(per_channel(op, "dbeta", dbeta, c));
     fcl_kernel_entry *k1, *k2, *k3;
-    FCL_TRY(fcl_kernel_rows(ctx, "batchnorm", "bn_tile_grad", &k1));
-    FCL_TRY(fcl_kernel(ctx, "batchnorm", NULL, "bn_combine_grad", &k2));
-    FCL_TRY(fcl_kernel_rows(ctx, "batchnorm", "bn_backward_dx", &k3));
+    FCL_TRY(fcl_kernel_get(ctx, &k_bn_tile_grad, &k1));
+    FCL_TRY(fcl_kernel_get(ctx, &k_bn_combine_grad, &k2));
+    FCL_TRY(fcl_kernel_get(ctx, &k_bn_backward_dx, &k3));
     tiling t = tiles_of(ctx, k1, n, c, hw);
     fcl_tensor part, sums;
     FCL_TRY(fcl_tensor_alloc1(ctx, &part, FCL_MEM_WORKSPACE, (int)(2 * t.tiles * (unsigned)c)));

@@ -1,6 +1,15 @@
 /* Column statistics for VIC (cl/colstats.cl) and the covariance of the standardised matrix. */
 #include "colstats.h"
 
+static fcl_kernel_handle k_col_forward = FCL_KERNEL_HANDLE("colstats", "col_forward");
+static fcl_kernel_handle k_col_backward = FCL_KERNEL_HANDLE("colstats", "col_backward");
+static fcl_kernel_handle k_vic_var_loss = FCL_KERNEL_HANDLE("colstats", "vic_var_loss");
+static fcl_kernel_handle k_vic_var_loss_backward =
+    FCL_KERNEL_HANDLE("colstats", "vic_var_loss_backward");
+static fcl_kernel_handle k_vic_cov_loss = FCL_KERNEL_HANDLE("colstats", "vic_cov_loss");
+static fcl_kernel_handle k_vic_cov_loss_backward =
+    FCL_KERNEL_HANDLE("colstats", "vic_cov_loss_backward");
+
 static int is_vec(const fcl_tensor *t, int d) { return t->ndim == 1 && t->shape[0] == d; }
 
 static fewcl_status check_inputs(const char *op, const fcl_tensor *e, const fcl_tensor *mean,
@@ -24,7 +33,7 @@ fewcl_status fcl_colstats_forward(fewcl_context *ctx, const fcl_tensor *e, fcl_t
     if (!var || !std || !z)
         return fcl_fail(FEWCL_ERR_ARGUMENT, "colstats forward: var, std and z are all required");
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "colstats", NULL, "col_forward", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_col_forward, &k));
     FCL_TRY(fcl_args(k, "tttttuuf", e, mean, var, std, z, (unsigned)e->shape[0],
                      (unsigned)e->shape[1], (double)FCL_VIC_EPS));
     size_t gws = (size_t)e->shape[1], lws = fcl_kernel_wg_1d(ctx, k);
@@ -42,7 +51,7 @@ fewcl_status fcl_colstats_backward(fewcl_context *ctx, const fcl_tensor *e, cons
     unsigned present = (dmean ? 1u : 0u) | (dvar ? 2u : 0u) | (dstd ? 4u : 0u) | (dz ? 8u : 0u);
     /* Absent gradients are never read (the flags say so); any tensor fills their slots. */
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "colstats", NULL, "col_backward", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_col_backward, &k));
     FCL_TRY(fcl_args(k, "tttttttttuufu", e, mean, std, z, dmean ? dmean : mean, dvar ? dvar : mean,
                      dstd ? dstd : mean, dz ? dz : z, de, (unsigned)e->shape[0],
                      (unsigned)e->shape[1], (double)FCL_VIC_EPS, present));
@@ -130,7 +139,7 @@ fewcl_status fcl_vic_variance_loss_forward(fewcl_context *ctx, const fcl_tensor 
                                            fcl_tensor *loss) {
     FCL_TRY(check_loss("vic variance loss", var, 0, loss, NULL));
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "colstats", NULL, "vic_var_loss", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_vic_var_loss, &k));
     const fcl_tensor *io[2] = {var, loss};
     return group_sum(ctx, k, var->numel, var_loss_args, io);
 }
@@ -139,7 +148,7 @@ fewcl_status fcl_vic_variance_loss_backward(fewcl_context *ctx, const fcl_tensor
                                             const fcl_tensor *dloss, fcl_tensor *dvar) {
     FCL_TRY(check_loss("vic variance loss backward", var, 0, dloss, dvar));
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "colstats", NULL, "vic_var_loss_backward", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_vic_var_loss_backward, &k));
     FCL_TRY(fcl_args(k, "tttuff", var, dloss, dvar, (unsigned)var->numel, (double)FCL_VIC_EPS,
                      1.0 / (double)var->numel));
     return launch_n(ctx, k, var->numel);
@@ -161,7 +170,7 @@ fewcl_status fcl_vic_covariance_loss_forward(fewcl_context *ctx, const fcl_tenso
                                              fcl_tensor *loss) {
     FCL_TRY(check_loss("vic covariance loss", c, 1, loss, NULL));
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "colstats", NULL, "vic_cov_loss", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_vic_cov_loss, &k));
     const fcl_tensor *io[2] = {c, loss};
     return group_sum(ctx, k, c->numel, cov_loss_args, io);
 }
@@ -170,7 +179,7 @@ fewcl_status fcl_vic_covariance_loss_backward(fewcl_context *ctx, const fcl_tens
                                               const fcl_tensor *dloss, fcl_tensor *dc) {
     FCL_TRY(check_loss("vic covariance loss backward", c, 1, dloss, dc));
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "colstats", NULL, "vic_cov_loss_backward", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_vic_cov_loss_backward, &k));
     FCL_TRY(fcl_args(k, "tttuuf", c, dloss, dc, (unsigned)c->numel, (unsigned)c->shape[0],
                      cov_loss_scale(c)));
     return launch_n(ctx, k, c->numel);

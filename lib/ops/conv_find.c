@@ -264,7 +264,12 @@ fewcl_status fcl_conv_find(fewcl_context *ctx, fcl_conv_find_db *db, fcl_conv_fi
     if (n < 2 && !hook) return FEWCL_OK; /* nothing to choose */
     double ms[32];
     FCL_TRY(fcl_conv_time_algos(ctx, g, dir, a, ms));
-    if (ctx->dry_run) return FEWCL_OK; /* a plan: the find's allocations, then the heuristic */
+    if (ctx->dry_run) { /* a plan: the find's allocations, then the largest workspace of any
+                         * choice, so the layout's slot holds whatever the timing picks */
+        for (int i = 0; t[i]; i++)
+            if (ms[i] >= 0 && t[i]->workspace(g, dir) > (*out)->workspace(g, dir)) *out = t[i];
+        return FEWCL_OK;
+    }
     for (int i = 0; t[i]; i++)
         if (ms[i] >= 0 && (best < 0 || ms[i] < ms[best])) best = i;
     if (best < 0) return FEWCL_OK; /* none ran: the heuristic's error will say why */

@@ -10,8 +10,9 @@
  *
  * Plans stay exact: in a dry run a shape not in the database makes the same workspace
  * allocations as the find step would (each eligible algorithm, FCL_CONV_FIND_RUNS times)
- * and then takes the heuristic's algorithm, whose workspace is one of those: so the planned
- * peak is the real one, whichever algorithm the real run's timing picks. */
+ * and then takes the eligible algorithm with the largest workspace, one of those: so the
+ * planned peak is the real one, and the planned layout (lib/plan/layout.h) has room for
+ * whichever algorithm the real run's timing picks. */
 #ifndef FEWCL_OPS_CONV_FIND_H
 #define FEWCL_OPS_CONV_FIND_H
 

@@ -115,12 +115,21 @@ static int device_fits_tiled(const fewcl_context *ctx) {
            l->local_mem >= 16384;
 }
 
+/* One program per transposition pair [ta][tb]; gemm_splitk_sum comes from the same one. */
+#define GEMM_HANDLE(name, options) {"gemm", (name), (options), NULL, 0, 0}
+static fcl_kernel_handle k_tiled[2][2] = {
+    {GEMM_HANDLE("gemm_tiled", "-DTA=0 -DTB=0"), GEMM_HANDLE("gemm_tiled", "-DTA=0 -DTB=1")},
+    {GEMM_HANDLE("gemm_tiled", "-DTA=1 -DTB=0"), GEMM_HANDLE("gemm_tiled", "-DTA=1 -DTB=1")}};
+static fcl_kernel_handle k_splitk_sum[2][2] = {
+    {GEMM_HANDLE("gemm_splitk_sum", "-DTA=0 -DTB=0"),
+     GEMM_HANDLE("gemm_splitk_sum", "-DTA=0 -DTB=1")},
+    {GEMM_HANDLE("gemm_splitk_sum", "-DTA=1 -DTB=0"),
+     GEMM_HANDLE("gemm_splitk_sum", "-DTA=1 -DTB=1")}};
+
 /* The compiled kernel for this transposition pair. Its register use may leave it fewer than
  * the 256 items of its reqd_work_group_size (CL_KERNEL_WORK_GROUP_SIZE): then it cannot run. */
 static fewcl_status tiled_kernel(fewcl_context *ctx, int ta, int tb, fcl_kernel_entry **k) {
-    char opts[32];
-    snprintf(opts, sizeof opts, "-DTA=%d -DTB=%d", ta ? 1 : 0, tb ? 1 : 0);
-    return fcl_kernel(ctx, "gemm", opts, "gemm_tiled", k);
+    return fcl_kernel_get(ctx, &k_tiled[ta ? 1 : 0][tb ? 1 : 0], k);
 }
 
 int fcl_gemm_tiled_runs(fewcl_context *ctx, int ta, int tb) {
@@ -152,7 +161,7 @@ static fcl_tensor matrix_view(fcl_matrix x) {
 static fewcl_status tiled_launch(fewcl_context *ctx, fcl_kernel_entry *k1, int m, int n, int k,
                                  float alpha, fcl_matrix a, size_t stride_a, fcl_matrix b,
                                  size_t stride_b, float beta, fcl_matrix c, size_t stride_c,
-                                 int batch, int slices, const char *opts) {
+                                 int batch, int slices, fcl_kernel_handle *sum) {
     unsigned slice = (unsigned)((k + slices - 1) / slices);
     slice = (slice + 15) / 16 * 16; /* whole k-steps of the kernel */
     slices = (int)((k + slice - 1) / slice);
@@ -173,7 +182,7 @@ static fewcl_status tiled_launch(fewcl_context *ctx, fcl_kernel_entry *k1, int m
     }
     if (slices > 1) {
         fcl_kernel_entry *k2;
-        if (s == FEWCL_OK) s = fcl_kernel(ctx, "gemm", opts, "gemm_splitk_sum", &k2);
+        if (s == FEWCL_OK) s = fcl_kernel_get(ctx, sum, &k2);
         if (s == FEWCL_OK)
             s = fcl_args(k2, "ttuuuuff", &part, &cv, (unsigned)c.ld, m, n, slices, (double)alpha,
                          (double)beta);
@@ -216,8 +225,7 @@ fewcl_status fcl_gemm_tiled(fewcl_context *ctx, int ta, int tb, int m, int n, in
     FCL_TRY(check_operand("A", a, ta ? k : m, ta ? m : k, last * stride_a));
     FCL_TRY(check_operand("B", b, tb ? n : k, tb ? k : n, last * stride_b));
     FCL_TRY(check_operand("C", c, m, n, last * stride_c));
-    char opts[32];
-    snprintf(opts, sizeof opts, "-DTA=%d -DTB=%d", ta ? 1 : 0, tb ? 1 : 0);
+    fcl_kernel_handle *sum = &k_splitk_sum[ta ? 1 : 0][tb ? 1 : 0];
     /* k in launches of at most TILED_MAX_K, each adding onto C; the slices shared out. */
     int launches = (k + TILED_MAX_K - 1) / TILED_MAX_K;
     int per_launch = (slices + launches - 1) / launches;
@@ -225,7 +233,7 @@ fewcl_status fcl_gemm_tiled(fewcl_context *ctx, int ta, int tb, int m, int n, in
         int kc = k - k0 < TILED_MAX_K ? k - k0 : TILED_MAX_K;
         FCL_TRY(tiled_launch(ctx, k1, m, n, kc, alpha, advance_k(a, !ta, k0), stride_a,
                              advance_k(b, tb, k0), stride_b, k0 == 0 ? beta : 1.0f, c, stride_c,
-                             batch, per_launch < kc ? per_launch : kc, opts));
+                             batch, per_launch < kc ? per_launch : kc, sum));
     }
     return FEWCL_OK;
 }

@@ -32,12 +32,9 @@ int fcl_host_blas_available(void) {
 }
 
 #ifdef FEWCL_HOST_BLAS
-/* OpenBLAS threads: FEWCL_BLAS_THREADS if set, else 1. The PoCL worker threads are idle while a
- * host GEMM runs (the map waited for the queue), but OpenBLAS's idle threads spin for a while
- * after each call, on the cores PoCL's kernels need next. On the shared 2-core machine a conv4
- * 84x84 training step took 24.6 s with 2 BLAS threads vs 12.2 s with 1 in one pair of runs,
- * 12.5 vs 12.0 s in another: never better with 2, so 1 by default. FEWCL_BLAS_THREADS=0 leaves
- * OpenBLAS's own choice (OPENBLAS_NUM_THREADS or the core count). */
+/* OpenBLAS threads: FEWCL_BLAS_THREADS if set, else 1, because OpenBLAS's idle threads spin
+ * after each call on the cores PoCL's kernels need next (conv4 84x84 training step on 2 cores:
+ * 12.0-12.2 s with 1 thread, 12.5-24.6 s with 2). 0 leaves OpenBLAS's own choice. */
 static void set_threads(void) {
     const char *env = getenv("FEWCL_BLAS_THREADS");
     int n = env && *env ? atoi(env) : 1;

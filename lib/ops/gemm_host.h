@@ -1,8 +1,9 @@
 /* The host-BLAS GEMM path: on CPU OpenCL devices (PoCL) the device buffers are host memory,
- * and OpenBLAS over zero-copy mapped buffers is an order of magnitude faster than CLBlast's
- * OpenCL kernels compiled by PoCL (measured on 2 cores: ~450 vs 23-34 GFLOP/s). fcl_gemm and
- * fcl_gemm_strided_batched take this path by themselves; convolution (conv.c) also does its
- * im2col/col2im on the host when it is chosen, since its GEMMs already map the buffers. */
+ * and OpenBLAS over zero-copy mapped buffers beats CLBlast's kernels compiled by PoCL by an
+ * order of magnitude (2 cores: ~450 vs 23-34 GFLOP/s). fcl_gemm and fcl_gemm_strided_batched
+ * take this path by themselves; the convolution follows the same choice (lib/ops/conv.c asks
+ * fcl_gemm_path; on the host path its algorithms are those of conv_host.c and
+ * conv_winograd_host.c, chosen in conv_algo.c). */
 #ifndef FEWCL_OPS_GEMM_HOST_H
 #define FEWCL_OPS_GEMM_HOST_H
 

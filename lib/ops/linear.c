@@ -1,6 +1,9 @@
 /* Linear layer y = x·Wᵀ + b (PyTorch nn.Linear: W stored [out,in]), forward and backward. */
 #include "ops.h"
 
+static fcl_kernel_handle k_sum_rows = FCL_KERNEL_HANDLE("linear", "sum_rows");
+static fcl_kernel_handle k_broadcast_rows = FCL_KERNEL_HANDLE("linear", "broadcast_rows");
+
 static fewcl_status check_shapes(const char *op, const fcl_tensor *x, const fcl_tensor *w,
                                  const fcl_tensor *b, const fcl_tensor *y) {
     char sx[64], sw[64], sy[64];
@@ -23,7 +26,7 @@ fewcl_status fcl_sum_rows(fewcl_context *ctx, const fcl_tensor *x, fcl_tensor *o
         return fcl_fail(FEWCL_ERR_ARGUMENT, "sum over rows: output has %zu elements, need %d",
                         out->numel, cols);
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "linear", NULL, "sum_rows", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_sum_rows, &k));
     FCL_TRY(fcl_args(k, "ttuui", x, out, (unsigned)rows, (unsigned)cols, accumulate));
     size_t gws = (size_t)cols, lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &gws, &lws);
@@ -36,7 +39,7 @@ fewcl_status fcl_linear_forward(fewcl_context *ctx, const fcl_tensor *x, const f
     float beta = 0.0f;
     if (b) {
         fcl_kernel_entry *k;
-        FCL_TRY(fcl_kernel(ctx, "linear", NULL, "broadcast_rows", &k));
+        FCL_TRY(fcl_kernel_get(ctx, &k_broadcast_rows, &k));
         FCL_TRY(fcl_args(k, "ttuu", b, y, (unsigned)n, (unsigned)out));
         size_t side = fcl_kernel_wg_side(ctx, k);
         size_t gws[2] = {(size_t)out, (size_t)n}, lws[2] = {side, side};

@@ -1,6 +1,11 @@
 /* Cross-entropy and accuracy launchers (cl/loss.cl). */
 #include "loss.h"
 
+static fcl_kernel_handle k_ce_forward = FCL_KERNEL_HANDLE("loss", "ce_forward");
+static fcl_kernel_handle k_ce_backward = FCL_KERNEL_HANDLE("loss", "ce_backward");
+static fcl_kernel_handle k_accuracy = FCL_KERNEL_HANDLE("loss", "accuracy");
+static fcl_kernel_handle k_episode_labels = FCL_KERNEL_HANDLE("loss", "episode_labels");
+
 static fewcl_status check(const char *op, const fcl_tensor *z, const fcl_tensor *labels,
                           const char *what, const fcl_tensor *out, size_t out_numel) {
     char sz[64], sl[64], so[64];
@@ -24,7 +29,7 @@ fewcl_status fcl_cross_entropy_forward(fewcl_context *ctx, const fcl_tensor *log
                                        const fcl_tensor *labels, fcl_tensor *loss) {
     FCL_TRY(check("cross-entropy forward", logits, labels, "loss", loss, 1));
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "loss", NULL, "ce_forward", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_ce_forward, &k));
     FCL_TRY(fcl_args(k, "tttuuL", logits, labels, loss, (unsigned)logits->shape[0],
                      (unsigned)logits->shape[1], fcl_kernel_wg_1d(ctx, k) * sizeof(float)));
     return launch_one_group(ctx, k);
@@ -40,7 +45,7 @@ fewcl_status fcl_cross_entropy_backward(fewcl_context *ctx, const fcl_tensor *lo
                         "need 1",
                         dloss->numel);
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "loss", NULL, "ce_backward", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_ce_backward, &k));
     FCL_TRY(fcl_args(k, "ttttuu", logits, labels, dloss, dlogits, (unsigned)logits->shape[0],
                      (unsigned)logits->shape[1]));
     size_t gws = (size_t)logits->shape[0], lws = fcl_kernel_wg_1d(ctx, k);
@@ -51,7 +56,7 @@ fewcl_status fcl_accuracy(fewcl_context *ctx, const fcl_tensor *logits, const fc
                           fcl_tensor *correct) {
     FCL_TRY(check("accuracy", logits, labels, "correct", correct, 1));
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "loss", NULL, "accuracy", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_accuracy, &k));
     FCL_TRY(fcl_args(k, "tttuuL", logits, labels, correct, (unsigned)logits->shape[0],
                      (unsigned)logits->shape[1], fcl_kernel_wg_1d(ctx, k) * sizeof(float)));
     return launch_one_group(ctx, k);
@@ -61,7 +66,7 @@ fewcl_status fcl_episode_labels(fewcl_context *ctx, fcl_tensor *labels, int per_
     if (per_class < 1)
         return fcl_fail(FEWCL_ERR_ARGUMENT, "episode labels: %d rows per class", per_class);
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "loss", NULL, "episode_labels", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_episode_labels, &k));
     FCL_TRY(fcl_args(k, "tuu", labels, (unsigned)labels->numel, (unsigned)per_class));
     size_t gws = labels->numel, lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &gws, &lws);

@@ -12,11 +12,23 @@ static int block_size(const fewcl_context *ctx) {
     return wg >= 32 ? 32 : (int)wg;
 }
 
-static fewcl_status kernel_bs(fewcl_context *ctx, const char *name, fcl_kernel_entry **k) {
-    char opts[32];
-    snprintf(opts, sizeof opts, "-DBS=%d", block_size(ctx));
-    return fcl_kernel(ctx, "mahalanobis", opts, name, k);
+static void bs_option(const fewcl_context *ctx, char *buf, size_t cap) {
+    snprintf(buf, cap, "-DBS=%d", block_size(ctx));
 }
+
+#define MAHALANOBIS_HANDLE(name)                                                                   \
+    { "mahalanobis", (name), NULL, bs_option, 0, 0 }
+static fcl_kernel_handle k_potrf_diag = MAHALANOBIS_HANDLE("potrf_diag");
+static fcl_kernel_handle k_trsm_panel = MAHALANOBIS_HANDLE("trsm_panel");
+static fcl_kernel_handle k_copy_add_diag = MAHALANOBIS_HANDLE("copy_add_diag");
+static fcl_kernel_handle k_tri_inverse_wg = MAHALANOBIS_HANDLE("tri_inverse_wg");
+static fcl_kernel_handle k_tri_inverse_rows = MAHALANOBIS_HANDLE("tri_inverse_rows");
+static fcl_kernel_handle k_center_rows = MAHALANOBIS_HANDLE("center_rows");
+static fcl_kernel_handle k_class_diff = MAHALANOBIS_HANDLE("class_diff");
+static fcl_kernel_handle k_neg_quadratic = MAHALANOBIS_HANDLE("neg_quadratic");
+static fcl_kernel_handle k_scale_by_dlogits = MAHALANOBIS_HANDLE("scale_by_dlogits");
+static fcl_kernel_handle k_sum_over_classes = MAHALANOBIS_HANDLE("sum_over_classes");
+static fcl_kernel_handle k_neg_sum_over_queries = MAHALANOBIS_HANDLE("neg_sum_over_queries");
 
 /* Matrices first..first+count−1 of a [B,…] tensor, as a view. */
 static fcl_tensor batch_view(const fcl_tensor *t, int first, int count) {
@@ -40,8 +52,8 @@ fewcl_status fcl_cholesky_batched(fewcl_context *ctx, fcl_tensor *a, fcl_tensor 
                         fcl_shape_str(a, sa, sizeof sa), fcl_shape_str(status, ss, sizeof ss));
     int count = a->shape[0], d = a->shape[1], bs = block_size(ctx);
     fcl_kernel_entry *kd, *kp;
-    FCL_TRY(kernel_bs(ctx, "potrf_diag", &kd));
-    FCL_TRY(kernel_bs(ctx, "trsm_panel", &kp));
+    FCL_TRY(fcl_kernel_get(ctx, &k_potrf_diag, &kd));
+    FCL_TRY(fcl_kernel_get(ctx, &k_trsm_panel, &kp));
     size_t ts = fcl_kernel_wg_1d(ctx, kp) >= 64 ? 64 : fcl_kernel_wg_1d(ctx, kp);
     FCL_TRY(fcl_fill(ctx, status, 0.0f));
     /* Right-looking blocked Cholesky: factor the diagonal block, solve the panel under it,
@@ -67,7 +79,7 @@ fewcl_status fcl_cholesky_batched(fewcl_context *ctx, fcl_tensor *a, fcl_tensor 
 static fewcl_status copy_add_diag(fewcl_context *ctx, const fcl_tensor *src, fcl_tensor *dst,
                                   float jitter) {
     fcl_kernel_entry *k;
-    FCL_TRY(kernel_bs(ctx, "copy_add_diag", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_copy_add_diag, &k));
     FCL_TRY(fcl_args(k, "ttuuf", src, dst, (unsigned)src->shape[1], (unsigned)src->shape[0],
                      (double)jitter));
     size_t gws = src->numel, lws = fcl_kernel_wg_1d(ctx, k);
@@ -119,7 +131,7 @@ static fewcl_status try_tri_inverse_wg(fewcl_context *ctx, const fcl_tensor *l, 
     if (ctx->limits.row_kernels || (size_t)d * sizeof(float) > ctx->limits.local_mem / 2)
         return FEWCL_OK;
     fcl_kernel_entry *k;
-    FCL_TRY(kernel_bs(ctx, "tri_inverse_wg", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_tri_inverse_wg, &k));
     size_t wg = fcl_kernel_wg_1d(ctx, k);
     if (tri_inverse_wg_loops(d, wg) > FCL_ITEM_LOOP_BUDGET) return FEWCL_OK;
     FCL_TRY(fcl_args(k, "ttuuL", l, inv, d, count, (size_t)d * sizeof(float)));
@@ -141,7 +153,7 @@ static fewcl_status tri_inverse_rows(fewcl_context *ctx, const fcl_tensor *l, fc
     unsigned d = (unsigned)l->shape[1], count = (unsigned)l->shape[0];
     unsigned slice = tri_inverse_slice_rows(d);
     fcl_kernel_entry *k;
-    FCL_TRY(kernel_bs(ctx, "tri_inverse_rows", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_tri_inverse_rows, &k));
     size_t wg = fcl_kernel_wg_1d(ctx, k), side = wg >= 64 ? 64 : wg;
     size_t gws[2] = {d, count}, lws[2] = {side, 1};
     for (unsigned i0 = 0; i0 < d; i0 += slice) {
@@ -201,7 +213,7 @@ static void shrinkage(dims *m) {
 
 static fewcl_status center(fewcl_context *ctx, const fcl_tensor *e, fcl_tensor *x) {
     fcl_kernel_entry *k;
-    FCL_TRY(kernel_bs(ctx, "center_rows", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_center_rows, &k));
     int n = e->shape[0], rows = e->shape[1], cols = e->shape[2];
     FCL_TRY(fcl_args(k, "ttuuu", e, x, (unsigned)n, (unsigned)rows, (unsigned)cols));
     size_t side = fcl_kernel_wg_1d(ctx, k);
@@ -254,7 +266,7 @@ static fewcl_status check_forward(const fcl_tensor *e, const fcl_tensor *p, cons
 static fewcl_status class_diff(fewcl_context *ctx, const fcl_tensor *h, const fcl_tensor *p,
                                fcl_tensor *diff, const dims *m) {
     fcl_kernel_entry *k;
-    FCL_TRY(kernel_bs(ctx, "class_diff", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_class_diff, &k));
     FCL_TRY(fcl_args(k, "tttuuu", h, p, diff, (unsigned)m->q, (unsigned)m->n, (unsigned)m->d));
     size_t side = fcl_kernel_wg_1d(ctx, k);
     size_t gws[3] = {(size_t)m->d, (size_t)m->q, (size_t)m->n}, lws[3] = {side, 1, 1};
@@ -378,7 +390,7 @@ fewcl_status fcl_mahalanobis_apply(fewcl_context *ctx, const fcl_maha_factor *f,
     else
         FCL_TRY(lowrank_apply(ctx, f, queries, protos, y, &m));
     fcl_kernel_entry *k;
-    FCL_TRY(kernel_bs(ctx, "neg_quadratic", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_neg_quadratic, &k));
     size_t side = fcl_kernel_wg_1d(ctx, k);
     FCL_TRY(fcl_args(k, "ttttuuuL", queries, protos, y, logits, (unsigned)m.q, (unsigned)m.n,
                      (unsigned)m.d, side * sizeof(float)));
@@ -425,14 +437,14 @@ fewcl_status fcl_mahalanobis_backward(fewcl_context *ctx, const fcl_tensor *x, c
     fcl_tensor g;
     FCL_TRY(fcl_tensor_alloc(ctx, &g, FCL_MEM_WORKSPACE, 3, y->shape));
     fcl_kernel_entry *k;
-    fewcl_status s = kernel_bs(ctx, "scale_by_dlogits", &k);
+    fewcl_status s = fcl_kernel_get(ctx, &k_scale_by_dlogits, &k);
     size_t side = s == FEWCL_OK ? fcl_kernel_wg_1d(ctx, k) : 1;
     if (s == FEWCL_OK)
         s = fcl_args(k, "tttuuu", y, dlogits, &g, (unsigned)m.q, (unsigned)m.n, (unsigned)m.d);
     size_t gws3[3] = {(size_t)m.d, (size_t)m.q, (size_t)m.n}, lws3[3] = {side, 1, 1};
     if (s == FEWCL_OK) s = fcl_launch(ctx, k, 3, gws3, lws3);
     if (s == FEWCL_OK && dqueries) {
-        s = kernel_bs(ctx, "sum_over_classes", &k);
+        s = fcl_kernel_get(ctx, &k_sum_over_classes, &k);
         if (s == FEWCL_OK) side = fcl_kernel_wg_1d(ctx, k);
         if (s == FEWCL_OK)
             s = fcl_args(k, "ttuuu", &g, dqueries, (unsigned)m.q, (unsigned)m.n, (unsigned)m.d);
@@ -440,7 +452,7 @@ fewcl_status fcl_mahalanobis_backward(fewcl_context *ctx, const fcl_tensor *x, c
         if (s == FEWCL_OK) s = fcl_launch(ctx, k, 2, gws, lws);
     }
     if (s == FEWCL_OK && dprotos) {
-        s = kernel_bs(ctx, "neg_sum_over_queries", &k);
+        s = fcl_kernel_get(ctx, &k_neg_sum_over_queries, &k);
         if (s == FEWCL_OK) side = fcl_kernel_wg_1d(ctx, k);
         if (s == FEWCL_OK)
             s = fcl_args(k, "ttuuu", &g, dprotos, (unsigned)m.q, (unsigned)m.n, (unsigned)m.d);

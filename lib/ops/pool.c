@@ -1,6 +1,11 @@
 /* Max pooling forward (with argmax) and backward (gather); kernels in cl/pool.cl. */
 #include "pool.h"
 
+static fcl_kernel_handle k_maxpool2_forward = FCL_KERNEL_ROWS_HANDLE("pool", "maxpool2_forward");
+static fcl_kernel_handle k_maxpool_forward = FCL_KERNEL_ROWS_HANDLE("pool", "maxpool_forward");
+static fcl_kernel_handle k_maxpool2_backward = FCL_KERNEL_ROWS_HANDLE("pool", "maxpool2_backward");
+static fcl_kernel_handle k_maxpool_backward = FCL_KERNEL_ROWS_HANDLE("pool", "maxpool_backward");
+
 int fcl_pool2d_out_size(int in, const fcl_pool2d_params *p) {
     int span = in + 2 * p->pad - p->kernel;
     return span < 0 || p->stride < 1 ? 0 : span / p->stride + 1;
@@ -32,12 +37,12 @@ static fewcl_status check(const char *op, const fcl_tensor *x, const fcl_tensor 
     return FEWCL_OK;
 }
 
-static fewcl_status launch(fewcl_context *ctx, const char *name, const fcl_tensor *a,
+static fewcl_status launch(fewcl_context *ctx, fcl_kernel_handle *h, const fcl_tensor *a,
                            const fcl_tensor *b, const fcl_tensor *c, const fcl_tensor *x,
                            const fcl_tensor *y, const fcl_pool2d_params *p, size_t items,
                            const fcl_tensor *rows_of) {
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel_rows(ctx, "pool", name, &k));
+    FCL_TRY(fcl_kernel_get(ctx, h, &k));
     FCL_TRY(fcl_args(k, "tttuuuuuuuu", a, b, c, (unsigned)(x->shape[0] * x->shape[1]),
                      (unsigned)x->shape[2], (unsigned)x->shape[3], (unsigned)y->shape[2],
                      (unsigned)y->shape[3], (unsigned)p->kernel, (unsigned)p->stride,
@@ -58,11 +63,11 @@ static int is_2x2(const fcl_pool2d_params *p) {
     return p->kernel == 2 && p->stride == 2 && p->pad == 0;
 }
 
-static fewcl_status launch_2x2(fewcl_context *ctx, const char *name, const fcl_tensor *a,
+static fewcl_status launch_2x2(fewcl_context *ctx, fcl_kernel_handle *h, const fcl_tensor *a,
                                const fcl_tensor *b, const fcl_tensor *c, const fcl_tensor *x,
                                const fcl_tensor *y, const fcl_tensor *over) {
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel_rows(ctx, "pool", name, &k));
+    FCL_TRY(fcl_kernel_get(ctx, h, &k));
     FCL_TRY(fcl_args(k, "tttuuuuu", a, b, c, (unsigned)(x->shape[0] * x->shape[1]),
                      (unsigned)x->shape[2], (unsigned)x->shape[3], (unsigned)y->shape[2],
                      (unsigned)y->shape[3]));
@@ -78,13 +83,13 @@ static fewcl_status launch_2x2(fewcl_context *ctx, const char *name, const fcl_t
 fewcl_status fcl_maxpool2d_forward(fewcl_context *ctx, const fcl_tensor *x,
                                    const fcl_pool2d_params *p, fcl_tensor *y, fcl_tensor *idx) {
     FCL_TRY(check("max pool forward", x, y, idx, p));
-    if (is_2x2(p)) return launch_2x2(ctx, "maxpool2_forward", x, y, idx, x, y, y);
-    return launch(ctx, "maxpool_forward", x, y, idx, x, y, p, y->numel, y);
+    if (is_2x2(p)) return launch_2x2(ctx, &k_maxpool2_forward, x, y, idx, x, y, y);
+    return launch(ctx, &k_maxpool_forward, x, y, idx, x, y, p, y->numel, y);
 }
 
 fewcl_status fcl_maxpool2d_backward(fewcl_context *ctx, const fcl_tensor *idx, const fcl_tensor *dy,
                                     const fcl_pool2d_params *p, fcl_tensor *dx) {
     FCL_TRY(check("max pool backward", dx, dy, idx, p));
-    if (is_2x2(p)) return launch_2x2(ctx, "maxpool2_backward", idx, dy, dx, dx, dy, dx);
-    return launch(ctx, "maxpool_backward", idx, dy, dx, dx, dy, p, dx->numel, dx);
+    if (is_2x2(p)) return launch_2x2(ctx, &k_maxpool2_backward, idx, dy, dx, dx, dy, dx);
+    return launch(ctx, &k_maxpool_backward, idx, dy, dx, dx, dy, p, dx->numel, dx);
 }

@@ -1,6 +1,16 @@
 /* Row-wise op launchers (cl/rowwise.cl). */
 #include "rowwise.h"
 
+static fcl_kernel_handle k_ln_forward = FCL_KERNEL_HANDLE("rowwise", "ln_forward");
+static fcl_kernel_handle k_ln_param_grads = FCL_KERNEL_HANDLE("rowwise", "ln_param_grads");
+static fcl_kernel_handle k_ln_backward_dx = FCL_KERNEL_HANDLE("rowwise", "ln_backward_dx");
+static fcl_kernel_handle k_gelu_forward = FCL_KERNEL_HANDLE("rowwise", "gelu_forward");
+static fcl_kernel_handle k_gelu_backward = FCL_KERNEL_HANDLE("rowwise", "gelu_backward");
+static fcl_kernel_handle k_l2n_forward = FCL_KERNEL_HANDLE("rowwise", "l2n_forward");
+static fcl_kernel_handle k_l2n_backward = FCL_KERNEL_HANDLE("rowwise", "l2n_backward");
+static fcl_kernel_handle k_sm_forward = FCL_KERNEL_HANDLE("rowwise", "sm_forward");
+static fcl_kernel_handle k_sm_backward = FCL_KERNEL_HANDLE("rowwise", "sm_backward");
+
 static int last_dim(const fcl_tensor *t) { return t->ndim > 0 ? t->shape[t->ndim - 1] : 1; }
 static int row_count(const fcl_tensor *t) {
     int d = last_dim(t);
@@ -44,7 +54,7 @@ fewcl_status fcl_layernorm_forward(fewcl_context *ctx, const fcl_tensor *x, cons
     FCL_TRY(count(op, "mean", mean, rows, "rows"));
     FCL_TRY(count(op, "rstd", rstd, rows, "rows"));
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "rowwise", NULL, "ln_forward", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_ln_forward, &k));
     FCL_TRY(fcl_args(k, "ttttttuufL", x, gamma, beta, y, mean, rstd, (unsigned)rows, (unsigned)d,
                      (double)eps, scratch(ctx, k)));
     return launch_rows(ctx, k, rows);
@@ -65,11 +75,11 @@ fewcl_status fcl_layernorm_backward(fewcl_context *ctx, const fcl_tensor *x,
     FCL_TRY(count(op, "rstd", rstd, rows, "rows"));
     /* parameter gradients first: dx may overwrite dy */
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "rowwise", NULL, "ln_param_grads", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_ln_param_grads, &k));
     FCL_TRY(fcl_args(k, "ttttttuu", x, mean, rstd, dy, dgamma, dbeta, (unsigned)rows, (unsigned)d));
     size_t gws = (size_t)d, lws = fcl_kernel_wg_1d(ctx, k);
     FCL_TRY(fcl_launch(ctx, k, 1, &gws, &lws));
-    FCL_TRY(fcl_kernel(ctx, "rowwise", NULL, "ln_backward_dx", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_ln_backward_dx, &k));
     FCL_TRY(fcl_args(k, "ttttttuuL", x, gamma, mean, rstd, dy, dx, (unsigned)rows, (unsigned)d,
                      scratch(ctx, k)));
     return launch_rows(ctx, k, rows);
@@ -78,7 +88,7 @@ fewcl_status fcl_layernorm_backward(fewcl_context *ctx, const fcl_tensor *x,
 fewcl_status fcl_gelu_forward(fewcl_context *ctx, const fcl_tensor *x, fcl_tensor *y) {
     FCL_TRY(same("gelu forward", "x", x, "y", y));
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "rowwise", NULL, "gelu_forward", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_gelu_forward, &k));
     FCL_TRY(fcl_args(k, "ttu", x, y, (unsigned)x->numel));
     size_t gws = x->numel, lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &gws, &lws);
@@ -89,7 +99,7 @@ fewcl_status fcl_gelu_backward(fewcl_context *ctx, const fcl_tensor *x, const fc
     FCL_TRY(same("gelu backward", "x", x, "dy", dy));
     FCL_TRY(same("gelu backward", "x", x, "dx", dx));
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "rowwise", NULL, "gelu_backward", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_gelu_backward, &k));
     FCL_TRY(fcl_args(k, "tttu", x, dy, dx, (unsigned)x->numel));
     size_t gws = x->numel, lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &gws, &lws);
@@ -98,7 +108,7 @@ fewcl_status fcl_gelu_backward(fewcl_context *ctx, const fcl_tensor *x, const fc
 fewcl_status fcl_l2norm_forward(fewcl_context *ctx, const fcl_tensor *x, float eps, fcl_tensor *y) {
     FCL_TRY(same("l2norm forward", "x", x, "y", y));
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "rowwise", NULL, "l2n_forward", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_l2n_forward, &k));
     FCL_TRY(fcl_args(k, "ttuufL", x, y, (unsigned)row_count(x), (unsigned)last_dim(x), (double)eps,
                      scratch(ctx, k)));
     return launch_rows(ctx, k, row_count(x));
@@ -109,7 +119,7 @@ fewcl_status fcl_l2norm_backward(fewcl_context *ctx, const fcl_tensor *x, const 
     FCL_TRY(same("l2norm backward", "x", x, "dy", dy));
     FCL_TRY(same("l2norm backward", "x", x, "dx", dx));
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "rowwise", NULL, "l2n_backward", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_l2n_backward, &k));
     FCL_TRY(fcl_args(k, "tttuufL", x, dy, dx, (unsigned)row_count(x), (unsigned)last_dim(x),
                      (double)eps, scratch(ctx, k)));
     return launch_rows(ctx, k, row_count(x));
@@ -119,7 +129,7 @@ fewcl_status fcl_softmax_forward(fewcl_context *ctx, const fcl_tensor *x, float 
                                  fcl_tensor *y) {
     FCL_TRY(same("softmax forward", "x", x, "y", y));
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "rowwise", NULL, "sm_forward", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_sm_forward, &k));
     FCL_TRY(fcl_args(k, "ttuufL", x, y, (unsigned)row_count(x), (unsigned)last_dim(x),
                      (double)scale, scratch(ctx, k)));
     return launch_rows(ctx, k, row_count(x));
@@ -130,7 +140,7 @@ fewcl_status fcl_softmax_backward(fewcl_context *ctx, const fcl_tensor *y, const
     FCL_TRY(same("softmax backward", "y", y, "dy", dy));
     FCL_TRY(same("softmax backward", "y", y, "dx", dx));
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "rowwise", NULL, "sm_backward", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_sm_backward, &k));
     FCL_TRY(fcl_args(k, "tttuufL", y, dy, dx, (unsigned)row_count(y), (unsigned)last_dim(y),
                      (double)scale, scratch(ctx, k)));
     return launch_rows(ctx, k, row_count(y));

@@ -1,30 +1,34 @@
-/* The plan of one training episode (model build, forward, backward, AdamW step) and of one
- * evaluation episode: the real schedule, run in planning mode. */
+/* The plan of the trainer's schedule and of one evaluation episode: the real schedule, run in
+ * planning mode. */
 #include "episode_plan.h"
 
 #include "../nn/model.h"
+#include "../train/step.h"
+
+static fewcl_status input_alloc(fewcl_context *ctx, const fcl_model_config *cfg, fcl_tensor *x) {
+    int shape[4] = {cfg->n_way * (cfg->k_shot + cfg->n_query), 3, cfg->image_size, cfg->image_size};
+    FCL_TRY(fcl_tensor_alloc(ctx, x, FCL_MEM_ACTIVATION, 4, shape));
+    return fcl_fill(ctx, x, 0.5f);
+}
 
 /* The schedule, identical in planning and in a real run (which is what makes plans exact). */
 fewcl_status fcl_episode_schedule(fewcl_context *ctx, const fcl_model_config *cfg, int training) {
     fcl_model *m;
     FCL_TRY(fcl_model_create(ctx, cfg, 1, &m));
-    int shape[4] = {cfg->n_way * (cfg->k_shot + cfg->n_query), 3, cfg->image_size, cfg->image_size};
-    fcl_tensor x = {0};
-    fcl_head_out out;
-    fewcl_status s = fcl_tensor_alloc(ctx, &x, FCL_MEM_ACTIVATION, 4, shape);
-    if (s == FEWCL_OK) s = fcl_fill(ctx, &x, 0.5f);
-    /* Training runs two steps: from the second on, the AdamW moments (allocated by the first
-     * step's update) are live through forward and backward, which is training's steady state. */
-    for (int step = 0; step < (training ? 2 : 1) && s == FEWCL_OK; step++) {
-        s = fcl_model_forward(ctx, m, &x, training, &out);
-        if (s == FEWCL_OK && training) {
-            s = fcl_model_backward(ctx, m);
-            fcl_adamw_config adam = fcl_adamw_defaults();
-            if (s == FEWCL_OK) s = fcl_params_adamw(ctx, &m->params, &adam);
-        } else if (s == FEWCL_OK) {
-            fcl_model_release(ctx, m);
-        }
+    fcl_tensor x = {0}, val = {0};
+    fcl_step_result r;
+    fewcl_status s = input_alloc(ctx, cfg, &x);
+    if (training) {
+        fcl_adamw_config adam = fcl_adamw_defaults();
+        for (int step = 0; step < 2 && s == FEWCL_OK; step++)
+            s = fcl_train_step(ctx, m, &x, &adam, &r);
+        /* Validation: its own input while the training input stays (trainer.c's evaluate_with). */
+        if (s == FEWCL_OK) s = input_alloc(ctx, cfg, &val);
+        if (s == FEWCL_OK) s = fcl_eval_step(ctx, m, &val, &r);
+    } else if (s == FEWCL_OK) {
+        s = fcl_eval_step(ctx, m, &x, &r);
     }
+    if (val.numel) fcl_tensor_free(ctx, &val);
     if (x.numel) fcl_tensor_free(ctx, &x);
     fcl_model_destroy(ctx, m);
     return s;
@@ -35,10 +39,24 @@ fewcl_status fcl_episode_plan(fewcl_context *ctx, const fcl_model_config *cfg, i
     return fcl_episode_plan_as(ctx, cfg, training, &ctx->limits, limit, stats);
 }
 
-fewcl_status fcl_episode_plan_as(fewcl_context *ctx, const fcl_model_config *cfg, int training,
-                                 const fcl_limits *device, size_t limit, fcl_arena_stats *stats) {
+static fewcl_status plan_as(fewcl_context *ctx, const fcl_model_config *cfg, int training,
+                            const fcl_limits *device, size_t limit, fcl_arena_stats *stats,
+                            fcl_layout **layout) {
     FCL_TRY(fcl_plan_begin_as(ctx, device, limit));
     fewcl_status s = fcl_episode_schedule(ctx, cfg, training);
-    fcl_plan_end(ctx, stats);
-    return s;
+    if (s != FEWCL_OK) {
+        fcl_plan_end(ctx, stats);
+        return s;
+    }
+    return fcl_plan_finish(ctx, stats, layout);
+}
+
+fewcl_status fcl_episode_plan_as(fewcl_context *ctx, const fcl_model_config *cfg, int training,
+                                 const fcl_limits *device, size_t limit, fcl_arena_stats *stats) {
+    return plan_as(ctx, cfg, training, device, limit, stats, NULL);
+}
+
+fewcl_status fcl_episode_layout(fewcl_context *ctx, const fcl_model_config *cfg, int training,
+                                size_t limit, fcl_arena_stats *stats, fcl_layout **layout) {
+    return plan_as(ctx, cfg, training, &ctx->limits, limit, stats, layout);
 }

@@ -5,17 +5,23 @@
 #include "../nn/config.h"
 #include "plan.h"
 
-/* Builds the model, runs one evaluation episode, or two training steps (forward, backward,
- * AdamW: the second with the optimiser state live, as in every later step), and frees
- * everything. */
+/* The trainer's own schedule (lib/train/trainer.c), with the same calls in the same order:
+ * training builds the model and its episode input, runs two training steps (fcl_train_step:
+ * the second with the AdamW moments live, as in every later step) and one validation episode
+ * with its own input beside the training one; evaluation builds the model and its input and
+ * runs one evaluation step (fcl_eval_step). Everything is freed at the end. */
 fewcl_status fcl_episode_schedule(fewcl_context *ctx, const fcl_model_config *cfg, int training);
-/* The same in planning mode: *stats holds the peak (total and per category). Fails as the
- * device would (an allocation over the limit or over the largest allocation the device
- * allows); `limit` 0 means the device's global memory. */
+/* The same in planning mode: *stats holds the live peak (total and per category) and, as
+ * `reserved`, the footprint of its layout. Fails as the device would (the footprint over the
+ * limit, or an allocation over the largest allocation the device allows); `limit` 0 means
+ * the device's global memory. */
 fewcl_status fcl_episode_plan(fewcl_context *ctx, const fcl_model_config *cfg, int training,
                               size_t limit, fcl_arena_stats *stats);
 /* The same against another device's global memory and largest allocation. */
 fewcl_status fcl_episode_plan_as(fewcl_context *ctx, const fcl_model_config *cfg, int training,
                                  const fcl_limits *device, size_t limit, fcl_arena_stats *stats);
+/* fcl_episode_plan that also returns the layout a run follows (the caller frees it). */
+fewcl_status fcl_episode_layout(fewcl_context *ctx, const fcl_model_config *cfg, int training,
+                                size_t limit, fcl_arena_stats *stats, fcl_layout **layout);
 
 #endif

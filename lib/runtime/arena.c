@@ -21,13 +21,32 @@ typedef struct chunk {
     int n_free, cap_free;
 } chunk;
 
+/* The layout a real arena follows. */
+typedef struct follow_state {
+    fcl_placement *at;
+    long n, cursor;
+    int first_chunk;      /* the layout's buffer 0 */
+    int seen[FCL_PHASES]; /* occurrences of each phase so far */
+    fcl_phase_marks marks;
+} follow_state;
+
+/* How far ahead of the cursor a request may match: a run may skip planned allocations (the
+ * convolution find step's, for a shape already found). */
+#define FOLLOW_LOOKAHEAD 256
+
 struct fcl_arena {
     fewcl_context *ctx;
     size_t align, chunk_max, limit;
     size_t chunk_default; /* DEFAULT_CHUNK, or FEWCL_ARENA_CHUNK */
+    int chunk_env;        /* FEWCL_ARENA_CHUNK given: one exact buffer per tensor, no layout */
     chunk *chunks;
     int n_chunks, cap_chunks;
     fcl_arena_stats stats;
+    int tracing;
+    fcl_alloc_record *trace;
+    long n_trace, cap_trace, clock;
+    fcl_phase_marks marks;
+    follow_state follow; /* follow.at NULL: not following */
 };
 
 const char *fcl_mem_category_name(fcl_mem_category c) {
@@ -86,12 +105,43 @@ fewcl_status fcl_arena_create(fewcl_context *ctx, const fcl_limits *limits, size
         return fcl_fail(FEWCL_ERR_ARGUMENT, "FEWCL_ARENA_CHUNK='%s' is not a size (e.g. 4M)",
                         chunk_env);
     }
+    a->chunk_env = chunk_env && *chunk_env;
     *out = a;
     return FEWCL_OK;
 }
 
+fewcl_status fcl_arena_create_tracing(const fcl_limits *limits, size_t limit, fcl_arena **out) {
+    FCL_TRY(fcl_arena_create(NULL, limits, limit, out));
+    (*out)->tracing = 1;
+    return FEWCL_OK;
+}
+
+const fcl_alloc_record *fcl_arena_trace(const fcl_arena *a, long *n) {
+    *n = a->n_trace;
+    return a->trace;
+}
+
+const fcl_phase_marks *fcl_arena_marks(const fcl_arena *a) { return &a->marks; }
+
+size_t fcl_arena_buffer_cap(const fcl_arena *a) { return a->chunk_max; }
+
+size_t fcl_arena_align(const fcl_arena *a) { return a->align; }
+
+void fcl_arena_phase(fcl_arena *a, fcl_phase p) {
+    if (a->tracing) {
+        if (a->marks.n[p] < FCL_MAX_MARKS) a->marks.start[p][a->marks.n[p]++] = a->n_trace;
+        return;
+    }
+    follow_state *f = &a->follow;
+    if (!f->at || f->marks.n[p] == 0) return;
+    int k = f->seen[p] < f->marks.n[p] ? f->seen[p] : f->marks.n[p] - 1;
+    f->seen[p]++;
+    f->cursor = f->marks.start[p][k];
+}
 void fcl_arena_destroy(fcl_arena *a) {
     if (!a) return;
+    free(a->trace);
+    free(a->follow.at);
     for (int i = 0; i < a->n_chunks; i++) {
         if (a->chunks[i].mem) clReleaseMemObject(a->chunks[i].mem);
         free(a->chunks[i].free);
@@ -130,7 +180,8 @@ static fewcl_status add_chunk(fcl_arena *a, size_t need, size_t exact) {
         a->chunks = grown;
         a->cap_chunks = cap;
     }
-    size_t size = need > a->chunk_default ? need : round_up(a->chunk_default, a->align);
+    size_t size =
+        need > a->chunk_default || a->follow.at ? need : round_up(a->chunk_default, a->align);
     if (size > a->chunk_max) size = a->chunk_max;
     size_t room = a->limit > a->stats.reserved ? a->limit - a->stats.reserved : 0;
     if (size > room) size = room - room % a->align;
@@ -167,6 +218,110 @@ static fewcl_status add_chunk(fcl_arena *a, size_t need, size_t exact) {
     a->n_chunks++;
     a->stats.reserved += size;
     if (a->stats.reserved > a->stats.peak_reserved) a->stats.peak_reserved = a->stats.reserved;
+    return FEWCL_OK;
+}
+
+/* Takes [offset, offset + size) out of the chunk's free list; 0 when that range is not free. */
+static int carve(chunk *c, size_t offset, size_t size) {
+    for (int i = 0; i < c->n_free; i++) {
+        free_range r = c->free[i];
+        if (r.offset > offset) return 0;
+        if (offset + size > r.offset + r.size) continue;
+        size_t left = offset - r.offset, right = r.offset + r.size - (offset + size);
+        if (left && right) {
+            c->free[i].size = left;
+            return insert_range(c, i + 1, offset + size, right) == 0;
+        }
+        if (left)
+            c->free[i].size = left;
+        else if (right)
+            c->free[i] = (free_range){offset + size, right};
+        else
+            remove_range(c, i);
+        return 1;
+    }
+    return 0;
+}
+
+/* The layout's place for this request: the first of the next planned allocations with the
+ * same size and category whose range is free; else (`slack`) the first with room for it (a
+ * workspace planned for the largest algorithm a choice made at run time may pick). */
+static int place_planned_at(fcl_arena *a, size_t size, fcl_mem_category cat, int slack,
+                            fcl_block *out) {
+    follow_state *f = &a->follow;
+    for (long j = f->cursor; j < f->n && j < f->cursor + FOLLOW_LOOKAHEAD; j++) {
+        const fcl_placement *p = &f->at[j];
+        if (p->category != cat || (slack ? p->size < size : p->size != size)) continue;
+        int ci = f->first_chunk + p->buffer;
+        if (!carve(&a->chunks[ci], p->offset, size)) continue;
+        f->cursor = j + 1;
+        out->chunk = ci;
+        out->offset = p->offset;
+        out->size = size;
+        a->stats.followed++;
+        return 1;
+    }
+    return 0;
+}
+
+static int place_planned(fcl_arena *a, size_t size, fcl_mem_category cat, fcl_block *out) {
+    return place_planned_at(a, size, cat, 0, out) || place_planned_at(a, size, cat, 1, out);
+}
+
+fewcl_status fcl_arena_follow(fcl_arena *a, const fcl_layout *l) {
+    if (!a->ctx || a->chunk_env || l->n == 0) return FEWCL_OK;
+    fcl_arena_unfollow(a);
+    follow_state f = {.n = l->n, .first_chunk = a->n_chunks, .marks = l->marks};
+    f.at = malloc((size_t)l->n * sizeof *f.at);
+    if (!f.at) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "memory layout (%ld allocations)", l->n);
+    memcpy(f.at, l->at, (size_t)l->n * sizeof *f.at);
+    a->follow = f;
+    for (int b = 0; b < l->n_buffers; b++) {
+        fewcl_status s = add_chunk(a, l->buffer_bytes[b], l->buffer_bytes[b]);
+        if (s != FEWCL_OK) {
+            free(a->follow.at);
+            a->follow = (follow_state){0};
+            return s;
+        }
+    }
+    return FEWCL_OK;
+}
+
+void fcl_arena_unfollow(fcl_arena *a) {
+    free(a->follow.at);
+    a->follow = (follow_state){0};
+    if (a->stats.in_use > 0) return;
+    for (int i = 0; i < a->n_chunks; i++) {
+        if (a->chunks[i].mem) clReleaseMemObject(a->chunks[i].mem);
+        free(a->chunks[i].free);
+    }
+    a->n_chunks = 0;
+    a->stats.reserved = 0;
+}
+
+/* A tracing arena records the request instead of placing it. */
+static fewcl_status trace_alloc(fcl_arena *a, size_t size, fcl_mem_category cat, fcl_block *out) {
+    if (a->stats.in_use + size > a->limit) {
+        char b[3][32];
+        return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY,
+                        "device memory: a request for %s more did not fit: %s of the %s "
+                        "budget already live",
+                        fcl_format_bytes((double)size, b[0], 32),
+                        fcl_format_bytes((double)a->stats.in_use, b[1], 32),
+                        fcl_format_bytes((double)a->limit, b[2], 32));
+    }
+    if (a->n_trace == a->cap_trace) {
+        long cap = a->cap_trace ? 2 * a->cap_trace : 1024;
+        fcl_alloc_record *grown = realloc(a->trace, (size_t)cap * sizeof *grown);
+        if (!grown) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "allocation trace");
+        a->trace = grown;
+        a->cap_trace = cap;
+    }
+    a->trace[a->n_trace] = (fcl_alloc_record){size, cat, a->clock++, FCL_NEVER_FREED};
+    out->chunk = 0;
+    out->offset = 0;
+    out->size = size;
+    out->seq = a->n_trace++;
     return FEWCL_OK;
 }
 
@@ -207,7 +362,12 @@ fewcl_status fcl_arena_alloc(fcl_arena *a, size_t bytes, fcl_mem_category cat, f
                                : "");
     }
     size_t exact = bytes ? bytes : 1;
-    if (!place(a, size, exact, out)) {
+    out->seq = -1;
+    if (a->tracing) {
+        FCL_TRY(trace_alloc(a, size, cat, out));
+    } else if (a->follow.at && place_planned(a, size, cat, out)) {
+        /* placed where the layout said */
+    } else if (!place(a, size, exact, out)) {
         FCL_TRY(add_chunk(a, size, exact));
         if (!place(a, size, exact, out)) return fcl_fail(FEWCL_ERR_INTERNAL, "arena placement");
     }
@@ -226,6 +386,14 @@ fewcl_status fcl_arena_alloc(fcl_arena *a, size_t bytes, fcl_mem_category cat, f
 
 void fcl_arena_free(fcl_arena *a, fcl_block *b) {
     if (!a || !b || b->chunk < 0 || b->size == 0) return;
+    if (a->tracing) {
+        if (b->seq >= 0 && b->seq < a->n_trace) a->trace[b->seq].death = a->clock++;
+        a->stats.in_use -= b->size;
+        a->stats.by_category[b->category] -= b->size;
+        b->chunk = -1;
+        b->size = 0;
+        return;
+    }
     chunk *c = &a->chunks[b->chunk];
     int i = 0;
     while (i < c->n_free && c->free[i].offset < b->offset)
@@ -250,10 +418,12 @@ void fcl_arena_free(fcl_arena *a, fcl_block *b) {
 }
 
 cl_mem fcl_arena_buffer(const fcl_arena *a, const fcl_block *b) {
-    return b->chunk >= 0 ? a->chunks[b->chunk].mem : NULL;
+    return b->chunk >= 0 && !a->tracing ? a->chunks[b->chunk].mem : NULL;
 }
 
 fewcl_status fcl_arena_sub_buffer(const fcl_arena *a, const fcl_block *b, cl_mem *out) {
+    *out = NULL;
+    if (a->tracing) return FEWCL_OK;
     cl_buffer_region region = {b->offset, b->size};
     cl_int err;
     *out = clCreateSubBuffer(a->chunks[b->chunk].mem, CL_MEM_READ_WRITE,

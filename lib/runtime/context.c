@@ -91,6 +91,18 @@ static fewcl_status effective_limits(fewcl_context *ctx) {
     return FEWCL_OK;
 }
 
+fewcl_status fcl_limits_apply_profile(fcl_limits *l, const char *name) {
+    const device_profile *profile;
+    FCL_TRY(find_profile(name, &profile));
+    if (!profile) return FEWCL_OK;
+    l->profile = profile->name;
+    l->simd = profile->simd;
+    l->row_kernels = 0;
+    if (l->max_work_group > profile->work_group) l->max_work_group = profile->work_group;
+    if (l->local_mem > profile->local_mem) l->local_mem = profile->local_mem;
+    return FEWCL_OK;
+}
+
 static void choose_cache_dir(fewcl_context *ctx) {
     const char *off = getenv("FEWCL_CACHE");
     const char *dir = getenv("FEWCL_CACHE_DIR");
@@ -131,6 +143,11 @@ fewcl_status fewcl_context_create(const char *device, fewcl_context **out) {
                      "FEWCL_MEM_LIMIT='%s' is not a size (examples: 1073741824, 512M, 2G)",
                      limit_env);
     if (s == FEWCL_OK) s = effective_limits(ctx);
+#ifdef FEWCL_CHECK_ARGS
+    ctx->check_args = 1;
+#endif
+    const char *check = getenv("FEWCL_CHECK_ARGS");
+    if (check && *check) ctx->check_args = strcmp(check, "0") != 0;
     if (s == FEWCL_OK) {
         choose_cache_dir(ctx);
         s = fcl_arena_create(ctx, &ctx->limits, limit, &ctx->arena);
@@ -207,7 +224,8 @@ static fewcl_status get_program(fewcl_context *ctx, const char *family, const ch
     /* NVIDIA's driver reports OpenCL C 1.2: pin the language so every device compiles the
      * same dialect. */
     char full[512];
-    snprintf(full, sizeof full, "-cl-std=CL1.2 %s", options);
+    snprintf(full, sizeof full, "-cl-std=CL1.2%s %s", ctx->check_args ? " -cl-kernel-arg-info" : "",
+             options);
     char label[64];
     snprintf(label, sizeof label, "cl/%s.cl", family);
     fewcl_status s = fcl_program_build(ctx, label, source, len, full, &p->program);
@@ -216,6 +234,40 @@ static fewcl_status get_program(fewcl_context *ctx, const char *family, const ch
     ctx->n_programs++;
     *out = p;
     return FEWCL_OK;
+}
+
+/* The kinds fcl_args checks (see fcl_kernel_entry.arg_kinds); empty when the driver has no
+ * argument information for the kernel. */
+static void arg_kinds(cl_kernel k, char *kinds) {
+    cl_uint n = 0;
+    kinds[0] = 0;
+    if (clGetKernelInfo(k, CL_KERNEL_NUM_ARGS, sizeof n, &n, NULL) != CL_SUCCESS ||
+        n > FCL_MAX_KERNEL_ARGS)
+        return;
+    for (cl_uint i = 0; i < n; i++) {
+        cl_kernel_arg_address_qualifier where = 0;
+        char type[64] = "";
+        if (clGetKernelArgInfo(k, i, CL_KERNEL_ARG_ADDRESS_QUALIFIER, sizeof where, &where, NULL) !=
+                CL_SUCCESS ||
+            clGetKernelArgInfo(k, i, CL_KERNEL_ARG_TYPE_NAME, sizeof type - 1, type, NULL) !=
+                CL_SUCCESS) {
+            kinds[0] = 0;
+            return;
+        }
+        char kind = '?';
+        if (where == CL_KERNEL_ARG_ADDRESS_GLOBAL || where == CL_KERNEL_ARG_ADDRESS_CONSTANT)
+            kind = 'g';
+        else if (where == CL_KERNEL_ARG_ADDRESS_LOCAL)
+            kind = 'l';
+        else if (strcmp(type, "uint") == 0)
+            kind = 'u';
+        else if (strcmp(type, "int") == 0)
+            kind = 'i';
+        else if (strcmp(type, "float") == 0)
+            kind = 'f';
+        kinds[i] = kind;
+    }
+    kinds[n] = 0;
 }
 
 fewcl_status fcl_kernel(fewcl_context *ctx, const char *family, const char *options,
@@ -251,14 +303,44 @@ fewcl_status fcl_kernel(fewcl_context *ctx, const char *family, const char *opti
     clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE, sizeof local, &local, NULL);
     e->local_static = (size_t)local;
     snprintf(e->name, sizeof e->name, "%s", name);
+    if (ctx->check_args) arg_kinds(k, e->arg_kinds);
     *out = e;
     return FEWCL_OK;
 }
 
-fewcl_status fcl_kernel_rows(fewcl_context *ctx, const char *family, const char *name,
-                             fcl_kernel_entry **out) {
-    if (!ctx->limits.row_kernels) return fcl_kernel(ctx, family, NULL, name, out);
+/* `name`_rows where ctx->limits.row_kernels is set, else `name`. */
+static fewcl_status kernel_rows(fewcl_context *ctx, const char *family, const char *options,
+                                const char *name, fcl_kernel_entry **out) {
+    if (!ctx->limits.row_kernels) return fcl_kernel(ctx, family, options, name, out);
     char rows[96];
     snprintf(rows, sizeof rows, "%s_rows", name);
-    return fcl_kernel(ctx, family, NULL, rows, out);
+    return fcl_kernel(ctx, family, options, rows, out);
+}
+
+/* Each slot number belongs to one handle in the whole process; contexts index by it. */
+static atomic_int handles_numbered;
+
+fewcl_status fcl_kernel_get(fewcl_context *ctx, fcl_kernel_handle *h, fcl_kernel_entry **out) {
+    int slot = atomic_load_explicit(&h->slot, memory_order_acquire);
+    if (slot > 0 && ctx->by_handle[slot - 1]) {
+        *out = ctx->by_handle[slot - 1];
+        return FEWCL_OK;
+    }
+    if (slot == 0) {
+        int mine = atomic_fetch_add(&handles_numbered, 1) + 1, none = 0;
+        /* Another thread may have numbered it first: its number stands. */
+        slot = atomic_compare_exchange_strong(&h->slot, &none, mine) ? mine : none;
+    }
+    if (slot > FCL_MAX_KERNELS)
+        return fcl_fail(FEWCL_ERR_INTERNAL, "kernel %s: more than %d kernel handles", h->name,
+                        FCL_MAX_KERNELS);
+    char options[256] = "";
+    if (h->options_of)
+        h->options_of(ctx, options, sizeof options);
+    else if (h->options)
+        snprintf(options, sizeof options, "%s", h->options);
+    FCL_TRY(h->rows ? kernel_rows(ctx, h->family, options, h->name, out)
+                    : fcl_kernel(ctx, h->family, options, h->name, out));
+    ctx->by_handle[slot - 1] = *out;
+    return FEWCL_OK;
 }

@@ -1,7 +1,6 @@
 /* Map sets: one read+write map per buffer over the union of its tensors' ranges. */
 #include "hostmap.h"
 
-#include <string.h>
 
 fewcl_status fcl_host_map_add(fcl_host_map *m, const fcl_tensor *t) {
     if (!t) return FEWCL_OK;

@@ -1,6 +1,7 @@
 /* Host access to tensors on CPU devices, where device buffers live in host memory and
- * clEnqueueMapBuffer returns a pointer into them without copying (PoCL: measured, see
- * lib/ops/gemm_host.c). Used by the host-BLAS path (lib/ops/gemm_host.c, lib/ops/conv.c).
+ * clEnqueueMapBuffer returns a pointer into them without copying (PoCL: a 256 MiB map returns
+ * in microseconds, see lib/ops/gemm_host.c). Used by the host path (lib/ops/gemm_host.c,
+ * lib/ops/conv_host.c).
  *
  * Several tensors of one op often share an arena chunk (one cl_mem). OpenCL leaves
  * overlapping maps for writing undefined, so a map set maps each buffer once, over the union

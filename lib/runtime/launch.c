@@ -1,9 +1,64 @@
 /* Setting kernel arguments and enqueueing launches, with optional profiling. */
+#include <stdarg.h>
 #include <string.h>
 
 #include "tensor.h"
 
+static const char *kind_name(char kind) {
+    switch (kind) {
+    case 'g': return "a global pointer";
+    case 'l': return "a local pointer";
+    case 'u': return "a uint";
+    case 'i': return "an int";
+    case 'f': return "a float";
+    default: return "of another type";
+    }
+}
+
+/* The kinds format letter f sets, in order ('t' is a buffer and its uint offset). */
+static const char *kinds_of(char f) {
+    switch (f) {
+    case 't': return "gu";
+    case 'i': return "i";
+    case 'u': return "u";
+    case 'f': return "f";
+    case 'L': return "l";
+    default: return NULL;
+    }
+}
+
+/* With kinds recorded (ctx->check_args): the format's arguments, kind by kind and in number,
+ * against the kernel's parameters. */
+static fewcl_status check_format(const fcl_kernel_entry *k, const char *fmt) {
+    const size_t n = strlen(k->arg_kinds);
+    size_t index = 0;
+    for (const char *f = fmt; *f; f++) {
+        const char *kinds = kinds_of(*f);
+        if (!kinds) break; /* fcl_args reports it */
+        for (; *kinds; kinds++, index++) {
+            if (index >= n)
+                return fcl_fail(FEWCL_ERR_INTERNAL,
+                                "kernel %s: argument %zu ('%c' of format \"%s\") is one more than "
+                                "its %zu parameters",
+                                k->name, index, *f, fmt, n);
+            if (k->arg_kinds[index] != *kinds)
+                return fcl_fail(FEWCL_ERR_INTERNAL,
+                                "kernel %s: argument %zu is %s, but '%c' of format \"%s\" passes "
+                                "%s",
+                                k->name, index, kind_name(k->arg_kinds[index]), *f, fmt,
+                                kind_name(*kinds));
+        }
+    }
+    if (index < n)
+        return fcl_fail(FEWCL_ERR_INTERNAL,
+                        "kernel %s: format \"%s\" passes %zu arguments, the kernel takes %zu "
+                        "(argument %zu is missing)",
+                        k->name, fmt, index, n, index);
+    return FEWCL_OK;
+}
+
 fewcl_status fcl_args(fcl_kernel_entry *k, const char *fmt, ...) {
+    if (k->arg_kinds[0]) FCL_TRY(check_format(k, fmt));
     va_list ap;
     va_start(ap, fmt);
     cl_uint index = 0;

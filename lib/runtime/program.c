@@ -189,7 +189,10 @@ fewcl_status fcl_program_build(fewcl_context *ctx, const char *label, const char
     double t0 = now_ms();
     char key[65], path[700] = "";
     cl_int err;
-    if (ctx->cache_enabled) {
+    /* A binary keeps no argument information (FEWCL_CHECK_ARGS): such programs are always built
+     * from source. */
+    const int use_cache = ctx->cache_enabled && !strstr(options, "-cl-kernel-arg-info");
+    if (use_cache) {
         fcl_program_cache_key(ctx, source, len, options, key);
         snprintf(path, sizeof path, "%s/%s.bin", ctx->cache_dir, key);
         size_t n = 0;
@@ -220,7 +223,7 @@ fewcl_status fcl_program_build(fewcl_context *ctx, const char *label, const char
         clReleaseProgram(prog);
         return s;
     }
-    if (ctx->cache_enabled) {
+    if (use_cache) {
         size_t n = 0;
         unsigned char *bin = program_binary(prog, &n);
         if (bin && cache_write(ctx->cache_dir, path, bin, n) == 0) {

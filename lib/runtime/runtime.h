@@ -7,7 +7,7 @@
 #define CL_TARGET_OPENCL_VERSION 120 /* OpenCL 1.2 API: what every driver offers */
 #endif
 #include <CL/cl.h>
-#include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "fewcl/fewcl.h"
@@ -62,6 +62,10 @@ typedef struct fcl_limits {
     int row_kernels;
 } fcl_limits;
 
+/* Imposes a FEWCL_DEVICE_PROFILE family's limits (and its GPU kernel variants) on `l`:
+ * a plan for another device (lib/plan). NULL or "": nothing changes. */
+fewcl_status fcl_limits_apply_profile(fcl_limits *l, const char *name);
+
 #define FCL_MAX_PROGRAMS 32
 #define FCL_MAX_KERNELS 256
 
@@ -70,6 +74,9 @@ typedef struct fcl_program {
     char options[256];
     cl_program program;
 } fcl_program;
+
+/* The most arguments a kernel's kinds are recorded for (the widest takes 19). */
+#define FCL_MAX_KERNEL_ARGS 32
 
 typedef struct fcl_kernel_entry {
     const fcl_program *program;
@@ -80,7 +87,30 @@ typedef struct fcl_kernel_entry {
     size_t local_args;   /* the local-memory arguments of the last fcl_args, bytes */
     double profile_ms;   /* accumulated device time when profiling */
     long launches;
+    /* With ctx->check_args: each argument's kind from clGetKernelArgInfo, as fcl_args checks
+     * them: 'g' global pointer, 'l' local pointer, 'u' uint, 'i' int, 'f' float, '?' other.
+     * Empty when the driver gives no argument information (nothing is checked then). */
+    char arg_kinds[FCL_MAX_KERNEL_ARGS + 1];
 } fcl_kernel_entry;
+
+/* A kernel as the code that launches it names it: declared once per kernel (static, in the op's
+ * file) and resolved once per context by fcl_kernel_get, which afterwards is an array index.
+ *   static fcl_kernel_handle k_fill = FCL_KERNEL_HANDLE("elementwise", "fill");
+ * `options` are build options (NULL: none); options_of, when set, writes options that depend
+ * on the context (device limits) instead. `rows`: the kernel has a `name`_rows variant (one
+ * work-item per row), used where ctx->limits.row_kernels is set (same arguments). */
+typedef struct fcl_kernel_handle {
+    const char *family, *name;
+    const char *options;
+    void (*options_of)(const fewcl_context *ctx, char *buf, size_t cap);
+    int rows;
+    atomic_int slot; /* 1 + the handle's index in every context's table (0: none yet) */
+} fcl_kernel_handle;
+
+#define FCL_KERNEL_HANDLE(family, name)                                                            \
+    { (family), (name), NULL, NULL, 0, 0 }
+#define FCL_KERNEL_ROWS_HANDLE(family, name)                                                       \
+    { (family), (name), NULL, NULL, 1, 0 }
 
 typedef struct fcl_cache_stats {
     int hits, misses, stores;
@@ -100,7 +130,7 @@ struct fewcl_context {
     int dry_run; /* planning: launches and GEMMs are skipped, allocations only counted */
     int cache_enabled;
     int gemm_tuned; /* CLBlast tuning applied (lib/ops/gemm_tuning.c) */
-    int gemm_path;  /* 0 not chosen yet, else FCL_GEMM_CLBLAST / FCL_GEMM_HOST (gemm_host.c) */
+    int gemm_path;  /* 0 not chosen yet, else FCL_GEMM_CLBLAST, _TILED or _HOST (gemm_host.h) */
     double gemm_profile_ms; /* when profiling: time in GEMMs (device time or host wall time) */
     long gemm_calls;
     double host_profile_ms; /* when profiling: other host work of the host path (im2col...) */
@@ -110,22 +140,33 @@ struct fewcl_context {
     int n_programs;
     fcl_kernel_entry kernels[FCL_MAX_KERNELS];
     int n_kernels;
+    fcl_kernel_entry *by_handle[FCL_MAX_KERNELS]; /* by fcl_kernel_handle.slot − 1 */
+    /* Debug check of every fcl_args against the kernel's argument kinds: on in builds with
+     * FEWCL_CHECK_ARGS (CMake's Debug builds), or when the environment variable
+     * FEWCL_CHECK_ARGS=1. Programs are then built from source with -cl-kernel-arg-info (the
+     * binary cache keeps no argument information). */
+    int check_args;
     struct fcl_arena *arena;
     struct fcl_arena *real_arena; /* set while planning: the arena set aside (lib/plan) */
+    /* While planning for another device: the context's own limits and GEMM path, set aside
+     * while the plan runs that device's kernels and workspaces. */
+    fcl_limits own_limits;
+    int own_gemm_path;
     /* The convolution's algorithm choice (lib/ops/conv_algo.c): its state, and how the
      * context frees it (the runtime knows nothing more of it). */
     void *conv_state;
     void (*conv_state_free)(void *state);
 };
 
-/* The kernel `name` of cl/<family>.cl, compiled (once) with `options` added to the defaults. */
+/* The kernel of a handle on this context: the first call per context looks it up by name
+ * (fcl_kernel), later ones read it from ctx->by_handle. */
+fewcl_status fcl_kernel_get(fewcl_context *ctx, fcl_kernel_handle *h, fcl_kernel_entry **out);
+
+/* The kernel `name` of cl/<family>.cl, compiled (once) with `options` added to the defaults:
+ * a search by name over the context's kernels. Launch code uses handles (fcl_kernel_get);
+ * this is how a handle is resolved. */
 fewcl_status fcl_kernel(fewcl_context *ctx, const char *family, const char *options,
                         const char *name, fcl_kernel_entry **out);
-
-/* fcl_kernel for a kernel with a row variant: `name`_rows where ctx->limits.row_kernels is
- * set (same arguments; the caller launches one work-item per row), else `name`. */
-fewcl_status fcl_kernel_rows(fewcl_context *ctx, const char *family, const char *name,
-                             fcl_kernel_entry **out);
 
 /* ---- programs (program.c) --------------------------------------------------------------- */
 
@@ -147,7 +188,8 @@ int fcl_mkdirs(const char *dir);
 
 /* Sets kernel arguments from a format: 't' tensor (fcl_tensor*: buffer then uint element
  * offset, i.e. two arguments), 'i' int, 'u' unsigned, 'f' float (passed as double),
- * 'L' local memory of size_t bytes. */
+ * 'L' local memory of size_t bytes. With ctx->check_args, a format that does not match the
+ * kernel's parameters (kind or count) fails naming the kernel and the argument's index. */
 fewcl_status fcl_args(fcl_kernel_entry *k, const char *fmt, ...);
 /* Enqueues over `dims` dimensions; global sizes are rounded up to the local size
  * (lws NULL: let the driver choose). Kernels must bounds-check. */

@@ -1,4 +1,5 @@
 /* Status codes and the per-thread error message. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 

@@ -38,6 +38,7 @@ fewcl_status fcl_train_step(fewcl_context *ctx, fcl_model *m, const fcl_tensor *
                             const fcl_adamw_config *opt, fcl_step_result *r) {
     *r = (fcl_step_result){0};
     fcl_head_out out;
+    fcl_arena_phase(ctx->arena, FCL_PHASE_TRAIN_STEP); /* a run following a plan rewinds */
     FCL_TRY(fcl_params_zero_grad(ctx, &m->params));
     FCL_TRY(fcl_model_forward(ctx, m, x, 1, &out));
     fewcl_status s = read_scalar(ctx, out.loss, &r->loss);
@@ -62,6 +63,7 @@ fewcl_status fcl_eval_step(fewcl_context *ctx, fcl_model *m, const fcl_tensor *x
                            fcl_step_result *r) {
     *r = (fcl_step_result){0};
     fcl_head_out out;
+    fcl_arena_phase(ctx->arena, FCL_PHASE_EVAL_STEP);
     FCL_TRY(fcl_model_forward(ctx, m, x, 0, &out));
     fewcl_status s = count_correct(ctx, out.logits, m->cfg.n_query, r);
     fcl_model_release(ctx, m);

@@ -360,12 +360,15 @@ static fewcl_status write_logs(trainer *t) {
 }
 
 /* Refuses, before anything is allocated, a configuration whose training episode does not
- * fit the device (the plan runs the real schedule on a counting arena). */
-static fewcl_status check_plan(fewcl_context *ctx, const fcl_model_config *cfg, size_t *peak) {
+ * fit the device (the plan runs the trainer's schedule on a tracing arena and lays it out:
+ * the footprint is what must fit), and returns the layout the run then follows. */
+static fewcl_status check_plan(fewcl_context *ctx, const fcl_model_config *cfg, fcl_train_result *r,
+                               fcl_layout **layout) {
     fcl_arena_stats stats;
     size_t limit = fcl_arena_limit(ctx->arena);
-    fewcl_status s = fcl_episode_plan(ctx, cfg, 1, limit, &stats);
-    *peak = stats.peak;
+    fewcl_status s = fcl_episode_layout(ctx, cfg, 1, limit, &stats, layout);
+    r->planned_peak = stats.peak;
+    r->planned_footprint = stats.peak_reserved;
     if (s == FEWCL_OK) return FEWCL_OK;
     char why[2048];
     snprintf(why, sizeof why, "%s", fewcl_last_error());
@@ -559,11 +562,16 @@ fewcl_status fcl_train(fewcl_context *ctx, const fcl_train_options *o, fcl_train
     if (o->resume && !file_exists(t.last_path))
         return fcl_fail(FEWCL_ERR_ARGUMENT, "--resume: %s does not exist; nothing to resume in %s",
                         t.last_path, o->run_dir);
-    FCL_TRY(check_plan(ctx, &o->cfg, &r->planned_peak));
-    FCL_TRY(make_dirs(o->run_dir));
+    fcl_layout *layout;
+    FCL_TRY(check_plan(ctx, &o->cfg, r, &layout));
+    /* The run reserves exactly the planned footprint and places tensors where the plan did. */
+    fewcl_status followed = fcl_arena_follow(ctx->arena, layout);
+    fcl_layout_free(layout);
+    FCL_TRY(followed);
     char path[4200];
     join(path, sizeof path, o->run_dir, "config.json");
-    fewcl_status s = write_run_config(o, path);
+    fewcl_status s = make_dirs(o->run_dir);
+    if (s == FEWCL_OK) s = write_run_config(o, path);
     if (s == FEWCL_OK) s = open_model(&t);
     if (s == FEWCL_OK) s = input_alloc(ctx, &o->cfg, &t.in);
     long first = (long)t.st.epoch * o->episodes + t.st.in_epoch;
@@ -594,6 +602,7 @@ fewcl_status fcl_train(fewcl_context *ctx, const fcl_train_options *o, fcl_train
     if (t.train) fcl_loader_destroy(t.train);
     input_free(ctx, &t.in);
     fcl_model_destroy(ctx, t.model);
+    fcl_arena_unfollow(ctx->arena);
     free(t.st.history);
     return s;
 }

@@ -91,7 +91,8 @@ typedef struct fcl_train_result {
     double best_val_acc; /* NAN without validation */
     int best_epoch;
     fcl_epoch_metrics last;
-    size_t planned_peak; /* bytes of one training episode, from the plan made first */
+    size_t planned_peak;      /* live bytes at the peak of the trainer's schedule, planned first */
+    size_t planned_footprint; /* the device buffers the run reserves: its plan's layout */
 } fcl_train_result;
 
 /* Trains. Before any allocation the training episode is planned against the device's memory;
