@@ -270,6 +270,63 @@ static void test_conv_same_by_shifted_views(void **state) {
     if (!small) check_same("5x5/1/2 8->8+b", shape(8, 8, 5, 1, 2));
 }
 
+/* The host path's batched GEMMs for small planes (lib/ops/conv_batched_host.c): forced alone
+ * (so that a call it cannot take fails instead of falling back), on the late layers' shapes —
+ * ResNet's 3x3 at 7x7, the stride-2 3x3 and 1x1 downsamples into 7x7, Conv4's last 10x10 —
+ * and an odd non-square plane with a 3-image batch cut into 2 + 1 image chunks, each against
+ * the reference with the summation bounds of the file's comment (each output is the same sum
+ * as im2col's, in the GEMM's order); the table records that it ran. Batch 1 and planes over
+ * FCL_CONV_BATCHED_MAX_PLANE pixels are not its (nothing to batch; im2col's GEMMs are wide
+ * enough there). */
+static void check_batched(const char *name, ref_conv_shape s, int bias, size_t workspace) {
+    fewcl_context *ctx = th_ctx();
+    TH_OK(fcl_conv_algo_force(ctx, "batched"));
+    conv_out got;
+    check_conv(name, s, bias, workspace, &got);
+    for (int d = 0; d < FCL_CONV_DIRS; d++)
+        assert_string_equal(fcl_conv_algo_last(ctx, d)->name, "batched");
+    if (workspace) assert_true(got.workspace_peak <= workspace + 2 * ctx->limits.base_align);
+    conv_out_free(&got);
+    TH_OK(fcl_conv_algo_force(ctx, GEMM_ALGOS));
+}
+
+static void test_conv_batched_small_planes(void **state) {
+    (void)state;
+    int path;
+    TH_OK(fcl_gemm_path(th_ctx(), &path));
+    if (path != FCL_GEMM_HOST) {
+        print_message("  skipped: the batched GEMMs run on the host path only\n");
+        return;
+    }
+    int small = th_small();
+    ref_conv_shape l4 = {.n = small ? 2 : 4, .cin = small ? 8 : 32, .h = 7, .w = 7,
+                         .cout = small ? 8 : 32, .kh = 3, .kw = 3, .stride = 1, .pad = 1};
+    check_batched("ResNet layer4 3x3", l4, 0, 0);
+    ref_conv_shape down = {.n = 3, .cin = 16, .h = 14, .w = 14, .cout = 24, .kh = 3, .kw = 3,
+                           .stride = 2, .pad = 1};
+    check_batched("ResNet 3x3/2 into 7x7", down, 0, 0);
+    down.kh = down.kw = 1, down.pad = 0;
+    check_batched("ResNet 1x1/2 into 7x7", down, 0, 0);
+    ref_conv_shape c4 = {.n = 3, .cin = 16, .h = 10, .w = 10, .cout = 16, .kh = 3, .kw = 3,
+                         .stride = 1, .pad = 1};
+    check_batched("Conv4 block 3", c4, 1, 0);
+    ref_conv_shape odd = shape(5, 7, 3, 1, 1); /* 13x10 (7x6 small) */
+    odd.n = 3;
+    ref_conv_shape_init(&odd);
+    size_t two = 2 * (size_t)odd.oh * odd.ow * (5 * 9 + 7) * sizeof(float);
+    check_batched("odd plane, 2-image chunks", odd, 1, two);
+    /* Not the batched GEMMs': batch 1, and a plane of 17x16 = 272 pixels. */
+    fcl_conv_geom g = {.n = 1, .cin = 8, .h = 7, .w = 7, .cout = 8, .kh = 3, .kw = 3, .oh = 7,
+                       .ow = 7, .stride = 1, .pad = 1, .taps = 72, .plane = 49, .host = 1,
+                       .images = 1, .columns = 49, .limit = 1 << 20};
+    const fcl_conv_algo *batched = fcl_conv_algo_find("batched", 1);
+    assert_false(fcl_conv_algo_eligible(batched, &g, FCL_CONV_FORWARD));
+    g.n = g.images = 2;
+    assert_true(fcl_conv_algo_eligible(batched, &g, FCL_CONV_FORWARD));
+    g.h = g.oh = 17, g.w = g.ow = 16, g.plane = g.columns = 272;
+    assert_false(fcl_conv_algo_eligible(batched, &g, FCL_CONV_WEIGHTS));
+}
+
 /* The chunked path: workspace bounds that hold two images (so a batch of three goes as 2 + 1:
  * one GEMM over two images' columns, then one over the last image's) and one image (1 + 1 + 1),
  * and one that holds a few columns (so each image goes in ranges of output pixels, and dx is
@@ -539,6 +596,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_3x3_s1_p1_bias),
         cmocka_unit_test(test_conv_same_by_shifted_views),
+        /* restores the GEMM algorithms even when it fails half-way */
+        cmocka_unit_test_teardown(test_conv_batched_small_planes, force_gemm_algos),
         cmocka_unit_test(test_conv_3x3_s1_p1),
         cmocka_unit_test(test_conv_3x3_s2_p1),
         cmocka_unit_test(test_conv_3x3_s2_p1_bias),

@@ -1,5 +1,5 @@
-/* The convolution's algorithm table (lib/ops/conv_algo.h): Winograd F(2x2,3x3) in each
- * direction against the C references, the overrides' errors, the find database's file
+/* The convolution's algorithm table (lib/ops/conv_algo.h): Winograd F(2x2,3x3) and F(4x4,3x3)
+ * in each direction against the C references, the overrides' errors, the find database's file
  * handling, and plans that stay exact while the find step runs.
  *
  * Winograd's rounding error. Every step of the algorithm is a sum or a product (the ½ of G
@@ -8,18 +8,30 @@
  * (1 + δ), |δ| ≤ u, per operation on its path) the float32 result obeys
  *     |ŷ − y| ≤ γ_T · ȳ,   γ_T = T·u / (1 − T·u),  u = 2⁻²⁴,
  * where y is the exact result, ȳ the same program run on absolute values (inputs and
- * transform entries: ref_winograd with abs = 1) and T the longest chain of operations:
- *   forward   G w Gᵀ 4 (two passes of a 3-term sum), product 1, Σ over Cin (Cin − 1),
- *             Aᵀ M A 4, + bias 1:                                           T = Cin + 9
- *   data      G w Gᵀ 4, product 1, Σ over Cout (Cout − 1), B dV Bᵀ 4 (3-term sums), the
- *             ≤ 4 overlapping tiles summed into a pixel 3:                  T = Cout + 11
- *   weights   Bᵀ d B and A dY Aᵀ 2, product 1, Σ over the N·T tiles (N·T − 1, in any order,
- *             threads' partial sums included), Gᵀ dU G 4, + old dW 1:       T = N·tiles + 7
+ * transform entries: ref_winograd with abs = 1) and T the most roundings on any path from an
+ * input to an output; a product carries both factors' roundings plus its own:
+ *   forward   G w Gᵀ 4 (two passes of a 3-term sum), Bᵀ d B 2 (two passes of a 2-term sum),
+ *             product 1, Σ over Cin (Cin − 1), Aᵀ M A with the bias 5:     T = Cin + 11
+ *   data      G w Gᵀ 4, A dY Aᵀ 2, product 1, Σ over Cout (Cout − 1), B dV Bᵀ 4 (3-term
+ *             sums), a pixel's ≤ 2x2 overlapping tiles 2:                  T = Cout + 12
+ *   weights   Bᵀ d B 2 and A dY Aᵀ 2, product 1, Σ over the N·T tiles (N·T − 1, in any
+ *             order, threads' partial sums included), Gᵀ dU G 4, + old dW 1: T = N·tiles + 9
+ * F(4x4,3x3) (lib/ops/conv_winograd4_host.c): U = G w Gᵀ and Gᵀ dU G run in double and
+ * round once (counted 2: the rounding, and the double sums' error far below u); the data
+ * transforms in float, a pass's output being a sum of ≤ 6 terms with integer coefficients
+ * (×2, ×4, ×8 exact, ×5 one rounding):
+ *   forward   U 2, Bᵀ d B 6 (two passes, ≤ 3 roundings each), product 1, Σ over Cin
+ *             (Cin − 1), Aᵀ M A 8 (two passes of ≤ 5 terms), + bias 1:      T = Cin + 17
+ *   data      U 2, A dY Aᵀ 6, product 1, Σ over Cout (Cout − 1), B dV Bᵀ 10 (two passes,
+ *             ≤ 5 roundings each), a pixel's ≤ 2x2 overlapping tiles 4:    T = Cout + 22
+ *   weights   Bᵀ d B 6 and A dY Aᵀ 6, product 1, Σ over the N·T tiles (N·T − 1), Gᵀ dU G
+ *             2, + old dW 1:                                                T = N·tiles + 15
  * (th_gamma adds one more rounding for the final store). ȳ is larger than the direct
- * convolution's Σ|w||x| (the transforms mix neighbours with weights up to 1 and ½), which is
- * Winograd's known price: the test prints both so the growth is visible. Against the direct
- * reference the exact results agree to double rounding (checked first, 1e-12 relative).
- * F(4x4,3x3)'s transforms have entries up to 8 and would widen ȳ much more: not built yet. */
+ * convolution's Σ|w||x| (the transforms mix neighbours with weights up to 1 and ½ in F(2,3),
+ * up to 8 and 5 in F(4,3)), which is Winograd's known price and grows with the tile: the test
+ * prints the error against the bound and in units of u·Σ|w||x| so the growth is visible.
+ * Against the direct reference the exact results agree to double rounding (checked first,
+ * 1e-12 relative). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,9 +86,11 @@ static void report(const char *what, const float *got, const double *want, const
 
 /* One shape through the device's convolution with `algo` forced, all three directions, each
  * against the direct reference with Winograd's bound. */
-static void check_winograd(const char *name, ref_conv_shape s, int bias) {
+static void check_winograd(const char *name, int m, ref_conv_shape s, int bias) {
     size_t nx = (size_t)s.n * s.cin * s.h * s.w, nw = (size_t)s.cout * s.cin * 9;
-    size_t ny = (size_t)s.n * s.cout * s.oh * s.ow, nt = (size_t)((s.oh + 1) / 2) * ((s.ow + 1) / 2);
+    size_t ny = (size_t)s.n * s.cout * s.oh * s.ow;
+    size_t nt = (size_t)((s.oh + m - 1) / m) * ((s.ow + m - 1) / m);
+    const char *algo = m == 4 ? "winograd4" : "winograd2";
     float *x = random_floats(nx, 700, -1, 1), *w = random_floats(nw, 701, -0.5f, 0.5f);
     float *b = random_floats(s.cout, 702, -0.5f, 0.5f), *dy = random_floats(ny, 703, -1, 1);
     float *dw0 = random_floats(nw, 704, -1, 1);
@@ -91,7 +105,7 @@ static void check_winograd(const char *name, ref_conv_shape s, int bias) {
     TH_OK(fcl_conv2d_forward(th_ctx(), &X, &W, bias ? &B : NULL, &p, &Y));
     TH_OK(fcl_conv2d_backward(th_ctx(), &X, &W, &DY, &p, &DX, &DW, NULL));
     for (int d = 0; d < FCL_CONV_DIRS; d++)
-        assert_string_equal(fcl_conv_algo_last(th_ctx(), d)->name, "winograd2");
+        assert_string_equal(fcl_conv_algo_last(th_ctx(), d)->name, algo);
     float *y = th_download(&Y), *dx = th_download(&DX), *dw = th_download(&DW);
 
     double *xd = th_to_double(x, nx), *wd = th_to_double(w, nw), *bd = th_to_double(b, s.cout);
@@ -106,24 +120,27 @@ static void check_winograd(const char *name, ref_conv_shape s, int bias) {
     double *cdx = malloc(nx * sizeof *cdx), *cdw = malloc(nw * sizeof *cdw);
     ref_conv2d_forward(&s, xd, wd, bias ? bd : NULL, ry);
     ref_conv2d_backward(&s, xd, wd, dyd, rdx, rdw, NULL);
-    /* The exact Winograd results are the convolution's (up to double rounding). */
-    ref_winograd_forward(&s, xd, wd, bias ? bd : NULL, wy, 0);
-    ref_winograd_data(&s, wd, dyd, wdx, 0);
-    ref_winograd_weights(&s, xd, dyd, wdw, 0);
+    /* The exact Winograd results are the convolution's (up to double rounding, relative to
+     * the program's magnitudes ȳ: F(4,3)'s 1/6 are not binary fractions, so a tap that reads
+     * only padding comes out as a tiny residue rather than 0). */
+    ref_winograd_forward(&s, m, xd, wd, bias ? bd : NULL, wy, 0);
+    ref_winograd_data(&s, m, wd, dyd, wdx, 0);
+    ref_winograd_weights(&s, m, xd, dyd, wdw, 0);
     ref_conv2d_forward(&s, ax, aw, bias ? ab : NULL, cy); /* the direct sums' magnitudes */
     ref_conv2d_backward(&s, ax, aw, ady, cdx, cdw, NULL);
+    ref_winograd_forward(&s, m, ax, aw, bias ? ab : NULL, by, 1); /* ȳ, for the bounds */
+    ref_winograd_data(&s, m, aw, ady, bdx, 1);
+    ref_winograd_weights(&s, m, ax, ady, bdw, 1);
     for (size_t i = 0; i < ny; i++)
-        assert_true(fabs(wy[i] - ry[i]) <= 1e-12 * cy[i]);
+        assert_true(fabs(wy[i] - ry[i]) <= 1e-12 * by[i]);
     for (size_t i = 0; i < nx; i++)
-        assert_true(fabs(wdx[i] - rdx[i]) <= 1e-12 * cdx[i]);
+        assert_true(fabs(wdx[i] - rdx[i]) <= 1e-12 * bdx[i]);
     for (size_t i = 0; i < nw; i++)
-        assert_true(fabs(wdw[i] - rdw[i]) <= 1e-12 * cdw[i]);
+        assert_true(fabs(wdw[i] - rdw[i]) <= 1e-12 * bdw[i]);
     /* The bounds: γ_T times the program on absolute values. */
-    ref_winograd_forward(&s, ax, aw, bias ? ab : NULL, by, 1);
-    ref_winograd_data(&s, aw, ady, bdx, 1);
-    ref_winograd_weights(&s, ax, ady, bdw, 1);
-    double gf = th_gamma(s.cin + 9), gd = th_gamma(s.cout + 11);
-    double gw = th_gamma((int)((size_t)s.n * nt) + 7);
+    int f4 = m == 4, tiles = (int)((size_t)s.n * nt);
+    double gf = th_gamma(s.cin + (f4 ? 17 : 11)), gd = th_gamma(s.cout + (f4 ? 22 : 12));
+    double gw = th_gamma(tiles + (f4 ? 15 : 9));
     for (size_t i = 0; i < ny; i++)
         by[i] *= gf;
     for (size_t i = 0; i < nx; i++)
@@ -131,8 +148,8 @@ static void check_winograd(const char *name, ref_conv_shape s, int bias) {
     for (size_t i = 0; i < nw; i++) {
         rdw[i] += dw0d[i], bdw[i] = gw * (bdw[i] + adw0[i]), cdw[i] += adw0[i];
     }
-    print_message("  %s: x [%d,%d,%d,%d], W [%d,%d,3,3], padding %d%s\n", name, s.n, s.cin, s.h,
-                  s.w, s.cout, s.cin, s.pad, bias ? ", bias" : "");
+    print_message("  %s, %s: x [%d,%d,%d,%d], W [%d,%d,3,3], padding %d%s\n", algo, name, s.n,
+                  s.cin, s.h, s.w, s.cout, s.cin, s.pad, bias ? ", bias" : "");
     report("y", y, ry, by, cy, ny);
     report("dx", dx, rdx, bdx, cdx, nx);
     report("dW", dw, rdw, bdw, cdw, nw);
@@ -158,12 +175,14 @@ static int on_host_path(void) {
 static void test_winograd_model_shapes(void **state) {
     (void)state;
     if (!on_host_path()) return;
-    TH_OK(fcl_conv_algo_force(th_ctx(), "winograd2"));
-    check_winograd("Conv4 block 0", shape(2, 3, 21, 21, 64, 1), 1);
-    check_winograd("Conv4 block 3", shape(2, 64, 10, 10, 64, 1), 1);
-    if (!th_small()) {
-        check_winograd("ResNet layer3", shape(1, 256, 14, 14, 256, 1), 0);
-        check_winograd("ResNet layer4", shape(1, 512, 7, 7, 512, 1), 0);
+    for (int m = 2; m <= 4; m += 2) {
+        TH_OK(fcl_conv_algo_force(th_ctx(), m == 4 ? "winograd4" : "winograd2"));
+        check_winograd("Conv4 block 0", m, shape(2, 3, 21, 21, 64, 1), 1);
+        check_winograd("Conv4 block 3", m, shape(2, 64, 10, 10, 64, 1), 1);
+        if (!th_small()) {
+            check_winograd("ResNet layer3", m, shape(1, 256, 14, 14, 256, 1), 0);
+            check_winograd("ResNet layer4", m, shape(1, 512, 7, 7, 512, 1), 0);
+        }
     }
     TH_OK(fcl_conv_algo_force(th_ctx(), NULL));
 }
@@ -173,12 +192,15 @@ static void test_winograd_model_shapes(void **state) {
 static void test_winograd_odd_shapes(void **state) {
     (void)state;
     if (!on_host_path()) return;
-    TH_OK(fcl_conv_algo_force(th_ctx(), "winograd2"));
-    check_winograd("1x1 plane", shape(2, 5, 1, 1, 3, 1), 1);
-    check_winograd("odd plane", shape(1, 7, 7, 5, 9, 1), 1);
-    check_winograd("no padding", shape(3, 3, 8, 9, 5, 0), 1);
-    check_winograd("padding 2", shape(2, 4, 5, 6, 3, 2), 0);
-    check_winograd("3x3 plane, no padding", shape(1, 2, 3, 3, 2, 0), 0);
+    for (int m = 2; m <= 4; m += 2) {
+        TH_OK(fcl_conv_algo_force(th_ctx(), m == 4 ? "winograd4" : "winograd2"));
+        check_winograd("1x1 plane", m, shape(2, 5, 1, 1, 3, 1), 1);
+        check_winograd("odd plane", m, shape(1, 7, 7, 5, 9, 1), 1);
+        check_winograd("no padding", m, shape(3, 3, 8, 9, 5, 0), 1);
+        check_winograd("padding 2", m, shape(2, 4, 5, 6, 3, 2), 0);
+        check_winograd("3x3 plane, no padding", m, shape(1, 2, 3, 3, 2, 0), 0);
+        check_winograd("10x13 plane", m, shape(2, 3, 10, 13, 4, 1), 1);
+    }
     TH_OK(fcl_conv_algo_force(th_ctx(), NULL));
 }
 
@@ -382,11 +404,17 @@ static void test_plan_exact_with_find(void **state) {
     remove_cache(dir);
 }
 
+/* Teardown: no algorithm forced any more, even after a test that failed half-way. */
+static int unforce(void **state) {
+    (void)state;
+    return fcl_conv_algo_force(th_ctx(), NULL) == FEWCL_OK ? 0 : -1;
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_winograd_model_shapes),
-        cmocka_unit_test(test_winograd_odd_shapes),
-        cmocka_unit_test(test_winograd_chunks),
+        cmocka_unit_test_teardown(test_winograd_model_shapes, unforce),
+        cmocka_unit_test_teardown(test_winograd_odd_shapes, unforce),
+        cmocka_unit_test_teardown(test_winograd_chunks, unforce),
         cmocka_unit_test(test_forced_algorithm_errors),
         cmocka_unit_test(test_find_database_file),
         cmocka_unit_test(test_plan_exact_with_find),

@@ -1,7 +1,7 @@
 /* `fewcl bench --model`: the whole model on one episode — evaluation forward, training step
- * (forward, backward, AdamW) — median of N after a warm-up, then one profiled training step
- * broken down per kernel from OpenCL events (docs/spec.md §11), so the gap to PyTorch is
- * visible. */
+ * (forward, backward, AdamW) — median of N after a warm-up, then one profiled evaluation
+ * forward and one profiled training step, each broken down per kernel from OpenCL events
+ * (docs/spec.md §11), so the gap to PyTorch is visible. */
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -58,10 +58,10 @@ static fewcl_status time_test(fewcl_context *ctx, fcl_model *m, const fcl_tensor
     return FEWCL_OK;
 }
 
-/* One profiled training step: per-kernel device time (launches wait for their events, so
- * the step itself runs slower; the shares are what matter). */
-static fewcl_status profile_step(fewcl_context *ctx, fcl_model *m, const fcl_tensor *x, int json,
-                                 cJSON *out, cJSON *gemm, double *wall) {
+/* One profiled training step or evaluation forward: per-kernel device time (launches wait for
+ * their events, so the step itself runs slower; the shares are what matter). */
+static fewcl_status profile_step(fewcl_context *ctx, fcl_model *m, const fcl_tensor *x, int train,
+                                 int json, cJSON *out, cJSON *gemm, double *wall) {
     for (int i = 0; i < ctx->n_kernels; i++)
         ctx->kernels[i].profile_ms = 0, ctx->kernels[i].launches = 0;
     ctx->gemm_profile_ms = ctx->host_profile_ms = 0, ctx->gemm_calls = 0;
@@ -69,7 +69,8 @@ static fewcl_status profile_step(fewcl_context *ctx, fcl_model *m, const fcl_ten
     fcl_adamw_config adam = fcl_adamw_defaults();
     fcl_step_result res;
     double t0 = cli_now();
-    fewcl_status s = fcl_train_step(ctx, m, x, &adam, &res);
+    fewcl_status s =
+        train ? fcl_train_step(ctx, m, x, &adam, &res) : fcl_eval_step(ctx, m, x, &res);
     if (s == FEWCL_OK) s = fewcl_finish(ctx);
     *wall = cli_now() - t0;
     fewcl_context_set_profiling(ctx, 0);
@@ -89,11 +90,12 @@ static fewcl_status profile_step(fewcl_context *ctx, fcl_model *m, const fcl_ten
     } else {
         /* CLBlast reports the event of a routine's last kernel only (its pad/transpose
          * helpers are not in it); the host path's times are wall times. */
-        printf("\nprofiled training step: %.1f ms wall\n  fewcl kernels %10.1f ms (%.0f%%)\n  "
+        printf("\nprofiled %s: %.1f ms wall\n  fewcl kernels %10.1f ms (%.0f%%)\n  "
                "GEMMs %18.1f ms (%.0f%%), %ld calls\n  host-path work %9.1f ms (%.0f%%: im2col, "
                "col2im, bias on the CPU)\n  the rest %14.1f ms (%.0f%%: launch gaps, "
                "transfers, host code)\n%-28s %10s %8s %8s\n",
-               ms, total, 100 * total / ms, ctx->gemm_profile_ms, 100 * ctx->gemm_profile_ms / ms,
+               train ? "training step" : "evaluation forward", ms, total, 100 * total / ms,
+               ctx->gemm_profile_ms, 100 * ctx->gemm_profile_ms / ms,
                ctx->gemm_calls, ctx->host_profile_ms, 100 * ctx->host_profile_ms / ms,
                ms - total - ctx->gemm_profile_ms - ctx->host_profile_ms,
                100 * (ms - total - ctx->gemm_profile_ms - ctx->host_profile_ms) / ms, "kernel",
@@ -155,8 +157,8 @@ int cmd_bench_model(int argc, char **argv) {
                    "model (pattern input): the evaluation forward and the\ntraining step "
                    "(forward, backward, AdamW), median of N (5) after a warm-up; with\n"
                    "--test-episodes, that many evaluation episodes back to back (as fewcl test, "
-                   "without\nloading); then profiles one training step per "
-                   "kernel.\n");
+                   "without\nloading); then profiles one evaluation forward and one "
+                   "training step per kernel.\n");
             fewcl_model_config d = model_config_default();
             model_flags_help(stdout, &d, NULL);
             return 0;
@@ -178,8 +180,9 @@ int cmd_bench_model(int argc, char **argv) {
     fcl_tensor x = {0};
     int shape[4] = {cfg.n_way * (cfg.k_shot + cfg.n_query), 3, cfg.image_size, cfg.image_size};
     float *host = NULL;
-    double eval_s = 0, train_s = 0, test_s = 0, wall = 0;
+    double eval_s = 0, train_s = 0, test_s = 0, wall = 0, eval_wall = 0;
     cJSON *kernels = cJSON_CreateArray(), *gemm = cJSON_CreateObject();
+    cJSON *eval_kernels = cJSON_CreateArray(), *eval_gemm = cJSON_CreateObject();
     s = fcl_model_create(ctx, &cfg, 1, &m);
     if (s == FEWCL_OK) s = fcl_tensor_alloc(ctx, &x, FCL_MEM_ACTIVATION, 4, shape);
     if (s == FEWCL_OK && !(host = malloc(x.numel * sizeof *host)))
@@ -202,7 +205,8 @@ int cmd_bench_model(int argc, char **argv) {
     if (s == FEWCL_OK && test_episodes) s = time_test(ctx, m, &x, test_episodes, &test_s);
     if (s == FEWCL_OK && test_episodes && !json)
         printf("%d test episodes   %9.4f s\n", test_episodes, test_s), fflush(stdout);
-    if (s == FEWCL_OK) s = profile_step(ctx, m, &x, json, kernels, gemm, &wall);
+    if (s == FEWCL_OK) s = profile_step(ctx, m, &x, 0, json, eval_kernels, eval_gemm, &eval_wall);
+    if (s == FEWCL_OK) s = profile_step(ctx, m, &x, 1, json, kernels, gemm, &wall);
     if (s == FEWCL_OK && json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "device", ctx->info.name);
@@ -215,7 +219,10 @@ int cmd_bench_model(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "profiled_step_s", wall);
         cJSON_AddItemToObject(o, "kernels", kernels);
         cJSON_AddItemToObject(o, "gemm", gemm);
-        kernels = gemm = NULL;
+        cJSON_AddNumberToObject(o, "profiled_eval_s", eval_wall);
+        cJSON_AddItemToObject(o, "eval_kernels", eval_kernels);
+        cJSON_AddItemToObject(o, "eval_gemm", eval_gemm);
+        kernels = gemm = eval_kernels = eval_gemm = NULL;
         char *text = cJSON_PrintUnformatted(o);
         if (text) puts(text);
         free(text);
@@ -223,6 +230,8 @@ int cmd_bench_model(int argc, char **argv) {
     }
     cJSON_Delete(kernels);
     cJSON_Delete(gemm);
+    cJSON_Delete(eval_kernels);
+    cJSON_Delete(eval_gemm);
     free(host);
     if (x.numel) fcl_tensor_free(ctx, &x);
     fcl_model_destroy(ctx, m);

@@ -24,6 +24,18 @@ static int shifted_ok(const fcl_conv_geom *g, fcl_conv_dir dir) {
 static int winograd_ok(const fcl_conv_geom *g, fcl_conv_dir dir) {
     return (void)dir, fcl_conv_host_winograd_eligible(g);
 }
+static int winograd4_ok(const fcl_conv_geom *g, fcl_conv_dir dir) {
+    return (void)dir, fcl_conv_host_winograd4_eligible(g);
+}
+static size_t winograd4_ws(const fcl_conv_geom *g, fcl_conv_dir dir) {
+    return (void)dir, fcl_conv_host_winograd4_workspace(g);
+}
+static int batched_ok(const fcl_conv_geom *g, fcl_conv_dir dir) {
+    return (void)dir, fcl_conv_host_batched_eligible(g);
+}
+static size_t batched_ws(const fcl_conv_geom *g, fcl_conv_dir dir) {
+    return (void)dir, fcl_conv_host_batched_workspace(g);
+}
 static size_t winograd_ws(const fcl_conv_geom *g, fcl_conv_dir dir) {
     return (void)dir, fcl_conv_host_winograd_workspace(g);
 }
@@ -37,8 +49,14 @@ static const fcl_conv_algo host_shifted = {"shifted", 1, shifted_ok, host_im2col
 static const fcl_conv_algo host_winograd = {"winograd2", 1, winograd_ok, winograd_ws,
                                             fcl_conv_host_winograd};
 
-static const fcl_conv_algo *const table[] = {&cl_im2col, &host_im2col, &host_shifted,
-                                             &host_winograd, NULL};
+static const fcl_conv_algo host_batched = {"batched", 1, batched_ok, batched_ws,
+                                           fcl_conv_host_batched};
+
+static const fcl_conv_algo host_winograd4 = {"winograd4", 1, winograd4_ok, winograd4_ws,
+                                             fcl_conv_host_winograd4};
+
+static const fcl_conv_algo *const table[] = {
+    &cl_im2col, &host_im2col, &host_shifted, &host_winograd, &host_winograd4, &host_batched, NULL};
 
 const fcl_conv_algo *const *fcl_conv_algos(void) { return table; }
 
@@ -54,7 +72,7 @@ static int known_name(const char *name, size_t len) {
     return 0;
 }
 
-/* "im2col, shifted, winograd2": every name once, in table order. */
+/* "im2col, shifted, winograd2, winograd4, batched": every name once, in table order. */
 static void all_names(char *out, size_t size) {
     out[0] = 0;
     for (int i = 0; table[i]; i++) {

@@ -4,7 +4,9 @@
  * Each algorithm says, for a call's shapes (fcl_conv_geom) and a direction, whether it can
  * run (eligible), how many arena bytes of workspace it takes (workspace), and runs (run).
  * Algorithms belong to a path: the OpenCL kernels (conv.c) or the host path of CPU devices
- * (conv_host.c, conv_winograd_host.c); a call only considers its own path's.
+ * (conv_host.c: im2col, shifted; conv_winograd_host.c, conv_winograd4_host.c: winograd2,
+ * winograd4 = F(2x2,3x3), F(4x4,3x3); conv_batched_host.c: batched); a call only considers
+ * its own path's.
  *
  * The choice, per call and direction (fcl_conv_algo_choose):
  *   FEWCL_CONV_ALGO=a[,b...]  the first of the listed algorithms eligible for the call; an

@@ -46,8 +46,8 @@ static void valid_span(const geom *g, int kw, int ow0, int run, int *lo, int *hi
 /* cols[k][i·pc + q] for image i of the chunk, exactly as the im2col kernel writes it
  * (cl/conv.cl). One image at a time, so that its GEMM reads the columns while they are still
  * in cache. */
-static void im2col_host(const geom *g, const float *x, float *cols, int n0, int nb, int i, int p0,
-                        int pc) {
+void fcl_conv_host_im2col_image(const geom *g, const float *x, float *cols, int n0, int nb, int i,
+                                int p0, int pc) {
     for (int k = 0; k < g->taps; k++) {
         int kw = k % g->kw, kh = (k / g->kw) % g->kh, c = k / (g->kw * g->kh);
         const float *src = x + ((size_t)(n0 + i) * g->cin + c) * g->h * g->w;
@@ -76,8 +76,8 @@ static void im2col_host(const geom *g, const float *x, float *cols, int n0, int 
 /* dx[n0+i] (+)= col2im(dcols[i]) as a scatter in the order k = (c, kh, kw) ascending: every
  * input pixel receives its terms in the kernel's gather order (kh, kw ascending). The first
  * column chunk of an image overwrites (dx is zeroed first), later ones add. */
-static void col2im_host(const geom *g, const float *dcols, float *dx, int n0, int nb, int i, int p0,
-                        int pc) {
+void fcl_conv_host_col2im_image(const geom *g, const float *dcols, float *dx, int n0, int nb, int i,
+                                int p0, int pc) {
     size_t image = (size_t)g->cin * g->h * g->w;
     if (p0 == 0) memset(dx + (size_t)(n0 + i) * image, 0, image * sizeof *dx);
     for (int k = 0; k < g->taps; k++) {
@@ -150,7 +150,7 @@ static void *run_share(void *arg) {
 /* Forward, image i: im2col and y[n][:, p0:] = W · cols[i] (+ b). */
 static void forward_image(host_share *s, int n0, int nb, int i, int p0, int pc) {
     const geom *g = s->g;
-    im2col_host(g, s->x, s->cols, n0, nb, i, p0, pc);
+    fcl_conv_host_im2col_image(g, s->x, s->cols, n0, nb, i, p0, pc);
     mark(s, 0);
     float *yi = s->y + (size_t)(n0 + i) * g->cout * g->plane + p0;
     fcl_host_sgemm(0, 0, g->cout, pc, g->taps, 1.0f, s->w, g->taps, s->cols + (size_t)i * pc,
@@ -168,7 +168,7 @@ static void backward_image(host_share *s, int n0, int nb, int i, int p0, int pc)
     const float *dyi = s->dy + (size_t)(n0 + i) * g->cout * g->plane + p0;
     float *ci = s->cols + (size_t)i * pc;
     if (s->dw) {
-        im2col_host(g, s->x, s->cols, n0, nb, i, p0, pc);
+        fcl_conv_host_im2col_image(g, s->x, s->cols, n0, nb, i, p0, pc);
         mark(s, 0);
         fcl_host_sgemm(0, 1, g->cout, g->taps, pc, 1.0f, dyi, g->plane, ci, nb * pc, 1.0f, s->dw,
                        g->taps);
@@ -178,7 +178,7 @@ static void backward_image(host_share *s, int n0, int nb, int i, int p0, int pc)
         fcl_host_sgemm(1, 0, g->taps, pc, g->cout, 1.0f, s->w, g->taps, dyi, g->plane, 0.0f, ci,
                        nb * pc);
         mark(s, 1);
-        col2im_host(g, s->cols, s->dx, n0, nb, i, p0, pc);
+        fcl_conv_host_col2im_image(g, s->cols, s->dx, n0, nb, i, p0, pc);
         mark(s, 0);
     }
 }

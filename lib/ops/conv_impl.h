@@ -57,11 +57,32 @@ int fcl_conv_host_shifted_eligible(const fcl_conv_geom *g);
 fewcl_status fcl_conv_host_shifted(fewcl_context *ctx, const fcl_conv_geom *g,
                                    const fcl_conv_args *a);
 
+/* Image i of a chunk of nb images starting at n0, output pixels [p0, p0 + pc): its im2col
+ * columns cols[k][i·pc + q], and (col2im) their gradient scattered into dx (the image's
+ * first column chunk overwrites it, later ones add). */
+void fcl_conv_host_im2col_image(const fcl_conv_geom *g, const float *x, float *cols, int n0,
+                                int nb, int i, int p0, int pc);
+void fcl_conv_host_col2im_image(const fcl_conv_geom *g, const float *dcols, float *dx, int n0,
+                                int nb, int i, int p0, int pc);
+
+/* One GEMM per direction over a chunk's images (conv_batched_host.c): planes of at most
+ * FCL_CONV_BATCHED_MAX_PLANE pixels (the late layers), whole images, at least two per chunk. */
+#define FCL_CONV_BATCHED_MAX_PLANE 256
+int fcl_conv_host_batched_eligible(const fcl_conv_geom *g);
+size_t fcl_conv_host_batched_workspace(const fcl_conv_geom *g);
+fewcl_status fcl_conv_host_batched(fewcl_context *ctx, const fcl_conv_geom *g,
+                                   const fcl_conv_args *a);
+
 /* Winograd F(2x2,3x3) (conv_winograd_host.c): 3x3 stride 1, any padding, whole images. */
 int fcl_conv_host_winograd_eligible(const fcl_conv_geom *g);
 size_t fcl_conv_host_winograd_workspace(const fcl_conv_geom *g);
 fewcl_status fcl_conv_host_winograd(fewcl_context *ctx, const fcl_conv_geom *g,
                                     const fcl_conv_args *a);
+/* Winograd F(4x4,3x3) (conv_winograd4_host.c): the same calls. */
+int fcl_conv_host_winograd4_eligible(const fcl_conv_geom *g);
+size_t fcl_conv_host_winograd4_workspace(const fcl_conv_geom *g);
+fewcl_status fcl_conv_host_winograd4(fewcl_context *ctx, const fcl_conv_geom *g,
+                                     const fcl_conv_args *a);
 
 /* The host path's threads over a chunk's images (FEWCL_HOST_THREADS, default the online
  * cores, at most FCL_CONV_MAX_THREADS). */

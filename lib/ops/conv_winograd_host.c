@@ -19,36 +19,57 @@
  * holds. The images of a chunk are split over the host threads as on the other host
  * algorithms (conv_host.c): each share transforms and multiplies its own images' columns;
  * the weight gradient is summed per share into private partials (host memory), added in
- * share order: deterministic for a given thread count. */
+ * share order: deterministic for a given thread count.
+ *
+ * The driver below takes any F(m x m, 3x3) through its transforms (conv_winograd.h); this
+ * file's transforms are F(2x2,3x3)'s, conv_winograd4_host.c has F(4x4,3x3)'s. */
+#include "conv_winograd.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "conv_impl.h"
 #include "gemm_host.h"
 
 typedef fcl_conv_geom geom;
+typedef wino_share share;
 
-static int tiles_h(const geom *g) { return (g->oh + 1) / 2; }
-static int tiles_w(const geom *g) { return (g->ow + 1) / 2; }
-static size_t tiles(const geom *g) { return (size_t)tiles_h(g) * tiles_w(g); }
-static size_t image_floats(const geom *g) { return 16 * (size_t)(g->cin + g->cout) * tiles(g); }
-static size_t u_floats(const geom *g) { return 16 * (size_t)g->cout * g->cin; }
+static int tiles_h(const geom *g) { return wino_tiles_h(g, 2); }
+static int tiles_w(const geom *g) { return wino_tiles_w(g, 2); }
+static size_t tiles(const geom *g) { return wino_tiles(g, 2); }
+
+/* ---- the driver, for any kind ---- */
+
+static size_t alpha2(const wino_kind *k) { return (size_t)(k->m + 2) * (k->m + 2); }
+static size_t image_floats(const wino_kind *k, const geom *g) {
+    return alpha2(k) * (size_t)(g->cin + g->cout) * wino_tiles(g, k->m);
+}
+static size_t u_floats(const wino_kind *k, const geom *g) {
+    return alpha2(k) * (size_t)g->cout * g->cin;
+}
 
 /* Whole images per chunk within the workspace bound (U's share taken off first). */
-static int chunk_images(const geom *g) {
-    size_t per = image_floats(g) * sizeof(float), u = u_floats(g) * sizeof(float);
+static int chunk_images(const wino_kind *k, const geom *g) {
+    size_t per = image_floats(k, g) * sizeof(float), u = u_floats(k, g) * sizeof(float);
     if (g->limit <= u) return 0;
     size_t fit = (g->limit - u) / per;
     return fit < (size_t)g->n ? (int)fit : g->n;
 }
 
-int fcl_conv_host_winograd_eligible(const geom *g) {
-    return g->kh == 3 && g->kw == 3 && g->stride == 1 && chunk_images(g) >= 1;
+int fcl_conv_host_wino_eligible(const wino_kind *k, const geom *g) {
+    return g->kh == 3 && g->kw == 3 && g->stride == 1 && chunk_images(k, g) >= 1;
 }
 
-size_t fcl_conv_host_winograd_workspace(const geom *g) {
-    return ((size_t)chunk_images(g) * image_floats(g) + u_floats(g)) * sizeof(float);
+size_t fcl_conv_host_wino_workspace(const wino_kind *k, const geom *g) {
+    return ((size_t)chunk_images(k, g) * image_floats(k, g) + u_floats(k, g)) * sizeof(float);
+}
+
+void fcl_wino_padded_row(const geom *g, int m, const float *x, int ih, float *row) {
+    int pw = wino_pad_w(g, m);
+    memset(row, 0, (size_t)pw * sizeof *row);
+    if (ih < 0 || ih >= g->h) return;
+    int n = g->w < pw - g->pad ? g->w : pw - g->pad;
+    memcpy(row + g->pad, x + (size_t)ih * g->w, (size_t)n * sizeof *row);
 }
 
 /* ---- the 1-D transforms (applied to the columns, then the rows, of a tile) ---- */
@@ -116,46 +137,16 @@ static void add_weight_grad(const geom *g, const float *du, float *dw) {
         }
 }
 
-/* ---- a share: images [i0, i1) of the chunk starting at image n0 ---- */
-
-typedef struct share {
-    const geom *g;
-    const fcl_conv_ptrs *p;
-    const float *u;
-    float *du;       /* this share's dU sum (weights), or NULL */
-    float *v, *m;    /* this share's V [16][Cin][L] and M [16][Cout][L] */
-    float *scratch;  /* row_scratch(g) floats for the transforms */
-    int n0, i0, i1;
-    int profiling;
-    double t, gemm_ms, host_ms;
-} share;
-
-static void mark(share *s, int gemm) {
-    if (!s->profiling) return;
-    double t = fcl_host_seconds();
-    *(gemm ? &s->gemm_ms : &s->host_ms) += (t - s->t) * 1e3;
-    s->t = t;
-}
-
 /* The transforms below work on a row of tiles at a time, over rows of the zero-padded plane
  * (`pw` = 2·tiles_w + 2 columns, so that no element needs a bounds test) and in 1-D passes
  * over whole rows, which the compiler vectorises across tiles. They compute exactly the
  * tile formulas of the top of the file, in the same order of operations within a tile. */
 
-static int pad_w(const geom *g) { return 2 * tiles_w(g) + 2; }
+static int pad_w(const geom *g) { return wino_pad_w(g, 2); }
 
 /* Scratch floats per share for the transforms (the most, grad_input_transform's: 16·tiles_w
  * + 6 padded rows + 4·tiles_w, within 16 padded rows). */
 static size_t row_scratch(const geom *g) { return 16 * (size_t)pad_w(g); }
-
-/* row[0, pw) = x's row ih seen from column −pad (zeros outside the image). */
-static void padded_row(const geom *g, const float *x, int ih, float *row) {
-    int pw = pad_w(g);
-    memset(row, 0, (size_t)pw * sizeof *row);
-    if (ih < 0 || ih >= g->h) return;
-    int n = g->w < pw - g->pad ? g->w : pw - g->pad;
-    memcpy(row + g->pad, x + (size_t)ih * g->w, (size_t)n * sizeof *row);
-}
 
 /* V[k][c][j·T + t] = (Bᵀ d B)[k] for the 4x4 patch d of tile t of channel c of image j. */
 static void input_transform(share *s, float *scratch) {
@@ -172,7 +163,7 @@ static void input_transform(share *s, float *scratch) {
             float *out = s->v + (size_t)ch * len + (size_t)j * tiles(g);
             for (int ty = 0; ty < th; ty++) {
                 for (int i = 0; i < 4; i++)
-                    padded_row(g, x, 2 * ty - g->pad + i, r[i]);
+                    fcl_wino_padded_row(g, 2, x, 2 * ty - g->pad + i, r[i]);
                 for (int q = 0; q < pw; q++) /* Bᵀ over the patch rows */
                     c[0][q] = r[0][q] - r[2][q], c[1][q] = r[1][q] + r[2][q],
                     c[2][q] = r[2][q] - r[1][q], c[3][q] = r[1][q] - r[3][q];
@@ -316,56 +307,79 @@ static void grad_input_transform(share *s, float *scratch) {
         }
 }
 
+const wino_kind fcl_wino_f2 = {2,
+                               transform_weights,
+                               add_weight_grad,
+                               input_transform,
+                               output_transform,
+                               grad_output_transform,
+                               grad_input_transform,
+                               row_scratch};
+
+static void mark(share *s, int gemm) {
+    if (!s->profiling) return;
+    double t = fcl_host_seconds();
+    *(gemm ? &s->gemm_ms : &s->host_ms) += (t - s->t) * 1e3;
+    s->t = t;
+}
+
+typedef struct share_run {
+    share s;
+    const wino_kind *kind;
+} share_run;
+
 static void *run_share(void *arg) {
-    share *s = arg;
+    share_run *run = arg;
+    share *s = &run->s;
+    const wino_kind *kind = run->kind;
     const geom *g = s->g;
     if (s->i1 <= s->i0) return NULL;
     fcl_host_blas_single_thread();
     if (s->profiling) s->t = fcl_host_seconds();
     float *scratch = s->scratch;
-    int len = (s->i1 - s->i0) * (int)tiles(g);
+    int len = (s->i1 - s->i0) * (int)wino_tiles(g, kind->m), a2 = (int)alpha2(kind);
     size_t vk = (size_t)g->cin * len, mk = (size_t)g->cout * len, uk = (size_t)g->cout * g->cin;
     if (s->p->y) {
-        input_transform(s, scratch);
+        kind->input(s, scratch);
         mark(s, 0);
-        for (int k = 0; k < 16; k++)
+        for (int k = 0; k < a2; k++)
             fcl_host_sgemm(0, 0, g->cout, len, g->cin, 1.0f, s->u + k * uk, g->cin, s->v + k * vk,
                            len, 0.0f, s->m + k * mk, len);
         mark(s, 1);
-        output_transform(s, scratch);
+        kind->output(s, scratch);
         mark(s, 0);
         return NULL;
     }
-    grad_output_transform(s, scratch);
+    kind->grad_output(s, scratch);
     mark(s, 0);
     if (s->p->dw) {
-        input_transform(s, scratch);
+        kind->input(s, scratch);
         mark(s, 0);
-        for (int k = 0; k < 16; k++)
+        for (int k = 0; k < a2; k++)
             fcl_host_sgemm(0, 1, g->cout, g->cin, len, 1.0f, s->m + k * mk, len, s->v + k * vk,
                            len, 1.0f, s->du + k * uk, g->cin);
         mark(s, 1);
     }
     if (s->p->dx) { /* dV into V's place: the weight GEMMs above have read it */
-        for (int k = 0; k < 16; k++)
+        for (int k = 0; k < a2; k++)
             fcl_host_sgemm(1, 0, g->cin, len, g->cout, 1.0f, s->u + k * uk, g->cin, s->m + k * mk,
                            len, 0.0f, s->v + k * vk, len);
         mark(s, 1);
-        grad_input_transform(s, scratch);
+        kind->grad_input(s, scratch);
         mark(s, 0);
     }
     return NULL;
 }
 
-static fewcl_status winograd_body(fewcl_context *ctx, const geom *g, const fcl_conv_ptrs *p,
-                                  float *ws) {
-    int images = chunk_images(g);
+static fewcl_status winograd_body(fewcl_context *ctx, const wino_kind *kind, const geom *g,
+                                  const fcl_conv_ptrs *p, float *ws) {
+    int images = chunk_images(kind, g), a2 = (int)alpha2(kind);
     int threads = fcl_conv_host_threads() < images ? fcl_conv_host_threads() : images;
-    float *u = ws + (size_t)images * image_floats(g), *du = NULL;
-    size_t uk = u_floats(g);
+    float *u = ws + (size_t)images * image_floats(kind, g), *du = NULL;
+    size_t uk = u_floats(kind, g), tiles_of_image = wino_tiles(g, kind->m);
     double t0 = ctx->profiling ? fcl_host_seconds() : 0;
-    if (p->w && (p->y || p->dx)) transform_weights(g, p->w, u);
-    size_t rs = row_scratch(g);
+    if (p->w && (p->y || p->dx)) kind->weights(g, p->w, u);
+    size_t rs = kind->scratch(g);
     float *scratch = malloc((size_t)threads * rs * sizeof *scratch);
     if (p->dw && scratch) du = calloc((size_t)threads * uk, sizeof *du);
     if (!scratch || (p->dw && !du)) {
@@ -374,18 +388,19 @@ static fewcl_status winograd_body(fewcl_context *ctx, const geom *g, const fcl_c
                         "Winograd convolution: host memory for %d threads' rows and sums", threads);
     }
     if (ctx->profiling) ctx->host_profile_ms += (fcl_host_seconds() - t0) * 1e3;
-    share sh[FCL_CONV_MAX_THREADS];
+    share_run sh[FCL_CONV_MAX_THREADS];
     for (int n0 = 0; n0 < g->n; n0 += images) {
         int nb = g->n - n0 < images ? g->n - n0 : images;
         pthread_t tid[FCL_CONV_MAX_THREADS];
         int started[FCL_CONV_MAX_THREADS] = {0};
         for (int t = 0; t < threads; t++) {
             int i0 = nb * t / threads, i1 = nb * (t + 1) / threads;
-            float *v = ws + (size_t)i0 * image_floats(g);
-            sh[t] = (share){.g = g, .p = p, .u = u, .du = du ? du + (size_t)t * uk : NULL, .v = v,
-                            .m = v + 16 * (size_t)g->cin * (i1 - i0) * tiles(g),
-                            .scratch = scratch + (size_t)t * rs, .n0 = n0,
-                            .i0 = i0, .i1 = i1, .profiling = ctx->profiling};
+            float *v = ws + (size_t)i0 * image_floats(kind, g);
+            sh[t].kind = kind;
+            sh[t].s = (share){.g = g, .p = p, .u = u, .du = du ? du + (size_t)t * uk : NULL,
+                              .v = v, .m = v + a2 * (size_t)g->cin * (i1 - i0) * tiles_of_image,
+                              .scratch = scratch + (size_t)t * rs, .n0 = n0, .i0 = i0, .i1 = i1,
+                              .profiling = ctx->profiling};
             if (t > 0) started[t] = pthread_create(&tid[t], NULL, run_share, &sh[t]) == 0;
         }
         run_share(&sh[0]);
@@ -395,8 +410,8 @@ static fewcl_status winograd_body(fewcl_context *ctx, const geom *g, const fcl_c
             else
                 run_share(&sh[t]);
         if (ctx->profiling) {
-            ctx->gemm_profile_ms += sh[0].gemm_ms, ctx->host_profile_ms += sh[0].host_ms;
-            ctx->gemm_calls += 16L * ((p->y != NULL) + (p->dx != NULL) + (p->dw != NULL));
+            ctx->gemm_profile_ms += sh[0].s.gemm_ms, ctx->host_profile_ms += sh[0].s.host_ms;
+            ctx->gemm_calls += (long)a2 * ((p->y != NULL) + (p->dx != NULL) + (p->dw != NULL));
         }
     }
     fcl_host_blas_restore_threads();
@@ -404,14 +419,45 @@ static fewcl_status winograd_body(fewcl_context *ctx, const geom *g, const fcl_c
         for (int t = 1; t < threads; t++)
             for (size_t i = 0; i < uk; i++)
                 du[i] += du[(size_t)t * uk + i];
-        add_weight_grad(g, du, p->dw);
+        kind->weight_grad(g, du, p->dw);
         free(du);
     }
     free(scratch);
     return FEWCL_OK;
 }
 
+static fewcl_status f2_body(fewcl_context *ctx, const geom *g, const fcl_conv_ptrs *p,
+                            float *ws) {
+    return winograd_body(ctx, &fcl_wino_f2, g, p, ws);
+}
+
+static fewcl_status f4_body(fewcl_context *ctx, const geom *g, const fcl_conv_ptrs *p,
+                            float *ws) {
+    return winograd_body(ctx, &fcl_wino_f4, g, p, ws);
+}
+
+static fewcl_status run_kind(fewcl_context *ctx, const wino_kind *kind, const geom *g,
+                             const fcl_conv_args *a, fcl_conv_host_body body) {
+    size_t ws = a->y || a->dx || a->dw ? fcl_conv_host_wino_workspace(kind, g) : 0;
+    return fcl_conv_host_run(ctx, g, a, ws, body);
+}
+
+int fcl_conv_host_winograd_eligible(const geom *g) {
+    return fcl_conv_host_wino_eligible(&fcl_wino_f2, g);
+}
+size_t fcl_conv_host_winograd_workspace(const geom *g) {
+    return fcl_conv_host_wino_workspace(&fcl_wino_f2, g);
+}
 fewcl_status fcl_conv_host_winograd(fewcl_context *ctx, const geom *g, const fcl_conv_args *a) {
-    size_t ws = a->y || a->dx || a->dw ? fcl_conv_host_winograd_workspace(g) : 0;
-    return fcl_conv_host_run(ctx, g, a, ws, winograd_body);
+    return run_kind(ctx, &fcl_wino_f2, g, a, f2_body);
+}
+
+int fcl_conv_host_winograd4_eligible(const geom *g) {
+    return fcl_conv_host_wino_eligible(&fcl_wino_f4, g);
+}
+size_t fcl_conv_host_winograd4_workspace(const geom *g) {
+    return fcl_conv_host_wino_workspace(&fcl_wino_f4, g);
+}
+fewcl_status fcl_conv_host_winograd4(fewcl_context *ctx, const geom *g, const fcl_conv_args *a) {
+    return run_kind(ctx, &fcl_wino_f4, g, a, f4_body);
 }
