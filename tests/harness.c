@@ -59,6 +59,24 @@ int th_glyph_teardown(const char *dir, void **state) {
     return system(cmd) == 0 ? th_teardown(state) : -1;
 }
 
+void th_sh(const char *cmd) {
+    int rc = system(cmd);
+    if (rc != 0) fail_msg("command failed (%d): %s", rc, cmd);
+}
+
+char *th_capture(const char *cmd) {
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t cap = 1 << 20, n = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    n = fread(buf, 1, cap - 1, p);
+    buf[n] = 0;
+    int rc = pclose(p);
+    if (rc != 0) fail_msg("command failed (%d): %s\noutput:\n%s", rc, cmd, buf);
+    return buf;
+}
+
 char *th_read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;

@@ -29,6 +29,11 @@ int th_glyph_teardown(const char *dir, void **state);
 /* The whole file, NUL-terminated (malloc'd), its length in *len when len is not NULL; NULL
  * when it cannot be opened. */
 char *th_read_file(const char *path, size_t *len);
+/* Runs a shell command; fails the test on a non-zero exit status. */
+void th_sh(const char *cmd);
+/* The command's whole output (malloc'd, the first MiB); fails the test on a non-zero exit
+ * status, showing the output. */
+char *th_capture(const char *cmd);
 
 /* Uniform floats in [lo, hi) from a counter-based generator (splitmix64 of seed+i). */
 void th_random(float *x, size_t n, uint64_t seed, float lo, float hi);

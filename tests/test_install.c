@@ -13,24 +13,6 @@
 
 static char g_dir[64];
 
-static void sh(const char *cmd) {
-    int rc = system(cmd);
-    if (rc != 0) fail_msg("command failed (%d): %s", rc, cmd);
-}
-
-/* The whole output of a shell command (malloc'd). */
-static char *capture(const char *cmd) {
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    n = fread(buf, 1, cap - 1, p);
-    buf[n] = 0;
-    int rc = pclose(p);
-    if (rc != 0) fail_msg("command failed (%d): %s\noutput:\n%s", rc, cmd, buf);
-    return buf;
-}
-
 static int setup(void **state) {
     (void)state;
     if (th_glyph_folder(g_dir, sizeof g_dir, "install", 3, 0)) return -1;
@@ -54,7 +36,7 @@ static void test_install_and_build(void **state) {
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "cmake --install '%s' --prefix '%s/prefix' > /dev/null",
              FEWCL_BUILD_DIR, g_dir);
-    sh(cmd);
+    th_sh(cmd);
     /* pkg-config only: the prefix's fewcl.pc, wherever the libdir is */
     const char *env = "cd %s && export PKG_CONFIG_PATH=$(dirname $(find prefix -name fewcl.pc)) "
                       "LD_LIBRARY_PATH=$(dirname $(find $PWD/prefix -name libfewcl.so)) && ";
@@ -72,15 +54,15 @@ static void test_install_and_build(void **state) {
              "c++ -x c++ -Wall -Werror -fsyntax-only $(pkg-config --cflags fewcl) h.c || exit 1; "
              "done",
              pre, FEWCL_SOURCE_DIR, FEWCL_SOURCE_DIR);
-    sh(cmd);
+    th_sh(cmd);
     /* the example and the installed tool on the same images: the same lines */
     snprintf(cmd, sizeof cmd, "%s ./classify w.safetensors support queries/*.png", pre);
-    char *example = capture(cmd);
+    char *example = th_capture(cmd);
     snprintf(cmd, sizeof cmd,
              "%s prefix/bin/fewcl predict --weights w.safetensors --support support "
              "$(for f in queries/*.png; do echo --query $f; done)",
              pre);
-    char *tool = capture(cmd);
+    char *tool = th_capture(cmd);
     assert_string_equal(example, tool);
     int lines = 0;
     for (const char *p = example; (p = strchr(p, '\n')); p++)
@@ -92,7 +74,7 @@ static void test_install_and_build(void **state) {
              "./hello w.safetensors support/$1/00.png support/$1/01.png support/$2/00.png "
              "support/$2/01.png queries/$1-02.png",
              pre);
-    char *hello = capture(cmd);
+    char *hello = th_capture(cmd);
     float p;
     int label;
     if (sscanf(hello, "class %d, probability %f", &label, &p) != 2)

@@ -35,24 +35,6 @@ enum { N_WAY = 3, K_SHOT = 2, N_QUERY = 2, EPISODES = 5, QUERIES = N_WAY * N_QUE
 
 static char g_dir[64];
 
-static void sh(const char *cmd) {
-    int rc = system(cmd);
-    if (rc != 0) fail_msg("command failed (%d): %s", rc, cmd);
-}
-
-/* The whole output of a shell command (malloc'd); fails the test on a non-zero exit. */
-static char *capture(const char *cmd) {
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t cap = 1 << 20, n = 0;
-    char *buf = malloc(cap);
-    n = fread(buf, 1, cap - 1, p);
-    buf[n] = 0;
-    int rc = pclose(p);
-    if (rc != 0) fail_msg("command failed (%d): %s\noutput:\n%s", rc, cmd, buf);
-    return buf;
-}
-
 /* A few training episodes on the glyphs' base split: trained weights in dir/run. */
 static int setup(void **state) {
     (void)state;
@@ -96,7 +78,7 @@ static void write_episode(const fewcl_dataset *ds, int e) {
                               src, e, j * N_QUERY + i - K_SHOT);
         }
     assert_true(n < (int)sizeof cmd);
-    sh(cmd);
+    th_sh(cmd);
 }
 
 /* mean ± 1.96·σ/√n (population σ) in the order of lib/train's fcl_mean_ci95, which
@@ -122,7 +104,7 @@ static void test_four_ways(void **state) {
     char cmd[4096], pre[512];
     snprintf(cmd, sizeof cmd, "cmake --install '%s' --prefix '%s/prefix' > /dev/null",
              FEWCL_BUILD_DIR, g_dir);
-    sh(cmd);
+    th_sh(cmd);
     snprintf(pre, sizeof pre,
              "cd %s && export PKG_CONFIG_PATH=$(dirname $(find prefix -name fewcl.pc)) "
              "LD_LIBRARY_PATH=$(dirname $(find $PWD/prefix -name libfewcl.so)) && ",
@@ -131,7 +113,7 @@ static void test_four_ways(void **state) {
              "%s cc -Wall -Wextra -Werror '%s/examples/classify.c' "
              "$(pkg-config --cflags --libs fewcl) -o classify",
              pre, FEWCL_SOURCE_DIR);
-    sh(cmd);
+    th_sh(cmd);
 
     /* 1. fewcl test */
     const char *weights = "run/best.safetensors";
@@ -139,7 +121,7 @@ static void test_four_ways(void **state) {
              "%s prefix/bin/fewcl test --weights %s --test-list demo/novel.json --episodes %d "
              "--seed %d --workers 1 --json",
              pre, weights, EPISODES, SEED);
-    char *text = capture(cmd);
+    char *text = th_capture(cmd);
     cJSON *tool = cJSON_Parse(text);
     assert_non_null(tool);
     double tool_acc = json_number(tool, "accuracy"), tool_ci = json_number(tool, "ci95");
@@ -162,7 +144,7 @@ static void test_four_ways(void **state) {
              "%s PYTHONPATH='%s/bindings/python' FEWCL_LIBRARY=$LD_LIBRARY_PATH/libfewcl.so "
              "%s '%s/tests/same_answers.py' %s $(for e in $(seq 0 %d); do echo ep$e; done)",
              pre, FEWCL_SOURCE_DIR, FEWCL_PYTHON, FEWCL_SOURCE_DIR, weights, EPISODES - 1);
-    char *python = capture(cmd), *python_line = python;
+    char *python = th_capture(cmd), *python_line = python;
 
     double acc[EPISODES];
     for (int e = 0; e < EPISODES; e++) {
@@ -171,7 +153,7 @@ static void test_four_ways(void **state) {
                  "%s prefix/bin/fewcl predict --weights %s --support ep%d/support "
                  "--query ep%d/queries --json",
                  pre, weights, e, e);
-        text = capture(cmd);
+        text = th_capture(cmd);
         cJSON *pred = cJSON_Parse(text);
         assert_non_null(pred);
         free(text);
@@ -182,7 +164,7 @@ static void test_four_ways(void **state) {
         /* 3. the C example */
         snprintf(cmd, sizeof cmd, "%s ./classify %s ep%d/support ep%d/queries/*.png", pre, weights,
                  e, e);
-        char *example = capture(cmd), *line = strtok(example, "\n");
+        char *example = th_capture(cmd), *line = strtok(example, "\n");
         /* 4.'s line for this episode */
         char *end = strchr(python_line, '\n');
         assert_non_null(end);
