@@ -16,7 +16,6 @@
 #include "conv_impl.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 #include "gemm_host.h"
 #include "hostmap.h"
@@ -92,11 +91,18 @@ static fewcl_status launch_1d(fewcl_context *ctx, fcl_kernel_entry *k, size_t n)
     return fcl_launch(ctx, k, 1, &n, &lws);
 }
 
+/* The convolution program's kernels, resolved once per context. */
+static fcl_kernel_handle k_im2col = FCL_KERNEL_HANDLE("conv", "im2col");
+static fcl_kernel_handle k_col2im = FCL_KERNEL_HANDLE("conv", "col2im");
+static fcl_kernel_handle k_channel_sum = FCL_KERNEL_HANDLE("conv", "channel_sum");
+static fcl_kernel_handle k_chunk_to_nchw = FCL_KERNEL_HANDLE("conv", "chunk_to_nchw");
+static fcl_kernel_handle k_nchw_to_chunk = FCL_KERNEL_HANDLE("conv", "nchw_to_chunk");
+
 /* cols[k][i·pc + q] for images n0 .. n0+nb-1 and output pixels p0 .. p0+pc-1. */
 static fewcl_status im2col(fewcl_context *ctx, const geom *g, const fcl_tensor *x, fcl_tensor *cols,
                            int n0, int nb, int p0, int pc) {
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "conv", NULL, "im2col", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_im2col, &k));
     FCL_TRY(fcl_args(k, "ttuuuuuuuuuuuu", x, cols, (unsigned)n0, (unsigned)nb, (unsigned)g->cin,
                      (unsigned)g->h, (unsigned)g->w, (unsigned)g->kh, (unsigned)g->kw,
                      (unsigned)g->stride, (unsigned)g->pad, (unsigned)g->ow, (unsigned)p0,
@@ -132,12 +138,12 @@ static fewcl_status for_each_chunk(fewcl_context *ctx, const geom *g, chunk_fn s
 
 /* Moves a chunk between NCHW and the GEMM layout [Cout, nb·pc] (chunk_to_nchw adds the bias
  * when b is given; nchw_to_chunk ignores b). */
-static fewcl_status reshuffle(fewcl_context *ctx, const geom *g, const char *kernel,
+static fewcl_status reshuffle(fewcl_context *ctx, const geom *g, fcl_kernel_handle *kernel,
                               const fcl_tensor *from, fcl_tensor *to, const fcl_tensor *b, int n0,
                               int nb, int p0, int pc) {
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "conv", NULL, kernel, &k));
-    if (strcmp(kernel, "chunk_to_nchw") == 0)
+    FCL_TRY(fcl_kernel_get(ctx, kernel, &k));
+    if (kernel == &k_chunk_to_nchw)
         FCL_TRY(fcl_args(k, "tttiuuuuuu", from, to, b ? b : from, b != NULL, (unsigned)n0,
                          (unsigned)nb, (unsigned)g->cout, (unsigned)g->plane, (unsigned)p0,
                          (unsigned)pc));
@@ -160,7 +166,7 @@ static fewcl_status forward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor 
     FCL_TRY(im2col(ctx, g, u->x, cols, n0, nb, p0, pc));
     FCL_TRY(fcl_gemm(ctx, 0, 0, g->cout, cn, g->taps, 1.0f, (fcl_matrix){u->w, 0, g->taps},
                      (fcl_matrix){cols, 0, cn}, 0.0f, (fcl_matrix){t, 0, cn}));
-    return reshuffle(ctx, g, "chunk_to_nchw", t, u->y, u->b, n0, nb, p0, pc);
+    return reshuffle(ctx, g, &k_chunk_to_nchw, t, u->y, u->b, n0, nb, p0, pc);
 }
 
 static fewcl_status forward_cl(fewcl_context *ctx, const geom *g, const fcl_conv_args *a) {
@@ -198,7 +204,7 @@ static fewcl_status backward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor
     backward_ud *u = ud;
     int cn = nb * pc;
     /* t[Cout, nb·pc] = the chunk of dy, in the layout of the GEMMs. */
-    FCL_TRY(reshuffle(ctx, g, "nchw_to_chunk", u->dy, t, NULL, n0, nb, p0, pc));
+    FCL_TRY(reshuffle(ctx, g, &k_nchw_to_chunk, u->dy, t, NULL, n0, nb, p0, pc));
     fcl_matrix dy = {t, 0, cn};
     if (u->dw) {
         /* dW[Cout,K] += t[Cout, nb·pc] · cols[K, nb·pc]ᵀ: one GEMM over the chunk's
@@ -214,7 +220,7 @@ static fewcl_status backward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor
         FCL_TRY(fcl_gemm(ctx, 1, 0, g->taps, cn, g->cout, 1.0f, (fcl_matrix){u->w, 0, g->taps}, dy,
                          0.0f, (fcl_matrix){cols, 0, cn}));
         fcl_kernel_entry *k;
-        FCL_TRY(fcl_kernel(ctx, "conv", NULL, "col2im", &k));
+        FCL_TRY(fcl_kernel_get(ctx, &k_col2im, &k));
         FCL_TRY(fcl_args(k, "ttuuuuuuuuuuuuui", cols, u->dx, (unsigned)n0, (unsigned)nb,
                          (unsigned)g->cin, (unsigned)g->h, (unsigned)g->w, (unsigned)g->kh,
                          (unsigned)g->kw, (unsigned)g->stride, (unsigned)g->pad, (unsigned)g->oh,
@@ -229,7 +235,7 @@ static fewcl_status backward_chunk(fewcl_context *ctx, const geom *g, fcl_tensor
 static fewcl_status bias_grad(fewcl_context *ctx, const geom *g, const fcl_tensor *dy,
                               fcl_tensor *db) {
     fcl_kernel_entry *k;
-    FCL_TRY(fcl_kernel(ctx, "conv", NULL, "channel_sum", &k));
+    FCL_TRY(fcl_kernel_get(ctx, &k_channel_sum, &k));
     size_t lws = fcl_kernel_wg_1d(ctx, k), gws = lws * (size_t)g->cout;
     size_t per_image = (size_t)g->plane / lws + 2, image = (size_t)g->cout * g->plane;
     int run = (int)(FCL_ITEM_LOOP_BUDGET / per_image);
