@@ -17,9 +17,20 @@ static int number(const char *cmd, const char *flag, const char *arg, int *out) 
     return 1;
 }
 
+/* The setting's names, from the library's table, joined by `sep` ("conv4, conv6, ..."). */
+static void setting_names(fewcl_setting setting, const char *sep, char *buf, size_t cap) {
+    size_t n = 0;
+    buf[0] = 0;
+    for (int v = 0; fewcl_setting_name(setting, v) && n < cap; v++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%s", v ? sep : "",
+                              fewcl_setting_name(setting, v));
+}
+
 static int choice(const char *cmd, const char *flag, const char *arg, fewcl_setting setting,
-                  int *out, const char *allowed) {
+                  int *out) {
     if (fewcl_setting_parse(setting, arg, out) != FEWCL_OK) {
+        char allowed[256];
+        setting_names(setting, ", ", allowed, sizeof allowed);
         fprintf(stderr, "fewcl %s: --%s must be one of %s, not '%s'\n", cmd, flag, allowed, arg);
         return -1;
     }
@@ -41,17 +52,16 @@ int model_flag(int code, const char *arg, fewcl_model_config *c, const char *cmd
     int v, r;
     switch (code - MODEL_FLAG_BASE) {
     case 0:
-        r = choice(cmd, "backbone", arg, FEWCL_SETTING_BACKBONE, &v,
-                   "conv4, conv6, resnet18, resnet34");
+        r = choice(cmd, "backbone", arg, FEWCL_SETTING_BACKBONE, &v);
         if (r > 0) c->backbone = (fewcl_backbone)v;
         return r;
     case 1: return number(cmd, "image-size", arg, &c->image_size);
     case 2:
-        r = choice(cmd, "method", arg, FEWCL_SETTING_METHOD, &v, "enhanced, fsct");
+        r = choice(cmd, "method", arg, FEWCL_SETTING_METHOD, &v);
         if (r > 0) fewcl_model_config_set_method(c, (fewcl_method)v);
         return r;
     case 3:
-        r = choice(cmd, "variant", arg, FEWCL_SETTING_VARIANT, &v, "cosine, softmax");
+        r = choice(cmd, "variant", arg, FEWCL_SETTING_VARIANT, &v);
         if (r > 0) c->variant = (fewcl_variant)v;
         return r;
     case 4: return number(cmd, "n-way", arg, &c->n_way);
@@ -63,13 +73,12 @@ int model_flag(int code, const char *arg, fewcl_model_config *c, const char *cmd
     case 10: return number(cmd, "dim-head", arg, &c->dim_head);
     case 11: return number(cmd, "mlp-dim", arg, &c->mlp_dim);
     case 12:
-        r = choice(cmd, "mahalanobis", arg, FEWCL_SETTING_MAHALANOBIS, &v, "dense, lowrank, auto");
+        r = choice(cmd, "mahalanobis", arg, FEWCL_SETTING_MAHALANOBIS, &v);
         if (r > 0) c->mahalanobis = (fewcl_mahalanobis)v;
         return r;
     case 13: c->vic = 0; return 1;
     case 14:
-        r = choice(cmd, "checkpoint", arg, FEWCL_SETTING_CHECKPOINTING, &v,
-                   "none, blocks, backbone, all");
+        r = choice(cmd, "checkpoint", arg, FEWCL_SETTING_CHECKPOINTING, &v);
         if (r > 0) c->checkpointing = (fewcl_checkpointing)v;
         return r;
     case 15: c->freeze_backbone = 1; return 1;
@@ -98,8 +107,10 @@ void model_flags_help(FILE *f, const fewcl_model_config *d, const char *note) {
     snprintf(v[13], 48, "%s", d->vic ? "with VIC" : "without");
     snprintf(v[14], 48, "%s", setting_name(FEWCL_SETTING_CHECKPOINTING, d->checkpointing));
     snprintf(v[15], 48, "%s", d->freeze_backbone ? "on" : "off");
+    char backbones[128];
+    setting_names(FEWCL_SETTING_BACKBONE, ", ", backbones, sizeof backbones);
     const cli_flag_help items[] = {
-        {"--backbone NAME", "conv4, conv6, resnet18 or resnet34", v[0]},
+        {"--backbone NAME", backbones, v[0]},
         {"--image-size N", "side of the (square) model input", v[1]},
         {"--method NAME", "enhanced or fsct (the original head)", v[2]},
         {"--variant NAME", "attention: cosine or softmax", v[3]},
