@@ -70,6 +70,7 @@ static fewcl_status make_geom(fewcl_context *ctx, const char *op, const fcl_tens
     if (limit > ctx->limits.max_alloc) limit = ctx->limits.max_alloc;
     if (limit > ((size_t)1 << 31)) limit = (size_t)1 << 31; /* element counts stay in int/uint */
     g->limit = limit;
+    g->ctx = ctx;
     /* One output pixel's workspace: its im2col column, and on the OpenCL path its column of
      * the chunk's GEMM output (or of the output gradient) in the same layout. */
     size_t col_bytes = fcl_conv2d_column_bytes(g->host, g->taps, g->cout);

@@ -55,8 +55,18 @@ static const fcl_conv_algo host_batched = {"batched", 1, batched_ok, batched_ws,
 static const fcl_conv_algo host_winograd4 = {"winograd4", 1, winograd4_ok, winograd4_ws,
                                              fcl_conv_host_winograd4};
 
+static int cl_fft_ok(const fcl_conv_geom *g, fcl_conv_dir dir) {
+    return (void)dir, fcl_conv_cl_fft_eligible(g);
+}
+static size_t cl_fft_ws(const fcl_conv_geom *g, fcl_conv_dir dir) {
+    return (void)dir, fcl_conv_cl_fft_workspace(g);
+}
+/* FFT through clFFT (OpenCL path; conv_fft.c). */
+static const fcl_conv_algo cl_fft = {"fft", 0, cl_fft_ok, cl_fft_ws, fcl_conv_cl_fft};
+
 static const fcl_conv_algo *const table[] = {
-    &cl_im2col, &host_im2col, &host_shifted, &host_winograd, &host_winograd4, &host_batched, NULL};
+    &cl_im2col,      &host_im2col,  &host_shifted, &host_winograd,
+    &host_winograd4, &host_batched, &cl_fft,       NULL};
 
 const fcl_conv_algo *const *fcl_conv_algos(void) { return table; }
 
@@ -99,7 +109,8 @@ const char *fcl_conv_dir_name(fcl_conv_dir dir) {
  * multiplications on whole tiles; the workspace rule keeps out the layers with few input
  * channels, 3 → 64 say, where the transforms outweigh the products and the transformed
  * outputs outgrow the columns, so the heuristic never raises a memory peak), else the shifted
- * views, else im2col. OpenCL: im2col, the only algorithm there yet. */
+ * views, else im2col. OpenCL: im2col (fft only where the find step or FEWCL_CONV_ALGO picks
+ * it: its spectra take more memory than the columns). */
 const fcl_conv_algo *fcl_conv_algo_heuristic(const fcl_conv_geom *g, fcl_conv_dir dir) {
     if (!g->host) return &cl_im2col;
     if (fcl_conv_algo_eligible(&host_winograd, g, dir) &&

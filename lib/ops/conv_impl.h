@@ -12,6 +12,7 @@ typedef struct fcl_conv_geom {
     int host;            /* the host path (gemm_host.h): no GEMM-output workspace */
     int images, columns; /* per chunk: `images` whole images, or 1 image and `columns` pixels */
     size_t limit;        /* the workspace bound of the call, bytes */
+    fewcl_context *ctx;  /* the call's context (NULL: a shape alone, as in some tests) */
 } fcl_conv_geom;
 
 /* The tensors of one call: forward (x, w, b → y) or backward (x, w, dy → dx, dw, db; any of
@@ -25,6 +26,12 @@ typedef struct fcl_conv_args {
 size_t fcl_conv_cl_im2col_workspace(const fcl_conv_geom *g);
 fewcl_status fcl_conv_cl_im2col(fewcl_context *ctx, const fcl_conv_geom *g,
                                 const fcl_conv_args *a);
+
+/* FFT convolution through clFFT (conv_fft.c): stride 1, the kernels' spectra and one image's
+ * within the workspace bound, on a device where clFFT passed its probe (conv_fft.h). */
+int fcl_conv_cl_fft_eligible(const fcl_conv_geom *g);
+size_t fcl_conv_cl_fft_workspace(const fcl_conv_geom *g);
+fewcl_status fcl_conv_cl_fft(fewcl_context *ctx, const fcl_conv_geom *g, const fcl_conv_args *a);
 
 /* ---- the host path (conv_host.c) ----
  * Every host algorithm maps the call's tensors once and runs on the CPU; the workspace is

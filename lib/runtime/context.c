@@ -164,6 +164,7 @@ void fewcl_context_destroy(fewcl_context *ctx) {
     if (!ctx) return;
     if (ctx->queue) clFinish(ctx->queue);
     if (ctx->conv_state_free) ctx->conv_state_free(ctx->conv_state);
+    if (ctx->fft_state_free) ctx->fft_state_free(ctx->fft_state);
     for (int i = 0; i < ctx->n_kernels; i++)
         clReleaseKernel(ctx->kernels[i].kernel);
     for (int i = 0; i < ctx->n_programs; i++)

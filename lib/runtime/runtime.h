@@ -156,6 +156,9 @@ struct fewcl_context {
      * context frees it (the runtime knows nothing more of it). */
     void *conv_state;
     void (*conv_state_free)(void *state);
+    /* clFFT's plans for the FFT convolution (lib/ops/conv_fft_plans.c), likewise opaque. */
+    void *fft_state;
+    void (*fft_state_free)(void *state);
 };
 
 /* The kernel of a handle on this context: the first call per context looks it up by name
