@@ -61,12 +61,19 @@ static int cl_fft_ok(const fcl_conv_geom *g, fcl_conv_dir dir) {
 static size_t cl_fft_ws(const fcl_conv_geom *g, fcl_conv_dir dir) {
     return (void)dir, fcl_conv_cl_fft_workspace(g);
 }
+static int cl_implicit_ok(const fcl_conv_geom *g, fcl_conv_dir dir) {
+    return fcl_conv_cl_implicit_eligible(g, dir == FCL_CONV_FORWARD);
+}
+static size_t no_ws(const fcl_conv_geom *g, fcl_conv_dir dir) { return (void)g, (void)dir, 0; }
+/* Implicit GEMM, forward (OpenCL path; conv_implicit.c): no workspace. */
+static const fcl_conv_algo cl_implicit = {"implicit", 0, cl_implicit_ok, no_ws,
+                                          fcl_conv_cl_implicit};
 /* FFT through clFFT (OpenCL path; conv_fft.c). */
 static const fcl_conv_algo cl_fft = {"fft", 0, cl_fft_ok, cl_fft_ws, fcl_conv_cl_fft};
 
 static const fcl_conv_algo *const table[] = {
     &cl_im2col,      &host_im2col,  &host_shifted, &host_winograd,
-    &host_winograd4, &host_batched, &cl_fft,       NULL};
+    &host_winograd4, &host_batched, &cl_fft,       &cl_implicit, NULL};
 
 const fcl_conv_algo *const *fcl_conv_algos(void) { return table; }
 

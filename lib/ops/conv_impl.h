@@ -33,6 +33,11 @@ int fcl_conv_cl_fft_eligible(const fcl_conv_geom *g);
 size_t fcl_conv_cl_fft_workspace(const fcl_conv_geom *g);
 fewcl_status fcl_conv_cl_fft(fewcl_context *ctx, const fcl_conv_geom *g, const fcl_conv_args *a);
 
+/* Implicit GEMM (conv_implicit.c): the forward direction, where its kernel fits the device. */
+int fcl_conv_cl_implicit_eligible(const fcl_conv_geom *g, int forward);
+fewcl_status fcl_conv_cl_implicit(fewcl_context *ctx, const fcl_conv_geom *g,
+                                  const fcl_conv_args *a);
+
 /* ---- the host path (conv_host.c) ----
  * Every host algorithm maps the call's tensors once and runs on the CPU; the workspace is
  * one arena tensor (so that plans and peaks are those of the device's memory). */

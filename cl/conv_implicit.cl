@@ -1,0 +1,80 @@
+// Implicit-GEMM convolution, forward (lib/ops/conv_implicit.c): the GEMM
+// y[n][o, p] = Σ_k W[o, k] · cols[k, (n, p)] of cl/conv.cl without its im2col buffer: each
+// work-group stages the column tile straight from x. The tiling is cl/gemm.cl's: 16x16 items,
+// a 64 (output channels) x 64 (columns = image, output pixel) tile, each item a 4x4 block,
+// k = (c, kh, kw) in steps of 16 through local memory. No division per element: a column's
+// image and pixel are decoded once per work-group, a tap's (c, kh, kw) once per k-step, and
+// each staged element adds the two.
+
+#define TS 64
+#define TK 16
+#define OUTSIDE (-(1 << 24)) // an ih/iw start that no tap brings back into the image
+
+kernel __attribute__((reqd_work_group_size(16, 16, 1))) void
+conv_implicit_forward(global const float *x, uint xo, global const float *w, uint wo,
+                      global const float *b, uint bo, int has_bias, global float *y, uint yo,
+                      uint cin, uint h, uint wd, uint cout, uint kh_n, uint kw_n, uint stride,
+                      uint pad, uint ow_n, uint plane, uint columns) {
+    local float as[TK][TS + 1], bs[TK][TS + 1];
+    local int col_at[TS], col_ih[TS], col_iw[TS], col_out[TS]; // per column of the tile
+    local int tap_at[TK], tap_h[TK], tap_w[TK];                // per tap of the k-step
+    uint tx = get_local_id(0), ty = get_local_id(1), flat = ty * 16 + tx;
+    uint j0 = get_group_id(0) * TS, i0 = get_group_id(1) * TS;
+    uint taps = cin * kh_n * kw_n;
+    if (flat < TS) {
+        uint j = j0 + flat;
+        int ih0 = OUTSIDE, iw0 = OUTSIDE, at = 0, out = 0;
+        if (j < columns) {
+            uint n = j / plane, p = j % plane, oh = p / ow_n, ow = p % ow_n;
+            ih0 = (int)(oh * stride) - (int)pad, iw0 = (int)(ow * stride) - (int)pad;
+            at = (int)(n * cin * h * wd) + ih0 * (int)wd + iw0;
+            out = (int)(n * cout * plane + p);
+        }
+        col_at[flat] = at, col_ih[flat] = ih0, col_iw[flat] = iw0, col_out[flat] = out;
+    }
+    float acc[4][4];
+    for (uint r = 0; r < 4; r++)
+        for (uint c = 0; c < 4; c++)
+            acc[r][c] = 0.0f;
+    for (uint k0 = 0; k0 < taps; k0 += TK) {
+        if (flat < TK) {
+            uint k = k0 + flat;
+            int at = 0, th = OUTSIDE, tw = OUTSIDE;
+            if (k < taps) {
+                uint kw = k % kw_n, t = k / kw_n, kh = t % kh_n, c = t / kh_n;
+                at = (int)(c * h * wd + kh * wd + kw), th = (int)kh, tw = (int)kw;
+            }
+            tap_at[flat] = at, tap_h[flat] = th, tap_w[flat] = tw;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint l = flat; l < TS * TK; l += 256) { // W [Cout, K]: k contiguous
+            uint row = l / TK, q = l % TK, k = k0 + q;
+            as[q][row] = i0 + row < cout && k < taps ? w[wo + (i0 + row) * taps + k] : 0.0f;
+        }
+        for (uint l = flat; l < TS * TK; l += 256) { // columns contiguous in the tile
+            uint col = l % TS, q = l / TS;
+            int ih = col_ih[col] + tap_h[q], iw = col_iw[col] + tap_w[q];
+            bs[q][col] = ih >= 0 && ih < (int)h && iw >= 0 && iw < (int)wd
+                             ? x[xo + (uint)(col_at[col] + tap_at[q])]
+                             : 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint q = 0; q < TK; q++) {
+            float av[4], bv[4];
+            for (uint r = 0; r < 4; r++)
+                av[r] = as[q][ty + 16 * r], bv[r] = bs[q][tx + 16 * r];
+            for (uint r = 0; r < 4; r++)
+                for (uint c = 0; c < 4; c++)
+                    acc[r][c] += av[r] * bv[c];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    for (uint r = 0; r < 4; r++)
+        for (uint c = 0; c < 4; c++) {
+            uint o = i0 + ty + 16 * r, jj = tx + 16 * c;
+            if (o >= cout || j0 + jj >= columns) continue;
+            float v = acc[r][c];
+            if (has_bias) v += b[bo + o];
+            y[yo + (uint)col_out[jj] + o * plane] = v;
+        }
+}

@@ -1,0 +1,156 @@
+/* The implicit-GEMM convolution (table entry `implicit`, lib/ops/conv_implicit.c,
+ * cl/conv_implicit.cl), forward, against the double C reference.
+ *
+ * The bound: each output is the direct sum b[o] + Σ_k W[o,k]·col[k] over K = Cin·KH·KW taps
+ * (the im2col GEMM's sum, accumulated in k order in one float per item; the padding's taps add
+ * exact zeros), so by the standard analysis of a dot product (Higham §3.1, "Accuracy and
+ * Stability of Numerical Algorithms") |ŷ − y| ≤ γ_{K+1}·(Σ_k |W[o,k]||col[k]| + |b[o]|): the
+ * reference run on absolute values times γ (th_gamma adds one rounding for the store). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "ops/conv.h"
+#include "ops/conv_algo.h"
+#include "ops/conv_impl.h"
+#include "ops/gemm_host.h"
+#include "ref/ref_conv.h"
+
+static ref_conv_shape shape(int n, int cin, int h, int w, int cout, int k, int stride, int pad) {
+    ref_conv_shape s = {.n = n,
+                        .cin = cin,
+                        .h = h,
+                        .w = w,
+                        .cout = cout,
+                        .kh = k,
+                        .kw = k,
+                        .stride = stride,
+                        .pad = pad};
+    ref_conv_shape_init(&s);
+    return s;
+}
+
+/* 1 when `implicit` can run here: the OpenCL path, a device that fits its work-groups. */
+static int implicit_here(void) {
+    int path;
+    TH_OK(fcl_gemm_path(th_ctx(), &path));
+    if (path == FCL_GEMM_HOST) {
+        print_message("  skipped: the implicit GEMM is the OpenCL path's\n");
+        return 0;
+    }
+    fcl_conv_geom g = {.n = 1,
+                       .cin = 1,
+                       .h = 3,
+                       .w = 3,
+                       .cout = 1,
+                       .kh = 3,
+                       .kw = 3,
+                       .oh = 1,
+                       .ow = 1,
+                       .stride = 1,
+                       .taps = 9,
+                       .plane = 1,
+                       .ctx = th_ctx()};
+    if (!fcl_conv_cl_implicit_eligible(&g, 1)) {
+        print_message("  skipped: the device does not fit the kernel's 256-item work-groups\n");
+        return 0;
+    }
+    return 1;
+}
+
+static void check_implicit(const char *name, ref_conv_shape s, int bias) {
+    size_t nx = (size_t)s.n * s.cin * s.h * s.w, nw = (size_t)s.cout * s.cin * s.kh * s.kw;
+    size_t ny = (size_t)s.n * s.cout * s.oh * s.ow;
+    float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc((size_t)s.cout * 4);
+    th_random(x, nx, 900, -1, 1), th_random(w, nw, 901, -0.5f, 0.5f);
+    th_random(b, (size_t)s.cout, 902, -0.5f, 0.5f);
+    int sx[4] = {s.n, s.cin, s.h, s.w}, sw[4] = {s.cout, s.cin, s.kh, s.kw};
+    int sy[4] = {s.n, s.cout, s.oh, s.ow};
+    fcl_tensor X, W, B, Y;
+    th_upload(&X, 4, sx, x), th_upload(&W, 4, sw, w), th_upload(&B, 1, &s.cout, b);
+    TH_OK(fcl_tensor_alloc(th_ctx(), &Y, FCL_MEM_ACTIVATION, 4, sy));
+    fcl_conv2d_params p = {s.stride, s.pad, 0};
+    TH_OK(fcl_conv2d_forward(th_ctx(), &X, &W, bias ? &B : NULL, &p, &Y));
+    assert_string_equal(fcl_conv_algo_last(th_ctx(), FCL_CONV_FORWARD)->name, "implicit");
+    float *y = th_download(&Y);
+    double *xd = th_to_double(x, nx), *wd = th_to_double(w, nw), *bd = th_to_double(b, s.cout);
+    double *ry = malloc(ny * 8), *by = malloc(ny * 8);
+    ref_conv2d_forward(&s, xd, wd, bias ? bd : NULL, ry);
+    for (size_t i = 0; i < nx; i++)
+        xd[i] = fabs(xd[i]);
+    for (size_t i = 0; i < nw; i++)
+        wd[i] = fabs(wd[i]);
+    for (int i = 0; i < s.cout; i++)
+        bd[i] = fabs(bd[i]);
+    ref_conv2d_forward(&s, xd, wd, bias ? bd : NULL, by);
+    double g = th_gamma(s.cin * s.kh * s.kw + 1), worst = 0;
+    for (size_t i = 0; i < ny; i++) {
+        by[i] *= g;
+        if (by[i] > 0) worst = fmax(worst, fabs(y[i] - ry[i]) / by[i]);
+    }
+    print_message("  %s: x [%d,%d,%d,%d], W [%d,%d,%d,%d], stride %d, padding %d%s: "
+                  "error/bound %.2e\n",
+                  name, s.n, s.cin, s.h, s.w, s.cout, s.cin, s.kh, s.kw, s.stride, s.pad,
+                  bias ? ", bias" : "", worst);
+    th_assert_bound("y", y, ry, by, ny);
+    free(y), free(x), free(w), free(b), free(xd), free(wd), free(bd), free(ry), free(by);
+    th_free(&Y), th_free(&B), th_free(&W), th_free(&X);
+}
+
+static int unforce(void **state) {
+    (void)state;
+    return fcl_conv_algo_force(th_ctx(), NULL) == FEWCL_OK ? 0 : -1;
+}
+
+/* The models' kinds of layer (batch and planes reduced): Conv4's 3 → 64 and 64 → 64 3x3, the
+ * ResNets' 7x7/2 stem, a 3x3/2 and a 1x1/2 downsample, a 3x3 layer with 96 output channels
+ * (two row tiles, the second partial); and odd ones: 1x1 planes, channels 7 → 9 (K = 63, not
+ * a multiple of the 16-tap step), batch 1, a plane whose columns end mid-tile, padding 2. */
+static void test_implicit_shapes(void **state) {
+    (void)state;
+    if (!implicit_here()) return;
+    TH_OK(fcl_conv_algo_force(th_ctx(), "implicit"));
+    check_implicit("Conv4 block 0", shape(2, 3, 12, 12, 64, 3, 1, 1), 1);
+    if (!th_small()) { /* oclgrind's run: the small ones below */
+        check_implicit("Conv4 block 3", shape(2, 64, 10, 10, 64, 3, 1, 1), 1);
+        check_implicit("ResNet stem", shape(1, 3, 22, 22, 16, 7, 2, 3), 0);
+        check_implicit("96 channels", shape(1, 32, 7, 7, 96, 3, 1, 1), 1);
+    }
+    check_implicit("3x3/2", shape(2, 16, 14, 14, 24, 3, 2, 1), 0);
+    check_implicit("1x1/2", shape(2, 16, 14, 14, 24, 1, 2, 0), 0);
+    check_implicit("1x1 plane", shape(3, 5, 1, 1, 3, 3, 1, 1), 1);
+    check_implicit("odd", shape(1, 7, 9, 11, 9, 3, 1, 1), 1);
+    check_implicit("padding 2", shape(2, 4, 5, 6, 3, 5, 1, 2), 0);
+}
+
+/* Forward only: forcing it for the gradients falls back to what is listed after it. */
+static void test_implicit_forward_only(void **state) {
+    (void)state;
+    if (!implicit_here()) return;
+    ref_conv_shape s = shape(1, 2, 5, 5, 3, 3, 1, 1);
+    int sx[4] = {1, 2, 5, 5}, sw[4] = {3, 2, 3, 3}, sy[4] = {1, 3, s.oh, s.ow};
+    fcl_tensor X, W, DY, DX, DW;
+    TH_OK(fcl_tensor_alloc(th_ctx(), &X, FCL_MEM_ACTIVATION, 4, sx));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &W, FCL_MEM_ACTIVATION, 4, sw));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &DY, FCL_MEM_ACTIVATION, 4, sy));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &DX, FCL_MEM_ACTIVATION, 4, sx));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &DW, FCL_MEM_ACTIVATION, 4, sw));
+    fcl_conv2d_params p = {1, 1, 0};
+    TH_OK(fcl_conv_algo_force(th_ctx(), "implicit"));
+    assert_int_equal(fcl_conv2d_backward(th_ctx(), &X, &W, &DY, &p, &DX, &DW, NULL),
+                     FEWCL_ERR_ARGUMENT);
+    assert_non_null(strstr(fewcl_last_error(), "cannot run the data convolution"));
+    TH_OK(fcl_conv_algo_force(th_ctx(), "implicit,im2col"));
+    TH_OK(fcl_conv2d_backward(th_ctx(), &X, &W, &DY, &p, &DX, &DW, NULL));
+    assert_string_equal(fcl_conv_algo_last(th_ctx(), FCL_CONV_DATA)->name, "im2col");
+    th_free(&DW), th_free(&DX), th_free(&DY), th_free(&W), th_free(&X);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_implicit_shapes, unforce),
+        cmocka_unit_test_teardown(test_implicit_forward_only, unforce),
+    };
+    return cmocka_run_group_tests(tests, NULL, th_teardown);
+}
