@@ -1,10 +1,15 @@
-// Implicit-GEMM convolution, forward (lib/ops/conv_implicit.c): the GEMM
+// Implicit-GEMM convolution (lib/ops/conv_implicit.c): the GEMM
 // y[n][o, p] = Σ_k W[o, k] · cols[k, (n, p)] of cl/conv.cl without its im2col buffer: each
 // work-group stages the column tile straight from x. The tiling is cl/gemm.cl's: 16x16 items,
 // a 64 (output channels) x 64 (columns = image, output pixel) tile, each item a 4x4 block,
 // k = (c, kh, kw) in steps of 16 through local memory. No division per element: a column's
 // image and pixel are decoded once per work-group, a tap's (c, kh, kw) once per k-step, and
 // each staged element adds the two.
+//
+// The same kernel runs the data gradient of a stride-1 convolution as a convolution of dy:
+// dx[n, c, i, j] = Σ_{o,kh,kw} W[o, c, kh, kw] · dy[n, o, i + pad − kh, j + pad − kw], with
+// x := dy (Cout channels), rows := Cin, the tap's offsets negated (flip) and W read as
+// [c][(o, kh, kw)] (a_row = KH·KW, a_chan = Cin·KH·KW); forward: a_row = K, a_chan = KH·KW.
 
 #define TS 64
 #define TK 16
@@ -14,10 +19,11 @@ kernel __attribute__((reqd_work_group_size(16, 16, 1))) void
 conv_implicit_forward(global const float *x, uint xo, global const float *w, uint wo,
                       global const float *b, uint bo, int has_bias, global float *y, uint yo,
                       uint cin, uint h, uint wd, uint cout, uint kh_n, uint kw_n, uint stride,
-                      uint pad, uint ow_n, uint plane, uint columns) {
+                      uint pad, uint ow_n, uint plane, uint columns, int flip, uint a_row,
+                      uint a_chan) {
     local float as[TK][TS + 1], bs[TK][TS + 1];
     local int col_at[TS], col_ih[TS], col_iw[TS], col_out[TS]; // per column of the tile
-    local int tap_at[TK], tap_h[TK], tap_w[TK];                // per tap of the k-step
+    local int tap_at[TK], tap_h[TK], tap_w[TK], tap_a[TK];     // per tap of the k-step
     uint tx = get_local_id(0), ty = get_local_id(1), flat = ty * 16 + tx;
     uint j0 = get_group_id(0) * TS, i0 = get_group_id(1) * TS;
     uint taps = cin * kh_n * kw_n;
@@ -26,7 +32,8 @@ conv_implicit_forward(global const float *x, uint xo, global const float *w, uin
         int ih0 = OUTSIDE, iw0 = OUTSIDE, at = 0, out = 0;
         if (j < columns) {
             uint n = j / plane, p = j % plane, oh = p / ow_n, ow = p % ow_n;
-            ih0 = (int)(oh * stride) - (int)pad, iw0 = (int)(ow * stride) - (int)pad;
+            ih0 = (int)(oh * stride) + (flip ? (int)pad : -(int)pad);
+            iw0 = (int)(ow * stride) + (flip ? (int)pad : -(int)pad);
             at = (int)(n * cin * h * wd) + ih0 * (int)wd + iw0;
             out = (int)(n * cout * plane + p);
         }
@@ -39,17 +46,20 @@ conv_implicit_forward(global const float *x, uint xo, global const float *w, uin
     for (uint k0 = 0; k0 < taps; k0 += TK) {
         if (flat < TK) {
             uint k = k0 + flat;
-            int at = 0, th = OUTSIDE, tw = OUTSIDE;
+            int at = 0, th = OUTSIDE, tw = OUTSIDE, ta = 0;
             if (k < taps) {
                 uint kw = k % kw_n, t = k / kw_n, kh = t % kh_n, c = t / kh_n;
-                at = (int)(c * h * wd + kh * wd + kw), th = (int)kh, tw = (int)kw;
+                th = flip ? -(int)kh : (int)kh, tw = flip ? -(int)kw : (int)kw;
+                at = (int)(c * h * wd) + th * (int)wd + tw;
+                ta = (int)(c * a_chan + kh * kw_n + kw);
             }
-            tap_at[flat] = at, tap_h[flat] = th, tap_w[flat] = tw;
+            tap_at[flat] = at, tap_h[flat] = th, tap_w[flat] = tw, tap_a[flat] = ta;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint l = flat; l < TS * TK; l += 256) { // W [Cout, K]: k contiguous
+        for (uint l = flat; l < TS * TK; l += 256) { // W's row `row`, tap q
             uint row = l / TK, q = l % TK, k = k0 + q;
-            as[q][row] = i0 + row < cout && k < taps ? w[wo + (i0 + row) * taps + k] : 0.0f;
+            as[q][row] =
+                i0 + row < cout && k < taps ? w[wo + (i0 + row) * a_row + tap_a[q]] : 0.0f;
         }
         for (uint l = flat; l < TS * TK; l += 256) { // columns contiguous in the tile
             uint col = l % TS, q = l / TS;

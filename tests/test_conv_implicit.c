@@ -1,11 +1,11 @@
 /* The implicit-GEMM convolution (table entry `implicit`, lib/ops/conv_implicit.c,
- * cl/conv_implicit.cl), forward, against the double C reference.
+ * cl/conv_implicit.cl), forward and data gradient, against the double C reference.
  *
- * The bound: each output is the direct sum b[o] + Σ_k W[o,k]·col[k] over K = Cin·KH·KW taps
- * (the im2col GEMM's sum, accumulated in k order in one float per item; the padding's taps add
- * exact zeros), so by the standard analysis of a dot product (Higham §3.1, "Accuracy and
- * Stability of Numerical Algorithms") |ŷ − y| ≤ γ_{K+1}·(Σ_k |W[o,k]||col[k]| + |b[o]|): the
- * reference run on absolute values times γ (th_gamma adds one rounding for the store). */
+ * The bound: each output is a direct sum, forward b[o] + Σ_k W[o,k]·col[k] over K = Cin·KH·KW
+ * taps, data Σ W[o,c,kh,kw]·dy[..] over Cout·KH·KW taps (accumulated in tap order in one float
+ * per item; the padding's taps add exact zeros), so by the standard analysis of a dot product
+ * (Higham §3.1, "Accuracy and Stability of Numerical Algorithms") |ŷ − y| ≤ γ_{T+1}·ȳ, T the
+ * taps and ȳ the reference run on absolute values (th_gamma adds one rounding for the store). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,39 +63,61 @@ static void check_implicit(const char *name, ref_conv_shape s, int bias) {
     size_t nx = (size_t)s.n * s.cin * s.h * s.w, nw = (size_t)s.cout * s.cin * s.kh * s.kw;
     size_t ny = (size_t)s.n * s.cout * s.oh * s.ow;
     float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc((size_t)s.cout * 4);
+    float *dy = malloc(ny * 4);
     th_random(x, nx, 900, -1, 1), th_random(w, nw, 901, -0.5f, 0.5f);
-    th_random(b, (size_t)s.cout, 902, -0.5f, 0.5f);
+    th_random(b, (size_t)s.cout, 902, -0.5f, 0.5f), th_random(dy, ny, 903, -1, 1);
     int sx[4] = {s.n, s.cin, s.h, s.w}, sw[4] = {s.cout, s.cin, s.kh, s.kw};
     int sy[4] = {s.n, s.cout, s.oh, s.ow};
-    fcl_tensor X, W, B, Y;
+    fcl_tensor X, W, B, Y, DY, DX;
     th_upload(&X, 4, sx, x), th_upload(&W, 4, sw, w), th_upload(&B, 1, &s.cout, b);
+    th_upload(&DY, 4, sy, dy);
     TH_OK(fcl_tensor_alloc(th_ctx(), &Y, FCL_MEM_ACTIVATION, 4, sy));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &DX, FCL_MEM_ACTIVATION, 4, sx));
     fcl_conv2d_params p = {s.stride, s.pad, 0};
+    int data = s.stride == 1; /* the data gradient runs at stride 1 */
     TH_OK(fcl_conv2d_forward(th_ctx(), &X, &W, bias ? &B : NULL, &p, &Y));
     assert_string_equal(fcl_conv_algo_last(th_ctx(), FCL_CONV_FORWARD)->name, "implicit");
-    float *y = th_download(&Y);
+    if (data) {
+        TH_OK(fcl_conv2d_backward(th_ctx(), &X, &W, &DY, &p, &DX, NULL, NULL));
+        assert_string_equal(fcl_conv_algo_last(th_ctx(), FCL_CONV_DATA)->name, "implicit");
+    }
+    float *y = th_download(&Y), *dx = th_download(&DX);
     double *xd = th_to_double(x, nx), *wd = th_to_double(w, nw), *bd = th_to_double(b, s.cout);
-    double *ry = malloc(ny * 8), *by = malloc(ny * 8);
+    double *dyd = th_to_double(dy, ny);
+    double *ry = malloc(ny * 8), *by = malloc(ny * 8), *rdx = malloc(nx * 8), *bdx = malloc(nx * 8);
     ref_conv2d_forward(&s, xd, wd, bias ? bd : NULL, ry);
+    ref_conv2d_backward(&s, xd, wd, dyd, rdx, NULL, NULL);
     for (size_t i = 0; i < nx; i++)
         xd[i] = fabs(xd[i]);
     for (size_t i = 0; i < nw; i++)
         wd[i] = fabs(wd[i]);
     for (int i = 0; i < s.cout; i++)
         bd[i] = fabs(bd[i]);
+    for (size_t i = 0; i < ny; i++)
+        dyd[i] = fabs(dyd[i]);
     ref_conv2d_forward(&s, xd, wd, bias ? bd : NULL, by);
-    double g = th_gamma(s.cin * s.kh * s.kw + 1), worst = 0;
+    ref_conv2d_backward(&s, xd, wd, dyd, bdx, NULL, NULL);
+    double g = th_gamma(s.cin * s.kh * s.kw + 1), gd = th_gamma(s.cout * s.kh * s.kw + 1);
+    double worst = 0, worst_dx = 0;
     for (size_t i = 0; i < ny; i++) {
         by[i] *= g;
         if (by[i] > 0) worst = fmax(worst, fabs(y[i] - ry[i]) / by[i]);
     }
+    for (size_t i = 0; i < nx; i++) {
+        bdx[i] *= gd;
+        if (bdx[i] > 0) worst_dx = fmax(worst_dx, fabs(dx[i] - rdx[i]) / bdx[i]);
+    }
     print_message("  %s: x [%d,%d,%d,%d], W [%d,%d,%d,%d], stride %d, padding %d%s: "
-                  "error/bound %.2e\n",
+                  "error/bound y %.2e, dx %.2e\n",
                   name, s.n, s.cin, s.h, s.w, s.cout, s.cin, s.kh, s.kw, s.stride, s.pad,
-                  bias ? ", bias" : "", worst);
+                  bias ? ", bias" : "", worst, data ? worst_dx : 0.0);
     th_assert_bound("y", y, ry, by, ny);
-    free(y), free(x), free(w), free(b), free(xd), free(wd), free(bd), free(ry), free(by);
-    th_free(&Y), th_free(&B), th_free(&W), th_free(&X);
+    if (data) th_assert_bound("dx", dx, rdx, bdx, nx);
+    free(y), free(dx), free(x), free(w), free(b), free(dy);
+    double *all[] = {xd, wd, bd, dyd, ry, by, rdx, bdx};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        free(all[i]);
+    th_free(&DX), th_free(&DY), th_free(&Y), th_free(&B), th_free(&W), th_free(&X);
 }
 
 static int unforce(void **state) {
@@ -106,7 +128,8 @@ static int unforce(void **state) {
 /* The models' kinds of layer (batch and planes reduced): Conv4's 3 → 64 and 64 → 64 3x3, the
  * ResNets' 7x7/2 stem, a 3x3/2 and a 1x1/2 downsample, a 3x3 layer with 96 output channels
  * (two row tiles, the second partial); and odd ones: 1x1 planes, channels 7 → 9 (K = 63, not
- * a multiple of the 16-tap step), batch 1, a plane whose columns end mid-tile, padding 2. */
+ * a multiple of the 16-tap step), batch 1, a plane whose columns end mid-tile, padding 2 and 0.
+ * The data gradient on the stride-1 ones. */
 static void test_implicit_shapes(void **state) {
     (void)state;
     if (!implicit_here()) return;
@@ -122,10 +145,11 @@ static void test_implicit_shapes(void **state) {
     check_implicit("1x1 plane", shape(3, 5, 1, 1, 3, 3, 1, 1), 1);
     check_implicit("odd", shape(1, 7, 9, 11, 9, 3, 1, 1), 1);
     check_implicit("padding 2", shape(2, 4, 5, 6, 3, 5, 1, 2), 0);
+    check_implicit("no padding", shape(2, 3, 8, 9, 5, 3, 1, 0), 1);
 }
 
-/* Forward only: forcing it for the gradients falls back to what is listed after it. */
-static void test_implicit_forward_only(void **state) {
+/* No weight gradient: forcing it alone for dW is an error, a fallback listed after it runs. */
+static void test_implicit_no_weights(void **state) {
     (void)state;
     if (!implicit_here()) return;
     ref_conv_shape s = shape(1, 2, 5, 5, 3, 3, 1, 1);
@@ -140,17 +164,18 @@ static void test_implicit_forward_only(void **state) {
     TH_OK(fcl_conv_algo_force(th_ctx(), "implicit"));
     assert_int_equal(fcl_conv2d_backward(th_ctx(), &X, &W, &DY, &p, &DX, &DW, NULL),
                      FEWCL_ERR_ARGUMENT);
-    assert_non_null(strstr(fewcl_last_error(), "cannot run the data convolution"));
+    assert_non_null(strstr(fewcl_last_error(), "cannot run the weights convolution"));
     TH_OK(fcl_conv_algo_force(th_ctx(), "implicit,im2col"));
     TH_OK(fcl_conv2d_backward(th_ctx(), &X, &W, &DY, &p, &DX, &DW, NULL));
-    assert_string_equal(fcl_conv_algo_last(th_ctx(), FCL_CONV_DATA)->name, "im2col");
+    assert_string_equal(fcl_conv_algo_last(th_ctx(), FCL_CONV_DATA)->name, "implicit");
+    assert_string_equal(fcl_conv_algo_last(th_ctx(), FCL_CONV_WEIGHTS)->name, "im2col");
     th_free(&DW), th_free(&DX), th_free(&DY), th_free(&W), th_free(&X);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_implicit_shapes, unforce),
-        cmocka_unit_test_teardown(test_implicit_forward_only, unforce),
+        cmocka_unit_test_teardown(test_implicit_no_weights, unforce),
     };
     return cmocka_run_group_tests(tests, NULL, th_teardown);
 }

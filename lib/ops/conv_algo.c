@@ -62,10 +62,10 @@ static size_t cl_fft_ws(const fcl_conv_geom *g, fcl_conv_dir dir) {
     return (void)dir, fcl_conv_cl_fft_workspace(g);
 }
 static int cl_implicit_ok(const fcl_conv_geom *g, fcl_conv_dir dir) {
-    return fcl_conv_cl_implicit_eligible(g, dir == FCL_CONV_FORWARD);
+    return fcl_conv_cl_implicit_eligible(g, dir);
 }
 static size_t no_ws(const fcl_conv_geom *g, fcl_conv_dir dir) { return (void)g, (void)dir, 0; }
-/* Implicit GEMM, forward (OpenCL path; conv_implicit.c): no workspace. */
+/* Implicit GEMM, forward and data (OpenCL path; conv_implicit.c): no workspace. */
 static const fcl_conv_algo cl_implicit = {"implicit", 0, cl_implicit_ok, no_ws,
                                           fcl_conv_cl_implicit};
 /* FFT through clFFT (OpenCL path; conv_fft.c). */
