@@ -162,6 +162,11 @@ typedef struct fewcl_test_params {
     void *user;
     fewcl_cancel *cancel;
     const fewcl_dataset *dataset; /* API 2: used instead of data when set (borrowed) */
+    /* API 3: 1 = split the episodes over the ranks of the MPI job (fewcl_dist_init started MPI):
+     * every rank calls fewcl_test with the same weights and parameters, and every rank gets
+     * the result of the whole run (equal to a one-process run's). Default 0: each call is its
+     * own test (docs/api.md, "Several processes"). */
+    int distributed;
 } fewcl_test_params;
 
 typedef struct fewcl_test_result {
