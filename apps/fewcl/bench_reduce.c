@@ -64,7 +64,8 @@ int cmd_bench_reduce(int argc, char **argv) {
     const char *names[8];
     int n = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
+        if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
+            repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--floats") && i + 1 < argc && n < 8)
             sizes[n] = atol(argv[++i]), names[n++] = "--floats";
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -103,7 +104,8 @@ int cmd_bench_reduce(int argc, char **argv) {
         if (s == FEWCL_OK && d.rank == 0)
             printf("P = %ld floats (%s, %.1f MB): send+add+bcast %.2f ms, MPI_Allreduce "
                    "%.2f ms\n",
-                   P, names[k], P * 4e-6, 1e3 * median(t, repeat), 1e3 * median(t + repeat, repeat));
+                   P, names[k], P * 4e-6, 1e3 * median(t, repeat),
+                   1e3 * median(t + repeat, repeat));
         free(v), free(in), free(t);
     }
     return s == FEWCL_OK ? 0 : cli_fail("bench", s);

@@ -213,10 +213,9 @@ static fewcl_status run_digests(fewcl_context *ctx, const fcl_model *model,
     free(host);
     fcl_sha256_final(&h, weights);
     const fcl_model_config *c = &model->cfg;
-    long long fields[] = {o->episodes,        (long long)o->seed, c->n_way,
-                          c->k_shot,          c->n_query,         c->image_size,
-                          o->io.scale_115,    o->io.skip_bad,     o->data->n_classes,
-                          o->data->n_images};
+    long long fields[] = {o->episodes,        (long long)o->seed, c->n_way,        c->k_shot,
+                          c->n_query,         c->image_size,      o->io.scale_115, o->io.skip_bad,
+                          o->data->n_classes, o->data->n_images};
     fcl_sha256_init(&h);
     fcl_sha256_update(&h, fields, sizeof fields);
     for (int k = 0; k < o->data->n_classes; k++) {
@@ -263,8 +262,8 @@ static double seconds_now(void) {
 
 /* Episodes [first, first + n) of the run into acc[0 .. n): this rank's share, on its one
  * context (a group of devices would split it further). */
-static fewcl_status evaluate_share(fewcl_context *ctx, fcl_model *model,
-                                   const fcl_eval_options *o, long first, long n, double *acc) {
+static fewcl_status evaluate_share(fewcl_context *ctx, fcl_model *model, const fcl_eval_options *o,
+                                   long first, long n, double *acc) {
     if (n == 0) return FEWCL_OK; /* more ranks than episodes */
     fcl_eval_options share = *o;
     share.first = first, share.episodes = (int)n, share.accuracies = acc;
@@ -289,7 +288,8 @@ static fewcl_status evaluate_over_ranks(fewcl_context *ctx, fcl_model *model,
     fewcl_status s = FEWCL_OK;
     if (!acc || (lead && !counts))
         s = fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "the accuracies of %ld episodes", n);
-    if (s == FEWCL_OK) s = evaluate_share(ctx, model, o, first, end - first, lead ? acc + first : acc);
+    if (s == FEWCL_OK)
+        s = evaluate_share(ctx, model, o, first, end - first, lead ? acc + first : acc);
     /* After an agreement every rank holds the same status, so the steps below are taken by
      * all ranks or by none (an agreed failure is not agreed on again). */
     s = fcl_dist_agree(d, s);
@@ -299,8 +299,8 @@ static fewcl_status evaluate_over_ranks(fewcl_context *ctx, fcl_model *model,
         counts[k] = (int)(e - c), counts[d->size + k] = (int)c;
     }
     if (s == FEWCL_OK) {
-        s = fcl_dist_gatherv_doubles(d, lead ? acc + first : acc, (int)(end - first), acc,
-                                     counts, counts ? counts + d->size : NULL, 0);
+        s = fcl_dist_gatherv_doubles(d, lead ? acc + first : acc, (int)(end - first), acc, counts,
+                                     counts ? counts + d->size : NULL, 0);
         s = fcl_dist_agree(d, s);
     }
     double out[3] = {NAN, NAN, 0};
@@ -310,8 +310,8 @@ static fewcl_status evaluate_over_ranks(fewcl_context *ctx, fcl_model *model,
     }
     if (s == FEWCL_OK) s = fcl_dist_bcast(d, out, sizeof out, 0);
     if (s == FEWCL_OK)
-        *r = (fcl_eval_result){.accuracy = out[0], .ci95 = out[1], .episodes = (int)n,
-                               .seconds = out[2]};
+        *r = (fcl_eval_result){
+            .accuracy = out[0], .ci95 = out[1], .episodes = (int)n, .seconds = out[2]};
     free(counts);
     free(acc);
     return s;

@@ -10,8 +10,8 @@ static int env_int(const char *name) {
 
 int fcl_dist_launched(void) {
     int n = env_int("OMPI_COMM_WORLD_SIZE"); /* mpirun of Open MPI */
-    if (!n) n = env_int("PMI_SIZE");          /* PMI-1/2 launchers (srun --mpi=pmi2, MPICH) */
-    if (!n && getenv("PMIX_RANK")) {          /* PMIx (srun --mpi=pmix, prterun) */
+    if (!n) n = env_int("PMI_SIZE");         /* PMI-1/2 launchers (srun --mpi=pmi2, MPICH) */
+    if (!n && getenv("PMIX_RANK")) {         /* PMIx (srun --mpi=pmix, prterun) */
         n = env_int("SLURM_NTASKS");
         if (!n) n = env_int("SLURM_NPROCS");
         if (!n) n = 1; /* a PMIx launch whose size only MPI knows */

@@ -130,9 +130,9 @@ fewcl_status fcl_dist_gatherv_doubles(const fcl_dist *d, const double *mine, int
     }
     /* Root's own share may already sit in place (MPI forbids aliasing: MPI_IN_PLACE then). */
     const void *send = d->rank == root && all + displs[root] == mine ? MPI_IN_PLACE : mine;
-    return check(MPI_Gatherv(send, n, MPI_DOUBLE, all, counts, displs, MPI_DOUBLE, root,
-                             MPI_COMM_WORLD),
-                 "gatherv");
+    return check(
+        MPI_Gatherv(send, n, MPI_DOUBLE, all, counts, displs, MPI_DOUBLE, root, MPI_COMM_WORLD),
+        "gatherv");
 }
 
 fewcl_status fcl_dist_agree(const fcl_dist *d, fewcl_status mine) {

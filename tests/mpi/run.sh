@@ -23,7 +23,9 @@ r=\${OMPI_COMM_WORLD_RANK:-\${PMIX_RANK:-0}}
 mode=\$1; shift
 args=()
 for a in "\$@"; do
-  [ "\$r" = 1 ] && [ "\$mode" = weights ] && [ "\$a" = "$dir/a.safetensors" ] && a=$dir/b.safetensors
+  if [ "\$r" = 1 ] && [ "\$mode" = weights ] && [ "\$a" = "$dir/a.safetensors" ]; then
+    a=$dir/b.safetensors
+  fi
   args+=("\$a")
 done
 [ "\$r" = 1 ] && [ "\$mode" = mem ] && export FEWCL_MEM_LIMIT=1M

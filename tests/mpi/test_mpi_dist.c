@@ -68,8 +68,8 @@ static void gather(void) {
     for (long i = first; i < end; i++)
         (d.rank ? mine : all)[i - first] = 10.0 * (double)i + 0.25;
     int counts[2] = {4, 3}, displs[2] = {0, 4};
-    CHECK(fcl_dist_gatherv_doubles(&d, d.rank ? mine : all, (int)(end - first), all, counts,
-                                   displs, 0) == FEWCL_OK);
+    CHECK(fcl_dist_gatherv_doubles(&d, d.rank ? mine : all, (int)(end - first), all, counts, displs,
+                                   0) == FEWCL_OK);
     if (d.rank == 0)
         for (int i = 0; i < 7; i++)
             CHECK(all[i] == 10.0 * i + 0.25);
@@ -118,8 +118,9 @@ int main(int argc, char **argv) {
     agree();
     float total = (float)failures;
     CHECK(fcl_dist_allreduce_floats(&d, &total, 1) == FEWCL_OK);
-    if (d.rank == 0) printf("mpi.dist: %s (%g failed checks over 2 ranks)\n",
-                            total ? "FAILED" : "passed", total);
+    if (d.rank == 0)
+        printf("mpi.dist: %s (%g failed checks over 2 ranks)\n", total ? "FAILED" : "passed",
+               total);
     fewcl_dist_finalize();
     return total || failures ? 1 : 0;
 }
