@@ -2,7 +2,8 @@
 # The mpi.* tests of the fewcl tool at 2 ranks (tests/CMakeLists.txt registers them when
 # FEWCL_MPI is on). Each rank runs through a wrapper that keeps its stderr apart (err.<rank>)
 # and can change rank 1 alone, so that the checks can say which rank printed what.
-# usage: run.sh test|rank_error|train_refused FEWCL MPI_FIXTURE MPIEXEC [launch flags...]
+# usage: run.sh test|rank_error|train_refused|api FEWCL MPI_FIXTURE MPIEXEC [launch flags...]
+#   (api: FEWCL is test_mpi_dist, run on the fixture's folder)
 set -euo pipefail
 what=$1 fewcl=$2 fixture=$3
 shift 3
@@ -42,6 +43,7 @@ test)
   # Text and JSON equal to one process's, but for the time taken; 7 episodes: blocks 4 + 3.
   one=$("$fewcl" "${args[@]}" 2>"$dir/one.err") || fail "one process failed: $(cat "$dir/one.err")"
   two=$(ranks - "$fewcl" "${args[@]}") || fail "2 ranks failed"
+  cp "$dir/err.0" "$dir/err.0.text" && cp "$dir/err.1" "$dir/err.1.text"
   strip() { sed -E 's/ in [0-9.]+ s$//; s/"seconds":[-0-9.e+]+//'; }
   [ -n "$one" ] && [ "$(strip <<<"$one")" = "$(strip <<<"$two")" ] ||
     fail "text differs: one process '$one', 2 ranks '$two'"
@@ -49,11 +51,12 @@ test)
   two=$(ranks - "$fewcl" "${args[@]}" --json) || fail "2 ranks --json failed"
   [ "$(strip <<<"$one")" = "$(strip <<<"$two")" ] ||
     fail "JSON differs: one process '$one', 2 ranks '$two'"
-  # The episodes were shared: rank 0's progress covers its 4, rank 1 prints nothing.
+  # The episodes were shared: rank 0's progress covers its 4, rank 1 prints nothing (the text
+  # runs' stderr, not a terminal: one progress line at the end).
   grep -q "test: 7/7 episodes" "$dir/one.err" || fail "one process: no 7/7 progress line"
-  ranks - "$fewcl" "${args[@]}" >/dev/null || fail "2 ranks failed (progress run)"
-  grep -q "test: 4/4 episodes" "$dir/err.0" || fail "rank 0 did not evaluate episodes 0-3 alone"
-  [ ! -s "$dir/err.1" ] || fail "rank 1 printed on stderr"
+  grep -q "test: 4/4 episodes" "$dir/err.0.text" ||
+    fail "rank 0 did not evaluate episodes 0-3 alone"
+  [ ! -s "$dir/err.1.text" ] || fail "rank 1 printed on stderr"
   echo "mpi.test: 2 ranks print the one-process result: $(strip <<<"$two")"
   ;;
 rank_error)
@@ -79,5 +82,12 @@ train_refused)
   [ ! -e "$dir/demo" ] || fail "the demo folder was created"
   echo "mpi.train_refused: $(head -1 "$dir/err.0")"
   ;;
-*) echo "usage: $0 test|rank_error|train_refused FEWCL MPI_FIXTURE MPIEXEC [flags]" >&2; exit 2 ;;
+api)
+  "$fixture" "$dir" >/dev/null
+  ranks - "$fewcl" "$dir" || fail "test_mpi_dist failed"
+  ;;
+*)
+  echo "usage: $0 test|rank_error|train_refused|api FEWCL MPI_FIXTURE MPIEXEC [flags]" >&2
+  exit 2
+  ;;
 esac

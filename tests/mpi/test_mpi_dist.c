@@ -1,12 +1,15 @@
 /* mpi.dist: the distributed layer's primitives (lib/dist/dist.h) at 2 ranks, launched by
- * mpiexec -np 2 (tests/CMakeLists.txt). Each rank counts its failed checks; the ranks agree on
- * the total, and each exits non-zero when any rank failed. */
+ * mpiexec -np 2 (tests/CMakeLists.txt). With a folder of tests/mpi/mpi_fixture's (mpi.api, via
+ * run.sh), also fewcl_test with `distributed` through the public API: a cancel on one rank,
+ * and every rank's result equal to a one-process call's. Each rank counts its failed checks;
+ * the ranks agree on the total, and each exits non-zero when any rank failed. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "dist/dist.h"
 #include "dist/dist_internal.h"
+#include "fewcl/fewcl.h"
 #include "runtime/runtime.h"
 
 static int failures;
@@ -106,6 +109,42 @@ static void agree(void) {
     CHECK(strstr(fewcl_last_error(), "rank 0 of 2") && strstr(fewcl_last_error(), "zero's"));
 }
 
+/* The public API over 2 ranks on the fixture in dir. */
+static void distributed_test(const char *dir) {
+    char weights[4200], data[4200];
+    snprintf(weights, sizeof weights, "%s/a.safetensors", dir);
+    snprintf(data, sizeof data, "%s/novel.json", dir);
+    fewcl_context *ctx = NULL;
+    fewcl_model *m = NULL;
+    fewcl_cancel *cancel = NULL;
+    CHECK(fewcl_context_create(NULL, &ctx) == FEWCL_OK);
+    CHECK(fewcl_model_load(ctx, weights, NULL, &m) == FEWCL_OK);
+    CHECK(fewcl_cancel_create(&cancel) == FEWCL_OK);
+    if (!m || !cancel) return;
+    fewcl_test_params p;
+    fewcl_test_params_default(&p, sizeof p);
+    p.data = data, p.episodes = 5, p.seed = 3, p.workers = 1, p.distributed = 1;
+    /* Rank 1 cancelled before it starts: both ranks stop, with rank 1's message. */
+    if (d.rank == 1) fewcl_cancel_request(cancel);
+    p.cancel = cancel;
+    fewcl_test_result r = {.struct_size = sizeof r}, alone = {.struct_size = sizeof alone};
+    CHECK(fewcl_test(m, &p, &r) == FEWCL_ERR_INTERRUPTED);
+    CHECK(strstr(fewcl_last_error(), "rank 1 of 2 (host ") &&
+          strstr(fewcl_last_error(), "stopped after 0 of 2 episodes"));
+    /* Every rank gets the whole run's result, bit for bit a one-process call's. */
+    p.cancel = NULL;
+    CHECK(fewcl_test(m, &p, &r) == FEWCL_OK);
+    p.distributed = 0;
+    CHECK(fewcl_test(m, &p, &alone) == FEWCL_OK);
+    CHECK(r.episodes == 5 && alone.episodes == 5);
+    CHECK(!memcmp(&r.accuracy, &alone.accuracy, sizeof r.accuracy));
+    CHECK(!memcmp(&r.ci95, &alone.ci95, sizeof r.ci95));
+    CHECK(r.ci95 > 0); /* accuracies that vary: their order matters */
+    fewcl_cancel_destroy(cancel);
+    fewcl_model_destroy(m);
+    fewcl_context_destroy(ctx);
+}
+
 int main(int argc, char **argv) {
     world(argc, argv);
     if (d.size != 2) {
@@ -116,10 +155,11 @@ int main(int argc, char **argv) {
     gather();
     blocks();
     agree();
+    if (argc > 1) distributed_test(argv[1]);
     float total = (float)failures;
     CHECK(fcl_dist_allreduce_floats(&d, &total, 1) == FEWCL_OK);
     if (d.rank == 0)
-        printf("mpi.dist: %s (%g failed checks over 2 ranks)\n", total ? "FAILED" : "passed",
+        printf("test_mpi_dist: %s (%g failed checks over 2 ranks)\n", total ? "FAILED" : "passed",
                total);
     fewcl_dist_finalize();
     return total || failures ? 1 : 0;
