@@ -2,10 +2,11 @@
 # The mpi.* tests of the fewcl tool at 2 ranks (tests/CMakeLists.txt registers them when
 # FEWCL_MPI is on). Each rank runs through a wrapper that keeps its stderr apart (err.<rank>)
 # and can change rank 1 alone, so that the checks can say which rank printed what.
-# usage: run.sh test|rank_error|train_refused|api FEWCL MPI_FIXTURE MPIEXEC [launch flags...]
-#   (api: FEWCL is test_mpi_dist, run on the fixture's folder)
+# usage: run.sh test|rank_error|train_refused|api FEWCL FIXTURE_DIR MPIEXEC [launch flags...]
+#   FIXTURE_DIR: what tests/mpi/mpi_fixture wrote (ctest's mpi.fixture), only read here;
+#   api: FEWCL is test_mpi_dist, run on that folder.
 set -euo pipefail
-what=$1 fewcl=$2 fixture=$3
+what=$1 fewcl=$2 fix=$3
 shift 3
 launch=("$@")
 dir=$(mktemp -d /tmp/fewcl-mpi-XXXXXX)
@@ -24,8 +25,8 @@ r=\${OMPI_COMM_WORLD_RANK:-\${PMIX_RANK:-0}}
 mode=\$1; shift
 args=()
 for a in "\$@"; do
-  if [ "\$r" = 1 ] && [ "\$mode" = weights ] && [ "\$a" = "$dir/a.safetensors" ]; then
-    a=$dir/b.safetensors
+  if [ "\$r" = 1 ] && [ "\$mode" = weights ] && [ "\$a" = "$fix/a.safetensors" ]; then
+    a=$fix/b.safetensors
   fi
   args+=("\$a")
 done
@@ -36,10 +37,9 @@ chmod +x "$dir/rank.sh"
 # Both ranks' stdout comes back through mpiexec; a hang is a failure, not a stuck CI.
 ranks() { timeout 120 "${launch[@]}" "$dir/rank.sh" "$@"; }
 
-args=(test --weights "$dir/a.safetensors" --data "$dir" --episodes 7 --seed 3)
+args=(test --weights "$fix/a.safetensors" --data "$fix" --episodes 7 --seed 3)
 case "$what" in
 test)
-  "$fixture" "$dir" >/dev/null
   # Text and JSON equal to one process's, but for the time taken; 7 episodes: blocks 4 + 3.
   one=$("$fewcl" "${args[@]}" 2>"$dir/one.err") || fail "one process failed: $(cat "$dir/one.err")"
   two=$(ranks - "$fewcl" "${args[@]}") || fail "2 ranks failed"
@@ -60,7 +60,6 @@ test)
   echo "mpi.test: 2 ranks print the one-process result: $(strip <<<"$two")"
   ;;
 rank_error)
-  "$fixture" "$dir" >/dev/null
   # Rank 1 out of device memory: the job ends (no hang), non-zero, and rank 0 names rank 1.
   if ranks mem "$fewcl" "${args[@]}" >/dev/null; then fail "the job succeeded"; fi
   grep -q "out of memory: rank 1 of 2 (host " "$dir/err.0" ||
@@ -83,11 +82,10 @@ train_refused)
   echo "mpi.train_refused: $(head -1 "$dir/err.0")"
   ;;
 api)
-  "$fixture" "$dir" >/dev/null
-  ranks - "$fewcl" "$dir" || fail "test_mpi_dist failed"
+  ranks - "$fewcl" "$fix" || fail "test_mpi_dist failed"
   ;;
 *)
-  echo "usage: $0 test|rank_error|train_refused|api FEWCL MPI_FIXTURE MPIEXEC [flags]" >&2
+  echo "usage: $0 test|rank_error|train_refused|api FEWCL FIXTURE_DIR MPIEXEC [flags]" >&2
   exit 2
   ;;
 esac
