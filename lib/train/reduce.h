@@ -1,4 +1,4 @@
-/* The fixed reduction of a meta-batch's per-episode gradients (docs/maths.md §5.4): a dyadic
+/* The fixed reduction of a meta-batch's per-episode gradients (docs/maths.md §7.1): a dyadic
  * tree over the episode index, computed by a binary-counter stack, so that the sum is the same
  * float32 bits however the M episodes are split into contiguous blocks (one worker per block,
  * each pushing its own leaves, then a coordinator pushing the workers' nodes in episode order).
