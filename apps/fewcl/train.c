@@ -50,7 +50,7 @@ static void usage(FILE *f) {
         {"--run-dir DIR", "the run folder", "runs/<model>-<time>"},
         {"--epochs N", "epochs", epochs},
         {"--episodes N", "training episodes per epoch", episodes},
-        {"--meta-batch M", "episodes per optimiser step (gradients averaged)", "1"},
+        {"--meta-batch M", "episodes averaged per AdamW step", "1"},
         {"--val-episodes N", "validation episodes (0: none)", "--episodes"},
         {"--lr X", "AdamW learning rate", lr},
         {"--lr-schedule S", "constant, or cosine (lr to 0)",
