@@ -454,16 +454,11 @@ static void test_glyphs(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_version),
-        cmocka_unit_test(test_meta_batch_fields),
-        cmocka_unit_test(test_setting_names),
-        cmocka_unit_test(test_dims_and_diff),
-        cmocka_unit_test(test_parse_size),
-        cmocka_unit_test(test_read_config_load_as),
-        cmocka_unit_test(test_dataset_episodes),
-        cmocka_unit_test(test_run_folder),
-        cmocka_unit_test(test_plan_info),
-        cmocka_unit_test(test_glyphs),
+        cmocka_unit_test(test_version),          cmocka_unit_test(test_meta_batch_fields),
+        cmocka_unit_test(test_setting_names),    cmocka_unit_test(test_dims_and_diff),
+        cmocka_unit_test(test_parse_size),       cmocka_unit_test(test_read_config_load_as),
+        cmocka_unit_test(test_dataset_episodes), cmocka_unit_test(test_run_folder),
+        cmocka_unit_test(test_plan_info),        cmocka_unit_test(test_glyphs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

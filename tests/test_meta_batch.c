@@ -322,7 +322,7 @@ static void test_m1_is_the_train_step_loop(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_model_replay_equals_training_forwards),
+        cmocka_unit_test(test_model_replay_equals_training_forwards),
         cmocka_unit_test(test_every_split_gives_the_same_state),
         cmocka_unit_test(test_trainer_stop_resume_and_refusals),
         cmocka_unit_test(test_trainer_reserves_the_planned_footprint),

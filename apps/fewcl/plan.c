@@ -224,10 +224,10 @@ int cmd_plan(int argc, char **argv) {
             snprintf(what, sizeof what, "%s episode", training ? "training" : "evaluation");
         printf("plan: one %s, %s %dx%d, %s head, %d-way %d-shot %d-query, D %d -> D' %d, "
                "Mahalanobis %s, checkpointing %s\n",
-               what,
-               setting_name(FEWCL_SETTING_BACKBONE, cfg.backbone), cfg.image_size, cfg.image_size,
-               setting_name(FEWCL_SETTING_METHOD, cfg.method), cfg.n_way, cfg.k_shot, cfg.n_query,
-               D, Dp, setting_name(FEWCL_SETTING_MAHALANOBIS, fr.config.mahalanobis),
+               what, setting_name(FEWCL_SETTING_BACKBONE, cfg.backbone), cfg.image_size,
+               cfg.image_size, setting_name(FEWCL_SETTING_METHOD, cfg.method), cfg.n_way,
+               cfg.k_shot, cfg.n_query, D, Dp,
+               setting_name(FEWCL_SETTING_MAHALANOBIS, fr.config.mahalanobis),
                setting_name(FEWCL_SETTING_CHECKPOINTING, fr.config.checkpointing));
         printf("device: %s%s, %s global, %s largest allocation; budget %s (%s)\n",
                device_mem ? "planned as a device like " : "", device_name,

@@ -166,7 +166,8 @@ static int prepare_resume(train_job *job, data_flags *data, long *val_eps, fewcl
     }
     rf->struct_size = sizeof *rf;
     int stored_meta = 1;
-    if (fewcl_run_read(dir, rf) != FEWCL_OK || fewcl_run_meta_batch(dir, &stored_meta) != FEWCL_OK) {
+    if (fewcl_run_read(dir, rf) != FEWCL_OK ||
+        fewcl_run_meta_batch(dir, &stored_meta) != FEWCL_OK) {
         fprintf(stderr, "fewcl train: --resume: %s\n", fewcl_last_error());
         return EXIT_RUNTIME;
     }

@@ -44,9 +44,9 @@ typedef struct fcl_loader_stats {
 fewcl_status fcl_loader_create(const fcl_loader_options *opt, fcl_loader **out);
 /* Floats in one episode tensor. */
 size_t fcl_loader_episode_floats(const fcl_loader *l);
-/* Copies the next episode (in order first, first + 1, ..., or by blocks) into x and the dataset class index of each
- * of its n_way rows into classes (may be NULL). Blocks until it is ready. An image that fails
- * to load is an error naming the file (or, with skip_bad, a warning). */
+/* Copies the next episode (in order first, first + 1, ..., or by blocks) into x and the dataset
+ * class index of each of its n_way rows into classes (may be NULL). Blocks until it is ready. An
+ * image that fails to load is an error naming the file (or, with skip_bad, a warning). */
 fewcl_status fcl_loader_next(fcl_loader *l, float *x, int *classes);
 /* A snapshot of the statistics (the workers keep updating them). */
 fcl_loader_stats fcl_loader_stats_get(fcl_loader *l);

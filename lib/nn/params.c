@@ -250,9 +250,7 @@ fewcl_status fcl_params_state_hash(fewcl_context *ctx, const fcl_params *P, char
     return FEWCL_OK;
 }
 
-size_t fcl_params_buffer_floats(const fcl_params *P) {
-    return fcl_params_buffer_offset(P, P->n);
-}
+size_t fcl_params_buffer_floats(const fcl_params *P) { return fcl_params_buffer_offset(P, P->n); }
 
 size_t fcl_params_buffer_offset(const fcl_params *P, int index) {
     size_t n = 0;

@@ -134,8 +134,8 @@ fewcl_status fcl_batchnorm_forward_train(fewcl_context *ctx, const fcl_tensor *x
                                          fcl_tensor *running_mean, fcl_tensor *running_var,
                                          float momentum, float eps, fcl_tensor *y,
                                          fcl_tensor *save_mean, fcl_tensor *save_invstd) {
-    return forward_train(ctx, x, gamma, beta, running_mean, running_var, NULL, NULL, momentum,
-                         eps, y, save_mean, save_invstd);
+    return forward_train(ctx, x, gamma, beta, running_mean, running_var, NULL, NULL, momentum, eps,
+                         y, save_mean, save_invstd);
 }
 
 /* C floats of `rec` from element `at`: the slice a record kernel writes. */
@@ -176,8 +176,8 @@ fewcl_status fcl_batchnorm_running_replay(fewcl_context *ctx, fcl_tensor *runnin
     from.offset += at, from.owner = 0;
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel_get(ctx, &k_bn_running_replay, &k));
-    FCL_TRY(fcl_args(k, "ttuuuf", running, &from, (unsigned)stride, (unsigned)episodes,
-                     (unsigned)c, (double)momentum));
+    FCL_TRY(fcl_args(k, "ttuuuf", running, &from, (unsigned)stride, (unsigned)episodes, (unsigned)c,
+                     (double)momentum));
     return launch_per_channel(ctx, k, c);
 }
 

@@ -31,11 +31,11 @@ typedef struct fcl_tree_node {
 } fcl_tree_node;
 
 typedef struct fcl_tree {
-    size_t n;                            /* floats per vector */
-    fcl_tree_node stack[FCL_TREE_DEPTH]; /* bottom first */
-    int top;                             /* nodes on the stack */
-    long first, end;                     /* the range pushed so far: [first, end) */
-    int max_top;                         /* the deepest the stack has been (tests) */
+    size_t n;                             /* floats per vector */
+    fcl_tree_node stack[FCL_TREE_DEPTH];  /* bottom first */
+    int top;                              /* nodes on the stack */
+    long first, end;                      /* the range pushed so far: [first, end) */
+    int max_top;                          /* the deepest the stack has been (tests) */
     float *free_list[FCL_TREE_DEPTH + 2]; /* vectors to reuse */
     int n_free;
 } fcl_tree;

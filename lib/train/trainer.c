@@ -482,14 +482,14 @@ static void accumulate(run_state *st, const fcl_step_result *r) {
 }
 
 /* The failure of a training episode, with where the run stands. */
-static fewcl_status episode_failed(trainer *t, fewcl_status s, int epoch, long step,
-                                   long episode) {
+static fewcl_status episode_failed(trainer *t, fewcl_status s, int epoch, long step, long episode) {
     char why[2048];
     snprintf(why, sizeof why, "%s", fewcl_last_error());
     char kept[4300] = "no checkpoint had been written yet";
     if (file_exists(t->last_path))
         snprintf(kept, sizeof kept, "the last checkpoint, %s, is intact", t->last_path);
-    if (step < 0) return fcl_fail(s, "epoch %d, episode %ld: %s (%s)", epoch + 1, episode, why, kept);
+    if (step < 0)
+        return fcl_fail(s, "epoch %d, episode %ld: %s (%s)", epoch + 1, episode, why, kept);
     return fcl_fail(s, "epoch %d, step %ld, episode %ld: %s (%s)", epoch + 1, step, episode, why,
                     kept);
 }
