@@ -26,6 +26,12 @@ static void recycle(fcl_tree *t, float *v) {
         free(v);
 }
 
+/* a += b, element-wise: distinct vectors (restrict lets the compiler vectorise). */
+static void add_into(float *restrict a, const float *restrict b, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        a[i] += b[i];
+}
+
 /* Two nodes make their parent: equal lengths, adjacent, the lower one aligned to twice that. */
 static int siblings(const fcl_tree_node *lower, const fcl_tree_node *upper) {
     return lower->len == upper->len && lower->lo + lower->len == upper->lo &&
@@ -50,8 +56,7 @@ fewcl_status fcl_tree_push(fcl_tree *t, long lo, long len, float *v) {
     if (t->top > t->max_top) t->max_top = t->top;
     while (t->top >= 2 && siblings(&t->stack[t->top - 2], &t->stack[t->top - 1])) {
         fcl_tree_node *lower = &t->stack[t->top - 2], *upper = &t->stack[t->top - 1];
-        for (size_t i = 0; i < t->n; i++)
-            lower->v[i] += upper->v[i];
+        add_into(lower->v, upper->v, t->n);
         lower->len *= 2;
         recycle(t, upper->v);
         t->top--;
@@ -79,8 +84,7 @@ fewcl_status fcl_tree_finish(fcl_tree *t, long M, float *out) {
     /* G = N_0 + (N_1 + (… + N_last)): the right fold of the cover. */
     memcpy(out, t->stack[t->top - 1].v, t->n * sizeof *out);
     for (int k = t->top - 2; k >= 0; k--)
-        for (size_t i = 0; i < t->n; i++)
-            out[i] = t->stack[k].v[i] + out[i];
+        add_into(out, t->stack[k].v, t->n); /* N_k + (…): float addition commutes exactly */
     if (M > 1)
         for (size_t i = 0; i < t->n; i++)
             out[i] /= (float)M;
