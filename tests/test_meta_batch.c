@@ -80,12 +80,14 @@ static float *buffers_of(fewcl_context *ctx, fcl_model *m) {
 }
 
 /* A meta step's running statistics equal those of plain training forwards of its episodes
- * (the parameters are the same: a meta step changes them only at its update). */
-static void test_model_replay_equals_training_forwards(void **state) {
-    (void)state;
+ * (the parameters are the same: a meta step changes them only at its update). With
+ * checkpointing, a ResNet's recomputed blocks run BatchNorm forward again: they must record
+ * nothing (fcl_grad_step counts the recorded floats). */
+static void check_model_replay(fcl_backbone backbone, int R_want) {
     fewcl_context *ctx = th_ctx();
     fcl_model_config c = small_config();
-    c.checkpoint = FCL_CKPT_ALL; /* recomputes must not record a second time */
+    c.backbone = backbone;
+    c.checkpoint = FCL_CKPT_ALL;
     fcl_model *meta, *plain;
     TH_OK(fcl_model_create(ctx, &c, 3, &meta));
     TH_OK(fcl_model_create(ctx, &c, 3, &plain));
@@ -93,7 +95,7 @@ static void test_model_replay_equals_training_forwards(void **state) {
     episode_inputs(&c, x);
     size_t P = fcl_params_flat_count(&meta->params, FCL_FLAT_GRADS);
     size_t R = fcl_params_buffer_floats(&meta->params);
-    assert_int_equal(R, 2 * 4 * 64); /* conv4: four BatchNorms of 64 channels, mean and var */
+    assert_int_equal(R, R_want);
     float *g = malloc(P * sizeof *g), *bn = malloc(4 * R * sizeof *bn);
     fcl_step_result r;
     for (int e = 0; e < 3; e++) {
@@ -112,6 +114,13 @@ static void test_model_replay_equals_training_forwards(void **state) {
         th_free(&x[e]);
     fcl_model_destroy(ctx, plain);
     fcl_model_destroy(ctx, meta);
+}
+
+static void test_model_replay_equals_training_forwards(void **state) {
+    (void)state;
+    check_model_replay(FCL_CONV4, 2 * 4 * 64); /* four BatchNorms of 64 channels: mean, var */
+    /* ResNet-18: 20 BatchNorms (stem, 16 in blocks, 3 downsamples), 4,800 channels */
+    check_model_replay(FCL_RESNET18, 2 * 4800);
 }
 
 /* ---- blocks: the same state for every split ---------------------------------------------- */
