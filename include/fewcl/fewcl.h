@@ -64,8 +64,10 @@ extern "C" {
 /* The API's version: raised whenever a function, field or value is added, never lowered.
  * 2: names of settings, config sizes and differences, reading a weights file's config,
  * loading for another episode shape, datasets, run folders, plan targets, sizes, glyph data,
- * image dimensions; the epoch metrics' speeds and device peak; train/test on open datasets. */
-#define FEWCL_API_VERSION 2
+ * image dimensions; the epoch metrics' speeds and device peak; train/test on open datasets.
+ * 3: scale-out (issue 16): the meta-batch of training and plans (fewcl_train_params.meta_batch,
+ * fewcl_plan_params.meta_batch, fewcl_run_meta_batch), and what docs/api.md marks "API 3". */
+#define FEWCL_API_VERSION 3
 
 /* The library's version ("0.1.0") and API version, as built (may be newer than the header). */
 FEWCL_API const char *fewcl_version(void);

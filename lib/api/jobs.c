@@ -101,7 +101,8 @@ fewcl_status fewcl_train_params_default(fewcl_train_params *p, size_t struct_siz
                                .seed = 1,
                                .augment = 1,
                                .workers = io.workers,
-                               .cache_bytes = io.cache_bytes};
+                               .cache_bytes = io.cache_bytes,
+                               .meta_batch = 1};
     api_copy_out(p, struct_size, &full, sizeof full);
     return FEWCL_OK;
 }
@@ -124,6 +125,9 @@ fewcl_status fewcl_train(fewcl_context *ctx, const fewcl_train_params *params,
     api_copy_in(&p, sizeof p, params, params->struct_size);
     if (!p.train_dataset) API_REQUIRE(p.train_data, fn, "train_data");
     API_REQUIRE(p.run_dir, fn, "run_dir");
+    if (p.meta_batch < 1)
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "%s: meta_batch %d: at least 1 episode per step", fn,
+                        p.meta_batch);
     fcl_model_config cfg = fcl_config_default();
     if (p.model) FCL_TRY(api_read_config(fn, p.model, &cfg));
     /* A request made before the job starts counts from its first check. */
@@ -149,7 +153,8 @@ fewcl_status fewcl_train(fewcl_context *ctx, const fewcl_train_params *params,
                            .progress = on_progress,
                            .epoch_done = on_epoch,
                            .user = &j,
-                           .stop = &j.stop};
+                           .stop = &j.stop,
+                           .meta_batch = p.meta_batch};
     o.adam.lr = p.lr, o.adam.weight_decay = p.weight_decay;
     fcl_dataset *train = NULL, *val = NULL;
     fewcl_status s = FEWCL_OK;
