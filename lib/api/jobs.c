@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "../data/dataset.h"
+#include "../train/replicas.h"
 #include "../train/trainer.h"
 #include "api.h"
 #include "fewcl/jobs.h"
@@ -222,7 +223,14 @@ fewcl_status fewcl_test(fewcl_model *m, const fewcl_test_params *params, fewcl_t
                           .user = &j,
                           .stop = &j.stop};
     fcl_eval_result er;
-    if (s == FEWCL_OK) s = fcl_evaluate(m->ctx, model, &o, &er);
+    if (s == FEWCL_OK && p.devices && *p.devices) {
+        fcl_replica_group *g = NULL;
+        s = fcl_replicas_open(p.devices, m->ctx, model, &g);
+        if (s == FEWCL_OK) s = fcl_evaluate_sharded(g, &o, &er);
+        fcl_replicas_close(g);
+    } else if (s == FEWCL_OK) {
+        s = fcl_evaluate(m->ctx, model, &o, &er);
+    }
     if (model != m->m) fcl_model_destroy(m->ctx, model);
     fcl_dataset_free(data);
     if (s == FEWCL_OK) {
