@@ -66,10 +66,12 @@ void fcl_host_blas_pin(int on) {
         if (atomic_fetch_add(&pinned, 1) > 0) return;
         const char *env = getenv("FEWCL_BLAS_THREADS");
         if (env && atoi(env) != 1 && fcl_host_blas_available())
-            fprintf(stderr, "fewcl: FEWCL_BLAS_THREADS=%s is ignored while several devices run in "
-                            "this process: each runs its BLAS calls on one thread (OpenBLAS's "
-                            "thread count is process-wide, and results repeat only for a given "
-                            "count)\n", env);
+            fprintf(stderr,
+                    "fewcl: FEWCL_BLAS_THREADS=%s is ignored while several devices run in "
+                    "this process: each runs its BLAS calls on one thread (OpenBLAS's "
+                    "thread count is process-wide, and results repeat only for a given "
+                    "count)\n",
+                    env);
 #ifdef FEWCL_HOST_BLAS
         openblas_set_num_threads(1);
 #endif

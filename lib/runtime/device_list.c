@@ -1,5 +1,5 @@
 /* Device lists (`--devices all|P:D,P:D,...`): the devices one process runs replicas on
- * (docs/design/scale-out.md §2). */
+ * (docs/design/scale-out.md, part 2). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,12 +20,11 @@ static void pci_address(int pi, int di, char *out, size_t cap) {
     if (clGetPlatformIDs(16, plats, &np) != CL_SUCCESS || pi < 0 || (cl_uint)pi >= np) return;
     cl_device_id devs[64];
     cl_uint nd = 0;
-    if (clGetDeviceIDs(plats[pi], CL_DEVICE_TYPE_ALL, 64, devs, &nd) != CL_SUCCESS ||
-        di < 0 || (cl_uint)di >= nd)
+    if (clGetDeviceIDs(plats[pi], CL_DEVICE_TYPE_ALL, 64, devs, &nd) != CL_SUCCESS || di < 0 ||
+        (cl_uint)di >= nd)
         return;
     cl_uint bus[4]; /* cl_device_pci_bus_info_khr: domain, bus, device, function */
-    if (clGetDeviceInfo(devs[di], CL_DEVICE_PCI_BUS_INFO_KHR, sizeof bus, bus, NULL) ==
-        CL_SUCCESS)
+    if (clGetDeviceInfo(devs[di], CL_DEVICE_PCI_BUS_INFO_KHR, sizeof bus, bus, NULL) == CL_SUCCESS)
         snprintf(out, cap, "%04x:%02x:%02x.%x", bus[0], bus[1], bus[2], bus[3]);
 }
 
@@ -112,8 +111,7 @@ fewcl_status fcl_device_list_parse(const char *text, fewcl_device_info **out, in
                              "--devices '%s': entry %d '%.*s' %s; give all, or a comma-separated "
                              "list of P:D indices (an entry may repeat). Devices:%s",
                              text, entry + 1, (int)len, p,
-                             i == -1 ? "is not a P:D index (platform:device)"
-                                     : "names no device",
+                             i == -1 ? "is not a P:D index (platform:device)" : "names no device",
                              known);
             else if (*count == MAX_LISTED)
                 s = fcl_fail(FEWCL_ERR_ARGUMENT, "--devices '%s': more than %d entries", text,

@@ -1,4 +1,4 @@
-/* Evaluation split over a replica group (docs/design/scale-out.md §4): replica w evaluates
+/* Evaluation split over a replica group (docs/design/scale-out.md, part 4): replica w evaluates
  * the contiguous block fcl_shard_block(w) into its slice of one accuracy array; mean and CI
  * come from the whole array in episode order, so they equal one device's to the last digit.
  *

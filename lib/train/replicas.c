@@ -87,8 +87,8 @@ static fewcl_status collect(fcl_replica_group *g) {
     for (int w = 0; w < g->n; w++) {
         const fcl_replica *r = &g->r[w];
         if (r->status == FEWCL_OK) continue;
-        if (!worst || (worst->status == FEWCL_ERR_INTERRUPTED &&
-                       r->status != FEWCL_ERR_INTERRUPTED))
+        if (!worst ||
+            (worst->status == FEWCL_ERR_INTERRUPTED && r->status != FEWCL_ERR_INTERRUPTED))
             worst = r;
     }
     if (!worst) return FEWCL_OK;

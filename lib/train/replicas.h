@@ -1,5 +1,5 @@
 /* A group of model replicas, one per entry of a device list (`--devices`), in one process
- * (docs/design/scale-out.md §2): each replica has its own context, its own copy of the model
+ * (docs/design/scale-out.md, part 2): each replica has its own context, its own copy of the model
  * and a persistent thread; a command runs on every replica at once, then the caller continues.
  *
  * - The caller's context serves the first entry naming its device, on the caller's thread,
@@ -27,11 +27,11 @@
 typedef struct fcl_replica_group fcl_replica_group;
 
 typedef struct fcl_replica {
-    int w;                   /* index in the group: the list's order */
-    fewcl_device_info info;  /* its device ("P:D" = info.platform_index:info.device_index) */
-    fewcl_context *ctx;      /* the caller's, or its own (opened and closed on its thread) */
-    fcl_model *model;        /* the caller's, or its own copy */
-    int on_caller;           /* runs on the caller's thread with the caller's context */
+    int w;                  /* index in the group: the list's order */
+    fewcl_device_info info; /* its device ("P:D" = info.platform_index:info.device_index) */
+    fewcl_context *ctx;     /* the caller's, or its own (opened and closed on its thread) */
+    fcl_model *model;       /* the caller's, or its own copy */
+    int on_caller;          /* runs on the caller's thread with the caller's context */
     fcl_replica_group *group;
     /* the command's outcome */
     fewcl_status status;
@@ -59,7 +59,7 @@ struct fcl_replica_group {
     long generation; /* commands issued */
     int pending;     /* threads still running the current command */
     int quit;
-    int pinned;     /* holds fcl_host_blas_pin */
+    int pinned;        /* holds fcl_host_blas_pin */
     atomic_int failed; /* a replica failed in the current command: the others may stop early */
     /* the source model's state and conv choices while opening */
     const float *state;
