@@ -5,6 +5,7 @@
  * replica; files replaced atomically from two threads at once; `fewcl test --devices`.
  * Model: conv4 at 16x16, 3-way 2-shot 2-query on a small rendered glyph dataset (the fixture
  * of test_train.c); FEWCL_FIND=off (the harness's default). */
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
 #include <pthread.h>
@@ -280,6 +281,51 @@ static void test_cli_sharded_test(void **state) {
     free(out);
 }
 
+#define SMALL_FLAGS                                                                                \
+    "--image-size 16 --n-way 3 --k-shot 2 --n-query 2 --reduced-dim 32 --heads 2 --dim-head 8 "    \
+    "--mlp-dim 16"
+
+static double number(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v)) fail_msg("no number %s", key);
+    return v->valuedouble;
+}
+
+/* `fewcl plan --devices P:D,P:D`: each replica's row is the one-device plan, and the device
+ * holds the sum of the two. */
+static void test_cli_plan_devices(void **state) {
+    (void)state;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' plan --json --device %s " SMALL_FLAGS, FEWCL_BIN, g_here);
+    char *out = th_capture(cmd);
+    cJSON *one = cJSON_Parse(out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "'%s' plan --json --devices %s " SMALL_FLAGS, FEWCL_BIN,
+             here_times(2));
+    out = th_capture(cmd);
+    cJSON *two = cJSON_Parse(out);
+    free(out);
+    assert_non_null(one);
+    assert_non_null(two);
+    double footprint = number(one, "footprint_bytes");
+    const cJSON *reps = cJSON_GetObjectItem(two, "replicas"),
+                *devs = cJSON_GetObjectItem(two, "devices");
+    assert_int_equal(cJSON_GetArraySize(reps), 2);
+    assert_int_equal(cJSON_GetArraySize(devs), 1);
+    for (int i = 0; i < 2; i++) {
+        assert_true(number(cJSON_GetArrayItem(reps, i), "footprint_bytes") == footprint);
+        assert_true(number(cJSON_GetArrayItem(reps, i), "peak_bytes") == number(one, "peak_bytes"));
+    }
+    const cJSON *dev = cJSON_GetArrayItem(devs, 0);
+    print_message("  one replica %.0f bytes; the device with two: %.0f\n", footprint,
+                  number(dev, "footprint_bytes"));
+    assert_true(number(dev, "replicas") == 2);
+    assert_true(number(dev, "footprint_bytes") == 2 * footprint);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(dev, "fits")));
+    cJSON_Delete(one);
+    cJSON_Delete(two);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_device_lists),
@@ -288,6 +334,7 @@ int main(void) {
         cmocka_unit_test(test_replica_errors),
         cmocka_unit_test(test_atomic_writes_from_two_threads),
         cmocka_unit_test(test_cli_sharded_test),
+        cmocka_unit_test(test_cli_plan_devices),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -12,7 +12,8 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: fewcl plan [--eval] [--fit BYTES|device] [--device-mem BYTES]\n"
-               "                  [--max-alloc BYTES] [--device D] [--json] [model flags]\n\n"
+               "                  [--max-alloc BYTES] [--device D | --devices L] [--json]\n"
+               "                  [model flags]\n\n"
                "Plans the trainer's schedule (model, two training steps, a validation episode;\n"
                "--eval: one evaluation episode) on the chosen device without allocating: device\n"
                "memory per category at the peak and each category's own peak, the live peak and\n"
@@ -24,12 +25,23 @@ static void usage(FILE *f) {
                "settings that fit BYTES (or the device): the low-rank Mahalanobis path, then\n"
                "gradient checkpointing, then a smaller projection. Sizes: 512M, 16G, 8gb,\n"
                "1.5GiB, ... (K, M, G, T: powers of 1024). Exit 0 when it fits (or a fit was\n"
-               "found), 1 when not.\n");
+               "found), 1 when not. --devices L (as `fewcl test --devices`): the plan of one\n"
+               "replica on each listed device, and per device the sum of its replicas'\n"
+               "footprints against its memory (entries that repeat share one device).\n");
     fewcl_model_config d = model_config_default();
     model_flags_help(f, &d, NULL);
 }
 
-enum { OPT_EVAL = 1, OPT_FIT, OPT_DEVICE_MEM, OPT_MAX_ALLOC, OPT_DEVICE, OPT_JSON, OPT_HELP };
+enum {
+    OPT_EVAL = 1,
+    OPT_FIT,
+    OPT_DEVICE_MEM,
+    OPT_MAX_ALLOC,
+    OPT_DEVICE,
+    OPT_DEVICES,
+    OPT_JSON,
+    OPT_HELP
+};
 
 static int parse_size(const char *flag, const char *arg, uint64_t *out) {
     if (fewcl_parse_size(arg, out) == FEWCL_OK && *out > 0) return 0;
@@ -104,12 +116,13 @@ int cmd_plan(int argc, char **argv) {
                                          {"device-mem", required_argument, 0, OPT_DEVICE_MEM},
                                          {"max-alloc", required_argument, 0, OPT_MAX_ALLOC},
                                          {"device", required_argument, 0, OPT_DEVICE},
+                                         {"devices", required_argument, 0, OPT_DEVICES},
                                          {"json", no_argument, 0, OPT_JSON},
                                          {"help", no_argument, 0, OPT_HELP},
                                          MODEL_FLAG_OPTIONS,
                                          {0, 0, 0, 0}};
     fewcl_model_config cfg = model_config_default();
-    const char *device = NULL, *fit = NULL;
+    const char *device = NULL, *devices = NULL, *fit = NULL;
     uint64_t device_mem = 0, max_alloc = 0, fit_bytes = 0;
     int training = 1, json = 0, c;
     while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
@@ -130,6 +143,7 @@ int cmd_plan(int argc, char **argv) {
             if (parse_size("max-alloc", optarg, &max_alloc)) return EXIT_USAGE;
             break;
         case OPT_DEVICE: device = optarg; break;
+        case OPT_DEVICES: devices = optarg; break;
         case OPT_JSON: json = 1; break;
         case 'h':
         case OPT_HELP: usage(stdout); return 0;
@@ -142,6 +156,17 @@ int cmd_plan(int argc, char **argv) {
         else
             fprintf(stderr, "fewcl plan: %s\n", fewcl_last_error());
         return EXIT_USAGE;
+    }
+    if (devices && (device || fit || device_mem || max_alloc)) {
+        fprintf(stderr, "fewcl plan: --devices plans the listed devices as they are: drop "
+                        "--device, --fit, --device-mem and --max-alloc\n");
+        return EXIT_USAGE;
+    }
+    if (devices) {
+        fewcl_plan_params params;
+        fewcl_plan_params_default(&params, sizeof params);
+        params.training = training;
+        return plan_devices(devices, &cfg, &params, json);
     }
     fewcl_context *ctx;
     int rc_open = cli_open_device("plan", device, &ctx);
