@@ -20,7 +20,7 @@
 #include "train/replicas.h"
 
 static char g_dir[64];
-static fcl_dataset *g_novel;
+static fcl_dataset *g_novel, *g_base, *g_val;
 static char g_here[64]; /* "P:D" of the test's device */
 
 static fcl_model_config small_config(void) {
@@ -40,6 +40,10 @@ static int setup(void **state) {
     fcl_demo_summary s;
     char path[128];
     if (fcl_demo_render(&o, &s) != FEWCL_OK) return -1;
+    snprintf(path, sizeof path, "%s/base.json", g_dir);
+    if (fcl_dataset_load_json(path, NULL, &g_base) != FEWCL_OK) return -1;
+    snprintf(path, sizeof path, "%s/val.json", g_dir);
+    if (fcl_dataset_load_json(path, NULL, &g_val) != FEWCL_OK) return -1;
     snprintf(path, sizeof path, "%s/novel.json", g_dir);
     const fewcl_device_info *d = fewcl_context_device(th_ctx());
     snprintf(g_here, sizeof g_here, "%d:%d", d->platform_index, d->device_index);
@@ -48,6 +52,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     fcl_dataset_free(g_novel);
+    fcl_dataset_free(g_base);
+    fcl_dataset_free(g_val);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
     return system(cmd) == 0 ? th_teardown(state) : -1;
@@ -156,6 +162,36 @@ static void test_sharded_evaluation(void **state) {
     check_sharded(m, 5, 7, 3); /* a share of a longer run (first 5): 2 + 2 + 3 */
     check_sharded(m, 0, 1, 2); /* the first replica idle: the second leads */
     fcl_model_destroy(th_ctx(), m);
+}
+
+/* Training with validation split over two replicas: each epoch's validation accuracy and CI,
+ * and so the best epoch, are the one-device run's bit for bit (the replicas get the weights
+ * trained so far before each validation). */
+static void test_sharded_validation(void **state) {
+    (void)state;
+    fcl_train_result r[2];
+    for (int i = 0; i < 2; i++) {
+        char dir[128];
+        snprintf(dir, sizeof dir, "%s/run-%d", g_dir, i);
+        fcl_train_options o = {.cfg = small_config(),
+                               .train = g_base,
+                               .val = g_val,
+                               .run_dir = dir,
+                               .epochs = 2,
+                               .episodes = 2,
+                               .val_episodes = 5,
+                               .adam = fcl_adamw_defaults(),
+                               .seed = 7,
+                               .data = {.workers = 1, .cache_bytes = 1 << 20},
+                               .devices = i ? here_times(2) : NULL};
+        TH_OK(fcl_train(th_ctx(), &o, &r[i]));
+    }
+    print_message("  validation %.6f%% ± %.6f%% on one device, %.6f%% ± %.6f%% on two\n",
+                  r[0].last.val_acc, r[0].last.val_ci95, r[1].last.val_acc, r[1].last.val_ci95);
+    assert_memory_equal(&r[0].last.val_acc, &r[1].last.val_acc, sizeof(double));
+    assert_memory_equal(&r[0].last.val_ci95, &r[1].last.val_ci95, sizeof(double));
+    assert_memory_equal(&r[0].best_val_acc, &r[1].best_val_acc, sizeof(double));
+    assert_int_equal(r[0].best_epoch, r[1].best_epoch);
 }
 
 /* A replica that cannot open (its context gets a 1 KiB memory limit) is named with its
@@ -331,6 +367,7 @@ int main(void) {
         cmocka_unit_test(test_device_lists),
         cmocka_unit_test(test_shard_blocks),
         cmocka_unit_test(test_sharded_evaluation),
+        cmocka_unit_test(test_sharded_validation),
         cmocka_unit_test(test_replica_errors),
         cmocka_unit_test(test_atomic_writes_from_two_threads),
         cmocka_unit_test(test_cli_sharded_test),

@@ -28,6 +28,8 @@ typedef struct share {
 struct shard {
     fcl_replica_group *g;
     const fcl_eval_options *o;
+    const char *phase;
+    int epoch, epochs;
     double *acc; /* acc[i]: episode o->first + i */
     int lead;    /* the replica whose convolution choices every replica takes */
     int warmup;  /* the phase: the lead's first episode alone */
@@ -57,7 +59,9 @@ static void report(shard *j) {
     }
     pthread_mutex_unlock(&j->lock);
     if (o->progress && done != j->reported)
-        o->progress(o->user, &(fcl_progress){.phase = "test",
+        o->progress(o->user, &(fcl_progress){.phase = j->phase,
+                                             .epoch = j->epoch,
+                                             .epochs = j->epochs,
                                              .done = done,
                                              .total = o->episodes,
                                              .accuracy = done ? sum / (double)done : 0,
@@ -112,6 +116,11 @@ static fewcl_status evaluate_share(fcl_replica *r, void *arg) {
 
 fewcl_status fcl_evaluate_sharded(fcl_replica_group *g, const fcl_eval_options *o,
                                   fcl_eval_result *r) {
+    return fcl_evaluate_sharded_as(g, o, "test", 0, 0, r);
+}
+
+fewcl_status fcl_evaluate_sharded_as(fcl_replica_group *g, const fcl_eval_options *o,
+                                     const char *phase, int epoch, int epochs, fcl_eval_result *r) {
     *r = (fcl_eval_result){.accuracy = NAN, .ci95 = NAN};
     if (o->episodes < 1)
         return fcl_fail(FEWCL_ERR_ARGUMENT, "--episodes %d: evaluate at least one episode",
@@ -119,7 +128,7 @@ fewcl_status fcl_evaluate_sharded(fcl_replica_group *g, const fcl_eval_options *
     if (o->first < 0)
         return fcl_fail(FEWCL_ERR_ARGUMENT, "evaluation share starts at episode %ld (>= 0)",
                         o->first);
-    shard j = {.g = g, .o = o, .t0 = now()};
+    shard j = {.g = g, .o = o, .phase = phase, .epoch = epoch, .epochs = epochs, .t0 = now()};
     j.acc = o->accuracies ? o->accuracies : malloc((size_t)o->episodes * sizeof *j.acc);
     j.shares = calloc((size_t)g->n, sizeof *j.shares);
     if (!j.acc || !j.shares) {
@@ -147,7 +156,7 @@ fewcl_status fcl_evaluate_sharded(fcl_replica_group *g, const fcl_eval_options *
             r->images_per_s += j.shares[w].images_per_s / g->n;
     } else if (s == FEWCL_ERR_INTERRUPTED && atomic_load(&j.stop)) {
         report(&j);
-        s = fcl_fail(s, "test stopped after %ld of %d episodes", j.reported, o->episodes);
+        s = fcl_fail(s, "%s stopped after %ld of %d episodes", phase, j.reported, o->episodes);
     }
     pthread_mutex_destroy(&j.lock);
     free(j.choices);

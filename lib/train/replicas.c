@@ -148,6 +148,25 @@ static fewcl_status open_replica(fcl_replica *r, void *arg) {
     return upload_state(r->ctx, r->model, g->state, g->state_floats);
 }
 
+static fewcl_status set_state(fcl_replica *r, void *arg) {
+    (void)arg;
+    if (r->on_caller) return FEWCL_OK;
+    return upload_state(r->ctx, r->model, r->group->state, r->group->state_floats);
+}
+
+fewcl_status fcl_replicas_set_state(fcl_replica_group *g, fewcl_context *caller,
+                                    const fcl_model *model) {
+    size_t n = state_floats(model);
+    float *state = malloc((n ? n : 1) * sizeof *state);
+    if (!state) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "the model's state (%zu floats)", n);
+    fewcl_status s = download_state(caller, model, state);
+    g->state = state, g->state_floats = n;
+    if (s == FEWCL_OK) s = fcl_replicas_run(g, set_state, NULL, NULL);
+    g->state = NULL;
+    free(state);
+    return s;
+}
+
 void fcl_replicas_close(fcl_replica_group *g) {
     if (!g) return;
     pthread_mutex_lock(&g->lock);

@@ -76,6 +76,10 @@ fewcl_status fcl_replicas_open(const char *devices, fewcl_context *caller, fcl_m
  * and returns the first failure (see the top of this file) or FEWCL_OK. */
 fewcl_status fcl_replicas_run(fcl_replica_group *g, fcl_replica_fn fn, void *arg,
                               fcl_replica_idle_fn idle);
+/* Copies the values and buffers of `model` (on `caller`, the group's source) to every other
+ * replica: after training changed them (validation). */
+fewcl_status fcl_replicas_set_state(fcl_replica_group *g, fewcl_context *caller,
+                                    const fcl_model *model);
 /* Ends the threads (each destroys its model and context) and frees the group. NULL: nothing. */
 void fcl_replicas_close(fcl_replica_group *g);
 
@@ -90,5 +94,8 @@ void fcl_shard_block(long first, long n, int replicas, int w, long *start, long 
  * receives them. Progress and the stop request are seen on the caller's thread only. */
 fewcl_status fcl_evaluate_sharded(fcl_replica_group *g, const fcl_eval_options *o,
                                   fcl_eval_result *r);
+/* The same, reported to o->progress as `phase` ("val") of epoch `epoch` of `epochs`. */
+fewcl_status fcl_evaluate_sharded_as(fcl_replica_group *g, const fcl_eval_options *o,
+                                     const char *phase, int epoch, int epochs, fcl_eval_result *r);
 
 #endif

@@ -84,6 +84,10 @@ typedef struct fcl_train_options {
     void *user;
     /* Set (e.g. by a SIGINT handler) to stop after the current episode with a checkpoint. */
     volatile sig_atomic_t *stop;
+    /* Several devices (a list as fcl_device_list_parse takes it; NULL or "": ctx's alone):
+     * validation is split over replicas on them (lib/train/replicas.h), with the one-device
+     * run's accuracies; training itself runs on ctx. */
+    const char *devices;
 } fcl_train_options;
 
 typedef struct fcl_train_result {
