@@ -15,35 +15,21 @@ void fcl_shard_block(long first, long n, int replicas, int w, long *start, long 
     *count = b - a;
 }
 
-/* ---- the model's state as one host vector (values and buffers, table order) ----
- * A private copy until lib/nn/params gets fcl_params_download_flat/upload_flat (ALL): then
- * these two become those calls. */
+/* ---- the model's state as one host vector (every value and buffer: FCL_FLAT_ALL) ---- */
 
 static size_t state_floats(const fcl_model *m) {
-    size_t n = 0;
-    for (int i = 0; i < m->params.n; i++)
-        n += m->params.items[i].value.numel;
-    return n;
+    return fcl_params_flat_count(&m->params, FCL_FLAT_ALL);
 }
 
 static fewcl_status download_state(fewcl_context *ctx, const fcl_model *m, float *out) {
-    for (int i = 0; i < m->params.n; i++) {
-        const fcl_tensor *t = &m->params.items[i].value;
-        if (t->numel) FCL_TRY(fcl_tensor_download(ctx, t, out));
-        out += t->numel;
-    }
-    return FEWCL_OK;
+    return fcl_params_download_flat(ctx, &m->params, FCL_FLAT_ALL, out);
 }
 
 static fewcl_status upload_state(fewcl_context *ctx, fcl_model *m, const float *in, size_t n) {
     if (state_floats(m) != n)
         return fcl_fail(FEWCL_ERR_INTERNAL, "replica: the model copy has %zu floats, not %zu",
                         state_floats(m), n);
-    for (int i = 0; i < m->params.n; i++) {
-        fcl_tensor *t = &m->params.items[i].value;
-        if (t->numel) FCL_TRY(fcl_tensor_upload(ctx, t, in));
-        in += t->numel;
-    }
+    FCL_TRY(fcl_params_upload_flat(ctx, &m->params, FCL_FLAT_ALL, in));
     return fewcl_finish(ctx);
 }
 
