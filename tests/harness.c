@@ -34,6 +34,16 @@ int th_small(void) {
     return s && *s && *s != '0';
 }
 
+fewcl_model_config th_small_public_config(int n_way, int k_shot, int n_query) {
+    fewcl_model_config c;
+    th_ok_(fewcl_model_config_default(&c, sizeof c), "fewcl_model_config_default", __FILE__,
+           __LINE__);
+    c.image_size = 16;
+    c.n_way = n_way, c.k_shot = k_shot, c.n_query = n_query;
+    c.reduced_dim = 32, c.heads = 2, c.dim_head = 8, c.mlp_dim = 16;
+    return c;
+}
+
 int th_glyph_folder(char *dir, size_t cap, const char *tag, uint64_t seed, int bare) {
     snprintf(dir, cap, "/tmp/fewcl-%s-XXXXXX", tag);
     if (!mkdtemp(dir)) return -1;

@@ -24,6 +24,10 @@ int th_small(void);
  * with 2 images of 3 classes and queries/ with 2 more images of each (<class>-02.png, -03).
  * Returns 0, or -1 (a cmocka setup failure). */
 int th_glyph_folder(char *dir, size_t cap, const char *tag, uint64_t seed, int bare);
+/* The small public model config the API and tool tests share: conv4 at 16 px (the glyphs'
+ * size), an n-way k-shot q-query episode, and a narrow enhanced head (reduced_dim 32, 2 heads of
+ * 8, MLP 16) with the projection still active (32 < conv4's 64 features at 16 px). */
+fewcl_model_config th_small_public_config(int n_way, int k_shot, int n_query);
 /* cmocka group teardown for th_glyph_folder: removes the folder, then th_teardown. */
 int th_glyph_teardown(const char *dir, void **state);
 /* The whole file, NUL-terminated (malloc'd), its length in *len when len is not NULL; NULL

@@ -22,14 +22,7 @@ enum { N = 3, K = 2, Q = 2, S = 16, IMG = 3 * S * S };
 static char g_dir[64];
 static char g_weights[128]; /* a saved model with learned (non-zero) prototype weights */
 
-static fewcl_model_config small_config(void) {
-    fewcl_model_config c;
-    TH_OK(fewcl_model_config_default(&c, sizeof c));
-    c.image_size = S;
-    c.n_way = N, c.k_shot = K, c.n_query = Q;
-    c.reduced_dim = 32, c.heads = 2, c.dim_head = 8, c.mlp_dim = 16;
-    return c;
-}
+static fewcl_model_config small_config(void) { return th_small_public_config(N, K, Q); }
 
 /* A model whose prototype weights are not uniform, so that using them is visible. */
 static fewcl_model *small_model(fewcl_context *ctx) {

@@ -30,14 +30,7 @@ static void on_epoch(void *user, const fewcl_epoch_metrics *m) {
     e->last = *m;
 }
 
-static fewcl_model_config small_config(void) {
-    fewcl_model_config c;
-    TH_OK(fewcl_model_config_default(&c, sizeof c));
-    c.image_size = S;
-    c.n_way = N, c.k_shot = K, c.n_query = Q;
-    c.reduced_dim = 32, c.heads = 2, c.dim_head = 8, c.mlp_dim = 16;
-    return c;
-}
+static fewcl_model_config small_config(void) { return th_small_public_config(N, K, Q); }
 
 static int setup(void **state) {
     (void)state;

@@ -16,10 +16,7 @@ static char g_dir[64];
 static int setup(void **state) {
     (void)state;
     if (th_glyph_folder(g_dir, sizeof g_dir, "install", 3, 0)) return -1;
-    fewcl_model_config c;
-    fewcl_model_config_default(&c, sizeof c);
-    c.image_size = 16, c.n_way = 3, c.k_shot = 2, c.n_query = 2;
-    c.reduced_dim = 32, c.heads = 2, c.dim_head = 8, c.mlp_dim = 16;
+    fewcl_model_config c = th_small_public_config(3, 2, 2);
     fewcl_model *m;
     if (fewcl_model_create(th_ctx(), &c, 1, &m) != FEWCL_OK) return -1;
     char weights[160];

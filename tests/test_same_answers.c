@@ -39,10 +39,7 @@ static char g_dir[64];
 static int setup(void **state) {
     (void)state;
     if (th_glyph_folder(g_dir, sizeof g_dir, "same", 5, 1)) return -1;
-    fewcl_model_config c;
-    fewcl_model_config_default(&c, sizeof c);
-    c.image_size = 16, c.n_way = N_WAY, c.k_shot = K_SHOT, c.n_query = N_QUERY;
-    c.reduced_dim = 32, c.heads = 2, c.dim_head = 8, c.mlp_dim = 16;
+    fewcl_model_config c = th_small_public_config(N_WAY, K_SHOT, N_QUERY);
     char train[160], run[160];
     snprintf(train, sizeof train, "%s/demo/base.json", g_dir);
     snprintf(run, sizeof run, "%s/run", g_dir);

@@ -351,6 +351,21 @@ static void test_evaluate(void **state) {
     assert_int_equal(r1.episodes, 5);
     assert_true(r1.accuracy >= 0 && r1.accuracy <= 100 && r1.ci95 >= 0);
     assert_true(r1.accuracy == r2.accuracy && r1.ci95 == r2.ci95); /* same episodes */
+    /* Shares [0,2) and [2,5) evaluate the same episodes as the whole run: their accuracies,
+     * joined in episode order, give its mean and CI exactly (sharded evaluation rests on it). */
+    double whole[5], parts[5], mean, ci95;
+    o.accuracies = whole;
+    TH_OK(fcl_evaluate(ctx, m, &o, &r2));
+    o.accuracies = parts, o.episodes = 2;
+    TH_OK(fcl_evaluate(ctx, m, &o, &r2));
+    o.accuracies = parts + 2, o.first = 2, o.episodes = 3;
+    TH_OK(fcl_evaluate(ctx, m, &o, &r2));
+    assert_memory_equal(whole, parts, sizeof whole);
+    fcl_mean_ci95(parts, 5, &mean, &ci95);
+    assert_true(mean == r1.accuracy && ci95 == r1.ci95);
+    o.first = -1;
+    assert_int_equal(fcl_evaluate(ctx, m, &o, &r1), FEWCL_ERR_ARGUMENT);
+    o.first = 0, o.accuracies = NULL;
     o.episodes = 0;
     assert_int_equal(fcl_evaluate(ctx, m, &o, &r1), FEWCL_ERR_ARGUMENT);
     fcl_model_destroy(ctx, m);

@@ -8,7 +8,7 @@
 set -euo pipefail
 root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
 dir=$root/apps/fewcl
-developer_tools='^(bench.*|episode)\.c$' # may use the library's internals: see docs/api.md
+developer_tools='^(bench.*|episode)\.[ch]$' # may use the library's internals: see docs/api.md
 bad=0 checked=0
 for path in "$dir"/*.c "$dir"/*.h; do
   file=$(basename "$path")

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "bench_session.h"
 #include "cli.h"
 #include "model_flags.h"
 #include "ops/conv_find.h"
@@ -101,35 +102,18 @@ int cmd_bench_conv(int argc, char **argv) {
         default: return cli_bad_option("bench", c, argv, opts);
         }
     }
-    fcl_model_config cfg = api_config_in(&flags); /* the library's own type */
-    if (optind < argc || fcl_config_validate(&cfg) != FEWCL_OK) {
-        fprintf(stderr, "fewcl bench: %s\n",
-                optind < argc ? "unexpected argument" : fewcl_last_error());
-        return EXIT_USAGE;
-    }
     if (getenv("FEWCL_CONV_ALGO") && *getenv("FEWCL_CONV_ALGO")) {
         fprintf(stderr, "fewcl bench --conv: FEWCL_CONV_ALGO forces the algorithms, so there is "
                         "nothing to time; unset it\n");
         return EXIT_USAGE;
     }
-    fewcl_context *ctx;
-    int rc_open = cli_open_device("bench", device, &ctx);
+    bench_session b;
+    int rc_open = bench_session_open(&flags, optind < argc, device, &b);
     if (rc_open) return rc_open;
+    fewcl_context *ctx = b.ctx;
+    const fcl_model_config cfg = b.cfg;
     rows *t = calloc(1, sizeof *t);
-    fcl_model *m = NULL;
-    fcl_tensor x = {0};
-    int shape[4] = {cfg.n_way * (cfg.k_shot + cfg.n_query), 3, cfg.image_size, cfg.image_size};
-    float *host = NULL;
     fewcl_status s = t ? FEWCL_OK : fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "the table");
-    if (s == FEWCL_OK) s = fcl_model_create(ctx, &cfg, 1, &m);
-    if (s == FEWCL_OK) s = fcl_tensor_alloc(ctx, &x, FCL_MEM_ACTIVATION, 4, shape);
-    if (s == FEWCL_OK && !(host = malloc(x.numel * sizeof *host)))
-        s = fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "episode");
-    if (s == FEWCL_OK) {
-        for (size_t i = 0; i < x.numel; i++)
-            host[i] = fcl_pattern_value(7, i, 1.0f);
-        s = fcl_tensor_upload(ctx, &x, host);
-    }
     fcl_conv_find_hook hook = {remember, t};
     if (s == FEWCL_OK) s = fcl_conv_algo_set_find(ctx, FCL_FIND_SEARCH);
     if (s == FEWCL_OK) s = fcl_conv_algo_set_hook(ctx, &hook);
@@ -137,21 +121,16 @@ int cmd_bench_conv(int argc, char **argv) {
         printf("device: %s (%s)\nmodel: %s %dx%d, %d-way %d-shot %d-query (%d images); median "
                "of %d runs per algorithm\n\n",
                ctx->info.name, ctx->info.platform, fcl_backbone_name(cfg.backbone),
-               cfg.image_size, cfg.image_size, cfg.n_way, cfg.k_shot, cfg.n_query, shape[0],
+               cfg.image_size, cfg.image_size, cfg.n_way, cfg.k_shot, cfg.n_query, b.x.shape[0],
                FCL_CONV_FIND_RUNS);
         fflush(stdout);
         fcl_adamw_config adam = fcl_adamw_defaults();
         fcl_step_result res;
-        s = fcl_train_step(ctx, m, &x, &adam, &res);
+        s = fcl_train_step(ctx, b.m, &b.x, &adam, &res);
         if (s == FEWCL_OK) s = fewcl_finish(ctx);
     }
     if (s == FEWCL_OK) print_rows(t);
     fcl_conv_algo_set_hook(ctx, NULL); /* the table goes next */
-    free(host);
     free(t);
-    if (x.numel) fcl_tensor_free(ctx, &x);
-    fcl_model_destroy(ctx, m);
-    int rc = s == FEWCL_OK ? 0 : cli_fail("bench", s);
-    fewcl_context_destroy(ctx);
-    return rc;
+    return bench_session_close(&b, s);
 }

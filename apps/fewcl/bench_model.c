@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "api/api.h"
+#include "bench_session.h"
 #include "cli.h"
 #include "data_flags.h"
 #include "model_flags.h"
@@ -166,47 +167,32 @@ int cmd_bench_model(int argc, char **argv) {
         default: return cli_bad_option("bench", c, argv, opts);
         }
     }
-    fcl_model_config cfg = api_config_in(&flags); /* the library's own type */
-    if (optind < argc || fcl_config_validate(&cfg) != FEWCL_OK) {
-        fprintf(stderr, "fewcl bench: %s\n",
-                optind < argc ? "unexpected argument" : fewcl_last_error());
-        return EXIT_USAGE;
-    }
-    fewcl_context *ctx;
-    int rc_open = cli_open_device("bench", device, &ctx);
+    bench_session b;
+    int rc_open = bench_session_open(&flags, optind < argc, device, &b);
     if (rc_open) return rc_open;
-    fewcl_status s;
-    fcl_model *m = NULL;
-    fcl_tensor x = {0};
-    int shape[4] = {cfg.n_way * (cfg.k_shot + cfg.n_query), 3, cfg.image_size, cfg.image_size};
-    float *host = NULL;
+    fewcl_context *ctx = b.ctx;
+    const fcl_model_config cfg = b.cfg;
+    fcl_model *m = b.m;
+    const fcl_tensor *x = &b.x;
+    fewcl_status s = FEWCL_OK;
     double eval_s = 0, train_s = 0, test_s = 0, wall = 0, eval_wall = 0;
     cJSON *kernels = cJSON_CreateArray(), *gemm = cJSON_CreateObject();
     cJSON *eval_kernels = cJSON_CreateArray(), *eval_gemm = cJSON_CreateObject();
-    s = fcl_model_create(ctx, &cfg, 1, &m);
-    if (s == FEWCL_OK) s = fcl_tensor_alloc(ctx, &x, FCL_MEM_ACTIVATION, 4, shape);
-    if (s == FEWCL_OK && !(host = malloc(x.numel * sizeof *host)))
-        s = fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "episode");
-    if (s == FEWCL_OK) {
-        for (size_t i = 0; i < x.numel; i++)
-            host[i] = fcl_pattern_value(7, i, 1.0f);
-        s = fcl_tensor_upload(ctx, &x, host);
-    }
     if (s == FEWCL_OK && !json)
         printf("device: %s (%s)\nmodel: %s %dx%d %s %s, %d-way %d-shot %d-query (%d images), "
                "median of %d\n",
                ctx->info.name, ctx->info.platform, fcl_backbone_name(cfg.backbone), cfg.image_size,
                cfg.image_size, fcl_method_name(cfg.method), fcl_variant_name(cfg.variant),
-               cfg.n_way, cfg.k_shot, cfg.n_query, shape[0], repeat);
-    if (s == FEWCL_OK) s = time_phase(ctx, m, &x, 0, repeat, &eval_s);
+               cfg.n_way, cfg.k_shot, cfg.n_query, x->shape[0], repeat);
+    if (s == FEWCL_OK) s = time_phase(ctx, m, x, 0, repeat, &eval_s);
     if (s == FEWCL_OK && !json) printf("evaluation forward   %9.4f s\n", eval_s), fflush(stdout);
-    if (s == FEWCL_OK) s = time_phase(ctx, m, &x, 1, repeat, &train_s);
+    if (s == FEWCL_OK) s = time_phase(ctx, m, x, 1, repeat, &train_s);
     if (s == FEWCL_OK && !json) printf("training step        %9.4f s\n", train_s), fflush(stdout);
-    if (s == FEWCL_OK && test_episodes) s = time_test(ctx, m, &x, test_episodes, &test_s);
+    if (s == FEWCL_OK && test_episodes) s = time_test(ctx, m, x, test_episodes, &test_s);
     if (s == FEWCL_OK && test_episodes && !json)
         printf("%d test episodes   %9.4f s\n", test_episodes, test_s), fflush(stdout);
-    if (s == FEWCL_OK) s = profile_step(ctx, m, &x, 0, json, eval_kernels, eval_gemm, &eval_wall);
-    if (s == FEWCL_OK) s = profile_step(ctx, m, &x, 1, json, kernels, gemm, &wall);
+    if (s == FEWCL_OK) s = profile_step(ctx, m, x, 0, json, eval_kernels, eval_gemm, &eval_wall);
+    if (s == FEWCL_OK) s = profile_step(ctx, m, x, 1, json, kernels, gemm, &wall);
     if (s == FEWCL_OK && json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "device", ctx->info.name);
@@ -232,10 +218,5 @@ int cmd_bench_model(int argc, char **argv) {
     cJSON_Delete(gemm);
     cJSON_Delete(eval_kernels);
     cJSON_Delete(eval_gemm);
-    free(host);
-    if (x.numel) fcl_tensor_free(ctx, &x);
-    fcl_model_destroy(ctx, m);
-    int rc = s == FEWCL_OK ? 0 : cli_fail("bench", s);
-    fewcl_context_destroy(ctx);
-    return rc;
+    return bench_session_close(&b, s);
 }

@@ -108,9 +108,10 @@ static fewcl_status input_next(fewcl_context *ctx, fcl_loader *l, episode_input 
 static fewcl_status evaluate_with(fewcl_context *ctx, fcl_model *m, fcl_loader *l, int episodes,
                                   const char *phase, int epoch, int epochs,
                                   fcl_progress_fn progress, void *user, volatile sig_atomic_t *stop,
-                                  fcl_eval_result *r) {
+                                  double *accuracies, fcl_eval_result *r) {
     *r = (fcl_eval_result){.accuracy = NAN, .ci95 = NAN};
-    double *acc = malloc((size_t)(episodes > 0 ? episodes : 1) * sizeof *acc);
+    double *acc =
+        accuracies ? accuracies : malloc((size_t)(episodes > 0 ? episodes : 1) * sizeof *acc);
     episode_input in = {0};
     if (!acc) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "%d accuracies", episodes);
     fewcl_status s = input_alloc(ctx, &m->cfg, &in);
@@ -143,7 +144,7 @@ static fewcl_status evaluate_with(fewcl_context *ctx, fcl_model *m, fcl_loader *
         r->images_per_s = loader_images_per_s(l);
     }
     input_free(ctx, &in);
-    free(acc);
+    if (acc != accuracies) free(acc);
     return s;
 }
 
@@ -153,9 +154,12 @@ fewcl_status fcl_evaluate(fewcl_context *ctx, fcl_model *m, const fcl_eval_optio
         return fcl_fail(FEWCL_ERR_ARGUMENT, "--episodes %d: evaluate at least one episode",
                         o->episodes);
     fcl_loader *l;
-    FCL_TRY(make_loader(o->data, &m->cfg, 0, o->seed, 0, &o->io, &l));
-    fewcl_status s =
-        evaluate_with(ctx, m, l, o->episodes, "test", 0, 0, o->progress, o->user, o->stop, r);
+    if (o->first < 0)
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "evaluation share starts at episode %ld (>= 0)",
+                        o->first);
+    FCL_TRY(make_loader(o->data, &m->cfg, 0, o->seed, o->first, &o->io, &l));
+    fewcl_status s = evaluate_with(ctx, m, l, o->episodes, "test", 0, 0, o->progress, o->user,
+                                   o->stop, o->accuracies, r);
     fcl_loader_destroy(l);
     return s;
 }
@@ -501,7 +505,7 @@ static fewcl_status end_epoch(trainer *t, int epoch, double train_seconds, long 
     fcl_eval_result v = {.accuracy = NAN, .ci95 = NAN};
     if (t->val)
         FCL_TRY(evaluate_with(t->ctx, t->model, t->val, o->val_episodes, "val", epoch + 1,
-                              o->epochs, o->progress, o->user, NULL, &v));
+                              o->epochs, o->progress, o->user, NULL, NULL, &v));
     double n = o->episodes;
     fcl_epoch_metrics *m = &t->st.history[epoch];
     *m = (fcl_epoch_metrics){.epoch = epoch + 1,

@@ -109,6 +109,12 @@ typedef struct fcl_eval_options {
     fcl_progress_fn progress;
     void *user;
     volatile sig_atomic_t *stop;
+    /* A share of a longer evaluation (sharded over devices or ranks): this call evaluates
+     * episodes first .. first+episodes-1 of the stream (0: from the start), and, when
+     * accuracies is set, writes each episode's accuracy (%) there in order, so that the
+     * caller can take mean and CI over all shares' accuracies in episode order. */
+    long first;
+    double *accuracies;
 } fcl_eval_options;
 
 typedef struct fcl_eval_result {
@@ -118,7 +124,8 @@ typedef struct fcl_eval_result {
     double images_per_s; /* loader throughput per worker-second */
 } fcl_eval_result;
 
-/* Evaluation-mode accuracy of m over o->episodes episodes of m->cfg's shape. */
+/* Evaluation-mode accuracy of m over o->episodes episodes of m->cfg's shape (episode i of the
+ * stream is a pure function of o->seed and i, so shares of a run see the run's episodes). */
 fewcl_status fcl_evaluate(fewcl_context *ctx, fcl_model *m, const fcl_eval_options *o,
                           fcl_eval_result *r);
 
