@@ -371,6 +371,64 @@ static void test_evaluate(void **state) {
     fcl_model_destroy(ctx, m);
 }
 
+/* The model's weights and buffers, downloaded in order into one array (*n floats). */
+static float *model_values(fewcl_context *ctx, fcl_model *m, size_t *n) {
+    *n = 0;
+    for (int i = 0; i < m->params.n; i++)
+        *n += m->params.items[i].value.numel;
+    float *all = malloc(*n * sizeof *all), *at = all;
+    assert_non_null(all);
+    for (int i = 0; i < m->params.n; i++) {
+        TH_OK(fcl_tensor_download(ctx, &m->params.items[i].value, at));
+        at += m->params.items[i].value.numel;
+    }
+    return all;
+}
+
+/* Evaluation follows its plan as the trainer does (issue 18): with the model all the context
+ * holds, fcl_evaluate moves it to where the plan puts it, reserves exactly the planned
+ * footprint, peaks at the planned peak and places every allocation where planned; the weights
+ * and the accuracies are those of an evaluation that did not follow (another tensor live). */
+static void test_evaluate_follows_its_plan(void **state) {
+    (void)state;
+    fewcl_context *ctx;
+    TH_OK(fewcl_context_create(getenv("FEWCL_DEVICE"), &ctx));
+    fcl_model_config c = small_config();
+    fcl_model *m;
+    TH_OK(fcl_model_create(ctx, &c, 3, &m));
+    double online[3], followed[3];
+    fcl_eval_options o = {.data = g_val, .episodes = 3, .seed = 2, .io = {.workers = 1}};
+    fcl_eval_result r;
+    fcl_tensor other;
+    TH_OK(fcl_tensor_alloc1(ctx, &other, FCL_MEM_ACTIVATION, 1));
+    o.accuracies = online;
+    TH_OK(fcl_evaluate(ctx, m, &o, &r)); /* not alone: first fit, as before */
+    fcl_tensor_free(ctx, &other);
+    size_t n;
+    float *before = model_values(ctx, m, &n);
+    fcl_arena_reset_peak(ctx->arena);
+    fcl_arena_stats start = *fcl_arena_stats_get(ctx->arena);
+    o.accuracies = followed;
+    TH_OK(fcl_evaluate(ctx, m, &o, &r));
+    const fcl_arena_stats *s = fcl_arena_stats_get(ctx->arena);
+    print_message("  planned peak %zu, footprint %zu; measured peak %zu, reserved %zu, %ld of "
+                  "%ld allocations where planned\n",
+                  r.planned_peak, r.planned_footprint, s->peak, s->reserved,
+                  s->followed - start.followed, s->allocations - start.allocations);
+    assert_true(r.planned_peak > 0 && r.planned_footprint >= r.planned_peak);
+    assert_int_equal(s->peak, r.planned_peak);
+    if (fcl_arena_follows_layouts(ctx->arena)) {
+        assert_int_equal(s->reserved, r.planned_footprint);
+        assert_int_equal(s->followed - start.followed, s->allocations - start.allocations);
+    }
+    float *after = model_values(ctx, m, &n);
+    assert_memory_equal(before, after, n * sizeof *after);
+    assert_memory_equal(online, followed, sizeof online);
+    free(before), free(after);
+    fcl_model_destroy(ctx, m);
+    fewcl_context_destroy(ctx);
+}
+
 /* A NaN in the initial weights makes the first loss NaN: the run stops naming the episode,
  * with no checkpoint written over anything. */
 static void test_non_finite_loss_stops(void **state) {
@@ -610,6 +668,7 @@ int main(void) {
         cmocka_unit_test(test_mean_ci95),
         cmocka_unit_test(test_checkpoint_roundtrip),
         cmocka_unit_test(test_evaluate),
+        cmocka_unit_test(test_evaluate_follows_its_plan),
         cmocka_unit_test(test_resume_after_stop),
         cmocka_unit_test(test_lr_schedule_values),
         cmocka_unit_test(test_lr_schedule_training),

@@ -65,6 +65,18 @@ fewcl_status fcl_st_writer_add_tensor(fewcl_context *ctx, fcl_st_writer *w, cons
 fewcl_status fcl_params_zero_grad(fewcl_context *ctx, fcl_params *P);
 /* One AdamW step on every trainable parameter (moments allocated on first use). */
 fewcl_status fcl_params_adamw(fewcl_context *ctx, fcl_params *P, const fcl_adamw_config *cfg);
+/* Moving the parameters to other arena blocks (fcl_evaluate puts them where its plan does):
+ * fcl_params_stash copies every device tensor of P (values, gradients, AdamW moments) to the
+ * host and frees it; fcl_params_unstash allocates them again, in the order they were first
+ * allocated (each value and gradient as fcl_params_add made them, then the moments as the
+ * first AdamW step did), copies them back and frees the stash (should an allocation fail
+ * there, P is left without its device tensors: destroy the model). */
+typedef struct fcl_params_stash fcl_params_stash;
+fewcl_status fcl_params_stash_out(fewcl_context *ctx, fcl_params *P, fcl_params_stash **out);
+fewcl_status fcl_params_unstash(fewcl_context *ctx, fcl_params *P, fcl_params_stash *stash);
+/* Arena bytes P's device tensors hold. */
+size_t fcl_params_device_bytes(const fcl_params *P);
+
 /* Total number of elements of the trainable parameters. */
 size_t fcl_params_count(const fcl_params *P);
 
