@@ -17,6 +17,7 @@
 
 #include "data/demo.h"
 #include "harness.h"
+#include "plan/episode_plan.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -253,6 +254,46 @@ static void test_resume_after_stop(void **state) {
     c.resume = 1;
     assert_int_equal(fcl_train(ctx, &c, &part), FEWCL_ERR_ARGUMENT);
     assert_non_null(strstr(fewcl_last_error(), "nothing to resume"));
+}
+
+/* A resumed run follows the layout a fresh run plans (issue 18): on a device limited to
+ * exactly the planned footprint, a run stopped mid-epoch and resumed (AdamW moments read back
+ * from the checkpoint) reserves exactly that footprint, every allocation where planned, and
+ * peaks at the planned peak. */
+static void test_resume_follows_the_plan(void **state) {
+    (void)state;
+    fcl_train_options b = options("resumed-at-the-footprint");
+    fcl_arena_stats plan;
+    TH_OK(fcl_episode_plan(th_ctx(), &b.cfg, 1, 0, &plan));
+    char limit[32];
+    snprintf(limit, sizeof limit, "%zu", plan.peak_reserved);
+    setenv("FEWCL_MEM_LIMIT", limit, 1);
+    fewcl_context *ctx;
+    fewcl_status s = fewcl_context_create(getenv("FEWCL_DEVICE"), &ctx);
+    unsetenv("FEWCL_MEM_LIMIT");
+    TH_OK(s);
+    fcl_train_result r;
+    g_stop_at.epoch = 1, g_stop_at.done = 2, g_stop_at.flag = 0;
+    b.progress = stop_when;
+    b.stop = &g_stop_at.flag;
+    assert_int_equal(fcl_train(ctx, &b, &r), FEWCL_ERR_INTERRUPTED);
+    g_stop_at.flag = 0, g_stop_at.epoch = 0;
+    b.resume = 1;
+    fcl_arena_stats start = *fcl_arena_stats_get(ctx->arena);
+    TH_OK(fcl_train(ctx, &b, &r));
+    const fcl_arena_stats *a = fcl_arena_stats_get(ctx->arena);
+    print_message("  planned peak %zu, footprint %zu (the limit); resumed: peak %.0f, reserved "
+                  "%zu, %ld of %ld allocations where planned\n",
+                  r.planned_peak, r.planned_footprint, r.last.device_peak, a->peak_reserved,
+                  a->followed - start.followed, a->allocations - start.allocations);
+    assert_int_equal(r.epochs_done, 2);
+    assert_int_equal(r.planned_footprint, plan.peak_reserved);
+    assert_int_equal((size_t)r.last.device_peak, r.planned_peak);
+    if (fcl_arena_follows_layouts(ctx->arena)) {
+        assert_int_equal(a->peak_reserved, r.planned_footprint);
+        assert_int_equal(a->followed - start.followed, a->allocations - start.allocations);
+    }
+    fewcl_context_destroy(ctx);
 }
 
 /* The schedules' values: constant is lr everywhere; cosine starts at lr, is lr/2 half-way,
@@ -669,6 +710,7 @@ int main(void) {
         cmocka_unit_test(test_checkpoint_roundtrip),
         cmocka_unit_test(test_evaluate),
         cmocka_unit_test(test_evaluate_follows_its_plan),
+        cmocka_unit_test(test_resume_follows_the_plan),
         cmocka_unit_test(test_resume_after_stop),
         cmocka_unit_test(test_lr_schedule_values),
         cmocka_unit_test(test_lr_schedule_training),

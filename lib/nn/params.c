@@ -13,6 +13,7 @@ void fcl_params_free(fewcl_context *ctx, fcl_params *P) {
         fcl_tensor *all[] = {&p->v, &p->m, &p->grad, &p->value};
         for (int j = 0; j < 4; j++)
             if (all[j]->numel) fcl_tensor_free(ctx, all[j]);
+        free(p->pending_m), free(p->pending_v);
     }
     free(P->items);
     fcl_params_init(P);
@@ -157,8 +158,15 @@ fewcl_status fcl_params_adamw(fewcl_context *ctx, fcl_params *P, const fcl_adamw
         if (!p->m.numel) {
             FCL_TRY(fcl_tensor_alloc(ctx, &p->m, FCL_MEM_OPTIM, p->value.ndim, p->value.shape));
             FCL_TRY(fcl_tensor_alloc(ctx, &p->v, FCL_MEM_OPTIM, p->value.ndim, p->value.shape));
-            FCL_TRY(fcl_fill(ctx, &p->m, 0));
-            FCL_TRY(fcl_fill(ctx, &p->v, 0));
+            if (p->pending_m && p->pending_v) {
+                FCL_TRY(fcl_tensor_upload(ctx, &p->m, p->pending_m));
+                FCL_TRY(fcl_tensor_upload(ctx, &p->v, p->pending_v));
+                free(p->pending_m), free(p->pending_v);
+                p->pending_m = p->pending_v = NULL;
+            } else {
+                FCL_TRY(fcl_fill(ctx, &p->m, 0));
+                FCL_TRY(fcl_fill(ctx, &p->v, 0));
+            }
         }
         FCL_TRY(fcl_adamw_step(ctx, cfg, P->step, &p->value, &p->grad, &p->m, &p->v));
     }

@@ -18,6 +18,10 @@ typedef struct fcl_param {
     fcl_tensor value;
     fcl_tensor grad; /* allocated when trainable */
     fcl_tensor m, v; /* AdamW moments, allocated on the first step */
+    /* Moments read from a checkpoint before the first step (resume): kept on the host and
+     * uploaded when the step allocates m and v, where a fresh run allocates them, so that a
+     * resumed run follows the plan's layout (NULL: none). */
+    float *pending_m, *pending_v;
     int trainable;
     int is_buffer; /* running statistics: saved and loaded, never optimised */
 } fcl_param;
