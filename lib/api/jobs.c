@@ -119,6 +119,7 @@ fewcl_status fewcl_train(fewcl_context *ctx, const fewcl_train_params *params,
     api_copy_in(&p, sizeof p, params, params->struct_size);
     if (!p.train_dataset) API_REQUIRE(p.train_data, fn, "train_data");
     API_REQUIRE(p.run_dir, fn, "run_dir");
+    if (p.memory) FCL_TRY(api_check_size(fn, "the memory info", p.memory->struct_size));
     fcl_model_config cfg = fcl_config_default();
     if (p.model) FCL_TRY(api_read_config(fn, p.model, &cfg));
     /* A request made before the job starts counts from its first check. */
@@ -163,6 +164,11 @@ fewcl_status fewcl_train(fewcl_context *ctx, const fewcl_train_params *params,
         api_copy_out(r, r->struct_size, &full, sizeof full);
         api_fix_nested_size(r, r->struct_size, offsetof(fewcl_train_result, last),
                             sizeof full.last);
+    }
+    if (s == FEWCL_OK && p.memory) {
+        fewcl_memory_info mem = {sizeof mem, tr.planned_peak, tr.planned_footprint,
+                                 tr.reserved_peak};
+        api_copy_out(p.memory, p.memory->struct_size, &mem, sizeof mem);
     }
     return s;
 }

@@ -644,6 +644,7 @@ fewcl_status fcl_train(fewcl_context *ctx, const fcl_train_options *o, fcl_train
         r->best_val_acc = t.st.best_val;
         r->best_epoch = t.st.best_epoch;
         if (t.st.epoch) r->last = t.st.history[t.st.epoch - 1];
+        r->reserved_peak = fcl_arena_stats_get(ctx->arena)->peak_reserved;
     }
     if (t.val) fcl_loader_destroy(t.val);
     if (t.train) fcl_loader_destroy(t.train);

@@ -93,6 +93,7 @@ typedef struct fcl_train_result {
     fcl_epoch_metrics last;
     size_t planned_peak;      /* live bytes at the peak of the trainer's schedule, planned first */
     size_t planned_footprint; /* the device buffers the run reserves: its plan's layout */
+    size_t reserved_peak;     /* the device buffers the run held at most in its last epoch */
 } fcl_train_result;
 
 /* Trains. Before any allocation the training episode is planned against the device's memory;
