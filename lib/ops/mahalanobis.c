@@ -18,9 +18,11 @@ static void bs_option(const fewcl_context *ctx, char *buf, size_t cap) {
 
 #define MAHALANOBIS_HANDLE(name)                                                                   \
     { "mahalanobis", (name), NULL, bs_option, 0, 0 }
+#define MAHALANOBIS_ROWS_HANDLE(name)                                                              \
+    { "mahalanobis", (name), NULL, bs_option, 1, 0 }
 static fcl_kernel_handle k_potrf_diag = MAHALANOBIS_HANDLE("potrf_diag");
 static fcl_kernel_handle k_trsm_panel = MAHALANOBIS_HANDLE("trsm_panel");
-static fcl_kernel_handle k_copy_add_diag = MAHALANOBIS_HANDLE("copy_add_diag");
+static fcl_kernel_handle k_copy_add_diag = MAHALANOBIS_ROWS_HANDLE("copy_add_diag");
 static fcl_kernel_handle k_tri_inverse_wg = MAHALANOBIS_HANDLE("tri_inverse_wg");
 static fcl_kernel_handle k_tri_inverse_rows = MAHALANOBIS_HANDLE("tri_inverse_rows");
 static fcl_kernel_handle k_center_rows = MAHALANOBIS_HANDLE("center_rows");
@@ -82,7 +84,9 @@ static fewcl_status copy_add_diag(fewcl_context *ctx, const fcl_tensor *src, fcl
     FCL_TRY(fcl_kernel_get(ctx, &k_copy_add_diag, &k));
     FCL_TRY(fcl_args(k, "ttuuf", src, dst, (unsigned)src->shape[1], (unsigned)src->shape[0],
                      (double)jitter));
-    size_t gws = src->numel, lws = fcl_kernel_wg_1d(ctx, k);
+    /* the _rows variant (CPU devices): a work-item per matrix row */
+    size_t gws = ctx->limits.row_kernels ? src->numel / (size_t)src->shape[1] : src->numel;
+    size_t lws = fcl_kernel_wg_1d(ctx, k);
     return fcl_launch(ctx, k, 1, &gws, &lws);
 }
 
