@@ -320,7 +320,8 @@ static fewcl_status find_alone(fewcl_context *ctx, fcl_conv_find_db *db, const u
     fewcl_status s = alloc_filled(ctx, &x, FCL_MEM_ACTIVATION, 4, xs);
     if (s == FEWCL_OK) s = alloc_filled(ctx, &w, FCL_MEM_PARAM, 4, ws);
     if (s == FEWCL_OK) s = alloc_filled(ctx, &y, FCL_MEM_ACTIVATION, 4, ys);
-    if (s == FEWCL_OK && u->dir == FCL_CONV_FORWARD) s = alloc_filled(ctx, &b, FCL_MEM_PARAM, 1, bs);
+    if (s == FEWCL_OK && u->dir == FCL_CONV_FORWARD)
+        s = alloc_filled(ctx, &b, FCL_MEM_PARAM, 1, bs);
     if (s == FEWCL_OK && u->dir == FCL_CONV_DATA) s = alloc_filled(ctx, &dx, FCL_MEM_GRAD, 4, xs);
     fcl_conv_args a = {.x = &x, .w = &w};
     if (u->dir == FCL_CONV_FORWARD)

@@ -122,7 +122,7 @@ typedef struct fcl_eval_result {
     double accuracy, ci95; /* %: mean and 1.96·σ/√N over episodes (population σ) */
     int episodes;
     double seconds;
-    double images_per_s; /* loader throughput per worker-second */
+    double images_per_s;      /* loader throughput per worker-second */
     size_t planned_peak;      /* fcl_evaluate: live bytes at the planned episode's peak */
     size_t planned_footprint; /* and its layout's buffers, what the evaluation reserves */
 } fcl_eval_result;
