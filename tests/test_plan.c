@@ -313,8 +313,8 @@ static void test_plan_with_the_find_step_is_the_run(void **state) {
         cache_dir = swap_env("FEWCL_CACHE_DIR", dir);
     }
     fcl_model_config c = fcl_config_default();
-    c.image_size = 32, c.n_way = 3, c.k_shot = 2, c.n_query = 3;
-    c.reduced_dim = 64, c.heads = 2, c.dim_head = 16, c.mlp_dim = 32;
+    c.image_size = 16, c.n_way = 3, c.k_shot = 2, c.n_query = 2;
+    c.reduced_dim = 32, c.heads = 2, c.dim_head = 8, c.mlp_dim = 16;
     fewcl_context *ctx;
     TH_OK(fewcl_context_create(NULL, &ctx));
     fcl_arena_stats bound, plan;
