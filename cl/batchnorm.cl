@@ -42,17 +42,10 @@ kernel void bn_tile_stats(global const float *x, uint xo, global float *part, ui
 }
 
 // Step 2, channel c: the tiles combined in order (Chan et al.: mean = Σ n_t·mean_t / M,
-// M2 = Σ M2_t + n_t·(mean_t − mean)²), var = M2/M (biased), inv = 1/√(var+eps);
-//   running_mean = (1−mom)·running_mean + mom·mean,
-//   running_var  = (1−mom)·running_var  + mom·var·M/(M−1) (unbiased, as PyTorch);
-// save_mean/save_inv keep mean and inv for step 3 and the backward pass.
-kernel void bn_combine_stats(global const float *part, uint po, global float *rmean, uint rmo,
-                             global float *rvar, uint rvo, global float *smean, uint smo,
-                             global float *sinv, uint sio, uint c_count, uint m, uint tile,
-                             uint tiles, float momentum, float eps) {
-    uint c = get_global_id(0);
-    if (c >= c_count) return;
-    global const float *pc = part + po + c * tiles * 2;
+// M2 = Σ M2_t + n_t·(mean_t − mean)²), var = M2/M (biased), inv = 1/√(var+eps), and the
+// unbiased variance var·M/(M−1) (PyTorch's running_var uses it).
+static void bn_batch_stats(global const float *pc, uint m, uint tile, uint tiles, float eps,
+                           float *mean_out, float *unbiased_out, float *inv_out) {
     float sum = 0.0f;
     for (uint t = 0; t < tiles; t++)
         sum += (float)(min(tile, m - t * tile)) * pc[2 * t];
@@ -61,12 +54,59 @@ kernel void bn_combine_stats(global const float *part, uint po, global float *rm
         float d = pc[2 * t] - mean;
         m2 += pc[2 * t + 1] + (float)(min(tile, m - t * tile)) * d * d;
     }
-    float var = m2 / (float)m, inv = 1.0f / sqrt(var + eps);
-    float unbiased = var * (float)m / (float)(m - 1); // M ≥ 2: the host rejects M = 1
-    rmean[rmo + c] = (1.0f - momentum) * rmean[rmo + c] + momentum * mean;
-    rvar[rvo + c] = (1.0f - momentum) * rvar[rvo + c] + momentum * unbiased;
+    float var = m2 / (float)m;
+    *mean_out = mean;
+    *inv_out = 1.0f / sqrt(var + eps);
+    *unbiased_out = var * (float)m / (float)(m - 1); // M ≥ 2: the host rejects M = 1
+}
+
+// One running-statistics update, r = (1−mom)·r + mom·x: shared by the training forward and
+// the meta-batch replay (bn_running_replay), so that both round alike (docs/maths.md §7.1).
+static void bn_running_update(global float *r, uint i, float x, float momentum) {
+    r[i] = (1.0f - momentum) * r[i] + momentum * x;
+}
+
+//   running_mean = (1−mom)·running_mean + mom·mean,
+//   running_var  = (1−mom)·running_var  + mom·unbiased;
+// save_mean/save_inv keep mean and inv for step 3 and the backward pass.
+kernel void bn_combine_stats(global const float *part, uint po, global float *rmean, uint rmo,
+                             global float *rvar, uint rvo, global float *smean, uint smo,
+                             global float *sinv, uint sio, uint c_count, uint m, uint tile,
+                             uint tiles, float momentum, float eps) {
+    uint c = get_global_id(0);
+    if (c >= c_count) return;
+    float mean, unbiased, inv;
+    bn_batch_stats(part + po + c * tiles * 2, m, tile, tiles, eps, &mean, &unbiased, &inv);
+    bn_running_update(rmean, rmo + c, mean, momentum);
+    bn_running_update(rvar, rvo + c, unbiased, momentum);
     smean[smo + c] = mean;
     sinv[sio + c] = inv;
+}
+
+// The same for one episode of a meta-batch: the running statistics are not touched; the batch
+// mean and unbiased variance are recorded instead (rec_mean, rec_var) for the replay.
+kernel void bn_combine_stats_record(global const float *part, uint po, global float *rec_mean,
+                                    uint rmo, global float *rec_var, uint rvo,
+                                    global float *smean, uint smo, global float *sinv, uint sio,
+                                    uint c_count, uint m, uint tile, uint tiles, float eps) {
+    uint c = get_global_id(0);
+    if (c >= c_count) return;
+    float mean, unbiased, inv;
+    bn_batch_stats(part + po + c * tiles * 2, m, tile, tiles, eps, &mean, &unbiased, &inv);
+    rec_mean[rmo + c] = mean;
+    rec_var[rvo + c] = unbiased;
+    smean[smo + c] = mean;
+    sinv[sio + c] = inv;
+}
+
+// The replay of a meta-batch's records in episode order, channel c: for e = 0 … episodes−1,
+// r = (1−mom)·r + mom·rec[e·stride + c]: the updates the episodes' forwards would have made.
+kernel void bn_running_replay(global float *r, uint ro, global const float *rec, uint reco,
+                              uint stride, uint episodes, uint c_count, float momentum) {
+    uint c = get_global_id(0);
+    if (c >= c_count) return;
+    for (uint e = 0; e < episodes; e++)
+        bn_running_update(r, ro + c, rec[reco + e * stride + c], momentum);
 }
 
 // Step 3 over (p, c, i): y = (x − mean)·inv·gamma + beta.

@@ -1,8 +1,9 @@
-/* The public API's second version (FEWCL_API_VERSION 2): what the fewcl tool needed to become a
- * client of the API alone. Settings' names, a config's sizes and differences, a weights file's
- * config, loading for another episode shape, datasets and their episodes (those of fewcl_test),
- * run folders, the epoch metrics' new fields, plan targets, sizes, glyph data and image
- * dimensions. Model: conv4 at 16x16, 3-way 2-shot 2-query, initialised. */
+/* The public API's second version (FEWCL_API_VERSION 2; 3 adds the meta-batch): what the fewcl
+ * tool needed to become a client of the API alone. Settings' names, a config's sizes and
+ * differences, a weights file's config, loading for another episode shape, datasets and their
+ * episodes (those of fewcl_test), run folders, the epoch metrics' new fields, plan targets,
+ * sizes, glyph data and image dimensions; the meta-batch fields. Model: conv4 at 16x16, 3-way
+ * 2-shot 2-query, initialised. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,8 +75,26 @@ static void expect_fail(fewcl_status got, fewcl_status want, const char *part) {
 
 static void test_version(void **state) {
     (void)state;
-    assert_int_equal(fewcl_api_version(), 2);
-    assert_int_equal(FEWCL_API_VERSION, 2);
+    assert_int_equal(fewcl_api_version(), 3);
+    assert_int_equal(FEWCL_API_VERSION, 3);
+}
+
+/* API 3: the meta-batch defaults to one episode per step; 0 is refused naming the field; a run
+ * folder's M reads back (1 for setup's run, which did not set it). */
+static void test_meta_batch_fields(void **state) {
+    (void)state;
+    fewcl_train_params tp;
+    TH_OK(fewcl_train_params_default(&tp, sizeof tp));
+    assert_int_equal(tp.meta_batch, 1);
+    fewcl_plan_params pp;
+    TH_OK(fewcl_plan_params_default(&pp, sizeof pp));
+    assert_int_equal(pp.meta_batch, 1);
+    tp.train_data = "unused", tp.run_dir = "unused", tp.meta_batch = 0;
+    expect_fail(fewcl_train(th_ctx(), &tp, NULL), FEWCL_ERR_ARGUMENT, "meta_batch 0");
+    int M = 0;
+    TH_OK(fewcl_run_meta_batch(g_run, &M));
+    assert_int_equal(M, 1);
+    expect_fail(fewcl_run_meta_batch(g_dir, &M), FEWCL_ERR_IO, "config.json");
 }
 
 /* Every value's name parses back to it; the names are the command line's. */
@@ -435,15 +454,11 @@ static void test_glyphs(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_version),
-        cmocka_unit_test(test_setting_names),
-        cmocka_unit_test(test_dims_and_diff),
-        cmocka_unit_test(test_parse_size),
-        cmocka_unit_test(test_read_config_load_as),
-        cmocka_unit_test(test_dataset_episodes),
-        cmocka_unit_test(test_run_folder),
-        cmocka_unit_test(test_plan_info),
-        cmocka_unit_test(test_glyphs),
+        cmocka_unit_test(test_version),          cmocka_unit_test(test_meta_batch_fields),
+        cmocka_unit_test(test_setting_names),    cmocka_unit_test(test_dims_and_diff),
+        cmocka_unit_test(test_parse_size),       cmocka_unit_test(test_read_config_load_as),
+        cmocka_unit_test(test_dataset_episodes), cmocka_unit_test(test_run_folder),
+        cmocka_unit_test(test_plan_info),        cmocka_unit_test(test_glyphs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

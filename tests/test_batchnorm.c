@@ -1,6 +1,6 @@
 /* BatchNorm2d: device against the double reference (training and evaluation, forward and
  * backward, running-statistics update), the reference's gradients against finite
- * differences, and PyTorch's F.batch_norm. */
+ * differences, PyTorch's F.batch_norm, and the meta-batch's record and replay. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -348,6 +348,67 @@ static void test_shape_errors(void **state) {
     th_free(&p4), th_free(&p3), th_free(&y), th_free(&x);
 }
 
+/* meta_bn_replay (docs/maths.md §7.1): E training forwards that record their batch statistics
+ * (and change no running statistic), then the replay of the records, give the running
+ * statistics of E forwards that update them in the kernel, bit for bit on this device (the two
+ * kernels share the update code, and this is the check that no compiler contracts them
+ * differently), and the same outputs. */
+static void test_bn_replay_equals_sequential_updates(void **state) {
+    (void)state;
+    enum { N = 4, C = 37, H = 5, W = 3, E = 3 };
+    int shape[4] = {N, C, H, W};
+    size_t nx = (size_t)N * C * H * W;
+    float *host = malloc(nx * sizeof *host), r0[C], v0[C];
+    fcl_tensor x[E], y = {0}, sm = {0}, si = {0}, gamma = {0}, beta = {0};
+    fcl_tensor rm = {0}, rv = {0}, rec_rm = {0}, rec_rv = {0}, rec = {0};
+    for (int e = 0; e < E; e++) {
+        th_random(host, nx, 100 + e, -3, 5);
+        memset(&x[e], 0, sizeof x[e]);
+        th_upload(&x[e], 4, shape, host);
+    }
+    th_random(r0, C, 7, -1, 1);
+    th_random(v0, C, 8, 0.5f, 2);
+    th_upload(&gamma, 1, (int[]){C}, r0);
+    th_upload(&beta, 1, (int[]){C}, v0);
+    th_upload(&rm, 1, (int[]){C}, r0), th_upload(&rv, 1, (int[]){C}, v0);
+    th_upload(&rec_rm, 1, (int[]){C}, r0), th_upload(&rec_rv, 1, (int[]){C}, v0);
+    fewcl_context *ctx = th_ctx();
+    TH_OK(fcl_tensor_alloc(ctx, &y, FCL_MEM_ACTIVATION, 4, shape));
+    TH_OK(fcl_tensor_alloc1(ctx, &sm, FCL_MEM_ACTIVATION, C));
+    TH_OK(fcl_tensor_alloc1(ctx, &si, FCL_MEM_ACTIVATION, C));
+    TH_OK(fcl_tensor_alloc1(ctx, &rec, FCL_MEM_ACTIVATION, E * 2 * C));
+    float *y_seq[E], *y_rec[E];
+    for (int e = 0; e < E; e++) { /* sequential: the running statistics updated E times */
+        TH_OK(fcl_batchnorm_forward_train(ctx, &x[e], &gamma, &beta, &rm, &rv, FCL_BN_MOMENTUM,
+                                          FCL_BN_EPS, &y, &sm, &si));
+        y_seq[e] = th_download(&y);
+    }
+    for (int e = 0; e < E; e++) { /* recorded: record e holds mean at e·2C, variance at e·2C+C */
+        TH_OK(fcl_batchnorm_forward_train_record(ctx, &x[e], &gamma, &beta, &rec, e * 2 * C,
+                                                 e * 2 * C + C, FCL_BN_EPS, &y, &sm, &si));
+        y_rec[e] = th_download(&y);
+    }
+    float *untouched = th_download(&rec_rm);
+    assert_memory_equal(untouched, r0, sizeof r0); /* recording updates nothing */
+    TH_OK(fcl_batchnorm_running_replay(ctx, &rec_rm, &rec, 0, 2 * C, E, FCL_BN_MOMENTUM));
+    TH_OK(fcl_batchnorm_running_replay(ctx, &rec_rv, &rec, C, 2 * C, E, FCL_BN_MOMENTUM));
+    float *a = th_download(&rm), *b = th_download(&rec_rm);
+    float *av = th_download(&rv), *bv = th_download(&rec_rv);
+    assert_memory_equal(a, b, sizeof r0);
+    assert_memory_equal(av, bv, sizeof v0);
+    assert_memory_not_equal(a, r0, sizeof r0); /* the updates happened */
+    for (int e = 0; e < E; e++) {
+        assert_memory_equal(y_seq[e], y_rec[e], nx * sizeof(float));
+        free(y_seq[e]), free(y_rec[e]);
+    }
+    free(a), free(b), free(av), free(bv), free(untouched), free(host);
+    fcl_tensor *all[] = {&rec, &si, &sm, &y, &rec_rv, &rec_rm, &rv, &rm, &beta, &gamma};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        th_free(all[i]);
+    for (int e = E - 1; e >= 0; e--)
+        th_free(&x[e]);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_train_conv4_block),
@@ -356,6 +417,7 @@ int main(void) {
         cmocka_unit_test(test_reference_gradients),
         cmocka_unit_test(test_matches_pytorch),
         cmocka_unit_test(test_shape_errors),
+        cmocka_unit_test(test_bn_replay_equals_sequential_updates),
     };
     return cmocka_run_group_tests(tests, NULL, th_teardown);
 }

@@ -239,6 +239,10 @@ static void test_bad_arguments(void **state) {
     expect_run(NULL, "train --data demo --n-way -3", 2, "--n-way");
     expect_run(NULL, "train --data demo --image-size 8", 2, "--image-size 8 is too small");
     expect_run(NULL, "train --data demo --backbone vgg", 2, "'vgg'");
+    expect_run(NULL, "train --data demo --meta-batch 0", 2, "--meta-batch '0'");
+    expect_run(NULL, "train --data demo --episodes 6 --meta-batch 4", 2,
+               "--episodes 6 is not a multiple of --meta-batch 4|give --episodes 4 or 8");
+    expect_run(NULL, "plan --eval --meta-batch 2", 2, "--meta-batch 2 plans training steps");
     expect_run(NULL, "train --data demo --device no-such-device", 2, "no-such-device");
     expect_run("FEWCL_DEVICE=no-such-device", "plan", 2, "no-such-device");
     expect_run(NULL, "train " MODEL, 2, "no training data");
@@ -423,6 +427,8 @@ static void test_resume_and_results(void **state) {
     expect_run(NULL, "train --run-dir r-res --resume --image-size 32 --seed 5 --n-way 3", 2,
                "fewcl train: --resume:|stored vs given|--image-size 16 vs 32|--seed 1 vs 5");
     expect_output("stderr.txt", "", "--n-way"); /* agrees with the stored value */
+    expect_run(NULL, "train --run-dir r-res --resume --meta-batch 2", 2,
+               "stored vs given|--meta-batch 1 vs 2");
     /* The data is recorded with absolute paths; the same data given again is no news, other
      * data is said. */
     expect_output("r-res/config.json", "\"train_data\":\t\"/", NULL);

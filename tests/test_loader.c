@@ -1,6 +1,7 @@
 /* Episode loader: the draw (distinct classes and images, reproducible), identical episodes for
- * any number of workers, the eval tensor equal to the image pipeline, augmentation, the cache,
- * and bad images (named, or skipped with a warning). Data: a small demo dataset. */
+ * any number of workers, blocks (a worker's share of meta-batch steps), the eval tensor equal
+ * to the image pipeline, augmentation, the cache, and bad images (named, or skipped with a
+ * warning). Data: a small demo dataset. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +98,30 @@ static void test_same_episodes_for_any_worker_count(void **state) {
     }
 }
 
+/* Blocks (a worker's share of meta-batch steps): first 3, blocks of 2 every 5 deliver episodes
+ * 3, 4, 8, 9, 13, 14, byte for byte those of a sequential loader, with 0 and 2 workers. */
+static void test_blocks_are_the_sequential_episodes(void **state) {
+    size_t n = 3 * 4 * 3 * 16 * 16;
+    int cs[15 * 3], cb[6 * 3];
+    float *seq = episodes(options(0, 1), 15, cs);
+    const long want[6] = {3, 4, 8, 9, 13, 14};
+    for (int workers = 0; workers <= 2; workers += 2) {
+        fcl_loader_options o = options(workers, 1);
+        o.first_episode = 3, o.block_len = 2, o.block_period = 5;
+        float *b = episodes(o, 6, cb);
+        for (int k = 0; k < 6; k++) {
+            assert_memory_equal(b + n * k, seq + n * want[k], n * sizeof *b);
+            assert_memory_equal(cb + 3 * k, cs + 3 * want[k], 3 * sizeof *cb);
+        }
+        free(b);
+    }
+    fcl_loader_options bad = options(0, 0);
+    bad.block_len = 3, bad.block_period = 2; /* blocks overlapping the next */
+    fcl_loader *l;
+    assert_int_equal(fcl_loader_create(&bad, &l), FEWCL_ERR_INTERNAL);
+    free(seq);
+}
+
 static void test_eval_tensor_is_the_image_pipeline(void **state) {
     int classes[3];
     float *x = episodes(options(1, 0), 1, classes);
@@ -182,6 +207,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_draw),
         cmocka_unit_test(test_same_episodes_for_any_worker_count),
+        cmocka_unit_test(test_blocks_are_the_sequential_episodes),
         cmocka_unit_test(test_eval_tensor_is_the_image_pipeline),
         cmocka_unit_test(test_augmentation_changes_the_pixels),
         cmocka_unit_test(test_cache_avoids_decoding_again),

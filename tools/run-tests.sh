@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quick start, command 2: install the packages, build, and run the tests.
-# usage: tools/run-tests.sh [plain|sanitize|tsan|oclgrind|portable|fuzz|all]
-#   (default: plain + oclgrind + portable)
+# usage: tools/run-tests.sh [plain|sanitize|tsan|oclgrind|portable|mpi|fuzz|all]
+#   (default: plain + oclgrind + portable + mpi)
 #   plain     the cmocka tests on the default device, also with GPU-like limits
 #   portable  the kernel and model tests on Mesa rusticl (llvmpipe: as a CPU device, and with
 #             the GPU kernels + CLBlast) and on PoCL under AMD-like and Intel-like GPU limits
@@ -9,13 +9,15 @@
 #   tsan      test_api (two contexts on two threads, a job cancelled from another thread)
 #             built with ThreadSanitizer
 #   oclgrind  the kernel tests on small shapes under oclgrind (out-of-bounds, races, API)
+#   mpi       the tool and the distributed layer at 2 ranks under Open MPI's mpiexec (ctest
+#             label mpi; registered when the build has MPI, which tools/setup.sh installs)
 #   fuzz      each libFuzzer target (safetensors, filelist, image) for FUZZ_SECONDS (20) on the
 #             committed seed corpus, with ASan+UBSan
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-default}
 bash tools/setup.sh
-NOT_PLAIN='oclgrind|rusticl|profiles' # the labels of the runs that have a mode of their own
+NOT_PLAIN='oclgrind|rusticl|profiles|mpi' # the labels of the runs that have a mode of their own
 # Tests in parallel, one per core: no test depends on the thread count or on another test (each
 # writes under its own temporary names; the program-binary cache is written atomically).
 JOBS=${FEWCL_TEST_JOBS:-$(nproc)}
@@ -31,6 +33,12 @@ portable() {
 oclgrind_tests() {
   bash tools/build.sh build -DFEWCL_WERROR=ON -DFEWCL_OCLGRIND=ON
   ctest --test-dir build --output-on-failure -j "$JOBS" -L oclgrind
+}
+# One test at a time (RUN_SERIAL): each launches 2 ranks, which fill the cores. A build
+# without MPI has no such tests: that is a failure here, not a silent pass.
+mpi_tests() {
+  bash tools/build.sh build -DFEWCL_WERROR=ON -DFEWCL_OCLGRIND=ON -DFEWCL_MPI=ON
+  ctest --test-dir build --output-on-failure -L mpi --no-tests=error
 }
 ASAN_SKIP='\.tiled$|^(api|checkpointing|cli_errors|episode|fit|plan|train)\.gpu-profile$'
 sanitize() {
@@ -73,9 +81,10 @@ case "$mode" in
   sanitize) sanitize ;;
   oclgrind) oclgrind_tests ;;
   portable) portable ;;
-  default) plain; oclgrind_tests; portable ;;
+  mpi) mpi_tests ;;
+  default) plain; oclgrind_tests; portable; mpi_tests ;;
   fuzz) fuzz ;;
   tsan) tsan ;;
-  all) plain; sanitize; tsan; oclgrind_tests; portable; fuzz ;;
-  *) echo "usage: $0 [plain|sanitize|tsan|oclgrind|portable|fuzz|all]" >&2; exit 2 ;;
+  all) plain; sanitize; tsan; oclgrind_tests; portable; mpi_tests; fuzz ;;
+  *) echo "usage: $0 [plain|sanitize|tsan|oclgrind|portable|mpi|fuzz|all]" >&2; exit 2 ;;
 esac

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages fewcl needs (docs/spec.md §2; Mesa's rusticl as a second OpenCL
-# implementation for the tests; clang and its runtime for the libFuzzer targets). Idempotent;
+# implementation for the tests; Open MPI for the multi-rank build and its mpi.* tests; clang and
+# its runtime for the libFuzzer targets). Idempotent;
 # runs apt-get directly as root, else through sudo. Set FEWCL_WITH_TORCH=1 to add PyTorch for the fixture generators.
 set -euo pipefail
 
@@ -11,6 +12,7 @@ packages=(
   libcmocka-dev libstb-dev libcjson-dev
   fonts-dejavu-core fonts-dejavu-extra
   oclgrind
+  libopenmpi-dev openmpi-bin
   clang libclang-rt-14-dev
   python3 python3-numpy python3-pip python3-setuptools
 )

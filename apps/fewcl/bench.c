@@ -124,6 +124,7 @@ int cmd_bench(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--model")) return cmd_bench_model(argc, argv);
         else if (!strcmp(argv[i], "--conv")) return cmd_bench_conv(argc, argv);
+        else if (!strcmp(argv[i], "--reduce")) return cmd_bench_reduce(argc, argv);
     const char *device = NULL;
     int repeat = 5, quick = 0, json = 0, c;
     while ((c = cli_getopt(argc, argv, "d:r:qh", opts)) != -1) {
@@ -135,7 +136,8 @@ int cmd_bench(int argc, char **argv) {
         case 'h':
             printf("usage: fewcl bench [--device D] [--repeat N] [--quick] [--json]\n"
                    "       fewcl bench --model [model flags] (fewcl bench --model --help)\n"
-                   "       fewcl bench --conv [model flags] (fewcl bench --conv --help)\n\n"
+                   "       fewcl bench --conv [model flags] (fewcl bench --conv --help)\n"
+                   "       mpirun -np 2 fewcl bench --reduce (fewcl bench --reduce --help)\n\n"
                    "Times each kernel case (median of --repeat N runs after one warm-up,\n"
                    "default 5),\n"
                    "prints seconds, GFLOP/s or GB/s, and the normalised error against a\n"

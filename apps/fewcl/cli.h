@@ -17,6 +17,7 @@ int cmd_devices(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_model(int argc, char **argv);
 int cmd_bench_conv(int argc, char **argv);
+int cmd_bench_reduce(int argc, char **argv);
 int cmd_episode(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_train(int argc, char **argv);
@@ -34,6 +35,18 @@ const char *cli_last_error(void);
 /* Prints "fewcl <cmd>: <status>: <message>" to stderr and returns EXIT_RUNTIME, or
  * EXIT_STOPPED(signal) when the command was stopped by Ctrl-C/SIGTERM. */
 int cli_fail(const char *cmd, fewcl_status s);
+/* This process's place in an MPI job (main.c calls fewcl_dist_init first): rank 0 of 1 when
+ * not launched by mpirun/srun. Ranks > 0 show no progress nor results, and prefix their error
+ * lines with cli_rank_prefix() ("rank R: "; "" on rank 0). */
+extern fewcl_dist_info cli_dist;
+const char *cli_rank_prefix(void);
+/* A failure of this rank before a distributed job's first agreement (device, data, weights):
+ * as cli_fail in a one-process run; in a job of several ranks, ends every rank with the
+ * message naming this one (fewcl_dist_abort), since the others would wait for it forever. */
+int cli_fail_alone(const char *cmd, fewcl_status s);
+/* A command that would have every rank write the same files (train, demo): refused with a
+ * message in a job of several ranks. Returns 0 when alone, else EXIT_USAGE. */
+int cli_single_rank_only(const char *cmd);
 /* Creates the context on the chosen device; returns 0, or the exit code after printing the
  * error (2 when --device/FEWCL_DEVICE names no device, 1 otherwise). */
 int cli_open_device(const char *cmd, const char *device, fewcl_context **ctx);

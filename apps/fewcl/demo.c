@@ -142,6 +142,7 @@ int cmd_demo(int argc, char **argv) {
         fprintf(stderr, "fewcl demo: unexpected argument '%s'\n", argv[optind]);
         return EXIT_USAGE;
     }
+    if (cli_single_rank_only("demo")) return EXIT_USAGE; /* it trains */
     char data_dir[4200], run_dir[4300], stamp[32];
     snprintf(data_dir, sizeof data_dir, "%.4000s/data-%d", out, cfg->image_size);
     time_t now = time(NULL);

@@ -49,17 +49,55 @@ fewcl_status cli_error(fewcl_status s, const char *fmt, ...) {
 
 const char *cli_last_error(void) { return own_error[0] ? own_error : fewcl_last_error(); }
 
+fewcl_dist_info cli_dist = {.struct_size = sizeof cli_dist, .size = 1};
+
+const char *cli_rank_prefix(void) {
+    static char prefix[32];
+    if (cli_dist.rank == 0) return "";
+    snprintf(prefix, sizeof prefix, "rank %d: ", cli_dist.rank);
+    return prefix;
+}
+
+/* A failure that another rank had and the job agreed on ("rank F of R (host H): ..."): rank
+ * 0 prints it, the other ranks need not repeat it. */
+static int failure_of_another_rank(const char *message) {
+    int f, size;
+    return cli_dist.rank > 0 && sscanf(message, "rank %d of %d", &f, &size) == 2 &&
+           f != cli_dist.rank;
+}
+
 int cli_fail(const char *cmd, fewcl_status s) {
-    fprintf(stderr, "fewcl %s: %s: %s\n", cmd, fewcl_status_name(s), cli_last_error());
+    if (!failure_of_another_rank(cli_last_error()))
+        fprintf(stderr, "%sfewcl %s: %s: %s\n", cli_rank_prefix(), cmd, fewcl_status_name(s),
+                cli_last_error());
     own_error[0] = 0;
     /* Stopped on request (Ctrl-C) after saving: not a failure, and scripts can tell. */
     if (s == FEWCL_ERR_INTERRUPTED && g_stop_requested) return EXIT_STOPPED(g_stop_requested);
     return EXIT_RUNTIME;
 }
 
+int cli_fail_alone(const char *cmd, fewcl_status s) {
+    if (cli_dist.size <= 1) return cli_fail(cmd, s);
+    char message[8400];
+    snprintf(message, sizeof message, "fewcl %s: %s: %s", cmd, fewcl_status_name(s),
+             cli_last_error());
+    fewcl_dist_abort(EXIT_RUNTIME, message);
+}
+
+int cli_single_rank_only(const char *cmd) {
+    if (cli_dist.size <= 1) return 0;
+    if (cli_dist.rank == 0)
+        fprintf(stderr,
+                "fewcl %s: training across MPI ranks is not available yet in this version; run "
+                "`fewcl %s` with one rank, or shard `fewcl test` (mpirun -np %d fewcl test ...)\n",
+                cmd, cmd, cli_dist.size);
+    return EXIT_USAGE;
+}
+
 int cli_open_device(const char *cmd, const char *device, fewcl_context **ctx) {
     fewcl_status s = fewcl_context_create(device, ctx);
     if (s == FEWCL_OK) return 0;
+    if (cli_dist.size > 1) cli_fail_alone(cmd, s); /* does not return */
     const char *env = getenv("FEWCL_DEVICE");
     int chosen = (device && *device) || (env && *env);
     fprintf(stderr, "fewcl %s: %s: %s\n", cmd, fewcl_status_name(s), fewcl_last_error());
@@ -87,7 +125,8 @@ const char *cli_bytes(double bytes, char *buf, int cap) {
     return buf;
 }
 
-int main(int argc, char **argv) {
+/* One command line, after MPI's own arguments are gone. */
+static int run(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
@@ -113,4 +152,16 @@ int main(int argc, char **argv) {
     if (guess) fprintf(stderr, "did you mean `fewcl %s`?\n", guess);
     fprintf(stderr, "see `fewcl --help`\n");
     return EXIT_USAGE;
+}
+
+int main(int argc, char **argv) {
+    /* First: under mpirun/srun this starts MPI (a plain run does not); last: ends it. */
+    fewcl_status s = fewcl_dist_init(&argc, &argv, &cli_dist);
+    if (s != FEWCL_OK) {
+        fprintf(stderr, "fewcl: %s: %s\n", fewcl_status_name(s), fewcl_last_error());
+        return s == FEWCL_ERR_ARGUMENT ? EXIT_USAGE : EXIT_RUNTIME;
+    }
+    int rc = run(argc, argv);
+    fewcl_dist_finalize();
+    return rc;
 }

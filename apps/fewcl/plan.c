@@ -8,12 +8,15 @@
 #include <string.h>
 
 #include "cli.h"
+#include "data_flags.h"
 #include "model_flags.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: fewcl plan [--eval] [--fit BYTES|device] [--device-mem BYTES]\n"
-               "                  [--max-alloc BYTES] [--device D] [--json] [model flags]\n\n"
+    fprintf(f, "usage: fewcl plan [--eval] [--meta-batch M] [--fit BYTES|device]\n"
+               "                  [--device-mem BYTES] [--max-alloc BYTES] [--device D] [--json]\n"
+               "                  [model flags]\n\n"
                "Plans the trainer's schedule (model, two training steps, a validation episode;\n"
+               "--meta-batch M: steps of M episodes as `fewcl train --meta-batch M` runs them;\n"
                "--eval: one evaluation episode) on the chosen device without allocating: device\n"
                "memory per category at the peak and each category's own peak, the live peak and\n"
                "the footprint (the device buffers a run reserves), and whether the footprint\n"
@@ -29,7 +32,16 @@ static void usage(FILE *f) {
     model_flags_help(f, &d, NULL);
 }
 
-enum { OPT_EVAL = 1, OPT_FIT, OPT_DEVICE_MEM, OPT_MAX_ALLOC, OPT_DEVICE, OPT_JSON, OPT_HELP };
+enum {
+    OPT_EVAL = 1,
+    OPT_FIT,
+    OPT_DEVICE_MEM,
+    OPT_MAX_ALLOC,
+    OPT_DEVICE,
+    OPT_JSON,
+    OPT_META_BATCH,
+    OPT_HELP
+};
 
 static int parse_size(const char *flag, const char *arg, uint64_t *out) {
     if (fewcl_parse_size(arg, out) == FEWCL_OK && *out > 0) return 0;
@@ -105,6 +117,7 @@ int cmd_plan(int argc, char **argv) {
                                          {"max-alloc", required_argument, 0, OPT_MAX_ALLOC},
                                          {"device", required_argument, 0, OPT_DEVICE},
                                          {"json", no_argument, 0, OPT_JSON},
+                                         {"meta-batch", required_argument, 0, OPT_META_BATCH},
                                          {"help", no_argument, 0, OPT_HELP},
                                          MODEL_FLAG_OPTIONS,
                                          {0, 0, 0, 0}};
@@ -112,6 +125,7 @@ int cmd_plan(int argc, char **argv) {
     const char *device = NULL, *fit = NULL;
     uint64_t device_mem = 0, max_alloc = 0, fit_bytes = 0;
     int training = 1, json = 0, c;
+    long meta_batch = 1;
     while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
         int r = model_flag(c, optarg, &cfg, "plan");
         if (r < 0) return EXIT_USAGE;
@@ -131,10 +145,18 @@ int cmd_plan(int argc, char **argv) {
             break;
         case OPT_DEVICE: device = optarg; break;
         case OPT_JSON: json = 1; break;
+        case OPT_META_BATCH:
+            if (parse_count("plan", "meta-batch", optarg, 1, &meta_batch)) return EXIT_USAGE;
+            break;
         case 'h':
         case OPT_HELP: usage(stdout); return 0;
         default: return cli_bad_option("plan", c, argv, opts);
         }
+    }
+    if (!training && meta_batch > 1) {
+        fprintf(stderr, "fewcl plan: --meta-batch %ld plans training steps; drop it or --eval\n",
+                meta_batch);
+        return EXIT_USAGE;
     }
     if (optind < argc || fewcl_model_config_validate(&cfg) != FEWCL_OK) {
         if (optind < argc)
@@ -151,6 +173,7 @@ int cmd_plan(int argc, char **argv) {
     fewcl_plan_params params;
     fewcl_plan_params_default(&params, sizeof params);
     params.training = training;
+    params.meta_batch = (int)meta_batch;
     params.device_memory = device_mem, params.max_alloc = max_alloc;
     params.budget = fit_bytes;
     params.fit = fit != NULL;
@@ -175,6 +198,7 @@ int cmd_plan(int argc, char **argv) {
         cJSON *o = plan_json(&fr);
         cJSON_AddStringToObject(o, "device", device_name);
         cJSON_AddStringToObject(o, "mode", training ? "training" : "evaluation");
+        if (training) cJSON_AddNumberToObject(o, "meta_batch", (double)meta_batch);
         cJSON_AddNumberToObject(o, "feature_dim", D);
         cJSON_AddNumberToObject(o, "working_dim", Dp);
         cJSON_AddNumberToObject(o, "device_bytes", (double)info.device_memory);
@@ -193,12 +217,17 @@ int cmd_plan(int argc, char **argv) {
         cJSON_Delete(o);
     } else {
         char a[32], b[32], d[32], why[192];
-        printf("plan: one %s episode, %s %dx%d, %s head, %d-way %d-shot %d-query, D %d -> D' %d, "
+        char what[64];
+        if (meta_batch > 1)
+            snprintf(what, sizeof what, "training step of %ld episodes", meta_batch);
+        else
+            snprintf(what, sizeof what, "%s episode", training ? "training" : "evaluation");
+        printf("plan: one %s, %s %dx%d, %s head, %d-way %d-shot %d-query, D %d -> D' %d, "
                "Mahalanobis %s, checkpointing %s\n",
-               training ? "training" : "evaluation",
-               setting_name(FEWCL_SETTING_BACKBONE, cfg.backbone), cfg.image_size, cfg.image_size,
-               setting_name(FEWCL_SETTING_METHOD, cfg.method), cfg.n_way, cfg.k_shot, cfg.n_query,
-               D, Dp, setting_name(FEWCL_SETTING_MAHALANOBIS, fr.config.mahalanobis),
+               what, setting_name(FEWCL_SETTING_BACKBONE, cfg.backbone), cfg.image_size,
+               cfg.image_size, setting_name(FEWCL_SETTING_METHOD, cfg.method), cfg.n_way,
+               cfg.k_shot, cfg.n_query, D, Dp,
+               setting_name(FEWCL_SETTING_MAHALANOBIS, fr.config.mahalanobis),
                setting_name(FEWCL_SETTING_CHECKPOINTING, fr.config.checkpointing));
         printf("device: %s%s, %s global, %s largest allocation; budget %s (%s)\n",
                device_mem ? "planned as a device like " : "", device_name,

@@ -6,6 +6,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
+
 volatile sig_atomic_t g_stop_requested;
 fewcl_cancel *g_stop_token;
 /* Written by the handler, so made before any signal can come. */
@@ -24,6 +26,10 @@ static void on_signal(int sig) {
 }
 
 void progress_set_command(const char *cmd) {
+    if (cli_dist.rank > 0) { /* mpirun forwards Ctrl-C to every rank: rank 0 says it */
+        stop_message[0] = 0;
+        return;
+    }
     snprintf(stop_message, sizeof stop_message,
              "\nfewcl %.40s: stopping after this episode (again to kill)...\n", cmd);
 }
@@ -47,7 +53,7 @@ static double wall(void) {
 void progress_init(progress_state *p, int quiet) {
     memset(p, 0, sizeof *p);
     p->tty = isatty(STDERR_FILENO);
-    p->quiet = quiet;
+    p->quiet = quiet || cli_dist.rank > 0; /* progress from rank 0 only */
 }
 
 void progress_break(progress_state *p) {

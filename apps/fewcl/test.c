@@ -25,7 +25,8 @@ static void usage(FILE *f) {
                "otherwise; --seed (default 1) picks the episodes. Prints accuracy %% = mean\n"
                "± 1.96·σ/√N; inside a run folder also writes it next to the weights as\n"
                "test_<split>_<weights>_<way>w<shot>s_<N>.json. Exit status 130 when stopped\n"
-               "by Ctrl-C.\n");
+               "by Ctrl-C. Under mpirun/srun the ranks share the episodes and rank 0\n"
+               "prints the result, equal to one process's (docs/distributed.md).\n");
     data_flags_help(f, &d);
     fewcl_model_config m = model_config_default();
     model_flags_help(f, &m, "a fewcl checkpoint's own values; these defaults for other weights");
@@ -111,7 +112,7 @@ int cmd_test(int argc, char **argv) {
     fewcl_model_config saved = model_config_default(), cfg = flags_cfg;
     int found = 0;
     fewcl_status s = fewcl_model_read_config(weights, &saved, &found);
-    if (s != FEWCL_OK) return cli_fail("test", s);
+    if (s != FEWCL_OK) return cli_fail_alone("test", s);
     if (found) {
         cfg = saved;
         for (int i = 0; i < n_given; i++)
@@ -142,16 +143,19 @@ int cmd_test(int argc, char **argv) {
     int rc_open = cli_open_device("test", device, &ctx);
     if (rc_open) return rc_open;
     s = data_open_split(&data, split, &ds);
+    if (s != FEWCL_OK && cli_dist.size > 1) cli_fail_alone("test", s);
     /* The checkpoint's architecture run at the episode shape asked for (the learned prototype
      * weights only fit the trained one). */
     if (s == FEWCL_OK) s = fewcl_model_load_as(ctx, weights, &cfg, &m, &uniform);
+    if (s != FEWCL_OK && cli_dist.size > 1) cli_fail_alone("test", s);
     if (s == FEWCL_OK) fewcl_model_get_config(m, &cfg);
-    if (s == FEWCL_OK && uniform && found)
+    int lead = cli_dist.rank == 0; /* results from rank 0 only; every rank gets them */
+    if (s == FEWCL_OK && uniform && found && lead)
         fprintf(stderr,
                 "fewcl test: note: %s's learned prototype weights are for %d-way %d-shot; for "
                 "%d-way %d-shot the shots are averaged uniformly\n",
                 weights, saved.n_way, saved.k_shot, cfg.n_way, cfg.k_shot);
-    else if (s == FEWCL_OK && uniform)
+    else if (s == FEWCL_OK && uniform && lead)
         fprintf(stderr,
                 "fewcl test: note: %s's learned prototype weights have another shape than "
                 "%d-way %d-shot; the shots are averaged uniformly\n",
@@ -165,10 +169,11 @@ int cmd_test(int argc, char **argv) {
         tp.workers = data.io.workers, tp.cache_bytes = data.io.cache_bytes;
         tp.skip_bad_images = data.io.skip_bad, tp.scale_115 = data.io.scale_115;
         tp.progress = progress_update, tp.user = &ps, tp.cancel = g_stop_token;
+        tp.distributed = 1; /* under mpirun: this rank's share of the episodes */
         s = fewcl_test(m, &tp, &r);
         progress_break(&ps);
     }
-    if (s == FEWCL_OK) {
+    if (s == FEWCL_OK && lead) {
         cJSON *o = test_result_json(&r, split_names[split], weights, &cfg);
         cJSON_AddBoolToObject(o, "uniform_prototype_weights", uniform);
         save_test_result("test", weights, split_names[split], o);

@@ -24,6 +24,7 @@ enum {
     OPT_BACKBONE_WEIGHTS,
     OPT_BACKBONE_PREFIX,
     OPT_RESUME,
+    OPT_META_BATCH,
     OPT_HELP
 };
 
@@ -49,6 +50,7 @@ static void usage(FILE *f) {
         {"--run-dir DIR", "the run folder", "runs/<model>-<time>"},
         {"--epochs N", "epochs", epochs},
         {"--episodes N", "training episodes per epoch", episodes},
+        {"--meta-batch M", "episodes averaged per AdamW step", "1"},
         {"--val-episodes N", "validation episodes (0: none)", "--episodes"},
         {"--lr X", "AdamW learning rate", lr},
         {"--lr-schedule S", "constant, or cosine (lr to 0)",
@@ -91,6 +93,12 @@ static int apply(int c, const char *arg, train_job *job, data_flags *data, long 
     case OPT_BACKBONE_WEIGHTS: job->opt.backbone_weights = arg; return 1;
     case OPT_BACKBONE_PREFIX: job->opt.backbone_prefix = arg; return 1;
     case OPT_RESUME: job->opt.resume = 1; return 1;
+    case OPT_META_BATCH: {
+        long m;
+        if (parse_count("train", "meta-batch", arg, 1, &m)) return -1;
+        job->opt.meta_batch = (int)m;
+        return 1;
+    }
     }
     return 0;
 }
@@ -157,16 +165,25 @@ static int prepare_resume(train_job *job, data_flags *data, long *val_eps, fewcl
         return EXIT_USAGE;
     }
     rf->struct_size = sizeof *rf;
-    if (fewcl_run_read(dir, rf) != FEWCL_OK) {
+    int stored_meta = 1;
+    if (fewcl_run_read(dir, rf) != FEWCL_OK ||
+        fewcl_run_meta_batch(dir, &stored_meta) != FEWCL_OK) {
         fprintf(stderr, "fewcl train: --resume: %s\n", fewcl_last_error());
         return EXIT_RUNTIME;
     }
     take_stored(rf, job, val_eps);
+    job->opt.meta_batch = stored_meta;
     for (int i = 0; i < n_given; i++)
         apply(codes[i], args[i], job, data, val_eps);
     model_config_effective(&job->cfg);
     char diff[1024];
-    if (contradictions(rf, job, *val_eps, diff, sizeof diff)) {
+    int n_diff = contradictions(rf, job, *val_eps, diff, sizeof diff);
+    if (stored_meta != job->opt.meta_batch) {
+        size_t used = strlen(diff);
+        snprintf(diff + used, sizeof diff - used, "%s--meta-batch %d vs %d", n_diff++ ? ", " : "",
+                 stored_meta, job->opt.meta_batch);
+    }
+    if (n_diff) {
         fprintf(stderr,
                 "fewcl train: --resume: the run in %s was trained with other settings (stored vs "
                 "given): %s; drop those flags: --resume takes the settings from %s/config.json\n",
@@ -216,6 +233,7 @@ int cmd_train(int argc, char **argv) {
         {"backbone-weights", required_argument, 0, OPT_BACKBONE_WEIGHTS},
         {"backbone-prefix", required_argument, 0, OPT_BACKBONE_PREFIX},
         {"resume", no_argument, 0, OPT_RESUME},
+        {"meta-batch", required_argument, 0, OPT_META_BATCH},
         {"help", no_argument, 0, OPT_HELP},
         JOB_FLAG_OPTIONS,
         MODEL_FLAG_OPTIONS,
@@ -249,6 +267,8 @@ int cmd_train(int argc, char **argv) {
                 argv[optind]);
         return EXIT_USAGE;
     }
+    /* Before the run folder is looked at: ranks would all write it. */
+    if (cli_single_rank_only("train")) return EXIT_USAGE;
     if (job.opt.resume && !job.opt.run_dir) {
         fprintf(stderr, "fewcl train: --resume needs the --run-dir of the run to continue\n");
         return EXIT_USAGE;
@@ -281,6 +301,15 @@ int cmd_train(int argc, char **argv) {
     }
     if (job.opt.backbone_prefix && !job.opt.backbone_weights) {
         fprintf(stderr, "fewcl train: --backbone-prefix needs --backbone-weights\n");
+        return EXIT_USAGE;
+    }
+    if (job.opt.episodes % job.opt.meta_batch) {
+        int m = job.opt.meta_batch, below = job.opt.episodes / m * m;
+        fprintf(stderr,
+                "fewcl train: --episodes %d is not a multiple of --meta-batch %d: an epoch is "
+                "whole steps of %d episodes; give --episodes %d%s%d\n",
+                job.opt.episodes, m, m, below ? below : below + m, below ? " or " : "",
+                below ? below + m : 2 * m);
         return EXIT_USAGE;
     }
     job.opt.val_episodes = val_episodes >= 0 ? (int)val_episodes : job.opt.episodes;

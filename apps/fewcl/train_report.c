@@ -158,17 +158,19 @@ static void print_json(const train_job *j) {
     cJSON_Delete(o);
 }
 
-/* The memory plan of one training episode, before anything is allocated (a configuration
- * that does not fit is refused by fewcl_train with the planner's message). */
-static void print_plan(fewcl_context *ctx, const fewcl_model_config *cfg) {
+/* The memory plan of one training episode (step of a meta-batch), before anything is
+ * allocated (a configuration that does not fit is refused by fewcl_train with the planner's
+ * message). */
+static void print_plan(fewcl_context *ctx, const fewcl_model_config *cfg, int meta_batch) {
     fewcl_plan_info info = {.struct_size = sizeof info};
     fewcl_plan_params pp;
     fewcl_plan_result r = {.struct_size = sizeof r};
     fewcl_plan_params_default(&pp, sizeof pp);
-    pp.training = 1, pp.info = &info;
+    pp.training = 1, pp.info = &info, pp.meta_batch = meta_batch;
     if (fewcl_plan(ctx, cfg, &pp, &r) != FEWCL_OK || !r.fits) return;
-    char b[FEWCL_MEM_CATEGORIES + 3][32];
-    printf("memory plan of a training episode: peak %s, footprint %s of %s",
+    char b[FEWCL_MEM_CATEGORIES + 3][32], what[64] = "training episode";
+    if (meta_batch > 1) snprintf(what, sizeof what, "training step of %d episodes", meta_batch);
+    printf("memory plan of a %s: peak %s, footprint %s of %s", what,
            cli_bytes((double)r.peak_bytes, b[0], 32), cli_bytes((double)r.reserved_bytes, b[1], 32),
            cli_bytes((double)info.budget, b[2], 32));
     for (int k = 0; k < FEWCL_MEM_CATEGORIES; k++)
@@ -287,7 +289,7 @@ int train_job_run(train_job *j, const data_flags *data) {
                    "folder: %s\n",
                    dev->name, dev->platform, train.n_classes, train.n_images, train.source,
                    j->opt.val_dataset ? val.source : "none", j->opt.run_dir);
-        if (!j->json) print_plan(ctx, &j->cfg);
+        if (!j->json) print_plan(ctx, &j->cfg, j->opt.meta_batch);
         j->result.struct_size = sizeof j->result;
         j->memory.struct_size = sizeof j->memory;
         j->opt.memory = &j->memory;

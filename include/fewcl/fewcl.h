@@ -54,13 +54,20 @@ extern "C" {
 #else
 #define FEWCL_API
 #endif
+#ifdef __GNUC__
+#define FEWCL_NORETURN __attribute__((noreturn))
+#else
+#define FEWCL_NORETURN
+#endif
 
 #define FEWCL_VERSION "0.1.0"
 /* The API's version: raised whenever a function, field or value is added, never lowered.
  * 2: names of settings, config sizes and differences, reading a weights file's config,
  * loading for another episode shape, datasets, run folders, plan targets, sizes, glyph data,
- * image dimensions; the epoch metrics' speeds and device peak; train/test on open datasets. */
-#define FEWCL_API_VERSION 2
+ * image dimensions; the epoch metrics' speeds and device peak; train/test on open datasets.
+ * 3: scale-out (issue 16): the meta-batch of training and plans (fewcl_train_params.meta_batch,
+ * fewcl_plan_params.meta_batch, fewcl_run_meta_batch), and what docs/api.md marks "API 3". */
+#define FEWCL_API_VERSION 3
 
 /* The library's version ("0.1.0") and API version, as built (may be newer than the header). */
 FEWCL_API const char *fewcl_version(void);
@@ -132,6 +139,34 @@ FEWCL_API const fewcl_device_info *fewcl_context_device(const fewcl_context *ctx
 FEWCL_API void fewcl_context_set_profiling(fewcl_context *ctx, int on);
 /* Wait for all queued device work. */
 FEWCL_API fewcl_status fewcl_finish(fewcl_context *ctx);
+
+/* ---- several processes: MPI (API 3) ------------------------------------------------------- */
+
+/* Where this process stands in a job that mpirun or srun launched (docs/distributed.md). */
+typedef struct fewcl_dist_info {
+    size_t struct_size;
+    int rank, size;             /* this process's rank among size ranks: 0 of 1 without MPI */
+    int local_rank, local_size; /* among the ranks of this host */
+    int mpi_built;              /* this library was built with MPI (-DFEWCL_MPI) */
+    int mpi_active;             /* MPI is running in this process */
+    char host[256];
+} fewcl_dist_info;
+
+/* Call first in main (before other threads start), with main's argc/argv. When a launcher
+ * (mpirun, srun) started the process and the library has MPI, starts MPI (thread level
+ * serialised: one thread of the process calls the distributed functions at a time) unless the
+ * program started it already; a plain run never starts MPI. Fills info (may be NULL; set its
+ * struct_size). A launch of several ranks with a library built without MPI is
+ * FEWCL_ERR_ARGUMENT (each rank would run alone). Jobs with `distributed` set then split their
+ * work over the ranks (fewcl_test_params). */
+FEWCL_API fewcl_status fewcl_dist_init(int *argc, char ***argv, fewcl_dist_info *info);
+/* Ends MPI if fewcl_dist_init started it (call last, on every rank); otherwise nothing. */
+FEWCL_API void fewcl_dist_finalize(void);
+/* The one function that ends the process: prints "fewcl: rank R of S (host H): msg" on stderr
+ * and ends every rank of the job (MPI_Abort; exit(code) without MPI). For a failure of one rank
+ * outside a distributed job (e.g. a file only this rank cannot read); inside one, the job's
+ * status already reaches every rank. */
+FEWCL_API FEWCL_NORETURN void fewcl_dist_abort(int code, const char *msg);
 
 #ifdef __cplusplus
 }

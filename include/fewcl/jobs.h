@@ -136,6 +136,9 @@ typedef struct fewcl_train_params {
      * the call); and the published 1.15 resize for validation episodes. */
     const fewcl_dataset *train_dataset, *val_dataset;
     int scale_115;
+    /* API 3: episodes per optimiser step (1); their gradients are averaged in a fixed order
+     * (docs/maths.md §7.1). `episodes` must be a multiple of it; a resumed run keeps it. */
+    int meta_batch;
     fewcl_memory_info *memory; /* API 3, optional: filled on success (set its struct_size) */
 } fewcl_train_params;
 
@@ -174,6 +177,11 @@ typedef struct fewcl_test_params {
     void *user;
     fewcl_cancel *cancel;
     const fewcl_dataset *dataset; /* API 2: used instead of data when set (borrowed) */
+    /* API 3: 1 = split the episodes over the ranks of the MPI job (fewcl_dist_init started MPI):
+     * every rank calls fewcl_test with the same weights and parameters, and every rank gets
+     * the result of the whole run (equal to a one-process run's). Default 0: each call is its
+     * own test (docs/api.md, "Several processes"). */
+    int distributed;
 } fewcl_test_params;
 
 typedef struct fewcl_test_result {
@@ -212,6 +220,9 @@ typedef struct fewcl_run_info {
  * Errors name the file: a missing or unreadable config.json (FEWCL_ERR_IO), incomplete
  * settings or a last.safetensors without trainer state (FEWCL_ERR_FORMAT). Any thread. */
 FEWCL_API fewcl_status fewcl_run_read(const char *run_dir, fewcl_run_info *info);
+/* The run's meta-batch (episodes per optimiser step; 1 for runs from before it existed), from
+ * run_dir/config.json. Errors as fewcl_run_read's. Any thread. (API 3) */
+FEWCL_API fewcl_status fewcl_run_meta_batch(const char *run_dir, int *meta_batch);
 
 /* ---- memory plans ---------------------------------------------------------------------- */
 
@@ -235,6 +246,7 @@ typedef struct fewcl_plan_params {
     uint64_t budget;        /* 0: the device's memory (or FEWCL_MEM_LIMIT) */
     int fit;                /* 1: find the cheapest settings that fit (fewcl plan --fit) */
     fewcl_plan_info *info;  /* API 2, optional: filled on success (set its struct_size) */
+    int meta_batch;         /* API 3: training with this many episodes per step (1) */
 } fewcl_plan_params;
 
 /* Memory categories, in this order: parameters, gradients, optimiser, activations,

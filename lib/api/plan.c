@@ -13,7 +13,7 @@ _Static_assert(FEWCL_MEM_CATEGORIES == FCL_MEM_CATEGORIES, "memory categories ma
 fewcl_status fewcl_plan_params_default(fewcl_plan_params *p, size_t struct_size) {
     API_REQUIRE(p, "fewcl_plan_params_default", "p");
     FCL_TRY(api_check_size("fewcl_plan_params_default", "p", struct_size));
-    fewcl_plan_params full = {.struct_size = sizeof full, .training = 1};
+    fewcl_plan_params full = {.struct_size = sizeof full, .training = 1, .meta_batch = 1};
     api_copy_out(p, struct_size, &full, sizeof full);
     return FEWCL_OK;
 }
@@ -39,6 +39,11 @@ fewcl_status fewcl_plan(fewcl_context *ctx, const fewcl_model_config *config,
     /* The device planned for: this one, or one of device_memory bytes; the budget: its memory,
      * FEWCL_MEM_LIMIT (for this device), or p.budget. */
     if (p.info) FCL_TRY(api_check_size(fn, "the plan info", p.info->struct_size));
+    if (p.meta_batch < 1)
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "%s: meta_batch %d: at least 1 episode per step", fn,
+                        p.meta_batch);
+    /* The schedule planned: evaluation (0) or training with M episodes per step. */
+    int schedule = p.training ? p.meta_batch : 0;
     fcl_limits target = ctx->limits;
     size_t limit = 0;
     if (p.device_memory) {
@@ -54,10 +59,10 @@ fewcl_status fewcl_plan(fewcl_context *ctx, const fewcl_model_config *config,
     fcl_fit_result fr = {0};
     fewcl_status s;
     if (p.fit) {
-        s = fcl_plan_fit(ctx, &cfg, p.training, &target, limit, &fr);
+        s = fcl_plan_fit(ctx, &cfg, schedule, &target, limit, &fr);
     } else {
         fr.cfg = cfg;
-        s = fcl_episode_plan_as(ctx, &cfg, p.training, &target, limit, &fr.stats);
+        s = fcl_episode_plan_as(ctx, &cfg, schedule, &target, limit, &fr.stats);
         fr.fits = s == FEWCL_OK;
         if (s == FEWCL_ERR_OUT_OF_MEMORY) {
             snprintf(fr.first_failure, sizeof fr.first_failure, "%s", fewcl_last_error());

@@ -116,6 +116,24 @@ static fewcl_status read_state(const char *path, fewcl_run_info *r) {
     return s;
 }
 
+fewcl_status fewcl_run_meta_batch(const char *run_dir, int *meta_batch) {
+    API_REQUIRE(run_dir, "fewcl_run_meta_batch", "run_dir");
+    API_REQUIRE(meta_batch, "fewcl_run_meta_batch", "meta_batch");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", run_dir);
+    char *text = slurp(path, 1 << 20);
+    if (!text) return fcl_fail(FEWCL_ERR_IO, "cannot read %s (the run's settings)", path);
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "training");
+    *meta_batch = (int)number(t, "meta_batch", 1); /* runs from before API 3: one episode */
+    fewcl_status s = cJSON_IsObject(t) && *meta_batch >= 1
+                         ? FEWCL_OK
+                         : fcl_fail(FEWCL_ERR_FORMAT, "%s: no valid \"training\" settings", path);
+    cJSON_Delete(root);
+    return s;
+}
+
 fewcl_status fewcl_run_read(const char *run_dir, fewcl_run_info *info) {
     API_REQUIRE(run_dir, "fewcl_run_read", "run_dir");
     API_REQUIRE(info, "fewcl_run_read", "info");

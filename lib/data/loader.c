@@ -221,6 +221,12 @@ static fewcl_status build(fcl_loader *l, long e, float *x, int *classes) {
     return s;
 }
 
+/* The episode of delivery k (loader.h: blocks, or first + k). */
+static long episode_of(const fcl_loader_options *o, long k) {
+    if (o->block_len <= 0) return o->first_episode + k;
+    return o->first_episode + k / o->block_len * o->block_period + k % o->block_len;
+}
+
 static void *worker(void *arg) {
     fcl_loader *l = arg;
     pthread_mutex_lock(&l->lock);
@@ -228,12 +234,12 @@ static void *worker(void *arg) {
         while (!l->stop && l->next_assign >= l->next_deliver + l->o.prefetch)
             pthread_cond_wait(&l->changed, &l->lock);
         if (l->stop) break;
-        long e = l->next_assign++;
-        struct slot *s = &l->slots[e % l->o.prefetch];
-        s->episode = e;
+        long k = l->next_assign++;
+        struct slot *s = &l->slots[k % l->o.prefetch];
+        s->episode = k;
         s->state = 1;
         pthread_mutex_unlock(&l->lock);
-        fewcl_status st = build(l, e, s->x, s->classes);
+        fewcl_status st = build(l, episode_of(&l->o, k), s->x, s->classes);
         pthread_mutex_lock(&l->lock);
         s->status = st;
         if (st != FEWCL_OK) snprintf(s->error, sizeof s->error, "%s", fewcl_last_error());
@@ -278,12 +284,15 @@ fewcl_status fcl_loader_create(const fcl_loader_options *opt, fcl_loader **out) 
     FCL_TRY(fcl_dataset_check_episode(opt->data, opt->n_way, opt->k_shot, opt->n_query));
     if (opt->image_size < 8 || opt->image_size > 4096)
         return fcl_fail(FEWCL_ERR_ARGUMENT, "image size %d (8 to 4096)", opt->image_size);
+    if (opt->block_len < 0 || (opt->block_len > 0 && opt->block_period < opt->block_len))
+        return fcl_fail(FEWCL_ERR_INTERNAL, "loader: blocks of %ld episodes every %ld",
+                        opt->block_len, opt->block_period);
     fcl_loader *l = calloc(1, sizeof *l);
     if (!l) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "loader");
     l->o = *opt;
     if (l->o.prefetch < 1) l->o.prefetch = 1;
     if (l->o.workers < 0) l->o.workers = 0;
-    l->next_assign = l->next_deliver = opt->first_episode;
+    l->next_assign = l->next_deliver = 0; /* delivery ordinals (episode_of maps them) */
     l->per_class = opt->k_shot + opt->n_query;
     l->image_floats = (size_t)3 * opt->image_size * opt->image_size;
     l->floats = (size_t)opt->n_way * l->per_class * l->image_floats;
@@ -318,11 +327,11 @@ fewcl_status fcl_loader_next(fcl_loader *l, float *x, int *classes) {
     int tmp[256];
     int *cls = classes ? classes : (l->o.n_way <= 256 ? tmp : NULL);
     if (!cls) return fcl_fail(FEWCL_ERR_ARGUMENT, "loader: pass a classes array for n_way > 256");
-    if (l->n_threads == 0) return build(l, l->next_deliver++, x, cls);
+    if (l->n_threads == 0) return build(l, episode_of(&l->o, l->next_deliver++), x, cls);
     pthread_mutex_lock(&l->lock);
-    long e = l->next_deliver;
-    struct slot *s = &l->slots[e % l->o.prefetch];
-    while (!(s->state == 2 && s->episode == e))
+    long k = l->next_deliver;
+    struct slot *s = &l->slots[k % l->o.prefetch];
+    while (!(s->state == 2 && s->episode == k))
         pthread_cond_wait(&l->changed, &l->lock);
     fewcl_status st = s->status;
     if (st == FEWCL_OK) {

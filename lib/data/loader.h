@@ -24,6 +24,10 @@ typedef struct fcl_loader_options {
     int scale_115;  /* eval: the 2022 code's Scale to floor(1.15·S) before the crop */
     uint64_t seed;
     long first_episode; /* the first episode delivered (resuming a run mid-way) */
+    /* Blocks (a worker's share of each meta-batch step): with block_len > 0, delivery k
+     * (k = 0, 1, …) is episode first_episode + (k / block_len)·block_period + k % block_len,
+     * i.e. block_len consecutive episodes out of every block_period. 0: all in order. */
+    long block_len, block_period;
     int workers;        /* decoding threads (0: decode on the caller's thread) */
     int prefetch;       /* episodes prepared ahead (at least 1) */
     int skip_bad;       /* warn and draw another image instead of failing on a bad file */
@@ -40,9 +44,9 @@ typedef struct fcl_loader_stats {
 fewcl_status fcl_loader_create(const fcl_loader_options *opt, fcl_loader **out);
 /* Floats in one episode tensor. */
 size_t fcl_loader_episode_floats(const fcl_loader *l);
-/* Copies the next episode (in order 0, 1, 2, ...) into x and the dataset class index of each
- * of its n_way rows into classes (may be NULL). Blocks until it is ready. An image that fails
- * to load is an error naming the file (or, with skip_bad, a warning). */
+/* Copies the next episode (in order first, first + 1, ..., or by blocks) into x and the dataset
+ * class index of each of its n_way rows into classes (may be NULL). Blocks until it is ready. An
+ * image that fails to load is an error naming the file (or, with skip_bad, a warning). */
 fewcl_status fcl_loader_next(fcl_loader *l, float *x, int *classes);
 /* A snapshot of the statistics (the workers keep updating them). */
 fcl_loader_stats fcl_loader_stats_get(fcl_loader *l);

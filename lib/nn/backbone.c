@@ -327,10 +327,20 @@ static fewcl_status unit_forward(fewcl_context *ctx, blocks_net *net, unit *u, c
             FCL_TRY(fcl_fill(ctx, &scratch_m, 0));
             FCL_TRY(fcl_fill(ctx, &scratch_v, 1));
         }
-        fewcl_status st = fcl_batchnorm_forward_train(
-            ctx, &u->c, pv(net, u->g), pv(net, u->beta), update_running ? &rm : &scratch_m,
-            update_running ? &rv : &scratch_v, FCL_BN_MOMENTUM, FCL_BN_EPS, y, &u->mean,
-            &u->invstd);
+        fcl_params *P = net->P;
+        fewcl_status st;
+        if (update_running && P->bn_record) { /* a meta-batch episode: record, the replay updates */
+            st = fcl_batchnorm_forward_train_record(
+                ctx, &u->c, pv(net, u->g), pv(net, u->beta), P->bn_record,
+                fcl_params_buffer_offset(P, u->rm), fcl_params_buffer_offset(P, u->rv), FCL_BN_EPS,
+                y, &u->mean, &u->invstd);
+            P->bn_recorded += 2 * (size_t)u->cout;
+        } else {
+            st = fcl_batchnorm_forward_train(ctx, &u->c, pv(net, u->g), pv(net, u->beta),
+                                             update_running ? &rm : &scratch_m,
+                                             update_running ? &rv : &scratch_v, FCL_BN_MOMENTUM,
+                                             FCL_BN_EPS, y, &u->mean, &u->invstd);
+        }
         fcl_tensor_free(ctx, &scratch_v);
         fcl_tensor_free(ctx, &scratch_m);
         FCL_TRY(st);
@@ -408,10 +418,11 @@ static void block_keep_output(fewcl_context *ctx, block *b) {
 /* Checkpointing, before block b's backward: recomputes what block_keep_output dropped from the
  * block's input x, by the kernels forward ran on the same values, so bit-identically. A plain
  * block needs only its conv output again. A BasicBlock runs its whole forward again, with
- * update_running 0 so that BatchNorm's running statistics, updated by the first forward, are
- * not updated twice (the op gets throwaway ones); the batch statistics it recomputes are the
- * first forward's. Its recomputed output replaces the kept one, equal to it and no longer read
- * by anything else (the next block's backward is done). */
+ * update_running 0 so that BatchNorm's running statistics, updated (in a meta-batch episode:
+ * recorded) by the first forward, are not updated (recorded) twice (the op gets throwaway
+ * ones); the batch statistics it recomputes are the first forward's. Its recomputed output replaces
+ * the kept one, equal to it and no longer read by anything else (the next block's backward is
+ * done). */
 static fewcl_status block_recompute(fewcl_context *ctx, blocks_net *net, block *b,
                                     const fcl_tensor *x) {
     if (!b->residual) return unit_conv(ctx, net, &b->u[0], x);

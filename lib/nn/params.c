@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../runtime/sha256.h"
+
 void fcl_params_init(fcl_params *P) { memset(P, 0, sizeof *P); }
 
 void fcl_params_free(fewcl_context *ctx, fcl_params *P) {
@@ -150,24 +152,27 @@ fewcl_status fcl_params_zero_grad(fewcl_context *ctx, fcl_params *P) {
     return FEWCL_OK;
 }
 
+/* Zeros, or the moments a checkpoint left waiting on the host (params.h). */
+static fewcl_status alloc_moments(fewcl_context *ctx, fcl_param *p) {
+    FCL_TRY(fcl_tensor_alloc(ctx, &p->m, FCL_MEM_OPTIM, p->value.ndim, p->value.shape));
+    FCL_TRY(fcl_tensor_alloc(ctx, &p->v, FCL_MEM_OPTIM, p->value.ndim, p->value.shape));
+    if (!p->pending_m || !p->pending_v) {
+        FCL_TRY(fcl_fill(ctx, &p->m, 0));
+        return fcl_fill(ctx, &p->v, 0);
+    }
+    FCL_TRY(fcl_tensor_upload(ctx, &p->m, p->pending_m));
+    FCL_TRY(fcl_tensor_upload(ctx, &p->v, p->pending_v));
+    free(p->pending_m), free(p->pending_v);
+    p->pending_m = p->pending_v = NULL;
+    return FEWCL_OK;
+}
+
 fewcl_status fcl_params_adamw(fewcl_context *ctx, fcl_params *P, const fcl_adamw_config *cfg) {
     P->step++;
     for (int i = 0; i < P->n; i++) {
         fcl_param *p = &P->items[i];
         if (!p->trainable) continue;
-        if (!p->m.numel) {
-            FCL_TRY(fcl_tensor_alloc(ctx, &p->m, FCL_MEM_OPTIM, p->value.ndim, p->value.shape));
-            FCL_TRY(fcl_tensor_alloc(ctx, &p->v, FCL_MEM_OPTIM, p->value.ndim, p->value.shape));
-            if (p->pending_m && p->pending_v) {
-                FCL_TRY(fcl_tensor_upload(ctx, &p->m, p->pending_m));
-                FCL_TRY(fcl_tensor_upload(ctx, &p->v, p->pending_v));
-                free(p->pending_m), free(p->pending_v);
-                p->pending_m = p->pending_v = NULL;
-            } else {
-                FCL_TRY(fcl_fill(ctx, &p->m, 0));
-                FCL_TRY(fcl_fill(ctx, &p->v, 0));
-            }
-        }
+        if (!p->m.numel) FCL_TRY(alloc_moments(ctx, p));
         FCL_TRY(fcl_adamw_step(ctx, cfg, P->step, &p->value, &p->grad, &p->m, &p->v));
     }
     return FEWCL_OK;
@@ -256,10 +261,96 @@ fewcl_status fcl_params_unstash(fewcl_context *ctx, fcl_params *P, fcl_params_st
     return s;
 }
 
+fewcl_status fcl_params_alloc_moments(fewcl_context *ctx, fcl_params *P) {
+    for (int i = 0; i < P->n; i++)
+        if (P->items[i].trainable && !P->items[i].m.numel)
+            FCL_TRY(alloc_moments(ctx, &P->items[i]));
+    return FEWCL_OK;
+}
+
 size_t fcl_params_count(const fcl_params *P) {
     size_t n = 0;
     for (int i = 0; i < P->n; i++)
         if (P->items[i].trainable) n += P->items[i].value.numel;
+    return n;
+}
+
+/* The tensor of parameter p in a flat vector of that kind, or NULL when p has none there. */
+static const fcl_tensor *flat_part(const fcl_param *p, fcl_flat which) {
+    if (which == FCL_FLAT_GRADS) return p->trainable ? &p->grad : NULL;
+    if (which == FCL_FLAT_STATE) return p->trainable || p->is_buffer ? &p->value : NULL;
+    return &p->value;
+}
+
+size_t fcl_params_flat_count(const fcl_params *P, fcl_flat which) {
+    size_t n = 0;
+    for (int i = 0; i < P->n; i++) {
+        const fcl_tensor *t = flat_part(&P->items[i], which);
+        if (t) n += t->numel;
+    }
+    return n;
+}
+
+fewcl_status fcl_params_download_flat(fewcl_context *ctx, const fcl_params *P, fcl_flat which,
+                                      float *out) {
+    for (int i = 0; i < P->n; i++) {
+        const fcl_tensor *t = flat_part(&P->items[i], which);
+        if (!t) continue;
+        FCL_TRY(fcl_tensor_download(ctx, t, out));
+        out += t->numel;
+    }
+    return FEWCL_OK;
+}
+
+fewcl_status fcl_params_upload_flat(fewcl_context *ctx, fcl_params *P, fcl_flat which,
+                                    const float *in) {
+    for (int i = 0; i < P->n; i++) {
+        fcl_tensor *t = (fcl_tensor *)flat_part(&P->items[i], which);
+        if (!t) continue;
+        FCL_TRY(fcl_tensor_upload(ctx, t, in));
+        in += t->numel;
+    }
+    return FEWCL_OK;
+}
+
+static fewcl_status hash_tensor(fewcl_context *ctx, fcl_sha256 *h, const fcl_tensor *t,
+                                size_t numel) {
+    float *host = calloc(numel ? numel : 1, sizeof *host);
+    if (!host) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "hashing %zu floats", numel);
+    fewcl_status s = t->numel ? fcl_tensor_download(ctx, t, host) : FEWCL_OK;
+    if (s == FEWCL_OK) fcl_sha256_update(h, host, numel * sizeof *host);
+    free(host);
+    return s;
+}
+
+fewcl_status fcl_params_state_hash(fewcl_context *ctx, const fcl_params *P, char hex[65]) {
+    fcl_sha256 h;
+    fcl_sha256_init(&h);
+    fcl_sha256_update(&h, &P->step, sizeof P->step);
+    for (int i = 0; i < P->n; i++) {
+        const fcl_param *p = &P->items[i];
+        const fcl_tensor *t = flat_part(p, FCL_FLAT_STATE);
+        if (t) FCL_TRY(hash_tensor(ctx, &h, t, t->numel));
+        if (p->trainable && !p->m.numel && p->pending_m && p->pending_v) { /* resumed */
+            fcl_sha256_update(&h, p->pending_m, p->value.numel * sizeof(float));
+            fcl_sha256_update(&h, p->pending_v, p->value.numel * sizeof(float));
+        } else if (p->trainable) {
+            FCL_TRY(hash_tensor(ctx, &h, &p->m, p->value.numel));
+            FCL_TRY(hash_tensor(ctx, &h, &p->v, p->value.numel));
+        }
+    }
+    uint8_t digest[32];
+    fcl_sha256_final(&h, digest);
+    fcl_sha256_hex(digest, hex);
+    return FEWCL_OK;
+}
+
+size_t fcl_params_buffer_floats(const fcl_params *P) { return fcl_params_buffer_offset(P, P->n); }
+
+size_t fcl_params_buffer_offset(const fcl_params *P, int index) {
+    size_t n = 0;
+    for (int i = 0; i < index && i < P->n; i++)
+        if (P->items[i].is_buffer) n += P->items[i].value.numel;
     return n;
 }
 

@@ -34,7 +34,18 @@ typedef struct fcl_params {
     fcl_param *items;
     int n, cap;
     long step; /* optimiser steps taken */
+    /* A meta-batch episode (lib/train/step.h): when set, training-mode BatchNorm writes its
+     * batch mean and unbiased variance here, at its running buffers' offsets among the
+     * buffers (fcl_params_buffer_offset), instead of updating them; bn_recorded counts the
+     * floats written. NULL: running statistics are updated in the kernel, as always. */
+    fcl_tensor *bn_record;
+    size_t bn_recorded;
 } fcl_params;
+
+/* Flat host vectors over the table, in table order (a meta-batch's gradients; the state later
+ * scale-out stages broadcast). GRADS: the trainable parameters' gradients. STATE: what a step
+ * changes: trainable values and BatchNorm buffers. ALL: every value, frozen ones included. */
+typedef enum fcl_flat { FCL_FLAT_GRADS, FCL_FLAT_STATE, FCL_FLAT_ALL } fcl_flat;
 
 typedef enum fcl_load_mode {
     FCL_LOAD_STRICT,   /* every parameter present, nothing unexpected */
@@ -81,8 +92,26 @@ fewcl_status fcl_params_unstash(fewcl_context *ctx, fcl_params *P, fcl_params_st
 /* Arena bytes P's device tensors hold. */
 size_t fcl_params_device_bytes(const fcl_params *P);
 
+/* Allocates the AdamW moments that the first step would (zeroed, or those a resume read
+ * back): a meta-batch does it before its first episode, so that every step's episodes see the
+ * same memory (lib/plan). */
+fewcl_status fcl_params_alloc_moments(fewcl_context *ctx, fcl_params *P);
 /* Total number of elements of the trainable parameters. */
 size_t fcl_params_count(const fcl_params *P);
+/* Floats in a flat vector of that kind. */
+size_t fcl_params_flat_count(const fcl_params *P, fcl_flat which);
+/* Device → host (blocking) and host → device, in table order. */
+fewcl_status fcl_params_download_flat(fewcl_context *ctx, const fcl_params *P, fcl_flat which,
+                                      float *out);
+fewcl_status fcl_params_upload_flat(fewcl_context *ctx, fcl_params *P, fcl_flat which,
+                                    const float *in);
+/* SHA-256 (hex) of the STATE vector's bytes and of the AdamW moments (zeros before the first
+ * step) with the step count: equal hashes, equal training state. For checks and tests. */
+fewcl_status fcl_params_state_hash(fewcl_context *ctx, const fcl_params *P, char hex[65]);
+/* Floats of all BatchNorm buffers together (R, the size of one episode's record), and where
+ * buffer `index` (a table index) starts among them. */
+size_t fcl_params_buffer_floats(const fcl_params *P);
+size_t fcl_params_buffer_offset(const fcl_params *P, int index);
 
 /* Deterministic test pattern, the same in C and in tools/reference/pattern.py: element i of a
  * tensor seeded `seed` is scale·(2u − 1), u = top 24 bits of splitmix64(seed·2^32 + i) / 2^24.

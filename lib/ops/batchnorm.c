@@ -3,6 +3,9 @@
 #include "batchnorm.h"
 
 static fcl_kernel_handle k_bn_combine_stats = FCL_KERNEL_HANDLE("batchnorm", "bn_combine_stats");
+static fcl_kernel_handle k_bn_combine_stats_record =
+    FCL_KERNEL_HANDLE("batchnorm", "bn_combine_stats_record");
+static fcl_kernel_handle k_bn_running_replay = FCL_KERNEL_HANDLE("batchnorm", "bn_running_replay");
 static fcl_kernel_handle k_bn_combine_grad = FCL_KERNEL_HANDLE("batchnorm", "bn_combine_grad");
 static fcl_kernel_handle k_bn_tile_stats = FCL_KERNEL_ROWS_HANDLE("batchnorm", "bn_tile_stats");
 static fcl_kernel_handle k_bn_normalize = FCL_KERNEL_ROWS_HANDLE("batchnorm", "bn_normalize");
@@ -78,11 +81,13 @@ static fewcl_status launch_elementwise(fewcl_context *ctx, fcl_kernel_entry *k, 
     return fcl_launch(ctx, k, 3, gws, NULL);
 }
 
-fewcl_status fcl_batchnorm_forward_train(fewcl_context *ctx, const fcl_tensor *x,
-                                         const fcl_tensor *gamma, const fcl_tensor *beta,
-                                         fcl_tensor *running_mean, fcl_tensor *running_var,
-                                         float momentum, float eps, fcl_tensor *y,
-                                         fcl_tensor *save_mean, fcl_tensor *save_invstd) {
+/* The training forward; rec_mean/rec_var (not NULL: a meta-batch episode) receive the batch
+ * mean and unbiased variance in place of the running statistics' update. */
+static fewcl_status forward_train(fewcl_context *ctx, const fcl_tensor *x, const fcl_tensor *gamma,
+                                  const fcl_tensor *beta, fcl_tensor *running_mean,
+                                  fcl_tensor *running_var, fcl_tensor *rec_mean,
+                                  fcl_tensor *rec_var, float momentum, float eps, fcl_tensor *y,
+                                  fcl_tensor *save_mean, fcl_tensor *save_invstd) {
     const char *op = "batchnorm forward (train)";
     int n = 0, c = 0, hw = 0;
     FCL_TRY(dims(op, x, &n, &c, &hw));
@@ -98,7 +103,7 @@ fewcl_status fcl_batchnorm_forward_train(fewcl_context *ctx, const fcl_tensor *x
                         op);
     fcl_kernel_entry *k1, *k2, *k3;
     FCL_TRY(fcl_kernel_get(ctx, &k_bn_tile_stats, &k1));
-    FCL_TRY(fcl_kernel_get(ctx, &k_bn_combine_stats, &k2));
+    FCL_TRY(fcl_kernel_get(ctx, rec_mean ? &k_bn_combine_stats_record : &k_bn_combine_stats, &k2));
     FCL_TRY(fcl_kernel_get(ctx, &k_bn_normalize, &k3));
     tiling t = tiles_of(ctx, k1, n, c, hw);
     fcl_tensor part;
@@ -108,7 +113,10 @@ fewcl_status fcl_batchnorm_forward_train(fewcl_context *ctx, const fcl_tensor *x
         s = fcl_args(k1, "ttuuuuuL", x, &part, (unsigned)n, (unsigned)c, (unsigned)hw, t.tile,
                      t.tiles, t.lws[0] * sizeof(float));
     if (s == FEWCL_OK) s = launch_tiles(ctx, k1, &t);
-    if (s == FEWCL_OK)
+    if (s == FEWCL_OK && rec_mean)
+        s = fcl_args(k2, "tttttuuuuf", &part, rec_mean, rec_var, save_mean, save_invstd,
+                     (unsigned)c, (unsigned)(n * hw), t.tile, t.tiles, (double)eps);
+    else if (s == FEWCL_OK)
         s = fcl_args(k2, "tttttuuuuff", &part, running_mean, running_var, save_mean, save_invstd,
                      (unsigned)c, (unsigned)(n * hw), t.tile, t.tiles, (double)momentum,
                      (double)eps);
@@ -119,6 +127,58 @@ fewcl_status fcl_batchnorm_forward_train(fewcl_context *ctx, const fcl_tensor *x
     if (s == FEWCL_OK) s = launch_elementwise(ctx, k3, n, c, hw);
     fcl_tensor_free(ctx, &part);
     return s;
+}
+
+fewcl_status fcl_batchnorm_forward_train(fewcl_context *ctx, const fcl_tensor *x,
+                                         const fcl_tensor *gamma, const fcl_tensor *beta,
+                                         fcl_tensor *running_mean, fcl_tensor *running_var,
+                                         float momentum, float eps, fcl_tensor *y,
+                                         fcl_tensor *save_mean, fcl_tensor *save_invstd) {
+    return forward_train(ctx, x, gamma, beta, running_mean, running_var, NULL, NULL, momentum, eps,
+                         y, save_mean, save_invstd);
+}
+
+/* C floats of `rec` from element `at`: the slice a record kernel writes. */
+static fewcl_status record_slice(const char *op, const fcl_tensor *rec, size_t at, int c,
+                                 fcl_tensor *out) {
+    if (at + (size_t)c > rec->numel)
+        return fcl_fail(FEWCL_ERR_INTERNAL, "%s: record [%zu] has no room at %zu for %d channels",
+                        op, rec->numel, at, c);
+    *out = *rec;
+    out->ndim = 1, out->shape[0] = c, out->numel = (size_t)c;
+    out->offset += at, out->owner = 0;
+    return FEWCL_OK;
+}
+
+fewcl_status fcl_batchnorm_forward_train_record(fewcl_context *ctx, const fcl_tensor *x,
+                                                const fcl_tensor *gamma, const fcl_tensor *beta,
+                                                fcl_tensor *record, size_t mean_at, size_t var_at,
+                                                float eps, fcl_tensor *y, fcl_tensor *save_mean,
+                                                fcl_tensor *save_invstd) {
+    const char *op = "batchnorm forward (train, recording)";
+    int c = x->ndim >= 2 ? x->shape[1] : 0;
+    fcl_tensor rm, rv;
+    FCL_TRY(record_slice(op, record, mean_at, c, &rm));
+    FCL_TRY(record_slice(op, record, var_at, c, &rv));
+    return forward_train(ctx, x, gamma, beta, &rm, &rv, &rm, &rv, 0.0f, eps, y, save_mean,
+                         save_invstd);
+}
+
+fewcl_status fcl_batchnorm_running_replay(fewcl_context *ctx, fcl_tensor *running,
+                                          const fcl_tensor *records, size_t at, size_t stride,
+                                          int episodes, float momentum) {
+    const char *op = "batchnorm running-statistics replay";
+    int c = (int)running->numel;
+    if (episodes < 1 || at + (size_t)(episodes - 1) * stride + (size_t)c > records->numel)
+        return fcl_fail(FEWCL_ERR_INTERNAL, "%s: %d records of stride %zu from %zu exceed [%zu]",
+                        op, episodes, stride, at, records->numel);
+    fcl_tensor from = *records; /* the first record's channels, the others stride apart */
+    from.offset += at, from.owner = 0;
+    fcl_kernel_entry *k;
+    FCL_TRY(fcl_kernel_get(ctx, &k_bn_running_replay, &k));
+    FCL_TRY(fcl_args(k, "ttuuuf", running, &from, (unsigned)stride, (unsigned)episodes, (unsigned)c,
+                     (double)momentum));
+    return launch_per_channel(ctx, k, c);
 }
 
 fewcl_status fcl_batchnorm_forward_eval(fewcl_context *ctx, const fcl_tensor *x,

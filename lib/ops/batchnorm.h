@@ -17,6 +17,20 @@ fewcl_status fcl_batchnorm_forward_train(fewcl_context *ctx, const fcl_tensor *x
                                          fcl_tensor *running_mean, fcl_tensor *running_var,
                                          float momentum, float eps, fcl_tensor *y,
                                          fcl_tensor *save_mean, fcl_tensor *save_invstd);
+/* The same for one episode of a meta-batch (docs/maths.md §7.1): the running statistics are
+ * left alone; the batch mean and the unbiased variance go to record[mean_at …] and
+ * record[var_at …] (C floats each) instead. */
+fewcl_status fcl_batchnorm_forward_train_record(fewcl_context *ctx, const fcl_tensor *x,
+                                                const fcl_tensor *gamma, const fcl_tensor *beta,
+                                                fcl_tensor *record, size_t mean_at, size_t var_at,
+                                                float eps, fcl_tensor *y, fcl_tensor *save_mean,
+                                                fcl_tensor *save_invstd);
+/* running[c] ← (1−momentum)·running[c] + momentum·records[at + e·stride + c] for e = 0 …
+ * episodes−1 in order, by the training forward's own update code, so that the result equals
+ * those episodes' in-kernel updates bit for bit. */
+fewcl_status fcl_batchnorm_running_replay(fewcl_context *ctx, fcl_tensor *running,
+                                          const fcl_tensor *records, size_t at, size_t stride,
+                                          int episodes, float momentum);
 /* Evaluation mode: y = (x − running_mean)/√(running_var+eps)·gamma + beta. */
 fewcl_status fcl_batchnorm_forward_eval(fewcl_context *ctx, const fcl_tensor *x,
                                         const fcl_tensor *gamma, const fcl_tensor *beta,

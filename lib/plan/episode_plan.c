@@ -6,10 +6,35 @@
 #include "../ops/conv_algo.h"
 #include "../train/step.h"
 
+#include <stdlib.h>
+
 static fewcl_status input_alloc(fewcl_context *ctx, const fcl_model_config *cfg, fcl_tensor *x) {
     int shape[4] = {cfg->n_way * (cfg->k_shot + cfg->n_query), 3, cfg->image_size, cfg->image_size};
     FCL_TRY(fcl_tensor_alloc(ctx, x, FCL_MEM_ACTIVATION, 4, shape));
     return fcl_fill(ctx, x, 0.5f);
+}
+
+/* A meta-batch of M episodes per step (trainer.c's meta_step): the moments allocated first,
+ * then two steps of min(M, 2) episodes each and the update. Every episode allocates and frees
+ * the same tensors over the same live set, so a run's later episodes follow the last planned
+ * one (fcl_arena_phase rewinds to it) and its updates the planned update. */
+static fewcl_status meta_steps(fewcl_context *ctx, fcl_model *m, const fcl_tensor *x, int M,
+                               fcl_step_result *r) {
+    size_t n_grad = fcl_params_flat_count(&m->params, FCL_FLAT_GRADS);
+    size_t R = fcl_params_buffer_floats(&m->params);
+    float *grad = calloc(n_grad ? n_grad : 1, sizeof *grad);
+    float *bn = calloc(R * (size_t)M + 1, sizeof *bn);
+    fewcl_status s = grad && bn ? fcl_params_alloc_moments(ctx, &m->params)
+                                : fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "meta-batch host vectors");
+    fcl_adamw_config adam = fcl_adamw_defaults();
+    for (int step = 0; step < 2 && s == FEWCL_OK; step++) {
+        for (int e = 0; e < (M < 2 ? M : 2) && s == FEWCL_OK; e++)
+            s = fcl_grad_step(ctx, m, x, grad, bn + (size_t)e * R, r);
+        if (s == FEWCL_OK) s = fcl_apply_step(ctx, m, grad, bn, M, &adam);
+    }
+    free(bn);
+    free(grad);
+    return s;
 }
 
 /* The schedule, identical in planning and in a real run (which is what makes plans exact). */
@@ -19,10 +44,14 @@ fewcl_status fcl_episode_schedule(fewcl_context *ctx, const fcl_model_config *cf
     fcl_tensor x = {0}, val = {0};
     fcl_step_result r;
     fewcl_status s = input_alloc(ctx, cfg, &x);
-    if (training) {
+    if (training == 1) {
         fcl_adamw_config adam = fcl_adamw_defaults();
         for (int step = 0; step < 2 && s == FEWCL_OK; step++)
             s = fcl_train_step(ctx, m, &x, &adam, &r);
+    } else if (training > 1 && s == FEWCL_OK) {
+        s = meta_steps(ctx, m, &x, training, &r);
+    }
+    if (training) {
         /* Validation: its own input while the training input stays (trainer.c's evaluate_with). */
         if (s == FEWCL_OK) s = input_alloc(ctx, cfg, &val);
         if (s == FEWCL_OK) s = fcl_eval_step(ctx, m, &val, &r);

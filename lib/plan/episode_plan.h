@@ -5,11 +5,14 @@
 #include "../nn/config.h"
 #include "plan.h"
 
-/* The trainer's own schedule (lib/train/trainer.c), with the same calls in the same order:
- * training builds the model and its episode input, runs two training steps (fcl_train_step:
- * the second with the AdamW moments live, as in every later step) and one validation episode
- * with its own input beside the training one; evaluation builds the model and its input and
- * runs one evaluation step (fcl_eval_step). Everything is freed at the end. */
+/* The trainer's own schedule (lib/train/trainer.c), with the same calls in the same order.
+ * `training` is 0 for evaluation, else the meta-batch M (episodes per optimiser step).
+ * Training builds the model and its episode input, runs two training steps and one validation
+ * episode with its own input beside the training one. M = 1: two fcl_train_step calls (the
+ * second with the AdamW moments live, as in every later step); M > 1: the moments allocated
+ * first, then per step min(M, 2) fcl_grad_step calls and one fcl_apply_step. Evaluation builds
+ * the model and its input and runs one evaluation step (fcl_eval_step). Everything is freed at
+ * the end. The other functions take `training` alike. */
 fewcl_status fcl_episode_schedule(fewcl_context *ctx, const fcl_model_config *cfg, int training);
 /* The same in planning mode: *stats holds the live peak (total and per category) and, as
  * `reserved`, the footprint of its layout. Fails as the device would (the footprint over the

@@ -14,6 +14,7 @@
 #include "../io/atomic_file.h"
 #include "../plan/episode_plan.h"
 #include "checkpoint.h"
+#include "reduce.h"
 #include "runlog.h"
 
 /* Validation episodes come from their own stream, so they never repeat training draws. */
@@ -220,6 +221,7 @@ typedef struct run_state {
     int episodes;
     fcl_lr_schedule lr_schedule;
     int schedule_epochs; /* the run length the schedule spans (cosine: fixed at the start) */
+    int meta_batch;      /* episodes per step; in_epoch is a multiple of it */
 } run_state;
 
 /* The metrics' fields, by CSV/JSON name. */
@@ -260,6 +262,7 @@ static char *state_to_json(const run_state *st) {
     cJSON_AddNumberToObject(o, "episodes", st->episodes);
     cJSON_AddStringToObject(o, "lr_schedule", fcl_lr_schedule_name(st->lr_schedule));
     cJSON_AddNumberToObject(o, "schedule_epochs", st->schedule_epochs);
+    cJSON_AddNumberToObject(o, "meta_batch", st->meta_batch);
     cJSON_AddNumberToObject(o, "epoch", st->epoch);
     cJSON_AddNumberToObject(o, "in_epoch", (double)st->in_epoch);
     add_number(o, "sum_loss", st->sum_loss);
@@ -291,9 +294,13 @@ static fewcl_status state_from_json(const char *path, const char *text, int max_
     st->epoch = (int)get_number(o, "epoch");
     st->in_epoch = (long)get_number(o, "in_epoch");
     st->episodes = (int)get_number(o, "episodes");
+    /* Checkpoints from before meta-batches took one episode per step. */
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(o, "meta_batch");
+    st->meta_batch = meta ? (int)get_number(o, "meta_batch") : 1;
     int ok = cJSON_IsObject(o) && cJSON_IsArray(h) && cJSON_IsString(seed) && sched_ok &&
              (st->lr_schedule == FCL_LR_CONSTANT || st->schedule_epochs > 0) && st->epoch >= 0 &&
-             st->in_epoch >= 0 && cJSON_GetArraySize(h) == st->epoch;
+             st->in_epoch >= 0 && cJSON_GetArraySize(h) == st->epoch && st->meta_batch >= 1 &&
+             st->in_epoch % st->meta_batch == 0;
     if (ok) {
         st->seed = strtoull(seed->valuestring, NULL, 10);
         st->sum_loss = get_number(o, "sum_loss"), st->sum_ce = get_number(o, "sum_ce");
@@ -323,6 +330,10 @@ static fewcl_status state_from_json(const char *path, const char *text, int max_
 
 /* ---- the run folder ---------------------------------------------------------------------- */
 
+static int meta_batch_of(const fcl_train_options *o) {
+    return o->meta_batch > 1 ? o->meta_batch : 1;
+}
+
 static void join(char *buf, size_t cap, const char *dir, const char *name) {
     snprintf(buf, cap, "%s/%s", dir, name);
 }
@@ -350,6 +361,7 @@ static fewcl_status write_run_config(const fcl_train_options *o, const char *pat
     cJSON *t = cJSON_AddObjectToObject(root, "training");
     cJSON_AddNumberToObject(t, "epochs", o->epochs);
     cJSON_AddNumberToObject(t, "episodes", o->episodes);
+    cJSON_AddNumberToObject(t, "meta_batch", meta_batch_of(o));
     cJSON_AddNumberToObject(t, "val_episodes", o->val ? o->val_episodes : 0);
     cJSON_AddBoolToObject(t, "augment", o->augment);
     cJSON_AddNumberToObject(t, "lr", o->adam.lr);
@@ -375,6 +387,15 @@ static fewcl_status write_run_config(const fcl_train_options *o, const char *pat
 
 /* ---- training ---------------------------------------------------------------------------- */
 
+/* A meta-batch's host side: the gradient tree, its mean, the BatchNorm records and the
+ * episodes' results of the step under way. */
+typedef struct meta_host {
+    fcl_tree tree;
+    float *mean, *bn;
+    size_t R; /* BatchNorm record floats per episode */
+    fcl_step_result *results;
+} meta_host;
+
 typedef struct trainer {
     fewcl_context *ctx;
     const fcl_train_options *o;
@@ -382,6 +403,7 @@ typedef struct trainer {
     fcl_loader *train, *val;
     episode_input in;
     run_state st;
+    meta_host meta;
     char last_path[4200], best_path[4200];
 } trainer;
 
@@ -409,11 +431,11 @@ static fewcl_status write_logs(trainer *t) {
 /* Refuses, before anything is allocated, a configuration whose training episode does not
  * fit the device (the plan runs the trainer's schedule on a tracing arena and lays it out:
  * the footprint is what must fit), and returns the layout the run then follows. */
-static fewcl_status check_plan(fewcl_context *ctx, const fcl_model_config *cfg, fcl_train_result *r,
-                               fcl_layout **layout) {
+static fewcl_status check_plan(fewcl_context *ctx, const fcl_model_config *cfg, int meta_batch,
+                               fcl_train_result *r, fcl_layout **layout) {
     fcl_arena_stats stats;
     size_t limit = fcl_arena_limit(ctx->arena);
-    fewcl_status s = fcl_episode_layout(ctx, cfg, 1, limit, &stats, layout);
+    fewcl_status s = fcl_episode_layout(ctx, cfg, meta_batch, limit, &stats, layout);
     r->planned_peak = stats.peak;
     r->planned_footprint = stats.peak_reserved;
     if (s == FEWCL_OK) return FEWCL_OK;
@@ -434,6 +456,7 @@ static fewcl_status open_model(trainer *t) {
     if (!o->resume) {
         t->st.seed = o->seed, t->st.episodes = o->episodes;
         t->st.lr_schedule = o->lr_schedule, t->st.schedule_epochs = o->epochs;
+        t->st.meta_batch = meta_batch_of(o);
         t->st.best_val = NAN, t->st.best_epoch = 0;
         t->st.history = calloc((size_t)o->epochs, sizeof *t->st.history);
         if (!t->st.history) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "history");
@@ -476,6 +499,11 @@ static fewcl_status open_model(trainer *t) {
                      "--resume: the run in %s used --seed %llu and --episodes %d; give the same "
                      "values to continue it exactly",
                      o->run_dir, (unsigned long long)t->st.seed, t->st.episodes);
+    if (s == FEWCL_OK && t->st.meta_batch != meta_batch_of(o))
+        s = fcl_fail(FEWCL_ERR_ARGUMENT,
+                     "--resume: the run in %s used --meta-batch %d; give the same value to "
+                     "continue it exactly",
+                     o->run_dir, t->st.meta_batch);
     /* A cosine schedule spans the run's length as first given: another --epochs would change
      * the rate of episodes already trained. A constant rate may be extended. */
     if (s == FEWCL_OK &&
@@ -496,9 +524,116 @@ static void accumulate(run_state *st, const fcl_step_result *r) {
     st->sum_acc += 100.0 * r->correct / r->queries;
 }
 
+/* The failure of a training episode, with where the run stands. */
+static fewcl_status episode_failed(trainer *t, fewcl_status s, int epoch, long step, long episode) {
+    char why[2048];
+    snprintf(why, sizeof why, "%s", fewcl_last_error());
+    char kept[4300] = "no checkpoint had been written yet";
+    if (file_exists(t->last_path))
+        snprintf(kept, sizeof kept, "the last checkpoint, %s, is intact", t->last_path);
+    if (step < 0)
+        return fcl_fail(s, "epoch %d, episode %ld: %s (%s)", epoch + 1, episode, why, kept);
+    return fcl_fail(s, "epoch %d, step %ld, episode %ld: %s (%s)", epoch + 1, step, episode, why,
+                    kept);
+}
+
+static void report_progress(trainer *t, int epoch, long done, double t0) {
+    const fcl_train_options *o = t->o;
+    if (o->progress)
+        o->progress(o->user, &(fcl_progress){.phase = "train",
+                                             .epoch = epoch + 1,
+                                             .epochs = o->epochs,
+                                             .done = done,
+                                             .total = o->episodes,
+                                             .loss = t->st.sum_loss / done,
+                                             .accuracy = t->st.sum_acc / done,
+                                             .seconds = now() - t0});
+}
+
+static fewcl_status meta_alloc(trainer *t) {
+    int M = meta_batch_of(t->o);
+    meta_host *mh = &t->meta;
+    size_t n = fcl_params_flat_count(&t->model->params, FCL_FLAT_GRADS);
+    mh->R = fcl_params_buffer_floats(&t->model->params);
+    FCL_TRY(fcl_tree_init(&mh->tree, n));
+    mh->mean = malloc((n ? n : 1) * sizeof *mh->mean);
+    mh->bn = malloc((mh->R * (size_t)M + 1) * sizeof *mh->bn);
+    mh->results = malloc((size_t)M * sizeof *mh->results);
+    if (!mh->mean || !mh->bn || !mh->results)
+        return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "meta-batch host vectors (%zu floats each)", n);
+    /* As the plan's schedule: the moments before the first episode (episode_plan.h). */
+    return fcl_params_alloc_moments(t->ctx, &t->model->params);
+}
+
+static void meta_free(meta_host *mh) {
+    fcl_tree_free(&mh->tree);
+    free(mh->mean);
+    free(mh->bn);
+    free(mh->results);
+}
+
+/* Step s of an epoch with a meta-batch of M episodes (docs/maths.md §7.1): episode m is global
+ * episode epoch·E + s·M + m; each episode's gradient from zero, into the tree; their mean and
+ * the BatchNorm records applied in one update. Nothing is updated when an episode fails. */
+static fewcl_status meta_step(trainer *t, int epoch, long step, const fcl_adamw_config *adam) {
+    int M = t->st.meta_batch;
+    meta_host *mh = &t->meta;
+    for (int m = 0; m < M; m++) {
+        float *g = fcl_tree_buffer(&mh->tree);
+        fewcl_status s = g ? input_next(t->ctx, t->train, &t->in) : FEWCL_ERR_OUT_OF_MEMORY;
+        if (s == FEWCL_OK)
+            s = fcl_grad_step(t->ctx, t->model, &t->in.x, g, mh->bn + (size_t)m * mh->R,
+                              &mh->results[m]);
+        if (s == FEWCL_OK) {
+            s = fcl_tree_push(&mh->tree, m, 1, g);
+        } else if (g) {
+            fcl_tree_clear(&mh->tree);
+            free(g);
+        }
+        if (s != FEWCL_OK) return episode_failed(t, s, epoch, step + 1, step * M + m + 1);
+    }
+    fewcl_status s = fcl_tree_finish(&mh->tree, M, mh->mean);
+    if (s == FEWCL_OK) s = fcl_apply_step(t->ctx, t->model, mh->mean, mh->bn, M, adam);
+    if (s != FEWCL_OK) return episode_failed(t, s, epoch, step + 1, (step + 1) * M);
+    return FEWCL_OK;
+}
+
+static void accumulate(run_state *st, const fcl_step_result *r);
+
+/* The training steps of one epoch with a meta-batch, from where the state says it stands;
+ * stops only between steps. */
+static fewcl_status meta_epoch(trainer *t, int epoch, double *train_seconds, long *ran) {
+    const fcl_train_options *o = t->o;
+    double t0 = now();
+    *ran = 0;
+    int M = t->st.meta_batch;
+    long steps = o->episodes / M, total = (long)t->st.schedule_epochs * steps;
+    fcl_adamw_config adam = o->adam;
+    for (long step = t->st.in_epoch / M; step < steps; step++) {
+        adam.lr = fcl_lr_at(t->st.lr_schedule, o->adam.lr, (long)epoch * steps + step, total);
+        FCL_TRY(meta_step(t, epoch, step, &adam));
+        for (int m = 0; m < M; m++) /* in episode order, as one device would */
+            accumulate(&t->st, &t->meta.results[m]);
+        long done = (step + 1) * M;
+        t->st.in_epoch = done;
+        *ran += M;
+        report_progress(t, epoch, done, t0);
+        if (o->stop && *o->stop && done < o->episodes) {
+            FCL_TRY(save_last(t));
+            return fcl_fail(FEWCL_ERR_INTERRUPTED,
+                            "stopped after step %ld (episode %ld) of epoch %d; saved %s — "
+                            "continue with the same command and --resume",
+                            step + 1, done, epoch + 1, t->last_path);
+        }
+    }
+    *train_seconds = now() - t0;
+    return FEWCL_OK;
+}
+
 /* The training episodes of one epoch, from where the state says it stands. */
 static fewcl_status train_epoch(trainer *t, int epoch, double *train_seconds, long *ran) {
     const fcl_train_options *o = t->o;
+    if (t->st.meta_batch > 1) return meta_epoch(t, epoch, train_seconds, ran);
     double t0 = now();
     *ran = 0;
     fcl_adamw_config adam = o->adam;
@@ -508,27 +643,12 @@ static fewcl_status train_epoch(trainer *t, int epoch, double *train_seconds, lo
         adam.lr = fcl_lr_at(t->st.lr_schedule, o->adam.lr, (long)epoch * o->episodes + i, total);
         fewcl_status s = input_next(t->ctx, t->train, &t->in);
         if (s == FEWCL_OK) s = fcl_train_step(t->ctx, t->model, &t->in.x, &adam, &r);
-        if (s != FEWCL_OK) {
-            char why[2048];
-            snprintf(why, sizeof why, "%s", fewcl_last_error());
-            char kept[4300] = "no checkpoint had been written yet";
-            if (file_exists(t->last_path))
-                snprintf(kept, sizeof kept, "the last checkpoint, %s, is intact", t->last_path);
-            return fcl_fail(s, "epoch %d, episode %ld: %s (%s)", epoch + 1, i + 1, why, kept);
-        }
+        if (s != FEWCL_OK) return episode_failed(t, s, epoch, -1, i + 1);
         accumulate(&t->st, &r);
         t->st.in_epoch = i + 1;
         (*ran)++;
         long done = i + 1;
-        if (o->progress)
-            o->progress(o->user, &(fcl_progress){.phase = "train",
-                                                 .epoch = epoch + 1,
-                                                 .epochs = o->epochs,
-                                                 .done = done,
-                                                 .total = o->episodes,
-                                                 .loss = t->st.sum_loss / done,
-                                                 .accuracy = t->st.sum_acc / done,
-                                                 .seconds = now() - t0});
+        report_progress(t, epoch, done, t0);
         if (o->stop && *o->stop && done < o->episodes) {
             FCL_TRY(save_last(t));
             return fcl_fail(FEWCL_ERR_INTERRUPTED,
@@ -592,6 +712,15 @@ static fewcl_status check_options(const fcl_train_options *o) {
     if (o->resume && (o->init_weights || o->backbone_weights))
         return fcl_fail(FEWCL_ERR_ARGUMENT, "--resume continues from the run's own checkpoint; "
                                             "drop --weights/--backbone-weights");
+    if (o->meta_batch < 0)
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "--meta-batch %d: at least 1 episode per step",
+                        o->meta_batch);
+    if (o->episodes % meta_batch_of(o))
+        return fcl_fail(FEWCL_ERR_ARGUMENT,
+                        "--episodes %d is not a multiple of --meta-batch %d: an epoch is whole "
+                        "steps of M episodes; give --episodes %d or %d",
+                        o->episodes, o->meta_batch, o->episodes / o->meta_batch * o->meta_batch,
+                        (o->episodes / o->meta_batch + 1) * o->meta_batch);
     return fcl_config_validate(&o->cfg);
 }
 
@@ -610,7 +739,7 @@ fewcl_status fcl_train(fewcl_context *ctx, const fcl_train_options *o, fcl_train
         return fcl_fail(FEWCL_ERR_ARGUMENT, "--resume: %s does not exist; nothing to resume in %s",
                         t.last_path, o->run_dir);
     fcl_layout *layout;
-    FCL_TRY(check_plan(ctx, &o->cfg, r, &layout));
+    FCL_TRY(check_plan(ctx, &o->cfg, meta_batch_of(o), r, &layout));
     /* The run reserves exactly the planned footprint and places tensors where the plan did. */
     fewcl_status followed = fcl_arena_follow(ctx->arena, layout);
     fcl_layout_free(layout);
@@ -621,6 +750,7 @@ fewcl_status fcl_train(fewcl_context *ctx, const fcl_train_options *o, fcl_train
     if (s == FEWCL_OK) s = write_run_config(o, path);
     if (s == FEWCL_OK) s = open_model(&t);
     if (s == FEWCL_OK) s = input_alloc(ctx, &o->cfg, &t.in);
+    if (s == FEWCL_OK && meta_batch_of(o) > 1) s = meta_alloc(&t);
     long first = (long)t.st.epoch * o->episodes + t.st.in_epoch;
     if (s == FEWCL_OK)
         s = make_loader(o->train, &o->cfg, o->augment, o->seed, first, &o->data, &t.train);
@@ -648,6 +778,7 @@ fewcl_status fcl_train(fewcl_context *ctx, const fcl_train_options *o, fcl_train
     }
     if (t.val) fcl_loader_destroy(t.val);
     if (t.train) fcl_loader_destroy(t.train);
+    meta_free(&t.meta);
     input_free(ctx, &t.in);
     fcl_model_destroy(ctx, t.model);
     fcl_arena_unfollow(ctx->arena);

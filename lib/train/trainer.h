@@ -51,7 +51,7 @@ struct cJSON *fcl_epoch_metrics_json(const fcl_epoch_metrics *m);
 
 /* How the learning rate moves over a run. Constant is the reference's choice
  * (docs/spec.md §4); cosine anneals it from lr to 0 over the run's epochs·episodes training
- * episodes. */
+ * episodes (with a meta-batch M: over its epochs·episodes/M steps, evaluated per step). */
 typedef enum fcl_lr_schedule { FCL_LR_CONSTANT = 0, FCL_LR_COSINE } fcl_lr_schedule;
 
 const char *fcl_lr_schedule_name(fcl_lr_schedule s);
@@ -82,8 +82,13 @@ typedef struct fcl_train_options {
     fcl_progress_fn progress;
     void (*epoch_done)(void *user, const fcl_epoch_metrics *m);
     void *user;
-    /* Set (e.g. by a SIGINT handler) to stop after the current episode with a checkpoint. */
+    /* Set (e.g. by a SIGINT handler) to stop after the current episode (meta-batch: step)
+     * with a checkpoint. */
     volatile sig_atomic_t *stop;
+    /* Episodes per optimiser step (docs/spec.md §4): their gradients averaged by the fixed
+     * tree (reduce.h). 0 or 1: one episode per step (fcl_train_step). `episodes` must be a
+     * multiple of it; kept in the checkpoint for resume. */
+    int meta_batch;
 } fcl_train_options;
 
 typedef struct fcl_train_result {
