@@ -410,6 +410,54 @@ static int unforce(void **state) {
     return fcl_conv_algo_force(th_ctx(), NULL) == FEWCL_OK ? 0 : -1;
 }
 
+/* The find step's choices exported from one context and imported into another, which then
+ * runs the shape with the imported algorithm, not its own pick (replicas share choices so
+ * that they compute the same bits); the import is kept in memory, not written to the file.
+ * Where the call has a single algorithm (the OpenCL path) only the text's round trip is
+ * checked. */
+static void test_choices_export_import(void **state) {
+    (void)state;
+    char dir[64];
+    if (!fresh_cache(dir, sizeof dir)) return;
+    fewcl_context *a, *b;
+    TH_OK(fewcl_context_create(NULL, &a));
+    TH_OK(fewcl_context_create(NULL, &b));
+    TH_OK(one_conv(a, 3, 1)); /* the find step times it, on the host path */
+    char *text, *back;
+    TH_OK(fcl_conv_algo_export(a, &text));
+    int path;
+    TH_OK(fcl_gemm_path(a, &path));
+    char given[400], key[200] = "cl forward test", *tab;
+    const char *other = "im2col";
+    if (path == FCL_GEMM_HOST) {
+        /* one line: "<key>\t<algorithm>\t<ms>"; import another eligible algorithm for it */
+        assert_non_null(tab = strchr(text, '\t'));
+        snprintf(key, sizeof key, "%.*s", (int)(tab - text), text);
+        const fcl_conv_algo *mine = fcl_conv_algo_last(a, FCL_CONV_FORWARD);
+        other = strcmp(mine->name, "im2col") ? "im2col" : "winograd2"; /* both run 3x3 */
+        print_message("  %s chose %s; importing %s\n", key, mine->name, other);
+    }
+    snprintf(given, sizeof given, "%s\t%s\t1\n", key, other);
+    TH_OK(fcl_conv_algo_import(b, given));
+    TH_OK(fcl_conv_algo_export(b, &back));
+    assert_non_null(strstr(back, given));
+    if (path == FCL_GEMM_HOST) {
+        TH_OK(one_conv(b, 3, 1));
+        assert_string_equal(fcl_conv_algo_last(b, FCL_CONV_FORWARD)->name, other);
+        fcl_conv_find_db *db; /* the file keeps what a timed */
+        TH_OK(fcl_conv_find_db_open(b, &db));
+        assert_string_equal(fcl_conv_find_db_get(db, key),
+                            fcl_conv_algo_last(a, FCL_CONV_FORWARD)->name);
+        fcl_conv_find_db_free(db);
+    }
+    assert_int_equal(fcl_conv_algo_import(b, "no tabs here\n"), FEWCL_ERR_ARGUMENT);
+    assert_int_equal(fcl_conv_algo_import(b, "k\tnot-an-algorithm\t1\n"), FEWCL_ERR_ARGUMENT);
+    free(text), free(back);
+    fewcl_context_destroy(b);
+    fewcl_context_destroy(a);
+    remove_cache(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_winograd_model_shapes, unforce),
@@ -417,6 +465,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_winograd_chunks, unforce),
         cmocka_unit_test(test_forced_algorithm_errors),
         cmocka_unit_test(test_find_database_file),
+        cmocka_unit_test(test_choices_export_import),
         cmocka_unit_test(test_plan_exact_with_find),
     };
     return cmocka_run_group_tests(tests, NULL, th_teardown);

@@ -26,6 +26,21 @@ import numpy as np
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FEWCL_BIN = sys.argv.pop(1) if len(sys.argv) > 1 else "fewcl"
+
+
+def default_device():
+    """The "P:D" a context opened with no choice gets: FEWCL_DEVICE when it is an index, else the
+    first GPU, else the first CPU device (`fewcl devices --json`)."""
+    chosen = os.environ.get("FEWCL_DEVICE", "")
+    if chosen.count(":") == 1 and all(p.isdigit() for p in chosen.split(":")):
+        return chosen
+    listed = json.loads(subprocess.run([FEWCL_BIN, "devices", "--json"], check=True,
+                                       capture_output=True).stdout)
+    for kind in ("gpu", "cpu"):
+        for d in listed:
+            if d["type"] == kind:
+                return d["index"]
+    raise AssertionError("no device")
 SMALL = dict(image_size=16, n_way=3, k_shot=2, n_query=2, reduced_dim=32, heads=2, dim_head=8,
              mlp_dim=16)
 
@@ -168,6 +183,10 @@ class BindingTest(unittest.TestCase):
         with fewcl.Model.load(os.path.join(run, "best.safetensors")) as m:
             t = m.test(data, episodes=2, workers=1)
             self.assertEqual(t["episodes"], 2)
+            # The same episodes split over the default device opened twice: the same numbers.
+            here = default_device()
+            s = m.test(data, episodes=2, workers=1, devices=here + "," + here)
+            self.assertEqual((s["accuracy"], s["ci95"]), (t["accuracy"], t["ci95"]))
             self.assertFalse(t["uniform_weights"])
             self.assertTrue(m.test(data, episodes=2, workers=1, k_shot=1)["uniform_weights"])
 

@@ -6,8 +6,9 @@
 #   portable  the kernel and model tests on Mesa rusticl (llvmpipe: as a CPU device, and with
 #             the GPU kernels + CLBlast) and on PoCL under AMD-like and Intel-like GPU limits
 #   sanitize  the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer
-#   tsan      test_api (two contexts on two threads, a job cancelled from another thread)
-#             built with ThreadSanitizer
+#   tsan      test_api (two contexts on two threads, a job cancelled from another thread) and
+#             test_devices (replicas on their own threads, sharded evaluation) built with
+#             ThreadSanitizer
 #   oclgrind  the kernel tests on small shapes under oclgrind (out-of-bounds, races, API)
 #   mpi       the tool and the distributed layer at 2 ranks under Open MPI's mpiexec (ctest
 #             label mpi; registered when the build has MPI, which tools/setup.sh installs)
@@ -58,8 +59,10 @@ sanitize() {
 
 tsan() {
   FEWCL_BUILD_TARGET=test_api bash tools/build.sh build-tsan -DFEWCL_WERROR=ON -DFEWCL_TSAN=ON
+  FEWCL_BUILD_TARGET=test_devices bash tools/build.sh build-tsan -DFEWCL_WERROR=ON -DFEWCL_TSAN=ON
   # halt_on_error: a report fails the run (TSan's exit code 66), not only a log line.
   TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" build-tsan/tests/test_api
+  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" build-tsan/tests/test_devices
 }
 
 fuzz() {

@@ -13,7 +13,8 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: fewcl plan [--eval] [--meta-batch M] [--fit BYTES|device]\n"
-               "                  [--device-mem BYTES] [--max-alloc BYTES] [--device D] [--json]\n"
+               "                  [--device-mem BYTES] [--max-alloc BYTES]\n"
+               "                  [--device D | --devices L] [--json]\n"
                "                  [model flags]\n\n"
                "Plans the trainer's schedule (model, two training steps, a validation episode;\n"
                "--meta-batch M: steps of M episodes as `fewcl train --meta-batch M` runs them;\n"
@@ -27,7 +28,9 @@ static void usage(FILE *f) {
                "settings that fit BYTES (or the device): the low-rank Mahalanobis path, then\n"
                "gradient checkpointing, then a smaller projection. Sizes: 512M, 16G, 8gb,\n"
                "1.5GiB, ... (K, M, G, T: powers of 1024). Exit 0 when it fits (or a fit was\n"
-               "found), 1 when not.\n");
+               "found), 1 when not. --devices L (as `fewcl test --devices`): the plan of one\n"
+               "replica on each listed device, and per device the sum of its replicas'\n"
+               "footprints against its memory (entries that repeat share one device).\n");
     fewcl_model_config d = model_config_default();
     model_flags_help(f, &d, NULL);
 }
@@ -38,6 +41,7 @@ enum {
     OPT_DEVICE_MEM,
     OPT_MAX_ALLOC,
     OPT_DEVICE,
+    OPT_DEVICES,
     OPT_JSON,
     OPT_META_BATCH,
     OPT_HELP
@@ -116,13 +120,14 @@ int cmd_plan(int argc, char **argv) {
                                          {"device-mem", required_argument, 0, OPT_DEVICE_MEM},
                                          {"max-alloc", required_argument, 0, OPT_MAX_ALLOC},
                                          {"device", required_argument, 0, OPT_DEVICE},
+                                         {"devices", required_argument, 0, OPT_DEVICES},
                                          {"json", no_argument, 0, OPT_JSON},
                                          {"meta-batch", required_argument, 0, OPT_META_BATCH},
                                          {"help", no_argument, 0, OPT_HELP},
                                          MODEL_FLAG_OPTIONS,
                                          {0, 0, 0, 0}};
     fewcl_model_config cfg = model_config_default();
-    const char *device = NULL, *fit = NULL;
+    const char *device = NULL, *devices = NULL, *fit = NULL;
     uint64_t device_mem = 0, max_alloc = 0, fit_bytes = 0;
     int training = 1, json = 0, c;
     long meta_batch = 1;
@@ -144,6 +149,7 @@ int cmd_plan(int argc, char **argv) {
             if (parse_size("max-alloc", optarg, &max_alloc)) return EXIT_USAGE;
             break;
         case OPT_DEVICE: device = optarg; break;
+        case OPT_DEVICES: devices = optarg; break;
         case OPT_JSON: json = 1; break;
         case OPT_META_BATCH:
             if (parse_count("plan", "meta-batch", optarg, 1, &meta_batch)) return EXIT_USAGE;
@@ -164,6 +170,17 @@ int cmd_plan(int argc, char **argv) {
         else
             fprintf(stderr, "fewcl plan: %s\n", fewcl_last_error());
         return EXIT_USAGE;
+    }
+    if (devices && (device || fit || device_mem || max_alloc)) {
+        fprintf(stderr, "fewcl plan: --devices plans the listed devices as they are: drop "
+                        "--device, --fit, --device-mem and --max-alloc\n");
+        return EXIT_USAGE;
+    }
+    if (devices) {
+        fewcl_plan_params params;
+        fewcl_plan_params_default(&params, sizeof params);
+        params.training = training;
+        return plan_devices(devices, &cfg, &params, json);
     }
     fewcl_context *ctx;
     int rc_open = cli_open_device("plan", device, &ctx);

@@ -16,7 +16,8 @@ static void usage(FILE *f) {
     data_flags d;
     data_flags_init(&d);
     fprintf(f, "usage: fewcl test --weights FILE --data DIR [--split novel|val|base]\n"
-               "                  [--episodes N] [--seed N] [--device D] [--quiet] [--json]\n"
+               "                  [--episodes N] [--seed N] [--device D | --devices L]\n"
+               "                  [--quiet] [--json]\n"
                "                  [data flags] [model flags]\n\n"
                "Evaluates the weights (a fewcl checkpoint, whose stored config gives the\n"
                "architecture, or PyTorch-exported weights described by the model flags) on N\n"
@@ -26,7 +27,10 @@ static void usage(FILE *f) {
                "± 1.96·σ/√N; inside a run folder also writes it next to the weights as\n"
                "test_<split>_<weights>_<way>w<shot>s_<N>.json. Exit status 130 when stopped\n"
                "by Ctrl-C. Under mpirun/srun the ranks share the episodes and rank 0\n"
-               "prints the result, equal to one process's (docs/distributed.md).\n");
+               "prints the result, equal to one process's (docs/distributed.md).\n"
+               "--devices L splits the episodes (or a rank's share) over several devices of\n"
+               "this machine, one block each, with the same result: L is all (every GPU, else\n"
+               "every CPU device) or P:D,P:D,... from `fewcl devices` (an entry may repeat).\n");
     data_flags_help(f, &d);
     fewcl_model_config m = model_config_default();
     model_flags_help(f, &m, "a fewcl checkpoint's own values; these defaults for other weights");
@@ -38,6 +42,7 @@ enum {
     OPT_EPISODES,
     OPT_SEED,
     OPT_DEVICE,
+    OPT_DEVICES,
     OPT_QUIET,
     OPT_JSON,
     OPT_HELP
@@ -55,6 +60,7 @@ int cmd_test(int argc, char **argv) {
                                          {"episodes", required_argument, 0, OPT_EPISODES},
                                          {"seed", required_argument, 0, OPT_SEED},
                                          {"device", required_argument, 0, OPT_DEVICE},
+                                         {"devices", required_argument, 0, OPT_DEVICES},
                                          {"quiet", no_argument, 0, OPT_QUIET},
                                          {"json", no_argument, 0, OPT_JSON},
                                          {"help", no_argument, 0, OPT_HELP},
@@ -66,7 +72,8 @@ int cmd_test(int argc, char **argv) {
     data_flags_init(&data);
     given_flag given[64];
     int n_given = 0, split = SPLIT_NOVEL, quiet = 0, json = 0, c;
-    const char *weights = NULL, *device = NULL, *split_names[] = {"base", "val", "novel"};
+    const char *weights = NULL, *device = NULL, *devices = NULL;
+    const char *split_names[] = {"base", "val", "novel"};
     long episodes = 600, seed = 1;
     while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
         int r = model_flag(c, optarg, &flags_cfg, "test");
@@ -92,6 +99,7 @@ int cmd_test(int argc, char **argv) {
             if (parse_count("test", "seed", optarg, 0, &seed)) return EXIT_USAGE;
             break;
         case OPT_DEVICE: device = optarg; break;
+        case OPT_DEVICES: devices = optarg; break;
         case OPT_QUIET: quiet = 1; break;
         case OPT_JSON: json = 1; break;
         case 'h':
@@ -140,6 +148,20 @@ int cmd_test(int argc, char **argv) {
     progress_state ps;
     progress_init(&ps, quiet || json);
     install_stop_handler();
+    char first[32]; /* with --devices: the model is loaded on the list's first device */
+    if (devices) {
+        fewcl_device_info *list;
+        int n;
+        if (device) {
+            fprintf(stderr, "fewcl test: give --device or --devices, not both\n");
+            return EXIT_USAGE;
+        }
+        s = fewcl_parse_device_list(devices, &list, &n);
+        if (s != FEWCL_OK) return cli_fail("test", s);
+        snprintf(first, sizeof first, "%d:%d", list[0].platform_index, list[0].device_index);
+        fewcl_free_device_list(list);
+        device = first;
+    }
     int rc_open = cli_open_device("test", device, &ctx);
     if (rc_open) return rc_open;
     s = data_open_split(&data, split, &ds);
@@ -170,6 +192,7 @@ int cmd_test(int argc, char **argv) {
         tp.skip_bad_images = data.io.skip_bad, tp.scale_115 = data.io.scale_115;
         tp.progress = progress_update, tp.user = &ps, tp.cancel = g_stop_token;
         tp.distributed = 1; /* under mpirun: this rank's share of the episodes */
+        tp.devices = devices;
         s = fewcl_test(m, &tp, &r);
         progress_break(&ps);
     }

@@ -117,6 +117,13 @@ typedef struct fewcl_device_info {
  * fewcl_free_device_list. Any thread. */
 FEWCL_API fewcl_status fewcl_list_devices(fewcl_device_info **out, int *count);
 FEWCL_API void fewcl_free_device_list(fewcl_device_info *list);
+/* API 3. The devices of a list as `--devices` takes it: "all" (every GPU, else every CPU device;
+ * a device two platforms show is counted once) or "P:D,P:D,..." in order (an entry may repeat:
+ * "0:0,0:0" runs two replicas on one device). *out (count entries) is freed with
+ * fewcl_free_device_list. A bad entry: FEWCL_ERR_ARGUMENT (not P:D) or FEWCL_ERR_NO_DEVICE
+ * (no such device), the message naming it and listing the devices. Any thread. */
+FEWCL_API fewcl_status fewcl_parse_device_list(const char *list, fewcl_device_info **out,
+                                               int *count);
 
 /* ---- context --------------------------------------------------------------------------- */
 

@@ -182,6 +182,12 @@ typedef struct fewcl_test_params {
      * the result of the whole run (equal to a one-process run's). Default 0: each call is its
      * own test (docs/api.md, "Several processes"). */
     int distributed;
+    /* API 3: several devices in this process, as `--devices` takes them (fewcl_parse_device_list:
+     * "all" or "P:D,P:D,..."); NULL or "": the model's device alone. The episodes are split into
+     * one contiguous block per entry, each run by a copy of the model on its own context and
+     * thread (the model's context serves the first entry naming its device); accuracy and CI
+     * equal the one-device run's on devices of one kind. */
+    const char *devices;
 } fewcl_test_params;
 
 typedef struct fewcl_test_result {

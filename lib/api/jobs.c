@@ -10,6 +10,7 @@
 #include "../data/dataset.h"
 #include "../dist/dist.h"
 #include "../runtime/sha256.h"
+#include "../train/replicas.h"
 #include "../train/trainer.h"
 #include "api.h"
 #include "fewcl/jobs.h"
@@ -272,21 +273,23 @@ static double seconds_now(void) {
 }
 
 /* Episodes [first, first + n) of the run into acc[0 .. n): this rank's share, on its one
- * context (a group of devices would split it further). */
-static fewcl_status evaluate_share(fewcl_context *ctx, fcl_model *model, const fcl_eval_options *o,
-                                   long first, long n, double *acc) {
+ * context, or split again over this process's replicas (--devices). */
+static fewcl_status evaluate_share(fewcl_context *ctx, fcl_model *model, fcl_replica_group *g,
+                                   const fcl_eval_options *o, long first, long n, double *acc) {
     if (n == 0) return FEWCL_OK; /* more ranks than episodes */
     fcl_eval_options share = *o;
     share.first = first, share.episodes = (int)n, share.accuracies = acc;
     fcl_eval_result ignored;
-    return fcl_evaluate(ctx, model, &share, &ignored);
+    /* with --devices: the rank's block split again over this process's replicas */
+    return g ? fcl_evaluate_sharded(g, &share, &ignored)
+             : fcl_evaluate(ctx, model, &share, &ignored);
 }
 
 /* The test over the ranks of d: rank r evaluates the balanced contiguous block [c_r, d_r) of
  * the episodes; rank 0 gathers the accuracies in episode order and takes mean and CI over the
  * whole array, the same doubles in the same order as one process, so the result equals a
  * one-process run's to the last digit. Every rank returns it. */
-static fewcl_status evaluate_over_ranks(fewcl_context *ctx, fcl_model *model,
+static fewcl_status evaluate_over_ranks(fewcl_context *ctx, fcl_model *model, fcl_replica_group *g,
                                         const fcl_eval_options *o, const fcl_dist *d,
                                         fcl_eval_result *r) {
     double t0 = seconds_now();
@@ -300,7 +303,7 @@ static fewcl_status evaluate_over_ranks(fewcl_context *ctx, fcl_model *model,
     if (!acc || (lead && !counts))
         s = fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "the accuracies of %ld episodes", n);
     if (s == FEWCL_OK)
-        s = evaluate_share(ctx, model, o, first, end - first, lead ? acc + first : acc);
+        s = evaluate_share(ctx, model, g, o, first, end - first, lead ? acc + first : acc);
     /* After an agreement every rank holds the same status, so the steps below are taken by
      * all ranks or by none (an agreed failure is not agreed on again). */
     s = fcl_dist_agree(d, s);
@@ -376,11 +379,15 @@ fewcl_status fewcl_test(fewcl_model *m, const fewcl_test_params *params, fewcl_t
                           .user = &j,
                           .stop = &j.stop};
     fcl_eval_result er;
+    fcl_replica_group *g = NULL; /* p.devices: this process's replicas */
+    if (s == FEWCL_OK && p.devices && *p.devices)
+        s = fcl_replicas_open(p.devices, m->ctx, model, &g);
     if (world.size > 1)
-        s = s == FEWCL_OK ? evaluate_over_ranks(m->ctx, model, &o, &world, &er)
+        s = s == FEWCL_OK ? evaluate_over_ranks(m->ctx, model, g, &o, &world, &er)
                           : fcl_dist_agree(&world, s);
     else if (s == FEWCL_OK)
-        s = fcl_evaluate(m->ctx, model, &o, &er);
+        s = g ? fcl_evaluate_sharded(g, &o, &er) : fcl_evaluate(m->ctx, model, &o, &er);
+    fcl_replicas_close(g);
     if (model != m->m) fcl_model_destroy(m->ctx, model);
     fcl_dataset_free(data);
     if (s == FEWCL_OK) {

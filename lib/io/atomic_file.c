@@ -30,7 +30,7 @@ static size_t disk_room(void) {
 fewcl_status fcl_atomic_write(const char *path, const void *const *pieces, const size_t *lens,
                               int n) {
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    fcl_temp_path(path, tmp, sizeof tmp);
     FILE *f = fopen(tmp, "wb");
     if (!f) return fcl_fail(FEWCL_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
     int ok = 1;

@@ -1,6 +1,7 @@
-/* Files replaced atomically: written to `<path>.tmp.<pid>`, fsync'd, renamed over `path`, and
- * the folder fsync'd, so a crash or a full disk at any moment leaves either the old file or
- * the new one, never a mix (docs/spec.md §6). */
+/* Files replaced atomically: written to `<path>.tmp.<pid>.<thread>.<n>` (fcl_temp_path: unique
+ * per thread and call), fsync'd, renamed over `path`, and the folder fsync'd, so a crash or a
+ * full disk at any moment leaves either the old file or the new one, never a mix
+ * (docs/spec.md §6). */
 #ifndef FEWCL_IO_ATOMIC_FILE_H
 #define FEWCL_IO_ATOMIC_FILE_H
 

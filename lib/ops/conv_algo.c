@@ -219,6 +219,28 @@ fewcl_status fcl_conv_algo_find_unfound(fewcl_context *ctx, int *timed) {
     return st && st->db ? fcl_conv_find_unfound(ctx, st->db, timed) : FEWCL_OK;
 }
 
+/* The find database of the context, opened on first use. */
+static fewcl_status state_db(fewcl_context *ctx, fcl_conv_find_db **db) {
+    conv_state *st;
+    FCL_TRY(state_of(ctx, &st));
+    if (!st->db) FCL_TRY(fcl_conv_find_db_open(ctx, &st->db));
+    *db = st->db;
+    return FEWCL_OK;
+}
+
+fewcl_status fcl_conv_algo_export(fewcl_context *ctx, char **text) {
+    fcl_conv_find_db *db;
+    *text = NULL;
+    FCL_TRY(state_db(ctx, &db));
+    return fcl_conv_find_db_export(db, text);
+}
+
+fewcl_status fcl_conv_algo_import(fewcl_context *ctx, const char *text) {
+    fcl_conv_find_db *db;
+    FCL_TRY(state_db(ctx, &db));
+    return fcl_conv_find_db_import(db, text);
+}
+
 const fcl_conv_algo *fcl_conv_algo_last(const fewcl_context *ctx, fcl_conv_dir dir) {
     const conv_state *st = ctx->conv_state;
     return st && dir >= 0 && dir < FCL_CONV_DIRS ? st->last[dir] : NULL;

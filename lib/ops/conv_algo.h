@@ -71,6 +71,14 @@ void fcl_conv_algo_forget_unfound(fewcl_context *ctx);
  * choice. Not in a dry run. */
 fewcl_status fcl_conv_algo_find_unfound(fewcl_context *ctx, int *timed);
 
+/* The find step's choices of this context (its database: read from disk, timed or imported)
+ * as text (caller frees), and back into another context, which then runs those shapes with
+ * those algorithms: so that replicas on several contexts compute the same bits whatever each
+ * one's timing would have picked (lib/train/replicas.c). Choices under FEWCL_CONV_ALGO and
+ * FEWCL_FIND=off take no timing and need no import. */
+fewcl_status fcl_conv_algo_export(fewcl_context *ctx, char **text);
+fewcl_status fcl_conv_algo_import(fewcl_context *ctx, const char *text);
+
 /* The heuristic's choice (FEWCL_FIND=off). */
 const fcl_conv_algo *fcl_conv_algo_heuristic(const fcl_conv_geom *g, fcl_conv_dir dir);
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../io/atomic_file.h"
 #include "../runtime/sha256.h"
 #include "gemm_host.h"
 #include "ops.h"
@@ -140,31 +141,38 @@ static void load(fcl_conv_find_db *db) {
     free(text);
 }
 
-/* Writes the whole database atomically (temporary file, then rename); -1 on failure. */
-static int save(const fcl_conv_find_db *db) {
-    size_t cap = (size_t)db->n * 200 + 1, len = 0;
+/* The body: one "<key>\t<algorithm>\t<median ms>\n" line per choice (NULL: out of memory). */
+static char *body_text(const fcl_conv_find_db *db, size_t *len) {
+    size_t cap = (size_t)db->n * 200 + 1;
     char *body = malloc(cap);
-    if (!body) return -1;
+    *len = 0;
+    if (!body) return NULL;
     body[0] = 0;
     for (int i = 0; i < db->n; i++)
-        len += (size_t)snprintf(body + len, cap - len, "%s\t%s\t%.4g\n", db->e[i].key,
-                                db->e[i].algo, db->e[i].ms);
-    char dir[700], tmp[720], sum[65];
+        *len += (size_t)snprintf(body + *len, cap - *len, "%s\t%s\t%.4g\n", db->e[i].key,
+                                 db->e[i].algo, db->e[i].ms);
+    return body;
+}
+
+/* Writes the whole database atomically (fcl_atomic_write); -1 on failure (the message in
+ * fewcl_last_error). */
+static int save(const fcl_conv_find_db *db) {
+    size_t len;
+    char *body = body_text(db, &len);
+    if (!body) return -1;
+    char dir[700], head[128], sum[65];
     snprintf(dir, sizeof dir, "%s", db->path);
     char *slash = strrchr(dir, '/');
     if (slash) *slash = 0;
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", db->path, (long)getpid());
     fcl_sha256_hex_of(body, len, sum);
-    FILE *f = fcl_mkdirs(dir) == 0 ? fopen(tmp, "wb") : NULL;
-    int ok = f && fprintf(f, "FEWCL-CONV-FIND %d %s\n", FIND_FORMAT, sum) > 0 &&
-             fwrite(body, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    if (f) ok = fclose(f) == 0 && ok;
+    snprintf(head, sizeof head, "FEWCL-CONV-FIND %d %s\n", FIND_FORMAT, sum);
+    const void *pieces[2] = {head, body};
+    size_t lens[2] = {strlen(head), len};
+    int ok = fcl_mkdirs(dir) == 0;
+    if (!ok) fcl_fail(FEWCL_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+    ok = ok && fcl_atomic_write(db->path, pieces, lens, 2) == FEWCL_OK;
     free(body);
-    if (!ok || rename(tmp, db->path) != 0) {
-        if (f) unlink(tmp);
-        return -1;
-    }
-    return 0;
+    return ok ? 0 : -1;
 }
 
 fewcl_status fcl_conv_find_db_open(fewcl_context *ctx, fcl_conv_find_db **out) {
@@ -204,11 +212,35 @@ fewcl_status fcl_conv_find_db_put(fcl_conv_find_db *db, const char *key, const c
     if (db->path[0] && save(db) != 0 && !db->warned) {
         db->warned = 1; /* the choices still hold for this process */
         fprintf(stderr,
-                "fewcl: cannot write the convolution find database %s (%s); shapes will be "
-                "timed again in the next run. Set FEWCL_CACHE_DIR to a writable folder.\n",
-                db->path, strerror(errno));
+                "fewcl: cannot write the convolution find database (%s); shapes will be timed "
+                "again in the next run. Set FEWCL_CACHE_DIR to a writable folder.\n",
+                fewcl_last_error());
     }
     return FEWCL_OK;
+}
+
+fewcl_status fcl_conv_find_db_export(const fcl_conv_find_db *db, char **text) {
+    size_t len;
+    *text = body_text(db, &len);
+    return *text ? FEWCL_OK : fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "convolution choices");
+}
+
+fewcl_status fcl_conv_find_db_import(fcl_conv_find_db *db, const char *text) {
+    fcl_conv_find_db given = {0};
+    char *copy = strdup(text ? text : "");
+    fewcl_status s = copy ? FEWCL_OK : fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "convolution choices");
+    if (s == FEWCL_OK && parse_body(&given, copy) != 0)
+        s = fcl_fail(FEWCL_ERR_ARGUMENT, "convolution choices to import: a malformed line (each "
+                                         "is <key>\\t<algorithm>\\t<ms>)");
+    for (int i = 0; s == FEWCL_OK && i < given.n; i++) {
+        if (add(db, given.e[i].key, given.e[i].algo, given.e[i].ms) != 0)
+            s = fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "convolution choices");
+        else
+            lookup(db, given.e[i].key)->searched = 1; /* FEWCL_FIND=search keeps it too */
+    }
+    free(given.e);
+    free(copy);
+    return s;
 }
 
 static int compare_doubles(const void *a, const void *b) {

@@ -63,6 +63,13 @@ const char *fcl_conv_find_db_get(const fcl_conv_find_db *db, const char *key);
 fewcl_status fcl_conv_find_db_put(fcl_conv_find_db *db, const char *key, const char *algo,
                                   double ms);
 
+/* Every choice as text, one "<key>\t<algorithm>\t<median ms>\n" a line (caller frees), and
+ * back: import keeps each line's choice in memory (the file is not rewritten) as if timed in
+ * this process, replacing the database's own for that key. A malformed line: FEWCL_ERR_ARGUMENT,
+ * nothing of the text kept that came after it. */
+fewcl_status fcl_conv_find_db_export(const fcl_conv_find_db *db, char **text);
+fewcl_status fcl_conv_find_db_import(fcl_conv_find_db *db, const char *text);
+
 /* The database key of a call: path, direction and every size that shapes the work. */
 void fcl_conv_find_key(const fcl_conv_geom *g, fcl_conv_dir dir, char *key, size_t size);
 

@@ -121,11 +121,13 @@ struct host_share {
 };
 
 int fcl_conv_host_threads(void) {
-    static int n;
+    static atomic_int kept; /* contexts on several threads ask at once */
+    int n = atomic_load(&kept);
     if (!n) {
         const char *env = getenv("FEWCL_HOST_THREADS");
         long v = env && *env ? atol(env) : sysconf(_SC_NPROCESSORS_ONLN);
         n = v < 1 ? 1 : v > MAX_HOST_THREADS ? MAX_HOST_THREADS : (int)v;
+        atomic_store(&kept, n);
     }
     return n;
 }

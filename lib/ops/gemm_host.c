@@ -7,6 +7,8 @@
  * thread count (checked by test_gemm). */
 #include "gemm_host.h"
 
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -31,11 +33,16 @@ int fcl_host_blas_available(void) {
 #endif
 }
 
+/* Open replica groups with more than one replica in this process (fcl_host_blas_pin). */
+static atomic_int pinned;
+
 #ifdef FEWCL_HOST_BLAS
 /* OpenBLAS threads: FEWCL_BLAS_THREADS if set, else 1, because OpenBLAS's idle threads spin
  * after each call on the cores PoCL's kernels need next (conv4 84x84 training step on 2 cores:
- * 12.0-12.2 s with 1 thread, 12.5-24.6 s with 2). 0 leaves OpenBLAS's own choice. */
+ * 12.0-12.2 s with 1 thread, 12.5-24.6 s with 2). 0 leaves OpenBLAS's own choice. While
+ * pinned, nothing changes it (it stays 1; see fcl_host_blas_pin). */
 static void set_threads(void) {
+    if (atomic_load(&pinned)) return;
     const char *env = getenv("FEWCL_BLAS_THREADS");
     int n = env && *env ? atoi(env) : 1;
     if (n > 0) openblas_set_num_threads(n);
@@ -44,7 +51,7 @@ static void set_threads(void) {
 
 void fcl_host_blas_single_thread(void) {
 #ifdef FEWCL_HOST_BLAS
-    openblas_set_num_threads(1);
+    if (!atomic_load(&pinned)) openblas_set_num_threads(1);
 #endif
 }
 
@@ -52,6 +59,25 @@ void fcl_host_blas_restore_threads(void) {
 #ifdef FEWCL_HOST_BLAS
     set_threads();
 #endif
+}
+
+void fcl_host_blas_pin(int on) {
+    if (on) {
+        if (atomic_fetch_add(&pinned, 1) > 0) return;
+        const char *env = getenv("FEWCL_BLAS_THREADS");
+        if (env && atoi(env) != 1 && fcl_host_blas_available())
+            fprintf(stderr,
+                    "fewcl: FEWCL_BLAS_THREADS=%s is ignored while several devices run in "
+                    "this process: each runs its BLAS calls on one thread (OpenBLAS's "
+                    "thread count is process-wide, and results repeat only for a given "
+                    "count)\n",
+                    env);
+#ifdef FEWCL_HOST_BLAS
+        openblas_set_num_threads(1);
+#endif
+    } else if (atomic_fetch_sub(&pinned, 1) == 1) {
+        fcl_host_blas_restore_threads();
+    }
 }
 
 fewcl_status fcl_gemm_path(fewcl_context *ctx, int *path) {

@@ -39,6 +39,11 @@ fewcl_status fcl_gemm_host_batched(fewcl_context *ctx, int trans_a, int trans_b,
  * after joining. */
 void fcl_host_blas_single_thread(void);
 void fcl_host_blas_restore_threads(void);
+/* While replicas on several contexts run BLAS calls at once (lib/train/replicas.c), the
+ * process-wide thread count is one and the two calls above leave it alone, so that no thread
+ * changes it under another's call; pin(1) ... pin(0) nest. pin(1) warns once when
+ * FEWCL_BLAS_THREADS asks for another count. */
+void fcl_host_blas_pin(int on);
 
 /* Wall-clock seconds (for the profiling counters of host work). */
 double fcl_host_seconds(void);

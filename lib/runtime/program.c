@@ -126,6 +126,15 @@ static unsigned char *cache_read(const char *path, size_t *n) {
     return bin;
 }
 
+void fcl_temp_path(const char *path, char *out, size_t cap) {
+    static atomic_long written;
+    static atomic_int threads;
+    static _Thread_local int thread_no; /* 1, 2, ... in the order threads first write */
+    if (!thread_no) thread_no = atomic_fetch_add(&threads, 1) + 1;
+    snprintf(out, cap, "%s.tmp.%ld.%d.%ld", path, (long)getpid(), thread_no,
+             atomic_fetch_add(&written, 1));
+}
+
 int fcl_mkdirs(const char *dir) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s", dir);
@@ -142,7 +151,7 @@ int fcl_mkdirs(const char *dir) {
 static int cache_write(const char *dir, const char *path, const unsigned char *bin, size_t n) {
     if (fcl_mkdirs(dir) != 0) return -1;
     char tmp[700];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    fcl_temp_path(path, tmp, sizeof tmp);
     FILE *f = fopen(tmp, "wb");
     if (!f) return -1;
     char sum[65];

@@ -44,6 +44,11 @@ void fcl_device_query(cl_platform_id p, cl_device_id d, int pi, int di, fewcl_de
 /* Resolves a device choice (see fewcl_context_create). */
 fewcl_status fcl_device_select(const char *spec, cl_platform_id *platform, cl_device_id *device,
                                fewcl_device_info *info);
+/* A device list (device_list.c): "all" (every GPU, else every CPU device, each physical device
+ * once) or "P:D,P:D,..." (in order; an entry may repeat). *out (count entries) is freed with
+ * fewcl_free_device_list. A bad entry is FEWCL_ERR_ARGUMENT or FEWCL_ERR_NO_DEVICE, naming it
+ * and listing the devices. */
+fewcl_status fcl_device_list_parse(const char *text, fewcl_device_info **out, int *count);
 
 /* ---- context (context.c) ---------------------------------------------------------------- */
 
@@ -179,6 +184,11 @@ fewcl_status fcl_program_build(fewcl_context *ctx, const char *label, const char
 /* The cache key (64 hex chars + NUL) for a source/options on this context's device. */
 void fcl_program_cache_key(const fewcl_context *ctx, const char *source, size_t len,
                            const char *options, char key[65]);
+
+/* The temporary name a file is written under before its rename over `path`:
+ * `path`.tmp.<pid>.<thread>.<n>, unique per process, thread and call (two threads of one
+ * process replacing the same file must not share it; program.c). */
+void fcl_temp_path(const char *path, char *out, size_t cap);
 
 /* Creates a folder and its missing parents (mkdir -p, mode 0755); -1 with errno set on failure
  * (program.c). */

@@ -15,6 +15,7 @@
 #include "../plan/episode_plan.h"
 #include "checkpoint.h"
 #include "reduce.h"
+#include "replicas.h"
 #include "runlog.h"
 
 /* Validation episodes come from their own stream, so they never repeat training draws. */
@@ -401,6 +402,7 @@ typedef struct trainer {
     const fcl_train_options *o;
     fcl_model *model;
     fcl_loader *train, *val;
+    fcl_replica_group *group; /* o->devices: validation's replicas */
     episode_input in;
     run_state st;
     meta_host meta;
@@ -666,9 +668,20 @@ static fewcl_status end_epoch(trainer *t, int epoch, double train_seconds, long 
                               double epoch_start) {
     const fcl_train_options *o = t->o;
     fcl_eval_result v = {.accuracy = NAN, .ci95 = NAN};
-    if (t->val)
+    if (t->val && t->group) { /* the same episodes as t->val's: epoch·V + j */
+        fcl_eval_options vo = {.data = o->val,
+                               .episodes = o->val_episodes,
+                               .seed = o->seed ^ VAL_SEED_SALT,
+                               .io = o->data,
+                               .progress = o->progress,
+                               .user = o->user,
+                               .first = (long)epoch * o->val_episodes};
+        FCL_TRY(fcl_replicas_set_state(t->group, t->ctx, t->model));
+        FCL_TRY(fcl_evaluate_sharded_as(t->group, &vo, "val", epoch + 1, o->epochs, &v));
+    } else if (t->val) {
         FCL_TRY(evaluate_with(t->ctx, t->model, t->val, o->val_episodes, "val", epoch + 1,
                               o->epochs, o->progress, o->user, NULL, NULL, &v));
+    }
     double n = o->episodes;
     fcl_epoch_metrics *m = &t->st.history[epoch];
     *m = (fcl_epoch_metrics){.epoch = epoch + 1,
@@ -757,6 +770,8 @@ fewcl_status fcl_train(fewcl_context *ctx, const fcl_train_options *o, fcl_train
     if (s == FEWCL_OK && o->val)
         s = make_loader(o->val, &o->cfg, 0, o->seed ^ VAL_SEED_SALT,
                         (long)t.st.epoch * o->val_episodes, &o->data, &t.val);
+    if (s == FEWCL_OK && o->val && o->devices && *o->devices)
+        s = fcl_replicas_open(o->devices, ctx, t.model, &t.group);
     for (int epoch = t.st.epoch; s == FEWCL_OK && epoch < o->epochs; epoch++) {
         double start = now(), seconds = 0;
         long ran = 0;
@@ -776,6 +791,7 @@ fewcl_status fcl_train(fewcl_context *ctx, const fcl_train_options *o, fcl_train
         if (t.st.epoch) r->last = t.st.history[t.st.epoch - 1];
         r->reserved_peak = fcl_arena_stats_get(ctx->arena)->peak_reserved;
     }
+    fcl_replicas_close(t.group);
     if (t.val) fcl_loader_destroy(t.val);
     if (t.train) fcl_loader_destroy(t.train);
     meta_free(&t.meta);

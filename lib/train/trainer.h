@@ -89,6 +89,10 @@ typedef struct fcl_train_options {
      * tree (reduce.h). 0 or 1: one episode per step (fcl_train_step). `episodes` must be a
      * multiple of it; kept in the checkpoint for resume. */
     int meta_batch;
+    /* Several devices (a list as fcl_device_list_parse takes it; NULL or "": ctx's alone):
+     * validation is split over replicas on them (lib/train/replicas.h), with the one-device
+     * run's accuracies; training itself runs on ctx. */
+    const char *devices;
 } fcl_train_options;
 
 typedef struct fcl_train_result {

@@ -154,7 +154,8 @@ class _TestParams(ctypes.Structure):
                 ("n_query", ctypes.c_int), ("workers", ctypes.c_int),
                 ("cache_bytes", ctypes.c_size_t), ("skip_bad_images", ctypes.c_int),
                 ("scale_115", ctypes.c_int), ("progress", _PROGRESS_FN),
-                ("user", ctypes.c_void_p), ("cancel", ctypes.c_void_p)]
+                ("user", ctypes.c_void_p), ("cancel", ctypes.c_void_p),
+                ("dataset", ctypes.c_void_p), ("devices", ctypes.c_char_p)]  # API 2, API 3
 
 
 class _TestResult(ctypes.Structure):
@@ -436,12 +437,13 @@ class Model(_Handle):
         return [self.classes[i] for i in idx], probs
 
     def test(self, data, episodes=600, seed=1, n_way=0, k_shot=0, n_query=0, workers=2,
-             data_root=None, progress=None):
-        """Accuracy over episodes of a dataset: dict(accuracy, ci95, episodes, uniform_weights)."""
+             data_root=None, progress=None, devices=None):
+        """Accuracy over episodes of a dataset: dict(accuracy, ci95, episodes, uniform_weights).
+        devices ("all" or "P:D,P:D,..."): the episodes split over those devices, same result."""
         p = _TestParams()
         _check(_lib.fewcl_test_params_default(ctypes.byref(p), ctypes.sizeof(p)))
-        keep = [_bytes(data), _bytes(data_root)]
-        p.data, p.data_root = keep
+        keep = [_bytes(data), _bytes(data_root), _bytes(devices)]
+        p.data, p.data_root, p.devices = keep
         p.episodes, p.seed, p.workers = episodes, seed, workers
         p.n_way, p.k_shot, p.n_query = n_way, k_shot, n_query
         errors = []
