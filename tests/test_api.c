@@ -484,10 +484,24 @@ static void test_train_cancel_resume(void **state) {
     counts whole = {0}, part = {0};
     fewcl_train_result r1 = {.struct_size = sizeof r1}, r2 = {.struct_size = sizeof r2};
     fewcl_train_params p = train_params("whole", &whole, &cfg);
+    fewcl_memory_info mem = {.struct_size = sizeof mem};
+    p.memory = &mem;
     TH_OK(fewcl_train(ctx, &p, &r1));
     assert_int_equal(whole.episodes, 6);
     assert_int_equal(whole.epochs, 2);
     assert_int_equal(r1.epochs_done, 2);
+    /* API 3: the plan's live peak (the epoch's device peak) and footprint, which the run
+     * reserved (not under FEWCL_ARENA_CHUNK, oclgrind's one buffer per tensor). */
+    print_message("  memory: planned peak %llu, footprint %llu, reserved %llu\n",
+                  (unsigned long long)mem.planned_peak_bytes,
+                  (unsigned long long)mem.planned_footprint_bytes,
+                  (unsigned long long)mem.reserved_bytes);
+    assert_int_equal(mem.planned_peak_bytes, r1.planned_peak_bytes);
+    assert_int_equal(mem.planned_peak_bytes, (uint64_t)r1.last.device_peak_bytes);
+    assert_true(mem.planned_footprint_bytes >= mem.planned_peak_bytes);
+    const char *exact_buffers = getenv("FEWCL_ARENA_CHUNK");
+    if (!exact_buffers || !*exact_buffers)
+        assert_int_equal(mem.reserved_bytes, mem.planned_footprint_bytes);
     part.stop_after = 4;
     p = train_params("part", &part, &cfg);
     expect_fail(fewcl_train(ctx, &p, &r2), FEWCL_ERR_INTERRUPTED, "resume");

@@ -17,6 +17,7 @@
 
 #include "data/demo.h"
 #include "harness.h"
+#include "plan/episode_plan.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -255,6 +256,46 @@ static void test_resume_after_stop(void **state) {
     assert_non_null(strstr(fewcl_last_error(), "nothing to resume"));
 }
 
+/* A resumed run follows the layout a fresh run plans (issue 18): on a device limited to
+ * exactly the planned footprint, a run stopped mid-epoch and resumed (AdamW moments read back
+ * from the checkpoint) reserves exactly that footprint, every allocation where planned, and
+ * peaks at the planned peak. */
+static void test_resume_follows_the_plan(void **state) {
+    (void)state;
+    fcl_train_options b = options("resumed-at-the-footprint");
+    fcl_arena_stats plan;
+    TH_OK(fcl_episode_plan(th_ctx(), &b.cfg, 1, 0, &plan));
+    char limit[32];
+    snprintf(limit, sizeof limit, "%zu", plan.peak_reserved);
+    setenv("FEWCL_MEM_LIMIT", limit, 1);
+    fewcl_context *ctx;
+    fewcl_status s = fewcl_context_create(getenv("FEWCL_DEVICE"), &ctx);
+    unsetenv("FEWCL_MEM_LIMIT");
+    TH_OK(s);
+    fcl_train_result r;
+    g_stop_at.epoch = 1, g_stop_at.done = 2, g_stop_at.flag = 0;
+    b.progress = stop_when;
+    b.stop = &g_stop_at.flag;
+    assert_int_equal(fcl_train(ctx, &b, &r), FEWCL_ERR_INTERRUPTED);
+    g_stop_at.flag = 0, g_stop_at.epoch = 0;
+    b.resume = 1;
+    fcl_arena_stats start = *fcl_arena_stats_get(ctx->arena);
+    TH_OK(fcl_train(ctx, &b, &r));
+    const fcl_arena_stats *a = fcl_arena_stats_get(ctx->arena);
+    print_message("  planned peak %zu, footprint %zu (the limit); resumed: peak %.0f, reserved "
+                  "%zu, %ld of %ld allocations where planned\n",
+                  r.planned_peak, r.planned_footprint, r.last.device_peak, a->peak_reserved,
+                  a->followed - start.followed, a->allocations - start.allocations);
+    assert_int_equal(r.epochs_done, 2);
+    assert_int_equal(r.planned_footprint, plan.peak_reserved);
+    assert_int_equal((size_t)r.last.device_peak, r.planned_peak);
+    if (fcl_arena_follows_layouts(ctx->arena)) {
+        assert_int_equal(a->peak_reserved, r.planned_footprint);
+        assert_int_equal(a->followed - start.followed, a->allocations - start.allocations);
+    }
+    fewcl_context_destroy(ctx);
+}
+
 /* The schedules' values: constant is lr everywhere; cosine starts at lr, is lr/2 half-way,
  * falls strictly and ends within (π/total)²/4 of 0 (1 − cos x ≤ x²/2). */
 static void test_lr_schedule_values(void **state) {
@@ -369,6 +410,64 @@ static void test_evaluate(void **state) {
     o.episodes = 0;
     assert_int_equal(fcl_evaluate(ctx, m, &o, &r1), FEWCL_ERR_ARGUMENT);
     fcl_model_destroy(ctx, m);
+}
+
+/* The model's weights and buffers, downloaded in order into one array (*n floats). */
+static float *model_values(fewcl_context *ctx, fcl_model *m, size_t *n) {
+    *n = 0;
+    for (int i = 0; i < m->params.n; i++)
+        *n += m->params.items[i].value.numel;
+    float *all = malloc(*n * sizeof *all), *at = all;
+    assert_non_null(all);
+    for (int i = 0; i < m->params.n; i++) {
+        TH_OK(fcl_tensor_download(ctx, &m->params.items[i].value, at));
+        at += m->params.items[i].value.numel;
+    }
+    return all;
+}
+
+/* Evaluation follows its plan as the trainer does (issue 18): with the model all the context
+ * holds, fcl_evaluate moves it to where the plan puts it, reserves exactly the planned
+ * footprint, peaks at the planned peak and places every allocation where planned; the weights
+ * and the accuracies are those of an evaluation that did not follow (another tensor live). */
+static void test_evaluate_follows_its_plan(void **state) {
+    (void)state;
+    fewcl_context *ctx;
+    TH_OK(fewcl_context_create(getenv("FEWCL_DEVICE"), &ctx));
+    fcl_model_config c = small_config();
+    fcl_model *m;
+    TH_OK(fcl_model_create(ctx, &c, 3, &m));
+    double online[3], followed[3];
+    fcl_eval_options o = {.data = g_val, .episodes = 3, .seed = 2, .io = {.workers = 1}};
+    fcl_eval_result r;
+    fcl_tensor other;
+    TH_OK(fcl_tensor_alloc1(ctx, &other, FCL_MEM_ACTIVATION, 1));
+    o.accuracies = online;
+    TH_OK(fcl_evaluate(ctx, m, &o, &r)); /* not alone: first fit, as before */
+    fcl_tensor_free(ctx, &other);
+    size_t n;
+    float *before = model_values(ctx, m, &n);
+    fcl_arena_reset_peak(ctx->arena);
+    fcl_arena_stats start = *fcl_arena_stats_get(ctx->arena);
+    o.accuracies = followed;
+    TH_OK(fcl_evaluate(ctx, m, &o, &r));
+    const fcl_arena_stats *s = fcl_arena_stats_get(ctx->arena);
+    print_message("  planned peak %zu, footprint %zu; measured peak %zu, reserved %zu, %ld of "
+                  "%ld allocations where planned\n",
+                  r.planned_peak, r.planned_footprint, s->peak, s->reserved,
+                  s->followed - start.followed, s->allocations - start.allocations);
+    assert_true(r.planned_peak > 0 && r.planned_footprint >= r.planned_peak);
+    assert_int_equal(s->peak, r.planned_peak);
+    if (fcl_arena_follows_layouts(ctx->arena)) {
+        assert_int_equal(s->reserved, r.planned_footprint);
+        assert_int_equal(s->followed - start.followed, s->allocations - start.allocations);
+    }
+    float *after = model_values(ctx, m, &n);
+    assert_memory_equal(before, after, n * sizeof *after);
+    assert_memory_equal(online, followed, sizeof online);
+    free(before), free(after);
+    fcl_model_destroy(ctx, m);
+    fewcl_context_destroy(ctx);
 }
 
 /* A NaN in the initial weights makes the first loss NaN: the run stops naming the episode,
@@ -610,6 +709,8 @@ int main(void) {
         cmocka_unit_test(test_mean_ci95),
         cmocka_unit_test(test_checkpoint_roundtrip),
         cmocka_unit_test(test_evaluate),
+        cmocka_unit_test(test_evaluate_follows_its_plan),
+        cmocka_unit_test(test_resume_follows_the_plan),
         cmocka_unit_test(test_resume_after_stop),
         cmocka_unit_test(test_lr_schedule_values),
         cmocka_unit_test(test_lr_schedule_training),

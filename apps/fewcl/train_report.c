@@ -142,6 +142,9 @@ static void print_json(const train_job *j) {
     if (!isnan(j->result.best_val_accuracy))
         cJSON_AddNumberToObject(o, "best_val_acc", j->result.best_val_accuracy);
     cJSON_AddNumberToObject(o, "planned_peak_bytes", (double)j->result.planned_peak_bytes);
+    cJSON_AddNumberToObject(o, "planned_footprint_bytes",
+                            (double)j->memory.planned_footprint_bytes);
+    cJSON_AddNumberToObject(o, "reserved_bytes", (double)j->memory.reserved_bytes);
     if (j->result.epochs_done) cJSON_AddItemToObject(o, "final", metrics_json(&j->result.last));
     if (j->test.episodes) {
         cJSON *t = cJSON_AddObjectToObject(o, "test");
@@ -288,6 +291,8 @@ int train_job_run(train_job *j, const data_flags *data) {
                    j->opt.val_dataset ? val.source : "none", j->opt.run_dir);
         if (!j->json) print_plan(ctx, &j->cfg, j->opt.meta_batch);
         j->result.struct_size = sizeof j->result;
+        j->memory.struct_size = sizeof j->memory;
+        j->opt.memory = &j->memory;
         s = fewcl_train(ctx, &j->opt, &j->result);
         progress_break(&j->progress);
     }
@@ -295,6 +300,11 @@ int train_job_run(train_job *j, const data_flags *data) {
         if (!isnan(j->result.best_val_accuracy))
             printf("best validation accuracy %.2f%% at epoch %d (best.safetensors)\n",
                    j->result.best_val_accuracy, j->result.best_epoch);
+        char b[3][32];
+        printf("device memory: planned peak %s, footprint %s; the run reserved %s\n",
+               cli_bytes((double)j->memory.planned_peak_bytes, b[0], 32),
+               cli_bytes((double)j->memory.planned_footprint_bytes, b[1], 32),
+               cli_bytes((double)j->memory.reserved_bytes, b[2], 32));
     }
     if (s == FEWCL_OK && j->test_episodes) {
         s = run_test(ctx, j, sets[SPLIT_NOVEL]);

@@ -18,6 +18,7 @@ typedef struct train_job {
     progress_state progress;
     /* Filled by train_job_run. */
     fewcl_train_result result;
+    fewcl_memory_info memory;
     fewcl_test_result test;
 } train_job;
 

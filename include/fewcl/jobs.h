@@ -99,6 +99,17 @@ typedef void (*fewcl_epoch_fn)(void *user, const fewcl_epoch_metrics *m);
 
 /* ---- training -------------------------------------------------------------------------- */
 
+/* The device memory of a training run (API 3): its plan, made before anything is allocated,
+ * and what the run held. The run places every tensor where the plan's layout puts it, so it
+ * reserves exactly the planned footprint from the driver. */
+typedef struct fewcl_memory_info {
+    size_t struct_size;
+    uint64_t planned_peak_bytes;      /* live bytes at the plan's peak (a lower bound) */
+    uint64_t planned_footprint_bytes; /* the device buffers of the plan's layout */
+    uint64_t reserved_bytes;          /* the device buffers the run held at most in its last
+                                         epoch: the footprint when it followed the plan */
+} fewcl_memory_info;
+
 typedef struct fewcl_train_params {
     size_t struct_size;
     const fewcl_model_config *model;    /* NULL: the default model */
@@ -128,6 +139,7 @@ typedef struct fewcl_train_params {
     /* API 3: episodes per optimiser step (1); their gradients are averaged in a fixed order
      * (docs/maths.md §7.1). `episodes` must be a multiple of it; a resumed run keeps it. */
     int meta_batch;
+    fewcl_memory_info *memory; /* API 3, optional: filled on success (set its struct_size) */
 } fewcl_train_params;
 
 typedef struct fewcl_train_result {

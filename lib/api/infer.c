@@ -75,6 +75,7 @@ fewcl_status fewcl_embed(fewcl_model *m, const fewcl_images *images, float *embe
     fcl_tensor x, e = {0};
     FCL_TRY(upload(fn, "the images", m, images, &x));
     const fcl_tensor *features;
+    fcl_backbone_no_backward(m->m->backbone);
     fewcl_status s = fcl_backbone_forward(ctx, m->m->backbone, &x, 0, &features);
     if (s == FEWCL_OK && m->m->cfg.method == FCL_METHOD_FSCT) {
         s = fcl_tensor_download(ctx, features, embeddings); /* no projection */
@@ -133,6 +134,7 @@ fewcl_status fewcl_enroll(fewcl_model *m, const fewcl_images *supports, const in
         return s;
     }
     const fcl_tensor *features;
+    fcl_backbone_no_backward(m->m->backbone);
     s = fcl_backbone_forward(ctx, m->m->backbone, &x, 0, &features);
     if (s == FEWCL_OK) s = fcl_head_enroll(ctx, m->m->head, features, n_classes, k, &e->support);
     fcl_backbone_release(ctx, m->m->backbone);
@@ -188,6 +190,7 @@ fewcl_status fewcl_classify(fewcl_enrollment *e, const fewcl_images *queries, fl
         return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "%s: out of host memory", fn);
     }
     const fcl_tensor *features;
+    fcl_backbone_no_backward(m->m->backbone);
     fewcl_status s = fcl_backbone_forward(ctx, m->m->backbone, &x, 0, &features);
     if (s == FEWCL_OK) s = fcl_tensor_alloc2(ctx, &out, FCL_MEM_ACTIVATION, Q, n);
     if (s == FEWCL_OK) s = fcl_head_classify(ctx, m->m->head, e->support, features, &out);

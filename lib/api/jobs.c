@@ -126,6 +126,7 @@ fewcl_status fewcl_train(fewcl_context *ctx, const fewcl_train_params *params,
     api_copy_in(&p, sizeof p, params, params->struct_size);
     if (!p.train_dataset) API_REQUIRE(p.train_data, fn, "train_data");
     API_REQUIRE(p.run_dir, fn, "run_dir");
+    if (p.memory) FCL_TRY(api_check_size(fn, "the memory info", p.memory->struct_size));
     if (p.meta_batch < 1)
         return fcl_fail(FEWCL_ERR_ARGUMENT, "%s: meta_batch %d: at least 1 episode per step", fn,
                         p.meta_batch);
@@ -174,6 +175,11 @@ fewcl_status fewcl_train(fewcl_context *ctx, const fewcl_train_params *params,
         api_copy_out(r, r->struct_size, &full, sizeof full);
         api_fix_nested_size(r, r->struct_size, offsetof(fewcl_train_result, last),
                             sizeof full.last);
+    }
+    if (s == FEWCL_OK && p.memory) {
+        fewcl_memory_info mem = {sizeof mem, tr.planned_peak, tr.planned_footprint,
+                                 tr.reserved_peak};
+        api_copy_out(p.memory, p.memory->struct_size, &mem, sizeof mem);
     }
     return s;
 }

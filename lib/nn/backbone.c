@@ -74,6 +74,7 @@ typedef struct blocks_net {
     fcl_params *P; /* indices stay valid when later stages grow the table */
     fcl_model_config cfg;
     int frozen;
+    int lean;       /* this forward keeps nothing for a backward: frozen, or evaluation */
     int checkpoint; /* --checkpoint backbone|all: forward keeps only each block's output */
     int nblocks;
     block *blocks;
@@ -307,7 +308,8 @@ static fewcl_status unit_conv(fewcl_context *ctx, blocks_net *net, unit *u, cons
     return fcl_conv2d_forward(ctx, x, pv(net, u->w), u->b >= 0 ? pv(net, u->b) : NULL, &cp, &u->c);
 }
 
-/* y (allocated here) = BN(conv(x)). Keeps u->c and the batch statistics unless frozen. */
+/* y (allocated here) = BN(conv(x)). Keeps u->c and the batch statistics for backward (not in
+ * a lean forward). */
 static fewcl_status unit_forward(fewcl_context *ctx, blocks_net *net, unit *u, const fcl_tensor *x,
                                  int update_running, fcl_tensor *y) {
     FCL_TRY(unit_conv(ctx, net, u, x));
@@ -346,7 +348,7 @@ static fewcl_status unit_forward(fewcl_context *ctx, blocks_net *net, unit *u, c
         FCL_TRY(fcl_batchnorm_forward_eval(ctx, &u->c, pv(net, u->g), pv(net, u->beta),
                                            pv(net, u->rm), pv(net, u->rv), FCL_BN_EPS, y));
     }
-    if (net->frozen) {
+    if (net->lean) {
         fcl_tensor_free(ctx, &u->invstd);
         fcl_tensor_free(ctx, &u->mean);
         fcl_tensor_free(ctx, &u->c);
@@ -371,13 +373,13 @@ static fewcl_status block_forward(fewcl_context *ctx, blocks_net *net, block *b,
         FCL_TRY(fcl_maxpool2d_forward(ctx, &b->r, &b->pool, &b->out, &b->idx));
         /* Backward masks by the pooled output instead of r (see block_backward). */
         fcl_tensor_free(ctx, &b->r);
-        if (net->frozen) fcl_tensor_free(ctx, &b->idx);
+        if (net->lean) fcl_tensor_free(ctx, &b->idx);
         return FEWCL_OK;
     }
     FCL_TRY(unit_forward(ctx, net, &b->u[0], x, update_running, &b->r));
     FCL_TRY(fcl_relu_forward(ctx, &b->r, &b->r));
     FCL_TRY(unit_forward(ctx, net, &b->u[1], &b->r, update_running, &b->out));
-    if (net->frozen) fcl_tensor_free(ctx, &b->r);
+    if (net->lean) fcl_tensor_free(ctx, &b->r);
     if (b->nu == 3) {
         fcl_tensor sc = {0};
         fewcl_status st = unit_forward(ctx, net, &b->u[2], x, update_running, &sc);
@@ -440,6 +442,10 @@ static fewcl_status blocks_forward(fewcl_context *ctx, fcl_backbone_net *base, c
     blocks_net *net = (blocks_net *)base;
     net_release(ctx, net); /* a forward without backward/release before */
     net->batch_stats = training || net->cfg.bn_batch_stats_at_test;
+    /* No backward follows (frozen, or the caller said so: fcl_backbone_no_backward): each
+     * tensor is freed as soon as the next layer has read it, so an evaluation peaks at one
+     * block's tensors. */
+    net->lean = net->frozen || (!training && base->no_backward);
     net->x_keep = *x;
     net->x_keep.owner = 0;
     const fcl_tensor *in = &net->x_keep;
@@ -447,8 +453,8 @@ static fewcl_status blocks_forward(fewcl_context *ctx, fcl_backbone_net *base, c
     for (int i = 0; i < net->nblocks && st == FEWCL_OK; i++) {
         block *b = &net->blocks[i];
         st = block_forward(ctx, net, b, in, training);
-        /* Frozen: the previous output was only needed as this block's input. */
-        if (st == FEWCL_OK && net->frozen && i > 0) block_release(ctx, &net->blocks[i - 1], 0);
+        /* Lean: the previous output was only needed as this block's input. */
+        if (st == FEWCL_OK && net->lean && i > 0) block_release(ctx, &net->blocks[i - 1], 0);
         if (st == FEWCL_OK && net->checkpoint) block_keep_output(ctx, b);
         in = &b->out;
     }

@@ -43,7 +43,8 @@ struct fcl_backbone_ops {
 /* The first member of every backbone's own struct; fcl_backbone_create fills it in. */
 struct fcl_backbone_net {
     const fcl_backbone_ops *ops;
-    int image_size; /* S: forward's input is [B, 3, S, S] */
+    int image_size;  /* S: forward's input is [B, 3, S, S] */
+    int no_backward; /* the next forward is an evaluation's (fcl_backbone_no_backward) */
 };
 
 /* The built-in entries, indexed by fcl_backbone (lib/nn/backbone.c). */

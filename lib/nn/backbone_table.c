@@ -72,6 +72,8 @@ fewcl_status fcl_backbone_create(fewcl_context *ctx, const fcl_model_config *cfg
     return FEWCL_OK;
 }
 
+void fcl_backbone_no_backward(fcl_backbone_net *net) { net->no_backward = 1; }
+
 fewcl_status fcl_backbone_forward(fewcl_context *ctx, fcl_backbone_net *net, const fcl_tensor *x,
                                   int training, const fcl_tensor **features) {
     *features = NULL;
@@ -83,7 +85,9 @@ fewcl_status fcl_backbone_forward(fewcl_context *ctx, fcl_backbone_net *net, con
                         "backbone: input %s does not fit [B,3,%d,%d] (--image-size %d)",
                         fcl_shape_str(x, a, sizeof a), S, S, S);
     }
-    return net->ops->forward(ctx, net, x, training, features);
+    fewcl_status s = net->ops->forward(ctx, net, x, training, features);
+    net->no_backward = 0; /* one forward's */
+    return s;
 }
 
 fewcl_status fcl_backbone_backward(fewcl_context *ctx, fcl_backbone_net *net,

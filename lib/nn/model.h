@@ -28,6 +28,10 @@ fewcl_status fcl_backbone_create(fewcl_context *ctx, const fcl_model_config *cfg
  * otherwise running statistics, unless cfg->bn_batch_stats_at_test. */
 fewcl_status fcl_backbone_forward(fewcl_context *ctx, fcl_backbone_net *net, const fcl_tensor *x,
                                   int training, const fcl_tensor **features);
+/* Says that the next forward (not in training) is followed by no backward, only by release:
+ * the backbone may then free each tensor as soon as the next layer has read it, so that an
+ * evaluation peaks at one block's tensors (fcl_eval_step, the API's inference). */
+void fcl_backbone_no_backward(fcl_backbone_net *net);
 /* dfeatures [B, D] → parameter gradients (skipped when frozen). dx is not computed. */
 fewcl_status fcl_backbone_backward(fewcl_context *ctx, fcl_backbone_net *net,
                                    const fcl_tensor *dfeatures);

@@ -15,6 +15,7 @@ void fcl_params_free(fewcl_context *ctx, fcl_params *P) {
         fcl_tensor *all[] = {&p->v, &p->m, &p->grad, &p->value};
         for (int j = 0; j < 4; j++)
             if (all[j]->numel) fcl_tensor_free(ctx, all[j]);
+        free(p->pending_m), free(p->pending_v);
     }
     free(P->items);
     fcl_params_init(P);
@@ -151,11 +152,19 @@ fewcl_status fcl_params_zero_grad(fewcl_context *ctx, fcl_params *P) {
     return FEWCL_OK;
 }
 
+/* Zeros, or the moments a checkpoint left waiting on the host (params.h). */
 static fewcl_status alloc_moments(fewcl_context *ctx, fcl_param *p) {
     FCL_TRY(fcl_tensor_alloc(ctx, &p->m, FCL_MEM_OPTIM, p->value.ndim, p->value.shape));
     FCL_TRY(fcl_tensor_alloc(ctx, &p->v, FCL_MEM_OPTIM, p->value.ndim, p->value.shape));
-    FCL_TRY(fcl_fill(ctx, &p->m, 0));
-    return fcl_fill(ctx, &p->v, 0);
+    if (!p->pending_m || !p->pending_v) {
+        FCL_TRY(fcl_fill(ctx, &p->m, 0));
+        return fcl_fill(ctx, &p->v, 0);
+    }
+    FCL_TRY(fcl_tensor_upload(ctx, &p->m, p->pending_m));
+    FCL_TRY(fcl_tensor_upload(ctx, &p->v, p->pending_v));
+    free(p->pending_m), free(p->pending_v);
+    p->pending_m = p->pending_v = NULL;
+    return FEWCL_OK;
 }
 
 fewcl_status fcl_params_adamw(fewcl_context *ctx, fcl_params *P, const fcl_adamw_config *cfg) {
@@ -167,6 +176,89 @@ fewcl_status fcl_params_adamw(fewcl_context *ctx, fcl_params *P, const fcl_adamw
         FCL_TRY(fcl_adamw_step(ctx, cfg, P->step, &p->value, &p->grad, &p->m, &p->v));
     }
     return FEWCL_OK;
+}
+
+/* P's device tensors in the order they were first allocated (see fcl_params_stash_out);
+ * returns how many (out NULL: only counts). */
+static int device_tensors(fcl_params *P, fcl_tensor **out) {
+    int n = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < P->n; i++) {
+            fcl_param *p = &P->items[i];
+            fcl_tensor *pair[2] = {pass ? &p->m : &p->value, pass ? &p->v : &p->grad};
+            for (int j = 0; j < 2; j++)
+                if (pair[j]->numel) {
+                    if (out) out[n] = pair[j];
+                    n++;
+                }
+        }
+    return n;
+}
+
+size_t fcl_params_device_bytes(const fcl_params *P) {
+    size_t bytes = 0;
+    for (int i = 0; i < P->n; i++) {
+        const fcl_param *p = &P->items[i];
+        const fcl_tensor *all[] = {&p->value, &p->grad, &p->m, &p->v};
+        for (int j = 0; j < 4; j++)
+            if (all[j]->numel && all[j]->owner) bytes += all[j]->block.size;
+    }
+    return bytes;
+}
+
+struct fcl_params_stash {
+    int n;
+    fcl_tensor **where; /* the tensors' places in P, in allocation order */
+    fcl_tensor *was;    /* their shapes and categories */
+    float **host;
+};
+
+static void stash_free(fcl_params_stash *st) {
+    for (int i = 0; st && st->host && i < st->n; i++)
+        free(st->host[i]);
+    if (st) free(st->where), free(st->was), free(st->host), free(st);
+}
+
+fewcl_status fcl_params_stash_out(fewcl_context *ctx, fcl_params *P, fcl_params_stash **out) {
+    fcl_params_stash *st = calloc(1, sizeof *st);
+    int n = device_tensors(P, NULL);
+    if (st) st->n = n, st->where = calloc((size_t)n + 1, sizeof *st->where);
+    if (st) st->was = calloc((size_t)n + 1, sizeof *st->was);
+    if (st) st->host = calloc((size_t)n + 1, sizeof *st->host);
+    if (!st || !st->where || !st->was || !st->host) {
+        stash_free(st);
+        return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "moving the parameters (%d tensors)", n);
+    }
+    device_tensors(P, st->where);
+    fewcl_status s = FEWCL_OK;
+    for (int i = 0; i < n && s == FEWCL_OK; i++) { /* every copy first: a failure changes nothing */
+        st->host[i] = malloc(st->where[i]->numel * sizeof(float));
+        s = st->host[i] ? fcl_tensor_download(ctx, st->where[i], st->host[i])
+                        : fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "moving the parameters: %zu floats",
+                                   st->where[i]->numel);
+    }
+    if (s != FEWCL_OK) {
+        stash_free(st);
+        return s;
+    }
+    for (int i = n - 1; i >= 0; i--) {
+        st->was[i] = *st->where[i];
+        fcl_tensor_free(ctx, st->where[i]);
+    }
+    *out = st;
+    return FEWCL_OK;
+}
+
+fewcl_status fcl_params_unstash(fewcl_context *ctx, fcl_params *P, fcl_params_stash *st) {
+    (void)P;
+    fewcl_status s = FEWCL_OK;
+    for (int i = 0; i < st->n && s == FEWCL_OK; i++) {
+        const fcl_tensor *w = &st->was[i];
+        s = fcl_tensor_alloc(ctx, st->where[i], w->block.category, w->ndim, w->shape);
+        if (s == FEWCL_OK) s = fcl_tensor_upload(ctx, st->where[i], st->host[i]);
+    }
+    stash_free(st);
+    return s;
 }
 
 fewcl_status fcl_params_alloc_moments(fewcl_context *ctx, fcl_params *P) {
@@ -239,7 +331,10 @@ fewcl_status fcl_params_state_hash(fewcl_context *ctx, const fcl_params *P, char
         const fcl_param *p = &P->items[i];
         const fcl_tensor *t = flat_part(p, FCL_FLAT_STATE);
         if (t) FCL_TRY(hash_tensor(ctx, &h, t, t->numel));
-        if (p->trainable) {
+        if (p->trainable && !p->m.numel && p->pending_m && p->pending_v) { /* resumed */
+            fcl_sha256_update(&h, p->pending_m, p->value.numel * sizeof(float));
+            fcl_sha256_update(&h, p->pending_v, p->value.numel * sizeof(float));
+        } else if (p->trainable) {
             FCL_TRY(hash_tensor(ctx, &h, &p->m, p->value.numel));
             FCL_TRY(hash_tensor(ctx, &h, &p->v, p->value.numel));
         }

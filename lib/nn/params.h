@@ -18,6 +18,10 @@ typedef struct fcl_param {
     fcl_tensor value;
     fcl_tensor grad; /* allocated when trainable */
     fcl_tensor m, v; /* AdamW moments, allocated on the first step */
+    /* Moments read from a checkpoint before the first step (resume): kept on the host and
+     * uploaded when the step allocates m and v, where a fresh run allocates them, so that a
+     * resumed run follows the plan's layout (NULL: none). */
+    float *pending_m, *pending_v;
     int trainable;
     int is_buffer; /* running statistics: saved and loaded, never optimised */
 } fcl_param;
@@ -76,8 +80,21 @@ fewcl_status fcl_st_writer_add_tensor(fewcl_context *ctx, fcl_st_writer *w, cons
 fewcl_status fcl_params_zero_grad(fewcl_context *ctx, fcl_params *P);
 /* One AdamW step on every trainable parameter (moments allocated on first use). */
 fewcl_status fcl_params_adamw(fewcl_context *ctx, fcl_params *P, const fcl_adamw_config *cfg);
-/* Allocates (zeroed) the AdamW moments that the first step would: a meta-batch does it before
- * its first episode, so that every step's episodes see the same memory (lib/plan). */
+/* Moving the parameters to other arena blocks (fcl_evaluate puts them where its plan does):
+ * fcl_params_stash copies every device tensor of P (values, gradients, AdamW moments) to the
+ * host and frees it; fcl_params_unstash allocates them again, in the order they were first
+ * allocated (each value and gradient as fcl_params_add made them, then the moments as the
+ * first AdamW step did), copies them back and frees the stash (should an allocation fail
+ * there, P is left without its device tensors: destroy the model). */
+typedef struct fcl_params_stash fcl_params_stash;
+fewcl_status fcl_params_stash_out(fewcl_context *ctx, fcl_params *P, fcl_params_stash **out);
+fewcl_status fcl_params_unstash(fewcl_context *ctx, fcl_params *P, fcl_params_stash *stash);
+/* Arena bytes P's device tensors hold. */
+size_t fcl_params_device_bytes(const fcl_params *P);
+
+/* Allocates the AdamW moments that the first step would (zeroed, or those a resume read
+ * back): a meta-batch does it before its first episode, so that every step's episodes see the
+ * same memory (lib/plan). */
 fewcl_status fcl_params_alloc_moments(fewcl_context *ctx, fcl_params *P);
 /* Total number of elements of the trainable parameters. */
 size_t fcl_params_count(const fcl_params *P);

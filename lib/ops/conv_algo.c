@@ -220,6 +220,23 @@ fewcl_status fcl_conv_algo_set_hook(fewcl_context *ctx, const fcl_conv_find_hook
     return FEWCL_OK;
 }
 
+int fcl_conv_algo_unfound(const fewcl_context *ctx) {
+    const conv_state *st = ctx->conv_state;
+    return st && st->db ? fcl_conv_find_db_unfound(st->db) : 0;
+}
+
+void fcl_conv_algo_forget_unfound(fewcl_context *ctx) {
+    conv_state *st = ctx->conv_state;
+    if (st && st->db) fcl_conv_find_db_forget_unfound(st->db);
+}
+
+fewcl_status fcl_conv_algo_find_unfound(fewcl_context *ctx, int *timed) {
+    conv_state *st = ctx->conv_state;
+    *timed = 0;
+    if (ctx->dry_run) return fcl_fail(FEWCL_ERR_INTERNAL, "the find step cannot time in a plan");
+    return st && st->db ? fcl_conv_find_unfound(ctx, st->db, timed) : FEWCL_OK;
+}
+
 /* The find database of the context, opened on first use. */
 static fewcl_status state_db(fewcl_context *ctx, fcl_conv_find_db **db) {
     conv_state *st;

@@ -63,6 +63,15 @@ fewcl_status fcl_conv_algo_choose(fewcl_context *ctx, const fcl_conv_geom *g, fc
  * FEWCL_CONV_ALGO does; NULL or "" returns the choice to the find step or the heuristic. */
 fewcl_status fcl_conv_algo_force(fewcl_context *ctx, const char *names);
 
+/* The convolution shapes plans on this context met since the last plan began that the find
+ * step has not timed (0 with FEWCL_FIND=off or forced algorithms): a plan with any is an
+ * upper bound, not the run (conv_find.h). */
+int fcl_conv_algo_unfound(const fewcl_context *ctx);
+void fcl_conv_algo_forget_unfound(fewcl_context *ctx);
+/* Times those shapes for real (conv_find.h: fcl_conv_find_unfound); *timed: how many got a
+ * choice. Not in a dry run. */
+fewcl_status fcl_conv_algo_find_unfound(fewcl_context *ctx, int *timed);
+
 /* The find step's choices of this context (its database: read from disk, timed or imported)
  * as text (caller frees), and back into another context, which then runs those shapes with
  * those algorithms: so that replicas on several contexts compute the same bits whatever each

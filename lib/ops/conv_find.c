@@ -13,6 +13,7 @@
 #include "../io/atomic_file.h"
 #include "../runtime/sha256.h"
 #include "gemm_host.h"
+#include "ops.h"
 
 #define FIND_FORMAT 1
 #define MAX_FILE_BYTES ((size_t)4 << 20)
@@ -23,11 +24,21 @@ typedef struct entry {
     int searched; /* timed in this process (FEWCL_FIND=search times each key once) */
 } entry;
 
+/* A shape a plan met that the find step has not timed (see fcl_conv_find_unfound). */
+typedef struct unfound {
+    fcl_conv_geom g;
+    fcl_conv_dir dir;
+    char key[128];
+    size_t room; /* the workspace a trial may take beside the plan's live bytes there */
+} unfound;
+
 struct fcl_conv_find_db {
     char path[700]; /* "" : memory only */
     int damaged, warned;
     entry *e;
     int n, cap;
+    unfound *u;
+    int n_unfound, cap_unfound;
 };
 
 fewcl_status fcl_conv_find_mode_parse(const char *text, fcl_conv_find_mode *mode) {
@@ -181,6 +192,7 @@ fewcl_status fcl_conv_find_db_open(fewcl_context *ctx, fcl_conv_find_db **out) {
 void fcl_conv_find_db_free(fcl_conv_find_db *db) {
     if (!db) return;
     free(db->e);
+    free(db->u);
     free(db);
 }
 
@@ -247,9 +259,10 @@ static fcl_conv_args direction_args(const fcl_conv_args *a, fcl_conv_dir dir,
     return d;
 }
 
-/* Runs (and, unless planning, times) each eligible algorithm FCL_CONV_FIND_RUNS times. */
-fewcl_status fcl_conv_time_algos(fewcl_context *ctx, const fcl_conv_geom *g, fcl_conv_dir dir,
-                                 const fcl_conv_args *a, double *ms) {
+/* Runs (and, unless planning, times) each eligible algorithm whose workspace is at most
+ * `room` bytes FCL_CONV_FIND_RUNS times. */
+static fewcl_status time_algos(fewcl_context *ctx, const fcl_conv_geom *g, fcl_conv_dir dir,
+                               const fcl_conv_args *a, size_t room, double *ms) {
     const fcl_conv_algo *const *t = fcl_conv_algos();
     fcl_tensor scratch = {0};
     if (dir == FCL_CONV_WEIGHTS)
@@ -257,7 +270,7 @@ fewcl_status fcl_conv_time_algos(fewcl_context *ctx, const fcl_conv_geom *g, fcl
     fcl_conv_args d = direction_args(a, dir, &scratch);
     for (int i = 0; t[i]; i++) {
         ms[i] = -1;
-        if (!fcl_conv_algo_eligible(t[i], g, dir)) continue;
+        if (!fcl_conv_algo_eligible(t[i], g, dir) || t[i]->workspace(g, dir) > room) continue;
         double runs[FCL_CONV_FIND_RUNS];
         fewcl_status s = FEWCL_OK;
         for (int r = 0; r < FCL_CONV_FIND_RUNS && s == FEWCL_OK; r++) {
@@ -273,6 +286,101 @@ fewcl_status fcl_conv_time_algos(fewcl_context *ctx, const fcl_conv_geom *g, fcl
     }
     if (dir == FCL_CONV_WEIGHTS) fcl_tensor_free(ctx, &scratch);
     return FEWCL_OK;
+}
+
+fewcl_status fcl_conv_time_algos(fewcl_context *ctx, const fcl_conv_geom *g, fcl_conv_dir dir,
+                                 const fcl_conv_args *a, double *ms) {
+    return time_algos(ctx, g, dir, a, (size_t)-1, ms);
+}
+
+/* The fastest of the timings (-1: none ran); kept in the database when there was a choice. */
+static fewcl_status keep_fastest(fcl_conv_find_db *db, const char *key, const double *ms, int n,
+                                 int *best) {
+    const fcl_conv_algo *const *t = fcl_conv_algos();
+    *best = -1;
+    for (int i = 0; t[i]; i++)
+        if (ms[i] >= 0 && (*best < 0 || ms[i] < ms[*best])) *best = i;
+    if (*best < 0 || n < 2) return FEWCL_OK; /* none ran, or timed for the hook only */
+    FCL_TRY(fcl_conv_find_db_put(db, key, t[*best]->name, ms[*best]));
+    lookup(db, key)->searched = 1;
+    return FEWCL_OK;
+}
+
+/* A plan met a shape not in the database: noted with the room its trials have there (the
+ * least over the plan's calls of that shape). */
+static fewcl_status note_unfound(fewcl_context *ctx, fcl_conv_find_db *db, const fcl_conv_geom *g,
+                                 fcl_conv_dir dir, const char *key) {
+    size_t limit = fcl_arena_limit(ctx->arena), live = fcl_arena_stats_get(ctx->arena)->in_use;
+    if (dir == FCL_CONV_WEIGHTS) /* the trials' scratch dW */
+        live += (size_t)g->cout * g->taps * sizeof(float);
+    size_t room = limit > live ? limit - live : 0;
+    for (int i = 0; i < db->n_unfound; i++)
+        if (strcmp(db->u[i].key, key) == 0) {
+            if (room < db->u[i].room) db->u[i].room = room;
+            return FEWCL_OK;
+        }
+    if (db->n_unfound == db->cap_unfound) {
+        int cap = db->cap_unfound ? 2 * db->cap_unfound : 16;
+        unfound *grown = realloc(db->u, (size_t)cap * sizeof *grown);
+        if (!grown) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "convolution find: shapes to time");
+        db->u = grown, db->cap_unfound = cap;
+    }
+    unfound *u = &db->u[db->n_unfound++];
+    *u = (unfound){.g = *g, .dir = dir, .room = room};
+    snprintf(u->key, sizeof u->key, "%s", key);
+    return FEWCL_OK;
+}
+
+int fcl_conv_find_db_unfound(const fcl_conv_find_db *db) { return db->n_unfound; }
+
+void fcl_conv_find_db_forget_unfound(fcl_conv_find_db *db) { db->n_unfound = 0; }
+
+static fewcl_status alloc_filled(fewcl_context *ctx, fcl_tensor *t, fcl_mem_category cat,
+                                 int ndim, const int *shape) {
+    FCL_TRY(fcl_tensor_alloc(ctx, t, cat, ndim, shape));
+    return fcl_fill(ctx, t, 0.5f);
+}
+
+/* The find step for one noted shape on tensors of its own (the timing does not depend on the
+ * values); *timed counts the shapes it kept a choice for. */
+static fewcl_status find_alone(fewcl_context *ctx, fcl_conv_find_db *db, const unfound *u,
+                               int *timed) {
+    const fcl_conv_geom *g = &u->g;
+    int xs[4] = {g->n, g->cin, g->h, g->w}, ws[4] = {g->cout, g->cin, g->kh, g->kw};
+    int ys[4] = {g->n, g->cout, g->oh, g->ow}, bs[1] = {g->cout};
+    fcl_tensor x = {0}, w = {0}, b = {0}, y = {0}, dx = {0}; /* y: the output, or dy */
+    fewcl_status s = alloc_filled(ctx, &x, FCL_MEM_ACTIVATION, 4, xs);
+    if (s == FEWCL_OK) s = alloc_filled(ctx, &w, FCL_MEM_PARAM, 4, ws);
+    if (s == FEWCL_OK) s = alloc_filled(ctx, &y, FCL_MEM_ACTIVATION, 4, ys);
+    if (s == FEWCL_OK && u->dir == FCL_CONV_FORWARD)
+        s = alloc_filled(ctx, &b, FCL_MEM_PARAM, 1, bs);
+    if (s == FEWCL_OK && u->dir == FCL_CONV_DATA) s = alloc_filled(ctx, &dx, FCL_MEM_GRAD, 4, xs);
+    fcl_conv_args a = {.x = &x, .w = &w};
+    if (u->dir == FCL_CONV_FORWARD)
+        a.b = &b, a.y = &y;
+    else
+        a.dy = &y, a.dx = u->dir == FCL_CONV_DATA ? &dx : NULL;
+    const fcl_conv_algo *const *t = fcl_conv_algos();
+    int n = 0, best;
+    for (int i = 0; t[i]; i++)
+        n += fcl_conv_algo_eligible(t[i], g, u->dir);
+    double ms[32];
+    if (s == FEWCL_OK) s = time_algos(ctx, g, u->dir, &a, u->room, ms);
+    if (s == FEWCL_OK) s = keep_fastest(db, u->key, ms, n, &best);
+    if (s == FEWCL_OK && best >= 0) (*timed)++;
+    fcl_tensor *all[] = {&dx, &b, &y, &w, &x};
+    for (int i = 0; i < 5; i++)
+        if (all[i]->numel) fcl_tensor_free(ctx, all[i]);
+    return s;
+}
+
+fewcl_status fcl_conv_find_unfound(fewcl_context *ctx, fcl_conv_find_db *db, int *timed) {
+    *timed = 0;
+    fewcl_status s = FEWCL_OK;
+    for (int i = 0; i < db->n_unfound && s == FEWCL_OK; i++)
+        s = find_alone(ctx, db, &db->u[i], timed);
+    db->n_unfound = 0;
+    return s;
 }
 
 fewcl_status fcl_conv_find(fewcl_context *ctx, fcl_conv_find_db *db, fcl_conv_find_mode mode,
@@ -297,18 +405,14 @@ fewcl_status fcl_conv_find(fewcl_context *ctx, fcl_conv_find_db *db, fcl_conv_fi
     double ms[32];
     FCL_TRY(fcl_conv_time_algos(ctx, g, dir, a, ms));
     if (ctx->dry_run) { /* a plan: the find's allocations, then the largest workspace of any
-                         * choice, so the layout's slot holds whatever the timing picks */
+                         * choice (an upper bound); the shape is noted for a real find */
         for (int i = 0; t[i]; i++)
             if (ms[i] >= 0 && t[i]->workspace(g, dir) > (*out)->workspace(g, dir)) *out = t[i];
-        return FEWCL_OK;
+        return n < 2 ? FEWCL_OK : note_unfound(ctx, db, g, dir, key);
     }
-    for (int i = 0; t[i]; i++)
-        if (ms[i] >= 0 && (best < 0 || ms[i] < ms[best])) best = i;
+    FCL_TRY(keep_fastest(db, key, ms, n, &best));
     if (best < 0) return FEWCL_OK; /* none ran: the heuristic's error will say why */
     *out = t[best];
     if (hook) hook->report(hook->ud, g, dir, ms, t[best]);
-    if (n < 2) return FEWCL_OK; /* timed for the hook only */
-    FCL_TRY(fcl_conv_find_db_put(db, key, t[best]->name, ms[best]));
-    lookup(db, key)->searched = 1;
     return FEWCL_OK;
 }

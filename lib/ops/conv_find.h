@@ -8,11 +8,14 @@
  * file is written whole to a temporary file and renamed; a damaged one (bad header,
  * checksum or line) is ignored and rewritten with what this run finds.
  *
- * Plans stay exact: in a dry run a shape not in the database makes the same workspace
- * allocations as the find step would (each eligible algorithm, FCL_CONV_FIND_RUNS times)
- * and then takes the eligible algorithm with the largest workspace, one of those: so the
- * planned peak is the real one, and the planned layout (lib/plan/layout.h) has room for
- * whichever algorithm the real run's timing picks. */
+ * Plans: a shape in the database plans with the kept algorithm, as a run uses it. In a dry
+ * run a shape not in the database makes the same workspace allocations as the find step
+ * would (each eligible algorithm, FCL_CONV_FIND_RUNS times) and then takes the eligible
+ * algorithm with the largest workspace: an upper bound of any run's peak (`fewcl plan`). The
+ * shape is also noted, so that a caller about to run the plan (the trainer, evaluation) can
+ * time it first, for real, on tensors of its own (fcl_conv_find_unfound) and plan again with
+ * the choices its run will make: that plan is exact, and the run follows its layout
+ * (lib/plan/layout.h) allocation for allocation (docs/spec.md §8). */
 #ifndef FEWCL_OPS_CONV_FIND_H
 #define FEWCL_OPS_CONV_FIND_H
 
@@ -44,6 +47,15 @@ void fcl_conv_find_db_free(fcl_conv_find_db *db);
 const char *fcl_conv_find_db_path(const fcl_conv_find_db *db);
 int fcl_conv_find_db_was_damaged(const fcl_conv_find_db *db);
 int fcl_conv_find_db_count(const fcl_conv_find_db *db);
+
+/* The shapes plans met since the last fcl_conv_find_db_forget_unfound (or find_unfound)
+ * that the database has no choice for. */
+int fcl_conv_find_db_unfound(const fcl_conv_find_db *db);
+void fcl_conv_find_db_forget_unfound(fcl_conv_find_db *db);
+/* Runs the find step for real on each of those shapes, on tensors of its own, and forgets
+ * them; an algorithm whose workspace does not fit beside the live bytes the plan had at the
+ * call (under the plan's limit) is not a candidate. *timed: the shapes it kept a choice for. */
+fewcl_status fcl_conv_find_unfound(fewcl_context *ctx, fcl_conv_find_db *db, int *timed);
 
 /* Looks `key` up: the kept algorithm's name, or NULL. */
 const char *fcl_conv_find_db_get(const fcl_conv_find_db *db, const char *key);

@@ -3,6 +3,7 @@
 #include "episode_plan.h"
 
 #include "../nn/model.h"
+#include "../ops/conv_algo.h"
 #include "../train/step.h"
 
 #include <stdlib.h>
@@ -85,7 +86,22 @@ fewcl_status fcl_episode_plan_as(fewcl_context *ctx, const fcl_model_config *cfg
     return plan_as(ctx, cfg, training, device, limit, stats, NULL);
 }
 
+/* Rounds of "plan, time the convolution shapes it met untimed" before the plan is the run's;
+ * one round meets every shape unless a plan stops early (a failure part way). */
+#define FIND_ROUNDS 4
+
 fewcl_status fcl_episode_layout(fewcl_context *ctx, const fcl_model_config *cfg, int training,
                                 size_t limit, fcl_arena_stats *stats, fcl_layout **layout) {
-    return plan_as(ctx, cfg, training, &ctx->limits, limit, stats, layout);
+    /* A layout is for running: the find step times first what the plan met untimed, then the
+     * plan is made again with the algorithms the run will take, so the run follows it
+     * allocation for allocation (conv_find.h; an upper-bound plan would leave the run's own
+     * find trials and its choices to land where the plan had others). */
+    for (int round = 1;; round++) {
+        fewcl_status s = plan_as(ctx, cfg, training, &ctx->limits, limit, stats, layout);
+        if (fcl_conv_algo_unfound(ctx) == 0 || round == FIND_ROUNDS) return s;
+        if (s == FEWCL_OK) fcl_layout_free(*layout), *layout = NULL;
+        int timed;
+        FCL_TRY(fcl_conv_algo_find_unfound(ctx, &timed));
+        if (!timed) return plan_as(ctx, cfg, training, &ctx->limits, limit, stats, layout);
+    }
 }

@@ -23,7 +23,10 @@ fewcl_status fcl_episode_plan(fewcl_context *ctx, const fcl_model_config *cfg, i
 /* The same against another device's global memory and largest allocation. */
 fewcl_status fcl_episode_plan_as(fewcl_context *ctx, const fcl_model_config *cfg, int training,
                                  const fcl_limits *device, size_t limit, fcl_arena_stats *stats);
-/* fcl_episode_plan that also returns the layout a run follows (the caller frees it). */
+/* fcl_episode_plan that also returns the layout a run follows (the caller frees it). With
+ * the convolution find step on, the shapes the plan meets untimed are timed first, for real
+ * on the context's device, and the plan is made again with those choices: the plan a run
+ * follows is the run (lib/ops/conv_find.h). */
 fewcl_status fcl_episode_layout(fewcl_context *ctx, const fcl_model_config *cfg, int training,
                                 size_t limit, fcl_arena_stats *stats, fcl_layout **layout);
 

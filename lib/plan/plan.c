@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "../ops/conv_algo.h"
 #include "../ops/gemm_host.h"
 
 fewcl_status fcl_plan_begin(fewcl_context *ctx, size_t limit) {
@@ -16,6 +17,7 @@ fewcl_status fcl_plan_begin_as(fewcl_context *ctx, const fcl_limits *device, siz
     ctx->real_arena = ctx->arena;
     ctx->arena = tracing;
     ctx->dry_run = 1;
+    fcl_conv_algo_forget_unfound(ctx); /* the shapes this plan meets untimed, from now on */
     /* The schedule takes the planned device's paths: its kernel variants and, for a GPU
      * (a device profile), CLBlast's GEMMs and the OpenCL convolution with their workspaces. */
     ctx->own_limits = ctx->limits;

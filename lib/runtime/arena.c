@@ -268,8 +268,10 @@ static int place_planned(fcl_arena *a, size_t size, fcl_mem_category cat, fcl_bl
     return place_planned_at(a, size, cat, 0, out) || place_planned_at(a, size, cat, 1, out);
 }
 
+int fcl_arena_follows_layouts(const fcl_arena *a) { return a->ctx && !a->chunk_env; }
+
 fewcl_status fcl_arena_follow(fcl_arena *a, const fcl_layout *l) {
-    if (!a->ctx || a->chunk_env || l->n == 0) return FEWCL_OK;
+    if (!fcl_arena_follows_layouts(a) || l->n == 0) return FEWCL_OK;
     fcl_arena_unfollow(a);
     follow_state f = {.n = l->n, .first_chunk = a->n_chunks, .marks = l->marks};
     f.at = malloc((size_t)l->n * sizeof *f.at);

@@ -109,6 +109,8 @@ void fcl_arena_phase(fcl_arena *a, fcl_phase p);
  * buffer of its own size. Nothing happens under FEWCL_ARENA_CHUNK (one buffer per tensor
  * for oclgrind) or for a counting arena. The layout is copied. */
 fewcl_status fcl_arena_follow(fcl_arena *a, const fcl_layout *l);
+/* Whether fcl_arena_follow would follow (a real arena, not under FEWCL_ARENA_CHUNK). */
+int fcl_arena_follows_layouts(const fcl_arena *a);
 /* Stops following; with nothing live, releases every buffer. */
 void fcl_arena_unfollow(fcl_arena *a);
 /* The largest buffer a layout may plan for this arena (aligned). */

@@ -8,15 +8,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A moment on the device, or still on the host (read back by a resume, no step since). */
+static fewcl_status add_moment(fewcl_context *ctx, fcl_st_writer *w, const char *kind,
+                               const fcl_param *p, const fcl_tensor *t, const float *pending) {
+    char key[160];
+    snprintf(key, sizeof key, "adamw.%s.%s", kind, p->name);
+    if (t->numel) return fcl_st_writer_add_tensor(ctx, w, key, t);
+    int64_t shape[FCL_MAX_DIMS];
+    for (int d = 0; d < p->value.ndim; d++)
+        shape[d] = p->value.shape[d];
+    return fcl_st_writer_add(w, key, p->value.ndim, shape, pending);
+}
+
 static fewcl_status add_moments(fewcl_context *ctx, fcl_st_writer *w, const fcl_params *P) {
     for (int i = 0; i < P->n; i++) {
         const fcl_param *p = &P->items[i];
-        if (!p->trainable || !p->m.numel) continue;
-        char key[160];
-        snprintf(key, sizeof key, "adamw.m.%s", p->name);
-        FCL_TRY(fcl_st_writer_add_tensor(ctx, w, key, &p->m));
-        snprintf(key, sizeof key, "adamw.v.%s", p->name);
-        FCL_TRY(fcl_st_writer_add_tensor(ctx, w, key, &p->v));
+        if (!p->trainable || (!p->m.numel && !p->pending_m)) continue;
+        FCL_TRY(add_moment(ctx, w, "m", p, &p->m, p->pending_m));
+        FCL_TRY(add_moment(ctx, w, "v", p, &p->v, p->pending_v));
     }
     return FEWCL_OK;
 }
@@ -64,8 +73,10 @@ fewcl_status fcl_checkpoint_config(const fcl_safetensors *st, fcl_model_config *
     return s;
 }
 
+/* Into the device tensor when the model has its moments already, else kept on the host for
+ * the next AdamW step to upload (params.h: where a fresh run allocates them). */
 static fewcl_status load_moment(fewcl_context *ctx, const fcl_safetensors *st, const char *kind,
-                                fcl_param *p, fcl_tensor *t) {
+                                fcl_param *p, fcl_tensor *t, float **pending) {
     char key[160];
     snprintf(key, sizeof key, "adamw.%s.%s", kind, p->name);
     int64_t shape[FCL_MAX_DIMS];
@@ -74,8 +85,11 @@ static fewcl_status load_moment(fewcl_context *ctx, const fcl_safetensors *st, c
     const float *data;
     size_t numel;
     FCL_TRY(fcl_st_f32(st, key, p->value.ndim, shape, &data, &numel));
-    if (!t->numel) FCL_TRY(fcl_tensor_alloc(ctx, t, FCL_MEM_OPTIM, p->value.ndim, p->value.shape));
-    return fcl_tensor_upload(ctx, t, data);
+    if (t->numel) return fcl_tensor_upload(ctx, t, data);
+    if (!*pending && !(*pending = malloc(numel * sizeof **pending)))
+        return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "reading %s (%zu floats)", key, numel);
+    memcpy(*pending, data, numel * sizeof **pending);
+    return FEWCL_OK;
 }
 
 fewcl_status fcl_checkpoint_load(fewcl_context *ctx, fcl_model *m, const fcl_safetensors *st,
@@ -96,8 +110,8 @@ fewcl_status fcl_checkpoint_load(fewcl_context *ctx, fcl_model *m, const fcl_saf
     for (int i = 0; i < m->params.n; i++) {
         fcl_param *p = &m->params.items[i];
         if (!p->trainable) continue;
-        FCL_TRY(load_moment(ctx, st, "m", p, &p->m));
-        FCL_TRY(load_moment(ctx, st, "v", p, &p->v));
+        FCL_TRY(load_moment(ctx, st, "m", p, &p->m, &p->pending_m));
+        FCL_TRY(load_moment(ctx, st, "v", p, &p->v, &p->pending_v));
     }
     return FEWCL_OK;
 }

@@ -17,7 +17,8 @@ fewcl_status fcl_checkpoint_save(fewcl_context *ctx, const fcl_model *m, int wit
  * as weights exported from PyTorch. */
 fewcl_status fcl_checkpoint_config(const fcl_safetensors *st, fcl_model_config *cfg, int *found);
 /* Loads every parameter and buffer of m (missing ones are an error naming them; keys that are
- * not the model's are ignored) and, with_optimizer, the AdamW moments and step count. */
+ * not the model's are ignored) and, with_optimizer, the AdamW moments and step count (moments
+ * the model has not allocated yet wait on the host for its next step, params.h). */
 fewcl_status fcl_checkpoint_load(fewcl_context *ctx, fcl_model *m, const fcl_safetensors *st,
                                  int with_optimizer);
 /* fcl_checkpoint_config of the file at path. */

@@ -118,6 +118,7 @@ fewcl_status fcl_eval_step(fewcl_context *ctx, fcl_model *m, const fcl_tensor *x
     *r = (fcl_step_result){0};
     fcl_head_out out;
     fcl_arena_phase(ctx->arena, FCL_PHASE_EVAL_STEP);
+    fcl_backbone_no_backward(m->backbone);
     FCL_TRY(fcl_model_forward(ctx, m, x, 0, &out));
     fewcl_status s = count_correct(ctx, out.logits, m->cfg.n_query, r);
     fcl_model_release(ctx, m);

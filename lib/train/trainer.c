@@ -150,6 +150,43 @@ static fewcl_status evaluate_with(fewcl_context *ctx, fcl_model *m, fcl_loader *
     return s;
 }
 
+/* Plans an evaluation episode of m's configuration on this context, refusing one that does
+ * not fit (as the trainer does), and, when m's tensors are all the context's arena holds,
+ * moves them to where the plan puts the model and follows the layout: the evaluation then
+ * reserves exactly the planned footprint. With other tensors live (another model, an
+ * enrolment) it allocates first fit as before. */
+static fewcl_status follow_evaluation_plan(fewcl_context *ctx, fcl_model *m, size_t *peak,
+                                           size_t *footprint) {
+    fcl_arena_stats stats = {0};
+    fcl_layout *layout;
+    fewcl_status s =
+        fcl_episode_layout(ctx, &m->cfg, 0, fcl_arena_limit(ctx->arena), &stats, &layout);
+    *peak = stats.peak, *footprint = stats.peak_reserved;
+    if (s != FEWCL_OK) {
+        char why[2048];
+        snprintf(why, sizeof why, "%s", fewcl_last_error());
+        return fcl_fail(s,
+                        "this configuration's evaluation episode does not fit the device (plan "
+                        "made before the first episode): %s. `fewcl plan --eval` with the same "
+                        "flags shows where the memory goes",
+                        why);
+    }
+    if (!fcl_arena_follows_layouts(ctx->arena) ||
+        fcl_params_device_bytes(&m->params) != fcl_arena_stats_get(ctx->arena)->in_use) {
+        fcl_layout_free(layout);
+        return FEWCL_OK;
+    }
+    fcl_params_stash *stash;
+    s = fcl_params_stash_out(ctx, &m->params, &stash);
+    if (s == FEWCL_OK) {
+        fewcl_status followed = fcl_arena_follow(ctx->arena, layout);
+        s = fcl_params_unstash(ctx, &m->params, stash);
+        if (s == FEWCL_OK) s = followed;
+    }
+    fcl_layout_free(layout);
+    return s;
+}
+
 fewcl_status fcl_evaluate(fewcl_context *ctx, fcl_model *m, const fcl_eval_options *o,
                           fcl_eval_result *r) {
     if (o->episodes < 1)
@@ -159,10 +196,16 @@ fewcl_status fcl_evaluate(fewcl_context *ctx, fcl_model *m, const fcl_eval_optio
     if (o->first < 0)
         return fcl_fail(FEWCL_ERR_ARGUMENT, "evaluation share starts at episode %ld (>= 0)",
                         o->first);
-    FCL_TRY(make_loader(o->data, &m->cfg, 0, o->seed, o->first, &o->io, &l));
-    fewcl_status s = evaluate_with(ctx, m, l, o->episodes, "test", 0, 0, o->progress, o->user,
-                                   o->stop, o->accuracies, r);
-    fcl_loader_destroy(l);
+    size_t peak, footprint;
+    FCL_TRY(follow_evaluation_plan(ctx, m, &peak, &footprint));
+    fewcl_status s = make_loader(o->data, &m->cfg, 0, o->seed, o->first, &o->io, &l);
+    if (s == FEWCL_OK) {
+        s = evaluate_with(ctx, m, l, o->episodes, "test", 0, 0, o->progress, o->user, o->stop,
+                          o->accuracies, r);
+        fcl_loader_destroy(l);
+    }
+    r->planned_peak = peak, r->planned_footprint = footprint;
+    fcl_arena_unfollow(ctx->arena); /* the model stays in the planned buffers */
     return s;
 }
 
@@ -746,6 +789,7 @@ fewcl_status fcl_train(fewcl_context *ctx, const fcl_train_options *o, fcl_train
         r->best_val_acc = t.st.best_val;
         r->best_epoch = t.st.best_epoch;
         if (t.st.epoch) r->last = t.st.history[t.st.epoch - 1];
+        r->reserved_peak = fcl_arena_stats_get(ctx->arena)->peak_reserved;
     }
     fcl_replicas_close(t.group);
     if (t.val) fcl_loader_destroy(t.val);

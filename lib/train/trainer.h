@@ -102,6 +102,7 @@ typedef struct fcl_train_result {
     fcl_epoch_metrics last;
     size_t planned_peak;      /* live bytes at the peak of the trainer's schedule, planned first */
     size_t planned_footprint; /* the device buffers the run reserves: its plan's layout */
+    size_t reserved_peak;     /* the device buffers the run held at most in its last epoch */
 } fcl_train_result;
 
 /* Trains. Before any allocation the training episode is planned against the device's memory;
@@ -130,11 +131,16 @@ typedef struct fcl_eval_result {
     double accuracy, ci95; /* %: mean and 1.96·σ/√N over episodes (population σ) */
     int episodes;
     double seconds;
-    double images_per_s; /* loader throughput per worker-second */
+    double images_per_s;      /* loader throughput per worker-second */
+    size_t planned_peak;      /* fcl_evaluate: live bytes at the planned episode's peak */
+    size_t planned_footprint; /* and its layout's buffers, what the evaluation reserves */
 } fcl_eval_result;
 
 /* Evaluation-mode accuracy of m over o->episodes episodes of m->cfg's shape (episode i of the
- * stream is a pure function of o->seed and i, so shares of a run see the run's episodes). */
+ * stream is a pure function of o->seed and i, so shares of a run see the run's episodes).
+ * Like the trainer, it plans an episode first (a configuration that does not fit is refused)
+ * and, when m is all the context holds, moves m's tensors where the plan puts them and follows
+ * the plan's layout: the context then reserves exactly the planned footprint. */
 fewcl_status fcl_evaluate(fewcl_context *ctx, fcl_model *m, const fcl_eval_options *o,
                           fcl_eval_result *r);
 
