@@ -211,6 +211,26 @@ static void test_plan_matrix(void **state) {
     print_message("  worst footprint / live peak so far: %.4f\n", g_worst_ratio);
 }
 
+/* A plan for a GPU (--device-mem) lays out the GPU path's tensors (its kernels, CLBlast GEMMs
+ * and their workspaces), which this device does not run: no real run to compare with, but the
+ * footprint of the defaults' layout must stay within 5% of the live peak there too (it was
+ * 1.057 before the layout widened its improvement; 1.015 after). */
+static void test_gpu_plan_of_the_defaults_is_tight(void **state) {
+    if (th_small()) skip();
+    fewcl_model_config c;
+    TH_OK(fewcl_model_config_default(&c, sizeof c));
+    fewcl_plan_params p;
+    TH_OK(fewcl_plan_params_default(&p, sizeof p));
+    p.device_memory = 16ull << 30;
+    fewcl_plan_result r = {.struct_size = sizeof r};
+    TH_OK(fewcl_plan(th_ctx(), &c, &p, &r));
+    double ratio = (double)r.reserved_bytes / (double)r.peak_bytes;
+    print_message("  defaults for a 16 GiB GPU: live peak %llu, footprint %llu (%.4f x)\n",
+                  (unsigned long long)r.peak_bytes, (unsigned long long)r.reserved_bytes, ratio);
+    assert_true(r.reserved_bytes >= r.peak_bytes);
+    assert_true(ratio <= 1.05);
+}
+
 /* The seed's failure (docs/spec.md §8): ResNet-34 at 224, 5-way, with raw 25,088-d features the
  * covariances alone take 5 x 2.35 GiB = 11.7 GiB; on a device with less memory (PoCL here) the
  * plan must fail before anything is allocated, naming the limit it hit (on any device: fewcl's
@@ -427,6 +447,7 @@ int main(void) {
         cmocka_unit_test(test_episode_plans_are_exact),
         cmocka_unit_test(test_episode_plans_are_exact_with_checkpointing),
         cmocka_unit_test(test_plan_matrix),
+        cmocka_unit_test(test_gpu_plan_of_the_defaults_is_tight),
         cmocka_unit_test(test_raw_resnet_covariances_do_not_fit),
         cmocka_unit_test(test_plan_for_a_gpu_takes_its_paths),
         cmocka_unit_test(test_plan_with_the_find_step_is_the_run),
