@@ -10,6 +10,10 @@ cd "$(dirname "$0")/../.."
 [ -x build/fewcl ] || { echo "readme-commands: build/fewcl missing: run the quick start first" >&2; exit 1; }
 [ -d fewcl-demo/data-56 ] || build/fewcl demo --epochs 1 --episodes 1 --test-episodes 1 --quiet
 rm -rf runs/glyphs runs/greek-lists
+# The README's mpirun command as written, also as root in a container on few cores: Open MPI
+# refuses root without these, and its shared-memory single copy needs ptrace (docs/distributed.md).
+if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 commands=$(awk '/^```sh/{f=1;next} /^```/{f=0} f' README.md | sed -e ':a' -e '/\\$/N; s/\\\n//; ta')
 n=0
 while IFS= read -r cmd; do
