@@ -64,6 +64,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "harness.h"
 #include "ref/ref_adamw.h"
@@ -182,14 +183,23 @@ typedef struct saved {
     float *value, *m, *v; /* host copies before the step (zero moments before step 1) */
 } saved;
 
+/* A moment before the step: on the device, or still on the host where a loaded checkpoint
+ * leaves it until the first step allocates it (params.h), or zero before step 1. */
+static float *moment_before(const fcl_tensor *dev, const float *pending, size_t n) {
+    if (dev->numel) return th_download(dev);
+    float *h = calloc(n, sizeof *h);
+    if (h && pending) memcpy(h, pending, n * sizeof *h);
+    return h;
+}
+
 static saved *save_params(const fcl_params *P) {
     saved *s = calloc((size_t)P->n, sizeof *s);
     for (int i = 0; i < P->n; i++) {
         const fcl_param *p = &P->items[i];
         if (!p->trainable) continue;
         s[i].value = th_download(&p->value);
-        s[i].m = p->m.numel ? th_download(&p->m) : calloc(p->value.numel, sizeof(float));
-        s[i].v = p->v.numel ? th_download(&p->v) : calloc(p->value.numel, sizeof(float));
+        s[i].m = moment_before(&p->m, p->pending_m, p->value.numel);
+        s[i].v = moment_before(&p->v, p->pending_v, p->value.numel);
     }
     return s;
 }
