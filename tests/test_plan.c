@@ -266,7 +266,7 @@ static char *swap_env(const char *name, const char *value) {
 }
 
 static void restore_env(const char *name, char *kept) {
-    swap_env(name, kept);
+    free(swap_env(name, kept)); /* the value being replaced: not needed */
     free(kept);
 }
 
