@@ -333,9 +333,15 @@ static void test_find_database_file(void **state) {
     snprintf(path, sizeof path, "%s", fcl_conv_find_db_path(db));
     int path_kind;
     TH_OK(fcl_gemm_path(ctx, &path_kind));
-    int choices = path_kind == FCL_GEMM_HOST; /* the OpenCL path has one algorithm: no choice */
-    print_message("  %s: %d choice(s)\n", path, fcl_conv_find_db_count(db));
-    assert_int_equal(fcl_conv_find_db_count(db), choices);
+    /* The host path always has a choice for this 3x3 stride-1 call; the OpenCL path has one
+     * where fft or implicit can run it too on this implementation (rusticl: fft), else only
+     * im2col and nothing to record. */
+    int choices = fcl_conv_find_db_count(db);
+    print_message("  %s: %d choice(s)\n", path, choices);
+    if (path_kind == FCL_GEMM_HOST)
+        assert_int_equal(choices, 1);
+    else
+        assert_true(choices == 0 || choices == 1);
     assert_false(fcl_conv_find_db_was_damaged(db));
     fcl_conv_find_db_free(db);
     if (!choices) { /* the file handling without a choice to make: written directly */
