@@ -173,10 +173,7 @@ static int matches(cl_platform_id p, cl_device_id d, int pi, int di, void *arg) 
     return ok;
 }
 
-static void append_device_list(char *buf, size_t cap) {
-    fewcl_device_info *list;
-    int n;
-    if (fewcl_list_devices(&list, &n) != FEWCL_OK) return;
+void fcl_device_list_describe(const fewcl_device_info *list, int n, char *buf, size_t cap) {
     for (int i = 0; i < n; i++) {
         size_t used = strlen(buf);
         snprintf(buf + used, cap - used, "\n  %d:%d  %s — %s (%s)", list[i].platform_index,
@@ -185,6 +182,13 @@ static void append_device_list(char *buf, size_t cap) {
                  : list[i].is_cpu ? "CPU"
                                   : "other");
     }
+}
+
+static void append_device_list(char *buf, size_t cap) {
+    fewcl_device_info *list;
+    int n;
+    if (fewcl_list_devices(&list, &n) != FEWCL_OK) return;
+    fcl_device_list_describe(list, n, buf, cap);
     fewcl_free_device_list(list);
 }
 

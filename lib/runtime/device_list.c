@@ -58,18 +58,6 @@ static fewcl_status list_all(const fewcl_device_info *d, int n, fewcl_device_inf
     return FEWCL_OK;
 }
 
-static void describe_devices(const fewcl_device_info *d, int n, char *buf, size_t cap) {
-    buf[0] = 0;
-    for (int i = 0; i < n; i++) {
-        size_t used = strlen(buf);
-        snprintf(buf + used, cap - used, "\n  %d:%d  %s — %s (%s)", d[i].platform_index,
-                 d[i].device_index, d[i].platform, d[i].name,
-                 d[i].is_gpu   ? "GPU"
-                 : d[i].is_cpu ? "CPU"
-                               : "other");
-    }
-}
-
 /* One "P:D" entry of an explicit list; -1 when it is not of that form or names no device. */
 static int parse_entry(const char *entry, size_t len, const fewcl_device_info *d, int n) {
     char text[32];
@@ -93,8 +81,8 @@ fewcl_status fcl_device_list_parse(const char *text, fewcl_device_info **out, in
     int n;
     FCL_TRY(fewcl_list_devices(&d, &n));
     fewcl_device_info *list = calloc(MAX_LISTED, sizeof *list);
-    char known[4096];
-    describe_devices(d, n, known, sizeof known);
+    char known[4096] = "";
+    fcl_device_list_describe(d, n, known, sizeof known);
     fewcl_status s = list ? FEWCL_OK : fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "a device list");
     if (s == FEWCL_OK && strcmp(text, "all") == 0) {
         list_all(d, n, list, count);

@@ -42,6 +42,9 @@ const char *fcl_cl_error_name(cl_int err);
 /* Fills `info` for one device. */
 void fcl_device_query(cl_platform_id p, cl_device_id d, int pi, int di, fewcl_device_info *info);
 /* Resolves a device choice (see fewcl_context_create). */
+/* Appends one line per device ("\n  P:D  platform — name (GPU|CPU|other)") to the string in
+ * buf: the device list that errors naming a device show. */
+void fcl_device_list_describe(const fewcl_device_info *list, int n, char *buf, size_t cap);
 fewcl_status fcl_device_select(const char *spec, cl_platform_id *platform, cl_device_id *device,
                                fewcl_device_info *info);
 /* A device list (device_list.c): "all" (every GPU, else every CPU device, each physical device
