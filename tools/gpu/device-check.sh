@@ -4,11 +4,13 @@
 # .device/root, points the ICD loader at the driver's libnvidia-opencl, then runs:
 #   1. the ICD check and `fewcl devices`;
 #   2. the whole test suite on the GPU (ctest -LE oclgrind, 8 at a time);
-#   3. tools/bench/compare.sh --gpu: fewcl vs PyTorch CUDA, whole model, same episodes;
-#   4. `fewcl bench --model` per-kernel profiles of the training step;
-#   5. `fewcl demo` end to end (rendering, training, 600 test episodes);
-#   6. with OPS=1, the per-op `fewcl bench` against tools/bench/ops_torch.py as well.
-# STEPS="tests compare profile demo" (the default) chooses among 2-5; CTEST_ARGS adds ctest
+#   3. `fewcl bench --conv`: each convolution algorithm on every convolution of conv4 and
+#      resnet34 (it also fills the find database the next steps use);
+#   4. tools/bench/compare.sh --gpu: fewcl vs PyTorch CUDA, whole model, same episodes;
+#   5. `fewcl bench --model` per-kernel profiles of the training step;
+#   6. `fewcl demo` end to end (rendering, training, 600 test episodes);
+#   7. with OPS=1, the per-op `fewcl bench` against tools/bench/ops_torch.py as well.
+# STEPS="tests conv compare profile demo" (the default) chooses among 2-6; CTEST_ARGS adds ctest
 # arguments (-R episode, say).
 # Writes everything to $OUT/log. Prepare here: bash tools/gpu/fetch-debs.sh, then
 # bash tools/build.sh build-gpu -DFEWCL_HOST_BLAS=OFF; carry build-gpu and .device/debs.
@@ -40,12 +42,21 @@ clinfo -l
 export FEWCL_DEVICE=${CHECK_DEVICE:-nvidia}
 ./build-gpu/fewcl devices
 
-steps=" ${STEPS:-tests compare profile demo} "
+steps=" ${STEPS:-tests conv compare profile demo} "
 want() { [[ $steps == *" $1 "* ]]; }
 
 if want tests; then
 echo "== tests on the GPU"; stamp
 timeout 180 ctest --test-dir build-gpu -j 8 -LE oclgrind --timeout 240 --output-on-failure ${CTEST_ARGS:-} >"$out/ctest.log" 2>&1; tail -40 "$out/ctest.log"
+stamp
+fi
+
+if want conv; then
+echo "== convolution algorithms (bench --conv)"
+for flags in "" "--backbone resnet34 --image-size 224 --n-query 8"; do
+  # shellcheck disable=SC2086
+  timeout ${CONV_TIMEOUT:-90} ./build-gpu/fewcl bench --conv $flags
+done
 stamp
 fi
 
