@@ -274,6 +274,41 @@ static void test_attention_head_split(void **state) {
     th_free(&tdk), th_free(&tdq), th_free(&tS), th_free(&tdS), th_free(&tk), th_free(&tq);
 }
 
+/* The workspace a CLBlast GEMM reserves does not depend on where its operands sit: CLBlast
+ * copies an operand at a nonzero offset that it would use in place at offset 0, and a plan's
+ * dry run places tensors elsewhere than the run that follows its layout (lib/ops/gemm.c). The
+ * same product with every operand at offset 0, then at offset 64, reserves the same bytes. */
+static void test_gemm_workspace_ignores_placement(void **state) {
+    fewcl_context *ctx = th_ctx();
+    int chosen;
+    TH_OK(fcl_gemm_path(ctx, &chosen));
+    ctx->gemm_path = FCL_GEMM_CLBLAST;
+    /* Aᵀ·B (row-major: the layout CLBlast's kernel reads A and B in, where an operand at
+     * offset 0 needs no copy), large enough for the indirect kernel (the one with the copies)
+     * on any device's switch point, and a multiple of any tile size. */
+    const int d = th_small() ? 64 : 1024, pad = 64, total = d * d + pad;
+    fcl_tensor A, B, C;
+    TH_OK(fcl_tensor_alloc1(ctx, &A, FCL_MEM_ACTIVATION, total));
+    TH_OK(fcl_tensor_alloc1(ctx, &B, FCL_MEM_ACTIVATION, total));
+    TH_OK(fcl_tensor_alloc1(ctx, &C, FCL_MEM_ACTIVATION, total));
+    TH_OK(fcl_fill(ctx, &A, 0.5f));
+    TH_OK(fcl_fill(ctx, &B, 0.25f));
+    size_t reserved[2];
+    for (int placed = 0; placed < 2; placed++) {
+        size_t off = placed ? (size_t)pad : 0;
+        size_t before = fcl_arena_stats_get(ctx->arena)->in_use;
+        fcl_arena_reset_peak(ctx->arena);
+        TH_OK(fcl_gemm(ctx, 1, 0, d, d, d, 1.0f, (fcl_matrix){&A, off, d},
+                       (fcl_matrix){&B, off, d}, 0.0f, (fcl_matrix){&C, off, d}));
+        reserved[placed] = fcl_arena_stats_get(ctx->arena)->peak - before;
+    }
+    print_message("    %dx%dx%d CLBlast GEMM: %zu workspace bytes at offset 0, %zu at offset %d\n",
+                  d, d, d, reserved[0], reserved[1], pad);
+    assert_int_equal(reserved[0], reserved[1]);
+    ctx->gemm_path = chosen;
+    th_free(&C), th_free(&B), th_free(&A);
+}
+
 static void test_gemm_rejects_out_of_bounds_operands(void **state) {
     fcl_tensor A;
     int n = 10;
@@ -488,6 +523,7 @@ int main(void) {
         cmocka_unit_test(test_gemm_tn),
         cmocka_unit_test(test_gemm_tt),
         cmocka_unit_test(test_gemm_both_paths),
+        cmocka_unit_test(test_gemm_workspace_ignores_placement),
         cmocka_unit_test(test_gemm_is_deterministic),
         cmocka_unit_test(test_gemm_strided_batched),
         cmocka_unit_test(test_attention_head_split),

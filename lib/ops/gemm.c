@@ -51,10 +51,17 @@ static fewcl_status gemm_one(fewcl_context *ctx, int ta, int tb, int m, int n, i
     CLBlastTranspose ctb = tb ? CLBlastTransposeYes : CLBlastTransposeNo;
     size_t a_off = a.t->offset + a.offset + ao, b_off = b.t->offset + b.offset + bo,
            c_off = c.t->offset + c.offset + co;
+    /* CLBlast's indirect GEMM copies an operand into its temporary buffer when the operand's
+     * offset is nonzero, even where the shape needs no padding; so the size asked for treats
+     * every offset as nonzero. Otherwise the size would depend on where the arena placed a
+     * tensor, and a plan (placed by its dry run) and the run that follows its layout could
+     * reserve different bytes (seen on an NVIDIA H200: one 64x576 weight copy). A larger
+     * buffer than CLBlast needs is fine: it uses what it needs. */
     size_t temp_bytes = 0;
     CLBlastStatusCode st = CLBlastSGemmTempBufferSize(
-        CLBlastLayoutRowMajor, cta, ctb, (size_t)m, (size_t)n, (size_t)k, a_off, (size_t)a.ld,
-        b_off, (size_t)b.ld, c_off, (size_t)c.ld, &ctx->queue, &temp_bytes);
+        CLBlastLayoutRowMajor, cta, ctb, (size_t)m, (size_t)n, (size_t)k, a_off ? a_off : 1,
+        (size_t)a.ld, b_off ? b_off : 1, (size_t)b.ld, c_off ? c_off : 1, (size_t)c.ld,
+        &ctx->queue, &temp_bytes);
     if (st != CLBlastSuccess) goto fail;
     fcl_block temp = {.chunk = -1};
     cl_mem temp_mem = NULL;
