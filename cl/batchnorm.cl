@@ -120,16 +120,22 @@ kernel void bn_normalize(global const float *x, uint xo, global const float *gam
     y[yo + at] = (x[xo + at] - smean[smo + c]) * (sinv[sio + c] * gamma[go + c]) + beta[bo + c];
 }
 
-// Evaluation forward over (p, c, i): y = (x − running_mean)·gamma/√(running_var+eps) + beta.
+// Evaluation forward over (p, c, i): y = (x − running_mean)·gamma/√(running_var+eps) + beta,
+// then (add) + res and (relu) max(·, 0): the residual sum and the ReLU of a block in the same
+// pass, with the same operations in the same order as the separate add and relu_forward
+// kernels, so the bits are theirs. res may alias y (same element read, then written).
 kernel void bn_forward_eval(global const float *x, uint xo, global const float *gamma, uint go,
                             global const float *beta, uint bo, global const float *rmean, uint rmo,
-                            global const float *rvar, uint rvo, global float *y, uint yo, uint n,
-                            uint c_count, uint hw, float eps) {
+                            global const float *rvar, uint rvo, global const float *res, uint ro,
+                            global float *y, uint yo, uint n, uint c_count, uint hw, float eps,
+                            int add, int relu) {
     uint p = get_global_id(0), c = get_global_id(1), i = get_global_id(2);
     if (p >= hw || c >= c_count || i >= n) return;
     uint at = (i * c_count + c) * hw + p;
     float inv = 1.0f / sqrt(rvar[rvo + c] + eps);
-    y[yo + at] = (x[xo + at] - rmean[rmo + c]) * inv * gamma[go + c] + beta[bo + c];
+    float v = (x[xo + at] - rmean[rmo + c]) * inv * gamma[go + c] + beta[bo + c];
+    if (add) v = v + res[ro + at];
+    y[yo + at] = relu ? fmax(v, 0.0f) : v;
 }
 
 // Backward, with x̂ = (x − mean)·inv (train = 1: mean, inv the batch statistics saved by the
@@ -278,17 +284,24 @@ kernel void bn_normalize_rows(global const float *x, uint xo, global const float
 kernel void bn_forward_eval_rows(global const float *x, uint xo, global const float *gamma,
                                  uint go, global const float *beta, uint bo,
                                  global const float *rmean, uint rmo, global const float *rvar,
-                                 uint rvo, global float *y, uint yo, uint n, uint c_count,
-                                 uint hw, float eps) {
+                                 uint rvo, global const float *res, uint ro, global float *y,
+                                 uint yo, uint n, uint c_count, uint hw, float eps, int add,
+                                 int relu) {
     uint c = get_global_id(0), i = get_global_id(1);
     if (c >= c_count || i >= n) return;
     uint at = (i * c_count + c) * hw, p = 0;
     float inv = 1.0f / sqrt(rvar[rvo + c] + eps), mean = rmean[rmo + c], g = gamma[go + c];
     float b = beta[bo + c];
-    for (; p + 8 <= hw; p += 8)
-        vstore8((vload8(0, x + xo + at + p) - mean) * inv * g + b, 0, y + yo + at + p);
-    for (; p < hw; p++)
-        y[yo + at + p] = (x[xo + at + p] - mean) * inv * g + b;
+    for (; p + 8 <= hw; p += 8) {
+        float8 v = (vload8(0, x + xo + at + p) - mean) * inv * g + b;
+        if (add) v = v + vload8(0, res + ro + at + p);
+        vstore8(relu ? fmax(v, (float8)0.0f) : v, 0, y + yo + at + p);
+    }
+    for (; p < hw; p++) {
+        float v = (x[xo + at + p] - mean) * inv * g + b;
+        if (add) v = v + res[ro + at + p];
+        y[yo + at + p] = relu ? fmax(v, 0.0f) : v;
+    }
 }
 
 kernel void bn_backward_dx_rows(global const float *x, uint xo, global const float *gamma,

@@ -8,6 +8,7 @@
 
 #include "harness.h"
 #include "ops/batchnorm.h"
+#include "ops/ops.h"
 #include "ref/ref_batchnorm.h"
 
 /* Prints the measured errors (for the record) and returns the normalised error. */
@@ -157,6 +158,56 @@ static void test_train_resnet_stage(void **state) {
     else
         check_train(105, 512, 7, 7, 20, 0);
     check_train(th_small() ? 4 : 105, 6, 1, 1, 21, 1); /* x [N,C] */
+}
+
+/* The fused evaluation pass (a residual block's BN + add + ReLU, lib/nn/backbone.c) gives the
+ * bits of the separate BN, fcl_add and fcl_relu_forward: the same float operations in the same
+ * order, so equality is exact on any device. hw = 11x11 = 121 exercises the row kernel's 8-wide
+ * loop and its tail; the residual is also given as the output itself (aliased, in place). */
+static void test_eval_fused_is_the_separate_ops(void **state) {
+    int n = th_small() ? 2 : 5, c = th_small() ? 3 : 16, h = 11, w = 11;
+    int shape[4] = {n, c, h, w};
+    size_t numel = (size_t)n * c * h * w;
+    float *x = malloc(numel * sizeof *x), *r = malloc(numel * sizeof *r);
+    float g[16], b[16], rm[16], rv[16];
+    th_random(x, numel, 40, -2, 3);
+    th_random(r, numel, 41, -2, 2);
+    th_random(g, c, 42, -1.5f, 1.5f); /* negative gammas too: ReLU's zeros on both sides */
+    th_random(b, c, 43, -0.5f, 0.5f);
+    th_random(rm, c, 44, -0.2f, 0.2f);
+    th_random(rv, c, 45, 0.5f, 1.5f);
+    fcl_tensor tx, tr, tg, tb, trm, trv, sep, fused;
+    th_upload(&tx, 4, shape, x);
+    th_upload(&tr, 4, shape, r);
+    th_upload(&tg, 1, &c, g);
+    th_upload(&tb, 1, &c, b);
+    th_upload(&trm, 1, &c, rm);
+    th_upload(&trv, 1, &c, rv);
+    fewcl_context *ctx = th_ctx();
+    TH_OK(fcl_tensor_alloc(ctx, &sep, FCL_MEM_ACTIVATION, 4, shape));
+    TH_OK(fcl_tensor_alloc(ctx, &fused, FCL_MEM_ACTIVATION, 4, shape));
+    for (int mode = 0; mode < 4; mode++) { /* bit 0: the residual, bit 1: ReLU */
+        int add = mode & 1, relu = mode >> 1;
+        TH_OK(fcl_batchnorm_forward_eval(ctx, &tx, &tg, &tb, &trm, &trv, FCL_BN_EPS, &sep));
+        if (add) TH_OK(fcl_add(ctx, &sep, &tr, &sep));
+        if (relu) TH_OK(fcl_relu_forward(ctx, &sep, &sep));
+        /* the residual in the output's own memory when there is one */
+        if (add) TH_OK(fcl_tensor_upload(ctx, &fused, r));
+        TH_OK(fcl_batchnorm_forward_eval_fused(ctx, &tx, &tg, &tb, &trm, &trv, FCL_BN_EPS,
+                                               add ? &fused : NULL, relu, &fused));
+        float *a = th_download(&sep), *f = th_download(&fused);
+        size_t zeros = 0;
+        for (size_t i = 0; i < numel; i++)
+            zeros += a[i] == 0.0f;
+        assert_memory_equal(a, f, numel * sizeof(float));
+        if (relu) assert_true(zeros > 0 && zeros < numel);
+        print_message("    add %d relu %d: %zu values, %zu zeros, equal bit for bit\n", add, relu,
+                      numel, zeros);
+        free(a), free(f);
+    }
+    th_free(&fused), th_free(&sep), th_free(&trv), th_free(&trm), th_free(&tb), th_free(&tg);
+    th_free(&tr), th_free(&tx);
+    free(x), free(r);
 }
 
 static void test_eval(void **state) {
@@ -414,6 +465,7 @@ int main(void) {
         cmocka_unit_test(test_train_conv4_block),
         cmocka_unit_test(test_train_resnet_stage),
         cmocka_unit_test(test_eval),
+        cmocka_unit_test(test_eval_fused_is_the_separate_ops),
         cmocka_unit_test(test_reference_gradients),
         cmocka_unit_test(test_matches_pytorch),
         cmocka_unit_test(test_shape_errors),

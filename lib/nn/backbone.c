@@ -308,10 +308,12 @@ static fewcl_status unit_conv(fewcl_context *ctx, blocks_net *net, unit *u, cons
     return fcl_conv2d_forward(ctx, x, pv(net, u->w), u->b >= 0 ? pv(net, u->b) : NULL, &cp, &u->c);
 }
 
-/* y (allocated here) = BN(conv(x)). Keeps u->c and the batch statistics for backward (not in
- * a lean forward). */
+/* y (allocated here) = BN(conv(x)) (+ add when not NULL) (ReLU'd when relu). Keeps u->c and
+ * the batch statistics for backward (not in a lean forward). With running statistics the sum
+ * and the ReLU run in the BatchNorm's own pass (the same bits as separate ops). */
 static fewcl_status unit_forward(fewcl_context *ctx, blocks_net *net, unit *u, const fcl_tensor *x,
-                                 int update_running, fcl_tensor *y) {
+                                 int update_running, const fcl_tensor *add, int relu,
+                                 fcl_tensor *y) {
     FCL_TRY(unit_conv(ctx, net, u, x));
     FCL_TRY(fcl_tensor_alloc(ctx, y, FCL_MEM_ACTIVATION, 4, u->c.shape));
     if (net->batch_stats) {
@@ -344,9 +346,12 @@ static fewcl_status unit_forward(fewcl_context *ctx, blocks_net *net, unit *u, c
         fcl_tensor_free(ctx, &scratch_v);
         fcl_tensor_free(ctx, &scratch_m);
         FCL_TRY(st);
+        if (add) FCL_TRY(fcl_add(ctx, y, add, y));
+        if (relu) FCL_TRY(fcl_relu_forward(ctx, y, y));
     } else {
-        FCL_TRY(fcl_batchnorm_forward_eval(ctx, &u->c, pv(net, u->g), pv(net, u->beta),
-                                           pv(net, u->rm), pv(net, u->rv), FCL_BN_EPS, y));
+        FCL_TRY(fcl_batchnorm_forward_eval_fused(ctx, &u->c, pv(net, u->g), pv(net, u->beta),
+                                                 pv(net, u->rm), pv(net, u->rv), FCL_BN_EPS, add,
+                                                 relu, y));
     }
     if (net->lean) {
         fcl_tensor_free(ctx, &u->invstd);
@@ -359,8 +364,7 @@ static fewcl_status unit_forward(fewcl_context *ctx, blocks_net *net, unit *u, c
 static fewcl_status block_forward(fewcl_context *ctx, blocks_net *net, block *b,
                                   const fcl_tensor *x, int update_running) {
     if (!b->residual) {
-        FCL_TRY(unit_forward(ctx, net, &b->u[0], x, update_running, &b->r));
-        FCL_TRY(fcl_relu_forward(ctx, &b->r, &b->r));
+        FCL_TRY(unit_forward(ctx, net, &b->u[0], x, update_running, NULL, 1, &b->r));
         if (!b->pool.kernel) {
             b->out = b->r;
             b->out.owner = 0;
@@ -376,20 +380,20 @@ static fewcl_status block_forward(fewcl_context *ctx, blocks_net *net, block *b,
         if (net->lean) fcl_tensor_free(ctx, &b->idx);
         return FEWCL_OK;
     }
-    FCL_TRY(unit_forward(ctx, net, &b->u[0], x, update_running, &b->r));
-    FCL_TRY(fcl_relu_forward(ctx, &b->r, &b->r));
-    FCL_TRY(unit_forward(ctx, net, &b->u[1], &b->r, update_running, &b->out));
-    if (net->lean) fcl_tensor_free(ctx, &b->r);
-    if (b->nu == 3) {
-        fcl_tensor sc = {0};
-        fewcl_status st = unit_forward(ctx, net, &b->u[2], x, update_running, &sc);
-        if (st == FEWCL_OK) st = fcl_add(ctx, &b->out, &sc, &b->out);
-        fcl_tensor_free(ctx, &sc);
-        FCL_TRY(st);
-    } else {
-        FCL_TRY(fcl_add(ctx, &b->out, x, &b->out));
+    FCL_TRY(unit_forward(ctx, net, &b->u[0], x, update_running, NULL, 1, &b->r));
+    if (b->nu == 2) { /* out = ReLU(BN(conv(r)) + x) */
+        FCL_TRY(unit_forward(ctx, net, &b->u[1], &b->r, update_running, x, 1, &b->out));
+        if (net->lean) fcl_tensor_free(ctx, &b->r);
+        return FEWCL_OK;
     }
-    return fcl_relu_forward(ctx, &b->out, &b->out);
+    /* The projection shortcut: main = BN(conv(r)), then out = ReLU(BN(conv_sc(x)) + main)
+     * (the sum's operands swapped, which float addition allows bit for bit). */
+    fcl_tensor main = {0};
+    FCL_TRY(unit_forward(ctx, net, &b->u[1], &b->r, update_running, NULL, 0, &main));
+    if (net->lean) fcl_tensor_free(ctx, &b->r);
+    fewcl_status st = unit_forward(ctx, net, &b->u[2], x, update_running, &main, 1, &b->out);
+    fcl_tensor_free(ctx, &main);
+    return st;
 }
 
 /* Frees every saved tensor of block b (and its output unless keep_out), latest first. */

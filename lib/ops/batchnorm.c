@@ -181,23 +181,34 @@ fewcl_status fcl_batchnorm_running_replay(fewcl_context *ctx, fcl_tensor *runnin
     return launch_per_channel(ctx, k, c);
 }
 
-fewcl_status fcl_batchnorm_forward_eval(fewcl_context *ctx, const fcl_tensor *x,
-                                        const fcl_tensor *gamma, const fcl_tensor *beta,
-                                        const fcl_tensor *running_mean,
-                                        const fcl_tensor *running_var, float eps, fcl_tensor *y) {
+fewcl_status fcl_batchnorm_forward_eval_fused(fewcl_context *ctx, const fcl_tensor *x,
+                                              const fcl_tensor *gamma, const fcl_tensor *beta,
+                                              const fcl_tensor *running_mean,
+                                              const fcl_tensor *running_var, float eps,
+                                              const fcl_tensor *add, int relu, fcl_tensor *y) {
     const char *op = "batchnorm forward (eval)";
     int n = 0, c = 0, hw = 0;
     FCL_TRY(dims(op, x, &n, &c, &hw));
     FCL_TRY(same(op, "y", x, y));
+    if (add) FCL_TRY(same(op, "the residual", x, add));
     FCL_TRY(per_channel(op, "gamma", gamma, c));
     FCL_TRY(per_channel(op, "beta", beta, c));
     FCL_TRY(per_channel(op, "running_mean", running_mean, c));
     FCL_TRY(per_channel(op, "running_var", running_var, c));
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel_get(ctx, &k_bn_forward_eval, &k));
-    FCL_TRY(fcl_args(k, "ttttttuuuf", x, gamma, beta, running_mean, running_var, y, (unsigned)n,
-                     (unsigned)c, (unsigned)hw, (double)eps));
+    FCL_TRY(fcl_args(k, "tttttttuuufii", x, gamma, beta, running_mean, running_var,
+                     add ? add : x, y, (unsigned)n, (unsigned)c, (unsigned)hw, (double)eps,
+                     add != NULL, relu != 0));
     return launch_elementwise(ctx, k, n, c, hw);
+}
+
+fewcl_status fcl_batchnorm_forward_eval(fewcl_context *ctx, const fcl_tensor *x,
+                                        const fcl_tensor *gamma, const fcl_tensor *beta,
+                                        const fcl_tensor *running_mean,
+                                        const fcl_tensor *running_var, float eps, fcl_tensor *y) {
+    return fcl_batchnorm_forward_eval_fused(ctx, x, gamma, beta, running_mean, running_var, eps,
+                                            NULL, 0, y);
 }
 
 static fewcl_status backward(fewcl_context *ctx, const char *op, int train, const fcl_tensor *x,

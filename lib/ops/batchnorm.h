@@ -36,6 +36,14 @@ fewcl_status fcl_batchnorm_forward_eval(fewcl_context *ctx, const fcl_tensor *x,
                                         const fcl_tensor *gamma, const fcl_tensor *beta,
                                         const fcl_tensor *running_mean,
                                         const fcl_tensor *running_var, float eps, fcl_tensor *y);
+/* The same, then y += add (when not NULL; may alias y) and y = max(y, 0) (when relu): a
+ * block's residual sum and ReLU in the BatchNorm's pass, bit for bit what fcl_add and
+ * fcl_relu_forward after it give. */
+fewcl_status fcl_batchnorm_forward_eval_fused(fewcl_context *ctx, const fcl_tensor *x,
+                                              const fcl_tensor *gamma, const fcl_tensor *beta,
+                                              const fcl_tensor *running_mean,
+                                              const fcl_tensor *running_var, float eps,
+                                              const fcl_tensor *add, int relu, fcl_tensor *y);
 /* Training-mode backward from the saved statistics: dx overwritten (may alias dy);
  * dgamma += Σ dy·x̂, dbeta += Σ dy. */
 fewcl_status fcl_batchnorm_backward_train(fewcl_context *ctx, const fcl_tensor *x,
