@@ -650,6 +650,26 @@ static void test_sigkill_and_resume(void **state) {
     csv_metrics(a_csv, ma, sizeof ma);
     csv_metrics(b_csv, mb, sizeof mb);
     assert_string_equal(ma, mb);
+    /* Each run records its convolutions' algorithms: every direction of a training step, each
+     * line "key<TAB>algorithm<TAB>how" (the tests' FEWCL_FIND=off: the heuristic); the
+     * resumed run met the same shapes and wrote the same file. */
+    char ca[8192], cb[8192];
+    snprintf(a_csv, sizeof a_csv, "%s/cli-whole/conv-algorithms.txt", g_dir);
+    snprintf(b_csv, sizeof b_csv, "%s/cli-killed/conv-algorithms.txt", g_dir);
+    read_file(a_csv, ca, sizeof ca);
+    read_file(b_csv, cb, sizeof cb);
+    assert_string_equal(ca, cb);
+    int lines = 0;
+    for (char *l = strchr(ca, '\n'); l && l[1]; l = strchr(l + 1, '\n'), lines++) {
+        char *tab1 = strchr(l + 1, '\t'), *tab2 = tab1 ? strchr(tab1 + 1, '\t') : NULL;
+        assert_non_null(tab2);
+        assert_true(tab2 < strchr(l + 1, '\n'));
+        assert_int_equal(strncmp(tab2 + 1, "heuristic", 9), 0);
+    }
+    print_message("  conv-algorithms.txt: %d convolutions\n", lines);
+    assert_non_null(strstr(ca, " forward "));
+    assert_non_null(strstr(ca, " data "));
+    assert_non_null(strstr(ca, " weights "));
     /* The test command reads the config from the checkpoint and refuses contradicting flags. */
     snprintf(cmd, sizeof cmd,
              "'%s' test --weights %s/cli-whole/best.safetensors --test-list %s/novel.json "

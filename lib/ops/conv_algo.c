@@ -139,12 +139,15 @@ typedef struct conv_state {
     const fcl_conv_algo *last[FCL_CONV_DIRS];
     fcl_conv_find_db *db;           /* loaded on first use (find on or search) */
     fcl_conv_find_hook hook;        /* hook.report NULL: none */
+    char *used;                     /* fcl_conv_algo_used's lines, in order of first use */
+    size_t used_len, used_cap;
 } conv_state;
 
 static void state_free(void *p) {
     conv_state *st = p;
     if (!st) return;
     fcl_conv_find_db_free(st->db);
+    free(st->used);
     free(st);
 }
 
@@ -296,20 +299,57 @@ static fewcl_status choose_forced(const conv_state *st, const fcl_conv_geom *g, 
                     st->forced_text, what, eligible, st->forced_text);
 }
 
+/* Notes the call's key and algorithm the first time the key runs (plans choose too, but a
+ * plan's choice for an untimed shape is a bound, not what runs: not noted). */
+static fewcl_status note_used(fewcl_context *ctx, conv_state *st, const fcl_conv_geom *g,
+                              fcl_conv_dir dir, const fcl_conv_algo *algo, const char *how) {
+    if (ctx->dry_run) return FEWCL_OK;
+    char key[256], line[512];
+    fcl_conv_find_key(g, dir, key, sizeof key);
+    int len = snprintf(line, sizeof line, "%s\t%s\t%s\n", key, algo->name, how);
+    size_t key_len = strlen(key);
+    for (const char *p = st->used; p && p < st->used + st->used_len; p = strchr(p, '\n') + 1)
+        if (strncmp(p, key, key_len) == 0 && p[key_len] == '\t') return FEWCL_OK;
+    if (st->used_len + (size_t)len + 1 > st->used_cap) {
+        size_t cap = st->used_cap ? 2 * st->used_cap : 4096;
+        while (cap < st->used_len + (size_t)len + 1)
+            cap *= 2;
+        char *grown = realloc(st->used, cap);
+        if (!grown) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "convolution choices");
+        st->used = grown, st->used_cap = cap;
+    }
+    memcpy(st->used + st->used_len, line, (size_t)len + 1);
+    st->used_len += (size_t)len;
+    return FEWCL_OK;
+}
+
+fewcl_status fcl_conv_algo_used(fewcl_context *ctx, char **text) {
+    conv_state *st;
+    *text = NULL;
+    FCL_TRY(state_of(ctx, &st));
+    *text = strdup(st->used ? st->used : "");
+    return *text ? FEWCL_OK : fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "convolution choices");
+}
+
 fewcl_status fcl_conv_algo_choose(fewcl_context *ctx, const fcl_conv_geom *g, fcl_conv_dir dir,
                                   const fcl_conv_args *a, const fcl_conv_algo **out) {
     conv_state *st;
     FCL_TRY(state_of(ctx, &st));
     const fcl_conv_algo *algo = NULL;
-    if (st->n_forced)
+    const char *how;
+    if (st->n_forced) {
         FCL_TRY(choose_forced(st, g, dir, &algo));
-    else if (st->find == FCL_FIND_OFF)
+        how = "forced (FEWCL_CONV_ALGO)";
+    } else if (st->find == FCL_FIND_OFF) {
         algo = fcl_conv_algo_heuristic(g, dir);
-    else {
+        how = "heuristic (FEWCL_FIND=off)";
+    } else {
         if (!st->db) FCL_TRY(fcl_conv_find_db_open(ctx, &st->db));
         FCL_TRY(fcl_conv_find(ctx, st->db, st->find, st->hook.report ? &st->hook : NULL, g, dir,
                               a, &algo));
+        how = "find step";
     }
+    FCL_TRY(note_used(ctx, st, g, dir, algo, how));
     st->last[dir] = algo;
     *out = algo;
     return FEWCL_OK;

@@ -83,6 +83,12 @@ fewcl_status fcl_conv_algo_import(fewcl_context *ctx, const char *text);
 /* The heuristic's choice (FEWCL_FIND=off). */
 const fcl_conv_algo *fcl_conv_algo_heuristic(const fcl_conv_geom *g, fcl_conv_dir dir);
 
+/* The convolutions this context ran, one line each in order of first use:
+ * "<find database key>\t<algorithm>\t<how chosen>\n" (caller frees): what a training run
+ * records in its run folder (conv-algorithms.txt), so that its numbers can be traced to the
+ * algorithms that made them. */
+fewcl_status fcl_conv_algo_used(fewcl_context *ctx, char **text);
+
 /* The algorithm each direction last ran with on this context (NULL before any): for tests
  * and `fewcl bench --conv`. */
 const fcl_conv_algo *fcl_conv_algo_last(const fewcl_context *ctx, fcl_conv_dir dir);

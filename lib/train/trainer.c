@@ -12,6 +12,7 @@
 
 #include "../data/loader.h"
 #include "../io/atomic_file.h"
+#include "../ops/conv_algo.h"
 #include "../plan/episode_plan.h"
 #include "checkpoint.h"
 #include "reduce.h"
@@ -427,7 +428,20 @@ static fewcl_status write_logs(trainer *t) {
              fcl_method_name(c->method), fcl_variant_name(c->variant), c->n_way, c->k_shot,
              c->n_query);
     join(path, sizeof path, t->o->run_dir, "curves.svg");
-    return fcl_runlog_write_svg(path, t->st.history, t->st.epoch, title);
+    FCL_TRY(fcl_runlog_write_svg(path, t->st.history, t->st.epoch, title));
+    /* The algorithm of each convolution the run has met (training and validation shapes). */
+    char *used, *text;
+    FCL_TRY(fcl_conv_algo_used(t->ctx, &used));
+    const char *head = "# fewcl: each convolution of this run (find database key: path, "
+                       "direction, shapes), its algorithm, how it was chosen\n";
+    text = malloc(strlen(head) + strlen(used) + 1);
+    if (text) strcat(strcpy(text, head), used);
+    free(used);
+    if (!text) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "writing conv-algorithms.txt");
+    join(path, sizeof path, t->o->run_dir, "conv-algorithms.txt");
+    fewcl_status s = fcl_atomic_write_text(path, text);
+    free(text);
+    return s;
 }
 
 /* Refuses, before anything is allocated, a configuration whose training episode does not
