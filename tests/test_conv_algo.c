@@ -2,8 +2,8 @@
  * in each direction against the C references (the host path's, and F(2x2,3x3) on the OpenCL
  * path, lib/ops/conv_winograd_cl.c, which follows the host's order of operations, so the
  * roundings counted below are its own too; its GEMMs sum in any order, which the count
- * allows: a sum of n terms in any order rounds at most n − 1 times on any path), the overrides' errors, the find database's file
- * handling, and plans that stay exact while the find step runs.
+ * allows: a sum of n terms in any order rounds at most n − 1 times on any path), the overrides'
+ * errors, the find database's file handling, and plans that stay exact while the find step runs.
  *
  * Winograd's rounding error. Every step of the algorithm is a sum or a product (the ½ of G
  * are exact), so by the componentwise analysis of such programs (Higham, "Accuracy and
@@ -52,8 +52,15 @@
 #include "runtime/arena.h"
 
 static ref_conv_shape shape(int n, int cin, int h, int w, int cout, int pad) {
-    ref_conv_shape s = {.n = n, .cin = cin, .h = h, .w = w, .cout = cout, .kh = 3, .kw = 3,
-                        .stride = 1, .pad = pad};
+    ref_conv_shape s = {.n = n,
+                        .cin = cin,
+                        .h = h,
+                        .w = w,
+                        .cout = cout,
+                        .kh = 3,
+                        .kw = 3,
+                        .stride = 1,
+                        .pad = pad};
     ref_conv_shape_init(&s);
     return s;
 }
@@ -160,8 +167,8 @@ static void check_winograd(const char *name, int m, ref_conv_shape s, int bias) 
     report("dx", dx, rdx, bdx, cdx, nx);
     report("dW", dw, rdw, bdw, cdw, nw);
     free(y), free(dx), free(dw), free(x), free(w), free(b), free(dy), free(dw0);
-    double *all[] = {xd, wd, bd, dyd, dw0d, ax, aw, ab, ady, adw0, ry, rdx, rdw, wy, wdx,
-                     wdw, by, bdx, bdw, cy, cdx, cdw};
+    double *all[] = {xd,  wd,  bd, dyd, dw0d, ax, aw,  ab,  ady, adw0, ry,
+                     rdx, rdw, wy, wdx, wdw,  by, bdx, bdw, cy,  cdx,  cdw};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         free(all[i]);
     th_free(&DX), th_free(&Y), th_free(&DW), th_free(&DY), th_free(&B), th_free(&W), th_free(&X);
@@ -173,8 +180,9 @@ static int winograd_here(int m) {
     TH_OK(fcl_gemm_path(th_ctx(), &path));
     const char *name = m == 4 ? "winograd4" : "winograd2";
     int here = fcl_conv_algo_find(name, path == FCL_GEMM_HOST) != NULL;
-    if (!here) print_message("  skipped: no %s on the %s path\n", name,
-                             path == FCL_GEMM_HOST ? "host" : "OpenCL");
+    if (!here)
+        print_message("  skipped: no %s on the %s path\n", name,
+                      path == FCL_GEMM_HOST ? "host" : "OpenCL");
     return here;
 }
 
@@ -267,6 +275,84 @@ static void test_winograd_chunks(void **state) {
     TH_OK(fcl_conv_algo_force(th_ctx(), NULL));
 }
 
+/* The OpenCL path's winograd2: the workspace the table reports is what a run allocates (the
+ * planner's exactness), in each direction. With fewcl's tiled GEMM nothing else is allocated,
+ * so the peak is the workspace rounded up to the arena's alignment; CLBlast's temporary buffers
+ * come on top (lib/ops/gemm.c), so there the peak is at least the workspace. */
+static void test_winograd_cl_workspace(void **state) {
+    (void)state;
+    int path;
+    TH_OK(fcl_gemm_path(th_ctx(), &path));
+    if (path == FCL_GEMM_HOST) {
+        print_message("  skipped: the host path (its winograd2 is conv_winograd_host.c's)\n");
+        return;
+    }
+    ref_conv_shape s = shape(3, 5, 9, 7, 6, 1);
+    fcl_conv_geom g = {.n = s.n,
+                       .cin = s.cin,
+                       .h = s.h,
+                       .w = s.w,
+                       .cout = s.cout,
+                       .kh = 3,
+                       .kw = 3,
+                       .oh = s.oh,
+                       .ow = s.ow,
+                       .stride = 1,
+                       .pad = 1,
+                       .taps = s.cin * 9,
+                       .plane = s.oh * s.ow,
+                       .host = 0,
+                       .limit = FCL_CONV_WORKSPACE_DEFAULT,
+                       .ctx = th_ctx()};
+    const fcl_conv_algo *wino = fcl_conv_algo_find("winograd2", 0);
+    assert_non_null(wino);
+    /* V and M of the 3 images' 5x4 tiles, 16 planes each, and U: 16·(5 + 6)·60 + 16·30 */
+    size_t planned = wino->workspace(&g, FCL_CONV_FORWARD);
+    assert_int_equal(planned, (16 * 11 * 60 + 16 * 30) * sizeof(float));
+    for (int d = 0; d < FCL_CONV_DIRS; d++) {
+        assert_true(fcl_conv_algo_eligible(wino, &g, d));
+        assert_int_equal(wino->workspace(&g, d), planned);
+    }
+    g.stride = 2;
+    assert_false(fcl_conv_algo_eligible(wino, &g, FCL_CONV_FORWARD));
+    g.stride = 1, g.limit = (16 * 11 * 20 + 16 * 30) * sizeof(float); /* one image beside U */
+    assert_int_equal(wino->workspace(&g, FCL_CONV_FORWARD), g.limit);
+    g.limit--; /* not one image */
+    assert_false(fcl_conv_algo_eligible(wino, &g, FCL_CONV_FORWARD));
+    assert_int_equal(wino->workspace(&g, FCL_CONV_FORWARD), 0);
+    int sx[4] = {s.n, s.cin, s.h, s.w}, sw[4] = {s.cout, s.cin, 3, 3};
+    int sy[4] = {s.n, s.cout, s.oh, s.ow};
+    fcl_tensor X, W, Y, DX, DW;
+    TH_OK(fcl_tensor_alloc(th_ctx(), &X, FCL_MEM_ACTIVATION, 4, sx));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &W, FCL_MEM_PARAM, 4, sw));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &Y, FCL_MEM_ACTIVATION, 4, sy));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &DX, FCL_MEM_GRAD, 4, sx));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &DW, FCL_MEM_GRAD, 4, sw));
+    TH_OK(fcl_fill(th_ctx(), &X, 0.5f)), TH_OK(fcl_fill(th_ctx(), &W, 0.25f));
+    TH_OK(fcl_fill(th_ctx(), &Y, 1.0f)), TH_OK(fcl_fill(th_ctx(), &DW, 0.0f));
+    TH_OK(fcl_conv_algo_force(th_ctx(), "winograd2"));
+    int exact = path == FCL_GEMM_TILED && fcl_gemm_tiled_runs(th_ctx(), 0, 0) &&
+                fcl_gemm_tiled_runs(th_ctx(), 1, 0) && fcl_gemm_tiled_runs(th_ctx(), 0, 1);
+    size_t align = fcl_arena_align(th_ctx()->arena),
+           rounded = (planned + align - 1) / align * align;
+    for (int call = 0; call < 3; call++) { /* forward; dx and dW together; dW alone */
+        fcl_conv2d_params p = {1, 1, 0};
+        fcl_arena_reset_peak(th_ctx()->arena);
+        size_t before = fcl_arena_stats_get(th_ctx()->arena)->in_use;
+        if (call == 0)
+            TH_OK(fcl_conv2d_forward(th_ctx(), &X, &W, NULL, &p, &Y));
+        else
+            TH_OK(fcl_conv2d_backward(th_ctx(), &X, &W, &Y, &p, call == 1 ? &DX : NULL, &DW, NULL));
+        size_t peak = fcl_arena_stats_get(th_ctx()->arena)->peak - before;
+        print_message("  call %d: workspace planned %zu B, peak %zu B%s\n", call, planned, peak,
+                      exact ? "" : " (with CLBlast's buffers)");
+        assert_true(peak >= planned);
+        if (exact) assert_int_equal(peak, rounded); /* the arena's blocks are whole alignments */
+    }
+    TH_OK(fcl_conv_algo_force(th_ctx(), NULL));
+    th_free(&DW), th_free(&DX), th_free(&Y), th_free(&W), th_free(&X);
+}
+
 /* A small convolution whose algorithm choice is under test: runs forward once. */
 static fewcl_status one_conv(fewcl_context *ctx, int k, int stride) {
     fcl_tensor x, w, y;
@@ -276,7 +362,8 @@ static fewcl_status one_conv(fewcl_context *ctx, int k, int stride) {
     FCL_TRY(fcl_tensor_alloc(ctx, &y, FCL_MEM_ACTIVATION, 4, (int[]){2, 4, out, out}));
     FCL_TRY(fcl_fill(ctx, &x, 0.5f));
     FCL_TRY(fcl_fill(ctx, &w, 0.25f));
-    fewcl_status s = fcl_conv2d_forward(ctx, &x, &w, NULL, &(fcl_conv2d_params){stride, k / 2, 0}, &y);
+    fewcl_status s =
+        fcl_conv2d_forward(ctx, &x, &w, NULL, &(fcl_conv2d_params){stride, k / 2, 0}, &y);
     fcl_tensor_free(ctx, &y), fcl_tensor_free(ctx, &w), fcl_tensor_free(ctx, &x);
     return s;
 }
@@ -495,6 +582,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_winograd_model_shapes, unforce),
         cmocka_unit_test_teardown(test_winograd_odd_shapes, unforce),
         cmocka_unit_test_teardown(test_winograd_chunks, unforce),
+        cmocka_unit_test_teardown(test_winograd_cl_workspace, unforce),
         cmocka_unit_test(test_forced_algorithm_errors),
         cmocka_unit_test(test_find_database_file),
         cmocka_unit_test(test_choices_export_import),
