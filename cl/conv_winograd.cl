@@ -34,8 +34,8 @@ kernel void wino2_weights(global const float *w, uint wo, global float *u, uint 
     global const float *f = w + wo + g * 9;
     float4 c0 = wino2_g(f[0], f[3], f[6]), c1 = wino2_g(f[1], f[4], f[7]);
     float4 c2 = wino2_g(f[2], f[5], f[8]); // G along the columns: row r of G w is (c0, c1, c2)[r]
-    float4 r[4] = {wino2_g(c0.x, c1.x, c2.x), wino2_g(c0.y, c1.y, c2.y),
-                   wino2_g(c0.z, c1.z, c2.z), wino2_g(c0.w, c1.w, c2.w)};
+    float4 r[4] = {wino2_g(c0.x, c1.x, c2.x), wino2_g(c0.y, c1.y, c2.y), wino2_g(c0.z, c1.z, c2.z),
+                   wino2_g(c0.w, c1.w, c2.w)};
     global float *o = u + uo + g;
     for (uint i = 0; i < 4; i++) {
         o[(4 * i + 0) * pairs] = r[i].x, o[(4 * i + 1) * pairs] = r[i].y;
@@ -67,8 +67,8 @@ kernel void wino2_weight_grad(global const float *du, uint uo, global float *dw,
 
 // V[k][c][q] = (Bᵀ d B)[k], d the 4x4 patch of tile q from (2·ty − pad, 2·tx − pad) of
 // channel c of image n0 + i (zero outside the image). One item per (c, q).
-kernel void wino2_input(global const float *x, uint xo, global float *v, uint vo, uint n0,
-                        uint cin, uint h, uint w, uint pad, uint tiles_w, uint tiles, uint len) {
+kernel void wino2_input(global const float *x, uint xo, global float *v, uint vo, uint n0, uint cin,
+                        uint h, uint w, uint pad, uint tiles_w, uint tiles, uint len) {
     uint g = get_global_id(0);
     if (g >= cin * len) return;
     uint q = g % len, c = g / len, i = q / tiles, t = q % tiles;
@@ -80,9 +80,8 @@ kernel void wino2_input(global const float *x, uint xo, global float *v, uint vo
         float e[4];
         for (int s = 0; s < 4; s++) {
             int iw = x0 + s;
-            e[s] = ih >= 0 && ih < (int)h && iw >= 0 && iw < (int)w
-                       ? plane[(uint)ih * w + (uint)iw]
-                       : 0.0f;
+            e[s] = ih >= 0 && ih < (int)h && iw >= 0 && iw < (int)w ? plane[(uint)ih * w + (uint)iw]
+                                                                    : 0.0f;
         }
         d[r] = (float4)(e[0], e[1], e[2], e[3]);
     }
@@ -100,8 +99,8 @@ kernel void wino2_input(global const float *x, uint xo, global float *v, uint vo
 // y = Aᵀ M A (+ b) for tile q of output channel o, the pixels inside the output. One item per
 // (o, q).
 kernel void wino2_output(global const float *m, uint mo, global float *y, uint yo,
-                         global const float *b, uint bo, int has_bias, uint n0, uint cout,
-                         uint oh, uint ow, uint tiles_w, uint tiles, uint len) {
+                         global const float *b, uint bo, int has_bias, uint n0, uint cout, uint oh,
+                         uint ow, uint tiles_w, uint tiles, uint len) {
     uint g = get_global_id(0);
     if (g >= cout * len) return;
     uint q = g % len, o = g / len, i = q / tiles, t = q % tiles;
@@ -126,9 +125,8 @@ kernel void wino2_output(global const float *m, uint mo, global float *y, uint y
 
 // M[k][o][q] = (A dY Aᵀ)[k], dY the 2x2 block of dy at tile q (zero past the output). One item
 // per (o, q).
-kernel void wino2_grad_output(global const float *dy, uint dyo, global float *m, uint mo,
-                              uint n0, uint cout, uint oh, uint ow, uint tiles_w, uint tiles,
-                              uint len) {
+kernel void wino2_grad_output(global const float *dy, uint dyo, global float *m, uint mo, uint n0,
+                              uint cout, uint oh, uint ow, uint tiles_w, uint tiles, uint len) {
     uint g = get_global_id(0);
     if (g >= cout * len) return;
     uint q = g % len, o = g / len, i = q / tiles, t = q % tiles;
@@ -198,5 +196,208 @@ kernel void wino2_grad_input(global const float *v, uint vo, global float *dx, u
     for (int k = 0; k < 4; k++) {
         int y = ih + k / 2, x = iw + k % 2;
         if (y >= 0 && y < (int)h && x >= 0 && x < (int)w) out[(uint)y * w + (uint)x] = vals[k];
+    }
+}
+
+// ---- F(4x4,3x3): 6x6 transformed tiles, 36 planes k = 6·row + column; the matrices and the
+// order of operations of lib/ops/conv_winograd4_host.c, except the weights' transforms, which
+// run here in float (the host path's run in double): see tests/test_conv_algo.c's counts. ----
+
+constant float wino4_G[6][3] = {{0.25f, 0.0f, 0.0f},
+                                {-1.0f / 6, -1.0f / 6, -1.0f / 6},
+                                {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+                                {1.0f / 24, 1.0f / 12, 1.0f / 6},
+                                {1.0f / 24, -1.0f / 12, 1.0f / 6},
+                                {0.0f, 0.0f, 1.0f}};
+
+// o[i·t] = (Bᵀ d)[i], d read at stride s
+void wino4_bt(const float *d, int s, float *o, int t) {
+    float d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s], d4 = d[4 * s], d5 = d[5 * s];
+    o[0] = 4 * d0 - 5 * d2 + d4;
+    o[t] = -4 * d1 - 4 * d2 + d3 + d4;
+    o[2 * t] = 4 * d1 - 4 * d2 - d3 + d4;
+    o[3 * t] = -2 * d1 - d2 + 2 * d3 + d4;
+    o[4 * t] = 2 * d1 - d2 - 2 * d3 + d4;
+    o[5 * t] = 4 * d1 - 5 * d3 + d5;
+}
+// B v
+void wino4_b(const float *v, int s, float *o, int t) {
+    float v0 = v[0], v1 = v[s], v2 = v[2 * s], v3 = v[3 * s], v4 = v[4 * s], v5 = v[5 * s];
+    o[0] = 4 * v0;
+    o[t] = -4 * v1 + 4 * v2 - 2 * v3 + 2 * v4 + 4 * v5;
+    o[2 * t] = -5 * v0 - 4 * v1 - 4 * v2 - v3 - v4;
+    o[3 * t] = v1 - v2 + 2 * v3 - 2 * v4 - 5 * v5;
+    o[4 * t] = v0 + v1 + v2 + v3 + v4;
+    o[5 * t] = v5;
+}
+// Aᵀ m
+void wino4_at(const float *m, int s, float *o, int t) {
+    float m0 = m[0], m1 = m[s], m2 = m[2 * s], m3 = m[3 * s], m4 = m[4 * s], m5 = m[5 * s];
+    o[0] = m0 + m1 + m2 + m3 + m4;
+    o[t] = m1 - m2 + 2 * m3 - 2 * m4;
+    o[2 * t] = m1 + m2 + 4 * m3 + 4 * m4;
+    o[3 * t] = m1 - m2 + 8 * m3 - 8 * m4 + m5;
+}
+// A v
+void wino4_a(const float *v, int s, float *o, int t) {
+    float v0 = v[0], v1 = v[s], v2 = v[2 * s], v3 = v[3 * s];
+    o[0] = v0;
+    o[t] = v0 + v1 + v2 + v3;
+    o[2 * t] = v0 - v1 + v2 - v3;
+    o[3 * t] = v0 + 2 * v1 + 4 * v2 + 8 * v3;
+    o[4 * t] = v0 - 2 * v1 + 4 * v2 - 8 * v3;
+    o[5 * t] = v3;
+}
+
+// U[k][o][c] = (G w[o][c] Gᵀ)[k], one item per (o, c).
+kernel void wino4_weights(global const float *w, uint wo, global float *u, uint uo, uint pairs) {
+    uint g = get_global_id(0);
+    if (g >= pairs) return;
+    global const float *f = w + wo + g * 9;
+    float gw[6][3];
+    for (int a = 0; a < 6; a++)
+        for (int c = 0; c < 3; c++)
+            gw[a][c] = wino4_G[a][0] * f[c] + wino4_G[a][1] * f[3 + c] + wino4_G[a][2] * f[6 + c];
+    for (int a = 0; a < 6; a++)
+        for (int b = 0; b < 6; b++)
+            u[uo + (uint)(6 * a + b) * pairs + g] =
+                gw[a][0] * wino4_G[b][0] + gw[a][1] * wino4_G[b][1] + gw[a][2] * wino4_G[b][2];
+}
+
+// dW[o][c] += Gᵀ dU[o][c] G, one item per (o, c).
+kernel void wino4_weight_grad(global const float *du, uint uo, global float *dw, uint wo,
+                              uint pairs) {
+    uint g = get_global_id(0);
+    if (g >= pairs) return;
+    float gtu[3][6]; // Gᵀ dU
+    for (int r = 0; r < 3; r++)
+        for (int b = 0; b < 6; b++) {
+            float sum = 0.0f;
+            for (int a = 0; a < 6; a++)
+                sum += wino4_G[a][r] * du[uo + (uint)(6 * a + b) * pairs + g];
+            gtu[r][b] = sum;
+        }
+    global float *f = dw + wo + g * 9;
+    for (int r = 0; r < 3; r++)
+        for (int c = 0; c < 3; c++) {
+            float sum = 0.0f;
+            for (int b = 0; b < 6; b++)
+                sum += gtu[r][b] * wino4_G[b][c];
+            f[3 * r + c] += sum;
+        }
+}
+
+// V[k][c][q] = (Bᵀ d B)[k], d the 6x6 patch of tile q from (4·ty − pad, 4·tx − pad) of
+// channel c of image n0 + i (zero outside the image). One item per (c, q).
+kernel void wino4_input(global const float *x, uint xo, global float *v, uint vo, uint n0, uint cin,
+                        uint h, uint w, uint pad, uint tiles_w, uint tiles, uint len) {
+    uint g = get_global_id(0);
+    if (g >= cin * len) return;
+    uint q = g % len, c = g / len, i = q / tiles, t = q % tiles;
+    int y0 = (int)(4 * (t / tiles_w)) - (int)pad, x0 = (int)(4 * (t % tiles_w)) - (int)pad;
+    global const float *plane = x + xo + ((n0 + i) * cin + c) * h * w;
+    float d[36], e[36], o6[6];
+    for (int r = 0; r < 6; r++)
+        for (int s = 0; s < 6; s++) {
+            int ih = y0 + r, iw = x0 + s;
+            d[6 * r + s] = ih >= 0 && ih < (int)h && iw >= 0 && iw < (int)w
+                               ? plane[(uint)ih * w + (uint)iw]
+                               : 0.0f;
+        }
+    for (int s = 0; s < 6; s++) // Bᵀ over the patch rows, column s
+        wino4_bt(d + s, 6, e + s, 6);
+    global float *o = v + vo + g;
+    uint ks = cin * len;
+    for (int a = 0; a < 6; a++) { // · B along row a
+        wino4_bt(e + 6 * a, 1, o6, 1);
+        for (int b = 0; b < 6; b++)
+            o[(uint)(6 * a + b) * ks] = o6[b];
+    }
+}
+
+// y = Aᵀ M A (+ b) for tile q of output channel o, the pixels inside the output. One item per
+// (o, q).
+kernel void wino4_output(global const float *m, uint mo, global float *y, uint yo,
+                         global const float *b, uint bo, int has_bias, uint n0, uint cout, uint oh,
+                         uint ow, uint tiles_w, uint tiles, uint len) {
+    uint g = get_global_id(0);
+    if (g >= cout * len) return;
+    uint q = g % len, o = g / len, i = q / tiles, t = q % tiles;
+    uint y0 = 4 * (t / tiles_w), x0 = 4 * (t % tiles_w), ks = cout * len;
+    float in[36], a[24], row[4];
+    for (int k = 0; k < 36; k++)
+        in[k] = m[mo + (uint)k * ks + g];
+    for (int c = 0; c < 6; c++) // Aᵀ over the tile rows, column c
+        wino4_at(in + c, 6, a + c, 6);
+    float bias = has_bias ? b[bo + o] : 0.0f;
+    global float *out = y + yo + ((n0 + i) * cout + o) * oh * ow;
+    for (uint r = 0; r < 4 && y0 + r < oh; r++) {
+        wino4_at(a + 6 * r, 1, row, 1); // · A along row r
+        for (uint s = 0; s < 4 && x0 + s < ow; s++)
+            out[(y0 + r) * ow + x0 + s] = row[s] + bias;
+    }
+}
+
+// M[k][o][q] = (A dY Aᵀ)[k], dY the 4x4 block of dy at tile q (zero past the output). One item
+// per (o, q).
+kernel void wino4_grad_output(global const float *dy, uint dyo, global float *m, uint mo, uint n0,
+                              uint cout, uint oh, uint ow, uint tiles_w, uint tiles, uint len) {
+    uint g = get_global_id(0);
+    if (g >= cout * len) return;
+    uint q = g % len, o = g / len, i = q / tiles, t = q % tiles;
+    uint y0 = 4 * (t / tiles_w), x0 = 4 * (t % tiles_w), ks = cout * len;
+    global const float *in = dy + dyo + ((n0 + i) * cout + o) * oh * ow;
+    float d[16], a[24], o6[6];
+    for (uint r = 0; r < 4; r++)
+        for (uint s = 0; s < 4; s++)
+            d[4 * r + s] = y0 + r < oh && x0 + s < ow ? in[(y0 + r) * ow + x0 + s] : 0.0f;
+    for (int c = 0; c < 4; c++) // A over the block rows, column c
+        wino4_a(d + c, 4, a + c, 4);
+    global float *out = m + mo + g;
+    for (int r = 0; r < 6; r++) { // · Aᵀ along row r
+        wino4_a(a + 4 * r, 1, o6, 1);
+        for (int s = 0; s < 6; s++)
+            out[(uint)(6 * r + s) * ks] = o6[s];
+    }
+}
+
+// dx = Σ_tiles B dV Bᵀ placed at each tile's 6x6 patch, as a gather: one item per 4x4 block
+// (by, bx) of the padded plane (rows 4·by .. 4·by + 3 from −pad), which the patches of tiles
+// (by − 1 and by) x (bx − 1 and bx) cover where they exist (the earlier tiles' rows and
+// columns 4 and 5). Summed upper-left, upper-right, lower-left, lower-right, as the host path
+// does. dV is read from V's place. One item per (i, c, by, bx), by <= tiles_h, bx <= tiles_w.
+kernel void wino4_grad_input(global const float *v, uint vo, global float *dx, uint dxo, uint n0,
+                             uint nb, uint cin, uint h, uint w, uint pad, uint tiles_h,
+                             uint tiles_w, uint len) {
+    uint g = get_global_id(0), bw = tiles_w + 1, bh = tiles_h + 1;
+    if (g >= nb * cin * bh * bw) return;
+    uint bx = g % bw, by = (g / bw) % bh, c = (g / (bw * bh)) % cin, i = g / (bw * bh * cin);
+    uint ks = cin * len, at = vo + c * len + i * tiles_h * tiles_w;
+    float acc[16], in[36], b[36], e[36];
+    for (int k = 0; k < 16; k++)
+        acc[k] = 0.0f;
+    for (uint tile = 0; tile < 4; tile++) {
+        uint up = tile < 2, left = tile % 2 == 0;
+        if ((up && by == 0) || (!up && by == tiles_h) || (left && bx == 0) ||
+            (!left && bx == tiles_w))
+            continue;
+        uint ty = up ? by - 1 : by, tx = left ? bx - 1 : bx;
+        for (uint k = 0; k < 36; k++)
+            in[k] = v[at + k * ks + ty * tiles_w + tx];
+        for (int q = 0; q < 6; q++) // B over the tile rows, column q
+            wino4_b(in + q, 6, b + q, 6);
+        for (int r = 0; r < 6; r++) // · Bᵀ along row r
+            wino4_b(b + 6 * r, 1, e + 6 * r, 1);
+        // The block's rows r = 0..3 are the patch's rows r (+ 4 for the upper tile).
+        uint r0 = up ? 4 : 0, s0 = left ? 4 : 0, rows = up ? 2 : 4, cols = left ? 2 : 4;
+        for (uint r = 0; r < rows; r++)
+            for (uint s = 0; s < cols; s++)
+                acc[4 * r + s] += e[6 * (r0 + r) + s0 + s];
+    }
+    int ih = (int)(4 * by) - (int)pad, iw = (int)(4 * bx) - (int)pad;
+    global float *out = dx + dxo + ((n0 + i) * cin + c) * h * w;
+    for (int k = 0; k < 16; k++) {
+        int y = ih + k / 4, x = iw + k % 4;
+        if (y >= 0 && y < (int)h && x >= 0 && x < (int)w) out[(uint)y * w + (uint)x] = acc[k];
     }
 }

@@ -29,6 +29,12 @@
  *             ≤ 5 roundings each), a pixel's ≤ 2x2 overlapping tiles 4:    T = Cout + 22
  *   weights   Bᵀ d B 6 and A dY Aᵀ 6, product 1, Σ over the N·T tiles (N·T − 1), Gᵀ dU G
  *             2, + old dW 1:                                                T = N·tiles + 15
+ * On the OpenCL path (cl/conv_winograd.cl) F(4x4,3x3)'s weight transforms run in float (a
+ * device need not have doubles): G's entries are rounded to floats once (a factor (1 + δ) per
+ * product, counted as a rounding), so a pass G w of ≤ 3 terms per row takes ≤ 4 roundings
+ * (entry, product, 2 sums) and U = G w Gᵀ 8 instead of 2: T = Cin + 23 and Cout + 28; a pass
+ * of Gᵀ dU of ≤ 5 terms per column (entry, product, 4 sums) 6, Gᵀ dU G 12 instead of 2:
+ * T = N·tiles + 25.
  * (th_gamma adds one more rounding for the final store). ȳ is larger than the direct
  * convolution's Σ|w||x| (the transforms mix neighbours with weights up to 1 and ½ in F(2,3),
  * up to 8 and 5 in F(4,3)), which is Winograd's known price and grows with the tile: the test
@@ -151,9 +157,12 @@ static void check_winograd(const char *name, int m, ref_conv_shape s, int bias) 
     for (size_t i = 0; i < nw; i++)
         assert_true(fabs(wdw[i] - rdw[i]) <= 1e-12 * bdw[i]);
     /* The bounds: γ_T times the program on absolute values. */
-    int f4 = m == 4, tiles = (int)((size_t)s.n * nt);
-    double gf = th_gamma(s.cin + (f4 ? 17 : 11)), gd = th_gamma(s.cout + (f4 ? 22 : 12));
-    double gw = th_gamma(tiles + (f4 ? 15 : 9));
+    int f4 = m == 4, tiles = (int)((size_t)s.n * nt), path;
+    TH_OK(fcl_gemm_path(th_ctx(), &path));
+    int cl4 = f4 && path != FCL_GEMM_HOST; /* F(4x4,3x3)'s weight transforms in float */
+    double gf = th_gamma(s.cin + (f4 ? 17 : 11) + (cl4 ? 6 : 0));
+    double gd = th_gamma(s.cout + (f4 ? 22 : 12) + (cl4 ? 6 : 0));
+    double gw = th_gamma(tiles + (f4 ? 15 : 9) + (cl4 ? 10 : 0));
     for (size_t i = 0; i < ny; i++)
         by[i] *= gf;
     for (size_t i = 0; i < nx; i++)
@@ -222,11 +231,11 @@ static void test_winograd_odd_shapes(void **state) {
     TH_OK(fcl_conv_algo_force(th_ctx(), NULL));
 }
 
-/* The workspace bound that holds U and exactly one image's V and M of F(2x2,3x3) (the host
+/* The workspace bound that holds U and exactly one image's V and M of F(m x m,3x3) (the host
  * path's layout, which the OpenCL path's shares). */
-static size_t one_image_bound(ref_conv_shape s) {
-    size_t tiles = (size_t)((s.oh + 1) / 2) * ((s.ow + 1) / 2);
-    return (16 * (size_t)(s.cin + s.cout) * tiles + 16 * (size_t)s.cout * s.cin) * sizeof(float);
+static size_t one_image_bound(ref_conv_shape s, int m) {
+    size_t tiles = (size_t)((s.oh + m - 1) / m) * ((s.ow + m - 1) / m), a2 = (m + 2) * (m + 2);
+    return (a2 * (s.cin + s.cout) * tiles + a2 * s.cout * s.cin) * sizeof(float);
 }
 
 /* Chunks: a workspace bound holding one image's Winograd buffers runs the batch image by image
@@ -239,7 +248,7 @@ static void test_winograd_chunks(void **state) {
     if (!winograd_here(2)) return;
     TH_OK(fcl_conv_algo_force(th_ctx(), "winograd2"));
     ref_conv_shape s = shape(3, 4, 6, 6, 5, 1);
-    size_t one = one_image_bound(s);
+    size_t one = one_image_bound(s, 2);
     int sx[4] = {3, 4, 6, 6}, sw[4] = {5, 4, 3, 3}, sy[4] = {3, 5, 6, 6};
     size_t nx = 3 * 4 * 36, nw = 5 * 4 * 9, ny = 3 * 5 * 36;
     float *x = random_floats(nx, 800, -1, 1), *w = random_floats(nw, 801, -1, 1);
@@ -267,26 +276,25 @@ static void test_winograd_chunks(void **state) {
     free(y1), free(y2), free(x), free(w);
     th_free(&Y2), th_free(&Y1), th_free(&W), th_free(&X);
     ref_conv_shape shapes[] = {s, shape(4, 3, 7, 5, 6, 0), shape(2, 5, 9, 4, 3, 1)};
-    for (int i = 0; i < 3; i++) {
-        winograd_bound = one_image_bound(shapes[i]);
-        check_winograd("one-image chunks", 2, shapes[i], i != 1);
+    for (int m = 2; m <= 4; m += 2) {
+        if (!winograd_here(m)) continue;
+        TH_OK(fcl_conv_algo_force(th_ctx(), m == 4 ? "winograd4" : "winograd2"));
+        for (int i = 0; i < 3; i++) {
+            winograd_bound = one_image_bound(shapes[i], m);
+            check_winograd("one-image chunks", m, shapes[i], i != 1);
+        }
     }
     winograd_bound = 0;
     TH_OK(fcl_conv_algo_force(th_ctx(), NULL));
 }
 
-/* The OpenCL path's winograd2: the workspace the table reports is what a run allocates (the
- * planner's exactness), in each direction. With fewcl's tiled GEMM nothing else is allocated,
- * so the peak is the workspace rounded up to the arena's alignment; CLBlast's temporary buffers
- * come on top (lib/ops/gemm.c), so there the peak is at least the workspace. */
-static void test_winograd_cl_workspace(void **state) {
-    (void)state;
+/* The OpenCL path's winograd2 and winograd4: the workspace the table reports is what a run
+ * allocates (the planner's exactness), in each direction. With fewcl's tiled GEMM nothing else is
+ * allocated, so the peak is the workspace rounded up to the arena's alignment; CLBlast's temporary
+ * buffers come on top (lib/ops/gemm.c), so there the peak is at least the workspace. */
+static void cl_workspace(int m) {
     int path;
     TH_OK(fcl_gemm_path(th_ctx(), &path));
-    if (path == FCL_GEMM_HOST) {
-        print_message("  skipped: the host path (its winograd2 is conv_winograd_host.c's)\n");
-        return;
-    }
     ref_conv_shape s = shape(3, 5, 9, 7, 6, 1);
     fcl_conv_geom g = {.n = s.n,
                        .cin = s.cin,
@@ -304,18 +312,21 @@ static void test_winograd_cl_workspace(void **state) {
                        .host = 0,
                        .limit = FCL_CONV_WORKSPACE_DEFAULT,
                        .ctx = th_ctx()};
-    const fcl_conv_algo *wino = fcl_conv_algo_find("winograd2", 0);
+    const char *name = m == 4 ? "winograd4" : "winograd2";
+    const fcl_conv_algo *wino = fcl_conv_algo_find(name, 0);
     assert_non_null(wino);
-    /* V and M of the 3 images' 5x4 tiles, 16 planes each, and U: 16·(5 + 6)·60 + 16·30 */
+    /* V and M of the 3 images' tiles (9x7 outputs: 5x4 tiles of 2x2, 3x2 of 4x4), α² planes
+     * each, and U: α²·(5 + 6)·tiles + α²·30 */
+    size_t a2 = (size_t)(m + 2) * (m + 2), tiles = m == 4 ? 6 : 20;
     size_t planned = wino->workspace(&g, FCL_CONV_FORWARD);
-    assert_int_equal(planned, (16 * 11 * 60 + 16 * 30) * sizeof(float));
+    assert_int_equal(planned, (a2 * 11 * 3 * tiles + a2 * 30) * sizeof(float));
     for (int d = 0; d < FCL_CONV_DIRS; d++) {
         assert_true(fcl_conv_algo_eligible(wino, &g, d));
         assert_int_equal(wino->workspace(&g, d), planned);
     }
     g.stride = 2;
     assert_false(fcl_conv_algo_eligible(wino, &g, FCL_CONV_FORWARD));
-    g.stride = 1, g.limit = (16 * 11 * 20 + 16 * 30) * sizeof(float); /* one image beside U */
+    g.stride = 1, g.limit = (a2 * 11 * tiles + a2 * 30) * sizeof(float); /* one image beside U */
     assert_int_equal(wino->workspace(&g, FCL_CONV_FORWARD), g.limit);
     g.limit--; /* not one image */
     assert_false(fcl_conv_algo_eligible(wino, &g, FCL_CONV_FORWARD));
@@ -330,7 +341,7 @@ static void test_winograd_cl_workspace(void **state) {
     TH_OK(fcl_tensor_alloc(th_ctx(), &DW, FCL_MEM_GRAD, 4, sw));
     TH_OK(fcl_fill(th_ctx(), &X, 0.5f)), TH_OK(fcl_fill(th_ctx(), &W, 0.25f));
     TH_OK(fcl_fill(th_ctx(), &Y, 1.0f)), TH_OK(fcl_fill(th_ctx(), &DW, 0.0f));
-    TH_OK(fcl_conv_algo_force(th_ctx(), "winograd2"));
+    TH_OK(fcl_conv_algo_force(th_ctx(), name));
     int exact = path == FCL_GEMM_TILED && fcl_gemm_tiled_runs(th_ctx(), 0, 0) &&
                 fcl_gemm_tiled_runs(th_ctx(), 1, 0) && fcl_gemm_tiled_runs(th_ctx(), 0, 1);
     size_t align = fcl_arena_align(th_ctx()->arena),
@@ -344,13 +355,25 @@ static void test_winograd_cl_workspace(void **state) {
         else
             TH_OK(fcl_conv2d_backward(th_ctx(), &X, &W, &Y, &p, call == 1 ? &DX : NULL, &DW, NULL));
         size_t peak = fcl_arena_stats_get(th_ctx()->arena)->peak - before;
-        print_message("  call %d: workspace planned %zu B, peak %zu B%s\n", call, planned, peak,
-                      exact ? "" : " (with CLBlast's buffers)");
+        print_message("  %s call %d: workspace planned %zu B, peak %zu B%s\n", name, call, planned,
+                      peak, exact ? "" : " (with CLBlast's buffers)");
         assert_true(peak >= planned);
         if (exact) assert_int_equal(peak, rounded); /* the arena's blocks are whole alignments */
     }
     TH_OK(fcl_conv_algo_force(th_ctx(), NULL));
     th_free(&DW), th_free(&DX), th_free(&Y), th_free(&W), th_free(&X);
+}
+
+static void test_winograd_cl_workspace(void **state) {
+    (void)state;
+    int path;
+    TH_OK(fcl_gemm_path(th_ctx(), &path));
+    if (path == FCL_GEMM_HOST) {
+        print_message("  skipped: the host path (its Winograd is conv_winograd_host.c's)\n");
+        return;
+    }
+    cl_workspace(2);
+    cl_workspace(4);
 }
 
 /* A small convolution whose algorithm choice is under test: runs forward once. */

@@ -21,49 +21,61 @@
 
 typedef fcl_conv_geom geom;
 
+/* A kind: F(m x m, 3x3) with α² = (m + 2)² planes, and its kernels. */
+typedef struct wino_cl_kind {
+    int m, planes;
+    fcl_kernel_handle *weights, *weight_grad, *input, *output, *grad_output, *grad_input;
+} wino_cl_kind;
+
 typedef struct wino_cl_layout {
     int tiles_h, tiles_w, tiles, nb; /* tiles per image (rows, columns, all); images per chunk */
     size_t v_at, m_at, u_at, floats; /* parts' float offsets in the workspace; its size */
 } wino_cl_layout;
 
 /* The layout of g's chunks; 0 when U and one image's V and M exceed the workspace bound. */
-static int layout_of(const geom *g, wino_cl_layout *l) {
-    l->tiles_h = (g->oh + 1) / 2, l->tiles_w = (g->ow + 1) / 2;
+static int layout_of(const wino_cl_kind *kind, const geom *g, wino_cl_layout *l) {
+    size_t a2 = (size_t)kind->planes;
+    l->tiles_h = (g->oh + kind->m - 1) / kind->m, l->tiles_w = (g->ow + kind->m - 1) / kind->m;
     l->tiles = l->tiles_h * l->tiles_w;
-    size_t per_image = 16 * (size_t)(g->cin + g->cout) * l->tiles * sizeof(float);
-    size_t u = 16 * (size_t)g->cout * g->cin * sizeof(float);
+    size_t per_image = a2 * (size_t)(g->cin + g->cout) * l->tiles * sizeof(float);
+    size_t u = a2 * (size_t)g->cout * g->cin * sizeof(float);
     if (g->limit <= u || (g->limit - u) / per_image < 1) return 0;
     size_t fit = (g->limit - u) / per_image;
     l->nb = fit < (size_t)g->n ? (int)fit : g->n;
     size_t len = (size_t)l->nb * l->tiles;
     l->v_at = 0;
-    l->m_at = 16 * (size_t)g->cin * len;
-    l->u_at = l->m_at + 16 * (size_t)g->cout * len;
-    l->floats = l->u_at + 16 * (size_t)g->cout * g->cin;
+    l->m_at = a2 * (size_t)g->cin * len;
+    l->u_at = l->m_at + a2 * (size_t)g->cout * len;
+    l->floats = l->u_at + a2 * (size_t)g->cout * g->cin;
     return 1;
 }
 
-int fcl_conv_cl_winograd_eligible(const geom *g) {
+#define HANDLE(name) FCL_KERNEL_HANDLE("conv_winograd", name)
+static fcl_kernel_handle k2[6] = {HANDLE("wino2_weights"),     HANDLE("wino2_weight_grad"),
+                                  HANDLE("wino2_input"),       HANDLE("wino2_output"),
+                                  HANDLE("wino2_grad_output"), HANDLE("wino2_grad_input")};
+static fcl_kernel_handle k4[6] = {HANDLE("wino4_weights"),     HANDLE("wino4_weight_grad"),
+                                  HANDLE("wino4_input"),       HANDLE("wino4_output"),
+                                  HANDLE("wino4_grad_output"), HANDLE("wino4_grad_input")};
+static const wino_cl_kind f2 = {2, 16, &k2[0], &k2[1], &k2[2], &k2[3], &k2[4], &k2[5]};
+static const wino_cl_kind f4 = {4, 36, &k4[0], &k4[1], &k4[2], &k4[3], &k4[4], &k4[5]};
+
+static int eligible(const wino_cl_kind *kind, const geom *g) {
     wino_cl_layout l;
-    return !g->host && g->ctx && g->kh == 3 && g->kw == 3 && g->stride == 1 && layout_of(g, &l);
+    return !g->host && g->ctx && g->kh == 3 && g->kw == 3 && g->stride == 1 &&
+           layout_of(kind, g, &l);
 }
 
-size_t fcl_conv_cl_winograd_workspace(const geom *g) {
+static size_t workspace(const wino_cl_kind *kind, const geom *g) {
     wino_cl_layout l;
-    return fcl_conv_cl_winograd_eligible(g) && layout_of(g, &l) ? l.floats * sizeof(float) : 0;
+    return eligible(kind, g) && layout_of(kind, g, &l) ? l.floats * sizeof(float) : 0;
 }
 
 /* ---- the run ---- */
 
-static fcl_kernel_handle k_weights = FCL_KERNEL_HANDLE("conv_winograd", "wino2_weights");
-static fcl_kernel_handle k_weight_grad = FCL_KERNEL_HANDLE("conv_winograd", "wino2_weight_grad");
-static fcl_kernel_handle k_input = FCL_KERNEL_HANDLE("conv_winograd", "wino2_input");
-static fcl_kernel_handle k_output = FCL_KERNEL_HANDLE("conv_winograd", "wino2_output");
-static fcl_kernel_handle k_grad_output = FCL_KERNEL_HANDLE("conv_winograd", "wino2_grad_output");
-static fcl_kernel_handle k_grad_input = FCL_KERNEL_HANDLE("conv_winograd", "wino2_grad_input");
-
 typedef struct wino_run {
     fewcl_context *ctx;
+    const wino_cl_kind *kind;
     const geom *g;
     wino_cl_layout l;
     fcl_tensor ws; /* the workspace; the parts are offsets into it */
@@ -92,7 +104,7 @@ static fewcl_status weights(wino_run *r, const fcl_tensor *w) {
     fcl_kernel_entry *k;
     fcl_tensor u = part(r, r->l.u_at);
     unsigned pairs = (unsigned)(r->g->cout * r->g->cin);
-    FCL_TRY(get(r, &k_weights, &k));
+    FCL_TRY(get(r, r->kind->weights, &k));
     FCL_TRY(fcl_args(k, "ttu", w, &u, pairs));
     return launch_1d(r->ctx, k, pairs);
 }
@@ -103,7 +115,7 @@ static fewcl_status input(wino_run *r, const fcl_tensor *x, int n0, int nb) {
     fcl_kernel_entry *k;
     fcl_tensor v = part(r, r->l.v_at);
     unsigned len = (unsigned)(nb * r->l.tiles);
-    FCL_TRY(get(r, &k_input, &k));
+    FCL_TRY(get(r, r->kind->input, &k));
     FCL_TRY(fcl_args(k, "ttuuuuuuuu", x, &v, (unsigned)n0, (unsigned)g->cin, (unsigned)g->h,
                      (unsigned)g->w, (unsigned)g->pad, (unsigned)r->l.tiles_w, (unsigned)r->l.tiles,
                      len));
@@ -116,19 +128,19 @@ static fewcl_status grad_output(wino_run *r, const fcl_tensor *dy, int n0, int n
     fcl_kernel_entry *k;
     fcl_tensor m = part(r, r->l.m_at);
     unsigned len = (unsigned)(nb * r->l.tiles);
-    FCL_TRY(get(r, &k_grad_output, &k));
+    FCL_TRY(get(r, r->kind->grad_output, &k));
     FCL_TRY(fcl_args(k, "ttuuuuuuu", dy, &m, (unsigned)n0, (unsigned)g->cout, (unsigned)g->oh,
                      (unsigned)g->ow, (unsigned)r->l.tiles_w, (unsigned)r->l.tiles, len));
     return launch_1d(r->ctx, k, (size_t)g->cout * len);
 }
 
-/* The chunk's 16 products C_k = op(A_k) · op(B_k), one strided batched GEMM: a, b, c are the
+/* The chunk's α² products C_k = op(A_k) · op(B_k), one strided batched GEMM: a, b, c are the
  * parts' offsets, each matrix k at k·(its rows·columns). */
 static fewcl_status products(wino_run *r, int ta, int tb, int m, int n, int kk, size_t a_at,
                              int lda, size_t b_at, int ldb, float beta, size_t c_at, int ldc) {
     fcl_matrix a = {&r->ws, a_at, lda}, b = {&r->ws, b_at, ldb}, c = {&r->ws, c_at, ldc};
     return fcl_gemm_strided_batched(r->ctx, ta, tb, m, n, kk, 1.0f, a, (size_t)m * kk, b,
-                                    (size_t)kk * n, beta, c, (size_t)m * n, 16);
+                                    (size_t)kk * n, beta, c, (size_t)m * n, r->kind->planes);
 }
 
 static fewcl_status forward(wino_run *r, const fcl_conv_args *a) {
@@ -142,7 +154,7 @@ static fewcl_status forward(wino_run *r, const fcl_conv_args *a) {
                          r->l.m_at, len));
         fcl_kernel_entry *k;
         fcl_tensor m = part(r, r->l.m_at);
-        FCL_TRY(get(r, &k_output, &k));
+        FCL_TRY(get(r, r->kind->output, &k));
         FCL_TRY(fcl_args(k, "tttiuuuuuuu", &m, a->y, a->b ? a->b : &m, a->b != NULL, (unsigned)n0,
                          (unsigned)g->cout, (unsigned)g->oh, (unsigned)g->ow,
                          (unsigned)r->l.tiles_w, (unsigned)r->l.tiles, (unsigned)len));
@@ -162,7 +174,7 @@ static fewcl_status data(wino_run *r, const fcl_conv_args *a) {
                          r->l.v_at, len));
         fcl_kernel_entry *k;
         fcl_tensor v = part(r, r->l.v_at);
-        FCL_TRY(get(r, &k_grad_input, &k));
+        FCL_TRY(get(r, r->kind->grad_input, &k));
         FCL_TRY(fcl_args(k, "ttuuuuuuuuu", &v, a->dx, (unsigned)n0, (unsigned)nb, (unsigned)g->cin,
                          (unsigned)g->h, (unsigned)g->w, (unsigned)g->pad, (unsigned)r->l.tiles_h,
                          (unsigned)r->l.tiles_w, (unsigned)len));
@@ -185,7 +197,7 @@ static fewcl_status weight_grad(wino_run *r, const fcl_conv_args *a) {
     fcl_kernel_entry *k;
     fcl_tensor du = part(r, r->l.u_at);
     unsigned pairs = (unsigned)(g->cout * g->cin);
-    FCL_TRY(get(r, &k_weight_grad, &k));
+    FCL_TRY(get(r, r->kind->weight_grad, &k));
     FCL_TRY(fcl_args(k, "ttu", &du, a->dw, pairs));
     return launch_1d(r->ctx, k, pairs);
 }
@@ -197,18 +209,31 @@ static fewcl_status run_directions(wino_run *r, const fcl_conv_args *a) {
     return FEWCL_OK;
 }
 
-fewcl_status fcl_conv_cl_winograd(fewcl_context *ctx, const geom *g, const fcl_conv_args *a) {
+static fewcl_status run_kind(fewcl_context *ctx, const wino_cl_kind *kind, const geom *g,
+                             const fcl_conv_args *a) {
     if (a->db) { /* the bias gradient: the im2col algorithm's kernel, alone */
         fcl_conv_args bias = {.x = a->x, .w = a->w, .dy = a->dy, .db = a->db};
         FCL_TRY(fcl_conv_cl_im2col(ctx, g, &bias));
     }
     if (!a->y && !a->dx && !a->dw) return FEWCL_OK;
-    wino_run r = {.ctx = ctx, .g = g};
-    if (!layout_of(g, &r.l))
+    wino_run r = {.ctx = ctx, .kind = kind, .g = g};
+    if (!layout_of(kind, g, &r.l))
         return fcl_fail(FEWCL_ERR_INTERNAL, "Winograd convolution: not eligible for this shape");
     FCL_TRY(fcl_tensor_alloc1(ctx, &r.ws, FCL_MEM_WORKSPACE, (int)r.l.floats));
     /* In a plan nothing runs, but the GEMMs' temporary buffers are allocated as for real. */
     fewcl_status s = run_directions(&r, a);
     fcl_tensor_free(ctx, &r.ws);
     return s;
+}
+
+int fcl_conv_cl_winograd_eligible(const geom *g) { return eligible(&f2, g); }
+size_t fcl_conv_cl_winograd_workspace(const geom *g) { return workspace(&f2, g); }
+fewcl_status fcl_conv_cl_winograd(fewcl_context *ctx, const geom *g, const fcl_conv_args *a) {
+    return run_kind(ctx, &f2, g, a);
+}
+
+int fcl_conv_cl_winograd4_eligible(const geom *g) { return eligible(&f4, g); }
+size_t fcl_conv_cl_winograd4_workspace(const geom *g) { return workspace(&f4, g); }
+fewcl_status fcl_conv_cl_winograd4(fewcl_context *ctx, const geom *g, const fcl_conv_args *a) {
+    return run_kind(ctx, &f4, g, a);
 }
