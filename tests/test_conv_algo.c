@@ -376,6 +376,63 @@ static void test_winograd_cl_workspace(void **state) {
     cl_workspace(4);
 }
 
+/* One training step's convolutions with `name` forced: forward, both gradients, dW alone. */
+static fewcl_status winograd_step(fewcl_context *ctx, const char *name) {
+    int sx[4] = {3, 5, 9, 7}, sw[4] = {6, 5, 3, 3}, sy[4] = {3, 6, 9, 7};
+    fcl_tensor x, w, b, y, dx, dw, db;
+    FCL_TRY(fcl_conv_algo_force(ctx, name));
+    FCL_TRY(fcl_tensor_alloc(ctx, &x, FCL_MEM_ACTIVATION, 4, sx));
+    FCL_TRY(fcl_tensor_alloc(ctx, &w, FCL_MEM_PARAM, 4, sw));
+    FCL_TRY(fcl_tensor_alloc(ctx, &b, FCL_MEM_PARAM, 1, &sw[0]));
+    FCL_TRY(fcl_tensor_alloc(ctx, &y, FCL_MEM_ACTIVATION, 4, sy));
+    FCL_TRY(fcl_tensor_alloc(ctx, &dx, FCL_MEM_GRAD, 4, sx));
+    FCL_TRY(fcl_tensor_alloc(ctx, &dw, FCL_MEM_GRAD, 4, sw));
+    FCL_TRY(fcl_tensor_alloc(ctx, &db, FCL_MEM_GRAD, 1, &sw[0]));
+    fcl_tensor *all[] = {&x, &w, &b, &y, &dx, &dw, &db};
+    for (int i = 0; i < 7; i++)
+        FCL_TRY(fcl_fill(ctx, all[i], 0.25f));
+    fcl_conv2d_params p = {1, 1, 0};
+    FCL_TRY(fcl_conv2d_forward(ctx, &x, &w, &b, &p, &y));
+    FCL_TRY(fcl_conv2d_backward(ctx, &x, &w, &y, &p, &dx, &dw, &db));
+    FCL_TRY(fcl_conv2d_backward(ctx, &x, &w, &y, &p, NULL, &dw, NULL));
+    for (int i = 6; i >= 0; i--)
+        fcl_tensor_free(ctx, all[i]);
+    return FEWCL_OK;
+}
+
+/* A plan of the OpenCL path's Winograd runs is the real run's peak, by category (the planner
+ * counts the dry run's allocations: the workspace and the GEMMs' temporary buffers). */
+static void test_winograd_cl_plan(void **state) {
+    (void)state;
+    int path;
+    TH_OK(fcl_gemm_path(th_ctx(), &path));
+    if (path == FCL_GEMM_HOST) {
+        print_message("  skipped: the host path\n");
+        return;
+    }
+    for (int m = 2; m <= 4; m += 2) {
+        const char *name = m == 4 ? "winograd4" : "winograd2";
+        fewcl_context *ctx;
+        TH_OK(fewcl_context_create(NULL, &ctx));
+        fcl_arena_stats plan;
+        TH_OK(fcl_plan_begin(ctx, 0));
+        TH_OK(winograd_step(ctx, name));
+        fcl_plan_end(ctx, &plan);
+        fcl_arena_reset_peak(ctx->arena);
+        size_t base = fcl_arena_stats_get(ctx->arena)->in_use;
+        TH_OK(winograd_step(ctx, name));
+        TH_OK(fewcl_finish(ctx));
+        assert_string_equal(fcl_conv_algo_last(ctx, FCL_CONV_WEIGHTS)->name, name);
+        const fcl_arena_stats *real = fcl_arena_stats_get(ctx->arena);
+        print_message("  %s: planned peak %zu bytes, measured %zu\n", name, plan.peak,
+                      real->peak - base);
+        assert_int_equal(plan.peak, real->peak - base);
+        for (int c = 0; c < FCL_MEM_CATEGORIES; c++)
+            assert_int_equal(plan.by_category_at_peak[c], real->by_category_at_peak[c]);
+        fewcl_context_destroy(ctx);
+    }
+}
+
 /* A small convolution whose algorithm choice is under test: runs forward once. */
 static fewcl_status one_conv(fewcl_context *ctx, int k, int stride) {
     fcl_tensor x, w, y;
@@ -606,6 +663,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_winograd_odd_shapes, unforce),
         cmocka_unit_test_teardown(test_winograd_chunks, unforce),
         cmocka_unit_test_teardown(test_winograd_cl_workspace, unforce),
+        cmocka_unit_test(test_winograd_cl_plan),
         cmocka_unit_test(test_forced_algorithm_errors),
         cmocka_unit_test(test_find_database_file),
         cmocka_unit_test(test_choices_export_import),
