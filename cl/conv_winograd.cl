@@ -1,13 +1,14 @@
-// Winograd F(2x2,3x3) transforms for the OpenCL path (lib/ops/conv_winograd_cl.c). The maths,
-// the matrices Bᵀ, G, Aᵀ and the order of operations within a tile are those of the host path
-// (lib/ops/conv_winograd_host.c), so that the rounding analysis of tests/test_conv_algo.c holds
-// for both. A chunk of nb images, each cut into T = tiles_h x tiles_w tiles of 2x2 output
-// pixels, has L = nb·T columns; q = i·T + t is image i's tile t. Layouts:
+// Winograd transforms for the OpenCL path (lib/ops/conv_winograd_cl.c): F(2x2,3x3) (wino2_*)
+// and, below, F(4x4,3x3) (wino4_*). The maths, the matrices Bᵀ, G, Aᵀ and the order of
+// operations within a tile are those of the host path (lib/ops/conv_winograd_host.c,
+// conv_winograd4_host.c), so that the rounding analysis of tests/test_conv_algo.c holds for
+// both. A chunk of nb images, each cut into T = tiles_h x tiles_w tiles of m x m output pixels,
+// has L = nb·T columns; q = i·T + t is image i's tile t. Layouts:
 //     V[k][c][q]   transformed input (the data direction: its gradient dV, in place)
 //     M[k][o][q]   transformed output (or the transformed output gradient)
 //     U[k][o][c]   transformed weights (the weight direction: their gradient dU)
-// k = 4·row + column of the 4x4 transformed tile. One work-item per tile (per 2x2 block of dx
-// in grad_input), no loops but the fixed 4- and 16-step ones.
+// k = α·row + column of the α x α transformed tile (α = m + 2). One work-item per tile (per
+// m x m block of dx in grad_input), no loops but fixed ones of at most α² steps.
 
 // G applied along three taps: (a, ½(a + b + c), ½(a − b + c), c), the sum a + c first.
 float4 wino2_g(float a, float b, float c) {

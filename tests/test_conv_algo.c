@@ -1,9 +1,11 @@
 /* The convolution's algorithm table (lib/ops/conv_algo.h): Winograd F(2x2,3x3) and F(4x4,3x3)
- * in each direction against the C references (the host path's, and F(2x2,3x3) on the OpenCL
- * path, lib/ops/conv_winograd_cl.c, which follows the host's order of operations, so the
- * roundings counted below are its own too; its GEMMs sum in any order, which the count
- * allows: a sum of n terms in any order rounds at most n − 1 times on any path), the overrides'
- * errors, the find database's file handling, and plans that stay exact while the find step runs.
+ * in each direction against the C references, on the host path and on the OpenCL path
+ * (lib/ops/conv_winograd_cl.c, which follows the host's order of operations, so the roundings
+ * counted below are its own too, but for F(4x4)'s weight transforms, counted apart; its GEMMs
+ * sum in any order, which the count allows: a sum of n terms in any order rounds at most n − 1
+ * times on any path); the OpenCL entries' workspace and plans against their allocations; the
+ * overrides' errors, the find database's file handling, and plans that stay exact while the
+ * find step runs.
  *
  * Winograd's rounding error. Every step of the algorithm is a sum or a product (the ½ of G
  * are exact), so by the componentwise analysis of such programs (Higham, "Accuracy and

@@ -1,15 +1,17 @@
-/* Winograd F(2x2,3x3) on the OpenCL path (table entry `winograd2` of the OpenCL path; the host
- * path's is conv_winograd_host.c, whose maths and order of operations this one follows, so
- * that tests/test_conv_algo.c's rounding bounds hold for both). 3x3 kernels, stride 1, any
- * padding, the three directions:
- *     forward   V = Bᵀ d B (kernel), M_k = U_k · V_k (16 GEMMs), y = Aᵀ M A + b (kernel)
+/* Winograd F(2x2,3x3) and F(4x4,3x3) on the OpenCL path (table entries `winograd2` and
+ * `winograd4` of the OpenCL path; the host path's are conv_winograd_host.c and
+ * conv_winograd4_host.c, whose maths and order of operations these follow, so that
+ * tests/test_conv_algo.c's rounding bounds hold for both; F(4x4)'s weight transforms run in
+ * float here, counted there). 3x3 kernels, stride 1, any padding, the three directions, with
+ * α = m + 2 and α² products per chunk:
+ *     forward   V = Bᵀ d B (kernel), M_k = U_k · V_k (α² GEMMs), y = Aᵀ M A + b (kernel)
  *     data      M = A dY Aᵀ, dV_k = U_kᵀ · M_k, dx = Σ_tiles B dV Bᵀ (a gather kernel)
  *     weights   M = A dY Aᵀ, V = Bᵀ d B, dU_k (+)= M_k · V_kᵀ over the chunks, dW += Gᵀ dU G
- * with U = G w Gᵀ (kernels in cl/conv_winograd.cl). The 16 products of a chunk are one call of
+ * with U = G w Gᵀ (kernels in cl/conv_winograd.cl). The α² products of a chunk are one call of
  * fcl_gemm_strided_batched (CLBlast, or fewcl's tiled GEMM in one batched launch).
  *
  * Memory: one workspace tensor, for every direction, laid out as
- *     V [16][Cin][L] | M [16][Cout][L] | U (or dU) [16][Cout][Cin]
+ *     V [α²][Cin][L] | M [α²][Cout][L] | U (or dU) [α²][Cout][Cin]
  * with L = nb·T columns, T the tiles of an image and nb the whole images per chunk: as many as
  * the workspace bound holds beside U (the host path's rule, hence the same bytes). A call with
  * both gradients runs the weight pass over the batch first (dU in U's place), then the data
