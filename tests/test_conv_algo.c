@@ -1,6 +1,11 @@
 /* The convolution's algorithm table (lib/ops/conv_algo.h): Winograd F(2x2,3x3) and F(4x4,3x3)
- * in each direction against the C references, the overrides' errors, the find database's file
- * handling, and plans that stay exact while the find step runs.
+ * in each direction against the C references, on the host path and on the OpenCL path
+ * (lib/ops/conv_winograd_cl.c, which follows the host's order of operations, so the roundings
+ * counted below are its own too, but for F(4x4)'s weight transforms, counted apart; its GEMMs
+ * sum in any order, which the count allows: a sum of n terms in any order rounds at most n − 1
+ * times on any path); the OpenCL entries' workspace and plans against their allocations; the
+ * overrides' errors, the find database's file handling, and plans that stay exact while the
+ * find step runs.
  *
  * Winograd's rounding error. Every step of the algorithm is a sum or a product (the ½ of G
  * are exact), so by the componentwise analysis of such programs (Higham, "Accuracy and
@@ -26,6 +31,12 @@
  *             ≤ 5 roundings each), a pixel's ≤ 2x2 overlapping tiles 4:    T = Cout + 22
  *   weights   Bᵀ d B 6 and A dY Aᵀ 6, product 1, Σ over the N·T tiles (N·T − 1), Gᵀ dU G
  *             2, + old dW 1:                                                T = N·tiles + 15
+ * On the OpenCL path (cl/conv_winograd.cl) F(4x4,3x3)'s weight transforms run in float (a
+ * device need not have doubles): G's entries are rounded to floats once (a factor (1 + δ) per
+ * product, counted as a rounding), so a pass G w of ≤ 3 terms per row takes ≤ 4 roundings
+ * (entry, product, 2 sums) and U = G w Gᵀ 8 instead of 2: T = Cin + 23 and Cout + 28; a pass
+ * of Gᵀ dU of ≤ 5 terms per column (entry, product, 4 sums) 6, Gᵀ dU G 12 instead of 2:
+ * T = N·tiles + 25.
  * (th_gamma adds one more rounding for the final store). ȳ is larger than the direct
  * convolution's Σ|w||x| (the transforms mix neighbours with weights up to 1 and ½ in F(2,3),
  * up to 8 and 5 in F(4,3)), which is Winograd's known price and grows with the tile: the test
@@ -49,8 +60,15 @@
 #include "runtime/arena.h"
 
 static ref_conv_shape shape(int n, int cin, int h, int w, int cout, int pad) {
-    ref_conv_shape s = {.n = n, .cin = cin, .h = h, .w = w, .cout = cout, .kh = 3, .kw = 3,
-                        .stride = 1, .pad = pad};
+    ref_conv_shape s = {.n = n,
+                        .cin = cin,
+                        .h = h,
+                        .w = w,
+                        .cout = cout,
+                        .kh = 3,
+                        .kw = 3,
+                        .stride = 1,
+                        .pad = pad};
     ref_conv_shape_init(&s);
     return s;
 }
@@ -84,6 +102,9 @@ static void report(const char *what, const float *got, const double *want, const
                   to_direct / 0x1.0p-24);
 }
 
+/* The workspace bound of check_winograd's calls (0: the default). */
+static size_t winograd_bound;
+
 /* One shape through the device's convolution with `algo` forced, all three directions, each
  * against the direct reference with Winograd's bound. */
 static void check_winograd(const char *name, int m, ref_conv_shape s, int bias) {
@@ -101,7 +122,7 @@ static void check_winograd(const char *name, int m, ref_conv_shape s, int bias) 
     th_upload(&DY, 4, sy, dy), th_upload(&DW, 4, sw, dw0);
     TH_OK(fcl_tensor_alloc(th_ctx(), &Y, FCL_MEM_ACTIVATION, 4, sy));
     TH_OK(fcl_tensor_alloc(th_ctx(), &DX, FCL_MEM_ACTIVATION, 4, sx));
-    fcl_conv2d_params p = {1, s.pad, 0};
+    fcl_conv2d_params p = {1, s.pad, winograd_bound};
     TH_OK(fcl_conv2d_forward(th_ctx(), &X, &W, bias ? &B : NULL, &p, &Y));
     TH_OK(fcl_conv2d_backward(th_ctx(), &X, &W, &DY, &p, &DX, &DW, NULL));
     for (int d = 0; d < FCL_CONV_DIRS; d++)
@@ -138,9 +159,12 @@ static void check_winograd(const char *name, int m, ref_conv_shape s, int bias) 
     for (size_t i = 0; i < nw; i++)
         assert_true(fabs(wdw[i] - rdw[i]) <= 1e-12 * bdw[i]);
     /* The bounds: γ_T times the program on absolute values. */
-    int f4 = m == 4, tiles = (int)((size_t)s.n * nt);
-    double gf = th_gamma(s.cin + (f4 ? 17 : 11)), gd = th_gamma(s.cout + (f4 ? 22 : 12));
-    double gw = th_gamma(tiles + (f4 ? 15 : 9));
+    int f4 = m == 4, tiles = (int)((size_t)s.n * nt), path;
+    TH_OK(fcl_gemm_path(th_ctx(), &path));
+    int cl4 = f4 && path != FCL_GEMM_HOST; /* F(4x4,3x3)'s weight transforms in float */
+    double gf = th_gamma(s.cin + (f4 ? 17 : 11) + (cl4 ? 6 : 0));
+    double gd = th_gamma(s.cout + (f4 ? 22 : 12) + (cl4 ? 6 : 0));
+    double gw = th_gamma(tiles + (f4 ? 15 : 9) + (cl4 ? 10 : 0));
     for (size_t i = 0; i < ny; i++)
         by[i] *= gf;
     for (size_t i = 0; i < nx; i++)
@@ -154,18 +178,23 @@ static void check_winograd(const char *name, int m, ref_conv_shape s, int bias) 
     report("dx", dx, rdx, bdx, cdx, nx);
     report("dW", dw, rdw, bdw, cdw, nw);
     free(y), free(dx), free(dw), free(x), free(w), free(b), free(dy), free(dw0);
-    double *all[] = {xd, wd, bd, dyd, dw0d, ax, aw, ab, ady, adw0, ry, rdx, rdw, wy, wdx,
-                     wdw, by, bdx, bdw, cy, cdx, cdw};
+    double *all[] = {xd,  wd,  bd, dyd, dw0d, ax, aw,  ab,  ady, adw0, ry,
+                     rdx, rdw, wy, wdx, wdw,  by, bdx, bdw, cy,  cdx,  cdw};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         free(all[i]);
     th_free(&DX), th_free(&Y), th_free(&DW), th_free(&DY), th_free(&B), th_free(&W), th_free(&X);
 }
 
-static int on_host_path(void) {
+/* Whether this context's path has F(m x m, 3x3): the host path both, the OpenCL path F(2x2). */
+static int winograd_here(int m) {
     int path;
     TH_OK(fcl_gemm_path(th_ctx(), &path));
-    if (path != FCL_GEMM_HOST) print_message("  skipped: Winograd runs on the host path only\n");
-    return path == FCL_GEMM_HOST;
+    const char *name = m == 4 ? "winograd4" : "winograd2";
+    int here = fcl_conv_algo_find(name, path == FCL_GEMM_HOST) != NULL;
+    if (!here)
+        print_message("  skipped: no %s on the %s path\n", name,
+                      path == FCL_GEMM_HOST ? "host" : "OpenCL");
+    return here;
 }
 
 /* The ResNets' and ConvNets' 3x3 stride-1 layers (batch reduced, planes as in the models:
@@ -174,8 +203,8 @@ static int on_host_path(void) {
  * double-precision references within CI's time). */
 static void test_winograd_model_shapes(void **state) {
     (void)state;
-    if (!on_host_path()) return;
     for (int m = 2; m <= 4; m += 2) {
+        if (!winograd_here(m)) continue;
         TH_OK(fcl_conv_algo_force(th_ctx(), m == 4 ? "winograd4" : "winograd2"));
         check_winograd("Conv4 block 0", m, shape(2, 3, 21, 21, 64, 1), 1);
         check_winograd("Conv4 block 3", m, shape(2, 64, 10, 10, 64, 1), 1);
@@ -191,8 +220,8 @@ static void test_winograd_model_shapes(void **state) {
  * batch 1, padding 0 (Conv4NP) and 2. */
 static void test_winograd_odd_shapes(void **state) {
     (void)state;
-    if (!on_host_path()) return;
     for (int m = 2; m <= 4; m += 2) {
+        if (!winograd_here(m)) continue;
         TH_OK(fcl_conv_algo_force(th_ctx(), m == 4 ? "winograd4" : "winograd2"));
         check_winograd("1x1 plane", m, shape(2, 5, 1, 1, 3, 1), 1);
         check_winograd("odd plane", m, shape(1, 7, 7, 5, 9, 1), 1);
@@ -204,15 +233,24 @@ static void test_winograd_odd_shapes(void **state) {
     TH_OK(fcl_conv_algo_force(th_ctx(), NULL));
 }
 
+/* The workspace bound that holds U and exactly one image's V and M of F(m x m,3x3) (the host
+ * path's layout, which the OpenCL path's shares). */
+static size_t one_image_bound(ref_conv_shape s, int m) {
+    size_t tiles = (size_t)((s.oh + m - 1) / m) * ((s.ow + m - 1) / m), a2 = (m + 2) * (m + 2);
+    return (a2 * (s.cin + s.cout) * tiles + a2 * s.cout * s.cin) * sizeof(float);
+}
+
 /* Chunks: a workspace bound holding one image's Winograd buffers runs the batch image by image
  * within the bound, with the results of one chunk (the same sums per output; the GEMMs' blocking
- * may differ with their width, so to the normalised-error tolerance, not bit for bit). */
+ * may differ with their width, so to the normalised-error tolerance, not bit for bit); and
+ * every direction, image by image (the weight gradient summed over the chunks), within
+ * Winograd's bound of the reference. */
 static void test_winograd_chunks(void **state) {
     (void)state;
-    if (!on_host_path()) return;
+    if (!winograd_here(2)) return;
     TH_OK(fcl_conv_algo_force(th_ctx(), "winograd2"));
     ref_conv_shape s = shape(3, 4, 6, 6, 5, 1);
-    size_t one = (16 * (size_t)(4 + 5) * 9 + 16 * 5 * 4) * sizeof(float);
+    size_t one = one_image_bound(s, 2);
     int sx[4] = {3, 4, 6, 6}, sw[4] = {5, 4, 3, 3}, sy[4] = {3, 5, 6, 6};
     size_t nx = 3 * 4 * 36, nw = 5 * 4 * 9, ny = 3 * 5 * 36;
     float *x = random_floats(nx, 800, -1, 1), *w = random_floats(nw, 801, -1, 1);
@@ -227,15 +265,174 @@ static void test_winograd_chunks(void **state) {
     size_t peak = fcl_arena_stats_get(arena)->peak - base;
     TH_OK(fcl_conv2d_forward(th_ctx(), &X, &W, NULL, &(fcl_conv2d_params){1, 1, 0}, &Y2));
     print_message("  one-image chunks: workspace peak %zu bytes, bound %zu\n", peak, one);
-    assert_true(peak <= one + 2 * th_ctx()->limits.base_align);
+    /* The workspace within the bound; on the OpenCL path CLBlast's temporary buffers come on
+     * top of it, as for every algorithm's GEMMs (lib/ops/gemm.c), and are not the bound's. */
+    int path;
+    TH_OK(fcl_gemm_path(th_ctx(), &path));
+    if (path == FCL_GEMM_HOST || path == FCL_GEMM_TILED)
+        assert_true(peak <= one + 2 * th_ctx()->limits.base_align);
     float *y1 = th_download(&Y1), *y2 = th_download(&Y2);
     double *want = th_to_double(y2, ny);
     th_assert_normerr("one-image chunks vs one chunk", y1, want, ny, TH_NORMERR);
     free(want);
-    (void)s;
     free(y1), free(y2), free(x), free(w);
     th_free(&Y2), th_free(&Y1), th_free(&W), th_free(&X);
+    ref_conv_shape shapes[] = {s, shape(4, 3, 7, 5, 6, 0), shape(2, 5, 9, 4, 3, 1)};
+    for (int m = 2; m <= 4; m += 2) {
+        if (!winograd_here(m)) continue;
+        TH_OK(fcl_conv_algo_force(th_ctx(), m == 4 ? "winograd4" : "winograd2"));
+        for (int i = 0; i < 3; i++) {
+            winograd_bound = one_image_bound(shapes[i], m);
+            check_winograd("one-image chunks", m, shapes[i], i != 1);
+        }
+    }
+    winograd_bound = 0;
     TH_OK(fcl_conv_algo_force(th_ctx(), NULL));
+}
+
+/* The OpenCL path's winograd2 and winograd4: the workspace the table reports is what a run
+ * allocates (the planner's exactness), in each direction. With fewcl's tiled GEMM nothing else is
+ * allocated, so the peak is the workspace rounded up to the arena's alignment; CLBlast's temporary
+ * buffers come on top (lib/ops/gemm.c), so there the peak is at least the workspace. */
+static void cl_workspace(int m) {
+    int path;
+    TH_OK(fcl_gemm_path(th_ctx(), &path));
+    ref_conv_shape s = shape(3, 5, 9, 7, 6, 1);
+    fcl_conv_geom g = {.n = s.n,
+                       .cin = s.cin,
+                       .h = s.h,
+                       .w = s.w,
+                       .cout = s.cout,
+                       .kh = 3,
+                       .kw = 3,
+                       .oh = s.oh,
+                       .ow = s.ow,
+                       .stride = 1,
+                       .pad = 1,
+                       .taps = s.cin * 9,
+                       .plane = s.oh * s.ow,
+                       .host = 0,
+                       .limit = FCL_CONV_WORKSPACE_DEFAULT,
+                       .ctx = th_ctx()};
+    const char *name = m == 4 ? "winograd4" : "winograd2";
+    const fcl_conv_algo *wino = fcl_conv_algo_find(name, 0);
+    assert_non_null(wino);
+    /* V and M of the 3 images' tiles (9x7 outputs: 5x4 tiles of 2x2, 3x2 of 4x4), α² planes
+     * each, and U: α²·(5 + 6)·tiles + α²·30 */
+    size_t a2 = (size_t)(m + 2) * (m + 2), tiles = m == 4 ? 6 : 20;
+    size_t planned = wino->workspace(&g, FCL_CONV_FORWARD);
+    assert_int_equal(planned, (a2 * 11 * 3 * tiles + a2 * 30) * sizeof(float));
+    for (int d = 0; d < FCL_CONV_DIRS; d++) {
+        assert_true(fcl_conv_algo_eligible(wino, &g, d));
+        assert_int_equal(wino->workspace(&g, d), planned);
+    }
+    g.stride = 2;
+    assert_false(fcl_conv_algo_eligible(wino, &g, FCL_CONV_FORWARD));
+    g.stride = 1, g.limit = (a2 * 11 * tiles + a2 * 30) * sizeof(float); /* one image beside U */
+    assert_int_equal(wino->workspace(&g, FCL_CONV_FORWARD), g.limit);
+    g.limit--; /* not one image */
+    assert_false(fcl_conv_algo_eligible(wino, &g, FCL_CONV_FORWARD));
+    assert_int_equal(wino->workspace(&g, FCL_CONV_FORWARD), 0);
+    int sx[4] = {s.n, s.cin, s.h, s.w}, sw[4] = {s.cout, s.cin, 3, 3};
+    int sy[4] = {s.n, s.cout, s.oh, s.ow};
+    fcl_tensor X, W, Y, DX, DW;
+    TH_OK(fcl_tensor_alloc(th_ctx(), &X, FCL_MEM_ACTIVATION, 4, sx));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &W, FCL_MEM_PARAM, 4, sw));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &Y, FCL_MEM_ACTIVATION, 4, sy));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &DX, FCL_MEM_GRAD, 4, sx));
+    TH_OK(fcl_tensor_alloc(th_ctx(), &DW, FCL_MEM_GRAD, 4, sw));
+    TH_OK(fcl_fill(th_ctx(), &X, 0.5f)), TH_OK(fcl_fill(th_ctx(), &W, 0.25f));
+    TH_OK(fcl_fill(th_ctx(), &Y, 1.0f)), TH_OK(fcl_fill(th_ctx(), &DW, 0.0f));
+    TH_OK(fcl_conv_algo_force(th_ctx(), name));
+    int exact = path == FCL_GEMM_TILED && fcl_gemm_tiled_runs(th_ctx(), 0, 0) &&
+                fcl_gemm_tiled_runs(th_ctx(), 1, 0) && fcl_gemm_tiled_runs(th_ctx(), 0, 1);
+    size_t align = fcl_arena_align(th_ctx()->arena),
+           rounded = (planned + align - 1) / align * align;
+    for (int call = 0; call < 3; call++) { /* forward; dx and dW together; dW alone */
+        fcl_conv2d_params p = {1, 1, 0};
+        fcl_arena_reset_peak(th_ctx()->arena);
+        size_t before = fcl_arena_stats_get(th_ctx()->arena)->in_use;
+        if (call == 0)
+            TH_OK(fcl_conv2d_forward(th_ctx(), &X, &W, NULL, &p, &Y));
+        else
+            TH_OK(fcl_conv2d_backward(th_ctx(), &X, &W, &Y, &p, call == 1 ? &DX : NULL, &DW, NULL));
+        size_t peak = fcl_arena_stats_get(th_ctx()->arena)->peak - before;
+        print_message("  %s call %d: workspace planned %zu B, peak %zu B%s\n", name, call, planned,
+                      peak, exact ? "" : " (with CLBlast's buffers)");
+        assert_true(peak >= planned);
+        if (exact) assert_int_equal(peak, rounded); /* the arena's blocks are whole alignments */
+    }
+    TH_OK(fcl_conv_algo_force(th_ctx(), NULL));
+    th_free(&DW), th_free(&DX), th_free(&Y), th_free(&W), th_free(&X);
+}
+
+static void test_winograd_cl_workspace(void **state) {
+    (void)state;
+    int path;
+    TH_OK(fcl_gemm_path(th_ctx(), &path));
+    if (path == FCL_GEMM_HOST) {
+        print_message("  skipped: the host path (its Winograd is conv_winograd_host.c's)\n");
+        return;
+    }
+    cl_workspace(2);
+    cl_workspace(4);
+}
+
+/* One training step's convolutions with `name` forced: forward, both gradients, dW alone. */
+static fewcl_status winograd_step(fewcl_context *ctx, const char *name) {
+    int sx[4] = {3, 5, 9, 7}, sw[4] = {6, 5, 3, 3}, sy[4] = {3, 6, 9, 7};
+    fcl_tensor x, w, b, y, dx, dw, db;
+    FCL_TRY(fcl_conv_algo_force(ctx, name));
+    FCL_TRY(fcl_tensor_alloc(ctx, &x, FCL_MEM_ACTIVATION, 4, sx));
+    FCL_TRY(fcl_tensor_alloc(ctx, &w, FCL_MEM_PARAM, 4, sw));
+    FCL_TRY(fcl_tensor_alloc(ctx, &b, FCL_MEM_PARAM, 1, &sw[0]));
+    FCL_TRY(fcl_tensor_alloc(ctx, &y, FCL_MEM_ACTIVATION, 4, sy));
+    FCL_TRY(fcl_tensor_alloc(ctx, &dx, FCL_MEM_GRAD, 4, sx));
+    FCL_TRY(fcl_tensor_alloc(ctx, &dw, FCL_MEM_GRAD, 4, sw));
+    FCL_TRY(fcl_tensor_alloc(ctx, &db, FCL_MEM_GRAD, 1, &sw[0]));
+    fcl_tensor *all[] = {&x, &w, &b, &y, &dx, &dw, &db};
+    for (int i = 0; i < 7; i++)
+        FCL_TRY(fcl_fill(ctx, all[i], 0.25f));
+    fcl_conv2d_params p = {1, 1, 0};
+    FCL_TRY(fcl_conv2d_forward(ctx, &x, &w, &b, &p, &y));
+    FCL_TRY(fcl_conv2d_backward(ctx, &x, &w, &y, &p, &dx, &dw, &db));
+    FCL_TRY(fcl_conv2d_backward(ctx, &x, &w, &y, &p, NULL, &dw, NULL));
+    for (int i = 6; i >= 0; i--)
+        fcl_tensor_free(ctx, all[i]);
+    return FEWCL_OK;
+}
+
+/* A plan of the OpenCL path's Winograd runs is the real run's peak, by category (the planner
+ * counts the dry run's allocations: the workspace and the GEMMs' temporary buffers). */
+static void test_winograd_cl_plan(void **state) {
+    (void)state;
+    int path;
+    TH_OK(fcl_gemm_path(th_ctx(), &path));
+    if (path == FCL_GEMM_HOST) {
+        print_message("  skipped: the host path\n");
+        return;
+    }
+    for (int m = 2; m <= 4; m += 2) {
+        const char *name = m == 4 ? "winograd4" : "winograd2";
+        fewcl_context *ctx;
+        TH_OK(fewcl_context_create(NULL, &ctx));
+        fcl_arena_stats plan;
+        TH_OK(fcl_plan_begin(ctx, 0));
+        TH_OK(winograd_step(ctx, name));
+        fcl_plan_end(ctx, &plan);
+        fcl_arena_reset_peak(ctx->arena);
+        size_t base = fcl_arena_stats_get(ctx->arena)->in_use;
+        TH_OK(winograd_step(ctx, name));
+        TH_OK(fewcl_finish(ctx));
+        assert_string_equal(fcl_conv_algo_last(ctx, FCL_CONV_WEIGHTS)->name, name);
+        const fcl_arena_stats *real = fcl_arena_stats_get(ctx->arena);
+        print_message("  %s: planned peak %zu bytes, measured %zu\n", name, plan.peak,
+                      real->peak - base);
+        assert_int_equal(plan.peak, real->peak - base);
+        for (int c = 0; c < FCL_MEM_CATEGORIES; c++)
+            assert_int_equal(plan.by_category_at_peak[c], real->by_category_at_peak[c]);
+        fewcl_context_destroy(ctx);
+    }
 }
 
 /* A small convolution whose algorithm choice is under test: runs forward once. */
@@ -247,7 +444,8 @@ static fewcl_status one_conv(fewcl_context *ctx, int k, int stride) {
     FCL_TRY(fcl_tensor_alloc(ctx, &y, FCL_MEM_ACTIVATION, 4, (int[]){2, 4, out, out}));
     FCL_TRY(fcl_fill(ctx, &x, 0.5f));
     FCL_TRY(fcl_fill(ctx, &w, 0.25f));
-    fewcl_status s = fcl_conv2d_forward(ctx, &x, &w, NULL, &(fcl_conv2d_params){stride, k / 2, 0}, &y);
+    fewcl_status s =
+        fcl_conv2d_forward(ctx, &x, &w, NULL, &(fcl_conv2d_params){stride, k / 2, 0}, &y);
     fcl_tensor_free(ctx, &y), fcl_tensor_free(ctx, &w), fcl_tensor_free(ctx, &x);
     return s;
 }
@@ -279,11 +477,8 @@ static void test_forced_algorithm_errors(void **state) {
     TH_OK(fewcl_context_create(NULL, &ctx));
     TH_OK(one_conv(ctx, 1, 2));
     assert_string_equal(fcl_conv_algo_last(ctx, FCL_CONV_FORWARD)->name, "im2col");
-    int path;
-    TH_OK(fcl_gemm_path(ctx, &path));
-    TH_OK(one_conv(ctx, 3, 1));
-    assert_string_equal(fcl_conv_algo_last(ctx, FCL_CONV_FORWARD)->name,
-                        path == FCL_GEMM_HOST ? "winograd2" : "im2col");
+    TH_OK(one_conv(ctx, 3, 1)); /* both paths have winograd2 */
+    assert_string_equal(fcl_conv_algo_last(ctx, FCL_CONV_FORWARD)->name, "winograd2");
     fewcl_context_destroy(ctx);
     unsetenv("FEWCL_CONV_ALGO");
     setenv("FEWCL_FIND", "sometimes", 1);
@@ -469,6 +664,8 @@ int main(void) {
         cmocka_unit_test_teardown(test_winograd_model_shapes, unforce),
         cmocka_unit_test_teardown(test_winograd_odd_shapes, unforce),
         cmocka_unit_test_teardown(test_winograd_chunks, unforce),
+        cmocka_unit_test_teardown(test_winograd_cl_workspace, unforce),
+        cmocka_unit_test(test_winograd_cl_plan),
         cmocka_unit_test(test_forced_algorithm_errors),
         cmocka_unit_test(test_find_database_file),
         cmocka_unit_test(test_choices_export_import),

@@ -68,12 +68,30 @@ static size_t no_ws(const fcl_conv_geom *g, fcl_conv_dir dir) { return (void)g, 
 /* Implicit GEMM, forward and data (OpenCL path; conv_implicit.c): no workspace. */
 static const fcl_conv_algo cl_implicit = {"implicit", 0, cl_implicit_ok, no_ws,
                                           fcl_conv_cl_implicit};
+static int cl_winograd_ok(const fcl_conv_geom *g, fcl_conv_dir dir) {
+    return (void)dir, fcl_conv_cl_winograd_eligible(g);
+}
+static size_t cl_winograd_ws(const fcl_conv_geom *g, fcl_conv_dir dir) {
+    return (void)dir, fcl_conv_cl_winograd_workspace(g);
+}
+static int cl_winograd4_ok(const fcl_conv_geom *g, fcl_conv_dir dir) {
+    return (void)dir, fcl_conv_cl_winograd4_eligible(g);
+}
+static size_t cl_winograd4_ws(const fcl_conv_geom *g, fcl_conv_dir dir) {
+    return (void)dir, fcl_conv_cl_winograd4_workspace(g);
+}
+/* Winograd F(2x2,3x3) and F(4x4,3x3), all directions (OpenCL path; conv_winograd_cl.c). */
+static const fcl_conv_algo cl_winograd = {"winograd2", 0, cl_winograd_ok, cl_winograd_ws,
+                                          fcl_conv_cl_winograd};
+static const fcl_conv_algo cl_winograd4 = {"winograd4", 0, cl_winograd4_ok, cl_winograd4_ws,
+                                           fcl_conv_cl_winograd4};
 /* FFT through clFFT (OpenCL path; conv_fft.c). */
 static const fcl_conv_algo cl_fft = {"fft", 0, cl_fft_ok, cl_fft_ws, fcl_conv_cl_fft};
 
 static const fcl_conv_algo *const table[] = {
     &cl_im2col,      &host_im2col,  &host_shifted, &host_winograd,
-    &host_winograd4, &host_batched, &cl_fft,       &cl_implicit, NULL};
+    &host_winograd4, &host_batched, &cl_fft,       &cl_implicit,
+    &cl_winograd,    &cl_winograd4, NULL};
 
 const fcl_conv_algo *const *fcl_conv_algos(void) { return table; }
 

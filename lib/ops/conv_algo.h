@@ -4,7 +4,8 @@
  * Each algorithm says, for a call's shapes (fcl_conv_geom) and a direction, whether it can
  * run (eligible), how many arena bytes of workspace it takes (workspace), and runs (run).
  * Algorithms belong to a path: the OpenCL kernels (conv.c: im2col; conv_fft.c: fft, through
- * clFFT) or the host path of CPU devices
+ * clFFT; conv_implicit.c: implicit; conv_winograd_cl.c: winograd2, winograd4) or the host
+ * path of CPU devices
  * (conv_host.c: im2col, shifted; conv_winograd_host.c, conv_winograd4_host.c: winograd2,
  * winograd4 = F(2x2,3x3), F(4x4,3x3); conv_batched_host.c: batched); a call only considers
  * its own path's.

@@ -39,6 +39,18 @@ int fcl_conv_cl_implicit_eligible(const fcl_conv_geom *g, int dir);
 fewcl_status fcl_conv_cl_implicit(fewcl_context *ctx, const fcl_conv_geom *g,
                                   const fcl_conv_args *a);
 
+/* Winograd F(2x2,3x3) on the OpenCL path (conv_winograd_cl.c): 3x3 stride 1, any padding, all three directions,
+ * whole images per chunk within the workspace bound (the host path's layout and bytes). */
+int fcl_conv_cl_winograd_eligible(const fcl_conv_geom *g);
+size_t fcl_conv_cl_winograd_workspace(const fcl_conv_geom *g);
+fewcl_status fcl_conv_cl_winograd(fewcl_context *ctx, const fcl_conv_geom *g,
+                                  const fcl_conv_args *a);
+/* Winograd F(4x4,3x3) (conv_winograd_cl.c): the same calls. */
+int fcl_conv_cl_winograd4_eligible(const fcl_conv_geom *g);
+size_t fcl_conv_cl_winograd4_workspace(const fcl_conv_geom *g);
+fewcl_status fcl_conv_cl_winograd4(fewcl_context *ctx, const fcl_conv_geom *g,
+                                   const fcl_conv_args *a);
+
 /* ---- the host path (conv_host.c) ----
  * Every host algorithm maps the call's tensors once and runs on the CPU; the workspace is
  * one arena tensor (so that plans and peaks are those of the device's memory). */
