@@ -207,7 +207,10 @@ static void test_winograd_model_shapes(void **state) {
         if (!winograd_here(m)) continue;
         TH_OK(fcl_conv_algo_force(th_ctx(), m == 4 ? "winograd4" : "winograd2"));
         check_winograd("Conv4 block 0", m, shape(2, 3, 21, 21, 64, 1), 1);
-        check_winograd("Conv4 block 3", m, shape(2, 64, 10, 10, 64, 1), 1);
+        /* Under oclgrind (th_small) F(4x4)'s 64-channel case alone took ~2 minutes; its
+         * kernels are the ones the smaller shapes here and in the odd-shape test run. */
+        if (!th_small() || m == 2)
+            check_winograd("Conv4 block 3", m, shape(2, 64, 10, 10, 64, 1), 1);
         if (!th_small()) {
             check_winograd("ResNet layer3", m, shape(1, 256, 14, 14, 256, 1), 0);
             check_winograd("ResNet layer4", m, shape(1, 512, 7, 7, 512, 1), 0);
