@@ -268,6 +268,12 @@ fewcl_status fcl_gemm_strided_batched(fewcl_context *ctx, int trans_a, int trans
         return fcl_gemm_tiled(ctx, trans_a, trans_b, m, n, k, alpha, a, stride_a, b, stride_b, beta,
                               c, stride_c, batch,
                               batch == 1 ? fcl_gemm_splitk_slices(ctx, m, n, k) : 1);
+    /* Several products: the tiled kernel runs them all in one launch, where CLBlast's routine
+     * takes a call (with its pad/transpose copies) per product (Winograd's 16 or 36 per chunk,
+     * the attention heads). */
+    if (batch > 1 && fcl_gemm_tiled_runs(ctx, trans_a, trans_b))
+        return fcl_gemm_tiled(ctx, trans_a, trans_b, m, n, k, alpha, a, stride_a, b, stride_b, beta,
+                              c, stride_c, batch, 1);
     int slices = !trans_a && trans_b && batch == 1 ? fcl_gemm_splitk_slices(ctx, m, n, k) : 1;
     if (slices > 1 && fcl_gemm_tiled_runs(ctx, 0, 1))
         return fcl_gemm_tiled(ctx, 0, 1, m, n, k, alpha, a, 0, b, 0, beta, c, 0, 1, slices);
