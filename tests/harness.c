@@ -34,6 +34,17 @@ int th_small(void) {
     return s && *s && *s != '0';
 }
 
+int th_sanitized(void) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) /* gcc */
+    return 1;
+#elif defined(__has_feature) /* clang */
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+    return 1;
+#endif
+#endif
+    return 0;
+}
+
 fewcl_model_config th_small_public_config(int n_way, int k_shot, int n_query) {
     fewcl_model_config c;
     th_ok_(fewcl_model_config_default(&c, sizeof c), "fewcl_model_config_default", __FILE__,

@@ -18,6 +18,10 @@ fewcl_context *th_ctx(void);
 int th_teardown(void **state);
 /* 1 under oclgrind (FEWCL_TEST_SMALL=1): tests shrink their shapes. */
 int th_small(void);
+/* 1 in a sanitizer build (FEWCL_SANITIZE or FEWCL_TSAN): a test whose numbers and byte counts
+ * the plain run proves may leave out there its largest whole-model cases, those whose host code
+ * its smaller cases already reach (the sanitizers' instrumented loops made them CI's longest). */
+int th_sanitized(void);
 
 /* Makes a temporary folder (/tmp/fewcl-<tag>-XXXXXX, its path in dir) holding demo/, the demo
  * glyphs rendered at 16 px (6 images per class, `seed`), and, unless `bare`, support/<class>/
