@@ -402,9 +402,11 @@ static void test_layout_small_cases(void **state) {
 /* Random traces (a fixed generator): every layout is valid (the quadratic oracle) and never
  * below the live peak, the lower bound; layouts are a pure function of the trace. Under the
  * sanitizers the first 3 of the 20 traces (the 20 took 93 s of ASan's run, the layout's loops
- * instrumented): the same code on other random traces, the 20 being the plain run's. */
+ * instrumented): the same code on other random traces, the 20 being the plain run's. Not in
+ * the small runs (the portable twins, oclgrind): host code alone, the same on every device. */
 static void test_layout_random_traces(void **state) {
     (void)state;
+    if (th_small()) skip();
     uint64_t x = 88172645463325252ULL;
     for (int trial = 0; trial < (th_sanitized() ? 3 : 20); trial++) {
         enum { N = 300 };
