@@ -140,6 +140,13 @@ typedef struct fewcl_train_params {
      * (docs/maths.md §7.1). `episodes` must be a multiple of it; a resumed run keeps it. */
     int meta_batch;
     fewcl_memory_info *memory; /* API 3, optional: filled on success (set its struct_size) */
+    /* API 3: several devices in this process, as `--devices` takes them (as in
+     * fewcl_test_params); NULL or "": ctx's device alone. With meta_batch > 1 the episodes of
+     * each step are split into one contiguous block per entry and their gradients reduced in
+     * the fixed order, so the weights equal the one-device run's with the same meta_batch (on
+     * devices of one kind, with the same convolution choices); validation is split too. ctx
+     * serves the first entry naming its device. */
+    const char *devices;
 } fewcl_train_params;
 
 typedef struct fewcl_train_result {

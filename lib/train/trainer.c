@@ -12,6 +12,7 @@
 
 #include "../data/loader.h"
 #include "../io/atomic_file.h"
+#include "../ops/conv_algo.h"
 #include "../plan/episode_plan.h"
 #include "checkpoint.h"
 #include "reduce.h"
@@ -230,7 +231,8 @@ typedef struct run_state {
     X(loss)                                                                                        \
     X(loss_ce)                                                                                     \
     X(loss_var)                                                                                    \
-    X(loss_cov) X(train_acc) X(val_acc) X(val_ci95) X(episodes_per_s) X(images_per_s) X(seconds)   \
+    X(loss_cov)                                                                                    \
+    X(train_acc) X(val_acc) X(val_ci95) X(episodes_per_s) X(images_per_s) X(seconds)               \
         X(device_peak)
 
 /* JSON has no NaN: absent values (no validation) are written as null. */
@@ -390,11 +392,29 @@ static fewcl_status write_run_config(const fcl_train_options *o, const char *pat
 
 /* A meta-batch's host side: the gradient tree, its mean, the BatchNorm records and the
  * episodes' results of the step under way. */
+/* A replica's part of a meta-batch step (--devices): its own tree over its block of episodes
+ * and, off the caller's context, its own episode tensor; made and freed on its thread. */
+typedef struct meta_worker {
+    fcl_tree tree;
+    fcl_tensor x;
+    int ready;
+} meta_worker;
+
 typedef struct meta_host {
     fcl_tree tree;
     float *mean, *bn;
     size_t R; /* BatchNorm record floats per episode */
     fcl_step_result *results;
+    /* With replicas: the step's M episodes on the host (loaded in episode order by the caller,
+     * as one device would), one worker per replica, the lead's convolution choices. */
+    float **episodes;
+    meta_worker *workers;
+    int phase;   /* 0: every replica; 1: the lead alone; 2: all but the lead */
+    int lead;    /* the first replica with episodes */
+    int warm;    /* the lead's choices have been shared */
+    int M;       /* with replicas: the meta-batch */
+    int release; /* the command frees the workers */
+    char *choices;
 } meta_host;
 
 typedef struct trainer {
@@ -572,6 +592,127 @@ static void meta_free(meta_host *mh) {
     free(mh->mean);
     free(mh->bn);
     free(mh->results);
+    if (mh->episodes)
+        for (int m = 0; m < mh->M; m++)
+            free(mh->episodes[m]);
+    free(mh->episodes);
+    free(mh->workers);
+    free(mh->choices);
+}
+
+/* The host episodes and the replicas' workers of a meta-batch over t->group. */
+static fewcl_status meta_replicas_alloc(trainer *t) {
+    meta_host *mh = &t->meta;
+    int M = t->st.meta_batch;
+    mh->M = M;
+    mh->episodes = calloc((size_t)M, sizeof *mh->episodes);
+    mh->workers = calloc((size_t)t->group->n, sizeof *mh->workers);
+    if (!mh->episodes || !mh->workers)
+        return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "%d episodes of a meta-batch", M);
+    for (int m = 0; m < M; m++)
+        if (!(mh->episodes[m] = malloc(t->in.x.numel * sizeof **mh->episodes)))
+            return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "episode %d of a meta-batch (%zu floats)",
+                            m + 1, t->in.x.numel);
+    long start, count = 0;
+    for (mh->lead = 0; mh->lead < t->group->n; mh->lead++) {
+        fcl_shard_block(0, M, t->group->n, mh->lead, &start, &count);
+        if (count > 0) break;
+    }
+    return FEWCL_OK;
+}
+
+/* On replica r's thread: the gradients of its block of the step's episodes into its tree
+ * (leaves pushed in episode order), their BatchNorm records and results into the shared
+ * arrays at their episode index; or, with mh->release, frees its worker. */
+static fewcl_status meta_share(fcl_replica *r, void *arg) {
+    trainer *t = arg;
+    meta_host *mh = &t->meta;
+    meta_worker *me = &mh->workers[r->w];
+    if (mh->release) {
+        if (me->ready) {
+            fcl_tree_free(&me->tree);
+            if (me->x.numel) fcl_tensor_free(r->ctx, &me->x);
+        }
+        me->ready = 0;
+        return FEWCL_OK;
+    }
+    if ((mh->phase == 1 && r->w != mh->lead) || (mh->phase == 2 && r->w == mh->lead))
+        return FEWCL_OK;
+    if (mh->phase == 2 && mh->choices) FCL_TRY(fcl_conv_algo_import(r->ctx, mh->choices));
+    if (!me->ready) {
+        FCL_TRY(fcl_tree_init(&me->tree, mh->tree.n));
+        if (!r->on_caller) {
+            int shape[4];
+            for (int i = 0; i < 4; i++)
+                shape[i] = t->in.x.shape[i];
+            FCL_TRY(fcl_tensor_alloc(r->ctx, &me->x, FCL_MEM_ACTIVATION, 4, shape));
+        }
+        me->ready = 1;
+    }
+    fcl_tensor *x = r->on_caller ? &t->in.x : &me->x;
+    long a, count;
+    fcl_shard_block(0, mh->M, r->group->n, r->w, &a, &count);
+    for (long m = a; m < a + count; m++) {
+        if (atomic_load(&r->group->failed)) return FEWCL_ERR_INTERRUPTED;
+        float *g = fcl_tree_buffer(&me->tree);
+        if (!g) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "a gradient (%zu floats)", me->tree.n);
+        fewcl_status s = fcl_tensor_upload(r->ctx, x, mh->episodes[m]);
+        if (s == FEWCL_OK)
+            s = fcl_grad_step(r->ctx, r->model, x, g, mh->bn + (size_t)m * mh->R, &mh->results[m]);
+        if (s != FEWCL_OK) {
+            free(g);
+            return fcl_wrap(s, "episode %ld of the step: ", m + 1);
+        }
+        FCL_TRY(fcl_tree_push(&me->tree, m, 1, g));
+    }
+    if (mh->phase == 1 && r->group->n > 1) FCL_TRY(fcl_conv_algo_export(r->ctx, &mh->choices));
+    return FEWCL_OK;
+}
+
+static void meta_clear(trainer *t) {
+    fcl_tree_clear(&t->meta.tree);
+    if (t->meta.workers)
+        for (int w = 0; w < t->group->n; w++)
+            if (t->meta.workers[w].ready) fcl_tree_clear(&t->meta.workers[w].tree);
+}
+
+/* A meta-batch step over the replicas (docs/design/scale-out.md §1.3, §2): replica w computes
+ * the contiguous block fcl_shard_block(w) of the step's episodes; the coordinator pushes each
+ * replica's dyadic cover in replica order (= episode order) into the master tree, so the sum
+ * has the bits of one device pushing the M leaves. The first step runs the lead alone first,
+ * so every replica takes its convolution choices (as sharded evaluation does). */
+static fewcl_status meta_step_sharded(trainer *t) {
+    meta_host *mh = &t->meta;
+    int M = mh->M;
+    for (int m = 0; m < M; m++)
+        FCL_TRY(fcl_loader_next(t->train, mh->episodes[m], NULL));
+    fewcl_status s;
+    if (!mh->warm) {
+        mh->phase = 1;
+        s = fcl_replicas_run(t->group, meta_share, t, NULL);
+        mh->phase = 2;
+        if (s == FEWCL_OK) s = fcl_replicas_run(t->group, meta_share, t, NULL);
+        mh->phase = 0;
+        if (s == FEWCL_OK) mh->warm = 1;
+    } else {
+        s = fcl_replicas_run(t->group, meta_share, t, NULL);
+    }
+    for (int w = 0; s == FEWCL_OK && w < t->group->n; w++) {
+        const fcl_tree_node *nodes;
+        int k = fcl_tree_nodes(&mh->workers[w].tree, &nodes);
+        for (int i = 0; s == FEWCL_OK && i < k; i++) {
+            float *v = fcl_tree_buffer(&mh->tree);
+            if (!v) {
+                s = fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "a gradient (%zu floats)", mh->tree.n);
+                break;
+            }
+            memcpy(v, nodes[i].v, mh->tree.n * sizeof *v);
+            s = fcl_tree_push(&mh->tree, nodes[i].lo, nodes[i].len, v);
+        }
+        fcl_tree_clear(&mh->workers[w].tree);
+    }
+    if (s != FEWCL_OK) meta_clear(t);
+    return s;
 }
 
 /* Step s of an epoch with a meta-batch of M episodes (docs/maths.md §7.1): episode m is global
@@ -580,6 +721,15 @@ static void meta_free(meta_host *mh) {
 static fewcl_status meta_step(trainer *t, int epoch, long step, const fcl_adamw_config *adam) {
     int M = t->st.meta_batch;
     meta_host *mh = &t->meta;
+    if (t->group) {
+        fewcl_status s = meta_step_sharded(t);
+        if (s == FEWCL_OK) s = fcl_tree_finish(&mh->tree, M, mh->mean);
+        if (s == FEWCL_OK) s = fcl_apply_step(t->ctx, t->model, mh->mean, mh->bn, M, adam);
+        /* every replica continues from the master's new state */
+        if (s == FEWCL_OK) s = fcl_replicas_set_state(t->group, t->ctx, t->model);
+        if (s != FEWCL_OK) return episode_failed(t, s, epoch, step + 1, (step + 1) * M);
+        return FEWCL_OK;
+    }
     for (int m = 0; m < M; m++) {
         float *g = fcl_tree_buffer(&mh->tree);
         fewcl_status s = g ? input_next(t->ctx, t->train, &t->in) : FEWCL_ERR_OUT_OF_MEMORY;
@@ -770,8 +920,10 @@ fewcl_status fcl_train(fewcl_context *ctx, const fcl_train_options *o, fcl_train
     if (s == FEWCL_OK && o->val)
         s = make_loader(o->val, &o->cfg, 0, o->seed ^ VAL_SEED_SALT,
                         (long)t.st.epoch * o->val_episodes, &o->data, &t.val);
-    if (s == FEWCL_OK && o->val && o->devices && *o->devices)
+    /* --devices: the replicas share validation, and the episodes of a meta-batch step */
+    if (s == FEWCL_OK && (o->val || meta_batch_of(o) > 1) && o->devices && *o->devices)
         s = fcl_replicas_open(o->devices, ctx, t.model, &t.group);
+    if (s == FEWCL_OK && t.group && meta_batch_of(o) > 1) s = meta_replicas_alloc(&t);
     for (int epoch = t.st.epoch; s == FEWCL_OK && epoch < o->epochs; epoch++) {
         double start = now(), seconds = 0;
         long ran = 0;
@@ -790,6 +942,10 @@ fewcl_status fcl_train(fewcl_context *ctx, const fcl_train_options *o, fcl_train
         r->best_epoch = t.st.best_epoch;
         if (t.st.epoch) r->last = t.st.history[t.st.epoch - 1];
         r->reserved_peak = fcl_arena_stats_get(ctx->arena)->peak_reserved;
+    }
+    if (t.group && t.meta.workers) { /* each worker's tensor belongs to its replica's thread */
+        t.meta.release = 1;
+        fcl_replicas_run(t.group, meta_share, &t, NULL);
     }
     fcl_replicas_close(t.group);
     if (t.val) fcl_loader_destroy(t.val);

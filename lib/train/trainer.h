@@ -90,8 +90,9 @@ typedef struct fcl_train_options {
      * multiple of it; kept in the checkpoint for resume. */
     int meta_batch;
     /* Several devices (a list as fcl_device_list_parse takes it; NULL or "": ctx's alone):
-     * validation is split over replicas on them (lib/train/replicas.h), with the one-device
-     * run's accuracies; training itself runs on ctx. */
+     * validation is split over replicas on them (lib/train/replicas.h), and so are the
+     * episodes of each meta-batch step (M > 1: contiguous blocks, the gradients reduced by the
+     * fixed tree; the result equals the one-device run's with the same M). */
     const char *devices;
 } fcl_train_options;
 
