@@ -271,8 +271,8 @@ int cmd_train(int argc, char **argv) {
                 argv[optind]);
         return EXIT_USAGE;
     }
-    /* Before the run folder is looked at: ranks would all write it. */
-    if (cli_single_rank_only("train")) return EXIT_USAGE;
+    /* Several ranks share each step's episodes; rank 0 alone writes the run folder. */
+    job.opt.distributed = cli_dist.size > 1;
     if (job.opt.resume && !job.opt.run_dir) {
         fprintf(stderr, "fewcl train: --resume needs the --run-dir of the run to continue\n");
         return EXIT_USAGE;

@@ -147,6 +147,11 @@ typedef struct fewcl_train_params {
      * devices of one kind, with the same convolution choices); validation is split too. ctx
      * serves the first entry naming its device. */
     const char *devices;
+    /* API 3: 1 = split each step's episodes over the ranks of the MPI job too (fewcl_dist_init
+     * started MPI; meta_batch >= 2): every rank calls fewcl_train with the same parameters
+     * (and the same run_dir, which rank 0 alone writes; resuming ranks read it); the weights
+     * equal the one-process run's with the same meta_batch. Default 0. */
+    int distributed;
 } fewcl_train_params;
 
 typedef struct fewcl_train_result {

@@ -157,7 +157,8 @@ fewcl_status fewcl_train(fewcl_context *ctx, const fewcl_train_params *params,
                            .user = &j,
                            .stop = &j.stop,
                            .meta_batch = p.meta_batch,
-                           .devices = p.devices};
+                           .devices = p.devices,
+                           .distributed = p.distributed};
     o.adam.lr = p.lr, o.adam.weight_decay = p.weight_decay;
     fcl_dataset *train = NULL, *val = NULL;
     fewcl_status s = FEWCL_OK;
