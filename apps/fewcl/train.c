@@ -316,6 +316,15 @@ int cmd_train(int argc, char **argv) {
                 below ? below + m : 2 * m);
         return EXIT_USAGE;
     }
+    if (cli_dist.size > 1 && job.opt.meta_batch < 2) { /* before the run folder is touched */
+        if (cli_dist.rank == 0)
+            fprintf(stderr,
+                    "fewcl train: training across %d MPI ranks shares the episodes of a "
+                    "meta-batch step: give --meta-batch M with M >= 2 (M >= %d keeps every rank "
+                    "busy)\n",
+                    cli_dist.size, cli_dist.size);
+        return EXIT_USAGE;
+    }
     job.opt.val_episodes = val_episodes >= 0 ? (int)val_episodes : job.opt.episodes;
     /* config.json records the data; absolute paths let --resume find it from any folder. */
     static char absolute[SPLITS + 2][PATH_MAX];
