@@ -232,8 +232,8 @@ typedef struct run_state {
     X(loss)                                                                                        \
     X(loss_ce)                                                                                     \
     X(loss_var)                                                                                    \
-    X(loss_cov)                                                                                    \
-    X(train_acc) X(val_acc) X(val_ci95) X(episodes_per_s) X(images_per_s) X(seconds) X(device_peak)
+    X(loss_cov) X(train_acc) X(val_acc) X(val_ci95) X(episodes_per_s) X(images_per_s) X(seconds)   \
+        X(device_peak)
 
 /* JSON has no NaN: absent values (no validation) are written as null. */
 static void add_number(cJSON *o, const char *key, double v) {
