@@ -148,6 +148,7 @@ train_refused)
   [ ! -e "$dir/run" ] || fail "the run folder was created"
   if ranks - "$fewcl" demo --out "$dir/demo" >/dev/null; then fail "demo ran"; fi
   [ ! -e "$dir/demo" ] || fail "the demo folder was created"
+  grep -q "fewcl demo runs as one rank" "$dir/err.0" || fail "no message for demo"
   echo "mpi.train_refused: $(head -1 "$dir/err.0")"
   ;;
 api)
