@@ -329,7 +329,7 @@ static void test_m1_is_the_train_step_loop(void **state) {
     fcl_model_destroy(ctx, loop);
 }
 
-/* --devices (docs/design/scale-out.md §2): M = 3 over two replicas of this device (blocks
+/* --devices (docs/design/scale-out.md, part 2): M = 3 over two replicas of this device (blocks
  * {1, 2}: the workers' covers (0,1) and (1,1),(2,1) meet in the coordinator's tree) gives the
  * weights, buffers, moments and metrics of the one-device run, validation split too. */
 static void test_two_devices_train_as_one(void **state) {

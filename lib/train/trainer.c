@@ -799,8 +799,9 @@ static void meta_clear(trainer *t) {
             if (t->meta.workers[w].ready) fcl_tree_clear(&t->meta.workers[w].tree);
 }
 
-/* A meta-batch step over the replicas (docs/design/scale-out.md §1.3, §2): replica w computes
- * the contiguous block fcl_shard_block(w) of the step's episodes; the coordinator pushes each
+/* A meta-batch step over the replicas (docs/design/scale-out.md, parts 1.3 and 2): replica w
+ * computes the contiguous block fcl_shard_block(w) of the step's episodes (of this rank's
+ * block under MPI); the coordinator pushes each
  * replica's dyadic cover in replica order (= episode order) into the master tree, so the sum
  * has the bits of one device pushing the M leaves. The first step runs the lead alone first,
  * so every replica takes its convolution choices (as sharded evaluation does). */
