@@ -329,6 +329,34 @@ static void test_m1_is_the_train_step_loop(void **state) {
     fcl_model_destroy(ctx, loop);
 }
 
+/* --devices (docs/design/scale-out.md, part 2): M = 3 over two replicas of this device (blocks
+ * {1, 2}: the workers' covers (0,1) and (1,1),(2,1) meet in the coordinator's tree) gives the
+ * weights, buffers, moments and metrics of the one-device run, validation split too. */
+static void test_two_devices_train_as_one(void **state) {
+    (void)state;
+    fewcl_context *ctx = th_ctx();
+    const fewcl_device_info *d = fewcl_context_device(ctx);
+    char here[64], two[160];
+    snprintf(here, sizeof here, "%d:%d", d->platform_index, d->device_index);
+    snprintf(two, sizeof two, "%s,%s", here, here);
+    fcl_train_result one, many;
+    fcl_train_options a = options("one-device", 3), b = options("two-devices", 3);
+    a.episodes = b.episodes = 6;
+    a.val = b.val = g_base, a.val_episodes = b.val_episodes = 3;
+    b.devices = two;
+    TH_OK(fcl_train(ctx, &a, &one));
+    TH_OK(fcl_train(ctx, &b, &many));
+    const char *files[] = {"last.safetensors", "best.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        char pa[300], pb[300];
+        snprintf(pa, sizeof pa, "%s/%s", a.run_dir, files[i]);
+        snprintf(pb, sizeof pb, "%s/%s", b.run_dir, files[i]);
+        assert_same_tensors(pa, pb);
+    }
+    assert_true(one.last.loss == many.last.loss && one.last.train_acc == many.last.train_acc);
+    assert_true(one.last.val_acc == many.last.val_acc && one.last.val_ci95 == many.last.val_ci95);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_replay_equals_training_forwards),
@@ -336,6 +364,7 @@ int main(void) {
         cmocka_unit_test(test_trainer_stop_resume_and_refusals),
         cmocka_unit_test(test_trainer_reserves_the_planned_footprint),
         cmocka_unit_test(test_m1_is_the_train_step_loop),
+        cmocka_unit_test(test_two_devices_train_as_one),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

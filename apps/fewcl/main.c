@@ -88,9 +88,9 @@ int cli_single_rank_only(const char *cmd) {
     if (cli_dist.size <= 1) return 0;
     if (cli_dist.rank == 0)
         fprintf(stderr,
-                "fewcl %s: training across MPI ranks is not available yet in this version; run "
-                "`fewcl %s` with one rank, or shard `fewcl test` (mpirun -np %d fewcl test ...)\n",
-                cmd, cmd, cli_dist.size);
+                "fewcl %s runs as one rank; run it with one rank, or train across ranks with "
+                "`mpirun -np %d fewcl train --meta-batch M ...` (M >= 2)\n",
+                cmd, cli_dist.size);
     return EXIT_USAGE;
 }
 

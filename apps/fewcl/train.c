@@ -25,6 +25,7 @@ enum {
     OPT_BACKBONE_PREFIX,
     OPT_RESUME,
     OPT_META_BATCH,
+    OPT_DEVICES,
     OPT_HELP
 };
 
@@ -64,6 +65,7 @@ static void usage(FILE *f) {
         {"--resume", "continue the run in --run-dir", NULL},
         {"--test-episodes N", "then test on novel", "0: none"},
         {"--device D", "P:D or part of a name", "the first GPU"},
+        {"--devices L", "all or P:D,P:D,...: split each step's episodes", NULL},
         {"--quiet", "no progress bars", NULL},
         {"--json", "one JSON object on stdout", NULL},
     };
@@ -93,6 +95,7 @@ static int apply(int c, const char *arg, train_job *job, data_flags *data, long 
     case OPT_BACKBONE_WEIGHTS: job->opt.backbone_weights = arg; return 1;
     case OPT_BACKBONE_PREFIX: job->opt.backbone_prefix = arg; return 1;
     case OPT_RESUME: job->opt.resume = 1; return 1;
+    case OPT_DEVICES: job->opt.devices = arg; return 1;
     case OPT_META_BATCH: {
         long m;
         if (parse_count("train", "meta-batch", arg, 1, &m)) return -1;
@@ -234,6 +237,7 @@ int cmd_train(int argc, char **argv) {
         {"backbone-prefix", required_argument, 0, OPT_BACKBONE_PREFIX},
         {"resume", no_argument, 0, OPT_RESUME},
         {"meta-batch", required_argument, 0, OPT_META_BATCH},
+        {"devices", required_argument, 0, OPT_DEVICES},
         {"help", no_argument, 0, OPT_HELP},
         JOB_FLAG_OPTIONS,
         MODEL_FLAG_OPTIONS,
@@ -267,8 +271,8 @@ int cmd_train(int argc, char **argv) {
                 argv[optind]);
         return EXIT_USAGE;
     }
-    /* Before the run folder is looked at: ranks would all write it. */
-    if (cli_single_rank_only("train")) return EXIT_USAGE;
+    /* Several ranks share each step's episodes; rank 0 alone writes the run folder. */
+    job.opt.distributed = cli_dist.size > 1;
     if (job.opt.resume && !job.opt.run_dir) {
         fprintf(stderr, "fewcl train: --resume needs the --run-dir of the run to continue\n");
         return EXIT_USAGE;
@@ -312,6 +316,15 @@ int cmd_train(int argc, char **argv) {
                 below ? below + m : 2 * m);
         return EXIT_USAGE;
     }
+    if (cli_dist.size > 1 && job.opt.meta_batch < 2) { /* before the run folder is touched */
+        if (cli_dist.rank == 0)
+            fprintf(stderr,
+                    "fewcl train: training across %d MPI ranks shares the episodes of a "
+                    "meta-batch step: give --meta-batch M with M >= 2 (M >= %d keeps every rank "
+                    "busy)\n",
+                    cli_dist.size, cli_dist.size);
+        return EXIT_USAGE;
+    }
     job.opt.val_episodes = val_episodes >= 0 ? (int)val_episodes : job.opt.episodes;
     /* config.json records the data; absolute paths let --resume find it from any folder. */
     static char absolute[SPLITS + 2][PATH_MAX];
@@ -329,6 +342,20 @@ int cmd_train(int argc, char **argv) {
                  setting_name(FEWCL_SETTING_METHOD, job.cfg.method), job.cfg.n_way, job.cfg.k_shot,
                  stamp);
         job.opt.run_dir = default_dir;
+    }
+    static char first[32]; /* with --devices: the model lives on the list's first device */
+    if (job.opt.devices) {
+        if (job.device) {
+            fprintf(stderr, "fewcl train: give --device or --devices, not both\n");
+            return EXIT_USAGE;
+        }
+        fewcl_device_info *list;
+        int n;
+        fewcl_status s = fewcl_parse_device_list(job.opt.devices, &list, &n);
+        if (s != FEWCL_OK) return cli_fail("train", s);
+        snprintf(first, sizeof first, "%d:%d", list[0].platform_index, list[0].device_index);
+        fewcl_free_device_list(list);
+        job.device = first;
     }
     job.check_image_size = !job.opt.resume;
     return train_job_run(&job, &data);

@@ -259,6 +259,8 @@ int train_job_run(train_job *j, const data_flags *data) {
     fewcl_dataset *sets[SPLITS] = {0};
     fewcl_context *ctx = NULL;
     install_stop_handler();
+    /* Several ranks: rank 0 reports (the others' results are the same) */
+    if (cli_dist.rank > 0 && !freopen("/dev/null", "w", stdout)) return EXIT_RUNTIME;
     int rc_open = cli_open_device(j->cmd, j->device, &ctx);
     if (rc_open) return rc_open;
     fewcl_status s = data_open_split(data, SPLIT_BASE, &sets[SPLIT_BASE]);
@@ -314,6 +316,9 @@ int train_job_run(train_job *j, const data_flags *data) {
     if (s == FEWCL_OK && !j->json)
         printf("run folder: %s (metrics.csv, curves.svg, best.safetensors, last.safetensors)\n",
                j->opt.run_dir);
+    /* Several ranks: a failure the ranks did not all see (rank 0 writing the run folder)
+     * must end the whole job, not leave the others waiting; a stop is every rank's. */
+    if (s != FEWCL_OK && cli_dist.size > 1 && s != FEWCL_ERR_INTERRUPTED) cli_fail_alone(j->cmd, s);
     if (s != FEWCL_OK) code = cli_fail(j->cmd, s);
     for (int i = 0; i < SPLITS; i++)
         fewcl_dataset_destroy(sets[i]);

@@ -140,6 +140,18 @@ typedef struct fewcl_train_params {
      * (docs/maths.md §7.1). `episodes` must be a multiple of it; a resumed run keeps it. */
     int meta_batch;
     fewcl_memory_info *memory; /* API 3, optional: filled on success (set its struct_size) */
+    /* API 3: several devices in this process, as `--devices` takes them (as in
+     * fewcl_test_params); NULL or "": ctx's device alone. With meta_batch > 1 the episodes of
+     * each step are split into one contiguous block per entry and their gradients reduced in
+     * the fixed order, so the weights equal the one-device run's with the same meta_batch (on
+     * devices of one kind, with the same convolution choices); validation is split too. ctx
+     * serves the first entry naming its device. */
+    const char *devices;
+    /* API 3: 1 = split each step's episodes over the ranks of the MPI job too (fewcl_dist_init
+     * started MPI; meta_batch >= 2): every rank calls fewcl_train with the same parameters
+     * (and the same run_dir, which rank 0 alone writes; resuming ranks read it); the weights
+     * equal the one-process run's with the same meta_batch. Default 0. */
+    int distributed;
 } fewcl_train_params;
 
 typedef struct fewcl_train_result {

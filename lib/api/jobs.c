@@ -156,7 +156,9 @@ fewcl_status fewcl_train(fewcl_context *ctx, const fewcl_train_params *params,
                            .epoch_done = on_epoch,
                            .user = &j,
                            .stop = &j.stop,
-                           .meta_batch = p.meta_batch};
+                           .meta_batch = p.meta_batch,
+                           .devices = p.devices,
+                           .distributed = p.distributed};
     o.adam.lr = p.lr, o.adam.weight_decay = p.weight_decay;
     fcl_dataset *train = NULL, *val = NULL;
     fewcl_status s = FEWCL_OK;

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "../data/loader.h"
+#include "../dist/dist.h"
 #include "../io/atomic_file.h"
 #include "../ops/conv_algo.h"
 #include "../plan/episode_plan.h"
@@ -391,11 +392,31 @@ static fewcl_status write_run_config(const fcl_train_options *o, const char *pat
 
 /* A meta-batch's host side: the gradient tree, its mean, the BatchNorm records and the
  * episodes' results of the step under way. */
+/* A replica's part of a meta-batch step (--devices): its own tree over its block of episodes
+ * and, off the caller's context, its own episode tensor; made and freed on its thread. */
+typedef struct meta_worker {
+    fcl_tree tree;
+    fcl_tensor x;
+    int ready;
+} meta_worker;
+
 typedef struct meta_host {
     fcl_tree tree;
     float *mean, *bn;
     size_t R; /* BatchNorm record floats per episode */
     fcl_step_result *results;
+    /* With replicas: the step's M episodes on the host (loaded in episode order by the caller,
+     * as one device would), one worker per replica, the lead's convolution choices. */
+    float **episodes;
+    meta_worker *workers;
+    int phase;         /* 0: every replica; 1: the lead alone; 2: all but the lead */
+    int lead;          /* the first replica with episodes */
+    int warm;          /* the lead's choices have been shared */
+    int M;             /* with replicas: the meta-batch */
+    long first, count; /* this rank's block of the step's episodes (all of them on one rank) */
+    double *packed;    /* the step's results, 6 doubles per episode, gathered over the ranks */
+    int release;       /* the command frees the workers */
+    char *choices;
 } meta_host;
 
 typedef struct trainer {
@@ -404,6 +425,7 @@ typedef struct trainer {
     fcl_model *model;
     fcl_loader *train, *val;
     fcl_replica_group *group; /* o->devices: validation's replicas */
+    fcl_dist d;               /* o->distributed: the MPI world, else rank 0 of 1 */
     episode_input in;
     run_state st;
     meta_host meta;
@@ -411,6 +433,7 @@ typedef struct trainer {
 } trainer;
 
 static fewcl_status save_last(trainer *t) {
+    if (t->d.rank) return FEWCL_OK; /* rank 0 alone writes the run folder */
     char *json = state_to_json(&t->st);
     if (!json) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "trainer state");
     fewcl_status s = fcl_checkpoint_save(t->ctx, t->model, 1, json, t->last_path);
@@ -586,6 +609,247 @@ static void meta_free(meta_host *mh) {
     free(mh->mean);
     free(mh->bn);
     free(mh->results);
+    if (mh->episodes)
+        for (int m = 0; m < mh->M; m++)
+            free(mh->episodes[m]);
+    free(mh->episodes);
+    free(mh->workers);
+    free(mh->choices);
+    free(mh->packed);
+}
+
+/* The host episodes and the replicas' workers of a meta-batch over t->group. */
+static fewcl_status meta_replicas_alloc(trainer *t) {
+    meta_host *mh = &t->meta;
+    int M = t->st.meta_batch;
+    mh->M = M;
+    long end;
+    fcl_dist_block(M, t->d.rank, t->d.size, &mh->first, &end);
+    mh->count = end - mh->first;
+    mh->packed = malloc((size_t)M * 6 * sizeof *mh->packed);
+    mh->episodes = calloc((size_t)M, sizeof *mh->episodes);
+    mh->workers = calloc((size_t)t->group->n, sizeof *mh->workers);
+    if (!mh->episodes || !mh->workers || !mh->packed)
+        return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "%d episodes of a meta-batch", M);
+    for (int m = 0; m < M; m++)
+        if (!(mh->episodes[m] = malloc(t->in.x.numel * sizeof **mh->episodes)))
+            return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "episode %d of a meta-batch (%zu floats)",
+                            m + 1, t->in.x.numel);
+    long start, count = 0;
+    for (mh->lead = 0; mh->lead < t->group->n; mh->lead++) {
+        fcl_shard_block(mh->first, mh->count, t->group->n, mh->lead, &start, &count);
+        if (count > 0) break;
+    }
+    return FEWCL_OK;
+}
+
+/* On replica r's thread: the gradients of its block of the step's episodes into its tree
+ * (leaves pushed in episode order), their BatchNorm records and results into the shared
+ * arrays at their episode index; or, with mh->release, frees its worker. */
+static fewcl_status meta_share(fcl_replica *r, void *arg) {
+    trainer *t = arg;
+    meta_host *mh = &t->meta;
+    meta_worker *me = &mh->workers[r->w];
+    if (mh->release) {
+        if (me->ready) {
+            fcl_tree_free(&me->tree);
+            if (me->x.numel) fcl_tensor_free(r->ctx, &me->x);
+        }
+        me->ready = 0;
+        return FEWCL_OK;
+    }
+    if ((mh->phase == 1 && r->w != mh->lead) || (mh->phase == 2 && r->w == mh->lead))
+        return FEWCL_OK;
+    if (mh->phase == 2 && mh->choices) FCL_TRY(fcl_conv_algo_import(r->ctx, mh->choices));
+    if (!me->ready) {
+        FCL_TRY(fcl_tree_init(&me->tree, mh->tree.n));
+        if (!r->on_caller) {
+            int shape[4];
+            for (int i = 0; i < 4; i++)
+                shape[i] = t->in.x.shape[i];
+            FCL_TRY(fcl_tensor_alloc(r->ctx, &me->x, FCL_MEM_ACTIVATION, 4, shape));
+        }
+        me->ready = 1;
+    }
+    fcl_tensor *x = r->on_caller ? &t->in.x : &me->x;
+    long a, count;
+    fcl_shard_block(mh->first, mh->count, r->group->n, r->w, &a, &count);
+    for (long m = a; m < a + count; m++) {
+        if (atomic_load(&r->group->failed)) return FEWCL_ERR_INTERRUPTED;
+        float *g = fcl_tree_buffer(&me->tree);
+        if (!g) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "a gradient (%zu floats)", me->tree.n);
+        fewcl_status s = fcl_tensor_upload(r->ctx, x, mh->episodes[m]);
+        if (s == FEWCL_OK)
+            s = fcl_grad_step(r->ctx, r->model, x, g, mh->bn + (size_t)m * mh->R, &mh->results[m]);
+        if (s != FEWCL_OK) {
+            free(g);
+            return fcl_wrap(s, "episode %ld of the step: ", m + 1);
+        }
+        FCL_TRY(fcl_tree_push(&me->tree, m, 1, g));
+    }
+    if (mh->phase == 1 && r->group->n > 1) FCL_TRY(fcl_conv_algo_export(r->ctx, &mh->choices));
+    return FEWCL_OK;
+}
+
+/* Node i of the canonical dyadic cover of [lo, end) (what a tree holds after the leaves of
+ * that range were pushed): the longest aligned node at each start; returns the count. */
+static int dyadic_cover(long lo, long end, long *los, long *lens) {
+    int k = 0;
+    while (lo < end) {
+        long len = 1;
+        while (lo % (2 * len) == 0 && lo + 2 * len <= end)
+            len *= 2;
+        los[k] = lo, lens[k++] = len;
+        lo += len;
+    }
+    return k;
+}
+
+enum { TAG_NODE = 160, TAG_BN = 161 };
+
+/* Rank r > 0 sends its cover (the nodes of its tree) and its episodes' BatchNorm records to
+ * rank 0, which pushes them in rank order (= episode order) after its own: the sum has the
+ * bits of one process pushing the M leaves. The results (6 doubles per episode) are gathered
+ * and broadcast, so every rank accumulates the same metrics. Every rank reaches this after
+ * fcl_dist_agree said all succeeded. */
+static fewcl_status meta_gather(trainer *t) {
+    meta_host *mh = &t->meta;
+    const fcl_dist *d = &t->d;
+    size_t n = mh->tree.n;
+    long los[FCL_TREE_DEPTH], lens[FCL_TREE_DEPTH];
+    for (long m = mh->first; m < mh->first + mh->count; m++) {
+        const fcl_step_result *r = &mh->results[m];
+        double *p = mh->packed + 6 * m;
+        p[0] = r->loss, p[1] = r->loss_ce, p[2] = r->loss_var, p[3] = r->loss_cov;
+        p[4] = r->correct, p[5] = r->queries;
+    }
+    if (d->rank > 0) {
+        const fcl_tree_node *nodes;
+        int k = fcl_tree_nodes(&mh->tree, &nodes);
+        int want = dyadic_cover(mh->first, mh->first + mh->count, los, lens);
+        for (int i = 0; i < k && k == want; i++)
+            if (nodes[i].lo != los[i] || nodes[i].len != lens[i]) want = -1;
+        if (k != want)
+            return fcl_fail(FEWCL_ERR_INTERNAL,
+                            "rank %d: its gradient tree is not the dyadic "
+                            "cover of episodes [%ld, %ld)",
+                            d->rank, mh->first, mh->first + mh->count);
+        for (int i = 0; i < k; i++)
+            FCL_TRY(fcl_dist_send_floats(d, 0, TAG_NODE, nodes[i].v, n));
+        if (mh->count)
+            FCL_TRY(fcl_dist_send_floats(d, 0, TAG_BN, mh->bn + (size_t)mh->first * mh->R,
+                                         (size_t)mh->count * mh->R));
+        fcl_tree_clear(&mh->tree);
+    } else {
+        for (int r = 1; r < d->size; r++) {
+            long first, end;
+            fcl_dist_block(mh->M, r, d->size, &first, &end);
+            int k = dyadic_cover(first, end, los, lens);
+            for (int i = 0; i < k; i++) {
+                float *v = fcl_tree_buffer(&mh->tree);
+                if (!v) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "a gradient (%zu floats)", n);
+                fewcl_status s = fcl_dist_recv_floats(d, r, TAG_NODE, v, n);
+                if (s != FEWCL_OK) {
+                    free(v);
+                    return s;
+                }
+                FCL_TRY(fcl_tree_push(&mh->tree, los[i], lens[i], v));
+            }
+            if (end > first)
+                FCL_TRY(fcl_dist_recv_floats(d, r, TAG_BN, mh->bn + (size_t)first * mh->R,
+                                             (size_t)(end - first) * mh->R));
+        }
+    }
+    int *counts = malloc((size_t)d->size * 2 * sizeof *counts);
+    if (!counts) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "%d ranks' counts", d->size);
+    for (int r = 0; r < d->size; r++) {
+        long first, end;
+        fcl_dist_block(mh->M, r, d->size, &first, &end);
+        counts[r] = (int)(6 * (end - first)), counts[d->size + r] = (int)(6 * first);
+    }
+    fewcl_status s = fcl_dist_gatherv_doubles(d, mh->packed + 6 * mh->first, (int)(6 * mh->count),
+                                              mh->packed, counts, counts + d->size, 0);
+    free(counts);
+    if (s == FEWCL_OK) s = fcl_dist_bcast(d, mh->packed, (size_t)mh->M * 6 * sizeof *mh->packed, 0);
+    for (int m = 0; s == FEWCL_OK && m < mh->M; m++) {
+        const double *p = mh->packed + 6 * m;
+        mh->results[m] = (fcl_step_result){.loss = p[0],
+                                           .loss_ce = p[1],
+                                           .loss_var = p[2],
+                                           .loss_cov = p[3],
+                                           .correct = (int)p[4],
+                                           .queries = (int)p[5]};
+    }
+    return s;
+}
+
+/* Rank 0's new state (values and BatchNorm buffers) to every other rank. */
+static fewcl_status state_bcast(trainer *t) {
+    fcl_params *P = &t->model->params;
+    size_t n = fcl_params_flat_count(P, FCL_FLAT_STATE);
+    float *v = malloc((n ? n : 1) * sizeof *v);
+    if (!v) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "the model's state (%zu floats)", n);
+    fewcl_status s = t->d.rank ? FEWCL_OK : fcl_params_download_flat(t->ctx, P, FCL_FLAT_STATE, v);
+    if (s == FEWCL_OK) s = fcl_dist_bcast(&t->d, v, n * sizeof *v, 0);
+    if (s == FEWCL_OK && t->d.rank) s = fcl_params_upload_flat(t->ctx, P, FCL_FLAT_STATE, v);
+    free(v);
+    return s;
+}
+
+/* Whether to stop: this process's request, or, over several ranks, any rank's (every rank
+ * reaches this at the same step and gets the same answer). */
+static int stop_requested(trainer *t) {
+    int mine = t->o->stop && *t->o->stop;
+    if (t->d.size <= 1) return mine;
+    if (mine) fcl_fail(FEWCL_ERR_INTERRUPTED, "stop requested (SIGINT or SIGTERM)");
+    return fcl_dist_agree(&t->d, mine ? FEWCL_ERR_INTERRUPTED : FEWCL_OK) != FEWCL_OK;
+}
+
+static void meta_clear(trainer *t) {
+    fcl_tree_clear(&t->meta.tree);
+    if (t->meta.workers)
+        for (int w = 0; w < t->group->n; w++)
+            if (t->meta.workers[w].ready) fcl_tree_clear(&t->meta.workers[w].tree);
+}
+
+/* A meta-batch step over the replicas (docs/design/scale-out.md, parts 1.3 and 2): replica w
+ * computes the contiguous block fcl_shard_block(w) of the step's episodes (of this rank's
+ * block under MPI); the coordinator pushes each
+ * replica's dyadic cover in replica order (= episode order) into the master tree, so the sum
+ * has the bits of one device pushing the M leaves. The first step runs the lead alone first,
+ * so every replica takes its convolution choices (as sharded evaluation does). */
+static fewcl_status meta_step_sharded(trainer *t) {
+    meta_host *mh = &t->meta;
+    int M = mh->M;
+    for (int m = 0; m < M; m++)
+        FCL_TRY(fcl_loader_next(t->train, mh->episodes[m], NULL));
+    fewcl_status s;
+    if (!mh->warm) {
+        mh->phase = 1;
+        s = fcl_replicas_run(t->group, meta_share, t, NULL);
+        mh->phase = 2;
+        if (s == FEWCL_OK) s = fcl_replicas_run(t->group, meta_share, t, NULL);
+        mh->phase = 0;
+        if (s == FEWCL_OK) mh->warm = 1;
+    } else {
+        s = fcl_replicas_run(t->group, meta_share, t, NULL);
+    }
+    for (int w = 0; s == FEWCL_OK && w < t->group->n; w++) {
+        const fcl_tree_node *nodes;
+        int k = fcl_tree_nodes(&mh->workers[w].tree, &nodes);
+        for (int i = 0; s == FEWCL_OK && i < k; i++) {
+            float *v = fcl_tree_buffer(&mh->tree);
+            if (!v) {
+                s = fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "a gradient (%zu floats)", mh->tree.n);
+                break;
+            }
+            memcpy(v, nodes[i].v, mh->tree.n * sizeof *v);
+            s = fcl_tree_push(&mh->tree, nodes[i].lo, nodes[i].len, v);
+        }
+        fcl_tree_clear(&mh->workers[w].tree);
+    }
+    if (s != FEWCL_OK) meta_clear(t);
+    return s;
 }
 
 /* Step s of an epoch with a meta-batch of M episodes (docs/maths.md §7.1): episode m is global
@@ -594,6 +858,25 @@ static void meta_free(meta_host *mh) {
 static fewcl_status meta_step(trainer *t, int epoch, long step, const fcl_adamw_config *adam) {
     int M = t->st.meta_batch;
     meta_host *mh = &t->meta;
+    if (t->group) {
+        fewcl_status s = meta_step_sharded(t);
+        if (t->d.size > 1) { /* a failing rank's message reaches every rank, then the gather */
+            if (s != FEWCL_OK) meta_clear(t);
+            s = fcl_dist_agree(&t->d, s);
+            if (s == FEWCL_OK) s = meta_gather(t);
+        }
+        if (s == FEWCL_OK && !t->d.rank) s = fcl_tree_finish(&mh->tree, M, mh->mean);
+        if (s == FEWCL_OK && !t->d.rank)
+            s = fcl_apply_step(t->ctx, t->model, mh->mean, mh->bn, M, adam);
+        if (t->d.size > 1) {
+            s = fcl_dist_agree(&t->d, s);
+            if (s == FEWCL_OK) s = state_bcast(t);
+        }
+        /* every replica continues from the master's new state */
+        if (s == FEWCL_OK) s = fcl_replicas_set_state(t->group, t->ctx, t->model);
+        if (s != FEWCL_OK) return episode_failed(t, s, epoch, step + 1, (step + 1) * M);
+        return FEWCL_OK;
+    }
     for (int m = 0; m < M; m++) {
         float *g = fcl_tree_buffer(&mh->tree);
         fewcl_status s = g ? input_next(t->ctx, t->train, &t->in) : FEWCL_ERR_OUT_OF_MEMORY;
@@ -634,7 +917,7 @@ static fewcl_status meta_epoch(trainer *t, int epoch, double *train_seconds, lon
         t->st.in_epoch = done;
         *ran += M;
         report_progress(t, epoch, done, t0);
-        if (o->stop && *o->stop && done < o->episodes) {
+        if (done < o->episodes && stop_requested(t)) {
             FCL_TRY(save_last(t));
             return fcl_fail(FEWCL_ERR_INTERRUPTED,
                             "stopped after step %ld (episode %ld) of epoch %d; saved %s — "
@@ -665,7 +948,7 @@ static fewcl_status train_epoch(trainer *t, int epoch, double *train_seconds, lo
         (*ran)++;
         long done = i + 1;
         report_progress(t, epoch, done, t0);
-        if (o->stop && *o->stop && done < o->episodes) {
+        if (done < o->episodes && stop_requested(t)) {
             FCL_TRY(save_last(t));
             return fcl_fail(FEWCL_ERR_INTERRUPTED,
                             "stopped after episode %ld of epoch %d; saved %s — continue with "
@@ -682,7 +965,10 @@ static fewcl_status end_epoch(trainer *t, int epoch, double train_seconds, long 
                               double epoch_start) {
     const fcl_train_options *o = t->o;
     fcl_eval_result v = {.accuracy = NAN, .ci95 = NAN};
-    if (t->val && t->group) { /* the same episodes as t->val's: epoch·V + j */
+    fewcl_status vs = FEWCL_OK;
+    if (t->val && t->d.rank) {
+        /* rank 0 validates (below) and tells the others */
+    } else if (t->val && t->group) { /* the same episodes as t->val's: epoch·V + j */
         fcl_eval_options vo = {.data = o->val,
                                .episodes = o->val_episodes,
                                .seed = o->seed ^ VAL_SEED_SALT,
@@ -690,11 +976,19 @@ static fewcl_status end_epoch(trainer *t, int epoch, double train_seconds, long 
                                .progress = o->progress,
                                .user = o->user,
                                .first = (long)epoch * o->val_episodes};
-        FCL_TRY(fcl_replicas_set_state(t->group, t->ctx, t->model));
-        FCL_TRY(fcl_evaluate_sharded_as(t->group, &vo, "val", epoch + 1, o->epochs, &v));
+        vs = fcl_replicas_set_state(t->group, t->ctx, t->model);
+        if (vs == FEWCL_OK)
+            vs = fcl_evaluate_sharded_as(t->group, &vo, "val", epoch + 1, o->epochs, &v);
     } else if (t->val) {
-        FCL_TRY(evaluate_with(t->ctx, t->model, t->val, o->val_episodes, "val", epoch + 1,
-                              o->epochs, o->progress, o->user, NULL, NULL, &v));
+        vs = evaluate_with(t->ctx, t->model, t->val, o->val_episodes, "val", epoch + 1, o->epochs,
+                           o->progress, o->user, NULL, NULL, &v);
+    }
+    if (t->d.size > 1) vs = fcl_dist_agree(&t->d, vs); /* rank 0's failure ends every rank */
+    FCL_TRY(vs);
+    if (t->val && t->d.size > 1) {
+        double both[2] = {v.accuracy, v.ci95};
+        FCL_TRY(fcl_dist_bcast(&t->d, both, sizeof both, 0));
+        v.accuracy = both[0], v.ci95 = both[1];
     }
     double n = o->episodes;
     fcl_epoch_metrics *m = &t->st.history[epoch];
@@ -720,10 +1014,10 @@ static fewcl_status end_epoch(trainer *t, int epoch, double train_seconds, long 
         char info[128];
         snprintf(info, sizeof info, "{\"epoch\":%d,\"val_acc\":%.6g}", epoch + 1,
                  isnan(v.accuracy) ? -1.0 : v.accuracy);
-        FCL_TRY(fcl_checkpoint_save(t->ctx, t->model, 0, info, t->best_path));
+        if (!t->d.rank) FCL_TRY(fcl_checkpoint_save(t->ctx, t->model, 0, info, t->best_path));
     }
     FCL_TRY(save_last(t));
-    FCL_TRY(write_logs(t));
+    if (!t->d.rank) FCL_TRY(write_logs(t));
     if (o->epoch_done) o->epoch_done(o->user, m);
     return FEWCL_OK;
 }
@@ -773,8 +1067,16 @@ fewcl_status fcl_train(fewcl_context *ctx, const fcl_train_options *o, fcl_train
     FCL_TRY(followed);
     char path[4200];
     join(path, sizeof path, o->run_dir, "config.json");
-    fewcl_status s = make_dirs(o->run_dir);
-    if (s == FEWCL_OK) s = write_run_config(o, path);
+    fcl_dist_world(&t.d);
+    if (!o->distributed) t.d.size = 1, t.d.rank = 0;
+    fewcl_status s = FEWCL_OK;
+    if (t.d.size > 1 && meta_batch_of(o) < 2)
+        s = fcl_fail(FEWCL_ERR_ARGUMENT,
+                     "training across %d MPI ranks shares the episodes of a meta-batch step: "
+                     "give --meta-batch M with M >= 2 (M >= %d keeps every rank busy)",
+                     t.d.size, t.d.size);
+    if (s == FEWCL_OK && !t.d.rank) s = make_dirs(o->run_dir);
+    if (s == FEWCL_OK && !t.d.rank) s = write_run_config(o, path);
     if (s == FEWCL_OK) s = open_model(&t);
     if (s == FEWCL_OK) s = input_alloc(ctx, &o->cfg, &t.in);
     if (s == FEWCL_OK && meta_batch_of(o) > 1) s = meta_alloc(&t);
@@ -784,15 +1086,21 @@ fewcl_status fcl_train(fewcl_context *ctx, const fcl_train_options *o, fcl_train
     if (s == FEWCL_OK && o->val)
         s = make_loader(o->val, &o->cfg, 0, o->seed ^ VAL_SEED_SALT,
                         (long)t.st.epoch * o->val_episodes, &o->data, &t.val);
-    if (s == FEWCL_OK && o->val && o->devices && *o->devices)
-        s = fcl_replicas_open(o->devices, ctx, t.model, &t.group);
+    /* --devices: the replicas share validation, and the episodes of a meta-batch step */
+    char here[32]; /* several ranks without --devices: a group of ctx's device alone */
+    const fewcl_device_info *dev = fewcl_context_device(ctx);
+    snprintf(here, sizeof here, "%d:%d", dev->platform_index, dev->device_index);
+    const char *devices = o->devices && *o->devices ? o->devices : t.d.size > 1 ? here : NULL;
+    if (s == FEWCL_OK && (o->val || meta_batch_of(o) > 1) && devices)
+        s = fcl_replicas_open(devices, ctx, t.model, &t.group);
+    if (s == FEWCL_OK && t.group && meta_batch_of(o) > 1) s = meta_replicas_alloc(&t);
     for (int epoch = t.st.epoch; s == FEWCL_OK && epoch < o->epochs; epoch++) {
         double start = now(), seconds = 0;
         long ran = 0;
         fcl_arena_reset_peak(ctx->arena);
         s = train_epoch(&t, epoch, &seconds, &ran);
         if (s == FEWCL_OK) s = end_epoch(&t, epoch, seconds, ran, start);
-        if (s == FEWCL_OK && o->stop && *o->stop && epoch + 1 < o->epochs)
+        if (s == FEWCL_OK && epoch + 1 < o->epochs && stop_requested(&t))
             s = fcl_fail(FEWCL_ERR_INTERRUPTED,
                          "stopped after epoch %d; saved %s — continue with the same command and "
                          "--resume",
@@ -804,6 +1112,10 @@ fewcl_status fcl_train(fewcl_context *ctx, const fcl_train_options *o, fcl_train
         r->best_epoch = t.st.best_epoch;
         if (t.st.epoch) r->last = t.st.history[t.st.epoch - 1];
         r->reserved_peak = fcl_arena_stats_get(ctx->arena)->peak_reserved;
+    }
+    if (t.group && t.meta.workers) { /* each worker's tensor belongs to its replica's thread */
+        t.meta.release = 1;
+        fcl_replicas_run(t.group, meta_share, &t, NULL);
     }
     fcl_replicas_close(t.group);
     if (t.val) fcl_loader_destroy(t.val);

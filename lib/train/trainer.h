@@ -90,9 +90,15 @@ typedef struct fcl_train_options {
      * multiple of it; kept in the checkpoint for resume. */
     int meta_batch;
     /* Several devices (a list as fcl_device_list_parse takes it; NULL or "": ctx's alone):
-     * validation is split over replicas on them (lib/train/replicas.h), with the one-device
-     * run's accuracies; training itself runs on ctx. */
+     * validation is split over replicas on them (lib/train/replicas.h), and so are the
+     * episodes of each meta-batch step (M > 1: contiguous blocks, the gradients reduced by the
+     * fixed tree; the result equals the one-device run's with the same M). */
     const char *devices;
+    /* 1: the episodes of each step are split over the ranks of the MPI job too (M >= 2): rank
+     * r takes block fcl_dist_block(M, r, R), rank 0 reduces the ranks' gradient trees in rank
+     * order, updates, broadcasts the state, validates and alone writes the run folder. Every
+     * rank calls fcl_train with the same options (docs/distributed.md). */
+    int distributed;
 } fcl_train_options;
 
 typedef struct fcl_train_result {

@@ -2,7 +2,7 @@
 # The mpi.* tests of the fewcl tool at 2 ranks (tests/CMakeLists.txt registers them when
 # FEWCL_MPI is on). Each rank runs through a wrapper that keeps its stderr apart (err.<rank>)
 # and can change rank 1 alone, so that the checks can say which rank printed what.
-# usage: run.sh test|rank_error|train_refused|api FEWCL FIXTURE_DIR MPIEXEC [launch flags...]
+# usage: run.sh test|rank_error|train|rank_killed|sigint|train_refused|api FEWCL FIXTURE_DIR MPIEXEC [launch flags...]
 #   FIXTURE_DIR: what tests/mpi/mpi_fixture wrote (ctest's mpi.fixture), only read here;
 #   api: FEWCL is test_mpi_dist, run on that folder.
 set -euo pipefail
@@ -31,6 +31,15 @@ for a in "\$@"; do
   args+=("\$a")
 done
 [ "\$r" = 1 ] && [ "\$mode" = mem ] && export FEWCL_MEM_LIMIT=1M
+if [ "\$r" = 1 ] && [ "\$mode" = kill ]; then
+  # killed (SIGKILL) once rank 0 has written the first checkpoint
+  "\${args[@]}" 2>"$dir/err.\$r" &
+  pid=\$!
+  while [ ! -e "$dir/killed/last.safetensors" ]; do sleep 0.05; done
+  kill -9 \$pid
+  wait \$pid
+  exit \$?
+fi
 exec "\${args[@]}" 2>"$dir/err.\$r"
 WRAP
 chmod +x "$dir/rank.sh"
@@ -70,22 +79,83 @@ rank_error)
     fail "rank 0's stderr does not name rank 1's other weights"
   echo "mpi.rank_error: $(grep -o 'rank 1 of 2.*' "$dir/err.0" | head -1)"
   ;;
+train)
+  # Each step's 3 episodes split 2 + 1 over the ranks: the tensors of last and best (the
+  # bytes after the safetensors header, whose JSON holds timings) and the metrics (but for
+  # speed and time) equal one process's; a run of 1 epoch resumed to 2 by 2 ranks too.
+  t=(train --data "$fix" --image-size 16 --n-way 3 --k-shot 2 --n-query 2 --reduced-dim 32
+    --heads 2 --dim-head 8 --mlp-dim 16 --workers 1 --episodes 6 --val-episodes 3
+    --meta-batch 3 --seed 4 --quiet)
+  tensors() { n=$(od -An -t u8 -N8 "$1" | tr -d ' '); tail -c +$((n + 9)) "$1" | sha256sum; }
+  metrics() { cut -d, -f1-8 "$1/metrics.csv"; }
+  "$fewcl" "${t[@]}" --epochs 2 --run-dir "$dir/one" >/dev/null 2>"$dir/one.err" ||
+    fail "one process failed: $(cat "$dir/one.err")"
+  ranks - "$fewcl" "${t[@]}" --epochs 2 --run-dir "$dir/two" >/dev/null || fail "2 ranks failed"
+  ranks - "$fewcl" "${t[@]}" --epochs 1 --run-dir "$dir/resumed" >/dev/null ||
+    fail "2 ranks, epoch 1, failed"
+  ranks - "$fewcl" train --run-dir "$dir/resumed" --resume --epochs 2 --quiet >/dev/null ||
+    fail "2 ranks, resumed, failed"
+  for run in two resumed; do
+    for f in last best; do
+      [ "$(tensors "$dir/one/$f.safetensors")" = "$(tensors "$dir/$run/$f.safetensors")" ] ||
+        fail "$run: $f.safetensors differs from one process's"
+    done
+    [ "$(metrics "$dir/one")" = "$(metrics "$dir/$run")" ] ||
+      fail "$run: metrics differ: $(metrics "$dir/$run") vs $(metrics "$dir/one")"
+  done
+  echo "mpi.train: 2 ranks (and 2 ranks resumed) give one process's weights: $(metrics "$dir/two" | tail -1)"
+  ;;
+rank_killed)
+  # Rank 1 killed (SIGKILL) once the first epoch's checkpoint is written: the job ends (no
+  # hang), non-zero, mpiexec names the rank, and the checkpoint loads and resumes.
+  t=(train --data "$fix" --image-size 16 --n-way 3 --k-shot 2 --n-query 2 --reduced-dim 32
+    --heads 2 --dim-head 8 --mlp-dim 16 --workers 1 --episodes 6 --val-episodes 0
+    --meta-batch 2 --seed 4 --epochs 500 --quiet --run-dir "$dir/killed")
+  if ranks kill "$fewcl" "${t[@]}" >"$dir/out" 2>"$dir/mpiexec.err"; then fail "the job succeeded"; fi
+  grep -qiE "rank 1|process rank 1|\[\[[0-9]+,[0-9]+\],1\]" "$dir/mpiexec.err" ||
+    fail "mpiexec does not name rank 1: $(cat "$dir/mpiexec.err")"
+  "$fewcl" test --weights "$dir/killed/last.safetensors" --data "$fix" --split base --episodes 2 \
+    >/dev/null 2>"$dir/test.err" || fail "the last checkpoint does not load: $(cat "$dir/test.err")"
+  echo "mpi.rank_killed: $(grep -iE 'rank 1|\[\[' "$dir/mpiexec.err" | head -1)"
+  ;;
+sigint)
+  # SIGINT to mpiexec during training: every rank stops after the same step, rank 0 saves.
+  t=(train --data "$fix" --image-size 16 --n-way 3 --k-shot 2 --n-query 2 --reduced-dim 32
+    --heads 2 --dim-head 8 --mlp-dim 16 --workers 1 --episodes 6 --val-episodes 0
+    --meta-batch 2 --seed 4 --epochs 500 --quiet --run-dir "$dir/stopped")
+  # (mpiexec itself in the background, not under timeout, which would not pass SIGINT on)
+  "${launch[@]}" "$dir/rank.sh" - "$fewcl" "${t[@]}" >/dev/null 2>"$dir/mpiexec.err" &
+  job=$!
+  (exec >/dev/null 2>&1; sleep 120 && kill -9 $job) & # a hang fails, without holding the output
+  watchdog=$!
+  for _ in $(seq 600); do [ -e "$dir/stopped/last.safetensors" ] && break; sleep 0.1; done
+  kill -INT $job
+  if wait $job; then fail "the job ended with status 0"; fi
+  kill $watchdog 2>/dev/null || true
+  grep -q "stopped after .*; saved .*last.safetensors" "$dir/err.0" || fail "rank 0 did not save"
+  grep -q "stopped after" "$dir/err.1" || fail "rank 1 did not stop cleanly"
+  "$fewcl" test --weights "$dir/stopped/last.safetensors" --data "$fix" --split base \
+    --episodes 2 >/dev/null 2>"$dir/test.err" || fail "the saved checkpoint does not load"
+  echo "mpi.sigint: $(grep -o 'stopped after.*' "$dir/err.0" | head -1)"
+  ;;
 train_refused)
   # Refused before the run folder (or the demo's folder) is touched.
-  if ranks - "$fewcl" train --data "$dir/none" --run-dir "$dir/run" >/dev/null; then
+  if ranks - "$fewcl" train --data "$fix" --run-dir "$dir/run" >/dev/null; then
     fail "train ran"
   fi
-  grep -q "training across MPI ranks is not available yet" "$dir/err.0" || fail "no message"
+  grep -q "training across 2 MPI ranks shares the episodes of a meta-batch step" "$dir/err.0" ||
+    fail "no message"
   [ ! -e "$dir/run" ] || fail "the run folder was created"
   if ranks - "$fewcl" demo --out "$dir/demo" >/dev/null; then fail "demo ran"; fi
   [ ! -e "$dir/demo" ] || fail "the demo folder was created"
+  grep -q "fewcl demo runs as one rank" "$dir/err.0" || fail "no message for demo"
   echo "mpi.train_refused: $(head -1 "$dir/err.0")"
   ;;
 api)
   ranks - "$fewcl" "$fix" || fail "test_mpi_dist failed"
   ;;
 *)
-  echo "usage: $0 test|rank_error|train_refused|api FEWCL FIXTURE_DIR MPIEXEC [flags]" >&2
+  echo "usage: $0 test|rank_error|train|rank_killed|sigint|train_refused|api FEWCL FIXTURE_DIR MPIEXEC [flags]" >&2
   exit 2
   ;;
 esac
