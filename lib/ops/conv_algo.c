@@ -68,12 +68,18 @@ static size_t no_ws(const fcl_conv_geom *g, fcl_conv_dir dir) { return (void)g, 
 /* Implicit GEMM, forward and data (OpenCL path; conv_implicit.c): no workspace. */
 static const fcl_conv_algo cl_implicit = {"implicit", 0, cl_implicit_ok, no_ws,
                                           fcl_conv_cl_implicit};
+static int cl_implicit_wide_ok(const fcl_conv_geom *g, fcl_conv_dir dir) {
+    return fcl_conv_cl_implicit_wide_eligible(g, dir);
+}
+/* The same with 128x128 tiles, 8x8 outputs per item (conv_implicit.c): no workspace. */
+static const fcl_conv_algo cl_implicit_wide = {"implicit_wide", 0, cl_implicit_wide_ok, no_ws,
+                                               fcl_conv_cl_implicit_wide};
 /* FFT through clFFT (OpenCL path; conv_fft.c). */
 static const fcl_conv_algo cl_fft = {"fft", 0, cl_fft_ok, cl_fft_ws, fcl_conv_cl_fft};
 
 static const fcl_conv_algo *const table[] = {
     &cl_im2col,      &host_im2col,  &host_shifted, &host_winograd,
-    &host_winograd4, &host_batched, &cl_fft,       &cl_implicit, NULL};
+    &host_winograd4, &host_batched, &cl_fft,       &cl_implicit, &cl_implicit_wide, NULL};
 
 const fcl_conv_algo *const *fcl_conv_algos(void) { return table; }
 

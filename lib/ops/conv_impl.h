@@ -38,6 +38,10 @@ fewcl_status fcl_conv_cl_fft(fewcl_context *ctx, const fcl_conv_geom *g, const f
 int fcl_conv_cl_implicit_eligible(const fcl_conv_geom *g, int dir);
 fewcl_status fcl_conv_cl_implicit(fewcl_context *ctx, const fcl_conv_geom *g,
                                   const fcl_conv_args *a);
+/* The same with 128x128 tiles and 8x8 outputs per item (`implicit_wide`, for GPUs). */
+int fcl_conv_cl_implicit_wide_eligible(const fcl_conv_geom *g, int dir);
+fewcl_status fcl_conv_cl_implicit_wide(fewcl_context *ctx, const fcl_conv_geom *g,
+                                       const fcl_conv_args *a);
 
 /* ---- the host path (conv_host.c) ----
  * Every host algorithm maps the call's tensors once and runs on the CPU; the workspace is
