@@ -18,6 +18,7 @@
 #include "ops/conv_algo.h"
 #include "ops/conv_impl.h"
 #include "ops/gemm_host.h"
+#include "plan/plan.h"
 #include "ref/ref_conv.h"
 
 static ref_conv_shape shape(int n, int cin, int h, int w, int cout, int k, int stride, int pad) {
@@ -168,10 +169,111 @@ static void test_implicit_wide_shapes(void **state) {
     implicit_shapes("implicit_wide");
 }
 
-/* No weight gradient (either kernel): forcing it alone for dW is an error, a fallback listed after it runs. */
-static void test_implicit_no_weights(void **state) {
+/* The weight gradient of `implicit` (conv_implicit_wgrad): dW += dy ⋆ x over the batch's N·P
+ * pixels, with dW holding earlier values (the op accumulates). The bound: each weight is dW₀
+ * plus a dot product over T = N·P pixels computed as slices' running sums added in order, then
+ * onto dW₀: a product passes through at most T + 2 roundings, so |ŵ − w| ≤ γ_{T+2}·w̄, w̄ =
+ * |dW₀| + Σ|dy||col|. Also checks the workspace: the arena's at the call's peak is what
+ * `workspace()` says (to the arena's alignment), and a plan of the call predicts it exactly. */
+static void check_weights(const char *name, ref_conv_shape s) {
+    size_t nx = (size_t)s.n * s.cin * s.h * s.w, nw = (size_t)s.cout * s.cin * s.kh * s.kw;
+    size_t ny = (size_t)s.n * s.cout * s.oh * s.ow;
+    float *x = malloc(nx * 4), *w = malloc(nw * 4), *dw0 = malloc(nw * 4), *dy = malloc(ny * 4);
+    th_random(x, nx, 910, -1, 1), th_random(w, nw, 911, -0.5f, 0.5f);
+    th_random(dw0, nw, 912, -1, 1), th_random(dy, ny, 913, -1, 1);
+    int sx[4] = {s.n, s.cin, s.h, s.w}, sw[4] = {s.cout, s.cin, s.kh, s.kw};
+    int sy[4] = {s.n, s.cout, s.oh, s.ow};
+    fcl_tensor X, W, DY, DW;
+    th_upload(&X, 4, sx, x), th_upload(&W, 4, sw, w), th_upload(&DY, 4, sy, dy);
+    th_upload(&DW, 4, sw, dw0);
+    fcl_conv2d_params p = {s.stride, s.pad, 0};
+    /* the plan of the call, then the call */
+    fcl_arena_stats plan;
+    TH_OK(fcl_plan_begin(th_ctx(), 0));
+    TH_OK(fcl_conv2d_backward(th_ctx(), &X, &W, &DY, &p, NULL, &DW, NULL));
+    fcl_plan_end(th_ctx(), &plan);
+    fcl_arena *arena = th_ctx()->arena;
+    fcl_arena_reset_peak(arena);
+    size_t base = fcl_arena_stats_get(arena)->in_use;
+    TH_OK(fcl_conv2d_backward(th_ctx(), &X, &W, &DY, &p, NULL, &DW, NULL));
+    TH_OK(fewcl_finish(th_ctx()));
+    const fcl_arena_stats *real = fcl_arena_stats_get(arena);
+    const fcl_conv_algo *algo = fcl_conv_algo_last(th_ctx(), FCL_CONV_WEIGHTS);
+    assert_string_equal(algo->name, "implicit");
+    fcl_conv_geom g = {.n = s.n,
+                       .cin = s.cin,
+                       .h = s.h,
+                       .w = s.w,
+                       .cout = s.cout,
+                       .kh = s.kh,
+                       .kw = s.kw,
+                       .oh = s.oh,
+                       .ow = s.ow,
+                       .stride = s.stride,
+                       .pad = s.pad,
+                       .taps = s.cin * s.kh * s.kw,
+                       .plane = s.oh * s.ow,
+                       .limit = FCL_CONV_WORKSPACE_DEFAULT,
+                       .ctx = th_ctx()};
+    size_t want_ws = algo->workspace(&g, FCL_CONV_WEIGHTS), align = fcl_arena_align(arena);
+    size_t got_ws = real->by_category_at_peak[FCL_MEM_WORKSPACE];
+    print_message("  workspace %zu bytes (workspace() %zu), planned peak %zu, measured %zu\n",
+                  got_ws, want_ws, plan.peak, real->peak - base);
+    assert_true(got_ws >= want_ws && got_ws <= (want_ws + align - 1) / align * align);
+    assert_int_equal(plan.peak, real->peak - base);
+    assert_int_equal(plan.by_category_at_peak[FCL_MEM_WORKSPACE], got_ws);
+
+    float *dw = th_download(&DW);
+    double *xd = th_to_double(x, nx), *wd = th_to_double(w, nw), *dyd = th_to_double(dy, ny);
+    double *rdw = malloc(nw * 8), *bdw = malloc(nw * 8);
+    ref_conv2d_backward(&s, xd, wd, dyd, NULL, rdw, NULL);
+    for (size_t i = 0; i < nx; i++)
+        xd[i] = fabs(xd[i]);
+    for (size_t i = 0; i < ny; i++)
+        dyd[i] = fabs(dyd[i]);
+    ref_conv2d_backward(&s, xd, wd, dyd, NULL, bdw, NULL);
+    double gam = th_gamma(s.n * s.oh * s.ow + 2), worst = 0;
+    for (size_t i = 0; i < nw; i++) {
+        rdw[i] += dw0[i];
+        bdw[i] = gam * (bdw[i] + fabs(dw0[i]));
+        if (bdw[i] > 0) worst = fmax(worst, fabs(dw[i] - rdw[i]) / bdw[i]);
+    }
+    print_message("  implicit weights %s: x [%d,%d,%d,%d], W [%d,%d,%d,%d], stride %d, padding "
+                  "%d: error/bound dW %.2e\n",
+                  name, s.n, s.cin, s.h, s.w, s.cout, s.cin, s.kh, s.kw, s.stride, s.pad, worst);
+    th_assert_bound("dW", dw, rdw, bdw, nw);
+    free(dw), free(x), free(w), free(dw0), free(dy), free(xd), free(wd), free(dyd), free(rdw),
+        free(bdw);
+    th_free(&DW), th_free(&DY), th_free(&W), th_free(&X);
+}
+
+/* The model-like shapes split the reduction (800 and more pixels: 3 and more slices, in the
+ * workspace), the small ones add onto dW in one slice; strides, 1x1, 7x7, padding 0 and 2,
+ * a 5x3 image, tiles of taps and channels ending mid-tile (K = 63, 96 channels). */
+static void test_implicit_weights(void **state) {
     (void)state;
     if (!implicit_here("implicit")) return;
+    TH_OK(fcl_conv_algo_force(th_ctx(), "implicit"));
+    if (!th_small()) {
+        check_weights("Conv4 block 3", shape(2, 16, 20, 20, 64, 3, 1, 1));
+        check_weights("96 channels", shape(3, 32, 14, 14, 96, 3, 1, 1));
+        check_weights("ResNet stem", shape(2, 3, 40, 40, 16, 7, 2, 3));
+        check_weights("3x3/2", shape(4, 16, 28, 28, 24, 3, 2, 1));
+        check_weights("1x1/2", shape(4, 16, 28, 28, 24, 1, 2, 0));
+    }
+    check_weights("split", shape(2, 3, 16, 17, 5, 3, 1, 1)); /* 544 pixels: 2 slices */
+    check_weights("small 3x3/2", shape(1, 5, 7, 7, 6, 3, 2, 1));
+    check_weights("odd", shape(1, 7, 9, 11, 9, 3, 1, 1));
+    check_weights("padding 2", shape(2, 4, 5, 6, 3, 5, 1, 2));
+    check_weights("no padding", shape(2, 3, 8, 9, 5, 3, 1, 0));
+    check_weights("5x3 image", shape(2, 3, 5, 3, 4, 5, 1, 2));
+}
+
+/* implicit_wide has no weight gradient: forcing it alone for dW is an error, a fallback
+ * listed after it runs; `implicit` runs both gradients in one call. */
+static void test_implicit_wide_no_weights(void **state) {
+    (void)state;
+    if (!implicit_here("implicit_wide")) return;
     ref_conv_shape s = shape(1, 2, 5, 5, 3, 3, 1, 1);
     int sx[4] = {1, 2, 5, 5}, sw[4] = {3, 2, 3, 3}, sy[4] = {1, 3, s.oh, s.ow};
     fcl_tensor X, W, DY, DX, DW;
@@ -180,15 +282,20 @@ static void test_implicit_no_weights(void **state) {
     TH_OK(fcl_tensor_alloc(th_ctx(), &DY, FCL_MEM_ACTIVATION, 4, sy));
     TH_OK(fcl_tensor_alloc(th_ctx(), &DX, FCL_MEM_ACTIVATION, 4, sx));
     TH_OK(fcl_tensor_alloc(th_ctx(), &DW, FCL_MEM_ACTIVATION, 4, sw));
+    TH_OK(fcl_fill(th_ctx(), &DW, 0.0f));
     fcl_conv2d_params p = {1, 1, 0};
-    TH_OK(fcl_conv_algo_force(th_ctx(), "implicit"));
+    TH_OK(fcl_conv_algo_force(th_ctx(), "implicit_wide"));
     assert_int_equal(fcl_conv2d_backward(th_ctx(), &X, &W, &DY, &p, &DX, &DW, NULL),
                      FEWCL_ERR_ARGUMENT);
     assert_non_null(strstr(fewcl_last_error(), "cannot run the weights convolution"));
-    TH_OK(fcl_conv_algo_force(th_ctx(), "implicit,im2col"));
+    TH_OK(fcl_conv_algo_force(th_ctx(), "implicit_wide,implicit"));
+    TH_OK(fcl_conv2d_backward(th_ctx(), &X, &W, &DY, &p, &DX, &DW, NULL));
+    assert_string_equal(fcl_conv_algo_last(th_ctx(), FCL_CONV_DATA)->name, "implicit_wide");
+    assert_string_equal(fcl_conv_algo_last(th_ctx(), FCL_CONV_WEIGHTS)->name, "implicit");
+    TH_OK(fcl_conv_algo_force(th_ctx(), "implicit"));
     TH_OK(fcl_conv2d_backward(th_ctx(), &X, &W, &DY, &p, &DX, &DW, NULL));
     assert_string_equal(fcl_conv_algo_last(th_ctx(), FCL_CONV_DATA)->name, "implicit");
-    assert_string_equal(fcl_conv_algo_last(th_ctx(), FCL_CONV_WEIGHTS)->name, "im2col");
+    assert_string_equal(fcl_conv_algo_last(th_ctx(), FCL_CONV_WEIGHTS)->name, "implicit");
     th_free(&DW), th_free(&DX), th_free(&DY), th_free(&W), th_free(&X);
 }
 
@@ -196,7 +303,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_implicit_shapes, unforce),
         cmocka_unit_test_teardown(test_implicit_wide_shapes, unforce),
-        cmocka_unit_test_teardown(test_implicit_no_weights, unforce),
+        cmocka_unit_test_teardown(test_implicit_weights, unforce),
+        cmocka_unit_test_teardown(test_implicit_wide_no_weights, unforce),
     };
     return cmocka_run_group_tests(tests, NULL, th_teardown);
 }

@@ -65,8 +65,12 @@ static int cl_implicit_ok(const fcl_conv_geom *g, fcl_conv_dir dir) {
     return fcl_conv_cl_implicit_eligible(g, dir);
 }
 static size_t no_ws(const fcl_conv_geom *g, fcl_conv_dir dir) { return (void)g, (void)dir, 0; }
-/* Implicit GEMM, forward and data (OpenCL path; conv_implicit.c): no workspace. */
-static const fcl_conv_algo cl_implicit = {"implicit", 0, cl_implicit_ok, no_ws,
+static size_t cl_implicit_ws(const fcl_conv_geom *g, fcl_conv_dir dir) {
+    return fcl_conv_cl_implicit_workspace(g, dir);
+}
+/* Implicit GEMM, all three directions (OpenCL path; conv_implicit.c): workspace for the
+ * weight gradient's partial sums only. */
+static const fcl_conv_algo cl_implicit = {"implicit", 0, cl_implicit_ok, cl_implicit_ws,
                                           fcl_conv_cl_implicit};
 static int cl_implicit_wide_ok(const fcl_conv_geom *g, fcl_conv_dir dir) {
     return fcl_conv_cl_implicit_wide_eligible(g, dir);
