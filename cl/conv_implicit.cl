@@ -88,3 +88,97 @@ conv_implicit_forward(global const float *x, uint xo, global const float *w, uin
             y[yo + (uint)col_out[jj] + o * plane] = v;
         }
 }
+
+// ---- the weight gradient (table entry `implicit`, FCL_CONV_WEIGHTS) ----
+// dW[o, k] += Σ_{(n, p)} dy[n, o, p] · cols[k, (n, p)]: a GEMM of dy [Cout, N·P] and cols(x)ᵀ
+// [N·P, K] whose reduction runs over every output pixel of the batch (long: N·OH·OW), the
+// columns again staged from x inside the kernel (no im2col buffer). Work-group (tap tile, row
+// tile, z) sums slice z of the reduction (split-K: a few output tiles fill a GPU only so), 16
+// pixels a step, with the 64x64 tiling above (rows: output channels; columns: taps).
+// slices > 1: it writes its partial sums into its own slot part[z][o][k] (each slot written
+// by exactly one work-group) and conv_implicit_wgrad_sum adds the slots in z order, so the
+// result does not depend on how work-groups are scheduled. slices = 1: it adds onto dW.
+// A tap's (c, kh, kw) is decoded once per work-group, a pixel's (n, oh, ow) once per step.
+kernel __attribute__((reqd_work_group_size(16, 16, 1))) void
+conv_implicit_wgrad(global const float *x, uint xo, global const float *dy, uint dyo,
+                    global float *out, uint outo, uint cin, uint h, uint wd, uint cout, uint kh_n,
+                    uint kw_n, uint stride, uint pad, uint ow_n, uint plane, uint columns,
+                    uint slice, uint slices) {
+    local float as[TK][TS + 1], bs[TK][TS + 1];
+    local int tap_at[TS], tap_h[TS], tap_w[TS];                // per tap of the tile
+    local int col_at[TK], col_ih[TK], col_iw[TK], col_dy[TK]; // per pixel of the step
+    uint tx = get_local_id(0), ty = get_local_id(1), flat = ty * 16 + tx;
+    uint k0 = get_group_id(0) * TS, i0 = get_group_id(1) * TS, z = get_group_id(2);
+    uint taps = cin * kh_n * kw_n;
+    uint j_begin = z * slice, j_end = min(columns, j_begin + slice);
+    if (flat < TS) {
+        uint k = k0 + flat;
+        int at = 0, th = OUTSIDE, tw = OUTSIDE; // past the last tap: every pixel fails the test
+        if (k < taps) {
+            uint kw = k % kw_n, t = k / kw_n, kh = t % kh_n, c = t / kh_n;
+            th = (int)kh, tw = (int)kw, at = (int)(c * h * wd + kh * wd + kw);
+        }
+        tap_at[flat] = at, tap_h[flat] = th, tap_w[flat] = tw;
+    }
+    float acc[4][4];
+    for (uint r = 0; r < 4; r++)
+        for (uint c = 0; c < 4; c++)
+            acc[r][c] = 0.0f;
+    for (uint j0 = j_begin; j0 < j_end; j0 += TK) {
+        if (flat < TK) {
+            uint j = j0 + flat;
+            int ih0 = OUTSIDE, iw0 = OUTSIDE, at = 0, at_dy = 0;
+            if (j < j_end) {
+                uint n = j / plane, p = j % plane, oh = p / ow_n, ow = p % ow_n;
+                ih0 = (int)(oh * stride) - (int)pad, iw0 = (int)(ow * stride) - (int)pad;
+                at = (int)(n * cin * h * wd) + ih0 * (int)wd + iw0;
+                at_dy = (int)(n * cout * plane + p);
+            }
+            col_at[flat] = at, col_ih[flat] = ih0, col_iw[flat] = iw0, col_dy[flat] = at_dy;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint l = flat; l < TS * TK; l += 256) { // dy's row `row`, pixel q: pixels contiguous
+            uint row = l / TK, q = l % TK;
+            as[q][row] = i0 + row < cout && j0 + q < j_end
+                             ? dy[dyo + (uint)col_dy[q] + (i0 + row) * plane]
+                             : 0.0f;
+        }
+        for (uint l = flat; l < TS * TK; l += 256) { // pixel q's column, taps contiguous
+            uint tap = l % TS, q = l / TS;
+            int ih = col_ih[q] + tap_h[tap], iw = col_iw[q] + tap_w[tap];
+            bs[q][tap] = ih >= 0 && ih < (int)h && iw >= 0 && iw < (int)wd
+                             ? x[xo + (uint)(col_at[q] + tap_at[tap])]
+                             : 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint q = 0; q < TK; q++) {
+            float av[4], bv[4];
+            for (uint r = 0; r < 4; r++)
+                av[r] = as[q][ty + 16 * r], bv[r] = bs[q][tx + 16 * r];
+            for (uint r = 0; r < 4; r++)
+                for (uint c = 0; c < 4; c++)
+                    acc[r][c] += av[r] * bv[c];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    for (uint r = 0; r < 4; r++)
+        for (uint c = 0; c < 4; c++) {
+            uint o = i0 + ty + 16 * r, k = k0 + tx + 16 * c;
+            if (o >= cout || k >= taps) continue;
+            if (slices > 1)
+                out[outo + (z * cout + o) * taps + k] = acc[r][c];
+            else
+                out[outo + o * taps + k] += acc[r][c];
+        }
+}
+
+// dW[i] += Σ_z part[z][i], z in order (one item per weight).
+kernel void conv_implicit_wgrad_sum(global const float *part, uint po, global float *dw, uint dwo,
+                                    uint count, uint slices) {
+    uint i = get_global_id(0);
+    if (i >= count) return;
+    float s = 0.0f;
+    for (uint z = 0; z < slices; z++)
+        s += part[po + z * count + i];
+    dw[dwo + i] += s;
+}

@@ -46,7 +46,7 @@ static void print_rows(const rows *t) {
         if (algos[i]->host == host) cols[nc++] = i;
     printf("%-44s %-8s", "convolution (x, W, stride, padding)", "dir");
     for (int c = 0; c < nc; c++)
-        printf(" %10s", algos[cols[c]]->name);
+        printf(" %13s", algos[cols[c]]->name);
     printf("  chosen\n");
     double total[32] = {0}, all = 0;
     for (int i = 0; i < t->n; i++) {
@@ -58,9 +58,9 @@ static void print_rows(const rows *t) {
         for (int c = 0; c < nc; c++) {
             double ms = r->ms[cols[c]];
             if (ms < 0)
-                printf(" %10s", "-");
+                printf(" %13s", "-");
             else
-                printf(" %8.2fms", ms);
+                printf(" %11.2fms", ms);
             if (algos[cols[c]] == r->chosen) total[c] += ms, all += ms;
         }
         printf("  %s\n", r->chosen->name);
@@ -68,7 +68,7 @@ static void print_rows(const rows *t) {
     printf("\nconvolution time of the step with the chosen algorithms: %.1f ms\n", all);
     for (int c = 0; c < nc; c++)
         if (total[c] > 0)
-            printf("  %-10s %9.1f ms (%.0f%%)\n", algos[cols[c]]->name, total[c],
+            printf("  %-13s %9.1f ms (%.0f%%)\n", algos[cols[c]]->name, total[c],
                    100 * total[c] / all);
 }
 

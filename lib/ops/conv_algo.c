@@ -65,8 +65,12 @@ static int cl_implicit_ok(const fcl_conv_geom *g, fcl_conv_dir dir) {
     return fcl_conv_cl_implicit_eligible(g, dir);
 }
 static size_t no_ws(const fcl_conv_geom *g, fcl_conv_dir dir) { return (void)g, (void)dir, 0; }
-/* Implicit GEMM, forward and data (OpenCL path; conv_implicit.c): no workspace. */
-static const fcl_conv_algo cl_implicit = {"implicit", 0, cl_implicit_ok, no_ws,
+static size_t cl_implicit_ws(const fcl_conv_geom *g, fcl_conv_dir dir) {
+    return fcl_conv_cl_implicit_workspace(g, dir);
+}
+/* Implicit GEMM, all three directions (OpenCL path; conv_implicit.c): workspace for the
+ * weight gradient's partial sums only. */
+static const fcl_conv_algo cl_implicit = {"implicit", 0, cl_implicit_ok, cl_implicit_ws,
                                           fcl_conv_cl_implicit};
 static int cl_winograd_ok(const fcl_conv_geom *g, fcl_conv_dir dir) {
     return (void)dir, fcl_conv_cl_winograd_eligible(g);
@@ -85,13 +89,19 @@ static const fcl_conv_algo cl_winograd = {"winograd2", 0, cl_winograd_ok, cl_win
                                           fcl_conv_cl_winograd};
 static const fcl_conv_algo cl_winograd4 = {"winograd4", 0, cl_winograd4_ok, cl_winograd4_ws,
                                            fcl_conv_cl_winograd4};
+static int cl_implicit_wide_ok(const fcl_conv_geom *g, fcl_conv_dir dir) {
+    return fcl_conv_cl_implicit_wide_eligible(g, dir);
+}
+/* The same with 128x128 tiles, 8x8 outputs per item (conv_implicit.c): no workspace. */
+static const fcl_conv_algo cl_implicit_wide = {"implicit_wide", 0, cl_implicit_wide_ok, no_ws,
+                                               fcl_conv_cl_implicit_wide};
 /* FFT through clFFT (OpenCL path; conv_fft.c). */
 static const fcl_conv_algo cl_fft = {"fft", 0, cl_fft_ok, cl_fft_ws, fcl_conv_cl_fft};
 
 static const fcl_conv_algo *const table[] = {
     &cl_im2col,      &host_im2col,  &host_shifted, &host_winograd,
     &host_winograd4, &host_batched, &cl_fft,       &cl_implicit,
-    &cl_winograd,    &cl_winograd4, NULL};
+    &cl_implicit_wide, &cl_winograd, &cl_winograd4, NULL};
 
 const fcl_conv_algo *const *fcl_conv_algos(void) { return table; }
 

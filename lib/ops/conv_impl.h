@@ -34,10 +34,16 @@ size_t fcl_conv_cl_fft_workspace(const fcl_conv_geom *g);
 fewcl_status fcl_conv_cl_fft(fewcl_context *ctx, const fcl_conv_geom *g, const fcl_conv_args *a);
 
 /* Implicit GEMM (conv_implicit.c): forward, and the data gradient at stride 1, where its
- * kernel fits the device. `dir` is an fcl_conv_dir (conv_algo.h). */
+ * kernel fits the device; the weight gradient (split-K partial sums in the workspace, within
+ * the bound). `dir` is an fcl_conv_dir (conv_algo.h). */
 int fcl_conv_cl_implicit_eligible(const fcl_conv_geom *g, int dir);
+size_t fcl_conv_cl_implicit_workspace(const fcl_conv_geom *g, int dir);
 fewcl_status fcl_conv_cl_implicit(fewcl_context *ctx, const fcl_conv_geom *g,
                                   const fcl_conv_args *a);
+/* The same with 128x128 tiles and 8x8 outputs per item (`implicit_wide`, for GPUs). */
+int fcl_conv_cl_implicit_wide_eligible(const fcl_conv_geom *g, int dir);
+fewcl_status fcl_conv_cl_implicit_wide(fewcl_context *ctx, const fcl_conv_geom *g,
+                                       const fcl_conv_args *a);
 
 /* Winograd F(2x2,3x3) on the OpenCL path (conv_winograd_cl.c): 3x3 stride 1, any padding, all three directions,
  * whole images per chunk within the workspace bound (the host path's layout and bytes). */
