@@ -314,7 +314,8 @@ int train_job_run(train_job *j, const data_flags *data) {
     }
     if (s == FEWCL_OK && j->json) print_json(j);
     if (s == FEWCL_OK && !j->json)
-        printf("run folder: %s (metrics.csv, curves.svg, best.safetensors, last.safetensors)\n",
+        printf("run folder: %s (metrics.csv, curves.svg, conv-algorithms.txt, best.safetensors, "
+               "last.safetensors)\n",
                j->opt.run_dir);
     /* Several ranks: a failure the ranks did not all see (rank 0 writing the run folder)
      * must end the whole job, not leave the others waiting; a stop is every rank's. */
