@@ -206,9 +206,10 @@ static void test_winograd_model_shapes(void **state) {
     for (int m = 2; m <= 4; m += 2) {
         if (!winograd_here(m)) continue;
         TH_OK(fcl_conv_algo_force(th_ctx(), m == 4 ? "winograd4" : "winograd2"));
-        check_winograd("Conv4 block 0", m, shape(2, 3, 21, 21, 64, 1), 1);
-        /* Under oclgrind (th_small) F(4x4)'s 64-channel case alone took ~2 minutes; its
-         * kernels are the ones the smaller shapes here and in the odd-shape test run. */
+        /* Under oclgrind (th_small) each of these took one to two minutes (the batched
+         * products' 64x64 tiles interpreted item by item): one model shape there, F(2x2)'s;
+         * the odd-shape test runs the same kernels of both sizes on small planes. */
+        if (!th_small()) check_winograd("Conv4 block 0", m, shape(2, 3, 21, 21, 64, 1), 1);
         if (!th_small() || m == 2)
             check_winograd("Conv4 block 3", m, shape(2, 64, 10, 10, 64, 1), 1);
         if (!th_small()) {
@@ -226,11 +227,14 @@ static void test_winograd_odd_shapes(void **state) {
     for (int m = 2; m <= 4; m += 2) {
         if (!winograd_here(m)) continue;
         TH_OK(fcl_conv_algo_force(th_ctx(), m == 4 ? "winograd4" : "winograd2"));
-        check_winograd("1x1 plane", m, shape(2, 5, 1, 1, 3, 1), 1);
+        /* Under oclgrind F(4x4) on three of them (each ~10 s there): partial tiles, padding
+         * 2, and a plane of several tiles each way. */
+        int all = !th_small() || m == 2;
+        if (all) check_winograd("1x1 plane", m, shape(2, 5, 1, 1, 3, 1), 1);
         check_winograd("odd plane", m, shape(1, 7, 7, 5, 9, 1), 1);
-        check_winograd("no padding", m, shape(3, 3, 8, 9, 5, 0), 1);
+        if (all) check_winograd("no padding", m, shape(3, 3, 8, 9, 5, 0), 1);
         check_winograd("padding 2", m, shape(2, 4, 5, 6, 3, 2), 0);
-        check_winograd("3x3 plane, no padding", m, shape(1, 2, 3, 3, 2, 0), 0);
+        if (all) check_winograd("3x3 plane, no padding", m, shape(1, 2, 3, 3, 2, 0), 0);
         check_winograd("10x13 plane", m, shape(2, 3, 10, 13, 4, 1), 1);
     }
     TH_OK(fcl_conv_algo_force(th_ctx(), NULL));
