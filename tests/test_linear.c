@@ -279,6 +279,9 @@ static void test_attention_head_split(void **state) {
  * dry run places tensors elsewhere than the run that follows its layout (lib/ops/gemm.c). The
  * same product with every operand at offset 0, then at offset 64, reserves the same bytes. */
 static void test_gemm_workspace_ignores_placement(void **state) {
+    /* Small runs (oclgrind): a product small enough for oclgrind takes CLBlast's direct
+     * kernel, which has no temporary buffer at all: nothing to compare. */
+    if (th_small()) skip();
     fewcl_context *ctx = th_ctx();
     int chosen;
     TH_OK(fcl_gemm_path(ctx, &chosen));
@@ -286,7 +289,7 @@ static void test_gemm_workspace_ignores_placement(void **state) {
     /* Aᵀ·B (row-major: the layout CLBlast's kernel reads A and B in, where an operand at
      * offset 0 needs no copy), large enough for the indirect kernel (the one with the copies)
      * on any device's switch point, and a multiple of any tile size. */
-    const int d = th_small() ? 64 : 1024, pad = 64, total = d * d + pad;
+    const int d = 1024, pad = 64, total = d * d + pad;
     fcl_tensor A, B, C;
     TH_OK(fcl_tensor_alloc1(ctx, &A, FCL_MEM_ACTIVATION, total));
     TH_OK(fcl_tensor_alloc1(ctx, &B, FCL_MEM_ACTIVATION, total));
