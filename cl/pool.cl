@@ -67,6 +67,34 @@ kernel void maxpool_backward(global const float *idx, uint io, global const floa
                              pad);
 }
 
+// The ResNet stem's 3x3 window with stride 2 and padding 1, four outputs ow .. ow + 3 of row
+// oh whose windows lie inside the row (columns 2·ow − 1 .. 2·ow + 7): their three columns are
+// the even, odd and shifted even lanes of nine values of each input row. Rows in order, then
+// columns, the first value taken as it is and each later one replacing the best when strictly
+// greater or NaN: window_max's comparisons in window_max's order, lane by lane.
+static void window3s2_max4(global const float *x, uint base, uint h, uint w, uint oh, uint ow,
+                           global float *y, global float *idx) {
+    int h0 = 2 * (int)oh - 1;
+    uint hs = (uint)max(h0, 0), h1 = (uint)min(h0 + 3, (int)h), c = 2 * ow - 1;
+    float4 best, arg, lanes = (float4)(0.0f, 2.0f, 4.0f, 6.0f);
+    for (uint ih = hs; ih < h1; ih++) {
+        global const float *row = x + base + ih * w + c;
+        float8 v = vload8(0, row);
+        float4 cols[3] = {v.even, v.odd, (float4)(v.s246, row[8])};
+        float4 at = lanes + (float)(ih * w + c);
+        for (int j = 0; j < 3; j++, at += 1.0f) {
+            if (ih == hs && j == 0) {
+                best = cols[0], arg = at;
+                continue;
+            }
+            int4 take = isgreater(cols[j], best) | isnan(cols[j]);
+            best = select(best, cols[j], take), arg = select(arg, at, take);
+        }
+    }
+    vstore4(best, 0, y);
+    vstore4(arg, 0, idx);
+}
+
 // Row variants (CPU devices): one work-item per output row (oh, plane) / input row (ih, plane).
 kernel void maxpool_forward_rows(global const float *x, uint xo, global float *y, uint yo,
                                  global float *idx, uint io, uint planes, uint h, uint w,
@@ -75,7 +103,16 @@ kernel void maxpool_forward_rows(global const float *x, uint xo, global float *y
     if (oh >= oh_n || pl >= planes) return;
     uint o = (pl * oh_n + oh) * ow_n, arg;
     float best;
-    for (uint ow = 0; ow < ow_n; ow++) {
+    uint ow = 0;
+    if (k == 3 && stride == 2 && pad == 1) { // window 0 by window_max, then 4 at a time
+        uint inside = w >= 2 ? (w - 2) / 2 : 0; // the last window inside the row
+        window_max(x, xo + pl * h * w, h, w, oh, 0, k, stride, pad, &best, &arg);
+        y[yo + o] = best;
+        idx[io + o] = (float)arg;
+        for (ow = 1; ow + 3 <= inside && ow + 3 < ow_n; ow += 4)
+            window3s2_max4(x, xo + pl * h * w, h, w, oh, ow, y + yo + o + ow, idx + io + o + ow);
+    }
+    for (; ow < ow_n; ow++) {
         window_max(x, xo + pl * h * w, h, w, oh, ow, k, stride, pad, &best, &arg);
         y[yo + o + ow] = best;
         idx[io + o + ow] = (float)arg;

@@ -6,8 +6,9 @@
  *     forward   t[Cout, nb·P] = W[Cout, K] · cols[K, nb·P], then y = t (+ b) per image
  *     weights   dW[Cout, K] += t[Cout, nb·P] · cols[K, nb·P]ᵀ     (t: the chunk's dy)
  *     data      cols[K, nb·P] = W[Cout, K]ᵀ · t[Cout, nb·P], then dx = col2im(cols)
- * as the OpenCL path does (conv.c), with the host BLAS threaded inside the GEMM (the images
- * are no longer split over threads; the reshuffles, im2col and col2im are, image by image).
+ * as the OpenCL path does (conv.c), each GEMM's output rows split over the host threads
+ * (fcl_host_sgemm_rows; OpenBLAS's own threads are off by default, gemm_host.c) and the
+ * reshuffles, im2col and col2im split image by image.
  * Workspace: cols and t of the chunk, (K + Cout)·P floats per image, as the OpenCL path's.
  * Rounding: each output is the same sum as im2col's (K products + bias, Cout products then at
  * most KH·KW col2im terms, N·P products + the old dW), only the GEMM's order of summation
@@ -106,14 +107,14 @@ static fewcl_status batched_body(fewcl_context *ctx, const geom *g, const fcl_co
                                  float *ws) {
     int images = chunk_images(g), K = g->taps, co = g->cout;
     double t0 = ctx->profiling ? fcl_host_seconds() : 0;
-    fcl_host_blas_restore_threads(); /* the GEMMs take the BLAS threads */
     for (int n0 = 0; n0 < g->n; n0 += images) {
         int nb = g->n - n0 < images ? g->n - n0 : images, cn = nb * g->plane;
         float *cols = ws, *t = ws + (size_t)K * cn;
         if (p->y) {
             each_image(g, p, cols, t, IM2COL, n0, nb);
             mark(ctx, &t0, 0);
-            fcl_host_sgemm(0, 0, co, cn, K, 1.0f, p->w, K, cols, cn, 0.0f, t, cn);
+            fcl_host_sgemm_rows(fcl_conv_host_threads(), 0, 0, co, cn, K, 1.0f, p->w, K, cols, cn,
+                                0.0f, t, cn);
             mark(ctx, &t0, 1);
             each_image(g, p, cols, t, SCATTER_Y, n0, nb);
             mark(ctx, &t0, 0);
@@ -123,11 +124,13 @@ static fewcl_status batched_body(fewcl_context *ctx, const geom *g, const fcl_co
         if (p->dw) {
             each_image(g, p, cols, t, IM2COL, n0, nb);
             mark(ctx, &t0, 0);
-            fcl_host_sgemm(0, 1, co, K, cn, 1.0f, t, cn, cols, cn, 1.0f, p->dw, K);
+            fcl_host_sgemm_rows(fcl_conv_host_threads(), 0, 1, co, K, cn, 1.0f, t, cn, cols, cn,
+                                1.0f, p->dw, K);
             mark(ctx, &t0, 1);
         }
         if (p->dx) { /* the columns' gradient into the columns: the dW GEMM has read them */
-            fcl_host_sgemm(1, 0, K, cn, co, 1.0f, p->w, K, t, cn, 0.0f, cols, cn);
+            fcl_host_sgemm_rows(fcl_conv_host_threads(), 1, 0, K, cn, co, 1.0f, p->w, K, t, cn,
+                                0.0f, cols, cn);
             mark(ctx, &t0, 1);
             each_image(g, p, cols, t, COL2IM, n0, nb);
             mark(ctx, &t0, 0);

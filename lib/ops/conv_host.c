@@ -105,7 +105,6 @@ void fcl_conv_host_col2im_image(const geom *g, const float *dcols, float *dx, in
  * deterministic for a given thread count. The BLAS calls inside run single-threaded. */
 #define MAX_HOST_THREADS FCL_CONV_MAX_THREADS
 
-
 typedef struct host_share host_share;
 typedef void (*image_fn)(host_share *s, int n0, int nb, int i, int p0, int pc);
 
@@ -130,6 +129,35 @@ int fcl_conv_host_threads(void) {
         atomic_store(&kept, n);
     }
     return n;
+}
+
+typedef struct range_job {
+    void (*fn)(void *arg, long i0, long i1);
+    void *arg;
+    long i0, i1;
+} range_job;
+
+static void *run_range(void *p) {
+    const range_job *j = p;
+    if (j->i1 > j->i0) j->fn(j->arg, j->i0, j->i1);
+    return NULL;
+}
+
+void fcl_host_parallel(long n, void (*fn)(void *arg, long i0, long i1), void *arg) {
+    int threads = fcl_conv_host_threads() < n ? fcl_conv_host_threads() : (int)(n > 0 ? n : 1);
+    range_job jobs[MAX_HOST_THREADS];
+    pthread_t tid[MAX_HOST_THREADS];
+    int started[MAX_HOST_THREADS] = {0};
+    for (int t = 0; t < threads; t++) {
+        jobs[t] = (range_job){fn, arg, n * t / threads, n * (t + 1) / threads};
+        if (t > 0) started[t] = pthread_create(&tid[t], NULL, run_range, &jobs[t]) == 0;
+    }
+    run_range(&jobs[0]);
+    for (int t = 1; t < threads; t++)
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else
+            run_range(&jobs[t]);
 }
 
 /* Adds the time since the last mark to the share's GEMM or other-work counter. */
@@ -389,8 +417,15 @@ static void run_shifted(fewcl_context *ctx, const geom *g, host_share *proto, im
 }
 
 static host_share share_of(const geom *g, const fcl_conv_ptrs *p, float *cols) {
-    return (host_share){.g = g, .x = p->x, .w = p->w, .b = p->b, .dy = p->dy, .y = p->y,
-                        .dx = p->dx, .dw = p->dw, .cols = cols};
+    return (host_share){.g = g,
+                        .x = p->x,
+                        .w = p->w,
+                        .b = p->b,
+                        .dy = p->dy,
+                        .y = p->y,
+                        .dx = p->dx,
+                        .dw = p->dw,
+                        .cols = cols};
 }
 
 static fewcl_status im2col_body(fewcl_context *ctx, const geom *g, const fcl_conv_ptrs *p,
@@ -458,11 +493,12 @@ fewcl_status fcl_conv_host_run(fewcl_context *ctx, const geom *g, const fcl_conv
         if (s == FEWCL_OK) s = fcl_host_map_begin(ctx, &map);
         if (s == FEWCL_OK) {
 #define PTR(t) ((t) ? fcl_host_ptr(&map, (t)) : NULL)
-            fcl_conv_ptrs p = {PTR(a->x), PTR(a->w), PTR(a->b),  PTR(a->dy),
+            fcl_conv_ptrs p = {PTR(a->x), PTR(a->w),  PTR(a->b), PTR(a->dy),
                                PTR(a->y), PTR(a->dx), PTR(a->dw)};
 #undef PTR
             if (a->db) bias_grad_host(ctx, g, p.dy, fcl_host_ptr(&map, a->db));
-            if (a->y || a->dx || a->dw) s = body(ctx, g, &p, ws_bytes ? fcl_host_ptr(&map, &ws) : NULL);
+            if (a->y || a->dx || a->dw)
+                s = body(ctx, g, &p, ws_bytes ? fcl_host_ptr(&map, &ws) : NULL);
             fewcl_status e = fcl_host_map_end(ctx, &map);
             if (s == FEWCL_OK) s = e;
         }

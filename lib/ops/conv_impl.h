@@ -24,8 +24,7 @@ typedef struct fcl_conv_args {
 
 /* ---- the OpenCL path (conv.c) ---- */
 size_t fcl_conv_cl_im2col_workspace(const fcl_conv_geom *g);
-fewcl_status fcl_conv_cl_im2col(fewcl_context *ctx, const fcl_conv_geom *g,
-                                const fcl_conv_args *a);
+fewcl_status fcl_conv_cl_im2col(fewcl_context *ctx, const fcl_conv_geom *g, const fcl_conv_args *a);
 
 /* FFT convolution through clFFT (conv_fft.c): stride 1, the kernels' spectra and one image's
  * within the workspace bound, on a device where clFFT passed its probe (conv_fft.h). */
@@ -45,8 +44,9 @@ int fcl_conv_cl_implicit_wide_eligible(const fcl_conv_geom *g, int dir);
 fewcl_status fcl_conv_cl_implicit_wide(fewcl_context *ctx, const fcl_conv_geom *g,
                                        const fcl_conv_args *a);
 
-/* Winograd F(2x2,3x3) on the OpenCL path (conv_winograd_cl.c): 3x3 stride 1, any padding, all three directions,
- * whole images per chunk within the workspace bound (the host path's layout and bytes). */
+/* Winograd F(2x2,3x3) on the OpenCL path (conv_winograd_cl.c): 3x3 stride 1, any padding, all three
+ * directions, whole images per chunk within the workspace bound (the host path's layout and bytes).
+ */
 int fcl_conv_cl_winograd_eligible(const fcl_conv_geom *g);
 size_t fcl_conv_cl_winograd_workspace(const fcl_conv_geom *g);
 fewcl_status fcl_conv_cl_winograd(fewcl_context *ctx, const fcl_conv_geom *g,
@@ -91,8 +91,8 @@ fewcl_status fcl_conv_host_shifted(fewcl_context *ctx, const fcl_conv_geom *g,
 /* Image i of a chunk of nb images starting at n0, output pixels [p0, p0 + pc): its im2col
  * columns cols[k][i·pc + q], and (col2im) their gradient scattered into dx (the image's
  * first column chunk overwrites it, later ones add). */
-void fcl_conv_host_im2col_image(const fcl_conv_geom *g, const float *x, float *cols, int n0,
-                                int nb, int i, int p0, int pc);
+void fcl_conv_host_im2col_image(const fcl_conv_geom *g, const float *x, float *cols, int n0, int nb,
+                                int i, int p0, int pc);
 void fcl_conv_host_col2im_image(const fcl_conv_geom *g, const float *dcols, float *dx, int n0,
                                 int nb, int i, int p0, int pc);
 
@@ -119,5 +119,8 @@ fewcl_status fcl_conv_host_winograd4(fewcl_context *ctx, const fcl_conv_geom *g,
  * cores, at most FCL_CONV_MAX_THREADS). */
 #define FCL_CONV_MAX_THREADS 16
 int fcl_conv_host_threads(void);
+/* fn(arg, i0, i1) over contiguous ranges of [0, n) on the host threads (the caller's among
+ * them; a thread that cannot be started has its range run by the caller). */
+void fcl_host_parallel(long n, void (*fn)(void *arg, long i0, long i1), void *arg);
 
 #endif

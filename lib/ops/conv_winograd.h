@@ -26,9 +26,9 @@ typedef struct wino_share {
 
 typedef struct wino_kind {
     int m; /* output tile side; α = m + 2 */
-    /* U = G w Gᵀ for every (o, c); dW += Gᵀ dU G. */
-    void (*weights)(const fcl_conv_geom *g, const float *w, float *u);
-    void (*weight_grad)(const fcl_conv_geom *g, const float *du, float *dw);
+    /* U = G w Gᵀ; dW += Gᵀ dU G; for the filters i = o·Cin + c in [i0, i1). */
+    void (*weights)(const fcl_conv_geom *g, const float *w, float *u, size_t i0, size_t i1);
+    void (*weight_grad)(const fcl_conv_geom *g, const float *du, float *dw, size_t i0, size_t i1);
     /* The share's V from x; y from M (+ b); M from dy; dx from V (holding dV). */
     void (*input)(wino_share *s, float *scratch);
     void (*output)(wino_share *s, float *scratch);

@@ -73,10 +73,11 @@ static inline void out_1d_t(const float *v, size_t s, float *o, size_t t) {
     o[5 * t] = v3;
 }
 
-/* U[k][co][ci] = (G w[co][ci] Gᵀ)[k], in double, rounded once. */
-static void transform_weights(const geom *g, const float *w, float *u) {
+/* U[k][co][ci] = (G w[co][ci] Gᵀ)[k] for the filters i = co·Cin + ci in [i0, i1), in double,
+ * rounded once. */
+static void transform_weights(const geom *g, const float *w, float *u, size_t i0, size_t i1) {
     size_t stride = (size_t)g->cout * g->cin;
-    for (size_t i = 0; i < stride; i++) {
+    for (size_t i = i0; i < i1; i++) {
         const float *f = w + i * 9;
         double gw[6][3];
         for (int a = 0; a < 6; a++)
@@ -89,10 +90,10 @@ static void transform_weights(const geom *g, const float *w, float *u) {
     }
 }
 
-/* dW[co][ci] += Gᵀ dU[co][ci] G, in double, rounded once. */
-static void add_weight_grad(const geom *g, const float *du, float *dw) {
+/* dW[co][ci] += Gᵀ dU[co][ci] G for the filters in [i0, i1), in double, rounded once. */
+static void add_weight_grad(const geom *g, const float *du, float *dw, size_t i0, size_t i1) {
     size_t stride = (size_t)g->cout * g->cin;
-    for (size_t i = 0; i < stride; i++) {
+    for (size_t i = i0; i < i1; i++) {
         double half[3][6]; /* Gᵀ dU */
         for (int r = 0; r < 3; r++)
             for (int b = 0; b < 6; b++) {

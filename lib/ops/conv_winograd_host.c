@@ -103,38 +103,36 @@ static inline void out_1d_t(const float *v, int s, float *o, int t) {
     o[0] = v[0], o[t] = v[0] + v[s], o[2 * t] = v[0] - v[s], o[3 * t] = -v[s];
 }
 
-/* U[k][co][ci] = (G w[co][ci] Gᵀ)[k]. */
-static void transform_weights(const geom *g, const float *w, float *u) {
+/* U[k][co][ci] = (G w[co][ci] Gᵀ)[k] for the filters i = co·Cin + ci in [i0, i1). */
+static void transform_weights(const geom *g, const float *w, float *u, size_t i0, size_t i1) {
     size_t stride = (size_t)g->cout * g->cin;
-    for (int co = 0; co < g->cout; co++)
-        for (int ci = 0; ci < g->cin; ci++) {
-            const float *f = w + ((size_t)co * g->cin + ci) * 9;
-            float gw[12], t[16];
-            for (int c = 0; c < 3; c++)
-                w_1d(f + c, 3, gw + c, 3); /* columns: gw [4][3] */
-            for (int r = 0; r < 4; r++)
-                w_1d(gw + 3 * r, 1, t + 4 * r, 1); /* rows: t [4][4] */
-            for (int k = 0; k < 16; k++)
-                u[k * stride + (size_t)co * g->cin + ci] = t[k];
-        }
+    for (size_t i = i0; i < i1; i++) {
+        const float *f = w + i * 9;
+        float gw[12], t[16];
+        for (int c = 0; c < 3; c++)
+            w_1d(f + c, 3, gw + c, 3); /* columns: gw [4][3] */
+        for (int r = 0; r < 4; r++)
+            w_1d(gw + 3 * r, 1, t + 4 * r, 1); /* rows: t [4][4] */
+        for (int k = 0; k < 16; k++)
+            u[k * stride + i] = t[k];
+    }
 }
 
-/* dW[co][ci] += Gᵀ dU[co][ci] G. */
-static void add_weight_grad(const geom *g, const float *du, float *dw) {
+/* dW[co][ci] += Gᵀ dU[co][ci] G for the filters in [i0, i1). */
+static void add_weight_grad(const geom *g, const float *du, float *dw, size_t i0, size_t i1) {
     size_t stride = (size_t)g->cout * g->cin;
-    for (int co = 0; co < g->cout; co++)
-        for (int ci = 0; ci < g->cin; ci++) {
-            float t[16], half[12], r3[9];
-            for (int k = 0; k < 16; k++)
-                t[k] = du[k * stride + (size_t)co * g->cin + ci];
-            for (int c = 0; c < 4; c++)
-                w_1d_t(t + c, 4, half + c, 4); /* columns: half [3][4] */
-            for (int r = 0; r < 3; r++)
-                w_1d_t(half + 4 * r, 1, r3 + 3 * r, 1);
-            float *f = dw + ((size_t)co * g->cin + ci) * 9;
-            for (int k = 0; k < 9; k++)
-                f[k] += r3[k];
-        }
+    for (size_t i = i0; i < i1; i++) {
+        float t[16], half[12], r3[9];
+        for (int k = 0; k < 16; k++)
+            t[k] = du[k * stride + i];
+        for (int c = 0; c < 4; c++)
+            w_1d_t(t + c, 4, half + c, 4); /* columns: half [3][4] */
+        for (int r = 0; r < 3; r++)
+            w_1d_t(half + 4 * r, 1, r3 + 3 * r, 1);
+        float *f = dw + i * 9;
+        for (int k = 0; k < 9; k++)
+            f[k] += r3[k];
+    }
 }
 
 /* The transforms below work on a row of tiles at a time, over rows of the zero-padded plane
@@ -210,7 +208,7 @@ static void output_transform(share *s, float *scratch) {
                     }
                     for (int tx = 0; tx < tw; tx++) /* · A along the tile columns */
                         row[2 * tx] = a[0][tx] + a[1][tx] + a[2][tx] + b,
-                                 row[2 * tx + 1] = a[1][tx] - a[2][tx] - a[3][tx] + b;
+                                row[2 * tx + 1] = a[1][tx] - a[2][tx] - a[3][tx] + b;
                     memcpy(y + (size_t)(2 * ty + r) * g->ow, row, (size_t)g->ow * sizeof *y);
                 }
             }
@@ -260,7 +258,7 @@ static void grad_input_transform(share *s, float *scratch) {
     float *b[4], *rows[4], *carry[2], *d[4];
     float *after_b = scratch + 16 * (size_t)tw, *after_rows = after_b + 4 * (size_t)pw;
     for (int i = 0; i < 4; i++) {
-        b[i] = scratch + 4 * (size_t)i * tw;         /* [4 columns][tiles] */
+        b[i] = scratch + 4 * (size_t)i * tw; /* [4 columns][tiles] */
         rows[i] = after_b + (size_t)i * pw;
         d[i] = after_rows + 2 * (size_t)pw + (size_t)i * tw;
     }
@@ -277,9 +275,10 @@ static void grad_input_transform(share *s, float *scratch) {
                         const float *v0 = v + (size_t)q * ks, *v1 = v0 + 4 * ks;
                         const float *v2 = v1 + 4 * ks, *v3 = v2 + 4 * ks;
                         for (int tx = 0; tx < tw; tx++)
-                            b[0][q * tw + tx] = v0[tx], b[1][q * tw + tx] = v1[tx] - v2[tx] + v3[tx],
-                                            b[2][q * tw + tx] = v1[tx] + v2[tx] - v0[tx],
-                                            b[3][q * tw + tx] = -v3[tx];
+                            b[0][q * tw + tx] = v0[tx],
+                                          b[1][q * tw + tx] = v1[tx] - v2[tx] + v3[tx],
+                                          b[2][q * tw + tx] = v1[tx] + v2[tx] - v0[tx],
+                                          b[3][q * tw + tx] = -v3[tx];
                     }
                     for (int r = 0; r < 4; r++) { /* · Bᵀ along the columns, then placed */
                         const float *e0 = b[r], *e1 = e0 + tw, *e2 = e1 + tw, *e3 = e2 + tw;
@@ -289,7 +288,8 @@ static void grad_input_transform(share *s, float *scratch) {
                         float *o = rows[r];
                         o[0] = d[0][0], o[1] = d[1][0];
                         for (int tx = 1; tx < tw; tx++)
-                            o[2 * tx] = d[2][tx - 1] + d[0][tx], o[2 * tx + 1] = d[3][tx - 1] + d[1][tx];
+                            o[2 * tx] = d[2][tx - 1] + d[0][tx],
+                                  o[2 * tx + 1] = d[3][tx - 1] + d[1][tx];
                         o[2 * tw] = d[2][tw - 1], o[2 * tw + 1] = d[3][tw - 1];
                     }
                 }
@@ -356,8 +356,8 @@ static void *run_share(void *arg) {
         kind->input(s, scratch);
         mark(s, 0);
         for (int k = 0; k < a2; k++)
-            fcl_host_sgemm(0, 1, g->cout, g->cin, len, 1.0f, s->m + k * mk, len, s->v + k * vk,
-                           len, 1.0f, s->du + k * uk, g->cin);
+            fcl_host_sgemm(0, 1, g->cout, g->cin, len, 1.0f, s->m + k * mk, len, s->v + k * vk, len,
+                           1.0f, s->du + k * uk, g->cin);
         mark(s, 1);
     }
     if (s->p->dx) { /* dV into V's place: the weight GEMMs above have read it */
@@ -371,6 +371,31 @@ static void *run_share(void *arg) {
     return NULL;
 }
 
+/* The weights' transforms over filter ranges on the host threads (each filter's U and dW
+ * entries are written by one thread, so the result does not depend on the thread count). */
+typedef struct filters_job {
+    const wino_kind *kind;
+    const geom *g;
+    const float *w;
+    float *u, *du, *dw;
+    int shares; /* dU partials of the shares, [shares][α²·Cout·Cin], summed in share order */
+} filters_job;
+
+static void run_weights(void *arg, long i0, long i1) {
+    const filters_job *j = arg;
+    j->kind->weights(j->g, j->w, j->u, (size_t)i0, (size_t)i1);
+}
+
+static void run_weight_grad(void *arg, long i0, long i1) {
+    const filters_job *j = arg;
+    size_t stride = (size_t)j->g->cout * j->g->cin, uk = alpha2(j->kind) * stride;
+    for (int t = 1; t < j->shares; t++)
+        for (size_t k = 0; k < alpha2(j->kind); k++)
+            for (size_t i = (size_t)i0; i < (size_t)i1; i++)
+                j->du[k * stride + i] += j->du[(size_t)t * uk + k * stride + i];
+    j->kind->weight_grad(j->g, j->du, j->dw, (size_t)i0, (size_t)i1);
+}
+
 static fewcl_status winograd_body(fewcl_context *ctx, const wino_kind *kind, const geom *g,
                                   const fcl_conv_ptrs *p, float *ws) {
     int images = chunk_images(kind, g), a2 = (int)alpha2(kind);
@@ -378,7 +403,10 @@ static fewcl_status winograd_body(fewcl_context *ctx, const wino_kind *kind, con
     float *u = ws + (size_t)images * image_floats(kind, g), *du = NULL;
     size_t uk = u_floats(kind, g), tiles_of_image = wino_tiles(g, kind->m);
     double t0 = ctx->profiling ? fcl_host_seconds() : 0;
-    if (p->w && (p->y || p->dx)) kind->weights(g, p->w, u);
+    if (p->w && (p->y || p->dx)) {
+        filters_job job = {.kind = kind, .g = g, .w = p->w, .u = u};
+        fcl_host_parallel((long)g->cout * g->cin, run_weights, &job);
+    }
     size_t rs = kind->scratch(g);
     float *scratch = malloc((size_t)threads * rs * sizeof *scratch);
     if (p->dw && scratch) du = calloc((size_t)threads * uk, sizeof *du);
@@ -397,9 +425,16 @@ static fewcl_status winograd_body(fewcl_context *ctx, const wino_kind *kind, con
             int i0 = nb * t / threads, i1 = nb * (t + 1) / threads;
             float *v = ws + (size_t)i0 * image_floats(kind, g);
             sh[t].kind = kind;
-            sh[t].s = (share){.g = g, .p = p, .u = u, .du = du ? du + (size_t)t * uk : NULL,
-                              .v = v, .m = v + a2 * (size_t)g->cin * (i1 - i0) * tiles_of_image,
-                              .scratch = scratch + (size_t)t * rs, .n0 = n0, .i0 = i0, .i1 = i1,
+            sh[t].s = (share){.g = g,
+                              .p = p,
+                              .u = u,
+                              .du = du ? du + (size_t)t * uk : NULL,
+                              .v = v,
+                              .m = v + a2 * (size_t)g->cin * (i1 - i0) * tiles_of_image,
+                              .scratch = scratch + (size_t)t * rs,
+                              .n0 = n0,
+                              .i0 = i0,
+                              .i1 = i1,
                               .profiling = ctx->profiling};
             if (t > 0) started[t] = pthread_create(&tid[t], NULL, run_share, &sh[t]) == 0;
         }
@@ -416,23 +451,19 @@ static fewcl_status winograd_body(fewcl_context *ctx, const wino_kind *kind, con
     }
     fcl_host_blas_restore_threads();
     if (du) {
-        for (int t = 1; t < threads; t++)
-            for (size_t i = 0; i < uk; i++)
-                du[i] += du[(size_t)t * uk + i];
-        kind->weight_grad(g, du, p->dw);
+        filters_job job = {.kind = kind, .g = g, .du = du, .dw = p->dw, .shares = threads};
+        fcl_host_parallel((long)g->cout * g->cin, run_weight_grad, &job);
         free(du);
     }
     free(scratch);
     return FEWCL_OK;
 }
 
-static fewcl_status f2_body(fewcl_context *ctx, const geom *g, const fcl_conv_ptrs *p,
-                            float *ws) {
+static fewcl_status f2_body(fewcl_context *ctx, const geom *g, const fcl_conv_ptrs *p, float *ws) {
     return winograd_body(ctx, &fcl_wino_f2, g, p, ws);
 }
 
-static fewcl_status f4_body(fewcl_context *ctx, const geom *g, const fcl_conv_ptrs *p,
-                            float *ws) {
+static fewcl_status f4_body(fewcl_context *ctx, const geom *g, const fcl_conv_ptrs *p, float *ws) {
     return winograd_body(ctx, &fcl_wino_f4, g, p, ws);
 }
 

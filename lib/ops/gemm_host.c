@@ -7,6 +7,7 @@
  * thread count (checked by test_gemm). */
 #include "gemm_host.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +122,67 @@ void fcl_host_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, 
     (void)trans_a, (void)trans_b, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda;
     (void)b, (void)ldb, (void)beta, (void)c, (void)ldc;
 #endif
+}
+
+/* One thread's rows [r0, r1) of C in fcl_host_sgemm_rows. */
+typedef struct rows_job {
+    int trans_a, trans_b, m, n, k, lda, ldb, ldc;
+    float alpha, beta;
+    const float *a, *b;
+    float *c;
+} rows_job;
+
+static void *rows_run(void *arg) {
+    const rows_job *j = arg;
+    fcl_host_blas_single_thread();
+    fcl_host_sgemm(j->trans_a, j->trans_b, j->m, j->n, j->k, j->alpha, j->a, j->lda, j->b, j->ldb,
+                   j->beta, j->c, j->ldc);
+    return NULL;
+}
+
+enum { ROWS_MAX_THREADS = 16, ROWS_BLOCK = 16 /* rows: a multiple of the BLAS kernels' tile */ };
+
+void fcl_host_sgemm_rows(int threads, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                         const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                         int ldc) {
+    int blocks = (m + ROWS_BLOCK - 1) / ROWS_BLOCK;
+    if (threads > ROWS_MAX_THREADS) threads = ROWS_MAX_THREADS;
+    if (threads > blocks) threads = blocks;
+    if (threads <= 1 || atomic_load(&pinned)) {
+        fcl_host_sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    rows_job jobs[ROWS_MAX_THREADS];
+    pthread_t tid[ROWS_MAX_THREADS];
+    int started[ROWS_MAX_THREADS] = {0};
+    for (int t = 0; t < threads; t++) {
+        int r0 = ROWS_BLOCK * (blocks * t / threads);
+        int r1 = ROWS_BLOCK * (blocks * (t + 1) / threads);
+        if (r1 > m) r1 = m;
+        /* op(A)'s rows r0.. are A's rows (no transpose) or A's columns (transposed) */
+        const float *at = trans_a ? a + r0 : a + (size_t)r0 * lda;
+        jobs[t] = (rows_job){trans_a,
+                             trans_b,
+                             r1 - r0,
+                             n,
+                             k,
+                             lda,
+                             ldb,
+                             ldc,
+                             alpha,
+                             beta,
+                             at,
+                             b,
+                             c + (size_t)r0 * ldc};
+        if (t > 0) started[t] = pthread_create(&tid[t], NULL, rows_run, &jobs[t]) == 0;
+    }
+    rows_run(&jobs[0]);
+    for (int t = 1; t < threads; t++)
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else
+            rows_run(&jobs[t]);
+    fcl_host_blas_restore_threads();
 }
 
 fewcl_status fcl_gemm_host_batched(fewcl_context *ctx, int trans_a, int trans_b, int m, int n,

@@ -25,6 +25,15 @@ int fcl_host_blas_available(void);
 void fcl_host_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
                     int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
+/* The same product with C's rows split over `threads` threads (blocks of 16 rows), each
+ * running a single-threaded BLAS call over the whole k: every element of C is the sum one
+ * call makes, whatever the thread count. For the large products of fewcl's own host code;
+ * fewcl's threads, unlike OpenBLAS's, do not spin on the cores PoCL needs after the call.
+ * One thread while replicas are pinned (fcl_host_blas_pin). */
+void fcl_host_sgemm_rows(int threads, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                         const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                         int ldc);
+
 /* fcl_gemm_strided_batched on the host path: maps the three tensors, runs the batch in order,
  * unmaps. Operands already checked by the caller. */
 fewcl_status fcl_gemm_host_batched(fewcl_context *ctx, int trans_a, int trans_b, int m, int n,
