@@ -43,11 +43,52 @@ static void valid_span(const geom *g, int kw, int ow0, int run, int *lo, int *hi
     *hi = b + 1 - ow0 < *lo ? *lo : b + 1 - ow0 > run ? run : b + 1 - ow0;
 }
 
+/* d[0, n) = the input row's values at columns lo·stride, (lo+1)·stride, ... for j in [lo, hi),
+ * zero elsewhere (row: the row seen from output column 0's first tap column). */
+static inline void gather_row(const geom *g, const float *row, float *d, int lo, int hi, int n) {
+    for (int j = 0; j < lo; j++)
+        d[j] = 0.0f;
+    if (g->stride == 1)
+        memcpy(d + lo, row + lo, (size_t)(hi - lo) * sizeof *d);
+    else if (g->stride == 2) /* the ResNets' downsampling layers: a constant stride vectorises */
+        for (int j = lo; j < hi; j++)
+            d[j] = row[2 * j];
+    else
+        for (int j = lo; j < hi; j++)
+            d[j] = row[j * g->stride];
+    for (int j = hi; j < n; j++)
+        d[j] = 0.0f;
+}
+
+/* im2col over whole output rows [oh0, oh0 + rows): every row's span of valid columns is the
+ * same for a given kw, so it is found once per tap. */
+static void im2col_rows(const geom *g, const float *x, float *cols, int n0, int nb, int i, int oh0,
+                        int rows) {
+    size_t pc = (size_t)rows * g->ow;
+    for (int k = 0; k < g->taps; k++) {
+        int kw = k % g->kw, kh = (k / g->kw) % g->kh, c = k / (g->kw * g->kh), lo, hi;
+        const float *src = x + ((size_t)(n0 + i) * g->cin + c) * g->h * g->w + kw - g->pad;
+        float *dst = cols + ((size_t)k * nb + i) * pc;
+        valid_span(g, kw, 0, g->ow, &lo, &hi);
+        for (int r = 0; r < rows; r++) {
+            int ih = (oh0 + r) * g->stride - g->pad + kh;
+            if (ih < 0 || ih >= g->h)
+                gather_row(g, src, dst + (size_t)r * g->ow, 0, 0, g->ow);
+            else
+                gather_row(g, src + (size_t)ih * g->w, dst + (size_t)r * g->ow, lo, hi, g->ow);
+        }
+    }
+}
+
 /* cols[k][i·pc + q] for image i of the chunk, exactly as the im2col kernel writes it
  * (cl/conv.cl). One image at a time, so that its GEMM reads the columns while they are still
  * in cache. */
 void fcl_conv_host_im2col_image(const geom *g, const float *x, float *cols, int n0, int nb, int i,
                                 int p0, int pc) {
+    if (p0 % g->ow == 0 && pc % g->ow == 0) {
+        im2col_rows(g, x, cols, n0, nb, i, p0 / g->ow, pc / g->ow);
+        return;
+    }
     for (int k = 0; k < g->taps; k++) {
         int kw = k % g->kw, kh = (k / g->kw) % g->kh, c = k / (g->kw * g->kh);
         const float *src = x + ((size_t)(n0 + i) * g->cin + c) * g->h * g->w;
