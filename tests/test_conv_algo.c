@@ -53,6 +53,7 @@
 #include "ops/conv.h"
 #include "ops/conv_algo.h"
 #include "ops/conv_find.h"
+#include "ops/conv_winograd.h"
 #include "ops/gemm_host.h"
 #include "plan/plan.h"
 #include "ref/ref_conv.h"
@@ -237,6 +238,27 @@ static void test_winograd_odd_shapes(void **state) {
         if (all) check_winograd("3x3 plane, no padding", m, shape(1, 2, 3, 3, 2, 0), 0);
         check_winograd("10x13 plane", m, shape(2, 3, 10, 13, 4, 1), 1);
     }
+    TH_OK(fcl_conv_algo_force(th_ctx(), NULL));
+}
+
+/* The host path's Winograd runs each share's images in passes whose buffers stay in cache
+ * (4 MiB of V and M): with passes of one image, every direction within the bound of the
+ * reference (the weight gradient's sum over tiles split at each image). */
+static void test_winograd_host_passes(void **state) {
+    (void)state;
+    int path;
+    TH_OK(fcl_gemm_path(th_ctx(), &path));
+    if (path != FCL_GEMM_HOST) {
+        print_message("  skipped: the OpenCL path runs a chunk at once\n");
+        return;
+    }
+    fcl_conv_host_wino_pass_bytes(1);
+    for (int m = 2; m <= 4; m += 2) {
+        TH_OK(fcl_conv_algo_force(th_ctx(), m == 4 ? "winograd4" : "winograd2"));
+        check_winograd("one-image passes", m, shape(5, 3, 7, 5, 6, 1), 1);
+        check_winograd("one-image passes", m, shape(4, 8, 10, 13, 4, 0), 0);
+    }
+    fcl_conv_host_wino_pass_bytes(0);
     TH_OK(fcl_conv_algo_force(th_ctx(), NULL));
 }
 
@@ -673,6 +695,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_winograd_model_shapes, unforce),
         cmocka_unit_test_teardown(test_winograd_odd_shapes, unforce),
         cmocka_unit_test_teardown(test_winograd_chunks, unforce),
+        cmocka_unit_test_teardown(test_winograd_host_passes, unforce),
         cmocka_unit_test_teardown(test_winograd_cl_workspace, unforce),
         cmocka_unit_test(test_winograd_cl_plan),
         cmocka_unit_test(test_forced_algorithm_errors),

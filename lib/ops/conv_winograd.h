@@ -54,4 +54,8 @@ void fcl_wino_padded_row(const fcl_conv_geom *g, int m, const float *x, int ih, 
 int fcl_conv_host_wino_eligible(const wino_kind *k, const fcl_conv_geom *g);
 size_t fcl_conv_host_wino_workspace(const wino_kind *k, const fcl_conv_geom *g);
 
+/* The size of V and M per pass of a share (default 4 MiB, also for 0); tests set it small to
+ * run every share in one-image passes. Not thread-safe: set it while no convolution runs. */
+void fcl_conv_host_wino_pass_bytes(size_t bytes);
+
 #endif

@@ -328,14 +328,23 @@ typedef struct share_run {
     const wino_kind *kind;
 } share_run;
 
-static void *run_share(void *arg) {
-    share_run *run = arg;
-    share *s = &run->s;
-    const wino_kind *kind = run->kind;
+/* The images of a pass: their V and M are a few MiB, so that the transforms' writes are still
+ * in cache when the GEMMs read them (a share's whole V at 56x56 is tens of MiB, and the
+ * passes over it made the F(4x4) forward memory-bound). The sums over channels do not depend
+ * on the passes; dU's sum over tiles is split at pass boundaries (a fixed function of the
+ * shape and the share). */
+static size_t pass_bytes = 4 << 20;
+
+void fcl_conv_host_wino_pass_bytes(size_t bytes) { pass_bytes = bytes ? bytes : 4 << 20; }
+
+static int pass_images(const wino_kind *kind, const geom *g) {
+    size_t per = image_floats(kind, g) * sizeof(float);
+    return per >= pass_bytes ? 1 : (int)(pass_bytes / per);
+}
+
+/* One pass: the images [s->i0, s->i1) with V and M at s->v and s->m. */
+static void run_pass(share *s, const wino_kind *kind) {
     const geom *g = s->g;
-    if (s->i1 <= s->i0) return NULL;
-    fcl_host_blas_single_thread();
-    if (s->profiling) s->t = fcl_host_seconds();
     float *scratch = s->scratch;
     int len = (s->i1 - s->i0) * (int)wino_tiles(g, kind->m), a2 = (int)alpha2(kind);
     size_t vk = (size_t)g->cin * len, mk = (size_t)g->cout * len, uk = (size_t)g->cout * g->cin;
@@ -348,7 +357,7 @@ static void *run_share(void *arg) {
         mark(s, 1);
         kind->output(s, scratch);
         mark(s, 0);
-        return NULL;
+        return;
     }
     kind->grad_output(s, scratch);
     mark(s, 0);
@@ -367,6 +376,26 @@ static void *run_share(void *arg) {
         mark(s, 1);
         kind->grad_input(s, scratch);
         mark(s, 0);
+    }
+}
+
+/* A share's images in passes of pass_images(), each in the start of the share's V and M. */
+static void *run_share(void *arg) {
+    share_run *run = arg;
+    share *s = &run->s;
+    const wino_kind *kind = run->kind;
+    const geom *g = s->g;
+    if (s->i1 <= s->i0) return NULL;
+    fcl_host_blas_single_thread();
+    if (s->profiling) s->t = fcl_host_seconds();
+    int step = pass_images(kind, g);
+    for (int a = s->i0; a < s->i1; a += step) {
+        share pass = *s;
+        pass.i0 = a, pass.i1 = a + step < s->i1 ? a + step : s->i1;
+        pass.m =
+            pass.v + alpha2(kind) * (size_t)g->cin * (pass.i1 - pass.i0) * wino_tiles(g, kind->m);
+        run_pass(&pass, kind);
+        s->t = pass.t, s->gemm_ms = pass.gemm_ms, s->host_ms = pass.host_ms;
     }
     return NULL;
 }
