@@ -213,7 +213,9 @@ static void test_winograd_model_shapes(void **state) {
         if (!th_small()) check_winograd("Conv4 block 0", m, shape(2, 3, 21, 21, 64, 1), 1);
         if (!th_small() || m == 2)
             check_winograd("Conv4 block 3", m, shape(2, 64, 10, 10, 64, 1), 1);
-        if (!th_small()) {
+        /* Under the sanitizers, whose instrumented double references of these two took
+         * most of conv_algo.clblast's 140 s in CI, the smaller shapes run the same code. */
+        if (!th_small() && !th_sanitized()) {
             check_winograd("ResNet layer3", m, shape(1, 256, 14, 14, 256, 1), 0);
             check_winograd("ResNet layer4", m, shape(1, 512, 7, 7, 512, 1), 0);
         }

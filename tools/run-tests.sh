@@ -12,7 +12,7 @@
 #   oclgrind  the kernel tests on small shapes under oclgrind (out-of-bounds, races, API)
 #   mpi       the tool and the distributed layer at 2 ranks under Open MPI's mpiexec (ctest
 #             label mpi; registered when the build has MPI, which tools/setup.sh installs)
-#   fuzz      each libFuzzer target (safetensors, filelist, image) for FUZZ_SECONDS (20) on the
+#   fuzz      each libFuzzer target (safetensors, filelist, image) for FUZZ_SECONDS (10) on the
 #             committed seed corpus, with ASan+UBSan
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,8 +77,8 @@ fuzz() {
   bash tools/build.sh build-fuzz -DCMAKE_C_COMPILER=clang -DFEWCL_FUZZ=ON -DFEWCL_TESTS=OFF
   for target in safetensors filelist image; do
     work=$(mktemp -d)
-    echo "fuzz_$target: ${FUZZ_SECONDS:-20} s"
-    build-fuzz/tests/fuzz/fuzz_$target -max_total_time="${FUZZ_SECONDS:-20}" -rss_limit_mb=2048 \
+    echo "fuzz_$target: ${FUZZ_SECONDS:-10} s"
+    build-fuzz/tests/fuzz/fuzz_$target -max_total_time="${FUZZ_SECONDS:-10}" -rss_limit_mb=2048 \
       -artifact_prefix="$work/" "$work" "tests/fuzz/corpus/$target" 2>&1 | grep -E "^Done|ERROR|SUMMARY" || true
     if ls "$work"/crash-* "$work"/leak-* "$work"/timeout-* >/dev/null 2>&1; then
       echo "fuzz_$target found a failing input: $(ls "$work"/crash-* "$work"/leak-* "$work"/timeout-* 2>/dev/null)" >&2
