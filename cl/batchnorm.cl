@@ -109,15 +109,19 @@ kernel void bn_running_replay(global float *r, uint ro, global const float *rec,
         bn_running_update(r, ro + c, rec[reco + e * stride + c], momentum);
 }
 
-// Step 3 over (p, c, i): y = (x − mean)·inv·gamma + beta.
+// Step 3 over (p, c, i): y = (x − mean)·inv·gamma + beta, then (add) + res and (relu)
+// max(·, 0), as bn_forward_eval below.
 kernel void bn_normalize(global const float *x, uint xo, global const float *gamma, uint go,
                          global const float *beta, uint bo, global const float *smean, uint smo,
-                         global const float *sinv, uint sio, global float *y, uint yo, uint n,
-                         uint c_count, uint hw) {
+                         global const float *sinv, uint sio, global const float *res, uint ro,
+                         global float *y, uint yo, uint n, uint c_count, uint hw, int add,
+                         int relu) {
     uint p = get_global_id(0), c = get_global_id(1), i = get_global_id(2);
     if (p >= hw || c >= c_count || i >= n) return;
     uint at = (i * c_count + c) * hw + p;
-    y[yo + at] = (x[xo + at] - smean[smo + c]) * (sinv[sio + c] * gamma[go + c]) + beta[bo + c];
+    float v = (x[xo + at] - smean[smo + c]) * (sinv[sio + c] * gamma[go + c]) + beta[bo + c];
+    if (add) v = v + res[ro + at];
+    y[yo + at] = relu ? fmax(v, 0.0f) : v;
 }
 
 // Evaluation forward over (p, c, i): y = (x − running_mean)·gamma/√(running_var+eps) + beta,
@@ -269,16 +273,23 @@ kernel void bn_tile_grad_rows(global const float *x, uint xo, global const float
 // input: each block is read before it is written), then one value at a time.
 kernel void bn_normalize_rows(global const float *x, uint xo, global const float *gamma, uint go,
                               global const float *beta, uint bo, global const float *smean,
-                              uint smo, global const float *sinv, uint sio, global float *y,
-                              uint yo, uint n, uint c_count, uint hw) {
+                              uint smo, global const float *sinv, uint sio,
+                              global const float *res, uint ro, global float *y, uint yo, uint n,
+                              uint c_count, uint hw, int add, int relu) {
     uint c = get_global_id(0), i = get_global_id(1);
     if (c >= c_count || i >= n) return;
     uint at = (i * c_count + c) * hw, p = 0;
     float mean = smean[smo + c], k = sinv[sio + c] * gamma[go + c], b = beta[bo + c];
-    for (; p + 8 <= hw; p += 8)
-        vstore8((vload8(0, x + xo + at + p) - mean) * k + b, 0, y + yo + at + p);
-    for (; p < hw; p++)
-        y[yo + at + p] = (x[xo + at + p] - mean) * k + b;
+    for (; p + 8 <= hw; p += 8) {
+        float8 v = (vload8(0, x + xo + at + p) - mean) * k + b;
+        if (add) v = v + vload8(0, res + ro + at + p);
+        vstore8(relu ? fmax(v, (float8)0.0f) : v, 0, y + yo + at + p);
+    }
+    for (; p < hw; p++) {
+        float v = (x[xo + at + p] - mean) * k + b;
+        if (add) v = v + res[ro + at + p];
+        y[yo + at + p] = relu ? fmax(v, 0.0f) : v;
+    }
 }
 
 kernel void bn_forward_eval_rows(global const float *x, uint xo, global const float *gamma,

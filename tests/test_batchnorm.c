@@ -67,7 +67,7 @@ static void check_train(int n, int c, int h, int w, uint64_t seed, int as_2d) {
     TH_OK(fcl_tensor_alloc1(ctx, &tsm, FCL_MEM_ACTIVATION, c));
     TH_OK(fcl_tensor_alloc1(ctx, &tsi, FCL_MEM_ACTIVATION, c));
     TH_OK(fcl_batchnorm_forward_train(ctx, &tx, &tg, &tb, &trm, &trv, FCL_BN_MOMENTUM, FCL_BN_EPS,
-                                      &ty, &tsm, &tsi));
+                                      NULL, 0, &ty, &tsm, &tsi));
     TH_OK(fcl_batchnorm_backward_train(ctx, &tx, &tg, &tsm, &tsi, &tdy, &tdx, &tdg, &tdb));
 
     double *xd = dup_d(x, numel), *dyd = dup_d(dy, numel), *gd = dup_d(g, c), *bd = dup_d(b, c);
@@ -164,7 +164,35 @@ static void test_train_resnet_stage(void **state) {
  * bits of the separate BN, fcl_add and fcl_relu_forward: the same float operations in the same
  * order, so equality is exact on any device. hw = 11x11 = 121 exercises the row kernel's 8-wide
  * loop and its tail; the residual is also given as the output itself (aliased, in place). */
-static void test_eval_fused_is_the_separate_ops(void **state) {
+/* BatchNorm (mode 0: evaluation, 1: training, 2: training recording the statistics) into
+ * y, then the residual and the ReLU: separately (fused 0) or in BatchNorm's pass. The
+ * training modes start from the same running statistics each time. */
+static void bn_then(int mode, int fused, const fcl_tensor *x, const fcl_tensor *g,
+                    const fcl_tensor *b, const float *rm, const float *rv, fcl_tensor *rec,
+                    const fcl_tensor *add, int relu, fcl_tensor *y) {
+    fewcl_context *ctx = th_ctx();
+    int c = x->shape[1];
+    fcl_tensor trm, trv, sm, si;
+    th_upload(&trm, 1, &c, rm);
+    th_upload(&trv, 1, &c, rv);
+    TH_OK(fcl_tensor_alloc1(ctx, &sm, FCL_MEM_ACTIVATION, c));
+    TH_OK(fcl_tensor_alloc1(ctx, &si, FCL_MEM_ACTIVATION, c));
+    const fcl_tensor *a = fused ? add : NULL;
+    int r = fused ? relu : 0;
+    if (mode == 0)
+        TH_OK(fcl_batchnorm_forward_eval_fused(ctx, x, g, b, &trm, &trv, FCL_BN_EPS, a, r, y));
+    else if (mode == 1)
+        TH_OK(fcl_batchnorm_forward_train(ctx, x, g, b, &trm, &trv, FCL_BN_MOMENTUM, FCL_BN_EPS, a,
+                                          r, y, &sm, &si));
+    else
+        TH_OK(fcl_batchnorm_forward_train_record(ctx, x, g, b, rec, 0, (size_t)c, FCL_BN_EPS, a, r,
+                                                 y, &sm, &si));
+    if (!fused && add) TH_OK(fcl_add(ctx, y, add, y));
+    if (!fused && relu) TH_OK(fcl_relu_forward(ctx, y, y));
+    th_free(&si), th_free(&sm), th_free(&trv), th_free(&trm);
+}
+
+static void test_fused_is_the_separate_ops(void **state) {
     int n = th_small() ? 2 : 5, c = th_small() ? 3 : 16, h = 11, w = 11;
     int shape[4] = {n, c, h, w};
     size_t numel = (size_t)n * c * h * w;
@@ -176,37 +204,35 @@ static void test_eval_fused_is_the_separate_ops(void **state) {
     th_random(b, c, 43, -0.5f, 0.5f);
     th_random(rm, c, 44, -0.2f, 0.2f);
     th_random(rv, c, 45, 0.5f, 1.5f);
-    fcl_tensor tx, tr, tg, tb, trm, trv, sep, fused;
+    fcl_tensor tx, tr, tg, tb, rec, sep, fused;
     th_upload(&tx, 4, shape, x);
     th_upload(&tr, 4, shape, r);
     th_upload(&tg, 1, &c, g);
     th_upload(&tb, 1, &c, b);
-    th_upload(&trm, 1, &c, rm);
-    th_upload(&trv, 1, &c, rv);
     fewcl_context *ctx = th_ctx();
+    TH_OK(fcl_tensor_alloc1(ctx, &rec, FCL_MEM_ACTIVATION, 2 * c));
     TH_OK(fcl_tensor_alloc(ctx, &sep, FCL_MEM_ACTIVATION, 4, shape));
     TH_OK(fcl_tensor_alloc(ctx, &fused, FCL_MEM_ACTIVATION, 4, shape));
-    for (int mode = 0; mode < 4; mode++) { /* bit 0: the residual, bit 1: ReLU */
-        int add = mode & 1, relu = mode >> 1;
-        TH_OK(fcl_batchnorm_forward_eval(ctx, &tx, &tg, &tb, &trm, &trv, FCL_BN_EPS, &sep));
-        if (add) TH_OK(fcl_add(ctx, &sep, &tr, &sep));
-        if (relu) TH_OK(fcl_relu_forward(ctx, &sep, &sep));
-        /* the residual in the output's own memory when there is one */
-        if (add) TH_OK(fcl_tensor_upload(ctx, &fused, r));
-        TH_OK(fcl_batchnorm_forward_eval_fused(ctx, &tx, &tg, &tb, &trm, &trv, FCL_BN_EPS,
-                                               add ? &fused : NULL, relu, &fused));
-        float *a = th_download(&sep), *f = th_download(&fused);
-        size_t zeros = 0;
-        for (size_t i = 0; i < numel; i++)
-            zeros += a[i] == 0.0f;
-        assert_memory_equal(a, f, numel * sizeof(float));
-        if (relu) assert_true(zeros > 0 && zeros < numel);
-        print_message("    add %d relu %d: %zu values, %zu zeros, equal bit for bit\n", add, relu,
-                      numel, zeros);
-        free(a), free(f);
-    }
-    th_free(&fused), th_free(&sep), th_free(&trv), th_free(&trm), th_free(&tb), th_free(&tg);
-    th_free(&tr), th_free(&tx);
+    const char *names[3] = {"evaluation", "training", "training, recording"};
+    for (int bn = 0; bn < 3; bn++)
+        for (int mode = 0; mode < 4; mode++) { /* bit 0: the residual, bit 1: ReLU */
+            int add = mode & 1, relu = mode >> 1;
+            bn_then(bn, 0, &tx, &tg, &tb, rm, rv, &rec, add ? &tr : NULL, relu, &sep);
+            /* the residual in the output's own memory when there is one */
+            if (add) TH_OK(fcl_tensor_upload(ctx, &fused, r));
+            bn_then(bn, 1, &tx, &tg, &tb, rm, rv, &rec, add ? &fused : NULL, relu, &fused);
+            float *a = th_download(&sep), *f = th_download(&fused);
+            size_t zeros = 0;
+            for (size_t i = 0; i < numel; i++)
+                zeros += a[i] == 0.0f;
+            assert_memory_equal(a, f, numel * sizeof(float));
+            if (relu) assert_true(zeros > 0 && zeros < numel);
+            print_message("    %s, add %d relu %d: %zu values, %zu zeros, equal bit for bit\n",
+                          names[bn], add, relu, numel, zeros);
+            free(a), free(f);
+        }
+    th_free(&fused), th_free(&sep), th_free(&rec), th_free(&tb), th_free(&tg), th_free(&tr);
+    th_free(&tx);
     free(x), free(r);
 }
 
@@ -357,8 +383,8 @@ static void test_matches_pytorch(void **state) {
     expect(fx, "dgamma_eval", &dg, "bn eval dgamma vs torch");
     expect(fx, "dbeta_eval", &db, "bn eval dbeta vs torch");
 
-    TH_OK(fcl_batchnorm_forward_train(ctx, &x, &g, &b, &rm, &rv, FCL_BN_MOMENTUM, FCL_BN_EPS, &y,
-                                      &sm, &si));
+    TH_OK(fcl_batchnorm_forward_train(ctx, &x, &g, &b, &rm, &rv, FCL_BN_MOMENTUM, FCL_BN_EPS, NULL,
+                                      0, &y, &sm, &si));
     expect(fx, "y", &y, "bn train y vs torch");
     expect(fx, "running_mean_after", &rm, "bn running_mean vs torch");
     expect(fx, "running_var_after", &rv, "bn running_var vs torch");
@@ -384,16 +410,16 @@ static void test_shape_errors(void **state) {
     assert_int_equal(fcl_batchnorm_forward_eval(ctx, &x, &p3, &p4, &p3, &p3, 1e-5f, &y),
                      FEWCL_ERR_ARGUMENT);
     assert_non_null(strstr(fewcl_last_error(), "beta [4] does not fit 3 channels"));
-    assert_int_equal(
-        fcl_batchnorm_forward_train(ctx, &x, &p3, &p3, &p3, &p3, 0.1f, 1e-5f, &p4, &p3, &p3),
-        FEWCL_ERR_ARGUMENT);
+    assert_int_equal(fcl_batchnorm_forward_train(ctx, &x, &p3, &p3, &p3, &p3, 0.1f, 1e-5f, NULL, 0,
+                                                 &p4, &p3, &p3),
+                     FEWCL_ERR_ARGUMENT);
     assert_non_null(strstr(fewcl_last_error(), "x [2,3,4,4] and y [4] do not fit"));
     int one[4] = {1, 3, 1, 1}; /* one value per channel: PyTorch refuses to train on it */
     fcl_tensor x1;
     TH_OK(fcl_tensor_alloc(ctx, &x1, FCL_MEM_ACTIVATION, 4, one));
-    assert_int_equal(
-        fcl_batchnorm_forward_train(ctx, &x1, &p3, &p3, &p3, &p3, 0.1f, 1e-5f, &x1, &p3, &p3),
-        FEWCL_ERR_ARGUMENT);
+    assert_int_equal(fcl_batchnorm_forward_train(ctx, &x1, &p3, &p3, &p3, &p3, 0.1f, 1e-5f, NULL, 0,
+                                                 &x1, &p3, &p3),
+                     FEWCL_ERR_ARGUMENT);
     assert_non_null(strstr(fewcl_last_error(), "N·H·W = 1"));
     th_free(&x1);
     th_free(&p4), th_free(&p3), th_free(&y), th_free(&x);
@@ -431,12 +457,12 @@ static void test_bn_replay_equals_sequential_updates(void **state) {
     float *y_seq[E], *y_rec[E];
     for (int e = 0; e < E; e++) { /* sequential: the running statistics updated E times */
         TH_OK(fcl_batchnorm_forward_train(ctx, &x[e], &gamma, &beta, &rm, &rv, FCL_BN_MOMENTUM,
-                                          FCL_BN_EPS, &y, &sm, &si));
+                                          FCL_BN_EPS, NULL, 0, &y, &sm, &si));
         y_seq[e] = th_download(&y);
     }
     for (int e = 0; e < E; e++) { /* recorded: record e holds mean at e·2C, variance at e·2C+C */
         TH_OK(fcl_batchnorm_forward_train_record(ctx, &x[e], &gamma, &beta, &rec, e * 2 * C,
-                                                 e * 2 * C + C, FCL_BN_EPS, &y, &sm, &si));
+                                                 e * 2 * C + C, FCL_BN_EPS, NULL, 0, &y, &sm, &si));
         y_rec[e] = th_download(&y);
     }
     float *untouched = th_download(&rec_rm);
@@ -465,7 +491,7 @@ int main(void) {
         cmocka_unit_test(test_train_conv4_block),
         cmocka_unit_test(test_train_resnet_stage),
         cmocka_unit_test(test_eval),
-        cmocka_unit_test(test_eval_fused_is_the_separate_ops),
+        cmocka_unit_test(test_fused_is_the_separate_ops),
         cmocka_unit_test(test_reference_gradients),
         cmocka_unit_test(test_matches_pytorch),
         cmocka_unit_test(test_shape_errors),

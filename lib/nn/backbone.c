@@ -335,19 +335,17 @@ static fewcl_status unit_forward(fewcl_context *ctx, blocks_net *net, unit *u, c
             st = fcl_batchnorm_forward_train_record(
                 ctx, &u->c, pv(net, u->g), pv(net, u->beta), P->bn_record,
                 fcl_params_buffer_offset(P, u->rm), fcl_params_buffer_offset(P, u->rv), FCL_BN_EPS,
-                y, &u->mean, &u->invstd);
+                add, relu, y, &u->mean, &u->invstd);
             P->bn_recorded += 2 * (size_t)u->cout;
         } else {
             st = fcl_batchnorm_forward_train(ctx, &u->c, pv(net, u->g), pv(net, u->beta),
                                              update_running ? &rm : &scratch_m,
                                              update_running ? &rv : &scratch_v, FCL_BN_MOMENTUM,
-                                             FCL_BN_EPS, y, &u->mean, &u->invstd);
+                                             FCL_BN_EPS, add, relu, y, &u->mean, &u->invstd);
         }
         fcl_tensor_free(ctx, &scratch_v);
         fcl_tensor_free(ctx, &scratch_m);
         FCL_TRY(st);
-        if (add) FCL_TRY(fcl_add(ctx, y, add, y));
-        if (relu) FCL_TRY(fcl_relu_forward(ctx, y, y));
     } else {
         FCL_TRY(fcl_batchnorm_forward_eval_fused(ctx, &u->c, pv(net, u->g), pv(net, u->beta),
                                                  pv(net, u->rm), pv(net, u->rv), FCL_BN_EPS, add,

@@ -86,12 +86,14 @@ static fewcl_status launch_elementwise(fewcl_context *ctx, fcl_kernel_entry *k, 
 static fewcl_status forward_train(fewcl_context *ctx, const fcl_tensor *x, const fcl_tensor *gamma,
                                   const fcl_tensor *beta, fcl_tensor *running_mean,
                                   fcl_tensor *running_var, fcl_tensor *rec_mean,
-                                  fcl_tensor *rec_var, float momentum, float eps, fcl_tensor *y,
+                                  fcl_tensor *rec_var, float momentum, float eps,
+                                  const fcl_tensor *add, int relu, fcl_tensor *y,
                                   fcl_tensor *save_mean, fcl_tensor *save_invstd) {
     const char *op = "batchnorm forward (train)";
     int n = 0, c = 0, hw = 0;
     FCL_TRY(dims(op, x, &n, &c, &hw));
     FCL_TRY(same(op, "y", x, y));
+    if (add) FCL_TRY(same(op, "the residual", x, add));
     FCL_TRY(per_channel(op, "gamma", gamma, c));
     FCL_TRY(per_channel(op, "beta", beta, c));
     FCL_TRY(per_channel(op, "running_mean", running_mean, c));
@@ -122,8 +124,8 @@ static fewcl_status forward_train(fewcl_context *ctx, const fcl_tensor *x, const
                      (double)eps);
     if (s == FEWCL_OK) s = launch_per_channel(ctx, k2, c);
     if (s == FEWCL_OK)
-        s = fcl_args(k3, "ttttttuuu", x, gamma, beta, save_mean, save_invstd, y, (unsigned)n,
-                     (unsigned)c, (unsigned)hw);
+        s = fcl_args(k3, "tttttttuuuii", x, gamma, beta, save_mean, save_invstd, add ? add : x, y,
+                     (unsigned)n, (unsigned)c, (unsigned)hw, add != NULL, relu != 0);
     if (s == FEWCL_OK) s = launch_elementwise(ctx, k3, n, c, hw);
     fcl_tensor_free(ctx, &part);
     return s;
@@ -132,10 +134,11 @@ static fewcl_status forward_train(fewcl_context *ctx, const fcl_tensor *x, const
 fewcl_status fcl_batchnorm_forward_train(fewcl_context *ctx, const fcl_tensor *x,
                                          const fcl_tensor *gamma, const fcl_tensor *beta,
                                          fcl_tensor *running_mean, fcl_tensor *running_var,
-                                         float momentum, float eps, fcl_tensor *y,
-                                         fcl_tensor *save_mean, fcl_tensor *save_invstd) {
+                                         float momentum, float eps, const fcl_tensor *add, int relu,
+                                         fcl_tensor *y, fcl_tensor *save_mean,
+                                         fcl_tensor *save_invstd) {
     return forward_train(ctx, x, gamma, beta, running_mean, running_var, NULL, NULL, momentum, eps,
-                         y, save_mean, save_invstd);
+                         add, relu, y, save_mean, save_invstd);
 }
 
 /* C floats of `rec` from element `at`: the slice a record kernel writes. */
@@ -153,15 +156,16 @@ static fewcl_status record_slice(const char *op, const fcl_tensor *rec, size_t a
 fewcl_status fcl_batchnorm_forward_train_record(fewcl_context *ctx, const fcl_tensor *x,
                                                 const fcl_tensor *gamma, const fcl_tensor *beta,
                                                 fcl_tensor *record, size_t mean_at, size_t var_at,
-                                                float eps, fcl_tensor *y, fcl_tensor *save_mean,
+                                                float eps, const fcl_tensor *add, int relu,
+                                                fcl_tensor *y, fcl_tensor *save_mean,
                                                 fcl_tensor *save_invstd) {
     const char *op = "batchnorm forward (train, recording)";
     int c = x->ndim >= 2 ? x->shape[1] : 0;
     fcl_tensor rm, rv;
     FCL_TRY(record_slice(op, record, mean_at, c, &rm));
     FCL_TRY(record_slice(op, record, var_at, c, &rv));
-    return forward_train(ctx, x, gamma, beta, &rm, &rv, &rm, &rv, 0.0f, eps, y, save_mean,
-                         save_invstd);
+    return forward_train(ctx, x, gamma, beta, &rm, &rv, &rm, &rv, 0.0f, eps, add, relu, y,
+                         save_mean, save_invstd);
 }
 
 fewcl_status fcl_batchnorm_running_replay(fewcl_context *ctx, fcl_tensor *running,
@@ -197,9 +201,9 @@ fewcl_status fcl_batchnorm_forward_eval_fused(fewcl_context *ctx, const fcl_tens
     FCL_TRY(per_channel(op, "running_var", running_var, c));
     fcl_kernel_entry *k;
     FCL_TRY(fcl_kernel_get(ctx, &k_bn_forward_eval, &k));
-    FCL_TRY(fcl_args(k, "tttttttuuufii", x, gamma, beta, running_mean, running_var,
-                     add ? add : x, y, (unsigned)n, (unsigned)c, (unsigned)hw, (double)eps,
-                     add != NULL, relu != 0));
+    FCL_TRY(fcl_args(k, "tttttttuuufii", x, gamma, beta, running_mean, running_var, add ? add : x,
+                     y, (unsigned)n, (unsigned)c, (unsigned)hw, (double)eps, add != NULL,
+                     relu != 0));
     return launch_elementwise(ctx, k, n, c, hw);
 }
 

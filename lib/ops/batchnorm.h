@@ -11,19 +11,23 @@
 
 /* Training mode: normalises with the batch mean and biased variance over (N,H,W), writes y,
  * updates running_mean/running_var in place (momentum; running_var from the unbiased
- * variance) and saves mean and 1/√(var+eps) per channel for the backward pass. */
+ * variance) and saves mean and 1/√(var+eps) per channel for the backward pass. Then, as
+ * fcl_batchnorm_forward_eval_fused, y += add (when not NULL; may alias y) and y = max(y, 0)
+ * (when relu), bit for bit fcl_add and fcl_relu_forward after it. */
 fewcl_status fcl_batchnorm_forward_train(fewcl_context *ctx, const fcl_tensor *x,
                                          const fcl_tensor *gamma, const fcl_tensor *beta,
                                          fcl_tensor *running_mean, fcl_tensor *running_var,
-                                         float momentum, float eps, fcl_tensor *y,
-                                         fcl_tensor *save_mean, fcl_tensor *save_invstd);
+                                         float momentum, float eps, const fcl_tensor *add, int relu,
+                                         fcl_tensor *y, fcl_tensor *save_mean,
+                                         fcl_tensor *save_invstd);
 /* The same for one episode of a meta-batch (docs/maths.md §7.1): the running statistics are
  * left alone; the batch mean and the unbiased variance go to record[mean_at …] and
  * record[var_at …] (C floats each) instead. */
 fewcl_status fcl_batchnorm_forward_train_record(fewcl_context *ctx, const fcl_tensor *x,
                                                 const fcl_tensor *gamma, const fcl_tensor *beta,
                                                 fcl_tensor *record, size_t mean_at, size_t var_at,
-                                                float eps, fcl_tensor *y, fcl_tensor *save_mean,
+                                                float eps, const fcl_tensor *add, int relu,
+                                                fcl_tensor *y, fcl_tensor *save_mean,
                                                 fcl_tensor *save_invstd);
 /* running[c] ← (1−momentum)·running[c] + momentum·records[at + e·stride + c] for e = 0 …
  * episodes−1 in order, by the training forward's own update code, so that the result equals
