@@ -175,13 +175,18 @@ static int save(const fcl_conv_find_db *db) {
     return ok ? 0 : -1;
 }
 
+/* Part of the database file's name: raised when an algorithm's speed changes enough that
+ * choices timed before would mislead (the file is a cache; a new one is timed again).
+ * r2: the host path's batched GEMMs and Winograd passes on all host threads (session 9). */
+#define FIND_REVISION "conv-find r2"
+
 fewcl_status fcl_conv_find_db_open(fewcl_context *ctx, fcl_conv_find_db **out) {
     fcl_conv_find_db *db = calloc(1, sizeof *db);
     if (!db) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "convolution find database");
     if (ctx->cache_enabled) {
-        /* The program cache's key over an empty program: device, driver and platform. */
+        /* The program cache's key over the revision: device, driver and platform. */
         char key[65];
-        fcl_program_cache_key(ctx, "conv-find", 9, "", key);
+        fcl_program_cache_key(ctx, FIND_REVISION, strlen(FIND_REVISION), "", key);
         snprintf(db->path, sizeof db->path, "%s/conv-find-%.16s.txt", ctx->cache_dir, key);
         load(db);
     }
