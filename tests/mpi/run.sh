@@ -94,10 +94,12 @@ train)
   out=$("$fewcl" "${t[@]}" --epochs 2 --test-episodes 5 --run-dir "$dir/one" 2>"$dir/one.err") ||
     fail "one process failed: $(cat "$dir/one.err")"
   one_test=$(tested "$out")
-  out=$(ranks - "$fewcl" "${t[@]}" --epochs 2 --test-episodes 5 --run-dir "$dir/two") ||
+  # (not --quiet: rank 0's progress shows its share of the test)
+  out=$(ranks - "$fewcl" "${t[@]:0:${#t[@]}-1}" --epochs 2 --test-episodes 5 --run-dir "$dir/two") ||
     fail "2 ranks failed"
   [ -n "$one_test" ] && [ "$(tested "$out")" = "$one_test" ] ||
     fail "the test after training differs: one process '$one_test', 2 ranks '$(tested "$out")'"
+  grep -q "test: 3/3 episodes" "$dir/err.0" || fail "rank 0 did not test episodes 0-2 alone"
   [ "$(grep -c '^novel classes' <<<"$out")" = 1 ] || fail "not rank 0 alone printed the test"
   ls "$dir/two"/test_novel_best_*.json >/dev/null 2>&1 || fail "no test result file in the run"
   ! grep -q "result saved" "$dir/err.1" || fail "rank 1 wrote the test result"
@@ -135,13 +137,13 @@ for r in two["replicas"]:
 (d,) = two["devices"]
 assert d["replicas"] == 2 and d["footprint_bytes"] == 2 * one["footprint_bytes"], d
 PY
-  text=$(ranks - "$fewcl" "${p[@]}") || fail "2 ranks (text) failed"
-  grep -qE '^  0 .* trainer$' <<<"$text" && grep -qE '^  1 .* trainer$' <<<"$text" &&
-    [ "$(grep -c '^fits: yes$' <<<"$text")" = 1 ] || fail "no table of both ranks: $text"
+  table=$(ranks - "$fewcl" "${p[@]}") || fail "2 ranks (text) failed"
+  grep -qE '^  0 .* trainer$' <<<"$table" && grep -qE '^  1 .* trainer$' <<<"$table" &&
+    [ "$(grep -c '^fits: yes$' <<<"$table")" = 1 ] || fail "no table of both ranks: $table"
   if text=$(ranks mem "$fewcl" "${p[@]}"); then fail "rank 1 does not fit, yet the job succeeded"; fi
   grep -q "does not fit" <<<"$text" && grep -q '^fits: no$' <<<"$text" ||
     fail "rank 0 does not say that rank 1 does not fit: $text"
-  echo "mpi.plan: $(grep '^device' <<<"$two$text" | head -1)"
+  echo "mpi.plan: $(grep '^device' <<<"$table"); rank 1 limited: $(grep '^device' <<<"$text")"
   ;;
 rank_killed)
   # Rank 1 killed (SIGKILL) once the first epoch's checkpoint is written: the job ends (no
