@@ -2,7 +2,8 @@
  * and their errors; evaluation split over replicas gives the one-device run's per-episode
  * accuracies, mean and CI bit for bit (here the same device opened two and three times, as
  * `--devices P:D,P:D` does); a replica's failure names its device and the lowest failing
- * replica; files replaced atomically from two threads at once; `fewcl test --devices`.
+ * replica; files replaced atomically from two threads at once; `fewcl test --devices`;
+ * `fewcl plan --devices` (the trainer's replica and the copies' plans).
  * Model: conv4 at 16x16, 3-way 2-shot 2-query on a small rendered glyph dataset (the fixture
  * of test_train.c); FEWCL_FIND=off (the harness's default). */
 #include <cjson/cJSON.h>
@@ -133,7 +134,7 @@ static void check_sharded(fcl_model *m, long first, int n, int replicas) {
     fcl_eval_result a, b;
     TH_OK(fcl_evaluate(th_ctx(), m, &o, &a));
     fcl_replica_group *g;
-    TH_OK(fcl_replicas_open(here_times(replicas), th_ctx(), m, &g));
+    TH_OK(fcl_replicas_open(here_times(replicas), th_ctx(), m, 0, &g));
     assert_int_equal(g->n, replicas);
     assert_true(g->r[0].on_caller && g->r[0].ctx == th_ctx());
     for (int w = 1; w < replicas; w++)
@@ -203,7 +204,7 @@ static void test_replica_errors(void **state) {
     TH_OK(fcl_model_create(th_ctx(), &c, 3, &m));
     setenv("FEWCL_MEM_LIMIT", "1K", 1); /* read by the contexts the replicas open */
     fcl_replica_group *g = NULL;
-    fewcl_status s = fcl_replicas_open(here_times(3), th_ctx(), m, &g);
+    fewcl_status s = fcl_replicas_open(here_times(3), th_ctx(), m, 0, &g);
     unsetenv("FEWCL_MEM_LIMIT");
     print_message("  %.200s\n", fewcl_last_error());
     assert_int_equal(s, FEWCL_ERR_OUT_OF_MEMORY);
@@ -327,39 +328,68 @@ static double number(const cJSON *o, const char *key) {
     return v->valuedouble;
 }
 
-/* `fewcl plan --devices P:D,P:D`: each replica's row is the one-device plan, and the device
- * holds the sum of the two. */
+static cJSON *plan_json(const char *flags) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' plan --json %s " SMALL_FLAGS, FEWCL_BIN, flags);
+    char *out = th_capture(cmd);
+    cJSON *o = cJSON_Parse(out);
+    if (!o) fail_msg("`%s` printed no JSON: %s", cmd, out);
+    free(out);
+    return o;
+}
+
+/* `fewcl plan --devices P:D,P:D [--meta-batch M]`: replica 1 (the trainer's context) is the
+ * one-device plan; replica 2 holds a model copy: with M = 1 it only validates (the evaluation
+ * plan), with M = 3 its share (fewcl_plan with `replica`, what test_meta_batch checks a run
+ * reserves); the device holds the sum of the two. */
 static void test_cli_plan_devices(void **state) {
     (void)state;
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s' plan --json --device %s " SMALL_FLAGS, FEWCL_BIN, g_here);
-    char *out = th_capture(cmd);
-    cJSON *one = cJSON_Parse(out);
-    free(out);
-    snprintf(cmd, sizeof cmd, "'%s' plan --json --devices %s " SMALL_FLAGS, FEWCL_BIN,
-             here_times(2));
-    out = th_capture(cmd);
-    cJSON *two = cJSON_Parse(out);
-    free(out);
-    assert_non_null(one);
-    assert_non_null(two);
-    double footprint = number(one, "footprint_bytes");
-    const cJSON *reps = cJSON_GetObjectItem(two, "replicas"),
-                *devs = cJSON_GetObjectItem(two, "devices");
-    assert_int_equal(cJSON_GetArraySize(reps), 2);
-    assert_int_equal(cJSON_GetArraySize(devs), 1);
-    for (int i = 0; i < 2; i++) {
-        assert_true(number(cJSON_GetArrayItem(reps, i), "footprint_bytes") == footprint);
-        assert_true(number(cJSON_GetArrayItem(reps, i), "peak_bytes") == number(one, "peak_bytes"));
+    char flags[256];
+    for (int M = 1; M <= 3; M += 2) {
+        snprintf(flags, sizeof flags, "--device %s --meta-batch %d", g_here, M);
+        cJSON *one = plan_json(flags);
+        double copy_footprint, copy_peak;
+        if (M == 1) {
+            snprintf(flags, sizeof flags, "--device %s --eval", g_here);
+            cJSON *eval = plan_json(flags);
+            copy_footprint = number(eval, "footprint_bytes"),
+            copy_peak = number(eval, "peak_bytes");
+            cJSON_Delete(eval);
+        } else {
+            fewcl_model_config c;
+            fewcl_model_config_default(&c, sizeof c);
+            c.image_size = 16, c.n_way = 3, c.k_shot = 2, c.n_query = 2;
+            c.reduced_dim = 32, c.heads = 2, c.dim_head = 8, c.mlp_dim = 16;
+            fewcl_plan_params p;
+            fewcl_plan_params_default(&p, sizeof p);
+            p.meta_batch = M, p.replica = 1;
+            fewcl_plan_result r = {.struct_size = sizeof r};
+            TH_OK(fewcl_plan(th_ctx(), &c, &p, &r));
+            copy_footprint = (double)r.reserved_bytes, copy_peak = (double)r.peak_bytes;
+        }
+        snprintf(flags, sizeof flags, "--devices %s --meta-batch %d", here_times(2), M);
+        cJSON *two = plan_json(flags);
+        const cJSON *reps = cJSON_GetObjectItem(two, "replicas"),
+                    *devs = cJSON_GetObjectItem(two, "devices");
+        assert_int_equal(cJSON_GetArraySize(reps), 2);
+        assert_int_equal(cJSON_GetArraySize(devs), 1);
+        const cJSON *trainer = cJSON_GetArrayItem(reps, 0), *copy = cJSON_GetArrayItem(reps, 1);
+        assert_true(number(trainer, "footprint_bytes") == number(one, "footprint_bytes"));
+        assert_true(number(trainer, "peak_bytes") == number(one, "peak_bytes"));
+        assert_true(number(copy, "footprint_bytes") == copy_footprint);
+        assert_true(number(copy, "peak_bytes") == copy_peak);
+        assert_true(copy_footprint < number(one, "footprint_bytes"));
+        const cJSON *dev = cJSON_GetArrayItem(devs, 0);
+        print_message("  M = %d: replica 1 %.0f bytes, replica 2 %.0f; the device: %.0f\n", M,
+                      number(trainer, "footprint_bytes"), copy_footprint,
+                      number(dev, "footprint_bytes"));
+        assert_true(number(dev, "replicas") == 2);
+        assert_true(number(dev, "footprint_bytes") ==
+                    number(one, "footprint_bytes") + copy_footprint);
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItem(dev, "fits")));
+        cJSON_Delete(one);
+        cJSON_Delete(two);
     }
-    const cJSON *dev = cJSON_GetArrayItem(devs, 0);
-    print_message("  one replica %.0f bytes; the device with two: %.0f\n", footprint,
-                  number(dev, "footprint_bytes"));
-    assert_true(number(dev, "replicas") == 2);
-    assert_true(number(dev, "footprint_bytes") == 2 * footprint);
-    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(dev, "fits")));
-    cJSON_Delete(one);
-    cJSON_Delete(two);
 }
 
 int main(void) {

@@ -10,6 +10,8 @@
  * - The trainer: --episodes not a multiple of M is refused; a run stopped mid-epoch at M = 2
  *   and resumed ends as the uninterrupted one; resuming with another M is refused; a run at
  *   M = 4 reserves exactly its plan's footprint; M = 1 is the plain fcl_train_step loop.
+ * - Over two replicas of this device, each replica's context reserves exactly what
+ *   `fewcl plan --devices --meta-batch M` plans for it (fewcl_plan, fewcl_plan_params.replica).
  * Model and data: tests/test_train.c's (conv4 16×16, 3-way 2-shot 2-query glyphs). */
 #include <math.h>
 #include <stdio.h>
@@ -357,6 +359,54 @@ static void test_two_devices_train_as_one(void **state) {
     assert_true(one.last.val_acc == many.last.val_acc && one.last.val_ci95 == many.last.val_ci95);
 }
 
+/* What `fewcl plan --devices L,L --meta-batch M` says each replica holds (fewcl_plan: the
+ * trainer's schedule for replica 1, a replica's share for replica 2) is what each replica's
+ * context reserves in the run, to the byte, over two epochs with validation (the second
+ * epoch's steps and validation rewind to the planned ones). */
+static void test_each_replica_reserves_its_plan(void **state) {
+    (void)state;
+    const char *exact_buffers = getenv("FEWCL_ARENA_CHUNK"); /* oclgrind: no layouts */
+    if (exact_buffers && *exact_buffers) skip();
+    fewcl_context *ctx;
+    TH_OK(fewcl_context_create(NULL, &ctx));
+    const fewcl_device_info *d = fewcl_context_device(ctx);
+    char two[160];
+    snprintf(two, sizeof two, "%d:%d,%d:%d", d->platform_index, d->device_index, d->platform_index,
+             d->device_index);
+    fcl_train_options o = options("replicas-plan", 3);
+    o.episodes = 6, o.val = g_base, o.val_episodes = 3, o.devices = two;
+    fcl_train_result r;
+    TH_OK(fcl_train(ctx, &o, &r));
+    /* the public plan of the same configuration, as `fewcl plan` makes it */
+    fcl_model_config c = small_config();
+    fewcl_model_config pc;
+    fewcl_model_config_default(&pc, sizeof pc);
+    pc.image_size = c.image_size, pc.n_way = c.n_way, pc.k_shot = c.k_shot;
+    pc.n_query = c.n_query, pc.reduced_dim = c.reduced_dim, pc.heads = c.heads;
+    pc.dim_head = c.dim_head, pc.mlp_dim = c.mlp_dim;
+    uint64_t planned[2];
+    for (int helper = 0; helper < 2; helper++) {
+        fewcl_plan_params p;
+        fewcl_plan_params_default(&p, sizeof p);
+        p.meta_batch = 3, p.replica = helper;
+        fewcl_plan_result pr = {.struct_size = sizeof pr};
+        TH_OK(fewcl_plan(ctx, &pc, &p, &pr));
+        assert_true(pr.fits);
+        planned[helper] = pr.reserved_bytes;
+    }
+    print_message("  replica 1: planned %llu, reserved %zu; replica 2: planned %llu, reserved "
+                  "%zu\n",
+                  (unsigned long long)planned[0], r.replica_reserved[0],
+                  (unsigned long long)planned[1], r.replica_reserved[1]);
+    assert_int_equal(r.replicas, 2);
+    assert_int_equal(r.replica_footprint[0], planned[0]);
+    assert_int_equal(r.replica_reserved[0], planned[0]);
+    assert_int_equal(r.replica_footprint[1], planned[1]);
+    assert_int_equal(r.replica_reserved[1], planned[1]);
+    assert_true(planned[1] < planned[0]); /* no optimiser state, no update */
+    fewcl_context_destroy(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_replay_equals_training_forwards),
@@ -365,6 +415,7 @@ int main(void) {
         cmocka_unit_test(test_trainer_reserves_the_planned_footprint),
         cmocka_unit_test(test_m1_is_the_train_step_loop),
         cmocka_unit_test(test_two_devices_train_as_one),
+        cmocka_unit_test(test_each_replica_reserves_its_plan),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

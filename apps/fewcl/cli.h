@@ -21,8 +21,12 @@ int cmd_bench_reduce(int argc, char **argv);
 int cmd_episode(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 /* `fewcl plan --devices L` (plan_devices.c): a row per replica, a sum per device. */
-int plan_devices(const char *devices, const fewcl_model_config *cfg,
-                 const fewcl_plan_params *base, int json);
+int plan_devices(const char *devices, const fewcl_model_config *cfg, const fewcl_plan_params *base,
+                 int json);
+/* `mpirun -np R fewcl plan`: every rank plans its own device (or its --devices list) and rank 0
+ * prints one table for the job (plan_devices.c); every rank returns the same exit code. */
+int plan_ranks(const char *devices, const char *device, const fewcl_model_config *cfg,
+               const fewcl_plan_params *base, int json);
 int cmd_train(int argc, char **argv);
 int cmd_test(int argc, char **argv);
 int cmd_predict(int argc, char **argv);

@@ -28,9 +28,15 @@ static void usage(FILE *f) {
                "settings that fit BYTES (or the device): the low-rank Mahalanobis path, then\n"
                "gradient checkpointing, then a smaller projection. Sizes: 512M, 16G, 8gb,\n"
                "1.5GiB, ... (K, M, G, T: powers of 1024). Exit 0 when it fits (or a fit was\n"
-               "found), 1 when not. --devices L (as `fewcl test --devices`): the plan of one\n"
-               "replica on each listed device, and per device the sum of its replicas'\n"
-               "footprints against its memory (entries that repeat share one device).\n");
+               "found), 1 when not. --devices L (as `fewcl train/test --devices`): what each\n"
+               "replica holds (replica 1, the first entry, is the trainer's context: the model,\n"
+               "the optimiser, the whole schedule; every other one a model copy with its block\n"
+               "of each step of M episodes and validation), and per device the sum of its\n"
+               "replicas' footprints against its memory (entries that repeat share one device).\n"
+               "Under `mpirun -np R`: every rank plans its own device (or --devices list) as\n"
+               "`mpirun -np R fewcl train --meta-batch M` uses it, and rank 0 prints one table\n"
+               "(ranks of one host naming one device share it); exit 1 when any rank does not\n"
+               "fit.\n");
     fewcl_model_config d = model_config_default();
     model_flags_help(f, &d, NULL);
 }
@@ -176,10 +182,29 @@ int cmd_plan(int argc, char **argv) {
                         "--device, --fit, --device-mem and --max-alloc\n");
         return EXIT_USAGE;
     }
-    if (devices) {
+    if (cli_dist.size > 1 && (fit || device_mem || max_alloc)) {
+        if (cli_dist.rank == 0)
+            fprintf(stderr,
+                    "fewcl plan: under %d ranks every rank plans its own device as it "
+                    "is: drop --fit, --device-mem and --max-alloc (or run one process)\n",
+                    cli_dist.size);
+        return EXIT_USAGE;
+    }
+    if (cli_dist.size > 1 && training && meta_batch < 2) {
+        if (cli_dist.rank == 0)
+            fprintf(stderr,
+                    "fewcl plan: training across %d MPI ranks shares the episodes of a "
+                    "meta-batch step: give --meta-batch M with M >= 2 (as `fewcl train` needs), "
+                    "or --eval for a test across ranks\n",
+                    cli_dist.size);
+        return EXIT_USAGE;
+    }
+    if (devices || cli_dist.size > 1) {
         fewcl_plan_params params;
         fewcl_plan_params_default(&params, sizeof params);
         params.training = training;
+        params.meta_batch = (int)meta_batch;
+        if (cli_dist.size > 1) return plan_ranks(devices, device, &cfg, &params, json);
         return plan_devices(devices, &cfg, &params, json);
     }
     fewcl_context *ctx;

@@ -195,10 +195,13 @@ static fewcl_status run_test(fewcl_context *ctx, train_job *j, const fewcl_datas
     tp.workers = j->opt.workers, tp.cache_bytes = j->opt.cache_bytes;
     tp.skip_bad_images = j->opt.skip_bad_images, tp.scale_115 = j->opt.scale_115;
     tp.progress = progress_update, tp.user = &j->progress, tp.cancel = g_stop_token;
+    /* As the training: over its devices and ranks (rank 0 prints and writes the result) */
+    tp.devices = j->opt.devices;
+    tp.distributed = j->opt.distributed;
     j->test.struct_size = sizeof j->test;
     s = fewcl_test(m, &tp, &j->test);
     progress_break(&j->progress);
-    if (s == FEWCL_OK) {
+    if (s == FEWCL_OK && cli_dist.rank == 0) {
         cJSON *o = test_result_json(&j->test, "novel", path, &j->cfg);
         save_test_result(j->cmd, path, "novel", o);
         cJSON_Delete(o);
@@ -307,6 +310,11 @@ int train_job_run(train_job *j, const data_flags *data) {
                cli_bytes((double)j->memory.planned_peak_bytes, b[0], 32),
                cli_bytes((double)j->memory.planned_footprint_bytes, b[1], 32),
                cli_bytes((double)j->memory.reserved_bytes, b[2], 32));
+        /* --devices: every other replica's plan (`fewcl plan --devices`) and what it held */
+        for (int w = 1; w < j->memory.replicas && w < FEWCL_REPLICAS_REPORTED; w++)
+            printf("replica %d: planned footprint %s; it reserved %s\n", w + 1,
+                   cli_bytes((double)j->memory.replica_footprint_bytes[w], b[0], 32),
+                   cli_bytes((double)j->memory.replica_reserved_bytes[w], b[1], 32));
     }
     if (s == FEWCL_OK && j->test_episodes) {
         s = run_test(ctx, j, sets[SPLIT_NOVEL]);

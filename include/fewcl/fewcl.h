@@ -174,6 +174,10 @@ FEWCL_API void fewcl_dist_finalize(void);
  * outside a distributed job (e.g. a file only this rank cannot read); inside one, the job's
  * status already reaches every rank. */
 FEWCL_API FEWCL_NORETURN void fewcl_dist_abort(int code, const char *msg);
+/* Every rank of the job passes `bytes` bytes and receives every rank's, in rank order, in
+ * all[0 .. size × bytes): for a tool that reports one table for the whole job (`fewcl plan`
+ * under mpirun). Every rank must call it; one rank alone (no MPI): a copy. */
+FEWCL_API fewcl_status fewcl_dist_allgather(const void *mine, size_t bytes, void *all);
 
 #ifdef __cplusplus
 }

@@ -102,12 +102,21 @@ typedef void (*fewcl_epoch_fn)(void *user, const fewcl_epoch_metrics *m);
 /* The device memory of a training run (API 3): its plan, made before anything is allocated,
  * and what the run held. The run places every tensor where the plan's layout puts it, so it
  * reserves exactly the planned footprint from the driver. */
+#define FEWCL_REPLICAS_REPORTED 16
+
 typedef struct fewcl_memory_info {
     size_t struct_size;
     uint64_t planned_peak_bytes;      /* live bytes at the plan's peak (a lower bound) */
     uint64_t planned_footprint_bytes; /* the device buffers of the plan's layout */
     uint64_t reserved_bytes;          /* the device buffers the run held at most in its last
                                          epoch: the footprint when it followed the plan */
+    /* API 3, training over devices (or MPI ranks: this rank's): the replicas (0 without), and
+     * for replica w < FEWCL_REPLICAS_REPORTED, in the devices list's order, its plan's
+     * footprint (fewcl_plan with `replica` set, or ctx's own: the fields above) and the device
+     * buffers its context held at most over the run (equal when it followed its plan). */
+    int replicas;
+    uint64_t replica_footprint_bytes[FEWCL_REPLICAS_REPORTED];
+    uint64_t replica_reserved_bytes[FEWCL_REPLICAS_REPORTED];
 } fewcl_memory_info;
 
 typedef struct fewcl_train_params {
@@ -265,6 +274,12 @@ typedef struct fewcl_plan_params {
     int fit;                /* 1: find the cheapest settings that fit (fewcl plan --fit) */
     fewcl_plan_info *info;  /* API 2, optional: filled on success (set its struct_size) */
     int meta_batch;         /* API 3: training with this many episodes per step (1) */
+    /* API 3: 1 = what a replica other than ctx's own holds in a training over devices
+     * (fewcl_train_params.devices: every entry but the one ctx serves) or a test over devices:
+     * its model copy and, with training and meta_batch > 1, its block of each step's episodes
+     * (gradients only: ctx's replica updates) and validation; with meta_batch 1 or training 0
+     * it only evaluates (the evaluation plan). 0 (default): ctx's own, the whole schedule. */
+    int replica;
 } fewcl_plan_params;
 
 /* Memory categories, in this order: parameters, gradients, optimiser, activations,

@@ -35,3 +35,12 @@ fewcl_status fewcl_dist_init(int *argc, char ***argv, fewcl_dist_info *info) {
 void fewcl_dist_finalize(void) { fcl_dist_stop(); }
 
 void fewcl_dist_abort(int code, const char *msg) { fcl_dist_abort(code, msg); }
+
+fewcl_status fewcl_dist_allgather(const void *mine, size_t bytes, void *all) {
+    const char *fn = "fewcl_dist_allgather";
+    API_REQUIRE(mine, fn, "mine");
+    API_REQUIRE(all, fn, "all");
+    fcl_dist d;
+    fcl_dist_world(&d);
+    return fcl_dist_allgather(&d, mine, bytes, all);
+}

@@ -179,12 +179,21 @@ fewcl_status fewcl_train(fewcl_context *ctx, const fewcl_train_params *params,
                             sizeof full.last);
     }
     if (s == FEWCL_OK && p.memory) {
-        fewcl_memory_info mem = {sizeof mem, tr.planned_peak, tr.planned_footprint,
-                                 tr.reserved_peak};
+        fewcl_memory_info mem = {.struct_size = sizeof mem,
+                                 .planned_peak_bytes = tr.planned_peak,
+                                 .planned_footprint_bytes = tr.planned_footprint,
+                                 .reserved_bytes = tr.reserved_peak,
+                                 .replicas = tr.replicas};
+        for (int w = 0; w < tr.replicas && w < FEWCL_REPLICAS_REPORTED; w++) {
+            mem.replica_footprint_bytes[w] = tr.replica_footprint[w];
+            mem.replica_reserved_bytes[w] = tr.replica_reserved[w];
+        }
         api_copy_out(p.memory, p.memory->struct_size, &mem, sizeof mem);
     }
     return s;
 }
+
+_Static_assert(FCL_REPLICAS_REPORTED == FEWCL_REPLICAS_REPORTED, "replicas reported match");
 
 fewcl_status fewcl_test_params_default(fewcl_test_params *p, size_t struct_size) {
     API_REQUIRE(p, "fewcl_test_params_default", "p");
@@ -383,7 +392,7 @@ fewcl_status fewcl_test(fewcl_model *m, const fewcl_test_params *params, fewcl_t
     fcl_eval_result er;
     fcl_replica_group *g = NULL; /* p.devices: this process's replicas */
     if (s == FEWCL_OK && p.devices && *p.devices)
-        s = fcl_replicas_open(p.devices, m->ctx, model, &g);
+        s = fcl_replicas_open(p.devices, m->ctx, model, 0, &g);
     if (world.size > 1)
         s = s == FEWCL_OK ? evaluate_over_ranks(m->ctx, model, g, &o, &world, &er)
                           : fcl_dist_agree(&world, s);

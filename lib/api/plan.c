@@ -42,8 +42,10 @@ fewcl_status fewcl_plan(fewcl_context *ctx, const fewcl_model_config *config,
     if (p.meta_batch < 1)
         return fcl_fail(FEWCL_ERR_ARGUMENT, "%s: meta_batch %d: at least 1 episode per step", fn,
                         p.meta_batch);
-    /* The schedule planned: evaluation (0) or training with M episodes per step. */
+    /* The schedule planned: evaluation (0) or training with M episodes per step; a replica
+     * other than ctx's its share (episode_plan.h). */
     int schedule = p.training ? p.meta_batch : 0;
+    if (p.replica) schedule = fcl_replica_schedule(schedule);
     fcl_limits target = ctx->limits;
     size_t limit = 0;
     if (p.device_memory) {

@@ -49,6 +49,8 @@ fewcl_status fcl_dist_allreduce_floats(const fcl_dist *d, float *v, size_t n);
  * displs are read on root only). */
 fewcl_status fcl_dist_gatherv_doubles(const fcl_dist *d, const double *mine, int n, double *all,
                                       const int *counts, const int *displs, int root);
+/* Every rank's `bytes` bytes to every rank, in rank order: all[r·bytes ..). */
+fewcl_status fcl_dist_allgather(const fcl_dist *d, const void *mine, size_t bytes, void *all);
 /* Every rank passes its status (with its message in fewcl_last_error when not FEWCL_OK) and
  * gets the same answer: FEWCL_OK when every rank succeeded, else the status of the lowest
  * failing rank f, with the message "rank f of R (host H): <f's message>" on every rank. */

@@ -135,6 +135,19 @@ fewcl_status fcl_dist_gatherv_doubles(const fcl_dist *d, const double *mine, int
         "gatherv");
 }
 
+fewcl_status fcl_dist_allgather(const fcl_dist *d, const void *mine, size_t bytes, void *all) {
+    if (d->size <= 1) {
+        if (all != mine) memmove(all, mine, bytes);
+        return FEWCL_OK;
+    }
+    if (bytes > (size_t)INT_MAX)
+        return fcl_fail(FEWCL_ERR_ARGUMENT, "allgather of %zu bytes per rank (at most %d)", bytes,
+                        INT_MAX);
+    return check(
+        MPI_Allgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, MPI_COMM_WORLD),
+        "allgather");
+}
+
 fewcl_status fcl_dist_agree(const fcl_dist *d, fewcl_status mine) {
     if (d->size <= 1) return mine;
     int me = mine == FEWCL_OK ? INT_MAX : d->rank, first = INT_MAX;

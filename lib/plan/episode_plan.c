@@ -8,6 +8,8 @@
 
 #include <stdlib.h>
 
+int fcl_replica_schedule(int meta_batch) { return meta_batch > 1 ? -meta_batch : 0; }
+
 static fewcl_status input_alloc(fewcl_context *ctx, const fcl_model_config *cfg, fcl_tensor *x) {
     int shape[4] = {cfg->n_way * (cfg->k_shot + cfg->n_query), 3, cfg->image_size, cfg->image_size};
     FCL_TRY(fcl_tensor_alloc(ctx, x, FCL_MEM_ACTIVATION, 4, shape));
@@ -37,14 +39,41 @@ static fewcl_status meta_steps(fewcl_context *ctx, fcl_model *m, const fcl_tenso
     return s;
 }
 
+/* A replica's share of meta-batch steps (trainer.c's meta_share): its block's episodes, each
+ * gradient from zero and downloaded; the trainer reduces and updates. */
+static fewcl_status replica_steps(fewcl_context *ctx, fcl_model *m, const fcl_tensor *x,
+                                  fcl_step_result *r) {
+    size_t n_grad = fcl_params_flat_count(&m->params, FCL_FLAT_GRADS);
+    size_t R = fcl_params_buffer_floats(&m->params);
+    float *grad = calloc(n_grad ? n_grad : 1, sizeof *grad);
+    float *bn = calloc(R + 1, sizeof *bn);
+    fewcl_status s =
+        grad && bn ? FEWCL_OK : fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "meta-batch host vectors");
+    for (int e = 0; e < 2 && s == FEWCL_OK; e++)
+        s = fcl_grad_step(ctx, m, x, grad, bn, r);
+    free(bn);
+    free(grad);
+    return s;
+}
+
+/* An evaluation's episode input: marked, so that a run that evaluates again (validation every
+ * epoch) rewinds to its planned place whatever ran in between. */
+static fewcl_status eval_input_alloc(fewcl_context *ctx, const fcl_model_config *cfg,
+                                     fcl_tensor *x) {
+    fcl_arena_phase(ctx->arena, FCL_PHASE_EVAL_INPUT);
+    return input_alloc(ctx, cfg, x);
+}
+
 /* The schedule, identical in planning and in a real run (which is what makes plans exact). */
 fewcl_status fcl_episode_schedule(fewcl_context *ctx, const fcl_model_config *cfg, int training) {
     fcl_model *m;
     FCL_TRY(fcl_model_create(ctx, cfg, 1, &m));
     fcl_tensor x = {0}, val = {0};
     fcl_step_result r;
-    fewcl_status s = input_alloc(ctx, cfg, &x);
-    if (training == 1) {
+    fewcl_status s = training ? input_alloc(ctx, cfg, &x) : eval_input_alloc(ctx, cfg, &x);
+    if (training < 0 && s == FEWCL_OK) {
+        s = replica_steps(ctx, m, &x, &r);
+    } else if (training == 1) {
         fcl_adamw_config adam = fcl_adamw_defaults();
         for (int step = 0; step < 2 && s == FEWCL_OK; step++)
             s = fcl_train_step(ctx, m, &x, &adam, &r);
@@ -53,7 +82,7 @@ fewcl_status fcl_episode_schedule(fewcl_context *ctx, const fcl_model_config *cf
     }
     if (training) {
         /* Validation: its own input while the training input stays (trainer.c's evaluate_with). */
-        if (s == FEWCL_OK) s = input_alloc(ctx, cfg, &val);
+        if (s == FEWCL_OK) s = eval_input_alloc(ctx, cfg, &val);
         if (s == FEWCL_OK) s = fcl_eval_step(ctx, m, &val, &r);
     } else if (s == FEWCL_OK) {
         s = fcl_eval_step(ctx, m, &x, &r);

@@ -6,7 +6,8 @@
 #include "plan.h"
 
 /* The trainer's own schedule (lib/train/trainer.c), with the same calls in the same order.
- * `training` is 0 for evaluation, else the meta-batch M (episodes per optimiser step).
+ * `training` is 0 for evaluation, else the meta-batch M (episodes per optimiser step), or
+ * negative for a replica's share (fcl_replica_schedule).
  * Training builds the model and its episode input, runs two training steps and one validation
  * episode with its own input beside the training one. M = 1: two fcl_train_step calls (the
  * second with the AdamW moments live, as in every later step); M > 1: the moments allocated
@@ -14,6 +15,12 @@
  * the model and its input and runs one evaluation step (fcl_eval_step). Everything is freed at
  * the end. The other functions take `training` alike. */
 fewcl_status fcl_episode_schedule(fewcl_context *ctx, const fcl_model_config *cfg, int training);
+/* `training` of what a replica other than the trainer's own context runs (lib/train/replicas.h)
+ * in a run of meta-batch M: with M > 1, -M: its model copy, its episode input, two
+ * fcl_grad_step calls (its block of a step, repeated by every step; no optimiser: the trainer
+ * updates) and a validation episode with its own input beside; with M = 1 (it only validates)
+ * or for a test over devices (M = 0), 0: the evaluation schedule. */
+int fcl_replica_schedule(int meta_batch);
 /* The same in planning mode: *stats holds the live peak (total and per category) and, as
  * `reserved`, the footprint of its layout. Fails as the device would (the footprint over the
  * limit, or an allocation over the largest allocation the device allows); `limit` 0 means

@@ -270,6 +270,8 @@ static int place_planned(fcl_arena *a, size_t size, fcl_mem_category cat, fcl_bl
 
 int fcl_arena_follows_layouts(const fcl_arena *a) { return a->ctx && !a->chunk_env; }
 
+int fcl_arena_following(const fcl_arena *a) { return a->follow.at != NULL; }
+
 fewcl_status fcl_arena_follow(fcl_arena *a, const fcl_layout *l) {
     if (!fcl_arena_follows_layouts(a) || l->n == 0) return FEWCL_OK;
     fcl_arena_unfollow(a);

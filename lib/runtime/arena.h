@@ -51,7 +51,12 @@ typedef struct fcl_alloc_record {
 
 /* Points of a schedule where a repeated part starts: a run that repeats it (the trainer's
  * thousands of steps) rewinds to the layout of the part's last planned occurrence. */
-typedef enum fcl_phase { FCL_PHASE_TRAIN_STEP, FCL_PHASE_EVAL_STEP, FCL_PHASES } fcl_phase;
+typedef enum fcl_phase {
+    FCL_PHASE_TRAIN_STEP,
+    FCL_PHASE_EVAL_STEP,
+    FCL_PHASE_EVAL_INPUT, /* an evaluation's episode input (validation: every epoch) */
+    FCL_PHASES
+} fcl_phase;
 #define FCL_MAX_MARKS 4
 
 typedef struct fcl_phase_marks {
@@ -111,6 +116,8 @@ void fcl_arena_phase(fcl_arena *a, fcl_phase p);
 fewcl_status fcl_arena_follow(fcl_arena *a, const fcl_layout *l);
 /* Whether fcl_arena_follow would follow (a real arena, not under FEWCL_ARENA_CHUNK). */
 int fcl_arena_follows_layouts(const fcl_arena *a);
+/* Whether the arena follows a layout now. */
+int fcl_arena_following(const fcl_arena *a);
 /* Stops following; with nothing live, releases every buffer. */
 void fcl_arena_unfollow(fcl_arena *a);
 /* The largest buffer a layout may plan for this arena (aligned). */

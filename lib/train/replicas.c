@@ -7,7 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "../ops/conv_algo.h"
 #include "../ops/gemm_host.h"
+#include "../plan/episode_plan.h"
 
 void fcl_shard_block(long first, long n, int replicas, int w, long *start, long *count) {
     long a = (long)((long long)w * n / replicas), b = (long)((long long)(w + 1) * n / replicas);
@@ -121,8 +123,28 @@ fewcl_status fcl_replicas_run(fcl_replica_group *g, fcl_replica_fn fn, void *arg
     return collect(g);
 }
 
-/* Opening, on each replica's own thread: its context, and the model copy with the source's
- * state. */
+/* The replica's schedule planned on its context (with the caller's convolution choices, as
+ * it will run: no find step left to time) and followed from its first allocation on. */
+static fewcl_status follow_plan(fcl_replica *r) {
+    fcl_replica_group *g = r->group;
+    fcl_arena_stats st = {0};
+    fcl_layout *layout;
+    fewcl_status s = fcl_episode_layout(r->ctx, g->cfg, g->schedule, fcl_arena_limit(r->ctx->arena),
+                                        &st, &layout);
+    r->planned_peak = st.peak, r->planned_footprint = st.peak_reserved;
+    r->limit = fcl_arena_limit(r->ctx->arena);
+    if (s != FEWCL_OK)
+        return fcl_wrap(s,
+                        "the replica's %s does not fit its device (plan made before "
+                        "allocating anything; `fewcl plan --devices` shows each replica's): ",
+                        g->schedule ? "share of the training steps" : "evaluation episode");
+    s = fcl_arena_follow(r->ctx->arena, layout);
+    fcl_layout_free(layout);
+    return s;
+}
+
+/* Opening, on each replica's own thread: its context, its plan, and the model copy with the
+ * source's state. */
 static fewcl_status open_replica(fcl_replica *r, void *arg) {
     (void)arg;
     if (r->on_caller) return FEWCL_OK;
@@ -130,10 +152,22 @@ static fewcl_status open_replica(fcl_replica *r, void *arg) {
     char index[32];
     snprintf(index, sizeof index, "%d:%d", r->info.platform_index, r->info.device_index);
     FCL_TRY(fewcl_context_create(index, &r->ctx));
+    if (g->conv_choices) FCL_TRY(fcl_conv_algo_import(r->ctx, g->conv_choices));
+    FCL_TRY(follow_plan(r));
     /* Initialised from a seed no run uses, then overwritten: a copy that missed the upload
      * shows at once instead of matching a run seeded alike. */
     FCL_TRY(fcl_model_create(r->ctx, g->cfg, 0x5eed0000u + (uint64_t)r->w, &r->model));
     return upload_state(r->ctx, r->model, g->state, g->state_floats);
+}
+
+static fewcl_status read_memory(fcl_replica *r, void *arg) {
+    (void)arg;
+    if (!r->on_caller) r->reserved = fcl_arena_stats_get(r->ctx->arena)->peak_reserved;
+    return FEWCL_OK;
+}
+
+fewcl_status fcl_replicas_memory(fcl_replica_group *g) {
+    return fcl_replicas_run(g, read_memory, NULL, NULL);
 }
 
 static fewcl_status set_state(fcl_replica *r, void *arg) {
@@ -171,8 +205,42 @@ void fcl_replicas_close(fcl_replica_group *g) {
     free(g);
 }
 
+/* Replicas that name one device share its memory: the sum of what they reserve must fit the
+ * device's budget. The caller's replica reserves what its context holds when it follows a
+ * plan (a trainer's), else the evaluation plan it will follow (fcl_evaluate), the copies'. */
+static fewcl_status check_shared_devices(const fcl_replica_group *g, fewcl_context *caller) {
+    for (int w = 0; w < g->n; w++) {
+        const fcl_replica *r = &g->r[w];
+        if (r->on_caller) continue;
+        size_t sum = 0;
+        int count = 0, first = 1;
+        for (int v = 0; v < g->n; v++) {
+            const fcl_replica *q = &g->r[v];
+            if (q->info.platform_index != r->info.platform_index ||
+                q->info.device_index != r->info.device_index)
+                continue;
+            if (v < w && !q->on_caller) first = 0; /* counted at that replica */
+            count++;
+            sum += !q->on_caller ? q->planned_footprint
+                   : fcl_arena_following(caller->arena)
+                       ? fcl_arena_stats_get(caller->arena)->reserved
+                       : r->planned_footprint;
+        }
+        if (!first || sum <= r->limit) continue;
+        char b[2][32];
+        return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY,
+                        "device %d:%d (%s): its %d replicas' planned buffers take %s, over its "
+                        "%s budget; list it fewer times in --devices (`fewcl plan --devices` "
+                        "shows each replica's)",
+                        r->info.platform_index, r->info.device_index, r->info.name, count,
+                        fcl_format_bytes((double)sum, b[0], 32),
+                        fcl_format_bytes((double)r->limit, b[1], 32));
+    }
+    return FEWCL_OK;
+}
+
 fewcl_status fcl_replicas_open(const char *devices, fewcl_context *caller, fcl_model *model,
-                               fcl_replica_group **out) {
+                               int schedule, fcl_replica_group **out) {
     *out = NULL;
     fewcl_device_info *list;
     int n;
@@ -189,6 +257,7 @@ fewcl_status fcl_replicas_open(const char *devices, fewcl_context *caller, fcl_m
     g->n = n;
     g->r = r;
     g->cfg = &model->cfg;
+    g->schedule = schedule;
     int caller_taken = 0;
     for (int w = 0; w < n; w++) {
         r[w] = (fcl_replica){.w = w, .info = list[w], .group = g};
@@ -204,10 +273,23 @@ fewcl_status fcl_replicas_open(const char *devices, fewcl_context *caller, fcl_m
         fcl_host_blas_pin(1);
         g->pinned = 1;
     }
-    /* The source's state, downloaded once for every copy. */
+    /* The source's state, downloaded once for every copy, and the caller's convolution
+     * choices. The caller plans the replicas' schedule first: with the find step on, that
+     * times on the caller what no plan there met yet (a trainer's did: nothing to time; a
+     * test's evaluation shapes: timed here instead of by its first episode), so every replica
+     * plans with the choices it will run and times nothing of its own. That plan is for the
+     * timing only: a caller it does not fit is not refused here. */
     fewcl_status s = FEWCL_OK;
     float *state = NULL;
     if (n > caller_taken) {
+        fcl_arena_stats st;
+        fcl_layout *l = NULL;
+        if (fcl_episode_layout(caller, &model->cfg, schedule, fcl_arena_limit(caller->arena), &st,
+                               &l) == FEWCL_OK)
+            fcl_layout_free(l);
+        s = fcl_conv_algo_export(caller, &g->conv_choices);
+    }
+    if (s == FEWCL_OK && n > caller_taken) {
         g->state_floats = state_floats(model);
         state = malloc((g->state_floats ? g->state_floats : 1) * sizeof *state);
         s = state ? download_state(caller, model, state)
@@ -225,8 +307,11 @@ fewcl_status fcl_replicas_open(const char *devices, fewcl_context *caller, fcl_m
             r[w].started = 1;
     }
     if (s == FEWCL_OK) s = fcl_replicas_run(g, open_replica, NULL, NULL);
+    if (s == FEWCL_OK) s = check_shared_devices(g, caller);
     free(state);
     g->state = NULL;
+    free(g->conv_choices);
+    g->conv_choices = NULL;
     if (s != FEWCL_OK) {
         fcl_replicas_close(g);
         return s;

@@ -5,9 +5,15 @@
  * - The caller's context serves the first entry naming its device, on the caller's thread,
  *   with the caller's model; every other entry opens its own context and model copy on its
  *   own thread, and only that thread ever uses them (fewcl.h: a context belongs to one thread).
- * - The copies start with the source model's values and buffers, bit for bit, and the first
- *   replica's convolution choices (fcl_conv_algo_export/import), so that every replica computes
- *   the same bits on the same episode: sharded results equal the one-device run's.
+ * - The copies start with the source model's values and buffers, bit for bit, and the
+ *   caller's convolution choices; the first replica with episodes shares its choices again
+ *   before the others start (fcl_conv_algo_export/import), so that every replica computes the
+ *   same bits on the same episode: sharded results equal the one-device run's.
+ * - Each replica of its own plans its schedule (`schedule`: fcl_replica_schedule) on its
+ *   context before it allocates anything and follows that plan's layout (episode_plan.h):
+ *   it reserves exactly the planned footprint, which `fewcl plan --devices` shows per replica;
+ *   a replica whose plan does not fit its device fails to open, naming it, and so do replicas
+ *   of one device whose footprints together do not fit it.
  * - With more than one replica, host BLAS runs one thread per call (fcl_host_blas_pin).
  * - A failure is reported as "device P:D (name, replica w): <message>"; the failing replica
  *   with the lowest index wins (replicas own contiguous, ordered episode blocks, so that is the
@@ -36,6 +42,10 @@ typedef struct fcl_replica {
     /* the command's outcome */
     fewcl_status status;
     char error[2048];
+    /* its memory (not on_caller): its plan, and the device buffers its context held at most
+     * (fcl_replicas_memory) */
+    size_t planned_peak, planned_footprint, reserved;
+    size_t limit; /* its context's budget (the device's memory or FEWCL_MEM_LIMIT) */
     /* the thread (not on_caller) */
     pthread_t thread;
     int started;
@@ -64,14 +74,20 @@ struct fcl_replica_group {
     /* the source model's state and conv choices while opening */
     const float *state;
     size_t state_floats;
-    const char *conv_choices;
+    char *conv_choices;
     const fcl_model_config *cfg;
+    int schedule; /* what each replica of its own plans (episode_plan.h) */
 };
 
 /* Opens a replica per entry of `devices` (fcl_device_list_parse) for `model` (on `caller`):
- * copies its values and buffers to every other replica. */
+ * every other replica plans `schedule` (fcl_replica_schedule: 0 to evaluate, -M for its share
+ * of meta-batch steps of M episodes) on its own context and follows it, then gets a copy of
+ * the model's values and buffers. */
 fewcl_status fcl_replicas_open(const char *devices, fewcl_context *caller, fcl_model *model,
-                               fcl_replica_group **out);
+                               int schedule, fcl_replica_group **out);
+/* Sets r->reserved of every replica of its own: the device buffers its context held at most
+ * so far. */
+fewcl_status fcl_replicas_memory(fcl_replica_group *g);
 /* Runs fn on every replica (the caller's inline, the others on their threads), waits for all,
  * and returns the first failure (see the top of this file) or FEWCL_OK. */
 fewcl_status fcl_replicas_run(fcl_replica_group *g, fcl_replica_fn fn, void *arg,

@@ -118,6 +118,7 @@ static fewcl_status evaluate_with(fewcl_context *ctx, fcl_model *m, fcl_loader *
         accuracies ? accuracies : malloc((size_t)(episodes > 0 ? episodes : 1) * sizeof *acc);
     episode_input in = {0};
     if (!acc) return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY, "%d accuracies", episodes);
+    fcl_arena_phase(ctx->arena, FCL_PHASE_EVAL_INPUT); /* where every plan puts it */
     fewcl_status s = input_alloc(ctx, &m->cfg, &in);
     double t0 = now(), sum = 0;
     for (int e = 0; s == FEWCL_OK && e < episodes; e++) {
@@ -154,13 +155,19 @@ static fewcl_status evaluate_with(fewcl_context *ctx, fcl_model *m, fcl_loader *
 
 /* Plans an evaluation episode of m's configuration on this context, refusing one that does
  * not fit (as the trainer does), and, when m's tensors are all the context's arena holds,
- * moves them to where the plan puts the model and follows the layout: the evaluation then
- * reserves exactly the planned footprint. With other tensors live (another model, an
- * enrolment) it allocates first fit as before. */
+ * moves them to where the plan puts the model and follows the layout (*followed): the
+ * evaluation then reserves exactly the planned footprint. With other tensors live and a
+ * layout followed (a trainer's validation, a replica of a training over devices) that layout
+ * planned this evaluation too: it stays, unplanned again. With other tensors live and no
+ * layout (another model, an enrolment) it allocates first fit as before. */
 static fewcl_status follow_evaluation_plan(fewcl_context *ctx, fcl_model *m, size_t *peak,
-                                           size_t *footprint) {
+                                           size_t *footprint, int *followed) {
     fcl_arena_stats stats = {0};
     fcl_layout *layout;
+    *followed = 0;
+    *peak = *footprint = 0;
+    int alone = fcl_params_device_bytes(&m->params) == fcl_arena_stats_get(ctx->arena)->in_use;
+    if (!alone && fcl_arena_following(ctx->arena)) return FEWCL_OK;
     fewcl_status s =
         fcl_episode_layout(ctx, &m->cfg, 0, fcl_arena_limit(ctx->arena), &stats, &layout);
     *peak = stats.peak, *footprint = stats.peak_reserved;
@@ -173,19 +180,19 @@ static fewcl_status follow_evaluation_plan(fewcl_context *ctx, fcl_model *m, siz
                         "flags shows where the memory goes",
                         why);
     }
-    if (!fcl_arena_follows_layouts(ctx->arena) ||
-        fcl_params_device_bytes(&m->params) != fcl_arena_stats_get(ctx->arena)->in_use) {
+    if (!fcl_arena_follows_layouts(ctx->arena) || !alone) {
         fcl_layout_free(layout);
         return FEWCL_OK;
     }
     fcl_params_stash *stash;
     s = fcl_params_stash_out(ctx, &m->params, &stash);
     if (s == FEWCL_OK) {
-        fewcl_status followed = fcl_arena_follow(ctx->arena, layout);
+        fewcl_status follow = fcl_arena_follow(ctx->arena, layout);
         s = fcl_params_unstash(ctx, &m->params, stash);
-        if (s == FEWCL_OK) s = followed;
+        if (s == FEWCL_OK) s = follow;
     }
     fcl_layout_free(layout);
+    *followed = s == FEWCL_OK;
     return s;
 }
 
@@ -199,7 +206,8 @@ fewcl_status fcl_evaluate(fewcl_context *ctx, fcl_model *m, const fcl_eval_optio
         return fcl_fail(FEWCL_ERR_ARGUMENT, "evaluation share starts at episode %ld (>= 0)",
                         o->first);
     size_t peak, footprint;
-    FCL_TRY(follow_evaluation_plan(ctx, m, &peak, &footprint));
+    int followed;
+    FCL_TRY(follow_evaluation_plan(ctx, m, &peak, &footprint, &followed));
     fewcl_status s = make_loader(o->data, &m->cfg, 0, o->seed, o->first, &o->io, &l);
     if (s == FEWCL_OK) {
         s = evaluate_with(ctx, m, l, o->episodes, "test", 0, 0, o->progress, o->user, o->stop,
@@ -207,7 +215,9 @@ fewcl_status fcl_evaluate(fewcl_context *ctx, fcl_model *m, const fcl_eval_optio
         fcl_loader_destroy(l);
     }
     r->planned_peak = peak, r->planned_footprint = footprint;
-    fcl_arena_unfollow(ctx->arena); /* the model stays in the planned buffers */
+    /* The model stays in the planned buffers. A layout this call did not start (a trainer's)
+     * goes on: stopping it would send the trainer's next tensors to new buffers. */
+    if (followed) fcl_arena_unfollow(ctx->arena);
     return s;
 }
 
@@ -1022,6 +1032,20 @@ static fewcl_status end_epoch(trainer *t, int epoch, double train_seconds, long 
     return FEWCL_OK;
 }
 
+/* Each replica's plan and what its context held (ctx's own: the run's). */
+static fewcl_status replica_memory(trainer *t, fcl_train_result *r) {
+    fcl_replica_group *g = t->group;
+    FCL_TRY(fcl_replicas_memory(g));
+    r->replicas = g->n;
+    for (int w = 0; w < g->n && w < FCL_REPLICAS_REPORTED; w++) {
+        const fcl_replica *p = &g->r[w];
+        r->replica_footprint[w] = p->on_caller ? r->planned_footprint : p->planned_footprint;
+        r->replica_reserved[w] =
+            p->on_caller ? fcl_arena_stats_get(t->ctx->arena)->peak_reserved : p->reserved;
+    }
+    return FEWCL_OK;
+}
+
 static fewcl_status check_options(const fcl_train_options *o) {
     if (o->epochs < 1 || o->episodes < 1)
         return fcl_fail(FEWCL_ERR_ARGUMENT, "--epochs %d --episodes %d: both must be at least 1",
@@ -1092,7 +1116,8 @@ fewcl_status fcl_train(fewcl_context *ctx, const fcl_train_options *o, fcl_train
     snprintf(here, sizeof here, "%d:%d", dev->platform_index, dev->device_index);
     const char *devices = o->devices && *o->devices ? o->devices : t.d.size > 1 ? here : NULL;
     if (s == FEWCL_OK && (o->val || meta_batch_of(o) > 1) && devices)
-        s = fcl_replicas_open(devices, ctx, t.model, &t.group);
+        s = fcl_replicas_open(devices, ctx, t.model, fcl_replica_schedule(meta_batch_of(o)),
+                              &t.group);
     if (s == FEWCL_OK && t.group && meta_batch_of(o) > 1) s = meta_replicas_alloc(&t);
     for (int epoch = t.st.epoch; s == FEWCL_OK && epoch < o->epochs; epoch++) {
         double start = now(), seconds = 0;
@@ -1106,6 +1131,9 @@ fewcl_status fcl_train(fewcl_context *ctx, const fcl_train_options *o, fcl_train
                          "--resume",
                          epoch + 1, t.last_path);
     }
+    /* Rank 0 has written the run folder when any rank returns (a test after training reads
+     * best.safetensors on every rank). */
+    if (s == FEWCL_OK && t.d.size > 1) s = fcl_dist_agree(&t.d, s);
     if (s == FEWCL_OK) {
         r->epochs_done = t.st.epoch;
         r->best_val_acc = t.st.best_val;
@@ -1113,6 +1141,7 @@ fewcl_status fcl_train(fewcl_context *ctx, const fcl_train_options *o, fcl_train
         if (t.st.epoch) r->last = t.st.history[t.st.epoch - 1];
         r->reserved_peak = fcl_arena_stats_get(ctx->arena)->peak_reserved;
     }
+    if (s == FEWCL_OK && t.group) s = replica_memory(&t, r);
     if (t.group && t.meta.workers) { /* each worker's tensor belongs to its replica's thread */
         t.meta.release = 1;
         fcl_replicas_run(t.group, meta_share, &t, NULL);

@@ -101,6 +101,8 @@ typedef struct fcl_train_options {
     int distributed;
 } fcl_train_options;
 
+#define FCL_REPLICAS_REPORTED 16
+
 typedef struct fcl_train_result {
     int epochs_done;
     double best_val_acc; /* NAN without validation */
@@ -109,6 +111,11 @@ typedef struct fcl_train_result {
     size_t planned_peak;      /* live bytes at the peak of the trainer's schedule, planned first */
     size_t planned_footprint; /* the device buffers the run reserves: its plan's layout */
     size_t reserved_peak;     /* the device buffers the run held at most in its last epoch */
+    /* With a replica group (devices, or several ranks): its replicas, and for replica w <
+     * FCL_REPLICAS_REPORTED (the list's order) its plan's footprint and the device buffers its
+     * context held at most over the run (for ctx's own replica: the two fields above). */
+    int replicas;
+    size_t replica_footprint[FCL_REPLICAS_REPORTED], replica_reserved[FCL_REPLICAS_REPORTED];
 } fcl_train_result;
 
 /* Trains. Before any allocation the training episode is planned against the device's memory;

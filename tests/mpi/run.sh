@@ -2,7 +2,7 @@
 # The mpi.* tests of the fewcl tool at 2 ranks (tests/CMakeLists.txt registers them when
 # FEWCL_MPI is on). Each rank runs through a wrapper that keeps its stderr apart (err.<rank>)
 # and can change rank 1 alone, so that the checks can say which rank printed what.
-# usage: run.sh test|rank_error|train|rank_killed|sigint|train_refused|api FEWCL FIXTURE_DIR MPIEXEC [launch flags...]
+# usage: run.sh test|rank_error|train|rank_killed|sigint|train_refused|plan|api FEWCL FIXTURE_DIR MPIEXEC [launch flags...]
 #   FIXTURE_DIR: what tests/mpi/mpi_fixture wrote (ctest's mpi.fixture), only read here;
 #   api: FEWCL is test_mpi_dist, run on that folder.
 set -euo pipefail
@@ -82,15 +82,27 @@ rank_error)
 train)
   # Each step's 3 episodes split 2 + 1 over the ranks: the tensors of last and best (the
   # bytes after the safetensors header, whose JSON holds timings) and the metrics (but for
-  # speed and time) equal one process's; a run of 1 epoch resumed to 2 by 2 ranks too.
+  # speed and time) equal one process's; a run of 1 epoch resumed to 2 by 2 ranks too. The
+  # test after training (--test-episodes 5: blocks 3 + 2) prints one process's result, rank 0
+  # alone (and writes its file), to the last digit.
   t=(train --data "$fix" --image-size 16 --n-way 3 --k-shot 2 --n-query 2 --reduced-dim 32
     --heads 2 --dim-head 8 --mlp-dim 16 --workers 1 --episodes 6 --val-episodes 3
     --meta-batch 3 --seed 4 --quiet)
   tensors() { n=$(od -An -t u8 -N8 "$1" | tr -d ' '); tail -c +$((n + 9)) "$1" | sha256sum; }
   metrics() { cut -d, -f1-8 "$1/metrics.csv"; }
-  "$fewcl" "${t[@]}" --epochs 2 --run-dir "$dir/one" >/dev/null 2>"$dir/one.err" ||
+  tested() { grep '^novel classes' <<<"$1" | sed -E 's/ in [0-9.]+ s$//'; }
+  out=$("$fewcl" "${t[@]}" --epochs 2 --test-episodes 5 --run-dir "$dir/one" 2>"$dir/one.err") ||
     fail "one process failed: $(cat "$dir/one.err")"
-  ranks - "$fewcl" "${t[@]}" --epochs 2 --run-dir "$dir/two" >/dev/null || fail "2 ranks failed"
+  one_test=$(tested "$out")
+  # (not --quiet: rank 0's progress shows its share of the test)
+  out=$(ranks - "$fewcl" "${t[@]:0:${#t[@]}-1}" --epochs 2 --test-episodes 5 --run-dir "$dir/two") ||
+    fail "2 ranks failed"
+  [ -n "$one_test" ] && [ "$(tested "$out")" = "$one_test" ] ||
+    fail "the test after training differs: one process '$one_test', 2 ranks '$(tested "$out")'"
+  grep -q "test: 3/3 episodes" "$dir/err.0" || fail "rank 0 did not test episodes 0-2 alone"
+  [ "$(grep -c '^novel classes' <<<"$out")" = 1 ] || fail "not rank 0 alone printed the test"
+  ls "$dir/two"/test_novel_best_*.json >/dev/null 2>&1 || fail "no test result file in the run"
+  ! grep -q "result saved" "$dir/err.1" || fail "rank 1 wrote the test result"
   ranks - "$fewcl" "${t[@]}" --epochs 1 --run-dir "$dir/resumed" >/dev/null ||
     fail "2 ranks, epoch 1, failed"
   ranks - "$fewcl" train --run-dir "$dir/resumed" --resume --epochs 2 --quiet >/dev/null ||
@@ -103,7 +115,35 @@ train)
     [ "$(metrics "$dir/one")" = "$(metrics "$dir/$run")" ] ||
       fail "$run: metrics differ: $(metrics "$dir/$run") vs $(metrics "$dir/one")"
   done
-  echo "mpi.train: 2 ranks (and 2 ranks resumed) give one process's weights: $(metrics "$dir/two" | tail -1)"
+  echo "mpi.train: 2 ranks (and 2 ranks resumed) give one process's weights: $(metrics "$dir/two" | tail -1); $one_test"
+  ;;
+plan)
+  # Every rank plans its own device for training with M = 2; rank 0 prints one table whose
+  # rows are one process's plan (both ranks here: the same device, so it holds both), rank 1
+  # prints nothing; a rank that does not fit (rank 1 limited to 1 MiB) makes the job fail.
+  p=(plan --image-size 16 --n-way 3 --k-shot 2 --n-query 2 --reduced-dim 32 --heads 2
+    --dim-head 8 --mlp-dim 16 --meta-batch 2)
+  one=$("$fewcl" "${p[@]}" --json 2>"$dir/one.err") || fail "one process failed: $(cat "$dir/one.err")"
+  two=$(ranks - "$fewcl" "${p[@]}" --json) || fail "2 ranks failed"
+  [ ! -s "$dir/err.1" ] || fail "rank 1 printed on stderr"
+  python3 - "$one" "$two" <<'PY' || fail "the ranks' table disagrees with one process's plan: $two"
+import json, sys
+one, two = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+assert two["ranks"] == 2 and two["meta_batch"] == 2 and two["fits"] is True, two
+assert [r["rank"] for r in two["replicas"]] == [0, 1], two
+for r in two["replicas"]:
+    assert r["footprint_bytes"] == one["footprint_bytes"], (r, one)
+    assert r["peak_bytes"] == one["peak_bytes"] and r["holds"] == "trainer", (r, one)
+(d,) = two["devices"]
+assert d["replicas"] == 2 and d["footprint_bytes"] == 2 * one["footprint_bytes"], d
+PY
+  table=$(ranks - "$fewcl" "${p[@]}") || fail "2 ranks (text) failed"
+  grep -qE '^  0 .* trainer$' <<<"$table" && grep -qE '^  1 .* trainer$' <<<"$table" &&
+    [ "$(grep -c '^fits: yes$' <<<"$table")" = 1 ] || fail "no table of both ranks: $table"
+  if text=$(ranks mem "$fewcl" "${p[@]}"); then fail "rank 1 does not fit, yet the job succeeded"; fi
+  grep -q "does not fit" <<<"$text" && grep -q '^fits: no$' <<<"$text" ||
+    fail "rank 0 does not say that rank 1 does not fit: $text"
+  echo "mpi.plan: $(grep '^device' <<<"$table"); rank 1 limited: $(grep '^device' <<<"$text")"
   ;;
 rank_killed)
   # Rank 1 killed (SIGKILL) once the first epoch's checkpoint is written: the job ends (no
@@ -155,7 +195,7 @@ api)
   ranks - "$fewcl" "$fix" || fail "test_mpi_dist failed"
   ;;
 *)
-  echo "usage: $0 test|rank_error|train|rank_killed|sigint|train_refused|api FEWCL FIXTURE_DIR MPIEXEC [flags]" >&2
+  echo "usage: $0 test|rank_error|train|rank_killed|sigint|train_refused|plan|api FEWCL FIXTURE_DIR MPIEXEC [flags]" >&2
   exit 2
   ;;
 esac
