@@ -50,6 +50,7 @@ seconds() { # the wall time of a command, its output to a file
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
+rm -f "$dir"/test-[12].s "$dir"/train-[12].s # this run's times only
 for r in $(seq "$rounds"); do
   for np in 1 2; do
     echo "== round $r/$rounds, $np rank(s)" >&2

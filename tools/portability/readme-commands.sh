@@ -2,7 +2,8 @@
 # Runs the commands of README.md's usage sections as written (every ```sh block, continuation
 # lines joined), from the repository root after the quick start, and its Python example.
 # Left out: the quick start's two commands (run them first), and unless FULL=1 the 8-epoch
-# training (minutes) and tools/bench/compare.sh (needs PyTorch: FEWCL_WITH_TORCH=1 setup).
+# training (minutes), tools/bench/compare.sh (needs PyTorch: FEWCL_WITH_TORCH=1 setup) and
+# tools/bench/scaling.sh (minutes).
 # When the quick start's glyph data is missing, a one-episode `fewcl demo` renders it.
 # usage: tools/portability/readme-commands.sh   (exit 1 at the first command that fails)
 set -euo pipefail
@@ -19,7 +20,7 @@ n=0
 while IFS= read -r cmd; do
   case "$cmd" in
     *run-demo.sh*|*run-tests.sh*) continue ;;
-    *glyphs-8*|*compare.sh*) [ "${FULL:-0}" = 1 ] || { echo "== skipped (FULL=1 runs it): $cmd"; continue; } ;;
+    *glyphs-8*|*compare.sh*|*scaling.sh*) [ "${FULL:-0}" = 1 ] || { echo "== skipped (FULL=1 runs it): $cmd"; continue; } ;;
   esac
   echo "== $cmd"
   bash -c "$cmd" > /tmp/readme-command.out 2>&1 || { cat /tmp/readme-command.out; echo "readme-commands: failed: $cmd" >&2; exit 1; }
