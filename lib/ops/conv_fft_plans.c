@@ -1,5 +1,6 @@
 /* clFFT's set-up, plans and probe for the FFT convolution (see conv_fft.h). */
 #include "conv_fft.h"
+#include "../runtime/driver_allocs.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -99,7 +100,8 @@ static clfftStatus make_plan_locked(fewcl_context *ctx, fft_plan *p) {
         if (s == CLFFT_SUCCESS) s = clfftSetPlanDistance(p->handle, real_dist, complex_dist);
     }
     if (s == CLFFT_SUCCESS) s = clfftSetPlanBatchSize(p->handle, (size_t)p->batch);
-    if (s == CLFFT_SUCCESS) s = clfftBakePlan(p->handle, 1, &ctx->queue, NULL, NULL);
+    if (s == CLFFT_SUCCESS)
+        s = FCL_DRIVER_KEEPS(clfftBakePlan(p->handle, 1, &ctx->queue, NULL, NULL));
     if (s == CLFFT_SUCCESS) s = clfftGetTmpBufSize(p->handle, &p->tmp);
     if (s != CLFFT_SUCCESS) clfftDestroyPlan(&p->handle);
     return s;

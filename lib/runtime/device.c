@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "driver_allocs.h"
 #include "runtime.h"
 
 #define MAX_PLATFORMS 16
@@ -73,7 +74,7 @@ typedef int (*device_visitor)(cl_platform_id, cl_device_id, int, int, void *);
 static fewcl_status for_each_device(device_visitor visit, void *arg, int *total) {
     cl_platform_id plats[MAX_PLATFORMS];
     cl_uint np = 0;
-    cl_int err = clGetPlatformIDs(MAX_PLATFORMS, plats, &np);
+    cl_int err = FCL_DRIVER_KEEPS(clGetPlatformIDs(MAX_PLATFORMS, plats, &np));
     *total = 0;
     if (err == -1001 || (err == CL_SUCCESS && np == 0))
         return fcl_fail(FEWCL_ERR_NO_DEVICE,

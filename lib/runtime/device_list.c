@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "driver_allocs.h"
 #include "runtime.h"
 
 #ifndef CL_DEVICE_PCI_BUS_INFO_KHR
@@ -17,7 +18,9 @@ static void pci_address(int pi, int di, char *out, size_t cap) {
     out[0] = 0;
     cl_platform_id plats[16];
     cl_uint np = 0;
-    if (clGetPlatformIDs(16, plats, &np) != CL_SUCCESS || pi < 0 || (cl_uint)pi >= np) return;
+    if (FCL_DRIVER_KEEPS(clGetPlatformIDs(16, plats, &np)) != CL_SUCCESS || pi < 0 ||
+        (cl_uint)pi >= np)
+        return;
     cl_device_id devs[64];
     cl_uint nd = 0;
     if (clGetDeviceIDs(plats[pi], CL_DEVICE_TYPE_ALL, 64, devs, &nd) != CL_SUCCESS || di < 0 ||

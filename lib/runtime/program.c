@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "driver_allocs.h"
 #include "kernels_embedded.h"
 #include "runtime.h"
 #include "sha256.h"
@@ -168,7 +169,7 @@ static int cache_write(const char *dir, const char *path, const unsigned char *b
 
 static fewcl_status build(fewcl_context *ctx, cl_program prog, const char *label,
                           const char *options) {
-    cl_int err = clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL);
+    cl_int err = FCL_DRIVER_KEEPS(clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL));
     if (err == CL_SUCCESS) return FEWCL_OK;
     char log[3000] = "";
     size_t n = 0;
@@ -185,7 +186,8 @@ static unsigned char *program_binary(cl_program prog, size_t *n) {
         size == 0)
         return NULL;
     unsigned char *bin = malloc(size);
-    if (bin && clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL) != CL_SUCCESS) {
+    if (bin && FCL_DRIVER_KEEPS(clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bin, &bin,
+                                                 NULL)) != CL_SUCCESS) {
         free(bin);
         return NULL;
     }
@@ -213,7 +215,8 @@ fewcl_status fcl_program_build(fewcl_context *ctx, const char *label, const char
                                                         &bin_status, &err);
             free(bin);
             if (err == CL_SUCCESS && bin_status == CL_SUCCESS &&
-                clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL) == CL_SUCCESS) {
+                FCL_DRIVER_KEEPS(clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL)) ==
+                    CL_SUCCESS) {
                 ctx->cache.hits++;
                 ctx->cache.build_ms += now_ms() - t0;
                 *out = prog;
