@@ -327,6 +327,67 @@ static void test_conv_batched_small_planes(void **state) {
     assert_false(fcl_conv_algo_eligible(batched, &g, FCL_CONV_WEIGHTS));
 }
 
+/* The host path's per-tap GEMMs (lib/ops/conv_taps_host.c), forced alone as the batched ones
+ * above, against the reference with the same summation bounds: ResNet-18's layer4 at 84 px
+ * (a 3x3 plane, where each corner output reads 4 of the 9 taps), a 7x7 plane, the stride-2
+ * 3x3 and 1x1 downsamples, an odd plane with a bias, a 5x5 kernel with padding 2 (rectangles
+ * of 1 to 5 rows), padding 0, a 1x1 plane (eight of the nine taps read only padding: their
+ * dW terms are zero), batch 1, and a bound that splits the batch into chunks (the weight
+ * gradient summed over them, onto the old dW). */
+static void check_taps(const char *name, ref_conv_shape s, int bias, size_t workspace) {
+    fewcl_context *ctx = th_ctx();
+    TH_OK(fcl_conv_algo_force(ctx, "taps"));
+    conv_out got;
+    check_conv(name, s, bias, workspace, &got);
+    for (int d = 0; d < FCL_CONV_DIRS; d++)
+        assert_string_equal(fcl_conv_algo_last(ctx, d)->name, "taps");
+    if (workspace) assert_true(got.workspace_peak <= workspace + 2 * ctx->limits.base_align);
+    conv_out_free(&got);
+    TH_OK(fcl_conv_algo_force(ctx, GEMM_ALGOS));
+}
+
+static ref_conv_shape conv_shape(int n, int cin, int h, int w, int cout, int k, int stride,
+                                 int pad) {
+    return (ref_conv_shape){.n = n, .cin = cin, .h = h, .w = w, .cout = cout, .kh = k, .kw = k,
+                            .stride = stride, .pad = pad};
+}
+
+static void test_conv_taps_small_planes(void **state) {
+    (void)state;
+    int path;
+    TH_OK(fcl_gemm_path(th_ctx(), &path));
+    if (path != FCL_GEMM_HOST) {
+        print_message("  skipped: the per-tap GEMMs run on the host path only\n");
+        return;
+    }
+    check_taps("ResNet-18 layer4 at 84 px", conv_shape(4, 24, 3, 3, 20, 3, 1, 1), 0, 0);
+    check_taps("7x7 plane", conv_shape(3, 16, 7, 7, 16, 3, 1, 1), 0, 0);
+    check_taps("3x3/2 into 7x7", conv_shape(3, 16, 14, 14, 24, 3, 2, 1), 0, 0);
+    check_taps("1x1/2 into 7x7", conv_shape(3, 16, 14, 14, 24, 1, 2, 0), 0, 0);
+    check_taps("odd plane", conv_shape(3, 5, 13, 10, 7, 3, 1, 1), 1, 0);
+    check_taps("5x5, padding 2", conv_shape(2, 4, 6, 5, 6, 5, 1, 2), 1, 0);
+    check_taps("padding 0", conv_shape(2, 3, 8, 9, 5, 3, 1, 0), 0, 0);
+    check_taps("1x1 plane", conv_shape(3, 6, 1, 1, 5, 3, 1, 1), 1, 0);
+    check_taps("batch 1", conv_shape(1, 8, 5, 5, 8, 3, 2, 1), 0, 0);
+    /* A bound of one image's im2col columns (below it the call goes in column ranges, which
+     * are not this algorithm's): the per-tap buffers of two images and W's take 2,682 of its
+     * 2,835 floats, so the 3 images go as 2 + 1. */
+    ref_conv_shape odd = conv_shape(3, 5, 9, 7, 6, 3, 1, 1);
+    ref_conv_shape_init(&odd);
+    size_t one = fcl_conv2d_column_bytes(1, 5 * 9, 6) * (size_t)odd.oh * odd.ow;
+    check_taps("2 + 1 image chunks", odd, 1, one);
+    fcl_conv_geom g = {.n = 2, .cin = 8, .h = 17, .w = 16, .cout = 8, .kh = 3, .kw = 3, .oh = 17,
+                       .ow = 16, .stride = 1, .pad = 1, .taps = 72, .plane = 272, .host = 1,
+                       .images = 2, .columns = 272, .limit = 1 << 20};
+    const fcl_conv_algo *taps = fcl_conv_algo_find("taps", 1);
+    assert_false(fcl_conv_algo_eligible(taps, &g, FCL_CONV_FORWARD)); /* over 256 pixels */
+    g.h = g.oh = 16, g.plane = g.columns = 256;
+    assert_true(fcl_conv_algo_eligible(taps, &g, FCL_CONV_FORWARD));
+    g.limit = 2 * 9 * 64 * sizeof(float); /* the weights alone: not one image */
+    assert_false(fcl_conv_algo_eligible(taps, &g, FCL_CONV_WEIGHTS));
+    assert_null(fcl_conv_algo_find("taps", 0)); /* the OpenCL path has none */
+}
+
 /* The chunked path: workspace bounds that hold two images (so a batch of three goes as 2 + 1:
  * one GEMM over two images' columns, then one over the last image's) and one image (1 + 1 + 1),
  * and one that holds a few columns (so each image goes in ranges of output pixels, and dx is
@@ -598,6 +659,7 @@ int main(void) {
         cmocka_unit_test(test_conv_same_by_shifted_views),
         /* restores the GEMM algorithms even when it fails half-way */
         cmocka_unit_test_teardown(test_conv_batched_small_planes, force_gemm_algos),
+        cmocka_unit_test_teardown(test_conv_taps_small_planes, force_gemm_algos),
         cmocka_unit_test(test_conv_3x3_s1_p1),
         cmocka_unit_test(test_conv_3x3_s2_p1),
         cmocka_unit_test(test_conv_3x3_s2_p1_bias),

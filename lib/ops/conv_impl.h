@@ -104,6 +104,12 @@ size_t fcl_conv_host_batched_workspace(const fcl_conv_geom *g);
 fewcl_status fcl_conv_host_batched(fewcl_context *ctx, const fcl_conv_geom *g,
                                    const fcl_conv_args *a);
 
+/* One GEMM per kernel tap over the pixels it reads (conv_taps_host.c): planes of at most
+ * FCL_CONV_BATCHED_MAX_PLANE pixels, any kernel, stride and padding, whole images. */
+int fcl_conv_host_taps_eligible(const fcl_conv_geom *g);
+size_t fcl_conv_host_taps_workspace(const fcl_conv_geom *g);
+fewcl_status fcl_conv_host_taps(fewcl_context *ctx, const fcl_conv_geom *g, const fcl_conv_args *a);
+
 /* Winograd F(2x2,3x3) (conv_winograd_host.c): 3x3 stride 1, any padding, whole images. */
 int fcl_conv_host_winograd_eligible(const fcl_conv_geom *g);
 size_t fcl_conv_host_winograd_workspace(const fcl_conv_geom *g);
