@@ -278,16 +278,21 @@ static void test_conv_same_by_shifted_views(void **state) {
  * as im2col's, in the GEMM's order); the table records that it ran. Batch 1 and planes over
  * FCL_CONV_BATCHED_MAX_PLANE pixels are not its (nothing to batch; im2col's GEMMs are wide
  * enough there). */
-static void check_batched(const char *name, ref_conv_shape s, int bias, size_t workspace) {
+static void check_forced(const char *algo, const char *name, ref_conv_shape s, int bias,
+                         size_t workspace) {
     fewcl_context *ctx = th_ctx();
-    TH_OK(fcl_conv_algo_force(ctx, "batched"));
+    TH_OK(fcl_conv_algo_force(ctx, algo));
     conv_out got;
     check_conv(name, s, bias, workspace, &got);
     for (int d = 0; d < FCL_CONV_DIRS; d++)
-        assert_string_equal(fcl_conv_algo_last(ctx, d)->name, "batched");
+        assert_string_equal(fcl_conv_algo_last(ctx, d)->name, algo);
     if (workspace) assert_true(got.workspace_peak <= workspace + 2 * ctx->limits.base_align);
     conv_out_free(&got);
     TH_OK(fcl_conv_algo_force(ctx, GEMM_ALGOS));
+}
+
+static void check_batched(const char *name, ref_conv_shape s, int bias, size_t workspace) {
+    check_forced("batched", name, s, bias, workspace);
 }
 
 static void test_conv_batched_small_planes(void **state) {
@@ -335,15 +340,7 @@ static void test_conv_batched_small_planes(void **state) {
  * dW terms are zero), batch 1, and a bound that splits the batch into chunks (the weight
  * gradient summed over them, onto the old dW). */
 static void check_taps(const char *name, ref_conv_shape s, int bias, size_t workspace) {
-    fewcl_context *ctx = th_ctx();
-    TH_OK(fcl_conv_algo_force(ctx, "taps"));
-    conv_out got;
-    check_conv(name, s, bias, workspace, &got);
-    for (int d = 0; d < FCL_CONV_DIRS; d++)
-        assert_string_equal(fcl_conv_algo_last(ctx, d)->name, "taps");
-    if (workspace) assert_true(got.workspace_peak <= workspace + 2 * ctx->limits.base_align);
-    conv_out_free(&got);
-    TH_OK(fcl_conv_algo_force(ctx, GEMM_ALGOS));
+    check_forced("taps", name, s, bias, workspace);
 }
 
 static ref_conv_shape conv_shape(int n, int cin, int h, int w, int cout, int k, int stride,
