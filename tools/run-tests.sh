@@ -44,11 +44,11 @@ mpi_tests() {
 ASAN_SKIP='\.tiled$|^(api|backbone|checkpointing|cli_errors|episode|fit|plan|train)\.gpu-profile$'
 sanitize() {
   bash tools/build.sh build-asan -DFEWCL_WERROR=ON -DFEWCL_SANITIZE=ON
-  # Two tests at a time, then the failed ones again one at a time with two retries:
+  # Two tests at a time, then the failed ones again one at a time with four retries:
   # LeakSanitizer's tracer crashes (signal 11, "LeakSanitizer has encountered a fatal error")
   # now and then after all tests of a binary have passed, with PoCL's threads still running,
   # mostly with two tests side by side (1 of 4 linear twins per -j2 round on a loaded machine,
-  # session 8), rarely alone. A real leak or error fails every try; the serial run this
+  # session 8; both linear twins, then linear once alone, in session 10's run), rarely alone. A real leak or error fails every try; the serial run this
   # replaces took ~45% of CI.
   # Left out, to keep CI short: the .tiled twins (they change only which GEMM kernel runs,
   # through the launch code every kernel takes; the .clblast twins stay, CLBlast's calls being
@@ -59,9 +59,9 @@ sanitize() {
   # longest runs here; the plain backbone run covers its host code under the sanitizers.
   if ! UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build-asan --output-on-failure \
     -j "$JOBS" -LE "$NOT_PLAIN" -E "$ASAN_SKIP"; then
-    echo "sanitize: the failed tests again, one at a time (two retries)"
+    echo "sanitize: the failed tests again, one at a time (four retries)"
     UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build-asan --output-on-failure \
-      --rerun-failed --repeat until-pass:3
+      --rerun-failed --repeat until-pass:5
   fi
 }
 
