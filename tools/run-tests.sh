@@ -48,8 +48,8 @@ sanitize() {
   # LeakSanitizer's tracer crashes (signal 11, "LeakSanitizer has encountered a fatal error")
   # now and then after all tests of a binary have passed, with PoCL's threads still running,
   # mostly with two tests side by side (1 of 4 linear twins per -j2 round on a loaded machine,
-  # session 8; both linear twins, then linear once alone, in session 10's run), rarely alone. A real leak or error fails every try; the serial run this
-  # replaces took ~45% of CI.
+  # session 8; both linear twins, then linear once alone, in a session-10 run), rarely alone.
+  # A real leak or error fails every try; the serial run this replaces took ~45% of CI.
   # Left out, to keep CI short: the .tiled twins (they change only which GEMM kernel runs,
   # through the launch code every kernel takes; the .clblast twins stay, CLBlast's calls being
   # host code), and the .gpu-profile twins of the whole-model and tool tests, whose host code
