@@ -77,7 +77,7 @@ typedef struct job {
 } job;
 
 /* Row r of the tap's rectangle: the plane offsets of its first pixel in the input (the tap's
- * pixel) and in the output. */
+ * pixel; the sum is taken modulo 2^64, its value is never negative) and in the output. */
 static size_t in_row(const geom *g, const tap *a, int r) {
     return (size_t)(r * g->stride - g->pad + a->kh) * g->w + (size_t)(a->c0 * g->stride) -
            (size_t)g->pad + (size_t)a->kw;
@@ -86,7 +86,8 @@ static size_t out_row(const geom *g, const tap *a, int r) {
     return (size_t)r * g->ow + (size_t)a->c0;
 }
 
-/* Image i's part of one channel's row of the step's matrix, and the channel's plane. */
+/* Over the tap's rectangle, between image i's part m of a channel's row of the step's matrix
+ * and that channel's plane: gathers the plane into m, or adds m into the plane. */
 static void pixels(const geom *g, const tap *a, int step, float *m, float *plane) {
     int rw = a->c1 - a->c0, s = g->stride;
     for (int r = a->r0; r < a->r1; r++, m += rw) {
