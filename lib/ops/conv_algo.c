@@ -107,9 +107,9 @@ static const fcl_conv_algo cl_implicit_wide = {"implicit_wide", 0, cl_implicit_w
 static const fcl_conv_algo cl_fft = {"fft", 0, cl_fft_ok, cl_fft_ws, fcl_conv_cl_fft};
 
 static const fcl_conv_algo *const table[] = {
-    &cl_im2col,    &host_im2col,  &host_shifted, &host_winograd, &host_winograd4,
-    &host_batched, &host_taps,    &cl_fft,       &cl_implicit,   &cl_implicit_wide,
-    &cl_winograd,  &cl_winograd4, NULL};
+    &cl_im2col,      &host_im2col,  &host_shifted, &host_winograd,
+    &host_winograd4, &host_batched, &host_taps,    &cl_fft,
+    &cl_implicit,    &cl_implicit_wide, &cl_winograd, &cl_winograd4, NULL};
 
 const fcl_conv_algo *const *fcl_conv_algos(void) { return table; }
 
@@ -168,14 +168,14 @@ const fcl_conv_algo *fcl_conv_algo_heuristic(const fcl_conv_geom *g, fcl_conv_di
 #define MAX_FORCED 8
 
 typedef struct conv_state {
-    char forced_text[256];       /* FEWCL_CONV_ALGO as given */
-    char forced[MAX_FORCED][32]; /* its names, in order of preference */
+    char forced_text[256];          /* FEWCL_CONV_ALGO as given */
+    char forced[MAX_FORCED][32];    /* its names, in order of preference */
     int n_forced;
     fcl_conv_find_mode find;
     const fcl_conv_algo *last[FCL_CONV_DIRS];
-    fcl_conv_find_db *db;    /* loaded on first use (find on or search) */
-    fcl_conv_find_hook hook; /* hook.report NULL: none */
-    char *used;              /* fcl_conv_algo_used's lines, in order of first use */
+    fcl_conv_find_db *db;           /* loaded on first use (find on or search) */
+    fcl_conv_find_hook hook;        /* hook.report NULL: none */
+    char *used;                     /* fcl_conv_algo_used's lines, in order of first use */
     size_t used_len, used_cap;
 } conv_state;
 
@@ -326,7 +326,8 @@ static fewcl_status choose_forced(const conv_state *st, const fcl_conv_geom *g, 
     for (int i = 0; table[i]; i++) {
         if (!fcl_conv_algo_eligible(table[i], g, dir)) continue;
         size_t used = strlen(eligible);
-        snprintf(eligible + used, sizeof eligible - used, "%s%s", used ? ", " : "", table[i]->name);
+        snprintf(eligible + used, sizeof eligible - used, "%s%s", used ? ", " : "",
+                 table[i]->name);
     }
     return fcl_fail(FEWCL_ERR_ARGUMENT,
                     "FEWCL_CONV_ALGO='%s' cannot run the %s (eligible there: %s; list a "
@@ -380,8 +381,8 @@ fewcl_status fcl_conv_algo_choose(fewcl_context *ctx, const fcl_conv_geom *g, fc
         how = "heuristic (FEWCL_FIND=off)";
     } else {
         if (!st->db) FCL_TRY(fcl_conv_find_db_open(ctx, &st->db));
-        FCL_TRY(fcl_conv_find(ctx, st->db, st->find, st->hook.report ? &st->hook : NULL, g, dir, a,
-                              &algo));
+        FCL_TRY(fcl_conv_find(ctx, st->db, st->find, st->hook.report ? &st->hook : NULL, g, dir,
+                              a, &algo));
         how = "find step";
     }
     FCL_TRY(note_used(ctx, st, g, dir, algo, how));

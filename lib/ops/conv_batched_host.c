@@ -95,14 +95,6 @@ static void each_image(const geom *g, const fcl_conv_ptrs *p, float *cols, float
             run_job(&jobs[k]);
 }
 
-/* Profiling: the time since *t goes to the GEMM or the other-work counter. */
-static void mark(fewcl_context *ctx, double *t, int gemm) {
-    if (!ctx->profiling) return;
-    double now = fcl_host_seconds();
-    *(gemm ? &ctx->gemm_profile_ms : &ctx->host_profile_ms) += (now - *t) * 1e3;
-    *t = now;
-}
-
 static fewcl_status batched_body(fewcl_context *ctx, const geom *g, const fcl_conv_ptrs *p,
                                  float *ws) {
     int images = chunk_images(g), K = g->taps, co = g->cout;
@@ -112,28 +104,28 @@ static fewcl_status batched_body(fewcl_context *ctx, const geom *g, const fcl_co
         float *cols = ws, *t = ws + (size_t)K * cn;
         if (p->y) {
             each_image(g, p, cols, t, IM2COL, n0, nb);
-            mark(ctx, &t0, 0);
+            fcl_conv_host_mark(ctx, &t0, 0);
             fcl_host_sgemm_rows(fcl_conv_host_threads(), 0, 0, co, cn, K, 1.0f, p->w, K, cols, cn,
                                 0.0f, t, cn);
-            mark(ctx, &t0, 1);
+            fcl_conv_host_mark(ctx, &t0, 1);
             each_image(g, p, cols, t, SCATTER_Y, n0, nb);
-            mark(ctx, &t0, 0);
+            fcl_conv_host_mark(ctx, &t0, 0);
             continue;
         }
         each_image(g, p, cols, t, GATHER_DY, n0, nb);
         if (p->dw) {
             each_image(g, p, cols, t, IM2COL, n0, nb);
-            mark(ctx, &t0, 0);
+            fcl_conv_host_mark(ctx, &t0, 0);
             fcl_host_sgemm_rows(fcl_conv_host_threads(), 0, 1, co, K, cn, 1.0f, t, cn, cols, cn,
                                 1.0f, p->dw, K);
-            mark(ctx, &t0, 1);
+            fcl_conv_host_mark(ctx, &t0, 1);
         }
         if (p->dx) { /* the columns' gradient into the columns: the dW GEMM has read them */
             fcl_host_sgemm_rows(fcl_conv_host_threads(), 1, 0, K, cn, co, 1.0f, p->w, K, t, cn,
                                 0.0f, cols, cn);
-            mark(ctx, &t0, 1);
+            fcl_conv_host_mark(ctx, &t0, 1);
             each_image(g, p, cols, t, COL2IM, n0, nb);
-            mark(ctx, &t0, 0);
+            fcl_conv_host_mark(ctx, &t0, 0);
         }
     }
     if (ctx->profiling)

@@ -411,14 +411,8 @@ static int for_each_image(fewcl_context *ctx, const geom *g, const host_share *p
         if (!own)
             for (size_t j = 0; j < dw_len; j++)
                 proto->dw[j] += partial[t][j];
-        else /* dW[co][c][tap] += dWk[tap][co][c] */
-            for (int tap = 0; tap < taps; tap++)
-                for (int co = 0; co < g->cout; co++) {
-                    const float *from = partial[t] + ((size_t)tap * g->cout + co) * g->cin;
-                    float *to = proto->dw + (size_t)co * g->taps + tap;
-                    for (int c = 0; c < g->cin; c++)
-                        to[(size_t)c * taps] += from[c];
-                }
+        else
+            fcl_conv_host_add_taps_major(g, partial[t], proto->dw, 0, g->cout);
         free(partial[t]);
     }
     if (ctx->profiling) {
@@ -428,18 +422,40 @@ static int for_each_image(fewcl_context *ctx, const geom *g, const host_share *p
     return 0;
 }
 
-/* W[co][c][tap] → wk[tap][co][c], the k² matrices of the shifted-view path (NULL: no
- * memory; the caller uses im2col). */
-static float *taps_major(const geom *g, const float *w) {
+void fcl_conv_host_taps_major(const geom *g, const float *w, float *wk, long co0, long co1) {
     int taps = g->kh * g->kw;
-    float *wk = malloc((size_t)g->cout * g->taps * sizeof *wk);
-    for (int tap = 0; wk && tap < taps; tap++)
-        for (int co = 0; co < g->cout; co++) {
+    for (int tap = 0; tap < taps; tap++)
+        for (long co = co0; co < co1; co++) {
             const float *from = w + (size_t)co * g->taps + tap;
             float *to = wk + ((size_t)tap * g->cout + co) * g->cin;
             for (int c = 0; c < g->cin; c++)
                 to[c] = from[(size_t)c * taps];
         }
+}
+
+void fcl_conv_host_add_taps_major(const geom *g, const float *dwk, float *dw, long co0,
+                                  long co1) {
+    int taps = g->kh * g->kw;
+    for (int tap = 0; tap < taps; tap++)
+        for (long co = co0; co < co1; co++) {
+            const float *from = dwk + ((size_t)tap * g->cout + co) * g->cin;
+            float *to = dw + (size_t)co * g->taps + tap;
+            for (int c = 0; c < g->cin; c++)
+                to[(size_t)c * taps] += from[c];
+        }
+}
+
+void fcl_conv_host_mark(fewcl_context *ctx, double *t, int gemm) {
+    if (!ctx->profiling) return;
+    double now = fcl_host_seconds();
+    *(gemm ? &ctx->gemm_profile_ms : &ctx->host_profile_ms) += (now - *t) * 1e3;
+    *t = now;
+}
+
+/* The tap-major weights of the shifted-view path (NULL: no memory; the caller uses im2col). */
+static float *taps_major(const geom *g, const float *w) {
+    float *wk = malloc((size_t)g->cout * g->taps * sizeof *wk);
+    if (wk) fcl_conv_host_taps_major(g, w, wk, 0, g->cout);
     return wk;
 }
 

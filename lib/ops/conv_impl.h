@@ -104,11 +104,22 @@ size_t fcl_conv_host_batched_workspace(const fcl_conv_geom *g);
 fewcl_status fcl_conv_host_batched(fewcl_context *ctx, const fcl_conv_geom *g,
                                    const fcl_conv_args *a);
 
+/* W[co][ci][tap] → wk[tap][co][ci] for the output channels [co0, co1) (the k² matrices of the
+ * shifted views and of `taps`), and back: dW[co][ci][tap] += dwk[tap][co][ci]. */
+void fcl_conv_host_taps_major(const fcl_conv_geom *g, const float *w, float *wk, long co0,
+                              long co1);
+void fcl_conv_host_add_taps_major(const fcl_conv_geom *g, const float *dwk, float *dw, long co0,
+                                  long co1);
+/* Profiling of a host algorithm run on the caller's thread: the time since *t goes to the
+ * context's GEMM or other-work counter. */
+void fcl_conv_host_mark(fewcl_context *ctx, double *t, int gemm);
+
 /* One GEMM per kernel tap over the pixels it reads (conv_taps_host.c): planes of at most
  * FCL_CONV_BATCHED_MAX_PLANE pixels, any kernel, stride and padding, whole images. */
 int fcl_conv_host_taps_eligible(const fcl_conv_geom *g);
 size_t fcl_conv_host_taps_workspace(const fcl_conv_geom *g);
-fewcl_status fcl_conv_host_taps(fewcl_context *ctx, const fcl_conv_geom *g, const fcl_conv_args *a);
+fewcl_status fcl_conv_host_taps(fewcl_context *ctx, const fcl_conv_geom *g,
+                                const fcl_conv_args *a);
 
 /* Winograd F(2x2,3x3) (conv_winograd_host.c): 3x3 stride 1, any padding, whole images. */
 int fcl_conv_host_winograd_eligible(const fcl_conv_geom *g);

@@ -114,21 +114,14 @@ static void run_step(void *arg, long c0, long c1) {
     const geom *g = j->g;
     const fcl_conv_ptrs *p = j->p;
     size_t in_plane = (size_t)g->h * g->w, out_plane = g->plane;
-    int taps = g->kh * g->kw;
     for (long ch = c0; ch < c1; ch++) {
-        if (j->step == TAPS_MAJOR) { /* W[co][ci][t] → m[t][co][ci], here co = ch */
-            for (int t = 0; t < taps; t++)
-                for (int ci = 0; ci < g->cin; ci++)
-                    j->m[((size_t)t * g->cout + ch) * g->cin + ci] =
-                        p->w[((size_t)ch * g->cin + ci) * taps + t];
-            continue;
+        if (j->step == TAPS_MAJOR) { /* output channels [c0, c1) */
+            fcl_conv_host_taps_major(g, p->w, j->m, c0, c1);
+            return;
         }
-        if (j->step == ADD_DW) { /* dW[co][ci][t] += m[t][co][ci], co = ch */
-            for (int ci = 0; ci < g->cin; ci++)
-                for (int t = 0; t < taps; t++)
-                    p->dw[((size_t)ch * g->cin + ci) * taps + t] +=
-                        j->m[((size_t)t * g->cout + ch) * g->cin + ci];
-            continue;
+        if (j->step == ADD_DW) {
+            fcl_conv_host_add_taps_major(g, j->m, p->dw, c0, c1);
+            return;
         }
         for (int i = 0; i < j->nb; i++) {
             size_t n = (size_t)(j->n0 + i);
@@ -159,14 +152,6 @@ static void step(const geom *g, const fcl_conv_ptrs *p, const tap *a, float *m, 
     fcl_host_parallel(channels, run_step, &j);
 }
 
-/* Profiling: the time since *t goes to the GEMM or the other-work counter. */
-static void mark(fewcl_context *ctx, double *t, int gemm) {
-    if (!ctx->profiling) return;
-    double now = fcl_host_seconds();
-    *(gemm ? &ctx->gemm_profile_ms : &ctx->host_profile_ms) += (now - *t) * 1e3;
-    *t = now;
-}
-
 static fewcl_status taps_body(fewcl_context *ctx, const geom *g, const fcl_conv_ptrs *p,
                               float *ws) {
     int images = chunk_images(g), taps = g->kh * g->kw, threads = fcl_conv_host_threads();
@@ -180,7 +165,7 @@ static fewcl_status taps_body(fewcl_context *ctx, const geom *g, const fcl_conv_
         float *xt = chunk, *dt = xt + (size_t)g->cin * nb * g->plane;
         float *ct = dt + (size_t)g->cout * nb * g->plane;
         if (p->y || p->dx) step(g, p, NULL, NULL, FILL, n0, nb, p->y ? g->cout : g->cin);
-        mark(ctx, &t0, 0);
+        fcl_conv_host_mark(ctx, &t0, 0);
         for (int t = 0; t < taps; t++) {
             tap a = tap_of(g, t);
             if (!a.area) { /* a tap that reads only padding: no term */
@@ -191,13 +176,13 @@ static fewcl_status taps_body(fewcl_context *ctx, const geom *g, const fcl_conv_
             const float *w = wk + t * wt;
             if (p->y || p->dw) step(g, p, &a, xt, GATHER_X, n0, nb, g->cin);
             if (p->dy) step(g, p, &a, dt, GATHER_DY, n0, nb, g->cout);
-            mark(ctx, &t0, 0);
+            fcl_conv_host_mark(ctx, &t0, 0);
             if (p->y) {
                 fcl_host_sgemm_rows(threads, 0, 0, g->cout, cols, g->cin, 1.0f, w, g->cin, xt, cols,
                                     0.0f, ct, cols);
-                mark(ctx, &t0, 1);
+                fcl_conv_host_mark(ctx, &t0, 1);
                 step(g, p, &a, ct, ADD_Y, n0, nb, g->cout);
-                mark(ctx, &t0, 0);
+                fcl_conv_host_mark(ctx, &t0, 0);
                 calls++;
                 continue;
             }
@@ -211,13 +196,13 @@ static fewcl_status taps_body(fewcl_context *ctx, const geom *g, const fcl_conv_
                                     0.0f, ct, cols);
                 calls++;
             }
-            mark(ctx, &t0, 1);
+            fcl_conv_host_mark(ctx, &t0, 1);
             if (p->dx) step(g, p, &a, ct, ADD_DX, n0, nb, g->cin);
-            mark(ctx, &t0, 0);
+            fcl_conv_host_mark(ctx, &t0, 0);
         }
     }
     if (p->dw) step(g, p, NULL, dwk, ADD_DW, 0, 0, g->cout);
-    mark(ctx, &t0, 0);
+    fcl_conv_host_mark(ctx, &t0, 0);
     if (ctx->profiling) ctx->gemm_calls += calls;
     return FEWCL_OK;
 }
