@@ -230,7 +230,7 @@ static void test_default_shapes_match_pytorch(void **state) {
     (void)state;
     if (th_small()) skip(); /* D′ = 512 Cholesky and 1600×512 GEMMs: too slow for oclgrind */
     struct fcl_safetensors *fx = th_fixture("ops_enhanced");
-    check_default(fx, &default_cases[0], FCL_MAHA_AUTO); /* auto: dense at D′ = 512 */
+    check_default(fx, &default_cases[0], FCL_MAHA_DENSE); /* auto would take low-rank */
     check_default(fx, &default_cases[1], FCL_MAHA_LOWRANK);
     th_fixture_free(fx);
 }
@@ -258,6 +258,40 @@ static void test_eval_mode(void **state) {
         run_teardown(&r);
     }
     th_fixture_free(fx);
+}
+
+/* Eval logits of case c with the given path (downloaded; the caller frees them). */
+static float *eval_logits(const tcase *c, fcl_mahalanobis maha, size_t *n) {
+    run r;
+    run_setup(c, maha, &r);
+    TH_OK(fcl_head_forward(th_ctx(), r.head, &r.x, 0, &r.out));
+    *n = r.out.logits->numel;
+    float *got = th_download(r.out.logits);
+    fcl_head_release(th_ctx(), r.head);
+    run_teardown(&r);
+    return got;
+}
+
+/* auto is the low-rank path when k < D′ and the dense path otherwise: the same kernels on the
+ * same values, so the logits are the same bits as the path it stands for. */
+static void test_auto_path(void **state) {
+    (void)state;
+    const tcase few = small_cases[0]; /* k = 2, D′ = 16 */
+    const tcase many = {"many", 2, 5, 2, 4, 16, 2, 8, 24, 1, FCL_VARIANT_COSINE, 0}; /* k 5, D′ 4 */
+    const struct {
+        const tcase *c;
+        fcl_mahalanobis same;
+    } rows[] = {{&few, FCL_MAHA_LOWRANK}, {&many, FCL_MAHA_DENSE}};
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+        size_t n, m;
+        float *a = eval_logits(rows[i].c, FCL_MAHA_AUTO, &n);
+        float *b = eval_logits(rows[i].c, rows[i].same, &m);
+        assert_int_equal(n, m);
+        printf("  k = %d, D′ = %d: auto = %s\n", rows[i].c->k,
+               rows[i].c->r < rows[i].c->D ? rows[i].c->r : rows[i].c->D, maha_name(rows[i].same));
+        assert_memory_equal(a, b, n * sizeof *a);
+        free(a), free(b);
+    }
 }
 
 /* Parameter gradients accumulate over two training passes; the names: docs/maths.md §4.10. */
@@ -367,6 +401,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_small_matches_pytorch),
         cmocka_unit_test(test_eval_mode),
+        cmocka_unit_test(test_auto_path),
         cmocka_unit_test(test_gradients_accumulate_and_names),
         cmocka_unit_test(test_initialisation),
         cmocka_unit_test(test_shape_errors),

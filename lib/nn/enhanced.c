@@ -16,9 +16,10 @@
  *   → training: L_I = CE(logits, ⌊r/q⌋); VIC on E = [S as (n·k)×D′; p] (docs/maths.md §4.8);
  *     total = Σ_k L_k·e^{−s_k} + s_k, s = weight_controller.log_vars (docs/maths.md §4.9).
  *
- * Mahalanobis path: cfg->mahalanobis dense or lowrank as asked; auto takes dense for
- * D′ ≤ 1024 (one D′×D′ matrix per class is at most 4 MiB and the Cholesky is cheap) and the
- * Woodbury low-rank path above (no D′×D′ buffer; both are exact, docs/spec.md §3).
+ * Mahalanobis path (fcl_enh_maha_path): cfg->mahalanobis dense or lowrank as asked; auto
+ * takes the Woodbury low-rank path whenever its k×k systems are smaller than the D′×D′ ones
+ * (k < D′), dense otherwise. Both are exact (docs/spec.md §3); low-rank needs no D′×D′ buffer
+ * and no Cholesky of one (ResNet-18 84 evaluation on PoCL: 0.49 s dense, 0.44 s low-rank).
  *
  * VIC off (cfg->vic = 0): total = L_I alone, unweighted; loss_var and loss_cov are NULL (not
  * computed: their D′×D′ covariance is pure cost then). weight_controller.log_vars is still
@@ -141,6 +142,12 @@ static fewcl_status add_ln(fewcl_context *ctx, enhanced *h, const char *prefix, 
 
 static const fcl_head_ops enhanced_ops;
 
+fcl_maha_path fcl_enh_maha_path(const enhanced *h, int k) {
+    if (h->cfg.mahalanobis == FCL_MAHA_DENSE) return FCL_MAHA_PATH_DENSE;
+    if (h->cfg.mahalanobis == FCL_MAHA_LOWRANK) return FCL_MAHA_PATH_LOWRANK;
+    return k < h->Dp ? FCL_MAHA_PATH_LOWRANK : FCL_MAHA_PATH_DENSE;
+}
+
 fewcl_status fcl_enhanced_create(fewcl_context *ctx, const fcl_model_config *cfg, int feature_dim,
                                  fcl_params *P, uint64_t seed, fcl_head **out) {
     *out = NULL;
@@ -163,10 +170,6 @@ fewcl_status fcl_enhanced_create(fewcl_context *ctx, const fcl_model_config *cfg
     h->Q = h->n * h->q, h->B = h->n * (h->k + h->q);
     h->inner = cfg->heads * cfg->dim_head;
     h->checkpoint = cfg->checkpoint == FCL_CKPT_BLOCKS || cfg->checkpoint == FCL_CKPT_ALL;
-    h->path = cfg->mahalanobis == FCL_MAHA_DENSE     ? FCL_MAHA_PATH_DENSE
-              : cfg->mahalanobis == FCL_MAHA_LOWRANK ? FCL_MAHA_PATH_LOWRANK
-              : h->Dp <= 1024                        ? FCL_MAHA_PATH_DENSE
-                                                     : FCL_MAHA_PATH_LOWRANK;
     h->blk = calloc((size_t)cfg->depth, sizeof *h->blk);
     if (!h->blk) {
         free(h);
@@ -431,7 +434,8 @@ static fewcl_status forward_impl(fewcl_context *ctx, enhanced *h, const fcl_tens
     FCL_TRY(save2(ctx, h, Q, n, &h->logits));
     FCL_TRY(fcl_enh_save(ctx, h, 3, (int[]){n, k, d}, &h->mx));
     FCL_TRY(fcl_enh_save(ctx, h, 3, (int[]){n, Q, d}, &h->my));
-    FCL_TRY(fcl_mahalanobis_forward(ctx, h->path, h->s, h->p, hcur, h->logits, h->mx, h->my));
+    fcl_maha_path path = fcl_enh_maha_path(h, k);
+    FCL_TRY(fcl_mahalanobis_forward(ctx, path, h->s, h->p, hcur, h->logits, h->mx, h->my));
     out->logits = h->logits;
     out->loss = out->loss_ce = out->loss_var = out->loss_cov = NULL;
     if (!training) return FEWCL_OK;

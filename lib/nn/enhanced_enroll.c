@@ -62,7 +62,7 @@ static fewcl_status enroll_impl(fewcl_context *ctx, enhanced *h, const fcl_tenso
                                      (fcl_matrix){&e->s, 0, d}, (size_t)k * d, 0.0f,
                                      (fcl_matrix){&e->p, 0, d}, (size_t)d, n));
     FCL_TRY(fcl_tensor_alloc(ctx, &e->x, FCL_MEM_ACTIVATION, 3, (int[]){n, k, d}));
-    return fcl_mahalanobis_factor(ctx, h->path, &e->s, &e->x, &e->factor);
+    return fcl_mahalanobis_factor(ctx, fcl_enh_maha_path(h, e->base.k), &e->s, &e->x, &e->factor);
 }
 
 fewcl_status fcl_enh_enroll(fewcl_context *ctx, fcl_head *base, const fcl_tensor *features, int n,

@@ -25,7 +25,6 @@ typedef struct enhanced {
     fcl_params *P;
     int D, Dp, proj, n, k, q, Q, B, inner;
     int ip_proj, ip_proto, ip_blocks, ip_logvars; /* parameter indices in P */
-    fcl_maha_path path;
     int checkpoint; /* --checkpoint blocks|all: blocks keep only their output (file comment) */
     /* forward state */
     int training, have;
@@ -42,6 +41,8 @@ typedef struct enhanced {
     int have_dfeat;
 } enhanced;
 
+/* The Mahalanobis path for k supports per class (lib/nn/enhanced.c's file comment). */
+fcl_maha_path fcl_enh_maha_path(const enhanced *h, int k);
 /* A tensor of the forward's saved list (freed by release or backward). */
 fewcl_status fcl_enh_save(fewcl_context *ctx, enhanced *h, int ndim, const int *shape,
                           fcl_tensor **out);
