@@ -4,9 +4,13 @@
  * a chunk's images are cut into tiles of m x m output pixels, T per image (tiles_h x tiles_w),
  * and the work is α² GEMMs, one per position k of the transformed tile. Layouts, for the
  * images [i0, i1) of a share, L = (i1 − i0)·T columns:
- *     V[k][c][j·T + t]  transformed input (or, in the data direction, its gradient)
- *     M[k][o][j·T + t]  transformed output (or the transformed output gradient)
- *     U[k][o][c]        transformed weights (dU: their gradient). */
+ *     V[c][k][j·T + t]  transformed input (or, in the data direction, its gradient)
+ *     M[o][k][j·T + t]  transformed output (or the transformed output gradient)
+ *     U[k][o][c]        transformed weights (dU: their gradient).
+ * V_k and M_k, the GEMMs' operands, are thus matrices with rows L long at a stride of α²·L:
+ * a channel's α² rows lie together, so a tile's α² transformed values land within one
+ * channel's α²·L floats (tens of KiB) instead of α² planes MiBs apart (F(4x4) at 21x21:
+ * transforms 20-30% faster, the GEMMs unchanged, measured). */
 #ifndef FEWCL_OPS_CONV_WINOGRAD_H
 #define FEWCL_OPS_CONV_WINOGRAD_H
 

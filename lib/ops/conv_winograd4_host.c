@@ -117,17 +117,17 @@ static void add_weight_grad(const geom *g, const float *du, float *dw, size_t i0
  * 42·tiles_w + 6 padded rows, input_transform's 12 padded rows). */
 static size_t row_scratch(const geom *g) { return 12 * (size_t)pad_w(g) + 42 * (size_t)tiles_w(g); }
 
-/* V[k][c][j·T + t] = (Bᵀ d B)[k] for the 6x6 patch d of tile t of channel c of image j. */
+/* V[c][k][j·T + t] = (Bᵀ d B)[k] for the 6x6 patch d of tile t of channel c of image j. */
 static void input_transform(share *s, float *scratch) {
     const geom *g = s->g;
     int th = tiles_h(g), tw = tiles_w(g), pw = pad_w(g);
     size_t len = (size_t)(s->i1 - s->i0) * tiles(g), plane = (size_t)g->h * g->w;
-    size_t ks = (size_t)g->cin * len;
+    size_t ks = len;
     float *r = scratch, *c = scratch + 6 * (size_t)pw;
     for (int j = 0; j < s->i1 - s->i0; j++)
         for (int ch = 0; ch < g->cin; ch++) {
             const float *x = s->p->x + ((size_t)(s->n0 + s->i0 + j) * g->cin + ch) * plane;
-            float *out = s->v + (size_t)ch * len + (size_t)j * tiles(g);
+            float *out = s->v + (size_t)ch * 36 * len + (size_t)j * tiles(g);
             for (int ty = 0; ty < th; ty++) {
                 for (int i = 0; i < 6; i++)
                     fcl_wino_padded_row(g, 4, x, 4 * ty - g->pad + i, r + (size_t)i * pw);
@@ -145,12 +145,12 @@ static void input_transform(share *s, float *scratch) {
 static void output_transform(share *s, float *scratch) {
     const geom *g = s->g;
     int th = tiles_h(g), tw = tiles_w(g);
-    size_t len = (size_t)(s->i1 - s->i0) * tiles(g), ks = (size_t)g->cout * len;
+    size_t len = (size_t)(s->i1 - s->i0) * tiles(g), ks = len;
     float *a = scratch, *row = scratch + 24 * (size_t)tw; /* a[r][q][tx] */
     for (int j = 0; j < s->i1 - s->i0; j++)
         for (int co = 0; co < g->cout; co++) {
             float *y = s->p->y + ((size_t)(s->n0 + s->i0 + j) * g->cout + co) * g->plane;
-            const float *in = s->m + (size_t)co * len + (size_t)j * tiles(g);
+            const float *in = s->m + (size_t)co * 36 * len + (size_t)j * tiles(g);
             float b = s->p->b ? s->p->b[co] : 0.0f;
             for (int ty = 0; ty < th; ty++) {
                 const float *m = in + (size_t)ty * tw;
@@ -169,16 +169,16 @@ static void output_transform(share *s, float *scratch) {
         }
 }
 
-/* M[k][co][j·T + t] = (A dY Aᵀ)[k], dY the tile's 4x4 block of dy (zero past the output). */
+/* M[co][k][j·T + t] = (A dY Aᵀ)[k], dY the tile's 4x4 block of dy (zero past the output). */
 static void grad_output_transform(share *s, float *scratch) {
     const geom *g = s->g;
     int th = tiles_h(g), tw = tiles_w(g), pw = pad_w(g);
-    size_t len = (size_t)(s->i1 - s->i0) * tiles(g), ks = (size_t)g->cout * len;
+    size_t len = (size_t)(s->i1 - s->i0) * tiles(g), ks = len;
     float *d = scratch, *a = scratch + 4 * (size_t)pw;
     for (int j = 0; j < s->i1 - s->i0; j++)
         for (int co = 0; co < g->cout; co++) {
             const float *dy = s->p->dy + ((size_t)(s->n0 + s->i0 + j) * g->cout + co) * g->plane;
-            float *out = s->m + (size_t)co * len + (size_t)j * tiles(g);
+            float *out = s->m + (size_t)co * 36 * len + (size_t)j * tiles(g);
             for (int ty = 0; ty < th; ty++) {
                 memset(d, 0, 4 * (size_t)pw * sizeof *d);
                 for (int r = 0; r < 4 && 4 * ty + r < g->oh; r++)
@@ -200,13 +200,13 @@ static void grad_output_transform(share *s, float *scratch) {
 static void grad_input_transform(share *s, float *scratch) {
     const geom *g = s->g;
     int th = tiles_h(g), tw = tiles_w(g), pw = pad_w(g);
-    size_t len = (size_t)(s->i1 - s->i0) * tiles(g), ks = (size_t)g->cin * len;
+    size_t len = (size_t)(s->i1 - s->i0) * tiles(g), ks = len;
     size_t plane = (size_t)g->h * g->w;
     float *b = scratch, *e = b + 36 * (size_t)tw, *acc = e + 6 * (size_t)tw; /* b[i][q][tx] */
     for (int j = 0; j < s->i1 - s->i0; j++)
         for (int c = 0; c < g->cin; c++) {
             float *dx = s->p->dx + ((size_t)(s->n0 + s->i0 + j) * g->cin + c) * plane;
-            const float *in = s->v + (size_t)c * len + (size_t)j * tiles(g);
+            const float *in = s->v + (size_t)c * 36 * len + (size_t)j * tiles(g);
             memset(acc, 0, 6 * (size_t)pw * sizeof *acc);
             for (int ty = 0; ty <= th; ty++) {
                 int rows = ty < th ? 4 : 2; /* after the last tile row: the carried rows */

@@ -14,7 +14,7 @@
  * error is that of the GEMMs' long sums plus a few roundings: the bounds are stated and
  * checked in tests/test_conv_algo.c.
  *
- * Memory: the chunk's V [16, Cin, L] and M [16, Cout, L] (the workspace, from the arena),
+ * Memory: the chunk's V [Cin, 16, L] and M [Cout, 16, L] (the workspace, from the arena),
  * then U [16, Cout, Cin] after them. A chunk is as many whole images as the workspace bound
  * holds. The images of a chunk are split over the host threads as on the other host
  * algorithms (conv_host.c): each share transforms and multiplies its own images' columns;
@@ -146,19 +146,19 @@ static int pad_w(const geom *g) { return wino_pad_w(g, 2); }
  * + 6 padded rows + 4·tiles_w, within 16 padded rows). */
 static size_t row_scratch(const geom *g) { return 16 * (size_t)pad_w(g); }
 
-/* V[k][c][j·T + t] = (Bᵀ d B)[k] for the 4x4 patch d of tile t of channel c of image j. */
+/* V[c][k][j·T + t] = (Bᵀ d B)[k] for the 4x4 patch d of tile t of channel c of image j. */
 static void input_transform(share *s, float *scratch) {
     const geom *g = s->g;
     int th = tiles_h(g), tw = tiles_w(g), pw = pad_w(g);
     size_t len = (size_t)(s->i1 - s->i0) * tiles(g), plane = (size_t)g->h * g->w;
-    size_t ks = (size_t)g->cin * len;
+    size_t ks = len;
     float *r[4], *c[4];
     for (int i = 0; i < 4; i++)
         r[i] = scratch + (size_t)i * pw, c[i] = scratch + (size_t)(4 + i) * pw;
     for (int j = 0; j < s->i1 - s->i0; j++)
         for (int ch = 0; ch < g->cin; ch++) {
             const float *x = s->p->x + ((size_t)(s->n0 + s->i0 + j) * g->cin + ch) * plane;
-            float *out = s->v + (size_t)ch * len + (size_t)j * tiles(g);
+            float *out = s->v + (size_t)ch * 16 * len + (size_t)j * tiles(g);
             for (int ty = 0; ty < th; ty++) {
                 for (int i = 0; i < 4; i++)
                     fcl_wino_padded_row(g, 2, x, 2 * ty - g->pad + i, r[i]);
@@ -183,14 +183,14 @@ static void input_transform(share *s, float *scratch) {
 static void output_transform(share *s, float *scratch) {
     const geom *g = s->g;
     int th = tiles_h(g), tw = tiles_w(g), pw = pad_w(g);
-    size_t len = (size_t)(s->i1 - s->i0) * tiles(g), ks = (size_t)g->cout * len;
+    size_t len = (size_t)(s->i1 - s->i0) * tiles(g), ks = len;
     float *a[4], *row = scratch + 4 * (size_t)pw;
     for (int i = 0; i < 4; i++)
         a[i] = scratch + (size_t)i * pw;
     for (int j = 0; j < s->i1 - s->i0; j++)
         for (int co = 0; co < g->cout; co++) {
             float *y = s->p->y + ((size_t)(s->n0 + s->i0 + j) * g->cout + co) * g->plane;
-            const float *in = s->m + (size_t)co * len + (size_t)j * tiles(g);
+            const float *in = s->m + (size_t)co * 16 * len + (size_t)j * tiles(g);
             float b = s->p->b ? s->p->b[co] : 0.0f;
             for (int ty = 0; ty < th; ty++) {
                 const float *m = in + (size_t)ty * tw;
@@ -215,18 +215,18 @@ static void output_transform(share *s, float *scratch) {
         }
 }
 
-/* M[k][co][j·T + t] = (A dY Aᵀ)[k], dY the tile's 2x2 block of dy (zero past the output). */
+/* M[co][k][j·T + t] = (A dY Aᵀ)[k], dY the tile's 2x2 block of dy (zero past the output). */
 static void grad_output_transform(share *s, float *scratch) {
     const geom *g = s->g;
     int th = tiles_h(g), tw = tiles_w(g), pw = pad_w(g);
-    size_t len = (size_t)(s->i1 - s->i0) * tiles(g), ks = (size_t)g->cout * len;
+    size_t len = (size_t)(s->i1 - s->i0) * tiles(g), ks = len;
     float *d0 = scratch, *d1 = scratch + pw, *a[4];
     for (int i = 0; i < 4; i++)
         a[i] = scratch + (size_t)(2 + i) * pw;
     for (int j = 0; j < s->i1 - s->i0; j++)
         for (int co = 0; co < g->cout; co++) {
             const float *dy = s->p->dy + ((size_t)(s->n0 + s->i0 + j) * g->cout + co) * g->plane;
-            float *out = s->m + (size_t)co * len + (size_t)j * tiles(g);
+            float *out = s->m + (size_t)co * 16 * len + (size_t)j * tiles(g);
             for (int ty = 0; ty < th; ty++) {
                 memset(d0, 0, 2 * (size_t)pw * sizeof *d0);
                 memcpy(d0, dy + (size_t)(2 * ty) * g->ow, (size_t)g->ow * sizeof *d0);
@@ -253,7 +253,7 @@ static void grad_output_transform(share *s, float *scratch) {
 static void grad_input_transform(share *s, float *scratch) {
     const geom *g = s->g;
     int th = tiles_h(g), tw = tiles_w(g), pw = pad_w(g);
-    size_t len = (size_t)(s->i1 - s->i0) * tiles(g), ks = (size_t)g->cin * len;
+    size_t len = (size_t)(s->i1 - s->i0) * tiles(g), ks = len;
     size_t plane = (size_t)g->h * g->w;
     float *b[4], *rows[4], *carry[2], *d[4];
     float *after_b = scratch + 16 * (size_t)tw, *after_rows = after_b + 4 * (size_t)pw;
@@ -266,7 +266,7 @@ static void grad_input_transform(share *s, float *scratch) {
     for (int j = 0; j < s->i1 - s->i0; j++)
         for (int c = 0; c < g->cin; c++) {
             float *dx = s->p->dx + ((size_t)(s->n0 + s->i0 + j) * g->cin + c) * plane;
-            const float *in = s->v + (size_t)c * len + (size_t)j * tiles(g);
+            const float *in = s->v + (size_t)c * 16 * len + (size_t)j * tiles(g);
             memset(carry[0], 0, 2 * (size_t)pw * sizeof *carry[0]);
             for (int ty = 0; ty <= th; ty++) {
                 if (ty < th) {
@@ -347,13 +347,14 @@ static void run_pass(share *s, const wino_kind *kind) {
     const geom *g = s->g;
     float *scratch = s->scratch;
     int len = (s->i1 - s->i0) * (int)wino_tiles(g, kind->m), a2 = (int)alpha2(kind);
-    size_t vk = (size_t)g->cin * len, mk = (size_t)g->cout * len, uk = (size_t)g->cout * g->cin;
+    int ld = a2 * len; /* V_k and M_k: rows len long, a channel's α² rows one after another */
+    size_t uk = (size_t)g->cout * g->cin;
     if (s->p->y) {
         kind->input(s, scratch);
         mark(s, 0);
         for (int k = 0; k < a2; k++)
-            fcl_host_sgemm(0, 0, g->cout, len, g->cin, 1.0f, s->u + k * uk, g->cin, s->v + k * vk,
-                           len, 0.0f, s->m + k * mk, len);
+            fcl_host_sgemm(0, 0, g->cout, len, g->cin, 1.0f, s->u + k * uk, g->cin, s->v + k * len,
+                           ld, 0.0f, s->m + k * len, ld);
         mark(s, 1);
         kind->output(s, scratch);
         mark(s, 0);
@@ -365,14 +366,14 @@ static void run_pass(share *s, const wino_kind *kind) {
         kind->input(s, scratch);
         mark(s, 0);
         for (int k = 0; k < a2; k++)
-            fcl_host_sgemm(0, 1, g->cout, g->cin, len, 1.0f, s->m + k * mk, len, s->v + k * vk, len,
+            fcl_host_sgemm(0, 1, g->cout, g->cin, len, 1.0f, s->m + k * len, ld, s->v + k * len, ld,
                            1.0f, s->du + k * uk, g->cin);
         mark(s, 1);
     }
     if (s->p->dx) { /* dV into V's place: the weight GEMMs above have read it */
         for (int k = 0; k < a2; k++)
-            fcl_host_sgemm(1, 0, g->cin, len, g->cout, 1.0f, s->u + k * uk, g->cin, s->m + k * mk,
-                           len, 0.0f, s->v + k * vk, len);
+            fcl_host_sgemm(1, 0, g->cin, len, g->cout, 1.0f, s->u + k * uk, g->cin, s->m + k * len,
+                           ld, 0.0f, s->v + k * len, ld);
         mark(s, 1);
         kind->grad_input(s, scratch);
         mark(s, 0);
