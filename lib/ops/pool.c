@@ -4,7 +4,9 @@
 static fcl_kernel_handle k_maxpool2_forward = FCL_KERNEL_ROWS_HANDLE("pool", "maxpool2_forward");
 static fcl_kernel_handle k_maxpool_forward = FCL_KERNEL_ROWS_HANDLE("pool", "maxpool_forward");
 static fcl_kernel_handle k_maxpool2_backward = FCL_KERNEL_ROWS_HANDLE("pool", "maxpool2_backward");
-static fcl_kernel_handle k_maxpool_backward = FCL_KERNEL_ROWS_HANDLE("pool", "maxpool_backward");
+static fcl_kernel_handle k_maxpool_backward = FCL_KERNEL_HANDLE("pool", "maxpool_backward");
+static fcl_kernel_handle k_maxpool_backward_planes =
+    FCL_KERNEL_HANDLE("pool", "maxpool_backward_planes");
 
 int fcl_pool2d_out_size(int in, const fcl_pool2d_params *p) {
     int span = in + 2 * p->pad - p->kernel;
@@ -80,6 +82,18 @@ static fewcl_status launch_2x2(fewcl_context *ctx, fcl_kernel_handle *h, const f
     return fcl_launch(ctx, k, 3, gws, NULL);
 }
 
+/* The backward on CPU devices: a work-item per plane (cl/pool.cl). */
+static fewcl_status launch_planes(fewcl_context *ctx, const fcl_tensor *idx, const fcl_tensor *dy,
+                                  fcl_tensor *dx) {
+    fcl_kernel_entry *k;
+    FCL_TRY(fcl_kernel_get(ctx, &k_maxpool_backward_planes, &k));
+    unsigned planes = (unsigned)(dx->shape[0] * dx->shape[1]);
+    FCL_TRY(fcl_args(k, "tttuuuuu", idx, dy, dx, planes, (unsigned)dx->shape[2],
+                     (unsigned)dx->shape[3], (unsigned)dy->shape[2], (unsigned)dy->shape[3]));
+    size_t gws = planes;
+    return fcl_launch(ctx, k, 1, &gws, NULL);
+}
+
 fewcl_status fcl_maxpool2d_forward(fewcl_context *ctx, const fcl_tensor *x,
                                    const fcl_pool2d_params *p, fcl_tensor *y, fcl_tensor *idx) {
     FCL_TRY(check("max pool forward", x, y, idx, p));
@@ -91,5 +105,6 @@ fewcl_status fcl_maxpool2d_backward(fewcl_context *ctx, const fcl_tensor *idx, c
                                     const fcl_pool2d_params *p, fcl_tensor *dx) {
     FCL_TRY(check("max pool backward", dx, dy, idx, p));
     if (is_2x2(p)) return launch_2x2(ctx, &k_maxpool2_backward, idx, dy, dx, dx, dy, dx);
+    if (ctx->limits.row_kernels) return launch_planes(ctx, idx, dy, dx);
     return launch(ctx, &k_maxpool_backward, idx, dy, dx, dx, dy, p, dx->numel, dx);
 }
