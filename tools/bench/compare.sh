@@ -60,7 +60,11 @@ declare -A flags=(
   [resnet34_84]="--backbone resnet34 --image-size 84 --n-way 5 --k-shot 5 --n-query 16"
   [resnet18_84]="--backbone resnet18 --image-size 84 --n-way 5 --k-shot 5 --n-query 16"
   [conv4_demo]="--backbone conv4 --image-size 56 --n-way 5 --k-shot 5 --n-query 5 --reduced-dim 128"
+  [resnet18_84_dense]="--backbone resnet18 --image-size 84 --n-way 5 --k-shot 5 --n-query 16"
 )
+# fewcl's side only: the reference's Mahalanobis is always the dense Cholesky, fewcl's default
+# (auto) the low-rank path when k < D′; the _dense case compares like with like.
+declare -A fewcl_only=([resnet18_84_dense]="--mahalanobis dense")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 IFS=, read -ra list <<<"$cases"
@@ -72,7 +76,7 @@ for c in "${list[@]}"; do
     echo "== $c round $r/$rounds" >&2
     # shellcheck disable=SC2086
     "${runenv[@]}" "$fewcl" bench --model --json --repeat "$repeat" --test-episodes $te \
-      "${fewcl_dev[@]}" ${flags[$c]} | tail -1 >>"$tmp/$c.fewcl"
+      "${fewcl_dev[@]}" ${flags[$c]} ${fewcl_only[$c]:-} | tail -1 >>"$tmp/$c.fewcl"
     # shellcheck disable=SC2086
     "${runenv[@]}" "$py" tools/bench/model_torch.py --repeat "$repeat" --test-episodes $te \
       "${torch_dev[@]}" ${flags[$c]} | tail -1 >>"$tmp/$c.torch"
