@@ -2,6 +2,7 @@
 #include "harness.h"
 #include "data/demo.h"
 #include "io/safetensors.h"
+#include "ops/gemm_host.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -27,6 +28,13 @@ int th_teardown(void **state) {
     fewcl_context_destroy(g_ctx);
     g_ctx = NULL;
     return 0;
+}
+
+int th_host_path(const char *why_not) {
+    int path;
+    TH_OK(fcl_gemm_path(th_ctx(), &path));
+    if (path != FCL_GEMM_HOST && why_not) print_message("  skipped: %s\n", why_not);
+    return path == FCL_GEMM_HOST;
 }
 
 int th_small(void) {

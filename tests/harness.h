@@ -16,6 +16,9 @@
 fewcl_context *th_ctx(void);
 /* cmocka group teardown: destroys the shared context. */
 int th_teardown(void **state);
+/* 1 when the shared context's GEMMs and convolutions take the host path (lib/ops/gemm_host.h);
+ * otherwise 0, after printing "  skipped: <why_not>" when why_not is not NULL. */
+int th_host_path(const char *why_not);
 /* 1 under oclgrind (FEWCL_TEST_SMALL=1): tests shrink their shapes. */
 int th_small(void);
 /* 1 in a sanitizer build (FEWCL_SANITIZE or FEWCL_TSAN): a test whose numbers and byte counts

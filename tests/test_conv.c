@@ -297,12 +297,7 @@ static void check_batched(const char *name, ref_conv_shape s, int bias, size_t w
 
 static void test_conv_batched_small_planes(void **state) {
     (void)state;
-    int path;
-    TH_OK(fcl_gemm_path(th_ctx(), &path));
-    if (path != FCL_GEMM_HOST) {
-        print_message("  skipped: the batched GEMMs run on the host path only\n");
-        return;
-    }
+    if (!th_host_path("the batched GEMMs run on the host path only")) return;
     int small = th_small();
     ref_conv_shape l4 = {.n = small ? 2 : 4, .cin = small ? 8 : 32, .h = 7, .w = 7,
                          .cout = small ? 8 : 32, .kh = 3, .kw = 3, .stride = 1, .pad = 1};
@@ -351,12 +346,7 @@ static ref_conv_shape conv_shape(int n, int cin, int h, int w, int cout, int k, 
 
 static void test_conv_taps_small_planes(void **state) {
     (void)state;
-    int path;
-    TH_OK(fcl_gemm_path(th_ctx(), &path));
-    if (path != FCL_GEMM_HOST) {
-        print_message("  skipped: the per-tap GEMMs run on the host path only\n");
-        return;
-    }
+    if (!th_host_path("the per-tap GEMMs run on the host path only")) return;
     check_taps("ResNet-18 layer4 at 84 px", conv_shape(4, 24, 3, 3, 20, 3, 1, 1), 0, 0);
     check_taps("7x7 plane", conv_shape(3, 16, 7, 7, 16, 3, 1, 1), 0, 0);
     check_taps("3x3/2 into 7x7", conv_shape(3, 16, 14, 14, 24, 3, 2, 1), 0, 0);

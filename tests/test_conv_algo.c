@@ -249,12 +249,7 @@ static void test_winograd_odd_shapes(void **state) {
  * reference (the weight gradient's sum over tiles split at each image). */
 static void test_winograd_host_passes(void **state) {
     (void)state;
-    int path;
-    TH_OK(fcl_gemm_path(th_ctx(), &path));
-    if (path != FCL_GEMM_HOST) {
-        print_message("  skipped: the OpenCL path runs a chunk at once\n");
-        return;
-    }
+    if (!th_host_path("the OpenCL path runs a chunk at once")) return;
     fcl_conv_host_wino_pass_bytes(1);
     for (int m = 2; m <= 4; m += 2) {
         TH_OK(fcl_conv_algo_force(th_ctx(), m == 4 ? "winograd4" : "winograd2"));

@@ -51,11 +51,9 @@ static ref_conv_shape shape(int n, int cin, int h, int w, int cout, int k, int p
 
 /* 1 when the convolutions run on the OpenCL path, where `fft` lives. */
 static int on_opencl_path(void) {
-    int path;
-    TH_OK(fcl_gemm_path(th_ctx(), &path));
-    if (path == FCL_GEMM_HOST)
-        print_message("  skipped: the FFT convolution is the OpenCL path's\n");
-    return path != FCL_GEMM_HOST;
+    int host = th_host_path(NULL);
+    if (host) print_message("  skipped: the FFT convolution is the OpenCL path's\n");
+    return !host;
 }
 
 static int fft_here(void) {
