@@ -1,6 +1,6 @@
-/* The convolution's algorithm table (lib/ops/conv_algo.h): Winograd F(2x2,3x3) and F(4x4,3x3)
- * in each direction against the C references, on the host path and on the OpenCL path
- * (lib/ops/conv_winograd_cl.c, which follows the host's order of operations, so the roundings
+/* The convolution's algorithm table (lib/ops/conv_algo.h): Winograd F(2x2,3x3), F(3x3,3x3)
+ * (host path only) and F(4x4,3x3) in each direction against the C references, on the host
+ * path and on the OpenCL path (lib/ops/conv_winograd_cl.c, which follows the host's order of operations, so the roundings
  * counted below are its own too, but for F(4x4)'s weight transforms, counted apart; its GEMMs
  * sum in any order, which the count allows: a sum of n terms in any order rounds at most n − 1
  * times on any path); the OpenCL entries' workspace and plans against their allocations; the
@@ -31,6 +31,13 @@
  *             ≤ 5 roundings each), a pixel's ≤ 2x2 overlapping tiles 4:    T = Cout + 22
  *   weights   Bᵀ d B 6 and A dY Aᵀ 6, product 1, Σ over the N·T tiles (N·T − 1), Gᵀ dU G
  *             2, + old dW 1:                                                T = N·tiles + 15
+ * F(3x3,3x3) (lib/ops/conv_winograd3_host.c, host path only) as F(4x4) but with 5-point passes
+ * (Bᵀ d: ≤ 4 terms, or 2 plus ×3; B v: ≤ 5 terms; Aᵀ m: ≤ 4 terms; A v: ≤ 3 terms):
+ *   forward   U 2, Bᵀ d B 6, product 1, Σ over Cin (Cin − 1), Aᵀ M A 6, + bias 1: T = Cin + 15
+ *   data      U 2, A dY Aᵀ 4, product 1, Σ over Cout (Cout − 1), B dV Bᵀ 8, a pixel's ≤ 2x2
+ *             overlapping tiles 4:                                          T = Cout + 18
+ *   weights   Bᵀ d B 6 and A dY Aᵀ 4, product 1, Σ over the N·T tiles (N·T − 1), Gᵀ dU G 2,
+ *             + old dW 1:                                                   T = N·tiles + 13
  * On the OpenCL path (cl/conv_winograd.cl) F(4x4,3x3)'s weight transforms run in float (a
  * device need not have doubles): G's entries are rounded to floats once (a factor (1 + δ) per
  * product, counted as a rounding), so a pass G w of ≤ 3 terms per row takes ≤ 4 roundings
@@ -103,6 +110,11 @@ static void report(const char *what, const float *got, const double *want, const
                   to_direct / 0x1.0p-24);
 }
 
+/* The algorithm's name of F(m x m, 3x3). */
+static const char *wino_name(int m) {
+    return m == 4 ? "winograd4" : m == 3 ? "winograd3" : "winograd2";
+}
+
 /* The workspace bound of check_winograd's calls (0: the default). */
 static size_t winograd_bound;
 
@@ -112,7 +124,7 @@ static void check_winograd(const char *name, int m, ref_conv_shape s, int bias) 
     size_t nx = (size_t)s.n * s.cin * s.h * s.w, nw = (size_t)s.cout * s.cin * 9;
     size_t ny = (size_t)s.n * s.cout * s.oh * s.ow;
     size_t nt = (size_t)((s.oh + m - 1) / m) * ((s.ow + m - 1) / m);
-    const char *algo = m == 4 ? "winograd4" : "winograd2";
+    const char *algo = wino_name(m);
     float *x = random_floats(nx, 700, -1, 1), *w = random_floats(nw, 701, -0.5f, 0.5f);
     float *b = random_floats(s.cout, 702, -0.5f, 0.5f), *dy = random_floats(ny, 703, -1, 1);
     float *dw0 = random_floats(nw, 704, -1, 1);
@@ -160,12 +172,14 @@ static void check_winograd(const char *name, int m, ref_conv_shape s, int bias) 
     for (size_t i = 0; i < nw; i++)
         assert_true(fabs(wdw[i] - rdw[i]) <= 1e-12 * bdw[i]);
     /* The bounds: γ_T times the program on absolute values. */
-    int f4 = m == 4, tiles = (int)((size_t)s.n * nt), path;
+    static const int roundings[3][3] = {{11, 12, 9}, {15, 18, 13}, {17, 22, 15}}; /* F(m) */
+    const int *t = roundings[m - 2];
+    int tiles = (int)((size_t)s.n * nt), path;
     TH_OK(fcl_gemm_path(th_ctx(), &path));
-    int cl4 = f4 && path != FCL_GEMM_HOST; /* F(4x4,3x3)'s weight transforms in float */
-    double gf = th_gamma(s.cin + (f4 ? 17 : 11) + (cl4 ? 6 : 0));
-    double gd = th_gamma(s.cout + (f4 ? 22 : 12) + (cl4 ? 6 : 0));
-    double gw = th_gamma(tiles + (f4 ? 15 : 9) + (cl4 ? 10 : 0));
+    int cl4 = m == 4 && path != FCL_GEMM_HOST; /* F(4x4,3x3)'s weight transforms in float */
+    double gf = th_gamma(s.cin + t[0] + (cl4 ? 6 : 0));
+    double gd = th_gamma(s.cout + t[1] + (cl4 ? 6 : 0));
+    double gw = th_gamma(tiles + t[2] + (cl4 ? 10 : 0));
     for (size_t i = 0; i < ny; i++)
         by[i] *= gf;
     for (size_t i = 0; i < nx; i++)
@@ -186,11 +200,12 @@ static void check_winograd(const char *name, int m, ref_conv_shape s, int bias) 
     th_free(&DX), th_free(&Y), th_free(&DW), th_free(&DY), th_free(&B), th_free(&W), th_free(&X);
 }
 
-/* Whether this context's path has F(m x m, 3x3): the host path both, the OpenCL path F(2x2). */
+/* Whether this context's path has F(m x m, 3x3): the host path all three, the OpenCL path
+ * F(2x2) and F(4x4). */
 static int winograd_here(int m) {
     int path;
     TH_OK(fcl_gemm_path(th_ctx(), &path));
-    const char *name = m == 4 ? "winograd4" : "winograd2";
+    const char *name = wino_name(m);
     int here = fcl_conv_algo_find(name, path == FCL_GEMM_HOST) != NULL;
     if (!here)
         print_message("  skipped: no %s on the %s path\n", name,
@@ -204,9 +219,9 @@ static int winograd_here(int m) {
  * double-precision references within CI's time). */
 static void test_winograd_model_shapes(void **state) {
     (void)state;
-    for (int m = 2; m <= 4; m += 2) {
+    for (int m = 2; m <= 4; m++) {
         if (!winograd_here(m)) continue;
-        TH_OK(fcl_conv_algo_force(th_ctx(), m == 4 ? "winograd4" : "winograd2"));
+        TH_OK(fcl_conv_algo_force(th_ctx(), wino_name(m)));
         /* Under oclgrind (th_small) each of these took one to two minutes (the batched
          * products' 64x64 tiles interpreted item by item): one model shape there, F(2x2)'s;
          * the odd-shape test runs the same kernels of both sizes on small planes. */
@@ -227,9 +242,9 @@ static void test_winograd_model_shapes(void **state) {
  * batch 1, padding 0 (Conv4NP) and 2. */
 static void test_winograd_odd_shapes(void **state) {
     (void)state;
-    for (int m = 2; m <= 4; m += 2) {
+    for (int m = 2; m <= 4; m++) {
         if (!winograd_here(m)) continue;
-        TH_OK(fcl_conv_algo_force(th_ctx(), m == 4 ? "winograd4" : "winograd2"));
+        TH_OK(fcl_conv_algo_force(th_ctx(), wino_name(m)));
         /* Under oclgrind (each shape ~10 s there) the kernels' edge cases once per size:
          * F(2x2) a 1x1 plane, no padding and several tiles each way; F(4x4) partial tiles
          * (odd plane) and padding 2. */
@@ -251,8 +266,8 @@ static void test_winograd_host_passes(void **state) {
     (void)state;
     if (!th_host_path("the OpenCL path runs a chunk at once")) return;
     fcl_conv_host_wino_pass_bytes(1);
-    for (int m = 2; m <= 4; m += 2) {
-        TH_OK(fcl_conv_algo_force(th_ctx(), m == 4 ? "winograd4" : "winograd2"));
+    for (int m = 2; m <= 4; m++) {
+        TH_OK(fcl_conv_algo_force(th_ctx(), wino_name(m)));
         check_winograd("one-image passes", m, shape(5, 3, 7, 5, 6, 1), 1);
         check_winograd("one-image passes", m, shape(4, 8, 10, 13, 4, 0), 0);
     }
@@ -305,9 +320,9 @@ static void test_winograd_chunks(void **state) {
     free(y1), free(y2), free(x), free(w);
     th_free(&Y2), th_free(&Y1), th_free(&W), th_free(&X);
     ref_conv_shape shapes[] = {s, shape(4, 3, 7, 5, 6, 0), shape(2, 5, 9, 4, 3, 1)};
-    for (int m = 2; m <= 4; m += 2) {
+    for (int m = 2; m <= 4; m++) {
         if (!winograd_here(m)) continue;
-        TH_OK(fcl_conv_algo_force(th_ctx(), m == 4 ? "winograd4" : "winograd2"));
+        TH_OK(fcl_conv_algo_force(th_ctx(), wino_name(m)));
         for (int i = 0; i < 3; i++) {
             /* Under oclgrind one shape, F(2x2)'s: the chunk driver is the same code for both
              * sizes (conv_winograd_cl.c), and F(4x4)'s one-image chunks took a minute there. */
@@ -344,7 +359,7 @@ static void cl_workspace(int m) {
                        .host = 0,
                        .limit = FCL_CONV_WORKSPACE_DEFAULT,
                        .ctx = th_ctx()};
-    const char *name = m == 4 ? "winograd4" : "winograd2";
+    const char *name = wino_name(m);
     const fcl_conv_algo *wino = fcl_conv_algo_find(name, 0);
     assert_non_null(wino);
     /* V and M of the 3 images' tiles (9x7 outputs: 5x4 tiles of 2x2, 3x2 of 4x4), α² planes
@@ -448,8 +463,8 @@ static void test_winograd_cl_plan(void **state) {
         print_message("  skipped: FEWCL_TEST_SMALL (oclgrind)\n");
         return;
     }
-    for (int m = 2; m <= 4; m += 2) {
-        const char *name = m == 4 ? "winograd4" : "winograd2";
+    for (int m = 2; m <= 4; m += 2) { /* the OpenCL path's two */
+        const char *name = wino_name(m);
         fewcl_context *ctx;
         TH_OK(fewcl_context_create(NULL, &ctx));
         fcl_arena_stats plan;

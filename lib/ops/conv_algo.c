@@ -24,6 +24,12 @@ static int shifted_ok(const fcl_conv_geom *g, fcl_conv_dir dir) {
 static int winograd_ok(const fcl_conv_geom *g, fcl_conv_dir dir) {
     return (void)dir, fcl_conv_host_winograd_eligible(g);
 }
+static int winograd3_ok(const fcl_conv_geom *g, fcl_conv_dir dir) {
+    return (void)dir, fcl_conv_host_winograd3_eligible(g);
+}
+static size_t winograd3_ws(const fcl_conv_geom *g, fcl_conv_dir dir) {
+    return (void)dir, fcl_conv_host_winograd3_workspace(g);
+}
 static int winograd4_ok(const fcl_conv_geom *g, fcl_conv_dir dir) {
     return (void)dir, fcl_conv_host_winograd4_eligible(g);
 }
@@ -60,6 +66,8 @@ static const fcl_conv_algo host_batched = {"batched", 1, batched_ok, batched_ws,
 
 static const fcl_conv_algo host_taps = {"taps", 1, taps_ok, taps_ws, fcl_conv_host_taps};
 
+static const fcl_conv_algo host_winograd3 = {"winograd3", 1, winograd3_ok, winograd3_ws,
+                                             fcl_conv_host_winograd3};
 static const fcl_conv_algo host_winograd4 = {"winograd4", 1, winograd4_ok, winograd4_ws,
                                              fcl_conv_host_winograd4};
 
@@ -107,7 +115,7 @@ static const fcl_conv_algo cl_implicit_wide = {"implicit_wide", 0, cl_implicit_w
 static const fcl_conv_algo cl_fft = {"fft", 0, cl_fft_ok, cl_fft_ws, fcl_conv_cl_fft};
 
 static const fcl_conv_algo *const table[] = {
-    &cl_im2col,      &host_im2col,  &host_shifted, &host_winograd,
+    &cl_im2col,      &host_im2col,  &host_shifted, &host_winograd, &host_winograd3,
     &host_winograd4, &host_batched, &host_taps,    &cl_fft,
     &cl_implicit,    &cl_implicit_wide, &cl_winograd, &cl_winograd4, NULL};
 
@@ -125,7 +133,7 @@ static int known_name(const char *name, size_t len) {
     return 0;
 }
 
-/* "im2col, shifted, winograd2, winograd4, batched": every name once, in table order. */
+/* "im2col, shifted, winograd2, winograd3, ...": every name once, in table order. */
 static void all_names(char *out, size_t size) {
     out[0] = 0;
     for (int i = 0; table[i]; i++) {

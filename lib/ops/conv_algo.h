@@ -6,8 +6,9 @@
  * Algorithms belong to a path: the OpenCL kernels (conv.c: im2col; conv_fft.c: fft, through
  * clFFT; conv_implicit.c: implicit; conv_winograd_cl.c: winograd2, winograd4) or the host
  * path of CPU devices
- * (conv_host.c: im2col, shifted; conv_winograd_host.c, conv_winograd4_host.c: winograd2,
- * winograd4 = F(2x2,3x3), F(4x4,3x3); conv_batched_host.c: batched); a call only considers
+ * (conv_host.c: im2col, shifted; conv_winograd_host.c, conv_winograd3_host.c,
+ * conv_winograd4_host.c: winograd2, winograd3, winograd4 = F(2x2,3x3), F(3x3,3x3),
+ * F(4x4,3x3); conv_batched_host.c: batched; conv_taps_host.c: taps); a call only considers
  * its own path's.
  *
  * The choice, per call and direction (fcl_conv_algo_choose):

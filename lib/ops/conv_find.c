@@ -179,8 +179,9 @@ static int save(const fcl_conv_find_db *db) {
  * choices timed before would mislead (the file is a cache; a new one is timed again).
  * r2: the host path's batched GEMMs and Winograd passes on all host threads (session 9).
  * r3: the host path's per-tap GEMMs (`taps`), a new candidate (session 10).
- * r4: the host Winograd layouts channel-major (F(4x4): transforms 20-30% faster). */
-#define FIND_REVISION "conv-find r4"
+ * r4: the host Winograd layouts channel-major (F(4x4): transforms 20-30% faster).
+ * r5: host Winograd F(3x3,3x3) (`winograd3`), a new candidate (session 12). */
+#define FIND_REVISION "conv-find r5"
 
 fewcl_status fcl_conv_find_db_open(fewcl_context *ctx, fcl_conv_find_db **out) {
     fcl_conv_find_db *db = calloc(1, sizeof *db);

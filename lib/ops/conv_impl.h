@@ -126,6 +126,11 @@ int fcl_conv_host_winograd_eligible(const fcl_conv_geom *g);
 size_t fcl_conv_host_winograd_workspace(const fcl_conv_geom *g);
 fewcl_status fcl_conv_host_winograd(fewcl_context *ctx, const fcl_conv_geom *g,
                                     const fcl_conv_args *a);
+/* Winograd F(3x3,3x3) (conv_winograd3_host.c): the same calls. */
+int fcl_conv_host_winograd3_eligible(const fcl_conv_geom *g);
+size_t fcl_conv_host_winograd3_workspace(const fcl_conv_geom *g);
+fewcl_status fcl_conv_host_winograd3(fewcl_context *ctx, const fcl_conv_geom *g,
+                                     const fcl_conv_args *a);
 /* Winograd F(4x4,3x3) (conv_winograd4_host.c): the same calls. */
 int fcl_conv_host_winograd4_eligible(const fcl_conv_geom *g);
 size_t fcl_conv_host_winograd4_workspace(const fcl_conv_geom *g);

@@ -1,6 +1,6 @@
 /* Inside the host path's Winograd convolutions: the driver (conv_winograd_host.c) runs any
  * F(m x m, 3x3) given its transforms (a kind): F(2x2,3x3) in conv_winograd_host.c,
- * F(4x4,3x3) in conv_winograd4_host.c. A kind's α = m + 2 is the transformed tile's side;
+ * F(3x3,3x3) in conv_winograd3_host.c, F(4x4,3x3) in conv_winograd4_host.c. A kind's α = m + 2 is the transformed tile's side;
  * a chunk's images are cut into tiles of m x m output pixels, T per image (tiles_h x tiles_w),
  * and the work is α² GEMMs, one per position k of the transformed tile. Layouts, for the
  * images [i0, i1) of a share, L = (i1 − i0)·T columns:
@@ -41,7 +41,7 @@ typedef struct wino_kind {
     size_t (*scratch)(const fcl_conv_geom *g); /* floats per share */
 } wino_kind;
 
-extern const wino_kind fcl_wino_f2, fcl_wino_f4;
+extern const wino_kind fcl_wino_f2, fcl_wino_f3, fcl_wino_f4;
 
 static inline int wino_tiles_h(const fcl_conv_geom *g, int m) { return (g->oh + m - 1) / m; }
 static inline int wino_tiles_w(const fcl_conv_geom *g, int m) { return (g->ow + m - 1) / m; }

@@ -22,7 +22,8 @@
  * share order: deterministic for a given thread count.
  *
  * The driver below takes any F(m x m, 3x3) through its transforms (conv_winograd.h); this
- * file's transforms are F(2x2,3x3)'s, conv_winograd4_host.c has F(4x4,3x3)'s. */
+ * file's transforms are F(2x2,3x3)'s, conv_winograd3_host.c has F(3x3,3x3)'s and
+ * conv_winograd4_host.c F(4x4,3x3)'s. */
 #include "conv_winograd.h"
 
 #include <pthread.h>
@@ -493,6 +494,10 @@ static fewcl_status f2_body(fewcl_context *ctx, const geom *g, const fcl_conv_pt
     return winograd_body(ctx, &fcl_wino_f2, g, p, ws);
 }
 
+static fewcl_status f3_body(fewcl_context *ctx, const geom *g, const fcl_conv_ptrs *p, float *ws) {
+    return winograd_body(ctx, &fcl_wino_f3, g, p, ws);
+}
+
 static fewcl_status f4_body(fewcl_context *ctx, const geom *g, const fcl_conv_ptrs *p, float *ws) {
     return winograd_body(ctx, &fcl_wino_f4, g, p, ws);
 }
@@ -511,6 +516,16 @@ size_t fcl_conv_host_winograd_workspace(const geom *g) {
 }
 fewcl_status fcl_conv_host_winograd(fewcl_context *ctx, const geom *g, const fcl_conv_args *a) {
     return run_kind(ctx, &fcl_wino_f2, g, a, f2_body);
+}
+
+int fcl_conv_host_winograd3_eligible(const geom *g) {
+    return fcl_conv_host_wino_eligible(&fcl_wino_f3, g);
+}
+size_t fcl_conv_host_winograd3_workspace(const geom *g) {
+    return fcl_conv_host_wino_workspace(&fcl_wino_f3, g);
+}
+fewcl_status fcl_conv_host_winograd3(fewcl_context *ctx, const geom *g, const fcl_conv_args *a) {
+    return run_kind(ctx, &fcl_wino_f3, g, a, f3_body);
 }
 
 int fcl_conv_host_winograd4_eligible(const geom *g) {

@@ -1,4 +1,4 @@
-/* Winograd F(2x2,3x3) and F(4x4,3x3) in double (see ref_winograd.h). */
+/* Winograd F(2x2,3x3), F(3x3,3x3) and F(4x4,3x3) in double (see ref_winograd.h). */
 #include "ref_winograd.h"
 
 #include <math.h>
@@ -15,16 +15,28 @@ static const double BT2[16] = {1, 0, -1, 0, 0, 1, 1, 0, 0, -1, 1, 0, 0, 1, 0, -1
 static const double G2[12] = {1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1};
 static const double AT2[8] = {1, 1, 1, 0, 0, 1, -1, -1};
 
-static const double BT4[36] = {4, 0, -5, 0,  1, 0, 0, -4, -4, 1,  1, 0, 0, 4, -4, -1, 1, 0,
+/* F(3x3,3x3), Toom-Cook points 0, 1, −1, 2, ∞. */
+static const double BT3[5][5] = {
+    {2, -1, -2, 1, 0}, {0, -2, -1, 1, 0}, {0, 2, -3, 1, 0}, {0, -1, 0, 1, 0}, {0, 2, -1, -2, 1}};
+static const double G3[5][3] = {{0.5, 0, 0},
+                                {-0.5, -0.5, -0.5},
+                                {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                {1.0 / 6, 1.0 / 3, 2.0 / 3},
+                                {0, 0, 1}};
+static const double AT3[3][5] = {{1, 1, 1, 1, 0}, {0, 1, -1, 2, 0}, {0, 1, 1, 4, 1}};
+
+static const double BT4[36] = {4, 0,  -5, 0, 1, 0, 0, -4, -4, 1,  1, 0, 0, 4, -4, -1, 1, 0,
                                0, -2, -1, 2, 1, 0, 0, 2,  -1, -2, 1, 0, 0, 4, 0,  -5, 0, 1};
-static const double G4[18] = {1.0 / 4,  0,         0,       -1.0 / 6, -1.0 / 6, -1.0 / 6,
+static const double G4[18] = {1.0 / 4,  0,         0,        -1.0 / 6, -1.0 / 6, -1.0 / 6,
                               -1.0 / 6, 1.0 / 6,   -1.0 / 6, 1.0 / 24, 1.0 / 12, 1.0 / 6,
                               1.0 / 24, -1.0 / 12, 1.0 / 6,  0,        0,        1};
-static const double AT4[24] = {1, 1, 1,  1, 1, 0, 0, 1, -1, 2, -2, 0,
+static const double AT4[24] = {1, 1, 1, 1, 1, 0, 0, 1, -1, 2, -2, 0,
                                0, 1, 1, 4, 4, 0, 0, 1, -1, 8, -8, 1};
 
 static tile tile_of(int m) {
-    return m == 4 ? (tile){4, 6, BT4, G4, AT4} : (tile){2, 4, BT2, G2, AT2};
+    return m == 4   ? (tile){4, 6, BT4, G4, AT4}
+           : m == 3 ? (tile){3, 5, BT3[0], G3[0], AT3[0]}
+                    : (tile){2, 4, BT2, G2, AT2};
 }
 
 /* out[a][b] = Σ_{i,j} L[a][i]·X[i][j]·R[b][j], L [lr][lc], X [lc][xc], R [rr][xc]; with abs,

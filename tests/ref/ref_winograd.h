@@ -1,5 +1,5 @@
-/* Winograd F(m x m, 3x3), m = 2 or 4, in double, written from its definition (Lavin & Gray
- * 2016; the matrices are in lib/ops/conv_winograd_host.c and conv_winograd4_host.c), for 3x3
+/* Winograd F(m x m, 3x3), m = 2, 3 or 4, in double, written from its definition (Lavin & Gray
+ * 2016; the matrices are in lib/ops/conv_winograd{,3,4}_host.c), for 3x3
  * stride-1 convolutions with any padding: the algorithm's exact-arithmetic result, and (abs)
  * the same program run on absolute values, which bounds float rounding (see
  * tests/test_conv_algo.c). Shapes as ref_conv.h; the three directions as the algorithm
