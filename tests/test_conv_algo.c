@@ -275,6 +275,27 @@ static void test_winograd_host_passes(void **state) {
     TH_OK(fcl_conv_algo_force(th_ctx(), NULL));
 }
 
+/* Small planes split the channels over the threads instead of the images (phase by phase:
+ * the transforms of a thread's channels, the GEMMs' rows of its output or input channels),
+ * forced here on shapes whose channel counts cut the 16-channel blocks unevenly (5, 20 and 40
+ * channels over FEWCL_HOST_THREADS = 3, see main), with one-image passes too: every direction
+ * within the bound of the reference. */
+static void test_winograd_host_split(void **state) {
+    (void)state;
+    if (!th_host_path("the OpenCL path runs a chunk at once")) return;
+    fcl_conv_host_wino_split(1);
+    for (int m = 2; m <= 4; m++) {
+        TH_OK(fcl_conv_algo_force(th_ctx(), wino_name(m)));
+        check_winograd("channels split", m, shape(3, 20, 3, 3, 40, 1), 1);
+        check_winograd("channels split", m, shape(4, 40, 7, 5, 5, 0), 0);
+        fcl_conv_host_wino_pass_bytes(1);
+        check_winograd("channels split, one-image passes", m, shape(3, 5, 6, 6, 20, 1), 1);
+        fcl_conv_host_wino_pass_bytes(0);
+    }
+    fcl_conv_host_wino_split(-1);
+    TH_OK(fcl_conv_algo_force(th_ctx(), NULL));
+}
+
 /* The workspace bound that holds U and exactly one image's V and M of F(m x m,3x3) (the host
  * path's layout, which the OpenCL path's shares). */
 static size_t one_image_bound(ref_conv_shape s, int m) {
@@ -659,6 +680,7 @@ static void test_plan_exact_with_find(void **state) {
 /* Teardown: no algorithm forced any more, even after a test that failed half-way. */
 static int unforce(void **state) {
     (void)state;
+    fcl_conv_host_wino_pass_bytes(0), fcl_conv_host_wino_split(-1); /* after a failed test */
     return fcl_conv_algo_force(th_ctx(), NULL) == FEWCL_OK ? 0 : -1;
 }
 
@@ -711,11 +733,15 @@ static void test_choices_export_import(void **state) {
 }
 
 int main(void) {
+    /* Three host threads (unless the caller chose): the host path's shares and channel splits
+     * then cut unevenly on any machine, whatever its core count. */
+    setenv("FEWCL_HOST_THREADS", "3", 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_winograd_model_shapes, unforce),
         cmocka_unit_test_teardown(test_winograd_odd_shapes, unforce),
         cmocka_unit_test_teardown(test_winograd_chunks, unforce),
         cmocka_unit_test_teardown(test_winograd_host_passes, unforce),
+        cmocka_unit_test_teardown(test_winograd_host_split, unforce),
         cmocka_unit_test_teardown(test_winograd_cl_workspace, unforce),
         cmocka_unit_test(test_winograd_cl_plan),
         cmocka_unit_test(test_forced_algorithm_errors),

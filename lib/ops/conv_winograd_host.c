@@ -157,7 +157,7 @@ static void input_transform(share *s, float *scratch) {
     for (int i = 0; i < 4; i++)
         r[i] = scratch + (size_t)i * pw, c[i] = scratch + (size_t)(4 + i) * pw;
     for (int j = 0; j < s->i1 - s->i0; j++)
-        for (int ch = 0; ch < g->cin; ch++) {
+        for (int ch = s->c0; ch < s->c1; ch++) {
             const float *x = s->p->x + ((size_t)(s->n0 + s->i0 + j) * g->cin + ch) * plane;
             float *out = s->v + (size_t)ch * 16 * len + (size_t)j * tiles(g);
             for (int ty = 0; ty < th; ty++) {
@@ -189,7 +189,7 @@ static void output_transform(share *s, float *scratch) {
     for (int i = 0; i < 4; i++)
         a[i] = scratch + (size_t)i * pw;
     for (int j = 0; j < s->i1 - s->i0; j++)
-        for (int co = 0; co < g->cout; co++) {
+        for (int co = s->o0; co < s->o1; co++) {
             float *y = s->p->y + ((size_t)(s->n0 + s->i0 + j) * g->cout + co) * g->plane;
             const float *in = s->m + (size_t)co * 16 * len + (size_t)j * tiles(g);
             float b = s->p->b ? s->p->b[co] : 0.0f;
@@ -225,7 +225,7 @@ static void grad_output_transform(share *s, float *scratch) {
     for (int i = 0; i < 4; i++)
         a[i] = scratch + (size_t)(2 + i) * pw;
     for (int j = 0; j < s->i1 - s->i0; j++)
-        for (int co = 0; co < g->cout; co++) {
+        for (int co = s->o0; co < s->o1; co++) {
             const float *dy = s->p->dy + ((size_t)(s->n0 + s->i0 + j) * g->cout + co) * g->plane;
             float *out = s->m + (size_t)co * 16 * len + (size_t)j * tiles(g);
             for (int ty = 0; ty < th; ty++) {
@@ -265,7 +265,7 @@ static void grad_input_transform(share *s, float *scratch) {
     }
     carry[0] = after_rows, carry[1] = after_rows + pw;
     for (int j = 0; j < s->i1 - s->i0; j++)
-        for (int c = 0; c < g->cin; c++) {
+        for (int c = s->c0; c < s->c1; c++) {
             float *dx = s->p->dx + ((size_t)(s->n0 + s->i0 + j) * g->cin + c) * plane;
             const float *in = s->v + (size_t)c * 16 * len + (size_t)j * tiles(g);
             memset(carry[0], 0, 2 * (size_t)pw * sizeof *carry[0]);
@@ -402,6 +402,124 @@ static void *run_share(void *arg) {
     return NULL;
 }
 
+/* ---- small planes: the threads split the channels instead of the images ----
+ * With few tiles per image (a 3x3 plane is one F(3x3) tile) a share's GEMMs are narrow (N = its
+ * images' tiles, ~50 at ResNet's last stage: packing U costs as much as the products) and each
+ * share's dU partial sum is as large as U (α²·Cout·Cin floats, 25 MiB there). Then every
+ * thread takes all the pass's images and a range of channels, phase by phase: the transforms of
+ * its channels, the GEMMs' rows of its output (or, for dV, input) channels. Channel ranges are
+ * whole blocks of SPLIT_BLOCK (a multiple of the BLAS kernels' tile). */
+enum { SPLIT_BLOCK = 16, SPLIT_COLUMNS = 128 };
+
+static int blocks_of(int channels) { return (channels + SPLIT_BLOCK - 1) / SPLIT_BLOCK; }
+
+static int split_mode = -1;
+
+void fcl_conv_host_wino_split(int mode) { split_mode = mode; }
+
+/* Whether a chunk of `images` splits by channels: its shares' GEMMs would have fewer than
+ * SPLIT_COLUMNS columns (or a test says). */
+static int split_channels(const wino_kind *kind, const geom *g, int images, int threads) {
+    if (split_mode >= 0) return split_mode;
+    return threads > 1 && wino_tiles(g, kind->m) * (size_t)images < SPLIT_COLUMNS * (size_t)threads;
+}
+
+typedef enum { PHASE_IN, PHASE_FORWARD, PHASE_GRAD_OUT, PHASE_DW, PHASE_DX } phase_kind;
+
+typedef struct phase_job {
+    const wino_kind *kind;
+    const share *pass; /* the pass: all its images, V and M, U and dU */
+    phase_kind what;
+    share *profile; /* the range starting at channel 0 keeps its times here */
+} phase_job;
+
+/* One phase over the channel blocks [b0, b1) (input channels for PHASE_IN and PHASE_DX, output
+ * channels else). */
+static void run_phase(void *arg, long b0, long b1) {
+    const phase_job *j = arg;
+    const wino_kind *kind = j->kind;
+    share s = *j->pass;
+    const geom *g = s.g;
+    int cin = j->what == PHASE_IN || j->what == PHASE_DX, all = cin ? g->cin : g->cout;
+    int lo = (int)b0 * SPLIT_BLOCK, hi = (int)b1 * SPLIT_BLOCK < all ? (int)b1 * SPLIT_BLOCK : all;
+    int len = (s.i1 - s.i0) * (int)wino_tiles(g, kind->m), a2 = (int)alpha2(kind);
+    int ld = a2 * len;
+    size_t uk = (size_t)g->cout * g->cin, vo = (size_t)lo * ld; /* the range's first V or M row */
+    if (cin)
+        s.c0 = lo, s.c1 = hi;
+    else
+        s.o0 = lo, s.o1 = hi;
+    float *scratch = malloc(kind->scratch(g) * sizeof *scratch);
+    if (!scratch) abort(); /* a few padded rows; the shares' run allocates them up front */
+    fcl_host_blas_single_thread();
+    if (s.profiling) s.t = fcl_host_seconds(), s.gemm_ms = s.host_ms = 0;
+    switch (j->what) {
+    case PHASE_IN:
+        kind->input(&s, scratch);
+        mark(&s, 0);
+        break;
+    case PHASE_FORWARD: /* M_k's rows [lo, hi) = U_k's rows · V_k, then y */
+        for (int k = 0; k < a2; k++)
+            fcl_host_sgemm(0, 0, hi - lo, len, g->cin, 1.0f, s.u + k * uk + (size_t)lo * g->cin,
+                           g->cin, s.v + k * len, ld, 0.0f, s.m + vo + k * len, ld);
+        mark(&s, 1);
+        kind->output(&s, scratch);
+        mark(&s, 0);
+        break;
+    case PHASE_GRAD_OUT:
+        kind->grad_output(&s, scratch);
+        mark(&s, 0);
+        break;
+    case PHASE_DW: /* dU_k's rows [lo, hi) += dM_k's rows · V_kᵀ */
+        for (int k = 0; k < a2; k++)
+            fcl_host_sgemm(0, 1, hi - lo, g->cin, len, 1.0f, s.m + vo + k * len, ld, s.v + k * len,
+                           ld, 1.0f, s.du + k * uk + (size_t)lo * g->cin, g->cin);
+        mark(&s, 1);
+        break;
+    case PHASE_DX: /* dV_k's rows [lo, hi) = (U_k's columns [lo, hi))ᵀ · dM_k, then dx */
+        for (int k = 0; k < a2; k++)
+            fcl_host_sgemm(1, 0, hi - lo, len, g->cout, 1.0f, s.u + k * uk + lo, g->cin,
+                           s.m + k * len, ld, 0.0f, s.v + vo + k * len, ld);
+        mark(&s, 1);
+        kind->grad_input(&s, scratch);
+        mark(&s, 0);
+        break;
+    }
+    free(scratch);
+    if (b0 == 0 && j->profile) j->profile->gemm_ms += s.gemm_ms, j->profile->host_ms += s.host_ms;
+}
+
+static void phase(const wino_kind *kind, const share *pass, phase_kind what, share *profile) {
+    phase_job job = {kind, pass, what, profile};
+    int cin = what == PHASE_IN || what == PHASE_DX;
+    fcl_host_parallel(blocks_of(cin ? pass->g->cin : pass->g->cout), run_phase, &job);
+}
+
+/* A chunk's images split by channels (s: all of them, V at the workspace's start), in passes
+ * as large as all the threads' passes together: the threads share them (at ResNet's last
+ * stage, 3 passes of 40 images took 10% longer than 2 of 80: the wider GEMMs pack U less). */
+static void run_split(share *s, const wino_kind *kind, int threads) {
+    const geom *g = s->g;
+    int step = pass_images(kind, g) * threads;
+    for (int a = s->i0; a < s->i1; a += step) {
+        share pass = *s;
+        pass.i0 = a, pass.i1 = a + step < s->i1 ? a + step : s->i1;
+        pass.m =
+            pass.v + alpha2(kind) * (size_t)g->cin * (pass.i1 - pass.i0) * wino_tiles(g, kind->m);
+        if (s->p->y) {
+            phase(kind, &pass, PHASE_IN, s);
+            phase(kind, &pass, PHASE_FORWARD, s);
+            continue;
+        }
+        phase(kind, &pass, PHASE_GRAD_OUT, s);
+        if (s->p->dw) {
+            phase(kind, &pass, PHASE_IN, s);
+            phase(kind, &pass, PHASE_DW, s);
+        }
+        if (s->p->dx) phase(kind, &pass, PHASE_DX, s); /* dV into V: the dW phase has read it */
+    }
+}
+
 /* The weights' transforms over filter ranges on the host threads (each filter's U and dW
  * entries are written by one thread, so the result does not depend on the thread count). */
 typedef struct filters_job {
@@ -431,6 +549,8 @@ static fewcl_status winograd_body(fewcl_context *ctx, const wino_kind *kind, con
                                   const fcl_conv_ptrs *p, float *ws) {
     int images = chunk_images(kind, g), a2 = (int)alpha2(kind);
     int threads = fcl_conv_host_threads() < images ? fcl_conv_host_threads() : images;
+    int split = split_channels(kind, g, images, threads);
+    int sums = split ? 1 : threads; /* dU: one sum, or a partial sum per share */
     float *u = ws + (size_t)images * image_floats(kind, g), *du = NULL;
     size_t uk = u_floats(kind, g), tiles_of_image = wino_tiles(g, kind->m);
     double t0 = ctx->profiling ? fcl_host_seconds() : 0;
@@ -440,7 +560,7 @@ static fewcl_status winograd_body(fewcl_context *ctx, const wino_kind *kind, con
     }
     size_t rs = kind->scratch(g);
     float *scratch = malloc((size_t)threads * rs * sizeof *scratch);
-    if (p->dw && scratch) du = calloc((size_t)threads * uk, sizeof *du);
+    if (p->dw && scratch) du = calloc((size_t)sums * uk, sizeof *du);
     if (!scratch || (p->dw && !du)) {
         free(scratch);
         return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY,
@@ -450,6 +570,25 @@ static fewcl_status winograd_body(fewcl_context *ctx, const wino_kind *kind, con
     share_run sh[FCL_CONV_MAX_THREADS];
     for (int n0 = 0; n0 < g->n; n0 += images) {
         int nb = g->n - n0 < images ? g->n - n0 : images;
+        if (split) {
+            share all = {.g = g,
+                         .p = p,
+                         .u = u,
+                         .du = du,
+                         .v = ws,
+                         .n0 = n0,
+                         .i0 = 0,
+                         .i1 = nb,
+                         .c1 = g->cin,
+                         .o1 = g->cout,
+                         .profiling = ctx->profiling};
+            run_split(&all, kind, threads);
+            if (ctx->profiling) {
+                ctx->gemm_profile_ms += all.gemm_ms, ctx->host_profile_ms += all.host_ms;
+                ctx->gemm_calls += (long)a2 * ((p->y != NULL) + (p->dx != NULL) + (p->dw != NULL));
+            }
+            continue;
+        }
         pthread_t tid[FCL_CONV_MAX_THREADS];
         int started[FCL_CONV_MAX_THREADS] = {0};
         for (int t = 0; t < threads; t++) {
@@ -466,6 +605,8 @@ static fewcl_status winograd_body(fewcl_context *ctx, const wino_kind *kind, con
                               .n0 = n0,
                               .i0 = i0,
                               .i1 = i1,
+                              .c1 = g->cin,
+                              .o1 = g->cout,
                               .profiling = ctx->profiling};
             if (t > 0) started[t] = pthread_create(&tid[t], NULL, run_share, &sh[t]) == 0;
         }
@@ -482,7 +623,7 @@ static fewcl_status winograd_body(fewcl_context *ctx, const wino_kind *kind, con
     }
     fcl_host_blas_restore_threads();
     if (du) {
-        filters_job job = {.kind = kind, .g = g, .du = du, .dw = p->dw, .shares = threads};
+        filters_job job = {.kind = kind, .g = g, .du = du, .dw = p->dw, .shares = sums};
         fcl_host_parallel((long)g->cout * g->cin, run_weight_grad, &job);
         free(du);
     }

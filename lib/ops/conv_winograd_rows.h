@@ -105,7 +105,7 @@ WINO_INLINE void wino_rows_input(wino_share *s, float *scratch, int m, wino_1d i
     size_t ks = (size_t)(s->i1 - s->i0) * tiles;
     float *r = scratch, *c = scratch + (size_t)a * pw;
     for (int j = 0; j < s->i1 - s->i0; j++)
-        for (int ch = 0; ch < g->cin; ch++) {
+        for (int ch = s->c0; ch < s->c1; ch++) {
             const float *x = s->p->x + ((size_t)(s->n0 + s->i0 + j) * g->cin + ch) * plane;
             float *out = s->v + (size_t)ch * a * a * ks + (size_t)j * tiles;
             for (int ty = 0; ty < th; ty++) {
@@ -128,7 +128,7 @@ WINO_INLINE void wino_rows_output(wino_share *s, float *scratch, int m, wino_1d 
     size_t tiles = wino_tiles(g, m), ks = (size_t)(s->i1 - s->i0) * tiles;
     float *t = scratch, *row = scratch + (size_t)m * a * tw; /* t[r][q][tx] */
     for (int j = 0; j < s->i1 - s->i0; j++)
-        for (int co = 0; co < g->cout; co++) {
+        for (int co = s->o0; co < s->o1; co++) {
             float *y = s->p->y + ((size_t)(s->n0 + s->i0 + j) * g->cout + co) * g->plane;
             const float *in = s->m + (size_t)co * a * a * ks + (size_t)j * tiles;
             float b = s->p->b ? s->p->b[co] : 0.0f;
@@ -156,7 +156,7 @@ WINO_INLINE void wino_rows_grad_output(wino_share *s, float *scratch, int m, win
     size_t tiles = wino_tiles(g, m), ks = (size_t)(s->i1 - s->i0) * tiles;
     float *d = scratch, *t = scratch + (size_t)m * pw;
     for (int j = 0; j < s->i1 - s->i0; j++)
-        for (int co = 0; co < g->cout; co++) {
+        for (int co = s->o0; co < s->o1; co++) {
             const float *dy = s->p->dy + ((size_t)(s->n0 + s->i0 + j) * g->cout + co) * g->plane;
             float *out = s->m + (size_t)co * a * a * ks + (size_t)j * tiles;
             for (int ty = 0; ty < th; ty++) {
@@ -184,7 +184,7 @@ WINO_INLINE void wino_rows_grad_input(wino_share *s, float *scratch, int m, wino
     size_t plane = (size_t)g->h * g->w;
     float *b = scratch, *e = b + (size_t)a * a * tw, *acc = e + (size_t)a * tw; /* b[i][q][tx] */
     for (int j = 0; j < s->i1 - s->i0; j++)
-        for (int c = 0; c < g->cin; c++) {
+        for (int c = s->c0; c < s->c1; c++) {
             float *dx = s->p->dx + ((size_t)(s->n0 + s->i0 + j) * g->cin + c) * plane;
             const float *in = s->v + (size_t)c * a * a * ks + (size_t)j * tiles;
             memset(acc, 0, (size_t)a * pw * sizeof *acc);
