@@ -1,11 +1,13 @@
 /* Inside the host path's Winograd convolutions: the driver (conv_winograd_host.c) runs any
  * F(m x m, 3x3) given its transforms (a kind): F(2x2,3x3) in conv_winograd_host.c,
- * F(3x3,3x3) in conv_winograd3_host.c, F(4x4,3x3) in conv_winograd4_host.c. A kind's α = m + 2 is
- * the transformed tile's side; a chunk's images are cut into tiles of m x m output pixels, T per
- * image (tiles_h x tiles_w), and the work is α² GEMMs, one per position k of the transformed tile.
- * Layouts, for the images [i0, i1) of a share, L = (i1 − i0)·T columns: V[c][k][j·T + t]
- * transformed input (or, in the data direction, its gradient) M[o][k][j·T + t]  transformed output
- * (or the transformed output gradient) U[k][o][c]        transformed weights (dU: their gradient).
+ * F(3x3,3x3) in conv_winograd3_host.c, F(4x4,3x3) in conv_winograd4_host.c. A kind's
+ * α = m + 2 is the transformed tile's side; a chunk's images are cut into tiles of m x m
+ * output pixels, T per image (tiles_h x tiles_w), and the work is α² GEMMs, one per position k
+ * of the transformed tile. Layouts, for the images [i0, i1) of a share, L = (i1 − i0)·T
+ * columns:
+ *     V[c][k][j·T + t]  transformed input (or, in the data direction, its gradient)
+ *     M[o][k][j·T + t]  transformed output (or the transformed output gradient)
+ *     U[k][o][c]        transformed weights (dU: their gradient).
  * V_k and M_k, the GEMMs' operands, are thus matrices with rows L long at a stride of α²·L:
  * a channel's α² rows lie together, so a tile's α² transformed values land within one
  * channel's α²·L floats (tens of KiB) instead of α² planes MiBs apart (F(4x4) at 21x21:

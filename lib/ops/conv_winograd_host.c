@@ -27,6 +27,7 @@
 #include "conv_winograd.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -431,6 +432,7 @@ typedef struct phase_job {
     const share *pass; /* the pass: all its images, V and M, U and dU */
     phase_kind what;
     share *profile; /* the range starting at channel 0 keeps its times here */
+    atomic_int *no_memory;
 } phase_job;
 
 /* One phase over the channel blocks [b0, b1) (input channels for PHASE_IN and PHASE_DX, output
@@ -449,8 +451,11 @@ static void run_phase(void *arg, long b0, long b1) {
         s.c0 = lo, s.c1 = hi;
     else
         s.o0 = lo, s.o1 = hi;
-    float *scratch = malloc(kind->scratch(g) * sizeof *scratch);
-    if (!scratch) abort(); /* a few padded rows; the shares' run allocates them up front */
+    float *scratch = malloc(kind->scratch(g) * sizeof *scratch); /* a few padded rows */
+    if (!scratch) {
+        atomic_store(j->no_memory, 1);
+        return;
+    }
     fcl_host_blas_single_thread();
     if (s.profiling) s.t = fcl_host_seconds(), s.gemm_ms = s.host_ms = 0;
     switch (j->what) {
@@ -489,35 +494,38 @@ static void run_phase(void *arg, long b0, long b1) {
     if (b0 == 0 && j->profile) j->profile->gemm_ms += s.gemm_ms, j->profile->host_ms += s.host_ms;
 }
 
-static void phase(const wino_kind *kind, const share *pass, phase_kind what, share *profile) {
-    phase_job job = {kind, pass, what, profile};
+/* One phase on the host threads; 0 when a thread found no memory for its rows. */
+static int phase(const wino_kind *kind, const share *pass, phase_kind what, share *profile) {
+    atomic_int no_memory = 0;
+    phase_job job = {kind, pass, what, profile, &no_memory};
     int cin = what == PHASE_IN || what == PHASE_DX;
     fcl_host_parallel(blocks_of(cin ? pass->g->cin : pass->g->cout), run_phase, &job);
+    return !atomic_load(&no_memory);
 }
 
 /* A chunk's images split by channels (s: all of them, V at the workspace's start), in passes
  * as large as all the threads' passes together: the threads share them (at ResNet's last
  * stage, 3 passes of 40 images took 10% longer than 2 of 80: the wider GEMMs pack U less). */
-static void run_split(share *s, const wino_kind *kind, int threads) {
+static fewcl_status run_split(share *s, const wino_kind *kind, int threads) {
     const geom *g = s->g;
-    int step = pass_images(kind, g) * threads;
-    for (int a = s->i0; a < s->i1; a += step) {
+    int step = pass_images(kind, g) * threads, ok = 1;
+    for (int a = s->i0; a < s->i1 && ok; a += step) {
         share pass = *s;
         pass.i0 = a, pass.i1 = a + step < s->i1 ? a + step : s->i1;
         pass.m =
             pass.v + alpha2(kind) * (size_t)g->cin * (pass.i1 - pass.i0) * wino_tiles(g, kind->m);
         if (s->p->y) {
-            phase(kind, &pass, PHASE_IN, s);
-            phase(kind, &pass, PHASE_FORWARD, s);
+            ok = phase(kind, &pass, PHASE_IN, s) && phase(kind, &pass, PHASE_FORWARD, s);
             continue;
         }
-        phase(kind, &pass, PHASE_GRAD_OUT, s);
-        if (s->p->dw) {
-            phase(kind, &pass, PHASE_IN, s);
-            phase(kind, &pass, PHASE_DW, s);
-        }
-        if (s->p->dx) phase(kind, &pass, PHASE_DX, s); /* dV into V: the dW phase has read it */
+        ok = phase(kind, &pass, PHASE_GRAD_OUT, s);
+        if (ok && s->p->dw) ok = phase(kind, &pass, PHASE_IN, s) && phase(kind, &pass, PHASE_DW, s);
+        if (ok && s->p->dx) /* dV into V: the dW phase has read it */
+            ok = phase(kind, &pass, PHASE_DX, s);
     }
+    return ok ? FEWCL_OK
+              : fcl_fail(FEWCL_ERR_OUT_OF_MEMORY,
+                         "Winograd convolution: host memory for a thread's transform rows");
 }
 
 /* The weights' transforms over filter ranges on the host threads (each filter's U and dW
@@ -545,6 +553,36 @@ static void run_weight_grad(void *arg, long i0, long i1) {
     j->kind->weight_grad(j->g, j->du, j->dw, (size_t)i0, (size_t)i1);
 }
 
+/* A chunk's images split over the threads, a share each (chunk: all of them, V at the
+ * workspace's start, the threads' scratch rows of rs floats and dU partials of uk floats);
+ * the first share's times are the chunk's. */
+static void run_shares(share *chunk, const wino_kind *kind, int threads, size_t rs, size_t uk) {
+    const geom *g = chunk->g;
+    int nb = chunk->i1;
+    share_run sh[FCL_CONV_MAX_THREADS];
+    pthread_t tid[FCL_CONV_MAX_THREADS];
+    int started[FCL_CONV_MAX_THREADS] = {0};
+    for (int t = 0; t < threads; t++) {
+        int i0 = nb * t / threads, i1 = nb * (t + 1) / threads;
+        share *s = &sh[t].s;
+        sh[t].kind = kind;
+        *s = *chunk;
+        s->v = chunk->v + (size_t)i0 * image_floats(kind, g);
+        s->m = s->v + alpha2(kind) * (size_t)g->cin * (i1 - i0) * wino_tiles(g, kind->m);
+        s->du = chunk->du ? chunk->du + (size_t)t * uk : NULL;
+        s->scratch = chunk->scratch + (size_t)t * rs;
+        s->i0 = i0, s->i1 = i1;
+        if (t > 0) started[t] = pthread_create(&tid[t], NULL, run_share, &sh[t]) == 0;
+    }
+    run_share(&sh[0]);
+    for (int t = 1; t < threads; t++)
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else
+            run_share(&sh[t]);
+    chunk->gemm_ms = sh[0].s.gemm_ms, chunk->host_ms = sh[0].s.host_ms;
+}
+
 static fewcl_status winograd_body(fewcl_context *ctx, const wino_kind *kind, const geom *g,
                                   const fcl_conv_ptrs *p, float *ws) {
     int images = chunk_images(kind, g), a2 = (int)alpha2(kind);
@@ -552,7 +590,7 @@ static fewcl_status winograd_body(fewcl_context *ctx, const wino_kind *kind, con
     int split = split_channels(kind, g, images, threads);
     int sums = split ? 1 : threads; /* dU: one sum, or a partial sum per share */
     float *u = ws + (size_t)images * image_floats(kind, g), *du = NULL;
-    size_t uk = u_floats(kind, g), tiles_of_image = wino_tiles(g, kind->m);
+    size_t uk = u_floats(kind, g);
     double t0 = ctx->profiling ? fcl_host_seconds() : 0;
     if (p->w && (p->y || p->dx)) {
         filters_job job = {.kind = kind, .g = g, .w = p->w, .u = u};
@@ -567,68 +605,37 @@ static fewcl_status winograd_body(fewcl_context *ctx, const wino_kind *kind, con
                         "Winograd convolution: host memory for %d threads' rows and sums", threads);
     }
     if (ctx->profiling) ctx->host_profile_ms += (fcl_host_seconds() - t0) * 1e3;
-    share_run sh[FCL_CONV_MAX_THREADS];
-    for (int n0 = 0; n0 < g->n; n0 += images) {
+    fewcl_status st = FEWCL_OK;
+    for (int n0 = 0; n0 < g->n && st == FEWCL_OK; n0 += images) {
         int nb = g->n - n0 < images ? g->n - n0 : images;
-        if (split) {
-            share all = {.g = g,
-                         .p = p,
-                         .u = u,
-                         .du = du,
-                         .v = ws,
-                         .n0 = n0,
-                         .i0 = 0,
-                         .i1 = nb,
-                         .c1 = g->cin,
-                         .o1 = g->cout,
-                         .profiling = ctx->profiling};
-            run_split(&all, kind, threads);
-            if (ctx->profiling) {
-                ctx->gemm_profile_ms += all.gemm_ms, ctx->host_profile_ms += all.host_ms;
-                ctx->gemm_calls += (long)a2 * ((p->y != NULL) + (p->dx != NULL) + (p->dw != NULL));
-            }
-            continue;
-        }
-        pthread_t tid[FCL_CONV_MAX_THREADS];
-        int started[FCL_CONV_MAX_THREADS] = {0};
-        for (int t = 0; t < threads; t++) {
-            int i0 = nb * t / threads, i1 = nb * (t + 1) / threads;
-            float *v = ws + (size_t)i0 * image_floats(kind, g);
-            sh[t].kind = kind;
-            sh[t].s = (share){.g = g,
-                              .p = p,
-                              .u = u,
-                              .du = du ? du + (size_t)t * uk : NULL,
-                              .v = v,
-                              .m = v + a2 * (size_t)g->cin * (i1 - i0) * tiles_of_image,
-                              .scratch = scratch + (size_t)t * rs,
-                              .n0 = n0,
-                              .i0 = i0,
-                              .i1 = i1,
-                              .c1 = g->cin,
-                              .o1 = g->cout,
-                              .profiling = ctx->profiling};
-            if (t > 0) started[t] = pthread_create(&tid[t], NULL, run_share, &sh[t]) == 0;
-        }
-        run_share(&sh[0]);
-        for (int t = 1; t < threads; t++)
-            if (started[t])
-                pthread_join(tid[t], NULL);
-            else
-                run_share(&sh[t]);
+        share chunk = {.g = g,
+                       .p = p,
+                       .u = u,
+                       .du = du,
+                       .v = ws,
+                       .scratch = scratch,
+                       .n0 = n0,
+                       .i0 = 0,
+                       .i1 = nb,
+                       .c1 = g->cin,
+                       .o1 = g->cout,
+                       .profiling = ctx->profiling};
+        if (split)
+            st = run_split(&chunk, kind, threads);
+        else
+            run_shares(&chunk, kind, threads, rs, uk);
         if (ctx->profiling) {
-            ctx->gemm_profile_ms += sh[0].s.gemm_ms, ctx->host_profile_ms += sh[0].s.host_ms;
+            ctx->gemm_profile_ms += chunk.gemm_ms, ctx->host_profile_ms += chunk.host_ms;
             ctx->gemm_calls += (long)a2 * ((p->y != NULL) + (p->dx != NULL) + (p->dw != NULL));
         }
     }
     fcl_host_blas_restore_threads();
-    if (du) {
+    if (du && st == FEWCL_OK) {
         filters_job job = {.kind = kind, .g = g, .du = du, .dw = p->dw, .shares = sums};
         fcl_host_parallel((long)g->cout * g->cin, run_weight_grad, &job);
-        free(du);
     }
-    free(scratch);
-    return FEWCL_OK;
+    free(du), free(scratch);
+    return st;
 }
 
 static fewcl_status f2_body(fewcl_context *ctx, const geom *g, const fcl_conv_ptrs *p, float *ws) {
