@@ -15,9 +15,6 @@
  * (up to 8) widen the rounding bound: stated and checked in tests/test_conv_algo.c. */
 #include "conv_winograd_rows.h"
 
-typedef fcl_conv_geom geom;
-typedef wino_share share;
-
 static const double G[6][3] = {{0.25, 0, 0},
                                {-1.0 / 6, -1.0 / 6, -1.0 / 6},
                                {-1.0 / 6, 1.0 / 6, -1.0 / 6},
@@ -66,27 +63,4 @@ static inline void out_1d_t(const float *v, size_t s, float *o, size_t t) {
     o[5 * t] = v3;
 }
 
-static void transform_weights(const geom *g, const float *w, float *u, size_t i0, size_t i1) {
-    wino_weights(g, w, u, i0, i1, 4, &G[0][0]);
-}
-static void add_weight_grad(const geom *g, const float *du, float *dw, size_t i0, size_t i1) {
-    wino_weight_grad(g, du, dw, i0, i1, 4, &G[0][0]);
-}
-static void input_transform(share *s, float *scratch) { wino_rows_input(s, scratch, 4, in_1d); }
-static void output_transform(share *s, float *scratch) { wino_rows_output(s, scratch, 4, out_1d); }
-static void grad_output_transform(share *s, float *scratch) {
-    wino_rows_grad_output(s, scratch, 4, out_1d_t);
-}
-static void grad_input_transform(share *s, float *scratch) {
-    wino_rows_grad_input(s, scratch, 4, in_1d_t);
-}
-static size_t row_scratch(const geom *g) { return wino_rows_scratch(g, 4); }
-
-const wino_kind fcl_wino_f4 = {4,
-                               transform_weights,
-                               add_weight_grad,
-                               input_transform,
-                               output_transform,
-                               grad_output_transform,
-                               grad_input_transform,
-                               row_scratch};
+WINO_KIND(fcl_wino_f4, 4);

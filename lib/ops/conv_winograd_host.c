@@ -26,7 +26,6 @@
  * conv_winograd4_host.c F(4x4,3x3)'s. */
 #include "conv_winograd.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -344,6 +343,15 @@ static int pass_images(const wino_kind *kind, const geom *g) {
     return per >= pass_bytes ? 1 : (int)(pass_bytes / per);
 }
 
+/* The pass of s's images [a, a + step) (within s's), its V and M at the start of s's. */
+static share pass_of(const share *s, const wino_kind *kind, int a, int step) {
+    share pass = *s;
+    pass.i0 = a, pass.i1 = a + step < s->i1 ? a + step : s->i1;
+    pass.m =
+        pass.v + alpha2(kind) * (size_t)s->g->cin * (pass.i1 - pass.i0) * wino_tiles(s->g, kind->m);
+    return pass;
+}
+
 /* One pass: the images [s->i0, s->i1) with V and M at s->v and s->m. */
 static void run_pass(share *s, const wino_kind *kind) {
     const geom *g = s->g;
@@ -383,24 +391,19 @@ static void run_pass(share *s, const wino_kind *kind) {
 }
 
 /* A share's images in passes of pass_images(), each in the start of the share's V and M. */
-static void *run_share(void *arg) {
-    share_run *run = arg;
+static void run_share(share_run *run) {
     share *s = &run->s;
     const wino_kind *kind = run->kind;
     const geom *g = s->g;
-    if (s->i1 <= s->i0) return NULL;
+    if (s->i1 <= s->i0) return;
     fcl_host_blas_single_thread();
     if (s->profiling) s->t = fcl_host_seconds();
     int step = pass_images(kind, g);
     for (int a = s->i0; a < s->i1; a += step) {
-        share pass = *s;
-        pass.i0 = a, pass.i1 = a + step < s->i1 ? a + step : s->i1;
-        pass.m =
-            pass.v + alpha2(kind) * (size_t)g->cin * (pass.i1 - pass.i0) * wino_tiles(g, kind->m);
+        share pass = pass_of(s, kind, a, step);
         run_pass(&pass, kind);
         s->t = pass.t, s->gemm_ms = pass.gemm_ms, s->host_ms = pass.host_ms;
     }
-    return NULL;
 }
 
 /* ---- small planes: the threads split the channels instead of the images ----
@@ -510,10 +513,7 @@ static fewcl_status run_split(share *s, const wino_kind *kind, int threads) {
     const geom *g = s->g;
     int step = pass_images(kind, g) * threads, ok = 1;
     for (int a = s->i0; a < s->i1 && ok; a += step) {
-        share pass = *s;
-        pass.i0 = a, pass.i1 = a + step < s->i1 ? a + step : s->i1;
-        pass.m =
-            pass.v + alpha2(kind) * (size_t)g->cin * (pass.i1 - pass.i0) * wino_tiles(g, kind->m);
+        share pass = pass_of(s, kind, a, step);
         if (s->p->y) {
             ok = phase(kind, &pass, PHASE_IN, s) && phase(kind, &pass, PHASE_FORWARD, s);
             continue;
@@ -553,15 +553,20 @@ static void run_weight_grad(void *arg, long i0, long i1) {
     j->kind->weight_grad(j->g, j->du, j->dw, (size_t)i0, (size_t)i1);
 }
 
+static void run_share_range(void *arg, long t0, long t1) {
+    share_run *sh = arg;
+    for (long t = t0; t < t1; t++)
+        run_share(&sh[t]);
+}
+
 /* A chunk's images split over the threads, a share each (chunk: all of them, V at the
- * workspace's start, the threads' scratch rows of rs floats and dU partials of uk floats);
- * the first share's times are the chunk's. */
+ * workspace's start, the threads' scratch rows of rs floats and dU partials of uk floats; with
+ * threads ≤ the host threads, fcl_host_parallel runs one share per thread); the first share's
+ * times are the chunk's. */
 static void run_shares(share *chunk, const wino_kind *kind, int threads, size_t rs, size_t uk) {
     const geom *g = chunk->g;
     int nb = chunk->i1;
     share_run sh[FCL_CONV_MAX_THREADS];
-    pthread_t tid[FCL_CONV_MAX_THREADS];
-    int started[FCL_CONV_MAX_THREADS] = {0};
     for (int t = 0; t < threads; t++) {
         int i0 = nb * t / threads, i1 = nb * (t + 1) / threads;
         share *s = &sh[t].s;
@@ -572,14 +577,8 @@ static void run_shares(share *chunk, const wino_kind *kind, int threads, size_t 
         s->du = chunk->du ? chunk->du + (size_t)t * uk : NULL;
         s->scratch = chunk->scratch + (size_t)t * rs;
         s->i0 = i0, s->i1 = i1;
-        if (t > 0) started[t] = pthread_create(&tid[t], NULL, run_share, &sh[t]) == 0;
     }
-    run_share(&sh[0]);
-    for (int t = 1; t < threads; t++)
-        if (started[t])
-            pthread_join(tid[t], NULL);
-        else
-            run_share(&sh[t]);
+    fcl_host_parallel(threads, run_share_range, sh);
     chunk->gemm_ms = sh[0].s.gemm_ms, chunk->host_ms = sh[0].s.host_ms;
 }
 

@@ -217,4 +217,37 @@ WINO_INLINE void wino_rows_grad_input(wino_share *s, float *scratch, int m, wino
         }
 }
 
+/* Defines the kind `name` of F(m x m, 3x3) from its α x 3 matrix G (static const double
+ * G[α][3]) and its four 1-D transforms in_1d, in_1d_t, out_1d, out_1d_t (see the top). */
+#define WINO_KIND(name, m)                                                                         \
+    static void transform_weights(const fcl_conv_geom *g, const float *w, float *u, size_t i0,     \
+                                  size_t i1) {                                                     \
+        wino_weights(g, w, u, i0, i1, m, &G[0][0]);                                                \
+    }                                                                                              \
+    static void add_weight_grad(const fcl_conv_geom *g, const float *du, float *dw, size_t i0,     \
+                                size_t i1) {                                                       \
+        wino_weight_grad(g, du, dw, i0, i1, m, &G[0][0]);                                          \
+    }                                                                                              \
+    static void input_transform(wino_share *s, float *scratch) {                                   \
+        wino_rows_input(s, scratch, m, in_1d);                                                     \
+    }                                                                                              \
+    static void output_transform(wino_share *s, float *scratch) {                                  \
+        wino_rows_output(s, scratch, m, out_1d);                                                   \
+    }                                                                                              \
+    static void grad_output_transform(wino_share *s, float *scratch) {                             \
+        wino_rows_grad_output(s, scratch, m, out_1d_t);                                            \
+    }                                                                                              \
+    static void grad_input_transform(wino_share *s, float *scratch) {                              \
+        wino_rows_grad_input(s, scratch, m, in_1d_t);                                              \
+    }                                                                                              \
+    static size_t row_scratch(const fcl_conv_geom *g) { return wino_rows_scratch(g, m); }          \
+    const wino_kind name = {m,                                                                     \
+                            transform_weights,                                                     \
+                            add_weight_grad,                                                       \
+                            input_transform,                                                       \
+                            output_transform,                                                      \
+                            grad_output_transform,                                                 \
+                            grad_input_transform,                                                  \
+                            row_scratch}
+
 #endif
