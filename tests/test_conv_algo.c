@@ -1,11 +1,11 @@
 /* The convolution's algorithm table (lib/ops/conv_algo.h): Winograd F(2x2,3x3), F(3x3,3x3)
  * (host path only) and F(4x4,3x3) in each direction against the C references, on the host
- * path and on the OpenCL path (lib/ops/conv_winograd_cl.c, which follows the host's order of operations, so the roundings
- * counted below are its own too, but for F(4x4)'s weight transforms, counted apart; its GEMMs
- * sum in any order, which the count allows: a sum of n terms in any order rounds at most n − 1
- * times on any path); the OpenCL entries' workspace and plans against their allocations; the
- * overrides' errors, the find database's file handling, and plans that stay exact while the
- * find step runs.
+ * path and on the OpenCL path (lib/ops/conv_winograd_cl.c, which follows the host's order of
+ * operations, so the roundings counted below are its own too, but for F(4x4)'s weight
+ * transforms, counted apart; its GEMMs sum in any order, which the count allows: a sum of n
+ * terms in any order rounds at most n − 1 times on any path); the OpenCL entries' workspace
+ * and plans against their allocations; the overrides' errors, the find database's file
+ * handling, and plans that stay exact while the find step runs.
  *
  * Winograd's rounding error. Every step of the algorithm is a sum or a product (the ½ of G
  * are exact), so by the componentwise analysis of such programs (Higham, "Accuracy and
@@ -31,8 +31,9 @@
  *             ≤ 5 roundings each), a pixel's ≤ 2x2 overlapping tiles 4:    T = Cout + 22
  *   weights   Bᵀ d B 6 and A dY Aᵀ 6, product 1, Σ over the N·T tiles (N·T − 1), Gᵀ dU G
  *             2, + old dW 1:                                                T = N·tiles + 15
- * F(3x3,3x3) (lib/ops/conv_winograd3_host.c, host path only) as F(4x4) but with 5-point passes
- * (Bᵀ d: ≤ 4 terms, or 2 plus ×3; B v: ≤ 5 terms; Aᵀ m: ≤ 4 terms; A v: ≤ 3 terms):
+ * F(3x3,3x3) (lib/ops/conv_winograd3_host.c, host path only) as F(4x4), with 5-point passes
+ * (roundings per pass: Bᵀ d ≤ 3, a sum of ≤ 4 terms or of 3 with one ×3; B v ≤ 4; Aᵀ m ≤ 3;
+ * A v ≤ 2; ×2 and ×4 exact):
  *   forward   U 2, Bᵀ d B 6, product 1, Σ over Cin (Cin − 1), Aᵀ M A 6, + bias 1: T = Cin + 15
  *   data      U 2, A dY Aᵀ 4, product 1, Σ over Cout (Cout − 1), B dV Bᵀ 8, a pixel's ≤ 2x2
  *             overlapping tiles 4:                                          T = Cout + 18

@@ -19,7 +19,8 @@
  * holds. The images of a chunk are split over the host threads as on the other host
  * algorithms (conv_host.c): each share transforms and multiplies its own images' columns;
  * the weight gradient is summed per share into private partials (host memory), added in
- * share order: deterministic for a given thread count.
+ * share order: deterministic for a given thread count. Small planes, where a share's GEMMs
+ * would be narrow, split the channels over the threads instead (see run_split below).
  *
  * The driver below takes any F(m x m, 3x3) through its transforms (conv_winograd.h); this
  * file's transforms are F(2x2,3x3)'s, conv_winograd3_host.c has F(3x3,3x3)'s and
@@ -595,7 +596,7 @@ static fewcl_status winograd_body(fewcl_context *ctx, const wino_kind *kind, con
         filters_job job = {.kind = kind, .g = g, .w = p->w, .u = u};
         fcl_host_parallel((long)g->cout * g->cin, run_weights, &job);
     }
-    size_t rs = kind->scratch(g);
+    size_t rs = kind->scratch(g); /* per share (the channel split's phases take their own) */
     float *scratch = malloc((size_t)threads * rs * sizeof *scratch);
     if (p->dw && scratch) du = calloc((size_t)sums * uk, sizeof *du);
     if (!scratch || (p->dw && !du)) {
