@@ -243,7 +243,7 @@ static fewcl_status state_of(fewcl_context *ctx, conv_state **out) {
 }
 
 fewcl_status fcl_conv_algo_force(fewcl_context *ctx, const char *names) {
-    conv_state *st;
+    conv_state *st = NULL;
     FCL_TRY(state_of(ctx, &st));
     if (!names || !*names) {
         st->n_forced = 0;
@@ -254,14 +254,14 @@ fewcl_status fcl_conv_algo_force(fewcl_context *ctx, const char *names) {
 }
 
 fewcl_status fcl_conv_algo_set_find(fewcl_context *ctx, fcl_conv_find_mode mode) {
-    conv_state *st;
+    conv_state *st = NULL;
     FCL_TRY(state_of(ctx, &st));
     st->find = mode;
     return FEWCL_OK;
 }
 
 fewcl_status fcl_conv_algo_set_hook(fewcl_context *ctx, const fcl_conv_find_hook *hook) {
-    conv_state *st;
+    conv_state *st = NULL;
     FCL_TRY(state_of(ctx, &st));
     st->hook = hook ? *hook : (fcl_conv_find_hook){0};
     return FEWCL_OK;
@@ -286,7 +286,7 @@ fewcl_status fcl_conv_algo_find_unfound(fewcl_context *ctx, int *timed) {
 
 /* The find database of the context, opened on first use. */
 static fewcl_status state_db(fewcl_context *ctx, fcl_conv_find_db **db) {
-    conv_state *st;
+    conv_state *st = NULL;
     FCL_TRY(state_of(ctx, &st));
     if (!st->db) FCL_TRY(fcl_conv_find_db_open(ctx, &st->db));
     *db = st->db;
@@ -368,7 +368,7 @@ static fewcl_status note_used(fewcl_context *ctx, conv_state *st, const fcl_conv
 }
 
 fewcl_status fcl_conv_algo_used(fewcl_context *ctx, char **text) {
-    conv_state *st;
+    conv_state *st = NULL;
     *text = NULL;
     FCL_TRY(state_of(ctx, &st));
     *text = strdup(st->used ? st->used : "");
@@ -377,7 +377,7 @@ fewcl_status fcl_conv_algo_used(fewcl_context *ctx, char **text) {
 
 fewcl_status fcl_conv_algo_choose(fewcl_context *ctx, const fcl_conv_geom *g, fcl_conv_dir dir,
                                   const fcl_conv_args *a, const fcl_conv_algo **out) {
-    conv_state *st;
+    conv_state *st = NULL;
     FCL_TRY(state_of(ctx, &st));
     const fcl_conv_algo *algo = NULL;
     const char *how;
