@@ -596,11 +596,11 @@ static fewcl_status winograd_body(fewcl_context *ctx, const wino_kind *kind, con
         filters_job job = {.kind = kind, .g = g, .w = p->w, .u = u};
         fcl_host_parallel((long)g->cout * g->cin, run_weights, &job);
     }
-    size_t rs = kind->scratch(g); /* per share (the channel split's phases take their own) */
-    float *scratch = malloc((size_t)threads * rs * sizeof *scratch);
-    if (p->dw && scratch) du = calloc((size_t)sums * uk, sizeof *du);
-    if (!scratch || (p->dw && !du)) {
-        free(scratch);
+    size_t rs = kind->scratch(g); /* per share; the channel split's phases take their own */
+    float *scratch = split ? NULL : malloc((size_t)threads * rs * sizeof *scratch);
+    if (p->dw) du = calloc((size_t)sums * uk, sizeof *du);
+    if ((!split && !scratch) || (p->dw && !du)) {
+        free(scratch), free(du);
         return fcl_fail(FEWCL_ERR_OUT_OF_MEMORY,
                         "Winograd convolution: host memory for %d threads' rows and sums", threads);
     }
